@@ -1,0 +1,88 @@
+"""Errors: everything nba raises on purpose, one tree so callers map it to exits and status codes.
+
+    NbaError
+    ├── DataError              input data or configuration is wrong
+    │   ├── SchemaError        a table, column or value breaks the data contract
+    │   ├── UnknownIdError     a reference to an id that does not exist
+    │   └── CatalogError       the benefit catalog or MCC map is malformed
+    ├── ModelError             a model artifact is missing, tampered with or incompatible
+    └── NotFoundError          a requested thing (cardholder, model version) is not there
+
+Messages are one line that names the file, row, column and value where there is one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class NbaError(Exception):
+    """Base of every error nba raises on purpose."""
+
+
+class DataError(NbaError):
+    """Input data or configuration breaks the contract."""
+
+
+class SchemaError(DataError):
+    """A table, column or value breaks the data contract."""
+
+
+class UnknownIdError(DataError):
+    """A row refers to an id that does not exist (product, benefit, cardholder, call)."""
+
+
+class CatalogError(DataError):
+    """The benefit catalog or the MCC map is malformed."""
+
+
+class ModelError(NbaError):
+    """A model artifact is missing, tampered with or does not fit the data."""
+
+
+class NotFoundError(NbaError):
+    """A requested thing does not exist."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in an input file: where it is and what is wrong.
+
+    `row` is the 1-based data row (the header is not counted); for CSV files the
+    message also gives the line number, which is `row + 1`.
+    """
+
+    file: str
+    message: str
+    row: int | None = None
+    column: str | None = None
+    value: str | None = None
+    line: int | None = None
+    # What `column` names: a table's column, or a field of a YAML file such as the catalog.
+    column_label: str = "column"
+
+    def __str__(self) -> str:
+        where = [self.file]
+        if self.row is not None:
+            where.append(f"row {self.row}" + (f" (line {self.line})" if self.line is not None else ""))
+        if self.column is not None:
+            where.append(f"{self.column_label} {self.column}")
+        head = ", ".join(where)
+        shown = "" if self.value is None else f"{_quote(self.value)}: "
+        return f"{head}: {shown}{self.message}"
+
+
+def _quote(value: str) -> str:
+    text = value if len(value) <= 60 else value[:57] + "..."
+    return repr(text)
+
+
+class ValidationError(SchemaError):
+    """Several problems found at once; `problems` holds the first ones, `total` counts them all."""
+
+    def __init__(self, problems: list[Problem], total: int) -> None:
+        self.problems = problems
+        self.total = total
+        first = str(problems[0]) if problems else "no problems"
+        more = f" (and {total - 1} more problem{'s' if total != 2 else ''})" if total > 1 else ""
+        super().__init__(first + more)

@@ -1,0 +1,50 @@
+"""Vocabulary: the fixed words of the data contract (spend categories, call reasons, outcomes, kinds)."""
+
+from __future__ import annotations
+
+from typing import Final, Literal, get_args
+
+SpendCategory = Literal[
+    "dining",
+    "groceries",
+    "air_travel",
+    "lodging",
+    "car_rental",
+    "transit",
+    "travel_agency",
+    "gas",
+    "streaming_digital",
+    "general_retail",
+    "online_retail",
+    "entertainment",
+    "telecom_utilities",
+    "health",
+    "home_improvement",
+    "other",
+]
+CallReason = Literal[
+    "general",
+    "payment",
+    "balance_inquiry",
+    "lost_card",
+    "travel_notice",
+    "rewards_question",
+    "dispute",
+    "fraud",
+    "complaint",
+    "bereavement",
+    "hardship",
+]
+Outcome = Literal["accepted", "declined", "not_discussed", "already_aware"]
+BenefitKind = Literal["earn_rate", "statement_credit", "perk", "protection"]
+
+SPEND_CATEGORIES: Final[tuple[str, ...]] = get_args(SpendCategory)
+CALL_REASONS: Final[tuple[str, ...]] = get_args(CallReason)
+OUTCOMES: Final[tuple[str, ...]] = get_args(Outcome)
+BENEFIT_KINDS: Final[tuple[str, ...]] = get_args(BenefitKind)
+
+# On these calls nothing is pitched unless the catalog names the call reason in a benefit's
+# `suitable_call_reasons` explicitly.
+SENSITIVE_CALL_REASONS: Final[frozenset[str]] = frozenset({"fraud", "bereavement", "hardship"})
+
+CATEGORY_INDEX: Final[dict[str, int]] = {name: i for i, name in enumerate(SPEND_CATEGORIES)}

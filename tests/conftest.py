@@ -1,0 +1,53 @@
+"""Shared fixtures: small, hand-written data directories in the data contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+VALID_TABLES: dict[str, str] = {
+    "cardholders": (
+        "cardholder_id,product_id,open_date,birth_year,region,segment,credit_limit_usd\n"
+        "C1,gold,2023-01-15,1980,north,mass,5000\n"
+        "C2,voyager,2024-06-01,,south,affluent,12000\n"
+        "C3,everyday,2025-02-10,1999,,,\n"
+    ),
+    "transactions": (
+        "cardholder_id,transaction_date,amount,mcc\n"
+        "C1,2025-01-03,45.10,5812\n"
+        "C1,2025-01-09,120.00,5411\n"
+        "C1,2025-01-12,-20.00,5411\n"
+        "C2,2025-02-01,410.25,4511\n"
+        "C2,2025-02-02,12.99,5815\n"
+        "C3,2025-03-01,33.00,9999\n"
+    ),
+    "benefit_usage": "cardholder_id,benefit_id,first_used_date\nC1,dining_4x,2025-01-03\nC2,travel_3x,2025-02-01\n",
+    "conversations": (
+        "call_id,cardholder_id,benefit_id,presented_at,outcome,rank,call_reason,logging_prob\n"
+        "K1,C1,grocery_4x,2025-01-20T10:15:00Z,accepted,1,general,0.8\n"
+        "K1,C1,dining_credit,2025-01-20T10:15:00Z,declined,2,general,0.5\n"
+        "K2,C3,grocery_3x,2025-03-02 09:00:00,not_discussed,1,payment,1\n"
+    ),
+    "calls": (
+        "call_id,cardholder_id,started_at,call_reason,agent_id\n"
+        "K1,C1,2025-01-20T10:14:00Z,general,A7\n"
+        "K2,C3,2025-03-02T08:59:00+00:00,payment,A7\n"
+        "K3,C2,2025-03-03T12:00:00Z,fraud,A9\n"
+    ),
+    "nps": "call_id,score,responded_at\nK1,9,2025-01-21T08:00:00Z\nK3,3,\n",
+}
+
+
+def write_tables(data_dir: Path, tables: dict[str, str]) -> Path:
+    """Writes CSV tables into `data_dir` (created) and returns it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in tables.items():
+        (data_dir / f"{name}.csv").write_text(text, encoding="utf-8")
+    return data_dir
+
+
+@pytest.fixture
+def valid_dir(tmp_path: Path) -> Path:
+    """A small valid data directory (CSV, default catalog)."""
+    return write_tables(tmp_path / "data", VALID_TABLES)

@@ -1,0 +1,156 @@
+"""Command line: `nba ...` → the project's jobs, each with one clear line and a non-zero exit on bad input."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nba.errors import NbaError, ValidationError
+from nba.validation import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
+
+app = typer.Typer(
+    name="nba",
+    help="Next-best-conversation engine: talking points about benefits a cardholder's card already includes.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _parse_date(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise typer.BadParameter(f"must be a date in YYYY-MM-DD form, got {value!r}") from None
+
+
+AsOf = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="Use only data dated strictly before this day (YYYY-MM-DD). Default: the day after the latest date.",
+    ),
+]
+
+
+@app.command()
+def validate(
+    data_dir: Annotated[Path, typer.Argument(help="Data directory with the contract's tables.")],
+    as_of: AsOf = None,
+    catalog: Annotated[
+        Path | None, typer.Option(help="Benefit catalog (default: DIR/catalog.yaml, else the shipped one).")
+    ] = None,
+    max_problems: Annotated[
+        int, typer.Option(min=1, max=100_000, help="List at most this many problems.")
+    ] = (DEFAULT_MAX_PROBLEMS),
+) -> None:
+    """Check a data directory against the data contract: a summary and exit 0, or every problem and exit 1."""
+    report = validate_data(
+        data_dir, as_of=_parse_date(as_of), catalog_path=catalog, max_problems=max_problems
+    )
+    if not report.ok:
+        for problem in report.problems:
+            typer.echo(str(problem), err=True)
+        hidden = report.total - len(report.problems)
+        more = f" (the first {len(report.problems)} are listed)" if hidden else ""
+        typer.echo(
+            f"{data_dir}: {report.total} problem{'s' if report.total != 1 else ''} found{more}", err=True
+        )
+        raise typer.Exit(1)
+    assert report.summary is not None
+    typer.echo(format_summary(data_dir, report.summary))
+
+
+def format_summary(data_dir: Path, summary: DataSummary) -> str:
+    """The summary `nba validate` prints for valid data."""
+    lines = [f"{data_dir}: valid"]
+    for table in summary.tables:
+        extra = f"  (extra columns: {', '.join(table.extra_columns)})" if table.extra_columns else ""
+        lines.append(f"  {table.file:<24} {table.rows:>12,} rows{extra}")
+    span = f"{summary.first_date} to {summary.last_date}" if summary.first_date else "no transactions"
+    lines.append(f"  transactions dated      {span}")
+    lines.append(f"  as-of                   {summary.as_of or 'n/a (no dated rows)'}")
+    lines.append(f"  cardholders             {summary.cardholders:,}")
+    lines.append(f"  net card spend          ${summary.net_spend_usd:,.2f}")
+    share = "n/a" if summary.other_spend_share is None else f"{summary.other_spend_share:.1%}"
+    lines.append(f"  spend mapped to other   {share}")
+    return "\n".join(lines)
+
+
+@app.command()
+def generate(
+    cardholders: Annotated[int, typer.Option(min=1, max=20_000_000, help="How many cardholders.")],
+    out: Annotated[Path, typer.Option(help="Data directory to write (created if missing).")],
+    seed: Annotated[int, typer.Option(min=0, help="Random seed: the same seed gives the same rows.")] = 0,
+    file_format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "parquet",
+    as_of: AsOf = None,
+    oracle: Annotated[
+        Path | None, typer.Option(help="Where to write the oracle (default: beside DIR, never inside it).")
+    ] = None,
+    catalog: Annotated[Path | None, typer.Option(help="Benefit catalog (default: the shipped one).")] = None,
+) -> None:
+    """Generate a synthetic world in the data contract, with its hidden truth written as an oracle file."""
+    from training.generate import DEFAULT_AS_OF, generate_world
+
+    if file_format not in ("csv", "parquet"):
+        raise typer.BadParameter(f"must be csv or parquet, got {file_format!r}", param_hint="--format")
+    summary = generate_world(
+        cardholders,
+        seed,
+        out,
+        fmt="csv" if file_format == "csv" else "parquet",
+        as_of=_parse_date(as_of) or DEFAULT_AS_OF,
+        oracle_path=oracle,
+        catalog_path=catalog,
+    )
+    typer.echo(str(summary))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs a command; bad input is one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        # Without standalone mode click returns a command's exit code instead of exiting.
+        result = app(args=argv, standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except typer.TyperException as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        return int(exc.exit_code)
+    except ValidationError as exc:
+        for problem in exc.problems:
+            typer.echo(f"error: {problem}", err=True)
+        if exc.total > len(exc.problems):
+            typer.echo(f"error: {exc.total - len(exc.problems)} more problems not listed", err=True)
+        return 1
+    except NbaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 1
+    except Exception as exc:
+        # A bug, not bad input: still one line, with the traceback one variable away.
+        if os.environ.get("NBA_DEBUG"):
+            raise
+        typer.echo(
+            f"error: unexpected {type(exc).__name__}: {exc} (set NBA_DEBUG=1 for the traceback)", err=True
+        )
+        return 70
+    return result if isinstance(result, int) else 0
+
+
+def main_entry() -> None:
+    """The `nba` console script."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    main_entry()
