@@ -1,0 +1,106 @@
+"""Model: the LightGBM propensity estimator learns, calibrates, round-trips through its artifacts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nba.errors import ModelError
+from nba.model import (
+    Calibrator,
+    CategoryEncoder,
+    PropensityModel,
+    encoders_from_json,
+    encoders_to_json,
+    fit_calibrator,
+)
+
+
+def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x0 = rng.normal(size=n)
+    x1 = rng.integers(0, 4, size=n).astype(float)
+    noise = rng.normal(size=n)
+    logit = -1.5 + 1.2 * x0 + np.where(x1 == 2, 1.0, 0.0)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
+    return np.column_stack([x0, x1, noise]), y
+
+
+NAMES = ["x0", "kind", "noise"]
+
+
+def test_fit_learns_signal_and_ranks_better_than_noise() -> None:
+    X, y = _data(6000, 1)
+    Xv, yv = _data(3000, 2)
+    model = PropensityModel(num_boost_round=300, early_stopping_rounds=30).fit(X, y, NAMES, ["kind"], Xv, yv)
+    p = model.predict_proba(Xv)[:, 1]
+    assert p.shape == (3000,)
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(yv, p) > 0.7
+    gains = dict(zip(NAMES, model.booster_.feature_importance("gain"), strict=True))
+    assert gains["x0"] > gains["noise"]
+    assert 1 <= model.best_iteration_ <= 300
+
+
+def test_artifacts_round_trip_gives_identical_scores() -> None:
+    X, y = _data(3000, 3)
+    Xv, yv = _data(1500, 4)
+    model = PropensityModel(num_boost_round=100, early_stopping_rounds=20).fit(X, y, NAMES, ["kind"], Xv, yv)
+    loaded = PropensityModel.from_artifacts(model.to_artifacts(), NAMES)
+    np.testing.assert_array_equal(loaded.predict_proba(Xv), model.predict_proba(Xv))
+
+
+def test_artifacts_with_other_feature_names_are_refused() -> None:
+    X, y = _data(2000, 5)
+    model = PropensityModel(num_boost_round=20, early_stopping_rounds=5).fit(X, y, NAMES, [], X, y)
+    with pytest.raises(ModelError, match="features do not match the manifest"):
+        PropensityModel.from_artifacts(model.to_artifacts(), ["x0", "kind"])
+
+
+def test_unfitted_model_says_what_to_do() -> None:
+    with pytest.raises(ModelError, match=r"not fitted yet\. Call 'fit' first"):
+        PropensityModel().predict_proba(np.zeros((1, 3)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"y": np.zeros(10)}, "no positive labels"),
+        ({"y": np.full(10, 2.0)}, "`y` must hold only 0 and 1"),
+        ({"categorical": ["colour"]}, r"not features: \['colour'\]"),
+        ({"X": np.zeros((10, 2))}, r"one column per feature name \(3\)"),
+    ],
+)
+def test_bad_fit_input(kwargs: dict[str, object], message: str) -> None:
+    X = kwargs.get("X", np.zeros((10, 3)))
+    y = kwargs.get("y", np.array([0, 1] * 5, dtype=float))
+    with pytest.raises(ValueError, match=message):
+        PropensityModel().fit(
+            X, y, NAMES, kwargs.get("categorical", []), np.zeros((4, 3)), np.array([0, 1, 0, 1.0])
+        )  # type: ignore[arg-type]
+
+
+def test_calibration_fixes_a_miscalibrated_score_and_leaves_a_good_one() -> None:
+    rng = np.random.default_rng(0)
+    p_true = rng.uniform(0.02, 0.6, size=20000)
+    y = (rng.random(20000) < p_true).astype(float)
+    squashed = p_true**2  # systematically too low
+    calibrator, losses = fit_calibrator(y, squashed)
+    assert calibrator.kind in ("isotonic", "platt")
+    assert losses[calibrator.kind] < losses["identity"]
+    fixed = calibrator.apply(squashed)
+    assert abs(fixed.mean() - y.mean()) < 0.01
+    honest, _ = fit_calibrator(y, p_true)
+    assert honest.kind == "identity"
+    again = Calibrator.from_json(calibrator.to_json())
+    np.testing.assert_allclose(again.apply(squashed), fixed)
+
+
+def test_category_encoder_is_sorted_and_unknown_is_missing() -> None:
+    encoder = CategoryEncoder.fit("region", ["west", "north", None, "west"])
+    assert encoder.levels == ("north", "west")
+    codes = encoder.transform(["west", "south", None])
+    assert codes[0] == 1.0 and np.isnan(codes[1]) and np.isnan(codes[2])
+    assert encoder.code_of("north") == 0.0 and np.isnan(encoder.code_of("east"))
+    assert encoders_from_json(encoders_to_json([encoder])) == [encoder]
