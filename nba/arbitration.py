@@ -1,0 +1,93 @@
+"""Arbitration: candidates' adoption chances, values and levers → the top K, diverse, in a fixed order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class ArbitrationConfig:
+    """How suggestions are ranked: priority = p_adopt × value_usd^gamma × lever, top K with diversity.
+
+    gamma = 0 ranks by the chance the cardholder acts on a suggestion (the value is still shown);
+    gamma = 1 ranks by expected dollars to the cardholder.
+    """
+
+    gamma: float = 0.0
+    top_k: int = 3
+    diversity: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.gamma <= 3.0:
+            raise ValueError(f"The 'gamma' parameter must be a float in [0, 3]. Got {self.gamma} instead.")
+        if not 1 <= self.top_k <= 10:
+            raise ValueError(f"The 'top_k' parameter must be an int in [1, 10]. Got {self.top_k} instead.")
+
+
+def compute_priority(
+    p_adopt: FloatArray, value_usd: FloatArray, lever: FloatArray, gamma: float
+) -> FloatArray:
+    """p_adopt × value_usd^gamma × lever (value floored at one cent so a zero value does not erase p)."""
+    if gamma == 0.0:
+        result: FloatArray = p_adopt * lever
+        return result
+    scaled: FloatArray = p_adopt * np.power(np.maximum(value_usd, 0.01), gamma) * lever
+    return scaled
+
+
+def select_diverse(priority: FloatArray, categories: BoolArray, k: int, diversity: bool = True) -> IntArray:
+    """Positions of the chosen candidates, best first.
+
+    Sorted by priority, highest first; ties keep the candidates' given order, so the same input
+    always gives the same answer. With diversity, a candidate sharing a spend category with one
+    already chosen waits until nothing else is left.
+    """
+    order = np.argsort(-priority, kind="stable")
+    if not diversity:
+        return order[:k].astype(np.int64)
+    chosen: list[int] = []
+    waiting: list[int] = []
+    covered = np.zeros(categories.shape[1], dtype=bool)
+    for position in order:
+        if len(chosen) == k:
+            break
+        own = categories[position]
+        if (own & covered).any():
+            waiting.append(int(position))
+            continue
+        chosen.append(int(position))
+        covered |= own
+    chosen.extend(waiting[: k - len(chosen)])
+    return np.array(chosen, dtype=np.int64)
+
+
+def select_by_group(
+    group_ids: npt.NDArray[np.int64],
+    priority: FloatArray,
+    categories: BoolArray,
+    k: int,
+    diversity: bool = True,
+) -> tuple[IntArray, IntArray]:
+    """Top k per group for a batch: (row indices chosen, their rank from 1), groups in first-seen order.
+
+    Rows of one group must be contiguous (sort by group first).
+    """
+    if len(group_ids) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    starts = np.flatnonzero(np.r_[True, group_ids[1:] != group_ids[:-1]])
+    ends = np.r_[starts[1:], len(group_ids)]
+    rows: list[IntArray] = []
+    ranks: list[IntArray] = []
+    for start, end in zip(starts, ends, strict=True):
+        picked = select_diverse(priority[start:end], categories[start:end], k, diversity)
+        rows.append(picked + start)
+        ranks.append(np.arange(1, len(picked) + 1, dtype=np.int64))
+    return np.concatenate(rows), np.concatenate(ranks)

@@ -1,0 +1,197 @@
+"""Spend estimator: cardholder features → what each cardholder spends a year per category, on any card.
+
+An unused earn-rate benefit usually has no card spend in its categories (the cardholder pays there
+with another card), so its value has to come from elsewhere: one LightGBM regression per category,
+trained on cardholders who do spend there with this card, from their *other* categories and their
+profile. Estimates are computed in batch with the profile snapshot, never on the request path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+
+from nba.errors import ModelError
+from nba.vocab import SPEND_CATEGORIES
+
+FloatArray = npt.NDArray[np.float64]
+
+ESTIMATOR_FILE: Final = "estimator.json"
+WINDOWS_DAYS: Final = (30, 90, 365)
+_PARAMS: Final[dict[str, Any]] = {
+    "objective": "regression",
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_data_in_leaf": 30,
+    "feature_fraction": 0.9,
+    "lambda_l2": 1.0,
+    "verbosity": -1,
+    "seed": 0,
+    "deterministic": True,
+    "force_row_wise": True,
+}
+
+
+def estimator_file(category: str) -> str:
+    return f"estimator_{category}.txt"
+
+
+def category_columns(category: str) -> set[str]:
+    """Feature columns that describe the card's own spend in `category` (left out of its estimator)."""
+    columns = {f"trend_{category}", f"days_since_{category}"}
+    for window in WINDOWS_DAYS:
+        columns |= {
+            f"spend_{category}_{window}d_usd",
+            f"tx_{category}_{window}d",
+            f"share_{category}_{window}d",
+        }
+    return columns
+
+
+def _is_estimator_input(name: str, category: str) -> bool:
+    # Totals and shares include the category's own spend for those who spend there and not for
+    # those who do not: training on one group and predicting for the other would leak.
+    if name in category_columns(category) or name.startswith(("share_", "spend_total_", "tx_total_")):
+        return False
+    return name.startswith(("spend_", "tx_", "days_since_")) or name in ("tenure_months", "age_years")
+
+
+class SpendEstimator:
+    """Estimated yearly spend per spend category, for every cardholder.
+
+    `fit` learns one regression per category on log1p(card spend over 365 days) from cardholders
+    who spend there regularly and have held the card a full year; `predict` returns, per cardholder
+    and category, the larger of what they spent on the card in the last 365 days and the estimate.
+
+    Example:
+        >>> estimator = SpendEstimator().fit(X, names)
+        >>> yearly = estimator.predict(X, names)   # shape (n_cardholders, 16), dollars a year
+    """
+
+    def __init__(
+        self,
+        min_transactions: int = 3,
+        min_tenure_months: float = 12.0,
+        min_rows: int = 50,
+        num_boost_round: int = 150,
+        extra_inputs: Sequence[str] = (),
+    ) -> None:
+        self.min_transactions = min_transactions
+        self.min_tenure_months = min_tenure_months
+        self.min_rows = min_rows
+        self.num_boost_round = num_boost_round
+        self.extra_inputs = extra_inputs
+
+    def fit(self, X: FloatArray, names: Sequence[str]) -> SpendEstimator:
+        """Learns the per-category regressions from a cardholder feature matrix with column `names`."""
+        index = {name: i for i, name in enumerate(names)}
+        for needed in ("tenure_months", *(f"spend_{c}_365d_usd" for c in SPEND_CATEGORIES)):
+            if needed not in index:
+                raise ValueError(f"`names` must include {needed!r}: the estimator learns from it")
+        tenure = X[:, index["tenure_months"]]
+        self.boosters_: dict[str, lgb.Booster] = {}
+        self.inputs_: dict[str, list[str]] = {}
+        self.fallback_usd_: dict[str, float] = {}
+        self.train_rows_: dict[str, int] = {}
+        for category in SPEND_CATEGORIES:
+            spend = X[:, index[f"spend_{category}_365d_usd"]]
+            count = (
+                X[:, index[f"tx_{category}_365d"]] if f"tx_{category}_365d" in index else (spend > 0) * 1.0
+            )
+            rows = (count >= self.min_transactions) & (spend > 0) & (tenure >= self.min_tenure_months)
+            inputs = [n for n in names if _is_estimator_input(n, category) or n in self.extra_inputs]
+            self.inputs_[category] = inputs
+            self.train_rows_[category] = int(rows.sum())
+            self.fallback_usd_[category] = float(np.median(spend[rows])) if rows.any() else 0.0
+            if rows.sum() < self.min_rows:
+                continue
+            columns = [index[n] for n in inputs]
+            train = lgb.Dataset(X[rows][:, columns], np.log1p(spend[rows]), feature_name=inputs)
+            self.boosters_[category] = lgb.train(_PARAMS, train, self.num_boost_round)
+        estimates = self._estimate(X, names)
+        # The typical spend of cardholders in each category: what "relevant" means for a perk.
+        self.reference_usd_ = {
+            c: float(np.median(estimates[:, i][estimates[:, i] > 0])) if (estimates[:, i] > 0).any() else 0.0
+            for i, c in enumerate(SPEND_CATEGORIES)
+        }
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "inputs_"):
+            raise ModelError("This SpendEstimator is not fitted yet. Call 'fit' first.")
+
+    def _estimate(self, X: FloatArray, names: Sequence[str]) -> FloatArray:
+        index = {name: i for i, name in enumerate(names)}
+        out = np.empty((X.shape[0], len(SPEND_CATEGORIES)), dtype=np.float64)
+        for i, category in enumerate(SPEND_CATEGORIES):
+            booster = self.boosters_.get(category)
+            if booster is None:
+                out[:, i] = self.fallback_usd_[category]
+                continue
+            missing = [n for n in self.inputs_[category] if n not in index]
+            if missing:
+                raise ModelError(
+                    f"spend estimator for {category} needs features that are missing: {missing[:5]}"
+                )
+            columns = [index[n] for n in self.inputs_[category]]
+            out[:, i] = np.expm1(np.asarray(booster.predict(X[:, columns]), dtype=np.float64))
+        return np.maximum(out, 0.0)
+
+    def predict(self, X: FloatArray, names: Sequence[str]) -> FloatArray:
+        """Yearly spend per category (columns in SPEND_CATEGORIES order): max(card spend 365 days, estimate)."""
+        self._check_fitted()
+        index = {name: i for i, name in enumerate(names)}
+        observed = np.column_stack([X[:, index[f"spend_{c}_365d_usd"]] for c in SPEND_CATEGORIES])
+        return np.maximum(np.nan_to_num(observed, nan=0.0), self._estimate(X, names))
+
+    def to_artifacts(self) -> dict[str, bytes]:
+        """LightGBM text models, one per category that had enough spenders, and a JSON description."""
+        self._check_fitted()
+        files = {estimator_file(c): b.model_to_string().encode() for c, b in self.boosters_.items()}
+        meta = {
+            "categories": {
+                c: {
+                    "inputs": self.inputs_[c],
+                    "fallback_usd": self.fallback_usd_[c],
+                    "reference_usd": self.reference_usd_[c],
+                    "train_rows": self.train_rows_[c],
+                    "model": estimator_file(c) if c in self.boosters_ else None,
+                }
+                for c in SPEND_CATEGORIES
+            }
+        }
+        files[ESTIMATOR_FILE] = json.dumps(meta, sort_keys=True, indent=1).encode()
+        return files
+
+    @classmethod
+    def from_artifacts(cls, files: Mapping[str, bytes]) -> SpendEstimator:
+        """Rebuilds a fitted estimator from checked artifact bytes."""
+        try:
+            meta = json.loads(files[ESTIMATOR_FILE])["categories"]
+        except (KeyError, ValueError) as exc:
+            raise ModelError(f"{ESTIMATOR_FILE}: missing or malformed ({exc})") from None
+        estimator = cls()
+        estimator.boosters_ = {}
+        estimator.inputs_ = {}
+        estimator.fallback_usd_ = {}
+        estimator.reference_usd_ = {}
+        estimator.train_rows_ = {}
+        for category in SPEND_CATEGORIES:
+            entry = meta.get(category)
+            if entry is None:
+                raise ModelError(f"{ESTIMATOR_FILE}: no entry for category {category!r}")
+            estimator.inputs_[category] = list(entry["inputs"])
+            estimator.fallback_usd_[category] = float(entry["fallback_usd"])
+            estimator.reference_usd_[category] = float(entry["reference_usd"])
+            estimator.train_rows_[category] = int(entry["train_rows"])
+            if entry["model"] is not None:
+                booster = lgb.Booster(model_str=files[entry["model"]].decode())
+                if list(booster.feature_name()) != estimator.inputs_[category]:
+                    raise ModelError(f"{entry['model']}: its features do not match {ESTIMATOR_FILE}")
+                estimator.boosters_[category] = booster
+        return estimator

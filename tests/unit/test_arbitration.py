@@ -1,0 +1,64 @@
+"""Arbitration: priority, deterministic ties, diversity across spend categories, batch top K."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nba.arbitration import ArbitrationConfig, compute_priority, select_by_group, select_diverse
+
+
+def test_priority_with_gamma_zero_ignores_value_and_applies_lever() -> None:
+    p = np.array([0.2, 0.1])
+    value = np.array([10.0, 1000.0])
+    lever = np.array([1.0, 1.5])
+    np.testing.assert_allclose(compute_priority(p, value, lever, 0.0), [0.2, 0.15])
+    np.testing.assert_allclose(compute_priority(p, value, lever, 1.0), [2.0, 150.0])
+
+
+def test_ties_keep_the_given_order() -> None:
+    cats = np.zeros((4, 16), dtype=bool)
+    assert select_diverse(np.array([0.5, 0.5, 0.7, 0.5]), cats, 3).tolist() == [2, 0, 1]
+
+
+def test_diversity_skips_a_second_suggestion_for_the_same_category_unless_nothing_else_is_left() -> None:
+    cats = np.zeros((4, 16), dtype=bool)
+    cats[0, 0] = cats[1, 0] = True  # two dining benefits
+    cats[2, 3] = True
+    cats[3, 0] = cats[3, 5] = True  # dining and transit
+    priority = np.array([0.9, 0.8, 0.1, 0.05])
+    assert select_diverse(priority, cats, 2).tolist() == [0, 2]
+    assert select_diverse(priority, cats, 4).tolist() == [0, 2, 1, 3]
+    assert select_diverse(priority, cats, 2, diversity=False).tolist() == [0, 1]
+
+
+def _naive_top_k(groups: list[int], priority: list[float], k: int) -> list[tuple[int, int]]:
+    out = []
+    for group in dict.fromkeys(groups):
+        members = [i for i, g in enumerate(groups) if g == group]
+        members.sort(key=lambda i: (-priority[i], i))
+        out += [(i, rank + 1) for rank, i in enumerate(members[:k])]
+    return out
+
+
+def test_batch_matches_a_naive_loop() -> None:
+    rng = np.random.default_rng(3)
+    groups = np.sort(rng.integers(0, 40, size=300)).astype(np.int64)
+    priority = rng.integers(0, 5, size=300).astype(float)  # many ties
+    rows, ranks = select_by_group(groups, priority, np.zeros((300, 16), dtype=bool), 3)
+    assert list(zip(rows.tolist(), ranks.tolist(), strict=True)) == _naive_top_k(
+        groups.tolist(), priority.tolist(), 3
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"top_k": 0}, r"The 'top_k' parameter must be an int in \[1, 10\]\. Got 0 instead\."),
+        ({"top_k": 11}, r"Got 11 instead"),
+        ({"gamma": -1.0}, r"The 'gamma' parameter must be a float in \[0, 3\]\. Got -1.0 instead\."),
+    ],
+)
+def test_bad_config(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ArbitrationConfig(**kwargs)  # type: ignore[arg-type]
