@@ -241,7 +241,9 @@ class PropensityModel:
     def predict_raw(self, X: FloatArray) -> FloatArray:
         """Uncalibrated probabilities from the booster (single-threaded: the request path's call)."""
         booster = self._check_fitted()
-        return np.asarray(booster.predict(X, num_iteration=self.best_iteration_, num_threads=1), dtype=np.float64)
+        return np.asarray(
+            booster.predict(X, num_iteration=self.best_iteration_, num_threads=1), dtype=np.float64
+        )
 
     def predict_proba(self, X: FloatArray) -> FloatArray:
         """Calibrated probabilities as an (n, 2) array: column 1 is the chance of adoption."""
