@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nba.errors import ModelError
+from nba.registry import REQUIRED_FILE
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -31,7 +32,7 @@ DEFAULT_PARAMS: Final[dict[str, Any]] = {
     "deterministic": True,
     "force_row_wise": True,
 }
-MODEL_FILE: Final = "model.txt"
+MODEL_FILE: Final = REQUIRED_FILE
 CALIBRATOR_FILE: Final = "calibrator.json"
 ENCODERS_FILE: Final = "encoders.json"
 

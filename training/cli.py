@@ -12,6 +12,7 @@ import typer
 
 from nba.errors import NbaError, ValidationError
 from nba.validation import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
+from training.models_cli import models_app
 
 app = typer.Typer(
     name="nba",
@@ -21,6 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+app.add_typer(models_app, name="models", help="List, promote and roll back model versions.")
 
 
 def _parse_date(value: str | None) -> date | None:
