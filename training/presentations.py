@@ -44,7 +44,7 @@ def load_presentations(data: DataSource, as_of: date, window_days: int = LABEL_W
     the training set drops them.
     """
     cutoff = as_of - timedelta(days=window_days)
-    base = f"""
+    base = """
         SELECT c.call_id, c.cardholder_id, c.benefit_id, CAST(c.presented_at AS DATE) AS as_of,
                c.rank, COALESCE(c.call_reason, k.call_reason) AS call_reason, c.logging_prob, c.outcome,
                u.first_used_date

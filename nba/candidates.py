@@ -1,0 +1,40 @@
+"""Candidates: a cardholder's product, usage and the call's reason → the benefits that may be suggested."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from nba.catalog import Catalog
+from nba.vocab import CALL_REASONS, SENSITIVE_CALL_REASONS
+
+BoolArray = npt.NDArray[np.bool_]
+DEFAULT_CALL_REASON: Final = "general"
+
+
+def suitability_matrix(catalog: Catalog) -> BoolArray:
+    """(benefits × call reasons): may this benefit be brought up on a call for this reason?
+
+    Not when the catalog lists the reason in `unsuitable_call_reasons`; on sensitive calls (fraud,
+    bereavement, hardship) only when the catalog lists it in `suitable_call_reasons`.
+    """
+    matrix = np.ones((len(catalog.benefits), len(CALL_REASONS)), dtype=bool)
+    for i, benefit in enumerate(catalog.benefits):
+        for j, reason in enumerate(CALL_REASONS):
+            if reason in benefit.unsuitable_call_reasons or (
+                reason in SENSITIVE_CALL_REASONS and reason not in benefit.suitable_call_reasons
+            ):
+                matrix[i, j] = False
+    return matrix
+
+
+def unsuitable_reason(catalog: Catalog, benefit_id: str, call_reason: str) -> str | None:
+    """Why a benefit is not brought up on this call, in words an agent can read; None when it may be."""
+    benefit = catalog.benefit_by_id[benefit_id]
+    if call_reason in benefit.unsuitable_call_reasons:
+        return f"{benefit.name} is not brought up on {call_reason.replace('_', ' ')} calls"
+    if call_reason in SENSITIVE_CALL_REASONS and call_reason not in benefit.suitable_call_reasons:
+        return f"nothing is pitched on {call_reason} calls"
+    return None

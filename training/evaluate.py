@@ -1,0 +1,279 @@
+"""Evaluation: a model bundle + held-out logged calls (+ an oracle) → metrics beside baselines, off-policy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from nba.arbitration import ArbitrationConfig, compute_priority, select_by_group
+from nba.bundle import HolderEncoding
+from nba.candidates import suitability_matrix
+from nba.catalog import Catalog
+from nba.errors import DataError
+from nba.estimator import SpendEstimator
+from nba.features import ExtraColumns, snapshot_all_sql
+from nba.matrix import PAIR_FEATURES, BenefitTable
+from nba.mcc import MccMap
+from nba.tables import DataSource
+from nba.vocab import CALL_REASONS
+from training.metrics import (
+    CalibrationTable,
+    ClassificationMetrics,
+    LiftTable,
+    OffPolicyEstimate,
+    calibration_table,
+    classification_metrics,
+    estimate_off_policy,
+    lift_by_decile,
+    map_at_k,
+    ndcg_at_k,
+)
+from training.pairs import HolderSnapshots, PairMatrix, build_pair_matrix, compute_snapshots
+
+FloatArray = npt.NDArray[np.float64]
+Scorer = Callable[[PairMatrix], FloatArray]
+BASELINES = ("random", "most_popular", "spend_rule", "estimated_value")
+
+
+@dataclass(frozen=True)
+class ScoringParts:
+    """What turns pairs into scores for one model: its feature encoding, spend estimator and scorer."""
+
+    extra: ExtraColumns
+    holder: HolderEncoding
+    estimator: SpendEstimator
+    benefit_codes: FloatArray
+    score: Scorer
+
+
+@dataclass
+class Evaluation:
+    """Everything measured on held-out data, for the manifest and the report."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    classification: ClassificationMetrics | None = None
+    calibration: CalibrationTable | None = None
+    lift: LiftTable | None = None
+    off_policy: dict[str, OffPolicyEstimate] = field(default_factory=dict)
+    oracle: dict[str, tuple[float, float]] = field(default_factory=dict)  # name → (expected, ratio)
+    oracle_best: float | None = None
+    invalid_suggestions: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def eligible_pairs(
+    calls: pd.DataFrame, snapshots: HolderSnapshots, catalog: Catalog, benefits: BenefitTable
+) -> pd.DataFrame:
+    """For each call (call_id, cardholder_id, as_of, call_reason): every benefit that may be suggested.
+
+    On the card, not used before the call's date, suitable for its reason. The same rules as serving.
+    """
+    suitable = suitability_matrix(catalog)
+    product_ids = np.asarray(snapshots.table.column("product_id").to_pylist(), dtype=object)
+    frame = calls.copy()
+    frame["as_of"] = pd.to_datetime(frame["as_of"])
+    frame = frame.merge(snapshots.keys, on=["cardholder_id", "as_of"], how="inner")
+    product_position = {p: i for i, p in enumerate(benefits.product_ids)}
+    used = snapshots.history.loc[snapshots.history["used"], ["cardholder_id", "as_of", "benefit_id"]]
+    used_keys = set(zip(used["cardholder_id"], used["as_of"], used["benefit_id"], strict=True))
+    rows: list[tuple[object, ...]] = []
+    for call in frame.itertuples(index=False):
+        product = product_ids[int(call.holder_row)]  # type: ignore[arg-type]
+        reason = call.call_reason if call.call_reason in CALL_REASONS else "general"
+        reason_index = CALL_REASONS.index(reason)
+        for b in benefits.product_benefits[product_position[product]]:
+            benefit_id = benefits.ids[b]
+            if not suitable[b, reason_index] or (call.cardholder_id, call.as_of, benefit_id) in used_keys:
+                continue
+            rows.append((call.call_id, call.cardholder_id, call.as_of, benefit_id, call.call_reason, 1))
+    return pd.DataFrame(
+        rows, columns=["call_id", "cardholder_id", "as_of", "benefit_id", "call_reason", "rank"]
+    )
+
+
+def _choose(
+    group: npt.NDArray[np.int64],
+    score: FloatArray,
+    matrix: PairMatrix,
+    benefits: BenefitTable,
+    config: ArbitrationConfig,
+) -> npt.NDArray[np.int64]:
+    priority = compute_priority(score, matrix.value_usd, benefits.lever[matrix.benefit_index], config.gamma)
+    rows, _ = select_by_group(group, priority, matrix.categories, config.top_k, config.diversity)
+    return rows
+
+
+def baseline_scores(matrix: PairMatrix, popularity: Mapping[str, float], seed: int) -> dict[str, FloatArray]:
+    """Scores of the simple policies a model has to beat, for the same pairs."""
+    column = {name: i for i, name in enumerate(PAIR_FEATURES)}
+    offset = matrix.X.shape[1] - len(PAIR_FEATURES)
+    fallback = float(np.mean(list(popularity.values()))) if popularity else 0.0
+    return {
+        "random": np.random.default_rng(seed).random(len(matrix.value_usd), dtype=np.float64),
+        "most_popular": np.asarray(
+            matrix.frame["benefit_id"].map(popularity).fillna(fallback), dtype=np.float64
+        ),
+        "spend_rule": np.asarray(
+            np.nan_to_num(matrix.X[:, offset + column["benefit_spend_90d_usd"]]), dtype=np.float64
+        ),
+        "estimated_value": matrix.value_usd.copy(),
+    }
+
+
+def _groups(keys: pd.Series) -> npt.NDArray[np.int64]:
+    codes, _ = pd.factorize(keys, sort=False)
+    return codes.astype(np.int64)
+
+
+def evaluate_logged(
+    evaluation: Evaluation,
+    test_rows: pd.DataFrame,
+    test_matrix: PairMatrix,
+    p_test: FloatArray,
+) -> None:
+    """Classification and per-call ranking metrics on held-out presentations the cardholder heard."""
+    heard = (test_rows["outcome"] != "not_discussed").to_numpy()
+    y = test_rows["adopted"].to_numpy(dtype=np.float64)[heard]
+    p = p_test[heard]
+    evaluation.classification = classification_metrics(y, p)
+    evaluation.calibration = calibration_table(y, p)
+    evaluation.lift = lift_by_decile(y, p)
+    c = evaluation.classification
+    evaluation.metrics.update(
+        auc=c.auc, log_loss=c.log_loss, brier=c.brier, base_rate=c.base_rate, test_rows=float(c.n)
+    )
+    evaluation.metrics["ece"] = evaluation.calibration.ece
+    groups = _groups(test_rows.loc[heard, "call_id"])
+    evaluation.metrics["ndcg_at_3"] = ndcg_at_k(groups, p, y, 3)
+    evaluation.metrics["map_at_3"] = map_at_k(groups, p, y, 3)
+
+
+def evaluate_off_policy(
+    evaluation: Evaluation,
+    test_rows: pd.DataFrame,
+    candidates: PairMatrix,
+    policies: Mapping[str, FloatArray],
+    benefits: BenefitTable,
+    config: ArbitrationConfig,
+) -> None:
+    """IPS and self-normalised IPS of each policy's top K on the held-out logged calls."""
+    group = _groups(candidates.frame["call_id"])
+    logged = test_rows.dropna(subset=["logging_prob"])
+    if logged.empty:
+        evaluation.notes.append("no logging_prob in the logs: off-policy estimates are not possible")
+        return
+    n_calls = int(logged["call_id"].nunique())
+    for name, score in policies.items():
+        chosen = _choose(group, score, candidates, benefits, config)
+        picked = candidates.frame.iloc[chosen]
+        keys = set(zip(picked["call_id"], picked["benefit_id"], strict=True))
+        shown = np.array([k in keys for k in zip(logged["call_id"], logged["benefit_id"], strict=True)])
+        slate = len(chosen) / max(candidates.frame["call_id"].nunique(), 1)
+        evaluation.off_policy[name] = estimate_off_policy(
+            logged["call_id"].to_numpy(),
+            logged["logging_prob"].to_numpy(dtype=np.float64),
+            logged["adopted"].to_numpy(dtype=np.float64),
+            shown,
+            new_slate_size=slate,
+            n_calls=n_calls,
+        )
+    model = evaluation.off_policy.get("model")
+    if model is not None:
+        evaluation.metrics["expected_adoptions_top3"] = model.ips
+        evaluation.metrics["expected_adoptions_top3_snips"] = model.snips_per_call
+        evaluation.metrics["logged_adoptions_per_call"] = model.logged_per_call
+        evaluation.metrics["ope_effective_sample_size"] = model.ess
+
+
+def read_oracle(path: Path) -> pd.DataFrame:
+    """The generator's oracle: cardholder_id, benefit_id, p_true, value_usd."""
+    try:
+        table = pq.read_table(path, columns=["cardholder_id", "benefit_id", "p_true", "value_usd"])
+    except (OSError, pa.ArrowInvalid, KeyError) as exc:
+        raise DataError(f"{path}: not an oracle file ({exc})") from None
+    frame: pd.DataFrame = table.to_pandas()
+    return frame
+
+
+def evaluate_oracle(
+    evaluation: Evaluation,
+    data: DataSource,
+    as_of: pd.Timestamp,
+    oracle: pd.DataFrame,
+    parts: ScoringParts,
+    mcc_map: MccMap,
+    catalog: Catalog,
+    benefits: BenefitTable,
+    popularity: Mapping[str, float],
+    config: ArbitrationConfig,
+    seed: int,
+) -> None:
+    """Expected adoptions of each policy's top K on a general call at the data's as-of, from the true model."""
+    snapshot = data.con.sql(snapshot_all_sql(as_of.date())).to_arrow_table()
+    snapshots = compute_snapshots(data, snapshot, mcc_map, parts.extra)
+    calls = pd.DataFrame(
+        {
+            "call_id": snapshots.keys["cardholder_id"],
+            "cardholder_id": snapshots.keys["cardholder_id"],
+            "as_of": snapshots.keys["as_of"],
+            "call_reason": "general",
+        }
+    )
+    pairs = eligible_pairs(calls, snapshots, catalog, benefits)
+    matrix = build_pair_matrix(pairs, snapshots, parts.holder, parts.estimator, benefits, parts.benefit_codes)
+    truth = matrix.frame[["cardholder_id", "benefit_id"]].merge(
+        oracle, on=["cardholder_id", "benefit_id"], how="left", validate="one_to_one"
+    )
+    missing = int(truth["p_true"].isna().sum())
+    if missing:
+        evaluation.notes.append(
+            f"{missing} candidate pairs are not in the oracle (counted as invalid suggestions)"
+        )
+    p_true = truth["p_true"].fillna(0.0).to_numpy(dtype=np.float64)
+    group = _groups(matrix.frame["cardholder_id"])
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    policies = {"model": parts.score(matrix), **baseline_scores(matrix, popularity, seed)}
+    best = _oracle_best(group, p_true, config.top_k)
+    evaluation.oracle_best = best
+    for name, score in policies.items():
+        chosen = _choose(group, score, matrix, benefits, config)
+        expected = float(p_true[chosen].sum() / max(n_groups, 1))
+        evaluation.oracle[name] = (expected, expected / best if best > 0 else float("nan"))
+        if name == "model":
+            evaluation.invalid_suggestions = _count_invalid(matrix, chosen, truth)
+            evaluation.metrics["oracle_expected_adoptions_top3"] = expected
+            evaluation.metrics["oracle_ratio"] = expected / best if best > 0 else float("nan")
+            value = matrix.value_usd[chosen]
+            evaluation.metrics["oracle_value_usd_top3"] = float(
+                (p_true[chosen] * value).sum() / max(n_groups, 1)
+            )
+    evaluation.metrics["oracle_best_expected_adoptions_top3"] = best
+    best_baseline = max(evaluation.oracle[b][0] for b in BASELINES)
+    evaluation.metrics["oracle_lift_over_best_baseline"] = (
+        evaluation.oracle["model"][0] / best_baseline - 1 if best_baseline > 0 else float("nan")
+    )
+
+
+def _oracle_best(group: npt.NDArray[np.int64], p_true: FloatArray, k: int) -> float:
+    order = np.lexsort((-p_true, group))
+    sorted_group = group[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_group)) + 1]
+    position = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    n_groups = len(starts)
+    return float(p_true[order][position < k].sum() / max(n_groups, 1))
+
+
+def _count_invalid(matrix: PairMatrix, chosen: npt.NDArray[np.int64], truth: pd.DataFrame) -> int:
+    """Suggestions that are not on the card, already used, or repeated for one cardholder."""
+    picked = matrix.frame.iloc[chosen]
+    duplicated = int(picked.duplicated(["cardholder_id", "benefit_id"]).sum())
+    used = int(picked["used"].sum())
+    not_in_truth = int(truth["p_true"].iloc[chosen].isna().sum())
+    return duplicated + used + not_in_truth

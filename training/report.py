@@ -1,0 +1,146 @@
+"""Report: an evaluation + the model → report.md and PNG plots for the model folder."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nba.features import ExtraColumns
+from nba.model import PropensityModel
+from training.evaluate import BASELINES, Evaluation
+from training.plots import plot_calibration, plot_feature_importance, plot_lift, plot_model_vs_baselines
+from training.presentations import LabelledRows
+
+if TYPE_CHECKING:
+    from training.train_job import TrainOptions
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def render_report(
+    evaluation: Evaluation,
+    model: PropensityModel,
+    data_summary: Mapping[str, Any],
+    extra: ExtraColumns,
+    labelled: LabelledRows,
+    options: TrainOptions,
+) -> str:
+    """The human-readable report of a training run (markdown)."""
+    m = evaluation.metrics
+    lines = ["# Model report", ""]
+    lines += [
+        f"Labels: {labelled.label_source}.",
+        f"Data as of {data_summary['as_of']}; presentations {data_summary['first_presentation']} to "
+        f"{data_summary['last_presentation']}; training before {data_summary['valid_from']}, early stopping "
+        f"until {data_summary['test_from']}, evaluation from {data_summary['test_from']} (held out).",
+        f"Rows: {data_summary['rows_heard']} heard presentations ({data_summary['positives']} adopted); "
+        f"train {data_summary['train_rows']}, valid {data_summary['valid_rows']}, test {data_summary['test_rows']}. "
+        f"Left out: {', '.join(f'{k} {v}' for k, v in labelled.left_out.items()) or 'none'}.",
+        f"Trees: {model.best_iteration_} (early stopping); calibration: {model.calibrator_.kind} "
+        f"(held-out log loss {', '.join(f'{k} {v:.4f}' for k, v in model.calibration_losses_.items())}).",
+        f"Arbitration: priority = p_adopt × value^{options.arbitration.gamma:g} × lever, top {options.arbitration.top_k}, "
+        f"diversity {'on' if options.arbitration.diversity else 'off'}.",
+        "",
+        "## Held-out presentations",
+        "",
+    ]
+    lines += _table(
+        ["AUC", "log loss", "Brier", "ECE", "NDCG@3", "MAP@3", "base rate"],
+        [[_fmt(m.get(k)) for k in ("auc", "log_loss", "brier", "ece", "ndcg_at_3", "map_at_3", "base_rate")]],
+    )
+    if evaluation.off_policy:
+        lines += ["", "## Off-policy estimates on held-out logged calls (adoptions per call, 95% CI)", ""]
+        rows = []
+        for name, est in evaluation.off_policy.items():
+            rows.append(
+                [
+                    name,
+                    f"{est.ips:.4f} [{est.ips_ci[0]:.4f}, {est.ips_ci[1]:.4f}]",
+                    f"{est.snips_per_call:.4f} [{est.snips_per_call_ci[0]:.4f}, {est.snips_per_call_ci[1]:.4f}]",
+                    f"{est.logged_per_call:.4f}",
+                    f"{est.ess:.0f}",
+                ]
+            )
+        lines += _table(["policy", "IPS", "SNIPS", "logging policy (observed)", "ESS"], rows)
+        warnings = {est.warning for est in evaluation.off_policy.values() if est.warning}
+        lines += [f"\nNote: {w}" for w in sorted(warnings)]
+    if evaluation.oracle:
+        lines += [
+            "",
+            "## Against the oracle (general call at the as-of date, true adoption probabilities)",
+            "",
+            f"Oracle's best top 3: {_fmt(evaluation.oracle_best)} expected adoptions per cardholder.",
+            "",
+        ]
+        rows = [[name, _fmt(exp), _fmt(ratio, 3)] for name, (exp, ratio) in evaluation.oracle.items()]
+        lines += _table(["policy", "expected adoptions, top 3", "oracle ratio"], rows)
+        lift = m.get("oracle_lift_over_best_baseline")
+        lines += [
+            "",
+            f"Model over the best baseline: {_fmt(lift * 100 if lift is not None else None, 1)}%. "
+            f"Value-weighted (expected dollars a year per cardholder, top 3): {_fmt(m.get('oracle_value_usd_top3'), 2)}. "
+            f"Invalid suggestions (not on the card, used, duplicated): {evaluation.invalid_suggestions}.",
+        ]
+    lines += ["", "## Extra cardholder columns", ""]
+    lines += [f"- taken: {name} ({kind})" for name, kind in extra.taken.items()] or ["- none taken"]
+    lines += [f"- left out: {name} — {why}" for name, why in extra.left_out.items()]
+    if evaluation.notes:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in evaluation.notes]
+    lines += [
+        "",
+        "## Plots",
+        "",
+        "![calibration](calibration.png) ![lift](lift.png)",
+        "![importance](feature_importance.png) ![baselines](model_vs_baselines.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(
+    evaluation: Evaluation,
+    model: PropensityModel,
+    data_summary: Mapping[str, Any],
+    extra: ExtraColumns,
+    labelled: LabelledRows,
+    options: TrainOptions,
+) -> dict[str, bytes]:
+    """report.md and the PNG plots, as files for the model folder."""
+    files = {"report.md": render_report(evaluation, model, data_summary, extra, labelled, options).encode()}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        paths = []
+        if evaluation.calibration is not None:
+            paths.append(plot_calibration(evaluation.calibration, folder / "calibration.png"))
+        if evaluation.lift is not None:
+            paths.append(plot_lift(evaluation.lift, folder / "lift.png"))
+        gains = model.booster_.feature_importance("gain", iteration=model.best_iteration_)
+        paths.append(plot_feature_importance(model.feature_names_, gains, folder / "feature_importance.png"))
+        if evaluation.oracle:
+            results = {
+                name: exp for name, (exp, _) in evaluation.oracle.items() if name in ("model", *BASELINES)
+            }
+            label = "expected adoptions per cardholder, top 3 (oracle)"
+            paths.append(plot_model_vs_baselines(results, folder / "model_vs_baselines.png", label))
+        elif evaluation.off_policy:
+            results = {
+                name: est.ips for name, est in evaluation.off_policy.items() if name in ("model", *BASELINES)
+            }
+            label = "adoptions per call, top 3 (IPS on held-out calls)"
+            paths.append(plot_model_vs_baselines(results, folder / "model_vs_baselines.png", label))
+        for path in paths:
+            files[path.name] = path.read_bytes()
+    return files

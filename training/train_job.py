@@ -1,0 +1,361 @@
+"""Training job: a data directory → features, training set, spend estimator, model, evaluation, model folder."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from nba.arbitration import ArbitrationConfig
+from nba.bundle import (
+    BENEFIT_ENCODER,
+    HolderEncoding,
+    ModelBundle,
+    bundle_files,
+    load_bundle,
+    model_categorical,
+    model_feature_names,
+)
+from nba.catalog import Catalog, catalog_for, load_catalog
+from nba.errors import DataError, ModelError, NotFoundError
+from nba.estimator import SpendEstimator
+from nba.features import (
+    FeatureConfig,
+    categorical_features,
+    feature_names,
+    load_feature_config,
+    select_extra_columns,
+    snapshot_all_sql,
+)
+from nba.matrix import BenefitTable
+from nba.mcc import MccMap, load_mcc_map
+from nba.model import CategoryEncoder, PropensityModel
+from nba.registry import decide_promotion, read_current, set_current, write_model_dir
+from nba.tables import DataSource, open_data
+from nba.validation import MCC_OVERRIDE_FILE, validate_data
+from training.evaluate import (
+    Evaluation,
+    ScoringParts,
+    baseline_scores,
+    eligible_pairs,
+    evaluate_logged,
+    evaluate_off_policy,
+    evaluate_oracle,
+    read_oracle,
+)
+from training.pairs import HolderSnapshots, PairMatrix, build_pair_matrix, compute_snapshots
+from training.presentations import LabelledRows, load_natural_adoption, load_presentations, split_by_time
+from training.report import write_report
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What `nba train` takes besides the data directory and the models folder."""
+
+    as_of: date | None = None
+    feature_config: Path | None = None
+    catalog_path: Path | None = None
+    oracle: Path | None = None
+    promote: bool = False
+    num_boost_round: int = 2000
+    seed: int = 0
+    arbitration: ArbitrationConfig = field(default_factory=ArbitrationConfig)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced and how long each step took."""
+
+    model_dir: Path
+    version: str
+    evaluation: Evaluation
+    promoted: bool
+    promotion_reason: str
+    timings_s: dict[str, float]
+    rows: dict[str, int]
+
+
+@dataclass
+class _Timer:
+    progress: Progress
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def step(self, name: str, started: float) -> float:
+        now = time.perf_counter()
+        self.timings[name] = round(now - started, 3)
+        self.progress(f"{name}: {now - started:.1f} s")
+        return now
+
+
+def _load_inputs(data_dir: Path, options: TrainOptions) -> tuple[Catalog, MccMap, FeatureConfig]:
+    report = validate_data(data_dir, as_of=options.as_of, catalog_path=options.catalog_path)
+    report.raise_for_problems()
+    catalog = load_catalog(options.catalog_path or catalog_for(data_dir))
+    override = data_dir / MCC_OVERRIDE_FILE
+    mcc_map = load_mcc_map(override if override.exists() else None)
+    config = load_feature_config(options.feature_config) if options.feature_config else FeatureConfig()
+    return catalog, mcc_map, config
+
+
+def _labelled_rows(data: DataSource, as_of: date, catalog: Catalog) -> LabelledRows:
+    rows = load_presentations(data, as_of)
+    if rows.table.num_rows:
+        return rows
+    pairs = " UNION ALL ".join(
+        f"SELECT cardholder_id, '{b}' AS benefit_id FROM cardholders WHERE product_id = '{p.id}'"
+        for p in catalog.products
+        for b in p.benefits
+    )
+    return load_natural_adoption(data, as_of - timedelta(days=91), pairs)
+
+
+def _snapshots_of(frame: pd.DataFrame) -> pa.Table:
+    keys = frame[["cardholder_id", "as_of"]].drop_duplicates()
+    return pa.table(
+        {
+            "cardholder_id": keys["cardholder_id"].tolist(),
+            "as_of": pa.array(keys["as_of"].tolist(), pa.date32()),
+        }
+    )
+
+
+def _popularity(train_rows: pd.DataFrame) -> dict[str, float]:
+    heard = train_rows[train_rows["outcome"].fillna("") != "not_discussed"]
+    return {str(k): float(v) for k, v in heard.groupby("benefit_id")["adopted"].mean().items()}
+
+
+def _score_with(model: PropensityModel) -> Callable[[PairMatrix], np.ndarray[Any, np.dtype[np.float64]]]:
+    def score(matrix: PairMatrix) -> np.ndarray[Any, np.dtype[np.float64]]:
+        return model.predict_proba(matrix.X)[:, 1] if len(matrix.X) else np.zeros(0)
+
+    return score
+
+
+def _bundle_parts(bundle: ModelBundle, benefits: BenefitTable) -> ScoringParts:
+    return ScoringParts(
+        extra=bundle.extra,
+        holder=bundle.holder,
+        estimator=bundle.estimator,
+        benefit_codes=bundle.benefit_codes(benefits),
+        score=_score_with(bundle.model),
+    )
+
+
+def _candidates_for(
+    test_rows: pd.DataFrame,
+    snapshots: HolderSnapshots,
+    parts: ScoringParts,
+    catalog: Catalog,
+    benefits: BenefitTable,
+) -> PairMatrix:
+    calls = test_rows[["call_id", "cardholder_id", "as_of", "call_reason"]].drop_duplicates("call_id")
+    pairs = eligible_pairs(calls, snapshots, catalog, benefits)
+    return build_pair_matrix(pairs, snapshots, parts.holder, parts.estimator, benefits, parts.benefit_codes)
+
+
+def train_model(
+    data_dir: Path, models_root: Path, options: TrainOptions, progress: Progress = lambda _: None
+) -> TrainResult:
+    """Trains, evaluates and stores a model version from a data directory; promotes it when asked and better.
+
+    Raises DataError for invalid data or no labels, ModelError when the model cannot be trained.
+    """
+    timer = _Timer(progress)
+    started = t = time.perf_counter()
+    catalog, mcc_map, config = _load_inputs(data_dir, options)
+    benefits = BenefitTable.from_catalog(catalog)
+    t = timer.step("validate", t)
+    with open_data(data_dir) as data:
+        latest = data.latest_date()
+        if latest is None:
+            raise DataError(f"{data_dir}: no dated rows at all; nothing to train on")
+        as_of = options.as_of or latest + timedelta(days=1)
+        if options.as_of is not None and options.as_of > latest + timedelta(days=1):
+            raise DataError(f"--as-of {as_of} is after the data, which ends on {latest}")
+        extra = select_extra_columns(data.con, config)
+        labelled = _labelled_rows(data, as_of, catalog)
+        rows = labelled.table.to_pandas()
+        if rows.empty:
+            raise DataError(
+                f"{data_dir}: no presentations with a known label before {as_of}; nothing to train on"
+            )
+        rows["as_of"] = pd.to_datetime(rows["as_of"])
+        split = split_by_time(rows["as_of"].to_numpy(dtype="datetime64[D]"))
+        snapshots = compute_snapshots(data, _snapshots_of(rows), mcc_map, extra)
+        t = timer.step("features", t)
+
+        names = feature_names(extra)
+        holder = HolderEncoding.fit(snapshots.table, names, categorical_features(extra))
+        estimator_snapshot = data.con.sql(snapshot_all_sql(split.valid_from)).to_arrow_table()
+        estimator_rows = compute_snapshots(data, estimator_snapshot, mcc_map, extra)
+        estimator = SpendEstimator().fit(holder.encode(estimator_rows.table), names)
+        t = timer.step("spend estimator", t)
+
+        heard = (rows["outcome"].fillna("") != "not_discussed").to_numpy()
+        benefit_encoder = CategoryEncoder.fit(
+            BENEFIT_ENCODER, rows.loc[split.train & heard, "benefit_id"].tolist()
+        )
+        benefit_codes = np.array([benefit_encoder.code_of(b) for b in benefits.ids])
+        matrix = build_pair_matrix(rows, snapshots, holder, estimator, benefits, benefit_codes)
+        y = rows["adopted"].to_numpy(dtype=np.float64)
+        train_mask, valid_mask = split.train & heard, split.valid & heard
+        if y[train_mask].sum() == 0:
+            raise DataError(
+                "no positive labels in the training period: nobody adopted a benefit after a presentation"
+            )
+        t = timer.step("training set", t)
+
+        all_names = model_feature_names(names)
+        model = PropensityModel(num_boost_round=options.num_boost_round, params={"seed": options.seed})
+        model.fit(
+            matrix.X[train_mask],
+            y[train_mask],
+            all_names,
+            model_categorical(holder.categorical),
+            matrix.X[valid_mask],
+            y[valid_mask],
+        )
+        t = timer.step("model fit", t)
+
+        evaluation = Evaluation()
+        test_rows = rows[split.test].reset_index(drop=True)
+        p_test = model.predict_proba(matrix.X[split.test])[:, 1]
+        evaluate_logged(evaluation, test_rows, _subset(matrix, split.test), p_test)
+        parts = ScoringParts(extra, holder, estimator, benefit_codes, _score_with(model))
+        popularity = _popularity(rows[split.train])
+        champion = _champion(models_root)
+        if labelled.label_source.startswith("conversations"):
+            candidates = _candidates_for(test_rows, snapshots, parts, catalog, benefits)
+            policies = {
+                "model": parts.score(candidates),
+                **baseline_scores(candidates, popularity, options.seed),
+            }
+            if champion is not None:
+                champion_parts = _bundle_parts(champion, benefits)
+                champion_snapshots = (
+                    snapshots
+                    if champion.extra == extra
+                    else compute_snapshots(data, _snapshots_of(rows), mcc_map, champion.extra)
+                )
+                champion_candidates = _candidates_for(
+                    test_rows, champion_snapshots, champion_parts, catalog, benefits
+                )
+                evaluate_off_policy(
+                    evaluation,
+                    test_rows,
+                    champion_candidates,
+                    {"champion": champion_parts.score(champion_candidates)},
+                    benefits,
+                    options.arbitration,
+                )
+            evaluate_off_policy(evaluation, test_rows, candidates, policies, benefits, options.arbitration)
+        if options.oracle is not None:
+            evaluate_oracle(
+                evaluation,
+                data,
+                pd.Timestamp(as_of),
+                read_oracle(options.oracle),
+                parts,
+                mcc_map,
+                catalog,
+                benefits,
+                popularity,
+                options.arbitration,
+                options.seed,
+            )
+        t = timer.step("evaluation", t)
+
+    evaluation.metrics["best_iteration"] = float(model.best_iteration_)
+    data_summary: dict[str, Any] = {
+        "data_dir": str(data_dir),
+        "as_of": as_of.isoformat(),
+        "label_source": labelled.label_source,
+        "rows": len(rows),
+        "rows_heard": int(heard.sum()),
+        "positives": int(y[heard].sum()),
+        "left_out": labelled.left_out,
+        "train_rows": int(train_mask.sum()),
+        "valid_rows": int(valid_mask.sum()),
+        "test_rows": int((split.test & heard).sum()),
+        "valid_from": split.valid_from.isoformat(),
+        "test_from": split.test_from.isoformat(),
+        "first_presentation": rows["as_of"].min().date().isoformat(),
+        "last_presentation": rows["as_of"].max().date().isoformat(),
+    }
+    files = bundle_files(model, estimator, holder, benefit_encoder)
+    report_files = write_report(evaluation, model, data_summary, extra, labelled, options)
+    files.update(report_files)
+    params: dict[str, Any] = {
+        "num_boost_round": options.num_boost_round,
+        "seed": options.seed,
+        "gamma": options.arbitration.gamma,
+        "top_k": options.arbitration.top_k,
+        "calibration": model.calibrator_.kind,
+    }
+    finite_metrics = {k: float(v) for k, v in evaluation.metrics.items() if np.isfinite(v)}
+    model_dir = write_model_dir(
+        models_root,
+        files,
+        created_at=datetime.now(UTC),
+        feature_names=list(all_names),
+        catalog_fingerprint=catalog.model_fingerprint(),
+        data_summary=data_summary,
+        metrics=finite_metrics,
+        params=params,
+        categorical_features=list(model_categorical(holder.categorical)),
+        extra={"extra_columns": extra.model_dump(), "holder_features": list(names)},
+    )
+    load_bundle(model_dir)  # what was written must load: checksums, feature lists, artifacts
+    version = model_dir.name
+    promoted, reason = False, "not asked to promote (--promote)"
+    if options.promote:
+        champion_ope = evaluation.off_policy.get("champion")
+        decision = decide_promotion(
+            challenger=load_bundle(model_dir).manifest,
+            champion=champion.manifest if champion is not None else None,
+            challenger_on_same_data=evaluation.metrics.get("expected_adoptions_top3")
+            if champion_ope
+            else None,
+            champion_on_same_data=champion_ope.ips if champion_ope else None,
+        )
+        promoted, reason = decision.promote, decision.reason
+        if promoted:
+            set_current(models_root, version)
+    timer.timings["total"] = round(time.perf_counter() - started, 3)
+    counts = {
+        "rows": len(rows),
+        "train": int(train_mask.sum()),
+        "valid": int(valid_mask.sum()),
+        "test": int(split.test.sum()),
+    }
+    return TrainResult(model_dir, version, evaluation, promoted, reason, timer.timings, counts)
+
+
+def _subset(matrix: PairMatrix, mask: np.ndarray[Any, np.dtype[np.bool_]]) -> PairMatrix:
+    return PairMatrix(
+        matrix.X[mask],
+        matrix.value_usd[mask],
+        matrix.benefit_index[mask],
+        matrix.categories[mask],
+        matrix.frame[mask].reset_index(drop=True),
+    )
+
+
+def _champion(models_root: Path) -> ModelBundle | None:
+    current = read_current(models_root) if models_root.exists() else None
+    if current is None:
+        return None
+    try:
+        return load_bundle(models_root / current)
+    except (ModelError, NotFoundError):
+        # A broken champion is no reason to refuse a new model; the report says it was not compared.
+        return None
