@@ -1,0 +1,105 @@
+"""Features job: a data directory and an as-of date → one feature row per cardholder, as Parquet or CSV."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Final
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from nba.errors import DataError
+from nba.features import (
+    ExtraColumns,
+    FeatureConfig,
+    build_cardholder_features,
+    load_feature_config,
+    select_extra_columns,
+    snapshot_all_sql,
+)
+from nba.mcc import load_mcc_map
+from nba.tables import open_data
+from nba.validation import MCC_OVERRIDE_FILE
+
+OUTPUT_SUFFIXES: Final = (".parquet", ".csv")
+# DuckDB spills to a relative `.tmp` by default; large runs must spill under the system temp folder instead.
+SPILL_DIR: Final = Path(tempfile.gettempdir()) / "nba-duckdb-spill"
+
+
+@dataclass(frozen=True)
+class FeaturesResult:
+    """What `run_features` wrote: where, for which date, its shape, the extra columns and the wall time."""
+
+    out: Path
+    as_of: date
+    rows: int
+    columns: int
+    extra_columns: ExtraColumns
+    seconds: float
+
+
+def run_features(
+    data_dir: Path,
+    as_of: date | None,
+    out: Path,
+    config_path: Path | None = None,
+    *,
+    show_progress: bool = True,
+) -> FeaturesResult:
+    """Computes the features of every cardholder whose card opened before `as_of`, and writes them to `out`.
+
+    `as_of` defaults to the day after the latest date in the data. The data directory's `mcc_map.csv`
+    patches the shipped MCC map; `config_path` (YAML or JSON, see FeatureConfig) chooses extra
+    cardholder columns. `out` ends in .parquet or .csv. Progress goes to stderr.
+
+    Raises DataError for a bad output name, an empty data directory or a bad config, and the errors of
+    `open_data` and `load_mcc_map` for bad input files.
+    """
+    started = time.perf_counter()
+    if out.suffix not in OUTPUT_SUFFIXES:
+        raise DataError(f"`out` must end in .parquet or .csv, got {out.name!r}")
+    config = load_feature_config(config_path) if config_path is not None else FeatureConfig()
+    override = data_dir / MCC_OVERRIDE_FILE
+    mcc_map = load_mcc_map(override if override.exists() else None)
+    console = Console(stderr=True, quiet=not show_progress)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with open_data(data_dir) as data, Progress(*columns, console=console, transient=True) as progress:
+        SPILL_DIR.mkdir(parents=True, exist_ok=True)
+        data.con.execute("SET temp_directory = ?", [str(SPILL_DIR)])
+        # DuckDB's own bar would print through the spinner's line.
+        data.con.execute("SET enable_progress_bar = false")
+        step = progress.add_task(f"{data_dir}: choosing extra cardholder columns")
+        extra = select_extra_columns(data.con, config)
+        if as_of is None:
+            latest = data.latest_date()
+            if latest is None:
+                raise DataError(f"{data_dir}: no dated rows to take the as-of date from; pass --as-of")
+            as_of = latest + timedelta(days=1)
+        progress.update(step, description=f"{data_dir}: computing features as of {as_of}")
+        table = build_cardholder_features(data.con, snapshot_all_sql(as_of), mcc_map, extra)
+        progress.update(step, description=f"writing {table.num_rows:,} rows to {out}")
+        write_table(table, out)
+    return FeaturesResult(
+        out=out,
+        as_of=as_of,
+        rows=table.num_rows,
+        columns=table.num_columns,
+        extra_columns=extra,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def write_table(table: pa.Table, out: Path) -> None:
+    """Writes `table` as Parquet or CSV by `out`'s extension, creating its folder."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        pacsv.write_csv(table, out)
+    else:
+        pq.write_table(table, out)
