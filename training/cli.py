@@ -117,6 +117,81 @@ def generate(
     typer.echo(str(summary))
 
 
+ModelsDir = Annotated[
+    Path, typer.Option("--out", "--models", help="Models folder (one subfolder per version).")
+]
+DataDir = Annotated[Path, typer.Option("--data", help="Data directory with the contract's tables.")]
+OracleFile = Annotated[
+    Path | None, typer.Option(help="Oracle file from `nba generate`, to report the oracle ratio.")
+]
+
+
+@app.command()
+def features(
+    data: DataDir,
+    out: Annotated[Path, typer.Option(help="Output file, .parquet or .csv.")],
+    as_of: AsOf = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Features config (YAML/JSON): extra columns to include or exclude.")
+    ] = None,
+) -> None:
+    """Compute every cardholder's features as of a date (data strictly before it) and write them to a file."""
+    from training.features_job import run_features
+
+    result = run_features(data, _parse_date(as_of), out, config)
+    taken = ", ".join(result.extra_columns.taken) or "none"
+    typer.echo(
+        f"{result.out}: {result.rows:,} cardholders × {result.columns} columns as of {result.as_of} "
+        f"in {result.seconds:.1f} s (extra columns taken: {taken})"
+    )
+
+
+@app.command()
+def train(
+    data: DataDir,
+    out: ModelsDir = Path("models"),
+    as_of: AsOf = None,
+    oracle: OracleFile = None,
+    promote: Annotated[
+        bool, typer.Option(help="Put the new model in service if it is at least as good as the current one.")
+    ] = False,
+    config: Annotated[Path | None, typer.Option(help="Features config (YAML/JSON).")] = None,
+    catalog: Annotated[
+        Path | None, typer.Option(help="Benefit catalog (default: DATA/catalog.yaml).")
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed of the model.")] = 0,
+) -> None:
+    """Train a model version: features, training set, spend estimator, LightGBM model, evaluation, report."""
+    from training.summary import print_train_summary
+    from training.train_job import TrainOptions, train_model
+
+    options = TrainOptions(
+        as_of=_parse_date(as_of),
+        feature_config=config,
+        catalog_path=catalog,
+        oracle=oracle,
+        promote=promote,
+        seed=seed,
+    )
+    result = train_model(data, out, options, progress=lambda step: typer.echo(f"  {step}", err=True))
+    print_train_summary(result)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Model folder (models/<version>).")],
+    data: DataDir,
+    oracle: OracleFile = None,
+    as_of: AsOf = None,
+) -> None:
+    """Evaluate a stored model on a data directory's held-out period, beside the baselines."""
+    from training.summary import print_evaluation
+    from training.train_job import TrainOptions, evaluate_model
+
+    evaluation = evaluate_model(model, data, TrainOptions(as_of=_parse_date(as_of), oracle=oracle))
+    print_evaluation(evaluation)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs a command; bad input is one line on stderr and a non-zero exit, never a traceback."""
     try:

@@ -51,7 +51,13 @@ from training.evaluate import (
     read_oracle,
 )
 from training.pairs import HolderSnapshots, PairMatrix, build_pair_matrix, compute_snapshots
-from training.presentations import LabelledRows, load_natural_adoption, load_presentations, split_by_time
+from training.presentations import (
+    LabelledRows,
+    TimeSplit,
+    load_natural_adoption,
+    load_presentations,
+    split_by_time,
+)
 from training.report import write_report
 
 Progress = Callable[[str], None]
@@ -226,51 +232,37 @@ def train_model(
         )
         t = timer.step("model fit", t)
 
-        evaluation = Evaluation()
-        test_rows = rows[split.test].reset_index(drop=True)
-        p_test = model.predict_proba(matrix.X[split.test])[:, 1]
-        evaluate_logged(evaluation, test_rows, _subset(matrix, split.test), p_test)
         parts = ScoringParts(extra, holder, estimator, benefit_codes, _score_with(model))
         popularity = _popularity(rows[split.train])
         champion = _champion(models_root)
-        if labelled.label_source.startswith("conversations"):
-            candidates = _candidates_for(test_rows, snapshots, parts, catalog, benefits)
-            policies = {
-                "model": parts.score(candidates),
-                **baseline_scores(candidates, popularity, options.seed),
-            }
-            if champion is not None:
-                champion_parts = _bundle_parts(champion, benefits)
-                champion_snapshots = (
-                    snapshots
-                    if champion.extra == extra
-                    else compute_snapshots(data, _snapshots_of(rows), mcc_map, champion.extra)
-                )
-                champion_candidates = _candidates_for(
-                    test_rows, champion_snapshots, champion_parts, catalog, benefits
-                )
-                evaluate_off_policy(
-                    evaluation,
-                    test_rows,
-                    champion_candidates,
-                    {"champion": champion_parts.score(champion_candidates)},
-                    benefits,
-                    options.arbitration,
-                )
-            evaluate_off_policy(evaluation, test_rows, candidates, policies, benefits, options.arbitration)
-        if options.oracle is not None:
-            evaluate_oracle(
-                evaluation,
-                data,
-                pd.Timestamp(as_of),
-                read_oracle(options.oracle),
-                parts,
-                mcc_map,
-                catalog,
-                benefits,
-                popularity,
-                options.arbitration,
-                options.seed,
+        evaluation = _evaluate(
+            data,
+            parts,
+            rows,
+            split,
+            matrix,
+            snapshots,
+            labelled,
+            catalog,
+            benefits,
+            mcc_map,
+            popularity,
+            options,
+            as_of,
+        )
+        if champion is not None and labelled.label_source.startswith("conversations"):
+            champion_parts = _bundle_parts(champion, benefits)
+            same = champion.extra == extra
+            champion_snapshots = (
+                snapshots if same else compute_snapshots(data, _snapshots_of(rows), mcc_map, champion.extra)
+            )
+            test_rows = rows[split.test].reset_index(drop=True)
+            champion_candidates = _candidates_for(
+                test_rows, champion_snapshots, champion_parts, catalog, benefits
+            )
+            champion_scores = {"champion": champion_parts.score(champion_candidates)}
+            evaluate_off_policy(
+                evaluation, test_rows, champion_candidates, champion_scores, benefits, options.arbitration
             )
         t = timer.step("evaluation", t)
 
@@ -338,6 +330,103 @@ def train_model(
         "test": int(split.test.sum()),
     }
     return TrainResult(model_dir, version, evaluation, promoted, reason, timer.timings, counts)
+
+
+def _evaluate(
+    data: DataSource,
+    parts: ScoringParts,
+    rows: pd.DataFrame,
+    split: TimeSplit,
+    matrix: PairMatrix,
+    snapshots: HolderSnapshots,
+    labelled: LabelledRows,
+    catalog: Catalog,
+    benefits: BenefitTable,
+    mcc_map: MccMap,
+    popularity: dict[str, float],
+    options: TrainOptions,
+    as_of: date,
+) -> Evaluation:
+    """Held-out metrics, off-policy estimates beside baselines, and the oracle comparison when given."""
+    evaluation = Evaluation()
+    test_rows = rows[split.test].reset_index(drop=True)
+    test_matrix = _subset(matrix, split.test)
+    evaluate_logged(evaluation, test_rows, test_matrix, parts.score(test_matrix))
+    if labelled.label_source.startswith("conversations"):
+        candidates = _candidates_for(test_rows, snapshots, parts, catalog, benefits)
+        policies = {"model": parts.score(candidates), **baseline_scores(candidates, popularity, options.seed)}
+        evaluate_off_policy(evaluation, test_rows, candidates, policies, benefits, options.arbitration)
+    else:
+        evaluation.notes.append(
+            f"no conversations to evaluate off-policy on; labels are {labelled.label_source}"
+        )
+    if options.oracle is not None:
+        evaluate_oracle(
+            evaluation,
+            data,
+            pd.Timestamp(as_of),
+            read_oracle(options.oracle),
+            parts,
+            mcc_map,
+            catalog,
+            benefits,
+            popularity,
+            options.arbitration,
+            options.seed,
+        )
+    return evaluation
+
+
+def evaluate_model(
+    model_dir: Path, data_dir: Path, options: TrainOptions, progress: Progress = lambda _: None
+) -> Evaluation:
+    """Evaluates a stored model on a data directory's held-out period, as `nba train` does at its end.
+
+    Raises ModelError when the model does not fit the data's catalog.
+    """
+    bundle = load_bundle(model_dir)
+    catalog, mcc_map, _ = _load_inputs(data_dir, options)
+    if catalog.model_fingerprint() != bundle.manifest.catalog_fingerprint:
+        raise ModelError(
+            f"{model_dir}: the catalog's benefit ids, kinds, categories, rates or credits differ from the ones "
+            "the model was trained with; retrain (wording changes alone need no retraining)"
+        )
+    benefits = BenefitTable.from_catalog(catalog)
+    parts = _bundle_parts(bundle, benefits)
+    with open_data(data_dir) as data:
+        latest = data.latest_date()
+        if latest is None:
+            raise DataError(f"{data_dir}: no dated rows at all; nothing to evaluate on")
+        as_of = options.as_of or latest + timedelta(days=1)
+        labelled = _labelled_rows(data, as_of, catalog)
+        rows = labelled.table.to_pandas()
+        if rows.empty:
+            raise DataError(f"{data_dir}: no presentations with a known label before {as_of}")
+        rows["as_of"] = pd.to_datetime(rows["as_of"])
+        split = split_by_time(rows["as_of"].to_numpy(dtype="datetime64[D]"))
+        snapshots = compute_snapshots(data, _snapshots_of(rows), mcc_map, bundle.extra)
+        progress("features")
+        matrix = build_pair_matrix(
+            rows, snapshots, parts.holder, parts.estimator, benefits, parts.benefit_codes
+        )
+        popularity = _popularity(rows[split.train])
+        evaluation = _evaluate(
+            data,
+            parts,
+            rows,
+            split,
+            matrix,
+            snapshots,
+            labelled,
+            catalog,
+            benefits,
+            mcc_map,
+            popularity,
+            options,
+            as_of,
+        )
+        progress("evaluation")
+    return evaluation
 
 
 def _subset(matrix: PairMatrix, mask: np.ndarray[Any, np.dtype[np.bool_]]) -> PairMatrix:

@@ -1,0 +1,110 @@
+"""End to end: generate a world, train, evaluate, promote, refuse a tampered model — the real commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nba.bundle import load_bundle
+from nba.errors import DataError, ModelError
+from nba.registry import read_current
+from training.cli import main
+from training.generate import generate_world
+from training.train_job import TrainOptions, evaluate_model, train_model
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("world")
+    summary = generate_world(4000, 5, root / "data", fmt="parquet")
+    return summary.out_dir, summary.oracle_path
+
+
+@pytest.fixture(scope="module")
+def trained(world: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    data_dir, oracle = world
+    models = tmp_path_factory.mktemp("models")
+    result = train_model(data_dir, models, TrainOptions(oracle=oracle, promote=True))
+    assert result.promoted
+    return models, result.model_dir
+
+
+def test_model_folder_holds_text_models_json_report_and_a_manifest(trained: tuple[Path, Path]) -> None:
+    models, model_dir = trained
+    names = {p.name for p in model_dir.iterdir()}
+    assert {"model.txt", "calibrator.json", "encoders.json", "estimator.json", "report.md", "manifest.json"} <= names
+    assert not [n for n in names if n.endswith((".pkl", ".pickle", ".joblib"))]
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert set(manifest["files"]) == names - {"manifest.json"}
+    assert manifest["data_summary"]["label_source"].startswith("conversations")
+    assert read_current(models) == model_dir.name
+    bundle = load_bundle(model_dir)
+    assert bundle.manifest.feature_names[-3:] == ["declined_180d", "days_since_last_presented", "accepted_ever"]
+
+
+def test_evaluation_beats_random_and_finds_no_invalid_suggestions(trained: tuple[Path, Path]) -> None:
+    _, model_dir = trained
+    metrics = load_bundle(model_dir).manifest.metrics
+    assert metrics["oracle_ratio"] > 0.75
+    assert 0.5 < metrics["auc"] < 1.0
+    report = (model_dir / "report.md").read_text()
+    assert "oracle ratio" in report and "random" in report and "IPS" in report
+    assert "invalid suggestions (not on the card, used, duplicated): 0" in report.lower()
+
+
+def test_second_run_is_compared_with_the_champion_on_the_same_data(
+    world: tuple[Path, Path], trained: tuple[Path, Path]
+) -> None:
+    data_dir, _ = world
+    models, first = trained
+    result = train_model(data_dir, models, TrainOptions(promote=True, seed=1))
+    assert "champion" in result.evaluation.off_policy
+    assert "same held-out data" in result.promotion_reason or "measured" in result.promotion_reason
+    assert read_current(models) in (first.name, result.version)
+
+
+def test_evaluate_command_reproduces_the_held_out_metrics(world: tuple[Path, Path], trained: tuple[Path, Path]) -> None:
+    data_dir, oracle = world
+    _, model_dir = trained
+    evaluation = evaluate_model(model_dir, data_dir, TrainOptions(oracle=oracle))
+    stored = load_bundle(model_dir).manifest.metrics
+    assert evaluation.metrics["auc"] == pytest.approx(stored["auc"])
+    assert evaluation.metrics["oracle_ratio"] == pytest.approx(stored["oracle_ratio"])
+
+
+def test_tampered_model_is_refused_with_a_clear_line(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    _, model_dir = trained
+    copy = tmp_path / model_dir.name
+    shutil.copytree(model_dir, copy)
+    text = (copy / "model.txt").read_bytes()
+    (copy / "model.txt").write_bytes(text.replace(b"Tree=0", b"Tree=9", 1))
+    with pytest.raises(ModelError, match=r"model\.txt: checksum mismatch"):
+        load_bundle(copy)
+    assert main(["evaluate", "--model", str(copy), "--data", str(copy)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checksum mismatch" in err[0]
+
+
+def test_catalog_with_other_rates_is_refused_for_evaluation(
+    world: tuple[Path, Path], trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data_dir, _ = world
+    _, model_dir = trained
+    changed = tmp_path / "catalog.yaml"
+    changed.write_text((data_dir / "catalog.yaml").read_text().replace("earn_rate: 4\n", "earn_rate: 5\n", 1))
+    with pytest.raises(ModelError, match="differ from the ones the model was trained with"):
+        evaluate_model(model_dir, data_dir, TrainOptions(catalog_path=changed))
+
+
+def test_as_of_after_the_data_is_refused(world: tuple[Path, Path], tmp_path: Path) -> None:
+    from datetime import date
+
+    data_dir, _ = world
+    with pytest.raises(DataError, match=r"--as-of 2030-01-01 is after the data"):
+        train_model(data_dir, tmp_path / "m", TrainOptions(as_of=date(2030, 1, 1)))

@@ -1,0 +1,70 @@
+"""Summary: a training run's result → one screen a data scientist reads at the end of `nba train`."""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.table import Table
+
+from training.evaluate import Evaluation
+from training.train_job import TrainResult
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def print_evaluation(evaluation: Evaluation, console: Console | None = None) -> None:
+    """Held-out metrics, then each policy beside the baselines (off-policy and, if given, the oracle)."""
+    console = console or Console()
+    m = evaluation.metrics
+    console.print(
+        f"held-out: AUC {_fmt(m.get('auc'))}  log loss {_fmt(m.get('log_loss'))}  ECE {_fmt(m.get('ece'))}  "
+        f"NDCG@3 {_fmt(m.get('ndcg_at_3'))}  MAP@3 {_fmt(m.get('map_at_3'))}  rows {_fmt(m.get('test_rows'), 0)}"
+    )
+    table = Table(title="policies, top 3", show_lines=False)
+    table.add_column("policy")
+    table.add_column("IPS adoptions/call [95% CI]", justify="right")
+    table.add_column("oracle: expected adoptions", justify="right")
+    table.add_column("oracle ratio", justify="right")
+    names = list(dict.fromkeys([*evaluation.off_policy, *evaluation.oracle]))
+    for name in names:
+        ope = evaluation.off_policy.get(name)
+        oracle = evaluation.oracle.get(name)
+        table.add_row(
+            name,
+            f"{ope.ips:.4f} [{ope.ips_ci[0]:.4f}, {ope.ips_ci[1]:.4f}]" if ope else "",
+            _fmt(oracle[0]) if oracle else "",
+            _fmt(oracle[1], 3) if oracle else "",
+        )
+    if names:
+        console.print(table)
+    if evaluation.oracle:
+        lift = m.get("oracle_lift_over_best_baseline")
+        console.print(
+            f"oracle best {_fmt(evaluation.oracle_best)}; model over the best baseline "
+            f"{_fmt(lift * 100 if lift is not None else None, 1)}%; invalid suggestions {evaluation.invalid_suggestions}"
+        )
+    logged = next(iter(evaluation.off_policy.values()), None)
+    if logged is not None:
+        console.print(
+            f"logging policy observed: {logged.logged_per_call:.4f} adoptions/call on {logged.n_calls} calls"
+        )
+    for note in evaluation.notes:
+        console.print(f"note: {note}")
+
+
+def print_train_summary(result: TrainResult, console: Console | None = None) -> None:
+    """The one-screen summary at the end of `nba train`."""
+    console = console or Console()
+    console.print(f"model {result.version} → {result.model_dir}")
+    console.print(
+        "rows: "
+        + ", ".join(f"{k} {v:,}" for k, v in result.rows.items())
+        + "   time: "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings_s.items())
+    )
+    print_evaluation(result.evaluation, console)
+    console.print(f"{'promoted' if result.promoted else 'not promoted'}: {result.promotion_reason}")
+    console.print(f"report: {result.model_dir / 'report.md'}")
