@@ -112,7 +112,16 @@ def _load_inputs(data_dir: Path, options: TrainOptions) -> tuple[Catalog, MccMap
     return catalog, mcc_map, config
 
 
+NATURAL_SNAPSHOTS = 4
+NATURAL_SNAPSHOT_STEP_DAYS = 45
+
+
 def _labelled_rows(data: DataSource, as_of: date, catalog: Catalog) -> LabelledRows:
+    """Labelled presentations; for a programme with no conversations yet, natural adoption instead.
+
+    Natural adoption is observed at several snapshot dates (45 days apart, the latest one 91 days
+    before as_of so its 90-day window is complete), so the later snapshots can be held out in time.
+    """
     rows = load_presentations(data, as_of)
     if rows.table.num_rows:
         return rows
@@ -121,7 +130,16 @@ def _labelled_rows(data: DataSource, as_of: date, catalog: Catalog) -> LabelledR
         for p in catalog.products
         for b in p.benefits
     )
-    return load_natural_adoption(data, as_of - timedelta(days=91), pairs)
+    snapshots = [
+        load_natural_adoption(data, as_of - timedelta(days=91 + NATURAL_SNAPSHOT_STEP_DAYS * j), pairs)
+        for j in reversed(range(NATURAL_SNAPSHOTS))
+    ]
+    source = (
+        f"natural adoption: first use in the 90 days after each of {NATURAL_SNAPSHOTS} snapshot dates "
+        f"{NATURAL_SNAPSHOT_STEP_DAYS} days apart, the latest {snapshots[-1].table.column('as_of')[0]} "
+        "(no conversations yet)"
+    )
+    return LabelledRows(pa.concat_tables([s.table for s in snapshots]), source, {})
 
 
 def _snapshots_of(frame: pd.DataFrame) -> pa.Table:

@@ -34,14 +34,25 @@ def trained(world: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) 
 def test_model_folder_holds_text_models_json_report_and_a_manifest(trained: tuple[Path, Path]) -> None:
     models, model_dir = trained
     names = {p.name for p in model_dir.iterdir()}
-    assert {"model.txt", "calibrator.json", "encoders.json", "estimator.json", "report.md", "manifest.json"} <= names
+    assert {
+        "model.txt",
+        "calibrator.json",
+        "encoders.json",
+        "estimator.json",
+        "report.md",
+        "manifest.json",
+    } <= names
     assert not [n for n in names if n.endswith((".pkl", ".pickle", ".joblib"))]
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert set(manifest["files"]) == names - {"manifest.json"}
     assert manifest["data_summary"]["label_source"].startswith("conversations")
     assert read_current(models) == model_dir.name
     bundle = load_bundle(model_dir)
-    assert bundle.manifest.feature_names[-3:] == ["declined_180d", "days_since_last_presented", "accepted_ever"]
+    assert bundle.manifest.feature_names[-3:] == [
+        "declined_180d",
+        "days_since_last_presented",
+        "accepted_ever",
+    ]
 
 
 def test_evaluation_beats_random_and_finds_no_invalid_suggestions(trained: tuple[Path, Path]) -> None:
@@ -65,7 +76,9 @@ def test_second_run_is_compared_with_the_champion_on_the_same_data(
     assert read_current(models) in (first.name, result.version)
 
 
-def test_evaluate_command_reproduces_the_held_out_metrics(world: tuple[Path, Path], trained: tuple[Path, Path]) -> None:
+def test_evaluate_command_reproduces_the_held_out_metrics(
+    world: tuple[Path, Path], trained: tuple[Path, Path]
+) -> None:
     data_dir, oracle = world
     _, model_dir = trained
     evaluation = evaluate_model(model_dir, data_dir, TrainOptions(oracle=oracle))
@@ -108,3 +121,35 @@ def test_as_of_after_the_data_is_refused(world: tuple[Path, Path], tmp_path: Pat
     data_dir, _ = world
     with pytest.raises(DataError, match=r"--as-of 2030-01-01 is after the data"):
         train_model(data_dir, tmp_path / "m", TrainOptions(as_of=date(2030, 1, 1)))
+
+
+def _without_conversations(data_dir: Path, target: Path) -> Path:
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    shutil.copytree(data_dir, target)
+    for name in ("conversations", "calls", "nps"):
+        table = pq.read_table(target / f"{name}.parquet")
+        pq.write_table(table.slice(0, 0), target / f"{name}.parquet")
+    return target
+
+
+def test_a_new_programme_trains_on_natural_adoption(world: tuple[Path, Path], tmp_path: Path) -> None:
+    data_dir, _ = world
+    fresh = _without_conversations(data_dir, tmp_path / "fresh")
+    result = train_model(fresh, tmp_path / "models", TrainOptions())
+    source = load_bundle(result.model_dir).manifest.data_summary["label_source"]
+    assert isinstance(source, str) and source.startswith("natural adoption")
+    assert "natural adoption" in (result.model_dir / "report.md").read_text()
+
+
+def test_no_positive_labels_is_one_clear_error(world: tuple[Path, Path], tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    data_dir, _ = world
+    fresh = _without_conversations(data_dir, tmp_path / "none")
+    usage = pq.read_table(fresh / "benefit_usage.parquet")
+    pq.write_table(usage.slice(0, 0), fresh / "benefit_usage.parquet")
+    with pytest.raises(DataError, match="no positive labels"):
+        train_model(fresh, tmp_path / "models", TrainOptions())
