@@ -37,12 +37,14 @@ def _world(n: int, seed: int) -> tuple[np.ndarray, list[str], np.ndarray]:
     X[:, index["spend_groceries_90d_usd"]] = groceries / 4
     X[:, index["spend_dining_365d_usd"]] = np.where(dines_on_card, true_dining, 0.0)
     X[:, index["tx_dining_365d"]] = np.where(dines_on_card, 20, 0)
-    X[:, index["spend_total_365d_usd"]] = X[:, index["spend_groceries_365d_usd"]] + X[:, index["spend_dining_365d_usd"]]
+    X[:, index["spend_total_365d_usd"]] = (
+        X[:, index["spend_groceries_365d_usd"]] + X[:, index["spend_dining_365d_usd"]]
+    )
     return X, names, true_dining
 
 
 def test_estimates_spend_where_the_card_has_none_from_other_categories() -> None:
-    X, names, true_dining = _world(4000, 0)
+    X, names, _ = _world(4000, 0)
     estimator = SpendEstimator(num_boost_round=100).fit(X, names)
     Xt, _, truth = _world(1000, 1)
     index = {name: i for i, name in enumerate(names)}
@@ -92,5 +94,5 @@ def test_errors_say_what_is_wrong() -> None:
         SpendEstimator().predict(np.zeros((1, 3)), ["a", "b", "c"])
     with pytest.raises(ValueError, match="`names` must include 'tenure_months'"):
         SpendEstimator().fit(np.zeros((1, 1)), ["x"])
-    with pytest.raises(ModelError, match="estimator.json: missing or malformed"):
+    with pytest.raises(ModelError, match=r"estimator\.json: missing or malformed"):
         SpendEstimator.from_artifacts({})
