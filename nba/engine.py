@@ -1,0 +1,318 @@
+"""Engine: a cardholder id + the call's context → the talking points the agent sees, with what to log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from nba.arbitration import ArbitrationConfig, compute_priority, select_diverse
+from nba.bundle import ModelBundle
+from nba.candidates import suitability_matrix
+from nba.catalog import Catalog
+from nba.errors import DataError, ModelError, NotFoundError
+from nba.matrix import HISTORY_COLUMNS, BenefitTable, HolderColumns, build_candidate_matrix, call_reason_code
+from nba.profiles import Profiles
+from nba.talking_points import TalkingPointNumbers, render_talking_point
+from nba.vocab import CALL_REASONS, SENSITIVE_CALL_REASONS, SPEND_CATEGORIES
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+MAX_TOP_K: Final = 10
+
+
+@dataclass(frozen=True)
+class ContactPolicy:
+    """What is not offered again: declined in the last N days, or presented M times in 90 days.
+
+    On complaint calls at most `complaint_max` suggestions are shown.
+    """
+
+    decline_cooldown_days: int = 90
+    max_presentations_90d: int = 2
+    complaint_max: int = 1
+
+    def __post_init__(self) -> None:
+        if self.decline_cooldown_days < 0:
+            raise ValueError(f"`decline_cooldown_days` must be >= 0, got {self.decline_cooldown_days}")
+        if self.max_presentations_90d < 1:
+            raise ValueError(
+                f"`max_presentations_90d` must be a positive integer, got {self.max_presentations_90d}"
+            )
+        if not 0 <= self.complaint_max <= MAX_TOP_K:
+            raise ValueError(f"`complaint_max` must be an int in [0, {MAX_TOP_K}], got {self.complaint_max}")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """The engine's knobs: arbitration, contact policy and optional ε-exploration for off-policy learning."""
+
+    arbitration: ArbitrationConfig = field(default_factory=ArbitrationConfig)
+    contact: ContactPolicy = field(default_factory=ContactPolicy)
+    epsilon: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ValueError(f"`epsilon` must be a float in [0, 1], got {self.epsilon}")
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One talking point and everything offline evaluation will need about it later."""
+
+    rank: int
+    benefit_id: str
+    benefit_name: str
+    talking_point: str
+    reasons: tuple[str, ...]
+    value_usd: float
+    score: float
+    p_adopt: float
+    logging_prob: float
+    features: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The engine's answer for one call."""
+
+    cardholder_id: str
+    call_reason: str
+    model_version: str
+    profile_as_of: str
+    suggestions: tuple[Suggestion, ...]
+    candidates: int
+    note: str | None = None
+
+
+Reasoner = Callable[[FloatArray, IntArray], list[tuple[str, ...]]]
+
+
+def _no_reasons(X: FloatArray, rows: IntArray) -> list[tuple[str, ...]]:
+    return [() for _ in rows]
+
+
+class Engine:
+    """Decides the talking points for one call, in process, in well under a millisecond per call.
+
+    Everything per-model and per-catalog is prepared once here; `decide` does numpy work on one
+    cardholder's candidates and one LightGBM call.
+    """
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        profiles: Profiles,
+        catalog: Catalog,
+        config: EngineConfig | None = None,
+        reasoner: Reasoner | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        if profiles.model_version != bundle.version:
+            raise ModelError(
+                f"the profile snapshot was built for model {profiles.model_version}, not {bundle.version}; rebuild it"
+            )
+        if profiles.holder_X.shape[1] != len(bundle.holder.feature_names):
+            raise ModelError(
+                f"the profile snapshot has {profiles.holder_X.shape[1]} feature columns, the model expects "
+                f"{len(bundle.holder.feature_names)}"
+            )
+        self.bundle = bundle
+        self.profiles = profiles
+        self.catalog = catalog
+        self.config = config or EngineConfig()
+        self.benefits = BenefitTable.from_catalog(catalog)
+        self.suitable = suitability_matrix(catalog)
+        self.benefit_codes = bundle.benefit_codes(self.benefits)
+        self.reference = bundle.reference_spend()
+        self.holder_columns = HolderColumns.from_names(bundle.holder.feature_names)
+        self.reasoner = reasoner or _no_reasons
+        self.rng = rng or np.random.default_rng()
+
+    def decide(self, cardholder_id: str, call_reason: str = "general", top_k: int = 3) -> Decision:
+        """The talking points for one call.
+
+        Raises NotFoundError for an unknown cardholder and DataError for an unknown call reason or a
+        `top_k` outside 1–10.
+        """
+        if call_reason not in CALL_REASONS:
+            raise DataError(f"`call_reason` must be one of {', '.join(CALL_REASONS)}; got {call_reason!r}")
+        if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+            raise DataError(f"`top_k` must be an int in [1, {MAX_TOP_K}], got {top_k!r}")
+        row = self.profiles.index.get(cardholder_id)
+        if row is None:
+            raise NotFoundError(f"cardholder {cardholder_id!r} is not in the profile snapshot")
+        candidates, note = self._candidates(row, call_reason)
+        limit = min(top_k, self.config.contact.complaint_max) if call_reason == "complaint" else top_k
+        base = self._decision(cardholder_id, call_reason, (), len(candidates), note)
+        if len(candidates) == 0 or limit == 0:
+            if limit == 0 and note is None:
+                base = self._decision(
+                    cardholder_id, call_reason, (), len(candidates), "nothing is pitched on this call"
+                )
+            return base
+        X, value = self._matrix(row, candidates, call_reason)
+        p_adopt = self.bundle.model.predict_proba(X)[:, 1]
+        priority = compute_priority(
+            p_adopt, value, self.benefits.lever[candidates], self.config.arbitration.gamma
+        )
+        categories = self.benefits.category_mask[candidates] > 0
+        chosen, logging_prob = self._choose(priority, categories, limit)
+        reasons = self.reasoner(X, chosen)
+        suggestions = tuple(
+            self._suggestion(
+                rank + 1,
+                row,
+                int(candidates[i]),
+                X[i],
+                float(value[i]),
+                float(priority[i]),
+                float(p_adopt[i]),
+                float(logging_prob[k]),
+                reasons[k],
+            )
+            for k, (rank, i) in enumerate(enumerate(chosen))
+        )
+        return self._decision(cardholder_id, call_reason, suggestions, len(candidates), None)
+
+    def _decision(
+        self,
+        cardholder_id: str,
+        call_reason: str,
+        suggestions: tuple[Suggestion, ...],
+        n: int,
+        note: str | None,
+    ) -> Decision:
+        return Decision(
+            cardholder_id,
+            call_reason,
+            self.bundle.version,
+            self.profiles.as_of.isoformat(),
+            suggestions,
+            n,
+            note,
+        )
+
+    def _candidates(self, row: int, call_reason: str) -> tuple[IntArray, str | None]:
+        product = int(self.profiles.product_index[row])
+        on_card = self.benefits.product_benefits[product]
+        start, end = int(self.profiles.offsets[row]), int(self.profiles.offsets[row + 1])
+        excluded = np.zeros(len(self.benefits.ids), dtype=bool)
+        if end > start:
+            hist_benefit = self.profiles.history_benefit[start:end].astype(np.int64)
+            policy = self.config.contact
+            declined_days = self.profiles.history_days_since_declined[start:end]
+            blocked = (
+                self.profiles.history_used[start:end]
+                | (declined_days <= policy.decline_cooldown_days)
+                | (self.profiles.history_presented_90d[start:end] >= policy.max_presentations_90d)
+            )
+            excluded[hist_benefit[blocked]] = True
+        reason_index = CALL_REASONS.index(call_reason)
+        suitable = self.suitable[on_card, reason_index]
+        keep = on_card[suitable & ~excluded[on_card]]
+        note = None
+        if len(keep) == 0 and not suitable.any():
+            note = (
+                f"nothing is pitched on {call_reason} calls"
+                if call_reason in SENSITIVE_CALL_REASONS
+                else f"no benefit of this card suits a {call_reason.replace('_', ' ')} call"
+            )
+        elif len(keep) == 0:
+            note = "every benefit of this card is already used or was offered recently"
+        return keep.astype(np.int64), note
+
+    def _matrix(self, row: int, candidates: IntArray, call_reason: str) -> tuple[FloatArray, FloatArray]:
+        n = len(candidates)
+        history = np.zeros((n, len(HISTORY_COLUMNS)))
+        history[:, HISTORY_COLUMNS.index("days_since_last_presented")] = np.nan
+        start, end = int(self.profiles.offsets[row]), int(self.profiles.offsets[row + 1])
+        if end > start:
+            position = {int(b): k for k, b in enumerate(candidates)}
+            for j in range(start, end):
+                k = position.get(int(self.profiles.history_benefit[j]))
+                if k is not None:
+                    history[k] = self.profiles.history_values[j]
+        product = int(self.profiles.product_index[row])
+        return build_candidate_matrix(
+            holder_X=self.profiles.holder_X[row : row + 1].astype(np.float64),
+            holder_columns=self.holder_columns,
+            est_spend_by_category=self.profiles.est_spend[row : row + 1].astype(np.float64),
+            reference_spend_by_category=self.reference,
+            pair_holder=np.zeros(n, dtype=np.int64),
+            pair_benefit=candidates,
+            pair_base_earn_rate=np.full(n, self.benefits.product_base_rate[product]),
+            pair_history=history,
+            pair_call_reason=np.full(n, call_reason_code(call_reason)),
+            pair_rank=np.ones(n),
+            benefits=self.benefits,
+            benefit_codes=self.benefit_codes,
+        )
+
+    def _choose(
+        self, priority: FloatArray, categories: npt.NDArray[np.bool_], k: int
+    ) -> tuple[IntArray, FloatArray]:
+        """The chosen candidates and each one's probability of being shown under this policy."""
+        arbitration = self.config.arbitration
+        greedy = select_diverse(priority, categories, k, arbitration.diversity)
+        epsilon = self.config.epsilon
+        n = len(priority)
+        shown_k = len(greedy)
+        if epsilon == 0.0 or n <= shown_k:
+            return greedy, np.ones(shown_k)
+        in_greedy = np.zeros(n, dtype=bool)
+        in_greedy[greedy] = True
+        marginal = (1 - epsilon) * in_greedy + epsilon * shown_k / n
+        if self.rng.random() < epsilon:
+            explored = np.sort(self.rng.choice(n, size=shown_k, replace=False))
+            order = np.argsort(-priority[explored], kind="stable")
+            chosen = explored[order].astype(np.int64)
+        else:
+            chosen = greedy
+        return chosen, marginal[chosen]
+
+    def _suggestion(
+        self,
+        rank: int,
+        row: int,
+        benefit: int,
+        x: FloatArray,
+        value: float,
+        priority: float,
+        p_adopt: float,
+        logging_prob: float,
+        reasons: tuple[str, ...],
+    ) -> Suggestion:
+        catalog_benefit = self.catalog.benefits[benefit]
+        product = self.catalog.products[int(self.profiles.product_index[row])]
+        mask = self.benefits.category_mask[benefit] > 0
+        holder = self.profiles.holder_X[row]
+        spend_90d = float(holder[self.holder_columns.spend_90d[mask]].sum()) if mask.any() else None
+        spend_365d = float(holder[self.holder_columns.spend_365d[mask]].sum()) if mask.any() else None
+        est = float(self.profiles.est_spend[row][mask].sum()) if mask.any() else None
+        by_category = holder[self.holder_columns.spend_90d]
+        top = int(np.argmax(by_category))
+        numbers = TalkingPointNumbers(
+            spend_90d_usd=spend_90d,
+            spend_365d_usd=spend_365d,
+            est_annual_spend_usd=est,
+            est_annual_value_usd=value,
+            top_category=SPEND_CATEGORIES[top] if by_category[top] > 0 else None,
+            top_category_spend_90d_usd=float(by_category[top]) if by_category[top] > 0 else None,
+        )
+        text, _ = render_talking_point(catalog_benefit, product, numbers)
+        return Suggestion(
+            rank=rank,
+            benefit_id=catalog_benefit.id,
+            benefit_name=catalog_benefit.name,
+            talking_point=text,
+            reasons=reasons,
+            value_usd=round(value, 2),
+            score=priority,
+            p_adopt=p_adopt,
+            logging_prob=logging_prob,
+            features=tuple(float(v) for v in x),
+        )

@@ -1,0 +1,202 @@
+"""Engine: decisions for real cardholders of a generated world, through the trained model."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from nba.bundle import load_bundle
+from nba.catalog import load_catalog
+from nba.engine import ContactPolicy, Engine, EngineConfig
+from nba.errors import DataError, ModelError, NotFoundError
+from nba.matrix import BenefitTable
+from nba.mcc import load_mcc_map
+from nba.profiles import build_profiles
+from nba.tables import open_data
+from training.generate import generate_world
+from training.pairs import build_pair_matrix, compute_snapshots
+from training.train_job import TrainOptions, train_model
+
+AS_OF = date(2026, 10, 1)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Engine]:
+    root = tmp_path_factory.mktemp("engine")
+    data_dir = generate_world(3000, 9, root / "data").out_dir
+    model_dir = train_model(data_dir, root / "models", TrainOptions()).model_dir
+    bundle = load_bundle(model_dir)
+    catalog = load_catalog(data_dir / "catalog.yaml")
+    with open_data(data_dir) as data:
+        profiles = build_profiles(data, AS_OF, bundle, load_mcc_map(), BenefitTable.from_catalog(catalog))
+    return data_dir, Engine(bundle, profiles, catalog, rng=np.random.default_rng(0))
+
+
+def _used(data_dir: Path) -> set[tuple[str, str]]:
+    frame = pd.read_parquet(data_dir / "benefit_usage.parquet")
+    return set(zip(frame["cardholder_id"], frame["benefit_id"], strict=True))
+
+
+def test_suggestions_are_on_the_card_unused_diverse_and_deterministic(setup: tuple[Path, Engine]) -> None:
+    data_dir, engine = setup
+    used = _used(data_dir)
+    holders = pd.read_parquet(data_dir / "cardholders.parquet").set_index("cardholder_id")["product_id"]
+    shown = 0
+    for cardholder_id in engine.profiles.ids[:300]:
+        decision = engine.decide(cardholder_id, "general")
+        on_card = set(engine.catalog.product_by_id[holders[cardholder_id]].benefits)
+        ids = [s.benefit_id for s in decision.suggestions]
+        assert len(ids) == len(set(ids)) <= 3
+        assert set(ids) <= on_card
+        assert not {(cardholder_id, b) for b in ids} & used
+        assert [s.rank for s in decision.suggestions] == list(range(1, len(ids) + 1))
+        scores = [s.score for s in decision.suggestions]
+        categories = [set(engine.catalog.benefit_by_id[b].spend_categories) for b in ids]
+        if len(ids) == 2 and decision.candidates > 2:
+            assert not (categories[0] & categories[1]) or scores == sorted(scores, reverse=True)
+        assert all(s.logging_prob == 1.0 for s in decision.suggestions)
+        assert all("{" not in s.talking_point for s in decision.suggestions)
+        again = engine.decide(cardholder_id, "general")
+        assert [(s.benefit_id, s.score, s.talking_point) for s in again.suggestions] == [
+            (s.benefit_id, s.score, s.talking_point) for s in decision.suggestions
+        ]
+        shown += len(ids)
+    assert shown > 300
+
+
+def test_sensitive_and_complaint_calls(setup: tuple[Path, Engine]) -> None:
+    _, engine = setup
+    cardholder_id = engine.profiles.ids[5]
+    fraud = engine.decide(cardholder_id, "fraud")
+    assert fraud.suggestions == () and fraud.note == "nothing is pitched on fraud calls"
+    assert len(engine.decide(cardholder_id, "complaint").suggestions) <= 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"cardholder_id": "NOPE"}, NotFoundError, "cardholder 'NOPE' is not in the profile snapshot"),
+        ({"call_reason": "weather"}, DataError, r"`call_reason` must be one of general, .*; got 'weather'"),
+        ({"top_k": 0}, DataError, r"`top_k` must be an int in \[1, 10\], got 0"),
+        ({"top_k": 11}, DataError, r"`top_k` must be an int in \[1, 10\], got 11"),
+    ],
+)
+def test_bad_requests(
+    setup: tuple[Path, Engine], kwargs: dict[str, object], error: type, message: str
+) -> None:
+    _, engine = setup
+    arguments: dict[str, object] = {
+        "cardholder_id": engine.profiles.ids[0],
+        "call_reason": "general",
+        "top_k": 3,
+    }
+    arguments.update(kwargs)
+    with pytest.raises(error, match=message):
+        engine.decide(**arguments)  # type: ignore[arg-type]
+
+
+def test_profiles_of_another_model_are_refused(setup: tuple[Path, Engine]) -> None:
+    _, engine = setup
+    other = replace(engine.profiles, model_version="20200101T000000Z-0000000")
+    with pytest.raises(ModelError, match="built for model 20200101T000000Z-0000000"):
+        Engine(engine.bundle, other, engine.catalog)
+    narrow = replace(engine.profiles, holder_X=engine.profiles.holder_X[:, :10])
+    with pytest.raises(ModelError, match="has 10 feature columns"):
+        Engine(engine.bundle, narrow, engine.catalog)
+
+
+def test_served_features_equal_the_training_jobs_for_the_same_date(setup: tuple[Path, Engine]) -> None:
+    data_dir, engine = setup
+    sample = list(engine.profiles.ids[:40])
+    decisions = {c: engine.decide(c, "travel_notice") for c in sample}
+    pairs = pd.DataFrame(
+        [(c, AS_OF, s.benefit_id, "travel_notice", 1) for c, d in decisions.items() for s in d.suggestions],
+        columns=["cardholder_id", "as_of", "benefit_id", "call_reason", "rank"],
+    )
+    import pyarrow as pa
+
+    with open_data(data_dir) as data:
+        keys = pairs[["cardholder_id"]].drop_duplicates()
+        snap = pa.table(
+            {
+                "cardholder_id": keys["cardholder_id"].tolist(),
+                "as_of": pa.array([AS_OF] * len(keys), pa.date32()),
+            }
+        )
+        snapshots = compute_snapshots(data, snap, load_mcc_map(), engine.bundle.extra)
+    bundle = engine.bundle
+    matrix = build_pair_matrix(
+        pairs, snapshots, bundle.holder, bundle.estimator, engine.benefits, engine.benefit_codes
+    )
+    served = np.array([s.features for d in decisions.values() for s in d.suggestions])
+    # The profile keeps features as float32: equal to float32 precision.
+    np.testing.assert_allclose(served, matrix.X, rtol=1e-6, equal_nan=True)
+
+
+def test_talking_point_numbers_come_from_the_cardholders_transactions(setup: tuple[Path, Engine]) -> None:
+    data_dir, engine = setup
+    con = duckdb.connect()
+    mcc = load_mcc_map().to_arrow()
+    con.register("mcc", mcc)
+    checked = 0
+    for cardholder_id in engine.profiles.ids[:400]:
+        for s in engine.decide(cardholder_id, "general").suggestions:
+            benefit = engine.catalog.benefit_by_id[s.benefit_id]
+            if "{spend_90d_usd}" not in benefit.talking_point or "You spent" not in s.talking_point:
+                continue
+            categories = ", ".join(f"'{c}'" for c in benefit.spend_categories)
+            spent = con.execute(
+                f"SELECT coalesce(sum(amount), 0) FROM read_parquet('{data_dir}/transactions.parquet') t "
+                f"JOIN mcc m ON m.mcc = t.mcc WHERE cardholder_id = ? AND category IN ({categories}) "
+                f"AND transaction_date >= DATE '{AS_OF - timedelta(days=90)}' AND transaction_date < DATE '{AS_OF}'",
+                [cardholder_id],
+            ).fetchall()[0][0]
+            assert f"${spent:,.0f}" in s.talking_point
+            checked += 1
+    assert checked > 0
+
+
+def test_contact_policy_suppresses_recent_declines(setup: tuple[Path, Engine]) -> None:
+    _, engine = setup
+    p = engine.profiles
+    declined = np.flatnonzero(p.history_days_since_declined <= 90)
+    assert len(declined) > 0
+    j = int(declined[0])
+    row = int(np.searchsorted(p.offsets, j, side="right") - 1)
+    benefit = engine.benefits.ids[int(p.history_benefit[j])]
+    strict = Engine(
+        engine.bundle, p, engine.catalog, EngineConfig(contact=ContactPolicy(decline_cooldown_days=365))
+    )
+    loose = Engine(
+        engine.bundle, p, engine.catalog, EngineConfig(contact=ContactPolicy(decline_cooldown_days=0))
+    )
+    ids_strict = {s.benefit_id for s in strict.decide(p.ids[row], "general", top_k=10).suggestions}
+    ids_loose = {s.benefit_id for s in loose.decide(p.ids[row], "general", top_k=10).suggestions}
+    assert benefit not in ids_strict
+    if not p.history_used[j]:
+        assert benefit in ids_loose
+
+
+def test_exploration_logs_the_real_probability(setup: tuple[Path, Engine]) -> None:
+    _, engine = setup
+    explorer = Engine(
+        engine.bundle,
+        engine.profiles,
+        engine.catalog,
+        EngineConfig(epsilon=0.2),
+        rng=np.random.default_rng(1),
+    )
+    for cardholder_id in engine.profiles.ids[:50]:
+        decision = explorer.decide(cardholder_id, "general")
+        n, k = decision.candidates, len(decision.suggestions)
+        for s in decision.suggestions:
+            if n > k:
+                assert s.logging_prob in (pytest.approx(0.8 + 0.2 * k / n), pytest.approx(0.2 * k / n))
+            else:
+                assert s.logging_prob == 1.0
