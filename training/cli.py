@@ -192,6 +192,68 @@ def evaluate(
     print_evaluation(evaluation)
 
 
+ModelOption = Annotated[
+    Path, typer.Option("--model", help="Model folder, or a models folder (its CURRENT version is used).")
+]
+CallReason = Annotated[
+    str, typer.Option(help="Why the cardholder called: general, payment, travel_notice, ...")
+]
+TopK = Annotated[int, typer.Option("--top", min=1, max=10, help="How many suggestions (1-10).")]
+
+
+@app.command()
+def recommend(
+    cardholder_id: Annotated[str, typer.Argument(help="The cardholder on the call.")],
+    data: DataDir,
+    model: ModelOption = Path("models"),
+    call_reason: CallReason = "general",
+    top: TopK = 3,
+    as_of: AsOf = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
+) -> None:
+    """Show the talking points the engine would give the agent for one cardholder's call."""
+    import dataclasses
+    import json
+
+    from training.engine_job import format_decision, load_engine
+
+    engine = load_engine(model, data, _parse_date(as_of))
+    decision = engine.decide(cardholder_id, call_reason, top)
+    if as_json:
+        body = dataclasses.asdict(decision)
+        for suggestion in body["suggestions"]:
+            suggestion.pop("features")
+        typer.echo(json.dumps(body, indent=2))
+    else:
+        typer.echo(format_decision(decision))
+
+
+@app.command()
+def score(
+    data: DataDir,
+    out: Annotated[Path, typer.Option(help="Output file, .csv or .parquet.")],
+    model: ModelOption = Path("models"),
+    as_of: AsOf = None,
+    top: TopK = 3,
+    call_reason: CallReason = "general",
+) -> None:
+    """Batch-score every cardholder: cardholder_id, rank, benefit_id, score for the top K of each."""
+    from nba.vocab import CALL_REASONS
+    from training.engine_job import load_engine, score_all
+
+    if call_reason not in CALL_REASONS:
+        raise typer.BadParameter(
+            f"must be one of {', '.join(CALL_REASONS)}, got {call_reason!r}", param_hint="--call-reason"
+        )
+    if out.suffix not in (".csv", ".parquet"):
+        raise typer.BadParameter(f"must end in .csv or .parquet, got {out.name!r}", param_hint="--out")
+    engine = load_engine(model, data, _parse_date(as_of))
+    result = score_all(engine, top, call_reason, out)
+    typer.echo(
+        f"{result.out}: {result.rows:,} rows for {result.cardholders:,} cardholders in {result.seconds:.1f} s"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs a command; bad input is one line on stderr and a non-zero exit, never a traceback."""
     try:

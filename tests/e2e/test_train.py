@@ -153,3 +153,30 @@ def test_no_positive_labels_is_one_clear_error(world: tuple[Path, Path], tmp_pat
     pq.write_table(usage.slice(0, 0), fresh / "benefit_usage.parquet")
     with pytest.raises(DataError, match="no positive labels"):
         train_model(fresh, tmp_path / "models", TrainOptions())
+
+
+def test_recommend_and_score_commands(
+    world: tuple[Path, Path], trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+
+    data_dir, _ = world
+    models, _ = trained
+    assert main(["recommend", "C0000002", "--data", str(data_dir), "--model", str(models), "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["cardholder_id"] == "C0000002" and body["call_reason"] == "general"
+    assert all("features" not in s for s in body["suggestions"])
+    out = tmp_path / "scores.parquet"
+    assert (
+        main(["score", "--data", str(data_dir), "--model", str(models), "--top", "2", "--out", str(out)]) == 0
+    )
+    scores = pd.read_parquet(out)
+    assert list(scores.columns) == ["cardholder_id", "rank", "benefit_id", "score"]
+    assert scores.groupby("cardholder_id")["rank"].max().max() <= 2
+    assert not scores.duplicated(["cardholder_id", "benefit_id"]).any()
+    assert scores["cardholder_id"].nunique() > 3000
+    assert (
+        main(["score", "--data", str(data_dir), "--model", str(models), "--out", str(tmp_path / "x.txt")])
+        == 2
+    )
+    assert "must end in .csv or .parquet" in capsys.readouterr().err
