@@ -186,6 +186,47 @@ def _candidates_for(
     return build_pair_matrix(pairs, snapshots, parts.holder, parts.estimator, benefits, parts.benefit_codes)
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What training and evaluation both derive from a data directory: the labelled rows and their split."""
+
+    data: DataSource
+    as_of: date
+    labelled: LabelledRows
+    rows: pd.DataFrame
+    split: TimeSplit
+    catalog: Catalog
+    benefits: BenefitTable
+    mcc_map: MccMap
+    options: TrainOptions
+
+    @property
+    def popularity(self) -> dict[str, float]:
+        return _popularity(self.rows[self.split.train])
+
+
+def _prepare_run(
+    data: DataSource, data_dir: Path, catalog: Catalog, mcc_map: MccMap, options: TrainOptions
+) -> _Run:
+    latest = data.latest_date()
+    if latest is None:
+        raise DataError(f"{data_dir}: no dated rows at all; nothing to train or evaluate on")
+    as_of = options.as_of or latest + timedelta(days=1)
+    if options.as_of is not None and options.as_of > latest + timedelta(days=1):
+        raise DataError(f"--as-of {as_of} is after the data, which ends on {latest}")
+    labelled = _labelled_rows(data, as_of, catalog)
+    rows = labelled.table.to_pandas()
+    if rows.empty:
+        raise DataError(
+            f"{data_dir}: no presentations with a known label before {as_of}; nothing to learn from"
+        )
+    rows["as_of"] = pd.to_datetime(rows["as_of"])
+    split = split_by_time(rows["as_of"].to_numpy(dtype="datetime64[D]"))
+    return _Run(
+        data, as_of, labelled, rows, split, catalog, BenefitTable.from_catalog(catalog), mcc_map, options
+    )
+
+
 def train_model(
     data_dir: Path, models_root: Path, options: TrainOptions, progress: Progress = lambda _: None
 ) -> TrainResult:
@@ -199,21 +240,9 @@ def train_model(
     benefits = BenefitTable.from_catalog(catalog)
     t = timer.step("validate", t)
     with open_data(data_dir) as data:
-        latest = data.latest_date()
-        if latest is None:
-            raise DataError(f"{data_dir}: no dated rows at all; nothing to train on")
-        as_of = options.as_of or latest + timedelta(days=1)
-        if options.as_of is not None and options.as_of > latest + timedelta(days=1):
-            raise DataError(f"--as-of {as_of} is after the data, which ends on {latest}")
         extra = select_extra_columns(data.con, config)
-        labelled = _labelled_rows(data, as_of, catalog)
-        rows = labelled.table.to_pandas()
-        if rows.empty:
-            raise DataError(
-                f"{data_dir}: no presentations with a known label before {as_of}; nothing to train on"
-            )
-        rows["as_of"] = pd.to_datetime(rows["as_of"])
-        split = split_by_time(rows["as_of"].to_numpy(dtype="datetime64[D]"))
+        run = _prepare_run(data, data_dir, catalog, mcc_map, options)
+        as_of, labelled, rows, split = run.as_of, run.labelled, run.rows, run.split
         snapshots = compute_snapshots(data, _snapshots_of(rows), mcc_map, extra)
         t = timer.step("features", t)
 
@@ -251,23 +280,8 @@ def train_model(
         t = timer.step("model fit", t)
 
         parts = ScoringParts(extra, holder, estimator, benefit_codes, _score_with(model))
-        popularity = _popularity(rows[split.train])
         champion = _champion(models_root)
-        evaluation = _evaluate(
-            data,
-            parts,
-            rows,
-            split,
-            matrix,
-            snapshots,
-            labelled,
-            catalog,
-            benefits,
-            mcc_map,
-            popularity,
-            options,
-            as_of,
-        )
+        evaluation = _evaluate(run, parts, matrix, snapshots)
         if champion is not None and labelled.label_source.startswith("conversations"):
             champion_parts = _bundle_parts(champion, benefits)
             same = champion.extra == extra
@@ -350,45 +364,35 @@ def train_model(
     return TrainResult(model_dir, version, evaluation, promoted, reason, timer.timings, counts)
 
 
-def _evaluate(
-    data: DataSource,
-    parts: ScoringParts,
-    rows: pd.DataFrame,
-    split: TimeSplit,
-    matrix: PairMatrix,
-    snapshots: HolderSnapshots,
-    labelled: LabelledRows,
-    catalog: Catalog,
-    benefits: BenefitTable,
-    mcc_map: MccMap,
-    popularity: dict[str, float],
-    options: TrainOptions,
-    as_of: date,
-) -> Evaluation:
+def _evaluate(run: _Run, parts: ScoringParts, matrix: PairMatrix, snapshots: HolderSnapshots) -> Evaluation:
     """Held-out metrics, off-policy estimates beside baselines, and the oracle comparison when given."""
     evaluation = Evaluation()
-    test_rows = rows[split.test].reset_index(drop=True)
+    split, options, benefits = run.split, run.options, run.benefits
+    test_rows = run.rows[split.test].reset_index(drop=True)
     test_matrix = _subset(matrix, split.test)
     evaluate_logged(evaluation, test_rows, test_matrix, parts.score(test_matrix))
-    if labelled.label_source.startswith("conversations"):
-        candidates = _candidates_for(test_rows, snapshots, parts, catalog, benefits)
-        policies = {"model": parts.score(candidates), **baseline_scores(candidates, popularity, options.seed)}
+    if run.labelled.label_source.startswith("conversations"):
+        candidates = _candidates_for(test_rows, snapshots, parts, run.catalog, benefits)
+        policies = {
+            "model": parts.score(candidates),
+            **baseline_scores(candidates, run.popularity, options.seed),
+        }
         evaluate_off_policy(evaluation, test_rows, candidates, policies, benefits, options.arbitration)
     else:
         evaluation.notes.append(
-            f"no conversations to evaluate off-policy on; labels are {labelled.label_source}"
+            f"no conversations to evaluate off-policy on; labels are {run.labelled.label_source}"
         )
     if options.oracle is not None:
         evaluate_oracle(
             evaluation,
-            data,
-            pd.Timestamp(as_of),
+            run.data,
+            pd.Timestamp(run.as_of),
             read_oracle(options.oracle),
             parts,
-            mcc_map,
-            catalog,
+            run.mcc_map,
+            run.catalog,
             benefits,
-            popularity,
+            run.popularity,
             options.arbitration,
             options.seed,
         )
@@ -412,37 +416,13 @@ def evaluate_model(
     benefits = BenefitTable.from_catalog(catalog)
     parts = _bundle_parts(bundle, benefits)
     with open_data(data_dir) as data:
-        latest = data.latest_date()
-        if latest is None:
-            raise DataError(f"{data_dir}: no dated rows at all; nothing to evaluate on")
-        as_of = options.as_of or latest + timedelta(days=1)
-        labelled = _labelled_rows(data, as_of, catalog)
-        rows = labelled.table.to_pandas()
-        if rows.empty:
-            raise DataError(f"{data_dir}: no presentations with a known label before {as_of}")
-        rows["as_of"] = pd.to_datetime(rows["as_of"])
-        split = split_by_time(rows["as_of"].to_numpy(dtype="datetime64[D]"))
-        snapshots = compute_snapshots(data, _snapshots_of(rows), mcc_map, bundle.extra)
+        run = _prepare_run(data, data_dir, catalog, mcc_map, options)
+        snapshots = compute_snapshots(data, _snapshots_of(run.rows), mcc_map, bundle.extra)
         progress("features")
         matrix = build_pair_matrix(
-            rows, snapshots, parts.holder, parts.estimator, benefits, parts.benefit_codes
+            run.rows, snapshots, parts.holder, parts.estimator, benefits, parts.benefit_codes
         )
-        popularity = _popularity(rows[split.train])
-        evaluation = _evaluate(
-            data,
-            parts,
-            rows,
-            split,
-            matrix,
-            snapshots,
-            labelled,
-            catalog,
-            benefits,
-            mcc_map,
-            popularity,
-            options,
-            as_of,
-        )
+        evaluation = _evaluate(run, parts, matrix, snapshots)
         progress("evaluation")
     return evaluation
 
