@@ -1,9 +1,33 @@
-"""Features: typed data views + (cardholder_id, as_of) snapshots → point-in-time feature rows."""
+"""Features: typed data views + (cardholder_id, as_of) snapshots → point-in-time feature rows.
+
+One SQL statement computes every feature for any set of (cardholder_id, as_of) pairs: all cardholders at
+one date (serving profiles) or one pair per presentation (training). Only rows dated strictly before a
+pair's as_of count; timestamps count on their UTC calendar day. A row `age_days` = as_of − date days old
+is in the last w days when age_days ≤ w. Purchases are rows with amount > 0, refunds amount < 0.
+
+- `spend_{c}_{w}d_usd`: net spend (purchases minus refunds) in category c, last w ∈ {30, 90, 365} days;
+  `tx_{c}_{w}d`: purchases; `share_{c}_{w}d`: max(spend, 0) over the sum of the categories' positive
+  spend (0 when none); `trend_{c}`: (a − b) / (a + b + 1) with a, b the positive spend of the last 90
+  days and of the 90 before; `days_since_{c}`: since the last purchase, NULL when none ever.
+- `spend_total_{w}d_usd`, `tx_total_{w}d`, `active_days_{w}d` (days with a purchase), `refund_{w}d_usd`
+  (absolute), `refund_count_{w}d`, `days_since_last_tx` (last purchase), `months_with_spend_365d`
+  (30-day periods counted back from as_of with a purchase; the 13th period is 5 days long).
+- `product_id`, `region`, `segment` (categories), `tenure_months` (whole months since open_date),
+  `age_years` (as_of's year − birth_year), then the chosen extra cardholder columns.
+- History: `benefits_used_count`, `calls_so_far`, `presentations_so_far`, `accepted_so_far`,
+  `declined_so_far`, `presentations_180d`, `nps_count`, `nps_mean`, `nps_last`, `days_since_last_call`.
+  A presentation whose outcome is `not_discussed` was not heard and is no presentation; a call is dated
+  by its earliest sighting (calls table or presentations); an NPS answer counts from `responded_at`,
+  else from its call.
+
+Money is rounded to cents, so the same data gives the same bytes whatever order a parallel sum took.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Final, Literal
@@ -29,7 +53,7 @@ TREND_DAYS: Final = 90
 PERIOD_DAYS: Final = 30
 HISTORY_WINDOW_DAYS: Final = 180
 PRESENTATION_WINDOWS_DAYS: Final = (60, 180)
-# Outcomes of a presentation the cardholder did not hear; they are no presentation for any feature.
+# The outcome of a presentation the cardholder did not hear: it counts as a presentation in no feature.
 UNHEARD_OUTCOME: Final = "not_discussed"
 
 BASE_CATEGORICAL: Final = ("product_id", "region", "segment")
@@ -209,7 +233,10 @@ def select_extra_columns(con: duckdb.DuckDBPyConnection, config: FeatureConfig) 
     return ExtraColumns(taken=taken, left_out=left_out)
 
 
-class _ColumnStats(BaseModel):
+@dataclass(frozen=True)
+class _ColumnStats:
+    """Counts over one extra column's non-empty values."""
+
     values: int
     distinct: int
     non_numeric: int
@@ -377,10 +404,6 @@ def _snapshots_cte(snapshots_sql: str) -> str:
         "snap AS (SELECT cardholder_id, as_of, row_number() OVER (ORDER BY cardholder_id, as_of) AS snap_id "
         f"FROM (SELECT DISTINCT cardholder_id, CAST(as_of AS DATE) AS as_of FROM ({snapshots_sql}) AS given) AS pairs)"
     )
-
-
-def _in_window(w: int) -> str:
-    return f"age_days <= {w}"
 
 
 def _category_alias(category: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from nba.errors import DataError, SchemaError
@@ -31,6 +32,7 @@ from nba.mcc import MccMap, load_mcc_map
 from nba.tables import open_data
 from nba.vocab import SPEND_CATEGORIES
 from tests.conftest import VALID_TABLES, write_tables
+from training.features_job import run_features
 
 WINDOWS = (30, 90, 365)
 VALID_AS_OF = date(2025, 3, 4)
@@ -338,6 +340,15 @@ def test_valid_dir_matches_the_naive_reference(valid_dir: Path, mcc_map: MccMap)
     assert (c1["calls_so_far"], c1["presentations_so_far"], c1["nps_last"]) == (1, 2, 9)
 
 
+def test_without_a_calls_table_calls_come_from_presentations(valid_dir: Path, mcc_map: MccMap) -> None:
+    (valid_dir / "calls.csv").unlink()
+    rows = _features(valid_dir, mcc_map, VALID_AS_OF)
+    for row in rows:
+        _assert_matches_naive(row, naive_features(valid_dir, mcc_map, row["cardholder_id"], VALID_AS_OF))
+    # K3 (C2's call) was only in the calls table, so its NPS answer has no call to belong to.
+    assert [(row["calls_so_far"], row["nps_count"]) for row in rows] == [(1, 1), (0, 0), (1, 0)]
+
+
 @pytest.mark.parametrize("as_of", [WORLD_AS_OF, date(2025, 2, 28), date(2024, 12, 31)])
 def test_boundary_world_matches_the_naive_reference(boundary_dir: Path, mcc_map: MccMap, as_of: date) -> None:
     rows = _features(boundary_dir, mcc_map, as_of)
@@ -356,13 +367,13 @@ def test_boundary_world_matches_the_naive_reference(boundary_dir: Path, mcc_map:
 def test_generated_world_matches_the_naive_reference(tmp_path: Path, mcc_map: MccMap) -> None:
     generate = pytest.importorskip("training.generate")
     data_dir = tmp_path / "world"
-    generate.generate_world(60, seed=3, out_dir=data_dir, fmt="csv")
+    generate.generate_world(40, seed=3, out_dir=data_dir, fmt="csv")
     with open_data(data_dir) as data:
         latest = data.latest_date()
     assert latest is not None
     as_of = latest - timedelta(days=45)
     rows = _features(data_dir, mcc_map, as_of)
-    for row in rows[::4]:
+    for row in rows[::3]:
         _assert_matches_naive(row, naive_features(data_dir, mcc_map, row["cardholder_id"], as_of))
 
 
@@ -644,3 +655,28 @@ def test_serving_uses_the_decided_columns_and_needs_them(
     assert "tier" not in served.column_names and "limit_usd" in served.column_names
     with open_data(valid_dir) as data, pytest.raises(SchemaError, match="no column 'limit_usd'"):
         build_cardholder_features(data.con, snapshot_all_sql(VALID_AS_OF), mcc_map, decided)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The job behind `nba features`
+
+
+def test_run_features_writes_every_cardholder_at_the_default_date(valid_dir: Path, tmp_path: Path) -> None:
+    config_file = tmp_path / "features.json"
+    config_file.write_text('{"exclude": ["credit_limit_usd"]}', encoding="utf-8")
+    out = tmp_path / "out" / "features.csv"
+    result = run_features(valid_dir, None, out, config_file, show_progress=False)
+    # The latest date in the data is the call on 2025-03-03.
+    assert (result.as_of, result.rows, result.columns) == (VALID_AS_OF, 3, 2 + 208)
+    assert result.extra_columns.left_out == {"credit_limit_usd": "excluded by the feature config"}
+    with out.open(newline="", encoding="utf-8") as handle:
+        written = list(csv.DictReader(handle))
+    assert [row["cardholder_id"] for row in written] == ["C1", "C2", "C3"]
+    assert float(written[0]["spend_groceries_90d_usd"]) == pytest.approx(100.0)
+    parquet = run_features(valid_dir, date(2025, 2, 1), tmp_path / "f.parquet", show_progress=False)
+    assert (parquet.rows, pq.read_table(parquet.out).column("as_of")[0].as_py()) == (2, date(2025, 2, 1))
+
+
+def test_run_features_refuses_an_unknown_output_format(valid_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"`out` must end in \.parquet or \.csv, got 'features.xlsx'"):
+        run_features(valid_dir, None, tmp_path / "features.xlsx", show_progress=False)
