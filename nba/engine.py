@@ -95,6 +95,16 @@ def _no_reasons(X: FloatArray, rows: IntArray) -> list[tuple[str, ...]]:
     return [() for _ in rows]
 
 
+def default_reasoner(bundle: ModelBundle) -> Reasoner:
+    """Reasons from path attributions over the model's trees (precomputed per leaf at load)."""
+    from nba.attribution import PathAttributor
+    from nba.reasons import Reasoner as PathReasoner
+
+    model = bundle.model
+    attributor = PathAttributor.from_booster(model.booster_, num_iteration=model.best_iteration_)
+    return PathReasoner(attributor, bundle.manifest.feature_names)
+
+
 class Engine:
     """Decides the talking points for one call, in process, in well under a millisecond per call.
 
@@ -129,7 +139,7 @@ class Engine:
         self.benefit_codes = bundle.benefit_codes(self.benefits)
         self.reference = bundle.reference_spend()
         self.holder_columns = HolderColumns.from_names(bundle.holder.feature_names)
-        self.reasoner = reasoner or _no_reasons
+        self.reasoner = reasoner or default_reasoner(bundle)
         self.rng = rng or np.random.default_rng()
 
     def decide(self, cardholder_id: str, call_reason: str = "general", top_k: int = 3) -> Decision:

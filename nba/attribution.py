@@ -1,0 +1,331 @@
+"""Attribution: a LightGBM booster and candidate rows → per-feature path (Saabas) contributions to the raw score.
+
+Each suggestion shows two or three plain-language reasons, and the request path cannot afford TreeSHAP
+(`pred_contrib=True` costs milliseconds per row). Path attribution is cheap because a row's path through a
+tree is fixed by the leaf it lands in: its contribution vector (for every split on the path, the value of
+the child taken minus the value of the split node, credited to the split feature) depends only on
+(tree, leaf). `PathAttributor` precomputes that vector for every leaf of every tree once, as a sparse
+table; at request time one `pred_leaf` call gives the leaves and the contributions are a vectorised
+gather-and-sum over the table. The sum of a row's contributions plus `bias_` (the root values) is its raw
+score (log-odds for a binary model).
+
+Example:
+    >>> attributor = PathAttributor.from_booster(model.booster_, num_iteration=model.best_iteration_)
+    >>> raw, contributions = attributor.score_and_contributions(X)   # one booster call
+    >>> rank_contributions(contributions, k=3)                         # [(feature index, log-odds), ...]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from numbers import Integral
+from typing import Any, Final, cast
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+
+from nba.errors import ModelError
+
+FloatArray = npt.NDArray[np.float64]
+IndexArray = npt.NDArray[np.intp]
+
+# A reason list longer than this is not a reason list; it also bounds the cost of ranking.
+MAX_K: Final = 50
+Reasons = list[tuple[int, float]]
+
+
+def rank_contributions(contributions: FloatArray, k: int = 3, positive_only: bool = True) -> list[Reasons]:
+    """The `k` largest contributions of each row, as (feature index, contribution), largest first.
+
+    Ties go to the lower feature index, so the same row always gives the same reasons. With
+    `positive_only`, features that push the score down (or not at all) are left out, so a row may
+    get fewer than `k` reasons, or none.
+
+    `contributions` must be finite (what `PathAttributor` returns is). Raises ValueError when it is not
+    2-D or `k` is not an int in [1, min(50, n_features)].
+
+    Example:
+        >>> rank_contributions(np.array([[0.2, -0.1, 0.5, 0.2]]), k=3)
+        [[(2, 0.5), (0, 0.2), (3, 0.2)]]
+    """
+    contributions = np.asarray(contributions)
+    if contributions.ndim != 2:
+        raise ValueError(
+            f"`contributions` must be a 2-D array (rows × features), got shape {contributions.shape}"
+        )
+    n_rows, n_features = contributions.shape
+    _check_k(k, n_features)
+    k = int(k)
+    # Only values at least as large as each row's k-th largest can be in its top k (ties included, so the
+    # tie-break below sees every candidate); a partition finds that value without sorting the row.
+    kth_largest = np.partition(contributions, n_features - k, axis=1)[:, n_features - k]
+    keep = contributions >= kth_largest[:, None]
+    if positive_only:
+        keep &= contributions > 0
+    rows, features = np.nonzero(keep)
+    values = contributions[rows, features]
+    # By row, then contribution descending, then feature ascending (the last key is the primary one).
+    order = np.lexsort((features, -values, rows))
+    reasons: list[Reasons] = [[] for _ in range(n_rows)]
+    for row, feature, value in zip(
+        rows[order].tolist(), features[order].tolist(), values[order].astype(np.float64).tolist(), strict=True
+    ):
+        if len(reasons[row]) < k:
+            reasons[row].append((feature, value))
+    return reasons
+
+
+def _check_k(k: int, n_features: int) -> None:
+    highest = min(MAX_K, n_features)
+    if isinstance(k, bool) or not isinstance(k, Integral) or not 1 <= k <= highest:
+        raise ValueError(f"The 'k' parameter must be an int in [1, {highest}]. Got {k!r} instead.")
+
+
+class PathAttributor:
+    """Path-based (Saabas) feature contributions of a single-output LightGBM model, cheap enough per request.
+
+    Follows the estimator contract: `__init__` stores its argument, `fit` reads the booster's trees
+    and learns the leaf table, and every method that scores rows first checks it was fitted.
+
+    Learned attributes:
+        booster_: the booster the rows are routed through (`pred_leaf`, single-threaded).
+        num_iteration_: how many trees are used (the booster's best iteration unless told otherwise).
+        n_features_, feature_names_: the booster's input columns.
+        bias_: the sum of the trees' root values; contributions + `bias_` = raw score.
+        leaf_offsets_: (n_trees + 1,) where each tree's leaves start in the global leaf numbering.
+        leaf_values_: (n_leaves,) each leaf's output; a row's raw score is the sum over its leaves.
+        leaf_contrib_indptr_, leaf_contrib_features_, leaf_contrib_values_: the (n_leaves × n_features)
+            leaf contribution table in compressed sparse rows: a leaf's path touches few features.
+
+    Example:
+        >>> attributor = PathAttributor.from_booster(booster)
+        >>> attributor.contributions(X).sum(axis=1) + attributor.bias_   # == booster raw scores
+    """
+
+    def __init__(self, num_iteration: int | None = None) -> None:
+        self.num_iteration = num_iteration
+
+    @classmethod
+    def from_booster(cls, booster: lgb.Booster, num_iteration: int | None = None) -> PathAttributor:
+        """A fitted attributor for the first `num_iteration` trees of `booster` (default: as `predict` does)."""
+        return cls(num_iteration).fit(booster)
+
+    def fit(self, booster: lgb.Booster) -> PathAttributor:
+        """Reads the trees of `booster` (`dump_model`) and precomputes every leaf's contribution vector.
+
+        Raises TypeError when `booster` is not a `lightgbm.Booster`, ValueError for a `num_iteration`
+        outside [1, trees trained], and ModelError for a booster without trees, with several outputs
+        per iteration (multiclass), averaged output (random forest) or linear trees.
+        """
+        if not isinstance(booster, lgb.Booster):
+            raise TypeError(
+                f"The 'booster' parameter must be a lightgbm.Booster. Got {type(booster).__name__} instead."
+            )
+        trained = booster.current_iteration()
+        if trained < 1:
+            raise ModelError("The booster has no trees: train it before building a PathAttributor.")
+        num_iteration = self.num_iteration
+        if num_iteration is None:
+            # What `booster.predict` uses when it is not told: the best iteration if early stopping set one.
+            num_iteration = booster.best_iteration if booster.best_iteration > 0 else trained
+        if (
+            isinstance(num_iteration, bool)
+            or not isinstance(num_iteration, Integral)
+            or not 1 <= num_iteration <= trained
+        ):
+            raise ValueError(
+                f"The 'num_iteration' parameter must be an int in [1, {trained}]. Got {num_iteration!r} instead."
+            )
+        num_iteration = int(num_iteration)
+        model = booster.dump_model(num_iteration=num_iteration)
+        per_iteration = int(model.get("num_tree_per_iteration", 1))
+        if per_iteration != 1:
+            raise ModelError(
+                f"PathAttributor needs a model with one tree per iteration (binary or regression); this one has "
+                f"{per_iteration} (objective {model.get('objective')!r})"
+            )
+        if model.get("average_output", False):
+            raise ModelError("PathAttributor needs summed trees; this model averages them (boosting='rf')")
+        trees: list[Mapping[str, Any]] = model["tree_info"]
+        if len(trees) != num_iteration:
+            raise ModelError(f"The booster dumped {len(trees)} trees for {num_iteration} iterations")
+        n_features = int(model["max_feature_idx"]) + 1
+
+        offsets = [0]
+        leaf_values: list[float] = []
+        counts: list[int] = []
+        features: list[int] = []
+        values: list[float] = []
+        bias = 0.0
+        for index, tree in enumerate(trees):
+            root_value, leaves = _leaf_paths(tree, index, n_features)
+            bias += root_value
+            for leaf_value, contribution in leaves:
+                leaf_values.append(leaf_value)
+                counts.append(len(contribution))
+                for feature, value in contribution:
+                    features.append(feature)
+                    values.append(value)
+            offsets.append(offsets[-1] + len(leaves))
+
+        self.booster_ = booster
+        self.num_iteration_: int = num_iteration
+        self.n_features_: int = n_features
+        self.feature_names_: list[str] = list(model.get("feature_names", []))
+        self.bias_: float = bias
+        self.leaf_offsets_: IndexArray = np.asarray(offsets, dtype=np.intp)
+        self.leaf_values_: FloatArray = np.asarray(leaf_values, dtype=np.float64)
+        self.leaf_contrib_indptr_: IndexArray = np.concatenate(([0], np.cumsum(counts, dtype=np.intp)))
+        self.leaf_contrib_features_: npt.NDArray[np.int32] = np.asarray(features, dtype=np.int32)
+        self.leaf_contrib_values_: FloatArray = np.asarray(values, dtype=np.float64)
+        # The hot path reads a leaf's first entry and length by global leaf number; one array each.
+        self._entry_start: IndexArray = self.leaf_contrib_indptr_[:-1].copy()
+        self._entry_count: IndexArray = np.diff(self.leaf_contrib_indptr_)
+        self._tree_offsets: IndexArray = self.leaf_offsets_[:-1].copy()
+        return self
+
+    def leaf_contributions(self) -> FloatArray:
+        """The leaf table as a dense (n_leaves, n_features) array: for inspection and tests, not requests."""
+        self._check_fitted()
+        dense = np.zeros((len(self.leaf_values_), self.n_features_))
+        rows = np.repeat(np.arange(len(self.leaf_values_)), self._entry_count)
+        dense[rows, self.leaf_contrib_features_] = self.leaf_contrib_values_
+        return dense
+
+    def contributions(self, X: npt.ArrayLike) -> FloatArray:
+        """Per-feature path contributions of each row, (n_rows, n_features), in raw-score (log-odds) space.
+
+        `X` is a numeric (n_rows, n_features) array as the booster was trained on (categorical features
+        as integer codes, NaN for missing). Raises ModelError when not fitted, ValueError for bad `X`.
+        """
+        return self._contributions_of_leaves(self._global_leaves_of(X))
+
+    def raw_scores(self, X: npt.ArrayLike) -> FloatArray:
+        """The raw scores (log-odds) of each row, (n_rows,), as the sum of the leaves it lands in."""
+        return self._raw_scores_of_leaves(self._global_leaves_of(X))
+
+    def score_and_contributions(self, X: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """Raw scores (n_rows,) and contributions (n_rows, n_features) from a single booster call."""
+        leaves = self._global_leaves_of(X)
+        return self._raw_scores_of_leaves(leaves), self._contributions_of_leaves(leaves)
+
+    def top_features(self, X: npt.ArrayLike, k: int = 3, positive_only: bool = True) -> list[Reasons]:
+        """Each row's `k` largest contributions as (feature index, contribution), largest first.
+
+        See `rank_contributions` for ties and `positive_only`; use it directly on the output of
+        `score_and_contributions` to rank without routing the rows a second time.
+        """
+        self._check_fitted()
+        _check_k(k, self.n_features_)  # before routing the rows, not after
+        return rank_contributions(self.contributions(X), k, positive_only)
+
+    # --- the request path ----------------------------------------------------------------------------------
+
+    def _check_fitted(self) -> lgb.Booster:
+        booster: lgb.Booster | None = getattr(self, "booster_", None)
+        if booster is None:
+            raise ModelError("This PathAttributor is not fitted yet. Call 'fit' or 'from_booster' first.")
+        return booster
+
+    def _global_leaves_of(self, X: npt.ArrayLike) -> IndexArray:
+        """(n_rows, n_trees) numbers, in the global leaf numbering, of the leaves each row lands in."""
+        booster = self._check_fitted()
+        rows = np.asarray(X)
+        if rows.ndim != 2 or rows.shape[1] != self.n_features_:
+            raise ValueError(
+                f"`X` must be a 2-D array of shape (n_rows, {self.n_features_}), got shape {rows.shape}"
+            )
+        if rows.dtype.kind not in "biuf":
+            raise ValueError(
+                f"`X` must hold numbers (categorical features as integer codes, NaN for missing), got dtype {rows.dtype}"
+            )
+        if rows.shape[0] == 0:
+            return np.zeros((0, self.num_iteration_), dtype=np.intp)
+        if rows.dtype not in (np.float32, np.float64):
+            # LightGBM would turn other dtypes into float32, losing digits of large codes.
+            rows = rows.astype(np.float64)
+        leaves = np.asarray(
+            booster.predict(rows, pred_leaf=True, num_iteration=self.num_iteration_, num_threads=1)
+        )
+        global_leaves: IndexArray = leaves + self._tree_offsets
+        return global_leaves
+
+    def _raw_scores_of_leaves(self, leaves: IndexArray) -> FloatArray:
+        scores: FloatArray = self.leaf_values_[leaves].sum(axis=1)
+        return scores
+
+    def _contributions_of_leaves(self, leaves: IndexArray) -> FloatArray:
+        n_rows, n_trees = leaves.shape
+        n_features = self.n_features_
+        if n_rows == 0:
+            return np.zeros((0, n_features))
+        # Row-major: row r's leaves are entries [r * n_trees, (r + 1) * n_trees).
+        leaf = leaves.ravel()
+        counts = self._entry_count[leaf]
+        ends = np.cumsum(counts)
+        # Position of every table entry to add: each leaf's run of entries, concatenated.
+        positions = np.repeat(self._entry_start[leaf] - (ends - counts), counts)
+        positions += np.arange(ends[-1])
+        per_row = np.diff(ends[n_trees - 1 :: n_trees], prepend=0)
+        # One scatter-add over (row, feature) cells.
+        cells = np.repeat(np.arange(0, n_rows * n_features, n_features), per_row)
+        cells += self.leaf_contrib_features_[positions]
+        # With weights, bincount returns float64 (its stubs say intp).
+        summed = cast(
+            FloatArray,
+            np.bincount(cells, weights=self.leaf_contrib_values_[positions], minlength=n_rows * n_features),
+        )
+        return summed.reshape(n_rows, n_features)
+
+
+def _node_value(node: Mapping[str, Any]) -> float:
+    # LightGBM dumps internal values to 6 significant digits and leaf values in full, so one split's
+    # contribution may be off by about 1e-6 of the node value, but a path's contributions still add up
+    # exactly to its leaf value minus the root value: the rounding cancels along the path.
+    return float(node["leaf_value"] if "leaf_value" in node else node["internal_value"])
+
+
+def _leaf_paths(
+    tree: Mapping[str, Any], index: int, n_features: int
+) -> tuple[float, list[tuple[float, list[tuple[int, float]]]]]:
+    """One dumped tree → its root value and, per leaf (in leaf-index order), its value and its contributions.
+
+    A leaf's contributions are (feature, summed child − parent values) over the splits on its path,
+    sorted by feature; a single-leaf tree has one leaf with none.
+    """
+    try:
+        n_leaves = int(tree["num_leaves"])
+        root = tree["tree_structure"]
+        root_value = _node_value(root)
+        found: list[tuple[float, list[tuple[int, float]]] | None] = [None] * n_leaves
+        # An explicit stack: leaf-wise trees can be deeper than Python's recursion limit.
+        stack: list[tuple[Mapping[str, Any], float, tuple[tuple[int, float], ...]]] = [(root, root_value, ())]
+        while stack:
+            node, value, path = stack.pop()
+            if "leaf_value" in node:
+                if "leaf_coeff" in node:
+                    raise ModelError(
+                        f"tree {index}: linear trees (linear_tree=True) are not supported: "
+                        "their leaves are functions of the features"
+                    )
+                summed: dict[int, float] = {}
+                for feature, delta in path:
+                    summed[feature] = summed.get(feature, 0.0) + delta
+                found[int(node.get("leaf_index", 0))] = (
+                    value,
+                    [(f, d) for f, d in sorted(summed.items()) if d != 0.0],
+                )
+                continue
+            feature = int(node["split_feature"])
+            if not 0 <= feature < n_features:
+                raise ModelError(f"tree {index}: split on feature {feature}, outside [0, {n_features})")
+            for child in (node["left_child"], node["right_child"]):
+                child_value = _node_value(child)
+                stack.append((child, child_value, (*path, (feature, child_value - value))))
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise ModelError(f"tree {index}: unexpected structure in dump_model ({error!r})") from error
+    missing = [leaf for leaf, entry in enumerate(found) if entry is None]
+    if missing:
+        raise ModelError(f"tree {index}: leaves {missing} are not reachable from the root")
+    return root_value, [entry for entry in found if entry is not None]

@@ -1,0 +1,94 @@
+"""Reasons: the features that pushed a suggestion up → two or three phrases an agent can glance at."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from nba.attribution import PathAttributor
+from nba.talking_points import category_words
+from nba.vocab import SPEND_CATEGORIES
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+MAX_REASONS: Final = 3
+# More candidates than reasons are ranked, because several features can say the same thing.
+_RANKED: Final = 8
+
+_CATEGORY_FEATURE: Final = re.compile(
+    rf"^(spend|tx|share)_({'|'.join(SPEND_CATEGORIES)})_\d+d(_usd)?$|^(trend|days_since)_({'|'.join(SPEND_CATEGORIES)})$"
+)
+_FIXED: Final[dict[str, str]] = {
+    "est_annual_value_usd": "worth a lot to them",
+    "est_annual_spend_usd": "spends a lot in this category on any card",
+    "benefit_spend_90d_usd": "already spends in this category",
+    "benefit_spend_365d_usd": "already spends in this category",
+    "benefit_tx_365d": "buys in this category often",
+    "benefit_share_365d": "a big share of their spend is here",
+    "benefit_days_since": "bought in this category recently",
+    "earn_uplift": "earns well above the card's base rate",
+    "annual_credit_usd": "a sizeable yearly credit",
+    "nominal_value_usd": "a valuable perk for them",
+    "requires_enrollment": "easy to start using",
+    "accepted_ever": "said yes to this before",
+    "benefit_id": "people like them often take this up",
+    "benefit_kind": "people like them often take this up",
+    "product_id": "what their card is built for",
+    "months_with_spend_365d": "uses the card most months",
+    "benefits_used_count": "already uses other benefits",
+    "days_since_last_tx": "uses the card recently",
+    "nps_mean": "happy with us lately",
+    "nps_last": "happy with us lately",
+}
+
+
+def phrase_for(name: str, value: float) -> str | None:
+    """The phrase for one feature that raised the score, given its value; None when it says nothing useful."""
+    if name in _FIXED:
+        return _FIXED[name]
+    match = _CATEGORY_FEATURE.match(name)
+    if match:
+        category = match.group(2) or match.group(5)
+        return f"spends on {category_words(category)}"
+    if name == "tenure_months":
+        return "new cardholder" if value < 12 else "long-standing cardholder"
+    if name == "age_years":
+        return "fits their stage of life"
+    if name == "call_reason":
+        return "fits why they called"
+    if name.startswith(("presented_", "declined_", "days_since_last_presented")):
+        return "not offered this recently" if not value or value != value else None
+    if name.startswith(("spend_total_", "tx_total_", "active_days_")):
+        return "uses the card a lot"
+    if name.startswith(("calls_so_far", "presentations_so_far", "accepted_so_far", "days_since_last_call")):
+        return "talks to us regularly"
+    return None
+
+
+class Reasoner:
+    """Candidate rows + the chosen ones → up to three distinct phrases each, from path attributions."""
+
+    def __init__(self, attributor: PathAttributor, feature_names: Sequence[str]) -> None:
+        self.attributor = attributor
+        self.feature_names = tuple(feature_names)
+
+    def __call__(self, X: FloatArray, chosen: IntArray) -> list[tuple[str, ...]]:
+        if len(chosen) == 0:
+            return []
+        rows = X[chosen]
+        ranked = self.attributor.top_features(rows, k=min(_RANKED, len(self.feature_names)))
+        out: list[tuple[str, ...]] = []
+        for row, features in zip(rows, ranked, strict=True):
+            phrases: list[str] = []
+            for index, _ in features:
+                phrase = phrase_for(self.feature_names[index], float(row[index]))
+                if phrase and phrase not in phrases:
+                    phrases.append(phrase)
+                if len(phrases) == MAX_REASONS:
+                    break
+            out.append(tuple(phrases))
+        return out
