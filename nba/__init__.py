@@ -1,6 +1,9 @@
 """nba: the core library of the next-best-conversation engine (data contract, catalog, MCC map, ...)."""
 
+from nba.arbitration import ArbitrationConfig
+from nba.bundle import ModelBundle, load_bundle
 from nba.catalog import Benefit, Catalog, Product, load_catalog
+from nba.engine import ContactPolicy, Decision, Engine, EngineConfig, Suggestion
 from nba.errors import (
     CatalogError,
     DataError,
@@ -12,7 +15,10 @@ from nba.errors import (
     UnknownIdError,
     ValidationError,
 )
+from nba.features import ExtraColumns, FeatureConfig, build_benefit_history, build_cardholder_features
 from nba.mcc import MccMap, load_mcc_map
+from nba.profiles import Profiles, build_profiles
+from nba.registry import ModelManifest, list_models, load_model_dir, read_current, rollback, set_current
 from nba.tables import TABLES, DataSource, open_data
 from nba.validation import DataSummary, ValidationReport, validate_data
 from nba.vocab import BENEFIT_KINDS, CALL_REASONS, OUTCOMES, SPEND_CATEGORIES
@@ -23,24 +29,44 @@ __all__ = [
     "OUTCOMES",
     "SPEND_CATEGORIES",
     "TABLES",
+    "ArbitrationConfig",
     "Benefit",
     "Catalog",
     "CatalogError",
+    "ContactPolicy",
     "DataError",
     "DataSource",
     "DataSummary",
+    "Decision",
+    "Engine",
+    "EngineConfig",
+    "ExtraColumns",
+    "FeatureConfig",
     "MccMap",
+    "ModelBundle",
     "ModelError",
+    "ModelManifest",
     "NbaError",
     "NotFoundError",
     "Problem",
     "Product",
+    "Profiles",
     "SchemaError",
+    "Suggestion",
     "UnknownIdError",
     "ValidationError",
     "ValidationReport",
+    "build_benefit_history",
+    "build_cardholder_features",
+    "build_profiles",
+    "list_models",
+    "load_bundle",
     "load_catalog",
     "load_mcc_map",
+    "load_model_dir",
     "open_data",
+    "read_current",
+    "rollback",
+    "set_current",
     "validate_data",
 ]
