@@ -246,6 +246,8 @@ def evaluate_oracle(
         chosen = _choose(group, score, matrix, benefits, config)
         expected = float(p_true[chosen].sum() / max(n_groups, 1))
         evaluation.oracle[name] = (expected, expected / best if best > 0 else float("nan"))
+        if name != "model":
+            evaluation.metrics[f"oracle_ratio_{name}"] = evaluation.oracle[name][1]
         if name == "model":
             evaluation.invalid_suggestions = _count_invalid(matrix, chosen, truth)
             evaluation.metrics["oracle_expected_adoptions_top3"] = expected

@@ -4,8 +4,9 @@ Every cardholder has a hidden persona (category preferences from a mix of archet
 yearly spend on any card, this card's wallet share per category, receptiveness). From it follow the
 card chosen, 15 months of card transactions with real MCCs, which benefits are used and when, service
 calls where a legacy policy presented benefits (with the exact probability it had of showing each),
-what happened, and survey answers. A known true adoption model decides who adopts; the oracle file
-(outside the data directory) holds its probability and the true yearly value of every unused benefit.
+what happened, and survey answers. A known true adoption model decides who adopts, mostly by how well a
+benefit fits the person (see `TrueAdoptionModel`); the oracle file (outside the data directory) holds its
+probability and the true yearly value of every unused benefit.
 
 Work is done in chunks of `CHUNK_CARDHOLDERS`, each with its own random stream spawned from the seed,
 and streamed to disk: output depends on the seed alone, memory stays bounded.
@@ -173,6 +174,7 @@ MCC_SHARES: Final[Mapping[str, Mapping[int, float]]] = {
 
 _KINDS: Final = ("earn_rate", "statement_credit", "perk", "protection")
 _EARN: Final = 0
+_PERK: Final = 2
 _PROTECTION: Final = 3
 _TRAVEL_CATEGORIES: Final = frozenset({"air_travel", "lodging", "car_rental", "travel_agency"})
 _DIGITAL_CATEGORIES: Final = frozenset({"streaming_digital", "online_retail", "transit", "telecom_utilities"})
@@ -192,6 +194,13 @@ _UTILITY_USD: Final = 100.0
 _FIT_PER_PERCENT: Final = 3.0
 _CREDIT_USAGE: Final = 0.85  # share of a statement credit people actually collect when they spend enough
 _RELEVANCE_SPEND_USD: Final = 2_000.0  # yearly spend at which a perk or protection is ~63 % relevant
+# The reference population product constants and benefits' typical worth are measured on (same in every world).
+_REFERENCE_SEED: Final = 20_260_101
+_REFERENCE_PEOPLE: Final = 20_000
+_VALUE_OFFSET_USD: Final = (
+    10.0  # the truth compares log(value + this) and log(share of spend + _SHARE_OFFSET)
+)
+_SHARE_OFFSET: Final = 0.01
 _CALL_REASON_SHARES: Final = {
     "general": 0.15,
     "payment": 0.19,
@@ -240,31 +249,49 @@ _NPS_REASON_EFFECT: Final[Mapping[str, float]] = {
 class TrueAdoptionModel:
     """The known truth: log-odds that a benefit discussed on a call is adopted within 30 days.
 
-    logit = intercept + kind + value·(log(1 + value_usd) − log 61) + affinity·related-spend term
-            + tenure·exp(−tenure_days / 240) + age terms (digital benefits younger, protections older)
-            + engagement·z − enrolment − declines + call reason + rank + agent effect
+    logit = intercept + kind + headline·(typical value − log 70)                      the benefit: modest
+            + clip(value·s(value ratio) + focus·s(share ratio), relevance_range)      the person–benefit fit
+            + affinity·related-spend term + age terms (digital benefits younger, protections older)
+            + income terms (perks appeal to the affluent, earn rates to the less well-off)
+            + tenure·exp(−tenure_days / 240) + engagement·z + enrolment·(1 − engaged_enrollment·z)
+            + declines + call reason + rank + agent effect
 
-    Value and affinity come from the cardholder's true spend on any card, which the data shows only in
-    part (this card's share of it, and not at all in an unused earn-rate benefit's categories).
+    The value ratio is log($10 + value_usd) against the benefit's typical value, the share ratio
+    log(0.01 + share of the cardholder's yearly spend in its categories) against the typical share; both
+    typicals are means over the people who hold the benefit (see `_calibrate_truth`). s(x) = (e^{cx} − 1)/c
+    with c = `convexity` rewards a strong fit more than it punishes a poor one, and the clip bounds both:
+    a benefit that is no use to someone is simply no use, one that fits well is likely but not certain.
+    So who the cardholder is decides which of their benefits they take up (a frequent flyer lounge
+    access, a family that shops for groceries a supermarket earn rate), while benefits differ among
+    themselves only modestly. Value, share and affinity come from the cardholder's true spend on any card,
+    which the data shows only in part (this card's share of it, and not at all in an unused earn-rate
+    benefit's categories); age, tenure and income show through the CRM columns.
     """
 
-    intercept: float = -1.0
+    intercept: float = -1.70
     kind: Mapping[str, float] = dataclasses.field(
         default_factory=lambda: {
-            "earn_rate": 0.30,
+            "earn_rate": 0.15,
             "statement_credit": 0.05,
-            "perk": -0.15,
-            "protection": -0.55,
+            "perk": -0.05,
+            "protection": -0.20,
         }
     )
-    value: float = 0.55
-    affinity: float = 0.60
+    headline: float = 0.35
+    value: float = 1.3
+    focus: float = 1.2
+    convexity: float = 0.6
+    relevance_range: tuple[float, float] = (-1.8, 3.0)
+    affinity: float = 0.90
     tenure: float = 0.70
     tenure_scale_days: float = 240.0
-    digital_youth: float = 0.35
-    protection_age: float = 0.30
-    engagement: float = 0.45
+    digital_youth: float = 0.50
+    protection_age: float = 0.45
+    affluent_perk: float = 0.35
+    thrifty_earn: float = 0.25
+    engagement: float = 0.30
     enrollment: float = -0.45
+    engaged_enrollment: float = 0.60
     declined_recently: float = -1.60
     declined_before: float = -0.35
     travel_notice_travel: float = 0.90
@@ -290,9 +317,11 @@ class TrueAdoptionModel:
         self,
         benefit: _BenefitView,
         value_usd: F64,
+        spend_share: F64,
         affinity: F64,
         tenure_days: F64,
         age: F64,
+        z_income: F64,
         engagement: F64,
         declined_recently: Bool,
         declined_before: Bool,
@@ -302,21 +331,35 @@ class TrueAdoptionModel:
     ) -> F64:
         """Log-odds for arrays of equal shape; `benefit` gives each element's benefit attributes.
 
-        `reason` indexes CALL_REASONS, `rank` starts at 1, ages are in years, values in USD a year.
+        `reason` indexes CALL_REASONS, `rank` starts at 1, ages are in years, values in USD a year,
+        `z_income` and `engagement` are standard scores.
         """
+        value_ratio = _log_value(value_usd) - benefit.typical_log_value
+        share_ratio = _log_share(spend_share) - benefit.typical_log_share
+        relevance = np.clip(
+            self.value * _stretch(value_ratio, self.convexity)
+            + self.focus * _stretch(share_ratio, self.convexity),
+            *self.relevance_range,
+        )
         digital_youth = np.where(benefit.digital, np.clip((40.0 - age) / 15.0, -1.5, 1.5), 0.0)
         protection_age = np.where(benefit.kind == _PROTECTION, np.clip((age - 45.0) / 15.0, -1.5, 1.5), 0.0)
+        income = np.clip(z_income, -2.0, 2.0)
         travel_notice = (reason == CALL_REASONS.index("travel_notice")) & benefit.travel
         logit: F64 = (
             self.intercept
             + np.array([self.kind[k] for k in _KINDS])[benefit.kind]
-            + self.value * (np.log1p(value_usd) - np.log1p(60.0))
+            + self.headline * (benefit.typical_log_value - _log_value(np.asarray(60.0)))
+            + relevance
             + self.affinity * affinity
             + self.tenure * np.exp(-tenure_days / self.tenure_scale_days)
             + self.digital_youth * digital_youth
             + self.protection_age * protection_age
+            + self.affluent_perk * income * (benefit.kind == _PERK)
+            - self.thrifty_earn * income * (benefit.kind == _EARN)
             + self.engagement * engagement
-            + self.enrollment * benefit.enroll
+            + self.enrollment
+            * benefit.enroll
+            * (1.0 - self.engaged_enrollment * np.clip(engagement, -1.5, 1.5))
             + self.declined_recently * declined_recently
             + self.declined_before * (declined_before & ~declined_recently)
             + np.array([self.reason[r] for r in CALL_REASONS])[reason]
@@ -325,6 +368,26 @@ class TrueAdoptionModel:
             + agent_effect
         )
         return logit
+
+
+def _log_value(value_usd: F64) -> F64:
+    """Log of a yearly value, softened: a few dollars a year mean next to nothing to anyone."""
+    logged: F64 = np.log(value_usd + _VALUE_OFFSET_USD)
+    return logged
+
+
+def _log_share(share: F64) -> F64:
+    """Log of a share of yearly spend, softened: below about 1 % a category is simply not someone's thing."""
+    logged: F64 = np.log(share + _SHARE_OFFSET)
+    return logged
+
+
+def _stretch(log_ratio: F64, convexity: float) -> F64:
+    """(ratio^c − 1) / c of a log ratio: the log ratio itself at c = 0, the ratio minus one at c = 1."""
+    if convexity == 0.0:
+        return log_ratio
+    stretched: F64 = np.expm1(convexity * log_ratio) / convexity
+    return stretched
 
 
 TRUTH: Final = TrueAdoptionModel()
@@ -355,9 +418,18 @@ class _BenefitView:
     enroll: Bool
     travel: Bool
     digital: Bool
+    typical_log_value: F64  # mean _log_value(yearly value in USD) over the reference population's holders
+    typical_log_share: F64  # mean _log_share(share of yearly spend in the benefit's categories), likewise
 
     def take(self, index: npt.NDArray[np.integer]) -> _BenefitView:
-        return _BenefitView(self.kind[index], self.enroll[index], self.travel[index], self.digital[index])
+        return _BenefitView(
+            self.kind[index],
+            self.enroll[index],
+            self.travel[index],
+            self.digital[index],
+            self.typical_log_value[index],
+            self.typical_log_share[index],
+        )
 
 
 @dataclass(frozen=True)
@@ -414,6 +486,8 @@ def _catalog_arrays(catalog: Catalog) -> _CatalogArrays:
             enroll=np.array([b.requires_enrollment for b in benefits]),
             travel=np.array([bool(set(b.spend_categories) & _TRAVEL_CATEGORIES) for b in benefits]),
             digital=np.array([bool(set(b.spend_categories) & _DIGITAL_CATEGORIES) for b in benefits]),
+            typical_log_value=np.zeros(len(benefits)),  # both set by _calibrate_truth
+            typical_log_share=np.zeros(len(benefits)),
         ),
         earn_rate=np.array([b.earn_rate or 0.0 for b in benefits]),
         credit_usd=np.array([b.annual_credit_usd or 0.0 for b in benefits]),
@@ -641,6 +715,12 @@ def _benefit_values(cat: _CatalogArrays, true_spend: F64, base_rate: F64) -> F64
     return np.where(kind == _EARN, earn, np.where(kind == 1, credit, cat.nominal_usd * relevance))
 
 
+def _spend_shares(cat: _CatalogArrays, true_spend: F64) -> F64:
+    """Share of each person's yearly spend (any card) in each benefit's categories: (n, benefits)."""
+    shares: F64 = (true_spend @ cat.member.T) / np.maximum(true_spend.sum(axis=1, keepdims=True), 1.0)
+    return shares
+
+
 def _product_utility(cat: _CatalogArrays, persona: _Persona) -> F64:
     """How attractive each product looks to each person (n, products), before noise and constants.
 
@@ -667,19 +747,54 @@ def _product_utility(cat: _CatalogArrays, persona: _Persona) -> F64:
     return utility
 
 
-def _calibrate_products(cat: _CatalogArrays, mcc: _MccSampler, rng: np.random.Generator) -> F64:
-    """Product constants so that shares follow 1 / (1 + fee / 200): no-fee cards are the most common."""
-    utility = _product_utility(cat, _draw_personas(rng, 20_000, mcc))
+def _choice_chances(utility: F64) -> F64:
+    """Chance of each choice (n, choices) when Gumbel noise is added to the utilities: their softmax."""
+    logits = utility - utility.max(axis=1, keepdims=True)
+    chance: F64 = np.exp(logits)
+    chance /= chance.sum(axis=1, keepdims=True)
+    return chance
+
+
+def _calibrate_truth(cat: _CatalogArrays, mcc: _MccSampler) -> tuple[_CatalogArrays, F64]:
+    """The fixed parts of a world, measured on a reference population drawn from its own constant seed.
+
+    Returns the catalog arrays with each benefit's typical value and spend share set, and the product
+    constants. The constants make product shares follow 1 / (1 + fee / 200): no-fee cards are the most
+    common. A benefit's typical value is the mean log($10 + true yearly value), its typical share the mean
+    log(0.01 + share of yearly spend in its categories), over the people who hold a card with it (each
+    weighted by the chance they pick each such card): the truth model judges how well a benefit fits a
+    cardholder against how well it fits the others who have it. Nothing here depends on the world's seed.
+    """
+    persona = _draw_personas(np.random.default_rng(_REFERENCE_SEED), _REFERENCE_PEOPLE, mcc)
+    utility = _product_utility(cat, persona)
     target = 1.0 / (1.0 + cat.product_fee_usd / 200.0)
     target /= target.sum()
     constant = np.zeros(len(cat.product_ids))
     for _ in range(50):
-        logits = utility + constant
-        logits -= logits.max(axis=1, keepdims=True)
-        chance = np.exp(logits)
-        shares = (chance / chance.sum(axis=1, keepdims=True)).mean(axis=0)
-        constant += np.log(target / shares)
-    return constant
+        constant += np.log(target / _choice_chances(utility + constant).mean(axis=0))
+    chance = _choice_chances(utility + constant)
+
+    n, spend = len(persona.age), persona.true_spend_usd
+    # Each person counts for a benefit with the chance they hold a card that has it, valued on that card.
+    weight = np.zeros((n, len(cat.benefit_ids)))
+    weighted_log_value = np.zeros_like(weight)
+    for p, slots in enumerate(cat.product_slots):
+        slots = slots[slots >= 0]
+        log_value = _log_value(_benefit_values(cat, spend, np.full(n, cat.product_base_rate[p])))
+        weight[:, slots] += chance[:, p, None]
+        weighted_log_value[:, slots] += chance[:, p, None] * log_value[:, slots]
+    # A benefit on no product is measured on everyone, at base rate 1.
+    unplaced = weight.sum(axis=0) == 0
+    weight[:, unplaced] = 1.0
+    weighted_log_value[:, unplaced] = _log_value(_benefit_values(cat, spend, np.ones(n)))[:, unplaced]
+    total = weight.sum(axis=0)
+    log_share = _log_share(_spend_shares(cat, spend))
+    view = dataclasses.replace(
+        cat.view,
+        typical_log_value=weighted_log_value.sum(axis=0) / total,
+        typical_log_share=(weight * log_share).sum(axis=0) / total,
+    )
+    return dataclasses.replace(cat, view=view), constant
 
 
 # --- one chunk ------------------------------------------------------------------------------------------------
@@ -697,6 +812,7 @@ class _Chunk:
     active_day: I64
     slot_benefit: I64  # (n, slots), −1 padded
     slot_value_usd: F64
+    slot_share: F64  # share of the cardholder's yearly spend in the slot's categories
     slot_affinity: F64
     adopted_day: I64  # (n, slots) the day the cardholder starts using the benefit on their own account
     last_declined_day: I64
@@ -755,6 +871,7 @@ def _draw_cardholders(
     values = _benefit_values(cat, persona.true_spend_usd, cat.product_base_rate[product])[rows, safe]
     shares = persona.true_spend_usd / np.maximum(persona.true_spend_usd.sum(axis=1, keepdims=True), 1.0)
     related = (shares @ cat.affinity_weights.T)[rows, safe]
+    own_share = _spend_shares(cat, persona.true_spend_usd)[rows, safe]
     affinity = np.clip(np.log((related + 0.01) / (cat.affinity_base[safe] + 0.01)), -2.0, 2.0)
     member = (cat.member[safe] > 0) & valid[:, :, None]
     kind = np.where(valid, cat.view.kind[safe], -1).astype(np.int8)
@@ -778,6 +895,7 @@ def _draw_cardholders(
         active_day=active_day,
         slot_benefit=slot_benefit,
         slot_value_usd=np.where(valid, values, 0.0),
+        slot_share=np.where(valid, own_share, 0.0),
         slot_affinity=np.where(valid, affinity, 0.0),
         adopted_day=adopted,
         last_declined_day=np.full(slot_benefit.shape, -_NEVER, dtype=np.int64),
@@ -1054,9 +1172,11 @@ def _simulate_calls(
             TRUTH.logit(
                 cat.view.take(b),
                 chunk.slot_value_usd[who, slot],
+                chunk.slot_share[who, slot],
                 chunk.slot_affinity[who, slot],
                 (when - chunk.open_day[who]).astype(np.float64),
                 chunk.persona.age[who] - (world.calendar.as_of_day - when) / 365.25,
+                chunk.persona.z_income[who],
                 chunk.persona.engagement[who],
                 declined_at >= when - DECLINE_MEMORY_DAYS,
                 chunk.ever_declined[who, slot],
@@ -1279,9 +1399,11 @@ def _finish_usage(world: _World, chunk: _Chunk) -> tuple[pa.Table, pa.Table]:
         TRUTH.logit(
             cat.view.take(benefit),
             chunk.slot_value_usd[holder, slot],
+            chunk.slot_share[holder, slot],
             chunk.slot_affinity[holder, slot],
             (cal.as_of_day - chunk.open_day[holder]).astype(np.float64),
             chunk.persona.age[holder],
+            chunk.persona.z_income[holder],
             chunk.persona.engagement[holder],
             declined_at >= cal.as_of_day - DECLINE_MEMORY_DAYS,
             chunk.ever_declined[holder, slot],
@@ -1432,11 +1554,13 @@ def generate_world(
     oracle_path.parent.mkdir(parents=True, exist_ok=True)
 
     root = np.random.SeedSequence(seed)
-    calibration_seed, agent_seed, chunks_seed = root.spawn(3)
-    cat = _catalog_arrays(catalog)
+    # The first stream once calibrated the products (now `_calibrate_truth` does, on a fixed population);
+    # spawning it still keeps the others as they were.
+    _, agent_seed, chunks_seed = root.spawn(3)
     # Transactions are drawn with the MCC map the data directory will be read with (its override too).
     override = out_dir / _MCC_OVERRIDE_FILE
     mcc = _mcc_sampler(load_mcc_map(override if override.exists() else None))
+    cat, product_constant = _calibrate_truth(_catalog_arrays(catalog), mcc)
     agent_rng = np.random.default_rng(agent_seed)
     world = _World(
         catalog=cat,
@@ -1444,7 +1568,7 @@ def generate_world(
         mcc=mcc,
         agent_effect=agent_rng.normal(0.0, TRUTH.agent_sd, AGENT_COUNT),
         agent_not_discussed=agent_rng.normal(0.0, 0.4, AGENT_COUNT),
-        product_constant=_calibrate_products(cat, mcc, np.random.default_rng(calibration_seed)),
+        product_constant=product_constant,
         id_width=max(7, len(str(n_cardholders))),
     )
     sinks = {name: _TableSink(out_dir / f"{name}.{fmt}", fmt) for name in TABLE_NAMES}
