@@ -9,15 +9,23 @@ table; at request time one `pred_leaf` call gives the leaves and the contributio
 gather-and-sum over the table. The sum of a row's contributions plus `bias_` (the root values) is its raw
 score (log-odds for a binary model).
 
+Scoring and explaining share that one booster call. The request path routes its candidate rows once,
+scores them all from the leaves, and explains only the rows it shows.
+
 Example:
     >>> attributor = PathAttributor.from_booster(model.booster_, num_iteration=model.best_iteration_)
     >>> raw, contributions = attributor.score_and_contributions(X)   # one booster call
     >>> rank_contributions(contributions, k=3)                         # [(feature index, log-odds), ...]
+    >>> routes = attributor.route(X)                                   # or: route once, ...
+    >>> raw = attributor.raw_scores_of(routes)                         # ... score every row, ...
+    >>> shown = np.argsort(-raw)[:3]
+    >>> rank_contributions(attributor.contributions_of(routes, shown))  # ... explain the three shown
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from numbers import Integral
 from typing import Any, Final, cast
 
@@ -80,6 +88,22 @@ def _check_k(k: int, n_features: int) -> None:
     highest = min(MAX_K, n_features)
     if isinstance(k, bool) or not isinstance(k, Integral) or not 1 <= k <= highest:
         raise ValueError(f"The 'k' parameter must be an int in [1, {highest}]. Got {k!r} instead.")
+
+
+@dataclass(frozen=True, eq=False)
+class Routes:
+    """Where each of a batch of rows lands: from `PathAttributor.route`, for that attributor only.
+
+    `leaves` is (n_rows, n_trees): the leaf each row reaches in each tree, in the attributor's global
+    leaf numbering (tree offset + LightGBM's leaf index).
+    """
+
+    leaves: IndexArray
+    attributor: PathAttributor
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.leaves.shape[0])
 
 
 class PathAttributor:
@@ -193,11 +217,39 @@ class PathAttributor:
         dense[rows, self.leaf_contrib_features_] = self.leaf_contrib_values_
         return dense
 
-    def contributions(self, X: npt.ArrayLike) -> FloatArray:
-        """Per-feature path contributions of each row, (n_rows, n_features), in raw-score (log-odds) space.
+    def route(self, X: npt.ArrayLike) -> Routes:
+        """The leaves each row of `X` lands in: the one booster call (`pred_leaf`, single-threaded).
 
         `X` is a numeric (n_rows, n_features) array as the booster was trained on (categorical features
         as integer codes, NaN for missing). Raises ModelError when not fitted, ValueError for bad `X`.
+        """
+        return Routes(self._global_leaves_of(X), self)
+
+    def raw_scores_of(self, routes: Routes) -> FloatArray:
+        """The raw scores (log-odds) of the routed rows, (n_rows,): the sum of the leaves they land in."""
+        return self._raw_scores_of_leaves(self._check_routes(routes).leaves)
+
+    def contributions_of(
+        self, routes: Routes, rows: Sequence[int] | npt.NDArray[np.integer[Any]] | None = None
+    ) -> FloatArray:
+        """Path contributions of the routed rows (or of `rows`, by position, in that order), (len, n_features).
+
+        Raises ValueError when `routes` come from another attributor or `rows` are not positions in them.
+        """
+        leaves = self._check_routes(routes).leaves
+        if rows is not None:
+            picked = np.asarray(rows)
+            if picked.ndim != 1 or (picked.size and picked.dtype.kind not in "iu"):
+                raise ValueError(f"`rows` must be a 1-D sequence of row positions, got {rows!r}")
+            if picked.size and (picked.min() < 0 or picked.max() >= routes.n_rows):
+                raise ValueError(f"`rows` must be positions in [0, {routes.n_rows}), got {picked.tolist()}")
+            leaves = leaves[picked.astype(np.intp)]
+        return self._contributions_of_leaves(leaves)
+
+    def contributions(self, X: npt.ArrayLike) -> FloatArray:
+        """Per-feature path contributions of each row, (n_rows, n_features), in raw-score (log-odds) space.
+
+        Same input and errors as `route`.
         """
         return self._contributions_of_leaves(self._global_leaves_of(X))
 
@@ -227,6 +279,12 @@ class PathAttributor:
         if booster is None:
             raise ModelError("This PathAttributor is not fitted yet. Call 'fit' or 'from_booster' first.")
         return booster
+
+    def _check_routes(self, routes: Routes) -> Routes:
+        self._check_fitted()
+        if not isinstance(routes, Routes) or routes.attributor is not self:
+            raise ValueError("`routes` must come from this attributor's `route`")
+        return routes
 
     def _global_leaves_of(self, X: npt.ArrayLike) -> IndexArray:
         """(n_rows, n_trees) numbers, in the global leaf numbering, of the leaves each row lands in."""

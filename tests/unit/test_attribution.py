@@ -154,6 +154,50 @@ def test_contributions_match_a_naive_walk_of_every_tree(booster: lgb.Booster) ->
     assert attributor.bias_ == pytest.approx(bias, abs=1e-12)
 
 
+def test_route_once_score_every_row_explain_a_few(booster: lgb.Booster) -> None:
+    X = _rows(40)
+    attributor = PathAttributor.from_booster(booster)
+    routes = attributor.route(X)
+    assert routes.n_rows == 40 and routes.leaves.shape == (40, booster.num_trees())
+    raw = attributor.raw_scores_of(routes)
+    np.testing.assert_allclose(raw, booster.predict(X, raw_score=True), rtol=0, atol=1e-12)
+    shown = np.argsort(-raw, kind="stable")[:3]
+    all_rows = attributor.contributions(X)
+    np.testing.assert_array_equal(attributor.contributions_of(routes, shown), all_rows[shown])
+    np.testing.assert_array_equal(attributor.contributions_of(routes, [5, 5, 0]), all_rows[[5, 5, 0]])
+    np.testing.assert_array_equal(attributor.contributions_of(routes), all_rows)
+    assert attributor.contributions_of(routes, []).shape == (0, N_FEATURES)
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([0, 40], r"`rows` must be positions in \[0, 40\), got \[0, 40\]"),
+        ([-1], r"`rows` must be positions in \[0, 40\), got \[-1\]"),
+        ([[0, 1]], r"`rows` must be a 1-D sequence of row positions, got \[\[0, 1\]\]"),
+        ([0.0, 1.0], r"`rows` must be a 1-D sequence of row positions"),
+        (np.ones(40, dtype=bool), r"`rows` must be a 1-D sequence of row positions"),
+    ],
+    ids=["past-the-end", "negative", "2-d", "floats", "mask"],
+)
+def test_bad_rows_of_routes_are_refused(rows: Any, message: str) -> None:
+    attributor = PathAttributor.from_booster(_train(rounds=3))
+    routes = attributor.route(_rows(40))
+    with pytest.raises(ValueError, match=message):
+        attributor.contributions_of(routes, rows)
+
+
+def test_routes_belong_to_the_attributor_that_made_them() -> None:
+    booster = _train(rounds=3)
+    ours, other = PathAttributor.from_booster(booster), PathAttributor.from_booster(booster)
+    routes = other.route(_rows(20))
+    for method in (ours.raw_scores_of, ours.contributions_of):
+        with pytest.raises(ValueError, match=r"`routes` must come from this attributor's `route`"):
+            method(routes)
+    with pytest.raises(ModelError, match="not fitted yet"):
+        PathAttributor().raw_scores_of(routes)
+
+
 def test_contributions_of_the_first_trees_only() -> None:
     booster = _train(rounds=30)
     X = _rows(100)
@@ -396,6 +440,7 @@ def test_boosters_it_cannot_explain_are_refused(
 def test_bad_rows_are_refused_with_their_shape_or_dtype(X: Any, message: str) -> None:
     attributor = PathAttributor.from_booster(_train(rounds=3))
     for method in (
+        attributor.route,
         attributor.contributions,
         attributor.raw_scores,
         attributor.score_and_contributions,
