@@ -324,5 +324,5 @@ class Engine:
             score=priority,
             p_adopt=p_adopt,
             logging_prob=logging_prob,
-            features=tuple(float(v) for v in x),
+            features=tuple(x.tolist()),
         )
