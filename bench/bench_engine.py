@@ -1,0 +1,337 @@
+"""Benchmark: one in-process decision (`Engine.decide`) → p50/p99/max latency against the bare LightGBM predict.
+
+Makes (or reuses) a world of `--cardholders` (default 100,000) under /tmp and a model trained on it with
+`train_model` (see bench_train.py), then, in a child process so its peak resident memory is its own:
+
+- builds the engine with `training.engine_job.load_engine` (the profile snapshot: load time,
+  `Profiles.nbytes`, and what the ids and their index cost beside it as Python objects);
+- draws `--calls` different cardholders at random (plus `--warmup` others, decided first and not counted),
+  collects each one's candidate matrix with the engine's own `_candidates` and `_matrix`, then times, call by
+  call, `Engine.decide(id, "general", 3)` and the bare `Booster.predict(X, num_threads=1)` on that call's
+  candidate rows, alternating which goes first, so both see the same machine at the same moment; each in
+  wall-clock time and in the thread's CPU time (which leaves out waiting for a core on a busy machine);
+- times the stages of a decision on their own (candidates, matrix, predict + calibration, choice, reasons,
+  suggestions) for the same cardholders, to show where the rest of the time goes.
+
+With `--big N` it does the same on a profile of an N-cardholder world scored by the same model (default
+off; 1,000,000 needs about 5 GB and a few minutes). Prints the numbers and writes bench/results/engine.json.
+
+    python bench/bench_engine.py
+    python bench/bench_engine.py --big 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bench_train import ROOT, Measured, ensure_model, ensure_world, in_child, machine, peak_rss_gb
+
+RESULTS_PATH = ROOT / "bench" / "results" / "engine.json"
+CALL_REASON = "general"
+TOP_K = 3
+P99_GOAL_US = 1000.0
+
+
+def _current_rss_gb() -> float:
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * 4096 / 1024**3
+
+
+def _python_overhead_bytes(ids: tuple[str, ...], index: dict[str, int]) -> int:
+    """What the ids tuple and the id → row dict hold as Python objects (not in Profiles.nbytes)."""
+    strings = sum(sys.getsizeof(s) for s in ids)
+    rows = sum(sys.getsizeof(v) for v in index.values())
+    return sys.getsizeof(ids) + strings + sys.getsizeof(index) + rows
+
+
+def latency_summary(ns: list[int] | np.ndarray[Any, Any]) -> dict[str, float]:
+    """p50, p90, p99, p99.9 and max in microseconds, and the mean."""
+    us = np.asarray(ns, dtype=np.float64) / 1e3
+    if len(us) == 0:
+        return {}
+    return {
+        "p50_us": round(float(np.percentile(us, 50)), 1),
+        "p90_us": round(float(np.percentile(us, 90)), 1),
+        "p99_us": round(float(np.percentile(us, 99)), 1),
+        "p999_us": round(float(np.percentile(us, 99.9)), 1),
+        "max_us": round(float(us.max()), 1),
+        "mean_us": round(float(us.mean()), 1),
+    }
+
+
+def _engine_child(
+    conn: Connection, model_dir: str, data_dir: str, calls: int, warmup: int, seed: int
+) -> None:
+    sys.path.insert(0, str(ROOT))
+    from nba.arbitration import compute_priority
+    from nba.bundle import load_bundle
+    from training.engine_job import load_engine
+
+    rss_before = _current_rss_gb()
+    started = time.perf_counter()
+    engine = load_engine(Path(model_dir), Path(data_dir))
+    load_s = time.perf_counter() - started
+    rss_after = _current_rss_gb()
+    t = time.perf_counter()
+    load_bundle(Path(model_dir))
+    bundle_s = time.perf_counter() - t
+    profiles = engine.profiles
+    n = len(profiles)
+    if calls + warmup > n:
+        raise SystemExit(f"`--calls` + `--warmup` ({calls + warmup}) exceed the {n} cardholders")
+
+    rng = np.random.default_rng(seed)
+    drawn = rng.choice(n, size=calls + warmup, replace=False)
+    warm_ids = [profiles.ids[i] for i in drawn[:warmup]]
+    ids = [profiles.ids[i] for i in drawn[warmup:]]
+    for cardholder_id in warm_ids:
+        engine.decide(cardholder_id, CALL_REASON, TOP_K)
+
+    matrices: list[np.ndarray[Any, Any] | None] = []
+    for cardholder_id in ids:
+        row = profiles.index[cardholder_id]
+        candidates, _ = engine._candidates(row, CALL_REASON)
+        matrices.append(engine._matrix(row, candidates, CALL_REASON)[0] if len(candidates) else None)
+    booster = engine.bundle.model.booster_
+
+    decide_ns = np.zeros(calls, dtype=np.int64)
+    predict_ns = np.full(calls, -1, dtype=np.int64)
+    # CPU time of this thread as well: on a busy 2-core machine the wall-clock tail is mostly the time
+    # the process waits to be scheduled, which CPU time leaves out.
+    decide_cpu_ns = np.zeros(calls, dtype=np.int64)
+    predict_cpu_ns = np.full(calls, -1, dtype=np.int64)
+    suggestions = np.zeros(calls, dtype=np.int64)
+    clock, cpu = time.perf_counter_ns, time.thread_time_ns
+    gc.collect()
+    for k, (cardholder_id, X) in enumerate(zip(ids, matrices, strict=True)):
+        # Alternate which goes first so neither always finds the caches warmed by the other.
+        if k % 2 and X is not None:
+            c0, t0 = cpu(), clock()
+            booster.predict(X, num_threads=1)
+            predict_ns[k], predict_cpu_ns[k] = clock() - t0, cpu() - c0
+        c0, t0 = cpu(), clock()
+        decision = engine.decide(cardholder_id, CALL_REASON, TOP_K)
+        decide_ns[k], decide_cpu_ns[k] = clock() - t0, cpu() - c0
+        if not k % 2 and X is not None:
+            c0, t0 = cpu(), clock()
+            booster.predict(X, num_threads=1)
+            predict_ns[k], predict_cpu_ns[k] = clock() - t0, cpu() - c0
+        suggestions[k] = len(decision.suggestions)
+
+    # The stages of `decide` on their own, for the same cardholders (the same steps in the same order).
+    stages: dict[str, list[int]] = {
+        k: []
+        for k in (
+            "candidates",
+            "matrix",
+            "predict_proba",
+            "choose",
+            "reasons",
+            "suggestions",
+            "all_stages",
+            "bare_predict",
+        )
+    }
+    gamma = engine.config.arbitration.gamma
+    for cardholder_id in ids:
+        t0 = clock()
+        row = profiles.index[cardholder_id]
+        candidates, _ = engine._candidates(row, CALL_REASON)
+        t1 = clock()
+        if len(candidates) == 0:
+            continue
+        X, value = engine._matrix(row, candidates, CALL_REASON)
+        t2 = clock()
+        p_adopt = engine.bundle.model.predict_proba(X)[:, 1]
+        t3 = clock()
+        priority = compute_priority(p_adopt, value, engine.benefits.lever[candidates], gamma)
+        chosen, logging_prob = engine._choose(priority, engine.benefits.category_mask[candidates] > 0, TOP_K)
+        t4r = clock()
+        reasons = engine.reasoner(X, chosen)
+        t4 = clock()
+        for k, i in enumerate(chosen):
+            engine._suggestion(
+                k + 1,
+                row,
+                int(candidates[i]),
+                X[i],
+                float(value[i]),
+                float(priority[i]),
+                float(p_adopt[i]),
+                float(logging_prob[k]),
+                reasons[k],
+            )
+        t5 = clock()
+        booster.predict(X, num_threads=1)
+        t6 = clock()
+        spans = (t1 - t0, t2 - t1, t3 - t2, t4r - t3, t4 - t4r, t5 - t4, t5 - t0, t6 - t5)
+        for name, ns in zip(stages, spans, strict=True):
+            stages[name].append(ns)
+
+    has_candidates = predict_ns >= 0
+    rows_per_call = np.array([len(X) for X in matrices if X is not None])
+    ratio_ns = decide_ns[has_candidates] / np.maximum(predict_ns[has_candidates], 1)
+    conn.send(
+        Measured(
+            load_s,
+            peak_rss_gb(),
+            {
+                "cardholders": n,
+                "profile_as_of": profiles.as_of.isoformat(),
+                "load_engine_s": round(load_s, 2),
+                "load_bundle_s": round(bundle_s, 3),
+                "profiles_nbytes": profiles.nbytes,
+                "profiles_python_objects_bytes": _python_overhead_bytes(profiles.ids, profiles.index),
+                "rss_growth_on_load_gb": round(rss_after - rss_before, 3),
+                "history_rows": len(profiles.history_benefit),
+                "holder_columns": int(profiles.holder_X.shape[1]),
+                "calls": calls,
+                "warmup_calls": warmup,
+                "calls_with_candidates": int(has_candidates.sum()),
+                "suggestions_per_call_mean": round(float(suggestions.mean()), 3),
+                "candidate_rows_per_call": {
+                    "median": float(np.median(rows_per_call)) if len(rows_per_call) else 0.0,
+                    "max": int(rows_per_call.max()) if len(rows_per_call) else 0,
+                },
+                "model_features": int(matrices[int(np.argmax(has_candidates))].shape[1])  # type: ignore[union-attr]
+                if has_candidates.any()
+                else 0,
+                "decide": latency_summary(decide_ns),
+                "decide_with_candidates": latency_summary(decide_ns[has_candidates]),
+                "bare_predict": latency_summary(predict_ns[has_candidates]),
+                "decide_cpu": latency_summary(decide_cpu_ns),
+                "bare_predict_cpu": latency_summary(predict_cpu_ns[has_candidates]),
+                "ratio_decide_to_predict": {
+                    "p50": round(
+                        float(np.percentile(decide_ns[has_candidates], 50))
+                        / float(np.percentile(predict_ns[has_candidates], 50)),
+                        2,
+                    ),
+                    "p99": round(
+                        float(np.percentile(decide_ns[has_candidates], 99))
+                        / float(np.percentile(predict_ns[has_candidates], 99)),
+                        2,
+                    ),
+                    "median_of_paired": round(float(np.median(ratio_ns)), 2),
+                    "p50_cpu": round(
+                        float(np.percentile(decide_cpu_ns[has_candidates], 50))
+                        / float(np.percentile(predict_cpu_ns[has_candidates], 50)),
+                        2,
+                    ),
+                    "p99_cpu": round(
+                        float(np.percentile(decide_cpu_ns[has_candidates], 99))
+                        / float(np.percentile(predict_cpu_ns[has_candidates], 99)),
+                        2,
+                    ),
+                },
+                "stages_p50_us": {k: round(float(np.median(v)) / 1e3, 1) for k, v in stages.items() if v},
+                "stages_p99_us": {
+                    k: round(float(np.percentile(v, 99)) / 1e3, 1) for k, v in stages.items() if v
+                },
+            },
+        )
+    )
+
+
+def _report(label: str, d: dict[str, Any]) -> None:
+    decide, bare, ratio = d["decide"], d["bare_predict"], d["ratio_decide_to_predict"]
+    print(
+        f"{label}: {d['cardholders']:,} cardholders; load_engine {d['load_engine_s']:.1f} s; profiles "
+        f"{d['profiles_nbytes'] / 1e6:,.1f} MB of arrays + {d['profiles_python_objects_bytes'] / 1e6:,.1f} MB "
+        f"of ids/index objects; RSS grew {d['rss_growth_on_load_gb']:.2f} GB"
+    )
+    print(
+        f"  decide x {d['calls']:,} different cardholders: p50 {decide['p50_us']:.0f} µs, p99 {decide['p99_us']:.0f} µs, "
+        f"max {decide['max_us']:.0f} µs (goal p99 <= {P99_GOAL_US:.0f} µs)"
+    )
+    print(
+        f"  bare Booster.predict(num_threads=1) on the same {d['calls_with_candidates']:,} candidate matrices "
+        f"(median {d['candidate_rows_per_call']['median']:.0f} rows x {d['model_features']}): "
+        f"p50 {bare['p50_us']:.0f} µs, p99 {bare['p99_us']:.0f} µs, max {bare['max_us']:.0f} µs; "
+        f"decide/predict p50 {ratio['p50']:.2f}x, p99 {ratio['p99']:.2f}x"
+    )
+    cpu, bare_cpu = d["decide_cpu"], d["bare_predict_cpu"]
+    print(
+        f"  CPU time of the same calls (leaves out waiting for a core): decide p50 {cpu['p50_us']:.0f} µs, "
+        f"p99 {cpu['p99_us']:.0f} µs, max {cpu['max_us']:.0f} µs; bare predict p50 {bare_cpu['p50_us']:.0f} µs, "
+        f"p99 {bare_cpu['p99_us']:.0f} µs; ratio p50 {ratio['p50_cpu']:.2f}x, p99 {ratio['p99_cpu']:.2f}x"
+    )
+    stages = ", ".join(f"{k} {v:.0f}" for k, v in d["stages_p50_us"].items())
+    print(f"  stages, p50 µs: {stages}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--cardholders", type=int, default=100_000, help="cardholders in the world (default 100000)"
+    )
+    parser.add_argument("--seed", type=int, default=7, help="world seed (default 7)")
+    parser.add_argument("--calls", type=int, default=10_000, help="measured calls (default 10000)")
+    parser.add_argument("--warmup", type=int, default=500, help="calls before measuring (default 500)")
+    parser.add_argument(
+        "--big", type=int, default=0, help="also a profile of a world this large, e.g. 1000000 (default off)"
+    )
+    parser.add_argument("--data", type=Path, help="use this data directory instead of a generated world")
+    args = parser.parse_args(argv)
+    for name in ("cardholders", "calls"):
+        if getattr(args, name) < 1:
+            parser.error(f"`--{name}` must be a positive integer, got {getattr(args, name)}")
+    if args.warmup < 0 or args.big < 0:
+        parser.error("`--warmup` and `--big` must be >= 0")
+
+    data_dir, _ = ensure_world(args.cardholders, args.seed, args.data)
+    model_dir = ensure_model(data_dir)
+    result: dict[str, Any] = {
+        "benchmark": "Engine.decide",
+        "call_reason": CALL_REASON,
+        "top_k": TOP_K,
+        "model_dir": str(model_dir),
+        "p99_goal_us": P99_GOAL_US,
+    }
+    measured = in_child(_engine_child, str(model_dir), str(data_dir), args.calls, args.warmup, args.seed)
+    result["profile"] = {
+        **measured.detail,
+        "data_dir": str(data_dir),
+        "peak_rss_gb": round(measured.peak_rss_gb, 3),
+    }
+    result["meets_goal"] = measured.detail["decide"]["p99_us"] <= P99_GOAL_US
+    result["meets_goal_on_cpu_time"] = measured.detail["decide_cpu"]["p99_us"] <= P99_GOAL_US
+    _report("engine", result["profile"])
+    n = measured.detail["cardholders"]
+    per_holder_bytes = (
+        measured.detail["profiles_nbytes"] + measured.detail["profiles_python_objects_bytes"]
+    ) / n
+    result["estimate_1m_from_this_run"] = {
+        "method": "linear in cardholders",
+        "profiles_nbytes": round(measured.detail["profiles_nbytes"] / n * 1e6),
+        "with_python_objects_bytes": round(per_holder_bytes * 1e6),
+        "load_engine_s": round(measured.detail["load_engine_s"] / n * 1e6, 1),
+    }
+    if args.big:
+        big_dir, _ = ensure_world(args.big, args.seed)
+        big = in_child(_engine_child, str(model_dir), str(big_dir), args.calls, args.warmup, args.seed)
+        result["big_profile"] = {
+            **big.detail,
+            "data_dir": str(big_dir),
+            "peak_rss_gb": round(big.peak_rss_gb, 3),
+        }
+        _report("engine on the big profile", result["big_profile"])
+    result["machine"] = machine()
+    result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_PATH.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"saved to {RESULTS_PATH}")
+
+
+if __name__ == "__main__":
+    main()
