@@ -11,7 +11,7 @@ Makes (or reuses) a world of `--cardholders` (default 100,000) under /tmp and a 
   a batch job could reach on one thread.
 
 `--repeat 2` (or more) alternates score_all and the reference and reports medians. With `--big N` the same runs
-on an N-cardholder world scored by the same model (default off; 1,000,000 takes 10-20 minutes). Prints the
+on an N-cardholder world scored by the same model (default off; 900,000 took about 17 minutes). Prints the
 numbers and merges them into bench/results/score.json under the cardholder count.
 
     python bench/bench_score.py

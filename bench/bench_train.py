@@ -16,7 +16,7 @@ Prints the numbers and merges them into bench/results/train.json under the cardh
 `bench_engine.py` and `bench_score.py` reuse the world and model helpers here.
 
     python bench/bench_train.py                          # 100,000 cardholders (about 110,000 rows)
-    python bench/bench_train.py --cardholders 900000     # about 1 M rows; ~15-30 min on 2 cores
+    python bench/bench_train.py --cardholders 900000     # about 1 M rows; ~15 min on a quiet 2-core machine
     python bench/bench_train.py --profile                # also a cProfile of train_model (slower run)
 """
 
