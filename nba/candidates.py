@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Final
-
 import numpy as np
 import numpy.typing as npt
 
@@ -11,7 +9,6 @@ from nba.catalog import Catalog
 from nba.vocab import CALL_REASONS, SENSITIVE_CALL_REASONS
 
 BoolArray = npt.NDArray[np.bool_]
-DEFAULT_CALL_REASON: Final = "general"
 
 
 def suitability_matrix(catalog: Catalog) -> BoolArray:
@@ -28,13 +25,3 @@ def suitability_matrix(catalog: Catalog) -> BoolArray:
             ):
                 matrix[i, j] = False
     return matrix
-
-
-def unsuitable_reason(catalog: Catalog, benefit_id: str, call_reason: str) -> str | None:
-    """Why a benefit is not brought up on this call, in words an agent can read; None when it may be."""
-    benefit = catalog.benefit_by_id[benefit_id]
-    if call_reason in benefit.unsuitable_call_reasons:
-        return f"{benefit.name} is not brought up on {call_reason.replace('_', ' ')} calls"
-    if call_reason in SENSITIVE_CALL_REASONS and call_reason not in benefit.suitable_call_reasons:
-        return f"nothing is pitched on {call_reason} calls"
-    return None

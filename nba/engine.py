@@ -91,10 +91,6 @@ class Decision:
 Reasoner = Callable[[FloatArray, IntArray], list[tuple[str, ...]]]
 
 
-def _no_reasons(X: FloatArray, rows: IntArray) -> list[tuple[str, ...]]:
-    return [() for _ in rows]
-
-
 def default_reasoner(bundle: ModelBundle) -> Reasoner:
     """Reasons from path attributions over the model's trees (precomputed per leaf at load)."""
     from nba.attribution import PathAttributor

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -421,10 +420,3 @@ def open_data(data_dir: Path, threads: int | None = None) -> DataSource:
         sql = typed_select_sql(files[spec.name]) if spec.name in files else empty_select_sql(spec)
         con.execute(f"CREATE VIEW {quote_ident(spec.name)} AS {sql}")
     return DataSource(data_dir, con, files)
-
-
-def iter_contract_columns() -> Iterator[tuple[TableSpec, Column]]:
-    """Every (table, column) pair of the contract."""
-    for spec in TABLES.values():
-        for column in spec.columns:
-            yield spec, column

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import string
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Final
 
 from nba.catalog import Benefit, Product
@@ -111,6 +111,3 @@ def render_talking_point(
     if any(values.get(field) is None for field in needed):
         return generic_sentence(benefit, product), False
     return benefit.talking_point.format_map({k: v for k, v in values.items() if v is not None}), True
-
-
-NUMBER_FIELDS: Final = tuple(f.name for f in fields(TalkingPointNumbers))
