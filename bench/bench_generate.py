@@ -11,16 +11,12 @@ bench/results/generate.json under the cardholder count.
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing as mp
 import os
 import platform
-import resource
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -29,23 +25,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from bench_train import Measured, in_child, peak_rss_gb, save_run
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "generate.json"
 FLOOR_CHUNK_ROWS = 5_000_000
-
-
-@dataclass(frozen=True)
-class Measured:
-    """What one child process did: wall seconds, its own peak RSS and what it reports."""
-
-    seconds: float
-    peak_rss_gb: float
-    detail: dict[str, Any]
-
-
-def _peak_rss_gb() -> float:
-    kilobytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return kilobytes / 1024**2
 
 
 def _generate_child(conn: Connection, cardholders: int, seed: int, out_dir: str) -> None:
@@ -62,7 +45,7 @@ def _generate_child(conn: Connection, cardholders: int, seed: int, out_dir: str)
         "bytes_by_file": sizes,
         "oracle_bytes": summary.oracle_path.stat().st_size,
     }
-    conn.send(Measured(seconds, _peak_rss_gb(), detail))
+    conn.send(Measured(seconds, peak_rss_gb(), detail))
 
 
 def _floor_child(conn: Connection, rows: int, cardholders: int, out_path: str) -> None:
@@ -100,31 +83,16 @@ def _floor_child(conn: Connection, rows: int, cardholders: int, out_path: str) -
             writer.write_table(table)
             written += n
     seconds = time.perf_counter() - started
-    conn.send(Measured(seconds, _peak_rss_gb(), {"bytes": Path(out_path).stat().st_size}))
-
-
-def _in_child(target: Any, *args: Any) -> Measured:
-    context = mp.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=target, args=(send, *args))
-    process.start()
-    send.close()
-    try:
-        measured: Measured = receive.recv()
-    except EOFError:
-        process.join()
-        raise SystemExit(f"{target.__name__} failed (exit code {process.exitcode})") from None
-    process.join()
-    return measured
+    conn.send(Measured(seconds, peak_rss_gb(), {"bytes": Path(out_path).stat().st_size}))
 
 
 def run_bench(cardholders: int, seed: int, keep: bool) -> dict[str, Any]:
     """Runs the generator and the floor; returns the result record."""
     work = Path(tempfile.mkdtemp(prefix="nba-bench-generate-", dir="/tmp"))
     try:
-        world = _in_child(_generate_child, cardholders, seed, str(work / "data"))
+        world = in_child(_generate_child, cardholders, seed, str(work / "data"))
         transactions = world.detail["rows_by_table"]["transactions"]
-        floor = _in_child(_floor_child, transactions, cardholders, str(work / "floor.parquet"))
+        floor = in_child(_floor_child, transactions, cardholders, str(work / "floor.parquet"))
     finally:
         if keep:
             print(f"kept {work}")
@@ -158,17 +126,6 @@ def run_bench(cardholders: int, seed: int, keep: bool) -> dict[str, Any]:
     }
 
 
-def save_result(result: dict[str, Any], path: Path = RESULTS_PATH) -> None:
-    """Merges one result into the results file, keyed by the number of cardholders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    runs: dict[str, Any] = {}
-    if path.exists():
-        runs = json.loads(path.read_text()).get("runs", {})
-    runs[str(result["cardholders"])] = result
-    ordered = dict(sorted(runs.items(), key=lambda item: int(item[0])))
-    path.write_text(json.dumps({"benchmark": "generate_world", "runs": ordered}, indent=2) + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -190,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         f"floor (pyarrow writes the same transaction rows): {result['floor_pyarrow_write_seconds']:.1f} s "
         f"({result['floor_transactions_per_second']:,} tx/s); generator is {result['slowdown_vs_floor']:.1f}x the floor"
     )
-    save_result(result)
+    save_run(result, RESULTS_PATH, "generate_world")
     print(f"saved to {RESULTS_PATH}")
 
 

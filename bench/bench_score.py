@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import shutil
 import statistics
 import sys
@@ -34,7 +33,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_train import ROOT, Measured, ensure_model, ensure_world, in_child, machine, peak_rss_gb
+from bench_train import (
+    ROOT,
+    Measured,
+    ensure_model,
+    ensure_world,
+    in_child,
+    machine,
+    peak_rss_gb,
+    save_run,
+)
 
 RESULTS_PATH = ROOT / "bench" / "results" / "score.json"
 CALL_REASON = "general"
@@ -171,17 +179,6 @@ def _print(r: dict[str, Any]) -> None:
     )
 
 
-def save_result(result: dict[str, Any], path: Path = RESULTS_PATH) -> None:
-    """Merges one result into the results file, keyed by the number of cardholders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    runs: dict[str, Any] = {}
-    if path.exists():
-        runs = json.loads(path.read_text()).get("runs", {})
-    runs[str(result["cardholders"])] = result
-    ordered = dict(sorted(runs.items(), key=lambda item: int(item[0])))
-    path.write_text(json.dumps({"benchmark": "score_all", "runs": ordered}, indent=2) + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -225,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
             }
         )
         _print(result)
-        save_result(result)
+        save_run(result, RESULTS_PATH, "score_all")
     print(f"saved to {RESULTS_PATH}")
 
 

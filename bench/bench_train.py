@@ -392,15 +392,15 @@ def run_bench(
     return result
 
 
-def save_result(result: dict[str, Any], path: Path = RESULTS_PATH) -> None:
-    """Merges one result into the results file, keyed by the number of cardholders."""
+def save_run(result: dict[str, Any], path: Path, benchmark: str) -> None:
+    """Merges one result into a results file, keyed by the number of cardholders (every bench's layout)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     runs: dict[str, Any] = {}
     if path.exists():
         runs = json.loads(path.read_text()).get("runs", {})
     runs[str(result["cardholders"])] = result
     ordered = dict(sorted(runs.items(), key=lambda item: int(item[0])))
-    path.write_text(json.dumps({"benchmark": "train_model", "runs": ordered}, indent=2) + "\n")
+    path.write_text(json.dumps({"benchmark": benchmark, "runs": ordered}, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> None:
         print("cProfile of train_model, by cumulative time:")
         for line in result["profile"]["top"]["cumulative"][:25]:
             print(f"  {line}")
-    save_result(result)
+    save_run(result, RESULTS_PATH, "train_model")
     print(f"saved to {RESULTS_PATH}")
 
 
