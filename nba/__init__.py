@@ -6,12 +6,14 @@ from nba.catalog import Benefit, Catalog, Product, load_catalog
 from nba.engine import ContactPolicy, Decision, Engine, EngineConfig, Suggestion
 from nba.errors import (
     CatalogError,
+    ConflictError,
     DataError,
     ModelError,
     NbaError,
     NotFoundError,
     Problem,
     SchemaError,
+    UnavailableError,
     UnknownIdError,
     ValidationError,
 )
@@ -33,6 +35,7 @@ __all__ = [
     "Benefit",
     "Catalog",
     "CatalogError",
+    "ConflictError",
     "ContactPolicy",
     "DataError",
     "DataSource",
@@ -53,6 +56,7 @@ __all__ = [
     "Profiles",
     "SchemaError",
     "Suggestion",
+    "UnavailableError",
     "UnknownIdError",
     "ValidationError",
     "ValidationReport",

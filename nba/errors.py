@@ -6,7 +6,9 @@
     │   ├── UnknownIdError     a reference to an id that does not exist
     │   └── CatalogError       the benefit catalog or MCC map is malformed
     ├── ModelError             a model artifact is missing, tampered with or incompatible
-    └── NotFoundError          a requested thing (cardholder, model version) is not there
+    ├── NotFoundError          a requested thing (cardholder, model version) is not there
+    ├── ConflictError          a change that the state no longer allows (an outcome after the call closed)
+    └── UnavailableError       a dependency is down (the feedback database); retrying later may work
 
 Messages are one line that names the file, row, column and value where there is one.
 """
@@ -38,6 +40,14 @@ class CatalogError(DataError):
 
 class ModelError(NbaError):
     """A model artifact is missing, tampered with or does not fit the data."""
+
+
+class ConflictError(NbaError):
+    """A change the current state no longer allows, such as changing an outcome after the call closed."""
+
+
+class UnavailableError(NbaError):
+    """A dependency (the feedback database) is down; the same request may work later."""
 
 
 class NotFoundError(NbaError):
