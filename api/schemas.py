@@ -1,0 +1,120 @@
+"""Schemas: the HTTP API's request and response bodies, one family per resource, every field bounded."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from nba.vocab import CallReason, Outcome
+
+ID_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,64}$"
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN, min_length=1, max_length=64)]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class SuggestionOut(_Out):
+    suggestion_id: str = Field(max_length=64, examples=["s_3f2a9c0d41e84b7c"])
+    rank: int = Field(ge=1, le=10, examples=[1])
+    benefit_id: str = Field(max_length=64, examples=["dining_4x"])
+    benefit_name: str = Field(max_length=200, examples=["4x points at restaurants"])
+    talking_point: str = Field(
+        max_length=2000,
+        examples=[
+            "Cardholders who dine out like you do spend about $3,100 a year at restaurants. "
+            "On your card that earns 4x points: about $93 a year."
+        ],
+    )
+    reasons: list[str] = Field(max_length=5, examples=[["spends on dining most months", "new cardholder"]])
+    value_usd: float = Field(
+        ge=0, description="estimated value to the cardholder, dollars a year", examples=[93.0]
+    )
+    score: float = Field(
+        description="the arbitration priority the suggestions are ranked by", examples=[0.31]
+    )
+    p_adopt: float = Field(
+        ge=0, le=1, description="predicted chance the cardholder starts using it", examples=[0.31]
+    )
+    outcome: Outcome | None = Field(
+        default=None, description="the outcome recorded so far for this suggestion on this call, if any"
+    )
+
+
+class SuggestionsOut(_Out):
+    call_id: str = Field(max_length=64, examples=["c_7d1e0b5a9f3c4e21"])
+    cardholder_id: str = Field(max_length=64, examples=["ch_000042"])
+    call_reason: CallReason = Field(examples=["general"])
+    model_version: str = Field(max_length=64, examples=["20261123T101500Z-3f2a9c"])
+    profile_as_of: str = Field(max_length=10, examples=["2026-10-01"])
+    suggestions: list[SuggestionOut] = Field(max_length=10)
+    note: str | None = Field(
+        default=None,
+        max_length=300,
+        description="why nothing (or less than asked) is suggested, in words an agent can read",
+        examples=[None],
+    )
+    call_closed: bool = Field(default=False, description="outcomes can no longer be changed on this call")
+
+
+class OutcomeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Outcome = Field(examples=["accepted"])
+    decline_reason: str | None = Field(default=None, max_length=200, examples=[None])
+    agent_id: Id | None = Field(default=None, examples=["agent_17"])
+
+
+class OutcomeOut(_Out):
+    suggestion_id: str = Field(max_length=64)
+    call_id: str = Field(max_length=64)
+    benefit_id: str = Field(max_length=64)
+    outcome: Outcome
+    recorded_at: datetime
+    changed: bool = Field(description="true when this replaced an earlier, different outcome")
+
+
+class NpsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    score: int = Field(ge=0, le=10, examples=[9])
+
+
+class NpsOut(_Out):
+    call_id: str = Field(max_length=64)
+    score: int = Field(ge=0, le=10)
+    recorded_at: datetime
+
+
+class ModelOut(_Out):
+    version: str = Field(max_length=64)
+    created_at: datetime
+    metrics: dict[str, float]
+    profile_as_of: str = Field(max_length=10)
+    profile_cardholders: int = Field(ge=0)
+
+
+class ReloadOut(_Out):
+    model_version: str = Field(max_length=64)
+    profile_as_of: str = Field(max_length=10)
+    changed: bool
+
+
+class HealthOut(_Out):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyOut(_Out):
+    ready: bool
+    model_loaded: bool
+    profiles_loaded: bool
+    database_reachable: bool
+    reason: str | None = None
+
+
+class ErrorOut(_Out):
+    detail: str = Field(max_length=500, examples=["cardholder 'ch_9' is not in the profile snapshot"])
+    request_id: str = Field(max_length=64)
