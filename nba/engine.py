@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -44,6 +44,18 @@ class ContactPolicy:
             )
         if not 0 <= self.complaint_max <= MAX_TOP_K:
             raise ValueError(f"`complaint_max` must be an int in [0, {MAX_TOP_K}], got {self.complaint_max}")
+
+
+@dataclass(frozen=True)
+class RecentContact:
+    """An outcome recorded after the profile snapshot was taken (from the feedback store).
+
+    The contact policy applies it at once: a decline or an acceptance takes the benefit off the next
+    calls, and every presentation counts towards `max_presentations_90d`.
+    """
+
+    benefit_id: str
+    outcome: str
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,7 @@ class Engine:
         self.catalog = catalog
         self.config = config or EngineConfig()
         self.benefits = BenefitTable.from_catalog(catalog)
+        self.benefit_position = {benefit_id: i for i, benefit_id in enumerate(self.benefits.ids)}
         self.suitable = suitability_matrix(catalog)
         self.benefit_codes = bundle.benefit_codes(self.benefits)
         self.reference = bundle.reference_spend()
@@ -138,8 +151,14 @@ class Engine:
         self.reasoner = reasoner or default_reasoner(bundle)
         self.rng = rng or np.random.default_rng()
 
-    def decide(self, cardholder_id: str, call_reason: str = "general", top_k: int = 3) -> Decision:
-        """The talking points for one call.
+    def decide(
+        self,
+        cardholder_id: str,
+        call_reason: str = "general",
+        top_k: int = 3,
+        recent: Sequence[RecentContact] = (),
+    ) -> Decision:
+        """The talking points for one call; `recent` are outcomes recorded since the profile snapshot.
 
         Raises NotFoundError for an unknown cardholder and DataError for an unknown call reason or a
         `top_k` outside 1–10.
@@ -151,7 +170,7 @@ class Engine:
         row = self.profiles.index.get(cardholder_id)
         if row is None:
             raise NotFoundError(f"cardholder {cardholder_id!r} is not in the profile snapshot")
-        candidates, note = self._candidates(row, call_reason)
+        candidates, note = self._candidates(row, call_reason, recent)
         limit = min(top_k, self.config.contact.complaint_max) if call_reason == "complaint" else top_k
         base = self._decision(cardholder_id, call_reason, (), len(candidates), note)
         if len(candidates) == 0 or limit == 0:
@@ -202,21 +221,29 @@ class Engine:
             note,
         )
 
-    def _candidates(self, row: int, call_reason: str) -> tuple[IntArray, str | None]:
+    def _candidates(
+        self, row: int, call_reason: str, recent: Sequence[RecentContact]
+    ) -> tuple[IntArray, str | None]:
         product = int(self.profiles.product_index[row])
         on_card = self.benefits.product_benefits[product]
         start, end = int(self.profiles.offsets[row]), int(self.profiles.offsets[row + 1])
         excluded = np.zeros(len(self.benefits.ids), dtype=bool)
+        policy = self.config.contact
+        presented_90d = np.zeros(len(self.benefits.ids), dtype=np.float32)
         if end > start:
             hist_benefit = self.profiles.history_benefit[start:end].astype(np.int64)
-            policy = self.config.contact
             declined_days = self.profiles.history_days_since_declined[start:end]
-            blocked = (
-                self.profiles.history_used[start:end]
-                | (declined_days <= policy.decline_cooldown_days)
-                | (self.profiles.history_presented_90d[start:end] >= policy.max_presentations_90d)
-            )
+            presented_90d[hist_benefit] = self.profiles.history_presented_90d[start:end]
+            blocked = self.profiles.history_used[start:end] | (declined_days <= policy.decline_cooldown_days)
             excluded[hist_benefit[blocked]] = True
+        for contact in recent:
+            benefit = self.benefit_position.get(contact.benefit_id)
+            if benefit is None or contact.outcome == "not_discussed":
+                continue
+            presented_90d[benefit] += 1
+            if contact.outcome in ("declined", "accepted"):
+                excluded[benefit] = True
+        excluded |= presented_90d >= policy.max_presentations_90d
         reason_index = CALL_REASONS.index(call_reason)
         suitable = self.suitable[on_card, reason_index]
         keep = on_card[suitable & ~excluded[on_card]]

@@ -13,7 +13,7 @@ import pytest
 
 from nba.bundle import load_bundle
 from nba.catalog import load_catalog
-from nba.engine import ContactPolicy, Engine, EngineConfig
+from nba.engine import ContactPolicy, Engine, EngineConfig, RecentContact
 from nba.errors import DataError, ModelError, NotFoundError
 from nba.matrix import BenefitTable
 from nba.mcc import load_mcc_map
@@ -181,6 +181,25 @@ def test_contact_policy_suppresses_recent_declines(setup: tuple[Path, Engine]) -
     assert benefit not in ids_strict
     if not p.history_used[j]:
         assert benefit in ids_loose
+
+
+def test_recent_outcomes_apply_to_the_contact_policy_at_once(setup: tuple[Path, Engine]) -> None:
+    _, engine = setup
+    policy = engine.config.contact
+    checked = 0
+    for cardholder_id in engine.profiles.ids[:200]:
+        before = engine.decide(cardholder_id, "general", top_k=10)
+        shown = [s.benefit_id for s in before.suggestions]
+        if not 3 <= len(shown) == before.candidates:
+            continue
+        first, second, third = shown[:3]
+        recent = [RecentContact(first, "declined"), RecentContact(second, "accepted")]
+        recent += [RecentContact(third, "already_aware")] * policy.max_presentations_90d
+        recent += [RecentContact("no_such_benefit", "declined"), RecentContact(shown[-1], "not_discussed")]
+        after = {s.benefit_id for s in engine.decide(cardholder_id, "general", 10, recent).suggestions}
+        assert after == set(shown) - {first, second, third}
+        checked += 1
+    assert checked > 10
 
 
 def test_exploration_logs_the_real_probability(setup: tuple[Path, Engine]) -> None:
