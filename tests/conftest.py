@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# The throwaway PostgreSQL server (`pg_server`, `pg_url`) for the feedback store's tests.
+pytest_plugins = ["tests.pg"]
+
 VALID_TABLES: dict[str, str] = {
     "cardholders": (
         "cardholder_id,product_id,open_date,birth_year,region,segment,credit_limit_usd\n"

@@ -1,0 +1,1175 @@
+"""Feedback store: decisions shown to agents, their outcomes and NPS → a database → the training tables.
+
+The API logs every decision it serves (`log_decision`), the agent records what happened to each
+suggestion (`record_outcome`) and the survey its NPS (`record_nps`); `export` writes `calls`,
+`conversations` and `nps` in the data contract so the next training run learns from them.
+
+A call is open for outcome changes until its NPS is recorded or `call_open` has passed since it
+was served; after that an outcome can no longer change (ConflictError). Outcomes keep their
+history: a change adds a row and marks it current.
+
+SQLite (`sqlite:///path`) serves one machine, PostgreSQL (`postgresql://...`, driven by psycopg 3)
+several. Every database failure — down, unreachable, locked beyond the busy timeout — is raised as
+UnavailableError with a one-line message that never shows the URL's password. `DecisionBuffer` keeps
+decisions on local disk while the database is down and replays them later.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Connection,
+    Date,
+    DateTime,
+    Dialect,
+    Double,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Row,
+    Select,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    and_,
+    create_engine,
+    event,
+    func,
+    inspect,
+    literal,
+    select,
+    text,
+    update,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+
+from nba.errors import ConflictError, DataError, NotFoundError, UnavailableError
+from nba.vocab import CALL_REASONS, OUTCOMES
+
+MIGRATIONS_DIR: Final = Path(__file__).parent / "migrations"
+# How long a SQLite writer waits for another one before the store gives up (UnavailableError).
+SQLITE_BUSY_TIMEOUT_MS: Final = 5_000
+# How long PostgreSQL connection attempts may take before the database counts as unreachable.
+PG_CONNECT_TIMEOUT_S: Final = 5
+EXPORT_BATCH_ROWS: Final = 10_000
+NOT_DISCUSSED: Final = "not_discussed"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------------------------------------
+# Records
+
+
+@dataclass(frozen=True)
+class ShownSuggestion:
+    """One suggestion as the agent saw it, with what offline evaluation needs about it later.
+
+    `features` is the model's feature vector; NaN is allowed (stored as JSON null, read back as NaN).
+    """
+
+    suggestion_id: str
+    rank: int
+    benefit_id: str
+    benefit_name: str
+    talking_point: str
+    reasons: tuple[str, ...]
+    value_usd: float
+    score: float
+    p_adopt: float
+    logging_prob: float
+    features: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class CallDecision:
+    """Everything served on one call: the context and the suggestions shown (possibly none)."""
+
+    call_id: str
+    cardholder_id: str
+    call_reason: str
+    model_version: str
+    profile_as_of: str
+    served_at: datetime
+    note: str | None
+    suggestions: tuple[ShownSuggestion, ...]
+    agent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """The current outcome of a suggestion; `changed` says it replaced an earlier, different one."""
+
+    suggestion_id: str
+    call_id: str
+    cardholder_id: str
+    benefit_id: str
+    outcome: str
+    decline_reason: str | None
+    agent_id: str | None
+    recorded_at: datetime
+    changed: bool
+
+
+@dataclass(frozen=True)
+class NpsRecord:
+    """A call's Net Promoter Score answer."""
+
+    call_id: str
+    score: int
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class ContactEvent:
+    """A benefit presented to a cardholder (`at` = when it was served) and its current outcome."""
+
+    benefit_id: str
+    outcome: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ExportCounts:
+    """What `FeedbackStore.export` wrote: rows per table and the files."""
+
+    calls: int
+    conversations: int
+    nps: int
+    files: tuple[Path, ...]
+
+    def __str__(self) -> str:
+        return f"{self.calls:,} calls, {self.conversations:,} conversations, {self.nps:,} NPS answers"
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema (the migrations in nba/migrations create it; these are the store's view of it)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime in and out; SQLite, which has no time zones, holds it as naive UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise DataError(f"datetimes must be timezone-aware, got naive {value.isoformat()}")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_metadata = MetaData()
+calls_table: Final = Table(
+    "calls",
+    _metadata,
+    Column("call_id", String(), primary_key=True),
+    Column("cardholder_id", String(), nullable=False),
+    Column("call_reason", String(), nullable=False),
+    Column("agent_id", String()),
+    Column("served_at", UtcDateTime(), nullable=False),
+    Column("model_version", String(), nullable=False),
+    Column("profile_as_of", Date(), nullable=False),
+    Column("note", Text()),
+    Column("closed_at", UtcDateTime()),
+)
+suggestions_table: Final = Table(
+    "suggestions",
+    _metadata,
+    Column("suggestion_id", String(), primary_key=True),
+    Column("call_id", String(), ForeignKey("calls.call_id"), nullable=False),
+    Column("rank", Integer(), nullable=False),
+    Column("benefit_id", String(), nullable=False),
+    Column("benefit_name", String(), nullable=False),
+    Column("talking_point", Text(), nullable=False),
+    Column("reasons", JSON(), nullable=False),
+    Column("value_usd", Double(), nullable=False),
+    Column("score", Double(), nullable=False),
+    Column("p_adopt", Double(), nullable=False),
+    Column("logging_prob", Double(), nullable=False),
+    Column("features", JSON(), nullable=False),
+)
+outcomes_table: Final = Table(
+    "outcomes",
+    _metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=True),
+    Column("suggestion_id", String(), ForeignKey("suggestions.suggestion_id"), nullable=False),
+    Column("outcome", String(), nullable=False),
+    Column("decline_reason", Text()),
+    Column("agent_id", String()),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    Column("is_current", Boolean(), nullable=False),
+)
+nps_table: Final = Table(
+    "nps",
+    _metadata,
+    Column("call_id", String(), ForeignKey("calls.call_id"), primary_key=True),
+    Column("score", Integer(), nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# URLs and errors
+
+_PASSWORD_IN_URL: Final = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+def _redact(text_: str) -> str:
+    return _PASSWORD_IN_URL.sub(r"\1***@", text_)
+
+
+def parse_store_url(url: str) -> URL:
+    """Checks a feedback database URL and returns it with the driver the store uses.
+
+    `sqlite:///path/to/file.db` (also `sqlite://` in memory, for tests), `postgresql://...` or
+    `postgresql+psycopg://...` (psycopg 3). Raises DataError for anything else.
+    """
+    try:
+        parsed = make_url(url)
+    except (sa_exc.ArgumentError, ValueError):
+        raise DataError(
+            "the feedback database URL must look like sqlite:///var/feedback.db or "
+            f"postgresql://user@host:5432/nba, got {_redact(url)!r}"
+        ) from None
+    driver = parsed.drivername
+    if driver in ("sqlite", "sqlite+pysqlite"):
+        return parsed.set(drivername="sqlite+pysqlite")
+    if driver in ("postgresql", "postgres", "postgresql+psycopg"):
+        return parsed.set(drivername="postgresql+psycopg")
+    raise DataError(
+        "the feedback database URL must start with sqlite:/// or postgresql:// (psycopg 3), "
+        f"got {driver}:// in "
+        f"{parsed.render_as_string(hide_password=True)!r}"
+    )
+
+
+_UNAVAILABLE_ERRORS: Final = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    sa_exc.DisconnectionError,
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    inner = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
+    return lines[0] if lines else type(inner).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# The store
+
+
+class FeedbackStore:
+    """Logs decisions, outcomes and NPS in SQLite or PostgreSQL, and exports them for training.
+
+    Takes the database URL, a clock (returns an aware datetime; injectable for tests) and how long a
+    call stays open for outcome changes after it was served. Nothing is connected until first use.
+
+    Example:
+        >>> store = FeedbackStore("sqlite:///var/feedback.db")
+        >>> store.migrate()
+        >>> store.log_decision(decision)
+        >>> store.record_outcome(decision.suggestions[0].suggestion_id, "accepted")
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        call_open: timedelta = timedelta(minutes=30),
+    ) -> None:
+        if call_open < timedelta(0):
+            raise DataError(f"`call_open` must not be negative, got {call_open}")
+        self.url = parse_store_url(url)
+        self.clock = clock
+        self.call_open = call_open
+        self._shown_url = self.url.render_as_string(hide_password=True)
+        self._password = self.url.password if isinstance(self.url.password, str) else None
+        self._engine = self._create_engine()
+
+    def _create_engine(self) -> Engine:
+        if self.url.get_backend_name() == "sqlite":
+            return self._create_sqlite_engine()
+        connect_args: dict[str, Any] = {}
+        if "connect_timeout" not in self.url.query:
+            connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+        # pre_ping: after a database restart the first request gets a fresh connection, not an error.
+        return create_engine(self.url, connect_args=connect_args, pool_pre_ping=True)
+
+    def _create_sqlite_engine(self) -> Engine:
+        database = self.url.database or ""
+        in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+        if in_memory:
+            # One shared connection, or every pooled connection would see its own empty database.
+            engine = create_engine(self.url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+        else:
+            folder = Path(database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UnavailableError(
+                    f"feedback database {self._shown_url}: cannot create folder {folder}: {exc.strerror}"
+                ) from None
+            engine = create_engine(self.url)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+            # SQLAlchemy, not the sqlite3 module, emits BEGIN (below): SELECTs are then transactional
+            # too, and writers can take the write lock up front instead of failing to upgrade later.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_MS)}")
+                if not in_memory:
+                    cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA foreign_keys = ON")
+            finally:
+                cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            immediate = conn.get_execution_options().get("nba_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _unavailable(self, exc: BaseException) -> UnavailableError:
+        reason = _redact(_first_line(exc))
+        if self._password:
+            reason = reason.replace(self._password, "***")
+        return UnavailableError(f"feedback database {self._shown_url} is unavailable: {reason}")
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except _UNAVAILABLE_ERRORS as exc:
+            raise self._unavailable(exc) from None
+        except sa_exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise self._unavailable(exc) from None
+            raise
+
+    @contextmanager
+    def _transaction(self, *, write: bool = False) -> Iterator[Connection]:
+        with self._guard(), self._engine.connect() as conn:
+            if write:
+                conn.execution_options(nba_write=True)
+            with conn.begin():
+                yield conn
+
+    def _now(self) -> datetime:
+        now = self.clock()
+        if now.tzinfo is None:
+            raise DataError(f"the store's clock must return an aware datetime, got {now.isoformat()}")
+        return now.astimezone(UTC)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Brings the schema to the newest revision (Alembic `upgrade head`); a no-op when it is there.
+
+        Raises UnavailableError when the database cannot be reached, DataError when it holds a
+        revision this version of nba does not know (a newer nba migrated it).
+        """
+        from alembic import command
+        from alembic.config import Config
+        from alembic.util import CommandError
+
+        config = Config()
+        # Config options go through ConfigParser interpolation: a '%' in the path must be doubled.
+        config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+        with self._guard(), self._engine.connect() as conn:
+            conn.execution_options(nba_write=True)
+            config.attributes["connection"] = conn
+            try:
+                command.upgrade(config, "head")
+            except CommandError as exc:
+                raise DataError(f"feedback database {self._shown_url}: cannot migrate: {exc}") from None
+            conn.commit()
+
+    def ping(self) -> None:
+        """Raises UnavailableError unless the database answers a trivial query."""
+        with self._transaction() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        """Closes every pooled connection; the store reconnects if used again."""
+        self._engine.dispose()
+
+    # -- decisions --------------------------------------------------------------------------
+
+    def log_decision(self, decision: CallDecision) -> CallDecision:
+        """Stores a served decision once; returns the stored one.
+
+        Idempotent on `call_id`: when the call is already stored nothing is written and the stored
+        decision is returned (so a retry or a buffer replay cannot duplicate a call). Raises DataError
+        for an invalid decision, ConflictError when a suggestion id already belongs to another call,
+        UnavailableError when the database is down.
+        """
+        _check_decision(decision)
+        with self._transaction(write=True) as conn:
+            stored = _read_decision(conn, decision.call_id)
+            if stored is not None:
+                return stored
+            try:
+                with conn.begin_nested():
+                    _insert_decision(conn, decision)
+            except sa_exc.IntegrityError:
+                stored = _read_decision(conn, decision.call_id)
+                if stored is not None:  # another process logged the same call a moment ago
+                    return stored
+                ids = [s.suggestion_id for s in decision.suggestions]
+                taken = conn.scalars(
+                    select(suggestions_table.c.suggestion_id).where(
+                        suggestions_table.c.suggestion_id.in_(ids)
+                    )
+                ).all()
+                raise ConflictError(
+                    f"call {decision.call_id!r}: suggestion_id {taken[0] if taken else ids!r} "
+                    "already belongs to another call"
+                ) from None
+        return _read_back(decision)
+
+    def find_decision(self, call_id: str) -> CallDecision | None:
+        """The stored decision of a call, or None when the call is unknown."""
+        with self._transaction() as conn:
+            return _read_decision(conn, call_id)
+
+    def current_outcomes(self, call_id: str) -> dict[str, str]:
+        """suggestion_id → current outcome, for the call's suggestions that have one (unmarked: left out).
+
+        Raises NotFoundError for an unknown call.
+        """
+        with self._transaction() as conn:
+            if conn.scalar(select(calls_table.c.call_id).where(calls_table.c.call_id == call_id)) is None:
+                raise NotFoundError(f"unknown call_id {call_id!r}")
+            rows = conn.execute(
+                select(outcomes_table.c.suggestion_id, outcomes_table.c.outcome)
+                .join(suggestions_table)
+                .where(suggestions_table.c.call_id == call_id, outcomes_table.c.is_current)
+            ).all()
+        return {row.suggestion_id: row.outcome for row in rows}
+
+    def is_closed(self, call_id: str) -> bool:
+        """Whether a call no longer takes outcome changes: its NPS is recorded or `call_open` has passed.
+
+        Raises NotFoundError for an unknown call.
+        """
+        with self._transaction() as conn:
+            row = conn.execute(
+                select(calls_table.c.served_at, calls_table.c.closed_at).where(
+                    calls_table.c.call_id == call_id
+                )
+            ).one_or_none()
+        if row is None:
+            raise NotFoundError(f"unknown call_id {call_id!r}")
+        return self._closed_since(row.served_at, row.closed_at) is not None
+
+    def _closed_since(self, served_at: datetime, closed_at: datetime | None) -> datetime | None:
+        expires = served_at + self.call_open
+        if closed_at is not None:
+            return min(closed_at, expires)
+        return expires if self._now() >= expires else None
+
+    def _closed_message(self, call_id: str, served_at: datetime, closed_at: datetime | None) -> str:
+        since = self._closed_since(served_at, closed_at)
+        assert since is not None
+        expires = served_at + self.call_open
+        why = (
+            "its NPS was recorded"
+            if closed_at is not None and closed_at < expires
+            else f"{_minutes(self.call_open)} after it was served"
+        )
+        return f"call {call_id!r} closed at {_show_time(since)} ({why})"
+
+    # -- outcomes and NPS -------------------------------------------------------------------
+
+    def record_outcome(
+        self,
+        suggestion_id: str,
+        outcome: str,
+        *,
+        decline_reason: str | None = None,
+        agent_id: str | None = None,
+    ) -> OutcomeRecord:
+        """Records what happened to a suggestion and returns its current outcome.
+
+        The same outcome as the current one writes nothing and returns the current record
+        (`changed=False`), also after the call closed. A different outcome while the call is open
+        becomes the current one, the earlier staying in the history (`changed=True`). Once the call
+        is closed a different outcome raises ConflictError, and so does a first outcome. Raises
+        DataError for an outcome outside `nba.vocab.OUTCOMES` or a decline reason on another outcome,
+        NotFoundError for an unknown suggestion.
+        """
+        if outcome not in OUTCOMES:
+            raise DataError(f"`outcome` must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+        if decline_reason is not None and outcome != "declined":
+            raise DataError(f"`decline_reason` is only for outcome 'declined', got outcome {outcome!r}")
+        with self._transaction(write=True) as conn:
+            found = conn.execute(
+                select(
+                    suggestions_table.c.call_id,
+                    suggestions_table.c.benefit_id,
+                    calls_table.c.cardholder_id,
+                    calls_table.c.served_at,
+                    calls_table.c.closed_at,
+                )
+                .join(calls_table)
+                .where(suggestions_table.c.suggestion_id == suggestion_id)
+                # Changes to one call's outcomes and its closing happen one at a time.
+                .with_for_update(of=calls_table)
+            ).one_or_none()
+            if found is None:
+                raise NotFoundError(f"unknown suggestion_id {suggestion_id!r}")
+            current = conn.execute(
+                select(outcomes_table).where(
+                    outcomes_table.c.suggestion_id == suggestion_id, outcomes_table.c.is_current
+                )
+            ).one_or_none()
+            if current is not None and current.outcome == outcome:
+                return _outcome_record(found, current, suggestion_id, changed=False)
+            if self._closed_since(found.served_at, found.closed_at) is not None:
+                closed = self._closed_message(found.call_id, found.served_at, found.closed_at)
+                stays = (
+                    f"its outcome {current.outcome!r} (recorded {_show_time(current.recorded_at)}) stands"
+                    if current is not None
+                    else f"it was never marked, so it counts as {NOT_DISCUSSED!r}"
+                )
+                raise ConflictError(
+                    f"cannot record {outcome!r} for suggestion {suggestion_id!r}: {closed}; {stays}"
+                )
+            if current is not None:
+                conn.execute(
+                    update(outcomes_table).where(outcomes_table.c.id == current.id).values(is_current=False)
+                )
+            now = self._now()
+            conn.execute(
+                outcomes_table.insert().values(
+                    suggestion_id=suggestion_id,
+                    outcome=outcome,
+                    decline_reason=decline_reason,
+                    agent_id=agent_id,
+                    recorded_at=now,
+                    is_current=True,
+                )
+            )
+        return OutcomeRecord(
+            suggestion_id=suggestion_id,
+            call_id=found.call_id,
+            cardholder_id=found.cardholder_id,
+            benefit_id=found.benefit_id,
+            outcome=outcome,
+            decline_reason=decline_reason,
+            agent_id=agent_id,
+            recorded_at=now,
+            changed=current is not None,
+        )
+
+    def record_nps(self, call_id: str, score: int) -> NpsRecord:
+        """Records a call's NPS (0–10) and closes the call for outcome changes.
+
+        The same score again writes nothing and returns the stored record; a different score raises
+        ConflictError. Raises DataError for a score outside 0–10, NotFoundError for an unknown call.
+        """
+        if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
+            raise DataError(f"`score` must be an int in [0, 10], got {score!r}")
+        with self._transaction(write=True) as conn:
+            call = conn.execute(
+                select(calls_table.c.closed_at).where(calls_table.c.call_id == call_id).with_for_update()
+            ).one_or_none()
+            if call is None:
+                raise NotFoundError(f"unknown call_id {call_id!r}")
+            stored = conn.execute(select(nps_table).where(nps_table.c.call_id == call_id)).one_or_none()
+            if stored is not None:
+                if stored.score != score:
+                    raise ConflictError(
+                        f"call {call_id!r} already has NPS {stored.score} (recorded "
+                        f"{_show_time(stored.recorded_at)}); got {score}"
+                    )
+                return NpsRecord(call_id, stored.score, stored.recorded_at)
+            now = self._now()
+            conn.execute(nps_table.insert().values(call_id=call_id, score=score, recorded_at=now))
+            if call.closed_at is None:
+                conn.execute(
+                    update(calls_table).where(calls_table.c.call_id == call_id).values(closed_at=now)
+                )
+        return NpsRecord(call_id, score, now)
+
+    def recent_contacts(self, cardholder_id: str, since: datetime) -> tuple[ContactEvent, ...]:
+        """Every suggestion shown to a cardholder on calls served at or after `since`, oldest first.
+
+        Each comes with its current outcome (`not_discussed` when it was never marked) and the time it
+        was served: what the contact policy needs (declined lately, presented twice in 90 days).
+        """
+        if since.tzinfo is None:
+            raise DataError(f"`since` must be timezone-aware, got {since.isoformat()}")
+        outcome = func.coalesce(outcomes_table.c.outcome, literal(NOT_DISCUSSED))
+        with self._transaction() as conn:
+            rows = conn.execute(
+                select(suggestions_table.c.benefit_id, outcome.label("outcome"), calls_table.c.served_at)
+                .select_from(_conversations_join())
+                .where(calls_table.c.cardholder_id == cardholder_id, calls_table.c.served_at >= since)
+                .order_by(calls_table.c.served_at, calls_table.c.call_id, suggestions_table.c.rank)
+            ).all()
+        return tuple(ContactEvent(row.benefit_id, row.outcome, row.served_at) for row in rows)
+
+    # -- export -----------------------------------------------------------------------------
+
+    def export(self, out: Path, fmt: Literal["csv", "parquet"] = "csv") -> ExportCounts:
+        """Writes `calls`, `conversations` and `nps` in the data contract into the folder `out`.
+
+        `calls` has every call served (also those with nothing to suggest), `conversations` one row
+        per suggestion shown with its current outcome (`not_discussed` when never marked), `nps` every
+        answer. Timestamps are naive UTC (`2026-08-15 10:30:00`). The three tables are read in one
+        transaction, so they agree with each other; each file is written beside its final name and
+        renamed when complete. Raises DataError when the database has no feedback tables or `out`
+        already holds a table in the other format (a data directory may not have both).
+        """
+        if fmt not in ("csv", "parquet"):
+            raise DataError(f"`fmt` must be csv or parquet, got {fmt!r}")
+        other = "parquet" if fmt == "csv" else "csv"
+        for name in _EXPORT_COLUMNS:
+            clash = out / f"{name}.{other}"
+            if clash.exists():
+                raise DataError(
+                    f"{clash}: already there; a data directory holds {name}.csv or {name}.parquet, "
+                    f"not both (remove it or export as {other})"
+                )
+        counts: dict[str, int] = {}
+        files: list[Path] = []
+        with self._guard(), self._engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                # One snapshot for the three tables (SQLite's transaction is one already).
+                conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            with conn.begin():
+                if not inspect(conn).has_table("calls"):
+                    raise DataError(
+                        f"feedback database {self._shown_url} has no feedback tables: it was never "
+                        "migrated (FeedbackStore.migrate creates them)"
+                    )
+                out.mkdir(parents=True, exist_ok=True)
+                for name, query in _export_queries().items():
+                    path = out / f"{name}.{fmt}"
+                    result = conn.execution_options(yield_per=EXPORT_BATCH_ROWS).execute(query)
+                    counts[name] = _write_table(path, name, result.partitions(), fmt)
+                    files.append(path)
+        return ExportCounts(counts["calls"], counts["conversations"], counts["nps"], tuple(files))
+
+
+# ---------------------------------------------------------------------------------------------
+# Decisions ↔ rows
+
+
+def _check_decision(decision: CallDecision) -> None:
+    where = f"call {decision.call_id!r}"
+    for name in ("call_id", "cardholder_id", "model_version"):
+        value = getattr(decision, name)
+        if not isinstance(value, str) or not value:
+            raise DataError(f"{where}: `{name}` must be a non-empty string, got {value!r}")
+    if decision.call_reason not in CALL_REASONS:
+        raise DataError(
+            f"{where}: `call_reason` must be one of {', '.join(CALL_REASONS)}, got {decision.call_reason!r}"
+        )
+    if decision.served_at.tzinfo is None:
+        raise DataError(f"{where}: `served_at` must be timezone-aware, got {decision.served_at.isoformat()}")
+    _parse_as_of(decision.profile_as_of, where)
+    seen_ids: set[str] = set()
+    seen_benefits: set[str] = set()
+    for s in decision.suggestions:
+        at = f"{where}, suggestion {s.suggestion_id!r}"
+        if not s.suggestion_id or s.suggestion_id in seen_ids:
+            raise DataError(f"{at}: `suggestion_id` must be non-empty and unique within the call")
+        if s.benefit_id in seen_benefits:
+            raise DataError(f"{at}: `benefit_id` {s.benefit_id!r} is shown twice on the call")
+        seen_ids.add(s.suggestion_id)
+        seen_benefits.add(s.benefit_id)
+        if isinstance(s.rank, bool) or not isinstance(s.rank, int) or s.rank < 1:
+            raise DataError(f"{at}: `rank` must be a positive integer, got {s.rank!r}")
+        if not 0.0 < s.logging_prob <= 1.0:
+            raise DataError(f"{at}: `logging_prob` must be a float in (0, 1], got {s.logging_prob!r}")
+        for name in ("value_usd", "score", "p_adopt"):
+            value = getattr(s, name)
+            if not math.isfinite(value):
+                raise DataError(f"{at}: `{name}` must be a finite number, got {value!r}")
+
+
+def _parse_as_of(value: str, where: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise DataError(
+            f"{where}: `profile_as_of` must be a date in YYYY-MM-DD form, got {value!r}"
+        ) from None
+
+
+def _features_to_json(features: Sequence[float]) -> list[float | None]:
+    # JSON has no NaN (PostgreSQL rejects it): missing values are null. ±inf cannot be held either.
+    return [float(x) if math.isfinite(x) else None for x in features]
+
+
+def _features_from_json(values: Sequence[float | None]) -> tuple[float, ...]:
+    return tuple(math.nan if x is None else float(x) for x in values)
+
+
+def _insert_decision(conn: Connection, decision: CallDecision) -> None:
+    conn.execute(
+        calls_table.insert().values(
+            call_id=decision.call_id,
+            cardholder_id=decision.cardholder_id,
+            call_reason=decision.call_reason,
+            agent_id=decision.agent_id,
+            served_at=decision.served_at,
+            model_version=decision.model_version,
+            profile_as_of=date.fromisoformat(decision.profile_as_of),
+            note=decision.note,
+            closed_at=None,
+        )
+    )
+    if decision.suggestions:
+        conn.execute(
+            suggestions_table.insert(),
+            [
+                {
+                    "suggestion_id": s.suggestion_id,
+                    "call_id": decision.call_id,
+                    "rank": s.rank,
+                    "benefit_id": s.benefit_id,
+                    "benefit_name": s.benefit_name,
+                    "talking_point": s.talking_point,
+                    "reasons": list(s.reasons),
+                    "value_usd": float(s.value_usd),
+                    "score": float(s.score),
+                    "p_adopt": float(s.p_adopt),
+                    "logging_prob": float(s.logging_prob),
+                    "features": _features_to_json(s.features),
+                }
+                for s in decision.suggestions
+            ],
+        )
+
+
+def _read_decision(conn: Connection, call_id: str) -> CallDecision | None:
+    call = conn.execute(select(calls_table).where(calls_table.c.call_id == call_id)).one_or_none()
+    if call is None:
+        return None
+    rows = conn.execute(
+        select(suggestions_table)
+        .where(suggestions_table.c.call_id == call_id)
+        .order_by(suggestions_table.c.rank, suggestions_table.c.suggestion_id)
+    ).all()
+    return CallDecision(
+        call_id=call.call_id,
+        cardholder_id=call.cardholder_id,
+        call_reason=call.call_reason,
+        model_version=call.model_version,
+        profile_as_of=call.profile_as_of.isoformat(),
+        served_at=call.served_at,
+        note=call.note,
+        suggestions=tuple(
+            ShownSuggestion(
+                suggestion_id=row.suggestion_id,
+                rank=row.rank,
+                benefit_id=row.benefit_id,
+                benefit_name=row.benefit_name,
+                talking_point=row.talking_point,
+                reasons=tuple(row.reasons),
+                value_usd=row.value_usd,
+                score=row.score,
+                p_adopt=row.p_adopt,
+                logging_prob=row.logging_prob,
+                features=_features_from_json(row.features),
+            )
+            for row in rows
+        ),
+        agent_id=call.agent_id,
+    )
+
+
+def _read_back(decision: CallDecision) -> CallDecision:
+    """The decision as the database now holds it (UTC time, non-finite features as NaN), without a query."""
+    return CallDecision(
+        call_id=decision.call_id,
+        cardholder_id=decision.cardholder_id,
+        call_reason=decision.call_reason,
+        model_version=decision.model_version,
+        profile_as_of=date.fromisoformat(decision.profile_as_of).isoformat(),
+        served_at=decision.served_at.astimezone(UTC),
+        note=decision.note,
+        suggestions=tuple(
+            ShownSuggestion(
+                suggestion_id=s.suggestion_id,
+                rank=s.rank,
+                benefit_id=s.benefit_id,
+                benefit_name=s.benefit_name,
+                talking_point=s.talking_point,
+                reasons=tuple(s.reasons),
+                value_usd=float(s.value_usd),
+                score=float(s.score),
+                p_adopt=float(s.p_adopt),
+                logging_prob=float(s.logging_prob),
+                features=_features_from_json(_features_to_json(s.features)),
+            )
+            for s in sorted(decision.suggestions, key=lambda s: (s.rank, s.suggestion_id))
+        ),
+        agent_id=decision.agent_id,
+    )
+
+
+def _outcome_record(
+    found: Row[Any, Any, Any, Any, Any], current: Row[Any], suggestion_id: str, *, changed: bool
+) -> OutcomeRecord:
+    return OutcomeRecord(
+        suggestion_id=suggestion_id,
+        call_id=found.call_id,
+        cardholder_id=found.cardholder_id,
+        benefit_id=found.benefit_id,
+        outcome=current.outcome,
+        decline_reason=current.decline_reason,
+        agent_id=current.agent_id,
+        recorded_at=current.recorded_at,
+        changed=changed,
+    )
+
+
+def _show_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _minutes(span: timedelta) -> str:
+    minutes = span.total_seconds() / 60
+    return f"{minutes:g} minute{'s' if minutes != 1 else ''}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+
+
+def _conversations_join() -> Any:
+    current = and_(
+        outcomes_table.c.suggestion_id == suggestions_table.c.suggestion_id, outcomes_table.c.is_current
+    )
+    return suggestions_table.join(calls_table).outerjoin(outcomes_table, current)
+
+
+_EXPORT_COLUMNS: Final[dict[str, dict[str, pa.DataType]]] = {
+    "calls": {
+        "call_id": pa.string(),
+        "cardholder_id": pa.string(),
+        "started_at": pa.timestamp("us"),
+        "call_reason": pa.string(),
+        "agent_id": pa.string(),
+    },
+    "conversations": {
+        "call_id": pa.string(),
+        "cardholder_id": pa.string(),
+        "benefit_id": pa.string(),
+        "presented_at": pa.timestamp("us"),
+        "outcome": pa.string(),
+        "agent_id": pa.string(),
+        "rank": pa.int64(),
+        "call_reason": pa.string(),
+        "logging_prob": pa.float64(),
+    },
+    "nps": {"call_id": pa.string(), "score": pa.int64(), "responded_at": pa.timestamp("us")},
+}
+
+
+def _export_queries() -> dict[str, Select[Any]]:
+    c, s, o, n = calls_table.c, suggestions_table.c, outcomes_table.c, nps_table.c
+    return {
+        "calls": select(
+            c.call_id, c.cardholder_id, c.served_at.label("started_at"), c.call_reason, c.agent_id
+        ).order_by(c.served_at, c.call_id),
+        "conversations": select(
+            c.call_id,
+            c.cardholder_id,
+            s.benefit_id,
+            c.served_at.label("presented_at"),
+            func.coalesce(o.outcome, literal(NOT_DISCUSSED)).label("outcome"),
+            # The agent who recorded the outcome, else the one the call was served to.
+            func.coalesce(o.agent_id, c.agent_id).label("agent_id"),
+            s.rank,
+            c.call_reason,
+            s.logging_prob,
+        )
+        .select_from(_conversations_join())
+        .order_by(c.served_at, c.call_id, s.rank),
+        "nps": select(n.call_id, n.score, n.recorded_at.label("responded_at")).order_by(
+            n.recorded_at, n.call_id
+        ),
+    }
+
+
+def _naive_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _write_table(
+    path: Path, name: str, batches: Iterator[Sequence[Row[Any]]], fmt: Literal["csv", "parquet"]
+) -> int:
+    columns = _EXPORT_COLUMNS[name]
+    timestamps = [i for i, t in enumerate(columns.values()) if pa.types.is_timestamp(t)]
+    partial = path.with_name(path.name + ".partial")
+    rows_written = 0
+    try:
+        if fmt == "csv":
+            with partial.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle, lineterminator="\n")
+                writer.writerow(columns)
+                for batch in batches:
+                    for row in batch:
+                        values: list[Any] = list(row)
+                        for i in timestamps:
+                            if values[i] is not None:
+                                # 2026-08-15 10:30:00 (microseconds only when there are some)
+                                values[i] = _naive_utc(values[i]).isoformat(sep=" ")
+                        writer.writerow(values)
+                    rows_written += len(batch)
+                handle.flush()
+                os.fsync(handle.fileno())
+        else:
+            schema = pa.schema(list(columns.items()))
+            with pq.ParquetWriter(partial, schema) as parquet:
+                for batch in batches:
+                    data: dict[str, list[Any]] = {key: [] for key in columns}
+                    for row in batch:
+                        for key, value in zip(columns, row, strict=True):
+                            data[key].append(_naive_utc(value) if isinstance(value, datetime) else value)
+                    parquet.write_table(pa.table(data, schema=schema))
+                    rows_written += len(batch)
+                if rows_written == 0:
+                    parquet.write_table(schema.empty_table())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return rows_written
+
+
+# ---------------------------------------------------------------------------------------------
+# Local buffer
+
+
+class DecisionBuffer:
+    """Decisions the store could not take yet, one JSON line each on local disk, until `replay`.
+
+    Safe across threads and processes sharing the file (an exclusive lock file beside it). A line
+    that cannot be read back, or a decision the store refuses as invalid, goes to `<path>.rejected`
+    rather than blocking the rest: nothing is lost, nothing is replayed forever.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def rejected_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".rejected")
+
+    @contextmanager
+    def _locked(self, suffix: str = ".lock") -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.with_name(self.path.name + suffix).open("a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def append(self, decision: CallDecision) -> None:
+        """Adds a decision as one JSON line, flushed and fsynced before returning.
+
+        Checked by the store's rules first (DataError), so the buffer never holds what the store refuses.
+        """
+        _check_decision(decision)
+        line = json.dumps(decision_to_json(decision), ensure_ascii=False, allow_nan=False) + "\n"
+        with self._locked(), self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def pending(self) -> int:
+        """How many decisions wait in the buffer."""
+        with self._locked():
+            return len(self._read_lines()[0])
+
+    def _read_lines(self) -> tuple[list[str], int]:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return [], 0
+        # A line torn by a crash mid-write may end inside a character: it is set aside, not fatal.
+        text_ = data.decode("utf-8", errors="replace")
+        return [line for line in text_.splitlines() if line.strip()], len(data)
+
+    def replay(self, store: FeedbackStore) -> int:
+        """Logs every buffered decision into the store, then removes them from the buffer; returns how many.
+
+        `log_decision` is idempotent, so a crash halfway only means some are logged twice to no effect.
+        If the store is unavailable the file is left as it was and UnavailableError is raised.
+        Decisions appended while the replay runs stay for the next one.
+        """
+        # One replay at a time (it alone shortens the file); appends only wait for the short swaps.
+        with self._locked(".replay.lock"):
+            return self._replay(store)
+
+    def _replay(self, store: FeedbackStore) -> int:
+        with self._locked():
+            lines, size = self._read_lines()
+        if not lines:
+            return 0
+        rejected: list[str] = []
+        logged = 0
+        for line in lines:
+            try:
+                decision = decision_from_json(json.loads(line))
+            except (ValueError, KeyError, TypeError) as exc:
+                rejected.append(json.dumps({"line": line, "error": f"unreadable: {exc}"}))
+                continue
+            try:
+                store.log_decision(decision)
+            except (DataError, ConflictError) as exc:
+                rejected.append(json.dumps({"line": line, "error": str(exc)}))
+                continue
+            logged += 1
+        with self._locked():
+            if rejected:
+                with self.rejected_path.open("a", encoding="utf-8") as handle:
+                    handle.write("".join(f"{item}\n" for item in rejected))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            # Keep whatever was appended after the read; swap the file atomically.
+            rest = self.path.read_bytes()[size:]
+            if rest:
+                temp = self.path.with_name(self.path.name + ".tmp")
+                with temp.open("wb") as handle:
+                    handle.write(rest)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temp, self.path)
+            else:
+                self.path.unlink()
+            _fsync_dir(self.path.parent)
+        return logged
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def decision_to_json(decision: CallDecision) -> dict[str, Any]:
+    """A decision as plain JSON values (served_at in ISO 8601, NaN features as null)."""
+    return {
+        "v": 1,
+        "call_id": decision.call_id,
+        "cardholder_id": decision.cardholder_id,
+        "call_reason": decision.call_reason,
+        "model_version": decision.model_version,
+        "profile_as_of": decision.profile_as_of,
+        "served_at": decision.served_at.isoformat(),
+        "note": decision.note,
+        "agent_id": decision.agent_id,
+        "suggestions": [
+            {
+                "suggestion_id": s.suggestion_id,
+                "rank": s.rank,
+                "benefit_id": s.benefit_id,
+                "benefit_name": s.benefit_name,
+                "talking_point": s.talking_point,
+                "reasons": list(s.reasons),
+                "value_usd": s.value_usd,
+                "score": s.score,
+                "p_adopt": s.p_adopt,
+                "logging_prob": s.logging_prob,
+                "features": _features_to_json(s.features),
+            }
+            for s in decision.suggestions
+        ],
+    }
+
+
+def decision_from_json(body: Mapping[str, Any]) -> CallDecision:
+    """The inverse of `decision_to_json`; raises KeyError, TypeError or ValueError on a malformed body."""
+    if body.get("v") != 1:
+        raise ValueError(f"unknown buffer record version {body.get('v')!r}")
+    return CallDecision(
+        call_id=body["call_id"],
+        cardholder_id=body["cardholder_id"],
+        call_reason=body["call_reason"],
+        model_version=body["model_version"],
+        profile_as_of=body["profile_as_of"],
+        served_at=datetime.fromisoformat(body["served_at"]),
+        note=body["note"],
+        agent_id=body["agent_id"],
+        suggestions=tuple(
+            ShownSuggestion(
+                suggestion_id=s["suggestion_id"],
+                rank=s["rank"],
+                benefit_id=s["benefit_id"],
+                benefit_name=s["benefit_name"],
+                talking_point=s["talking_point"],
+                reasons=tuple(s["reasons"]),
+                value_usd=s["value_usd"],
+                score=s["score"],
+                p_adopt=s["p_adopt"],
+                logging_prob=s["logging_prob"],
+                features=_features_from_json(s["features"]),
+            )
+            for s in body["suggestions"]
+        ),
+    )
+
+
+__all__ = [
+    "CallDecision",
+    "ContactEvent",
+    "DecisionBuffer",
+    "ExportCounts",
+    "FeedbackStore",
+    "NpsRecord",
+    "OutcomeRecord",
+    "ShownSuggestion",
+    "decision_from_json",
+    "decision_to_json",
+    "parse_store_url",
+]

@@ -1,0 +1,650 @@
+"""Feedback store: decisions, outcomes and NPS in SQLite and PostgreSQL, the local buffer, and the export."""
+
+from __future__ import annotations
+
+import io
+import math
+import shutil
+import socket
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from nba.errors import ConflictError, DataError, NotFoundError, UnavailableError
+from nba.store import (
+    CallDecision,
+    ContactEvent,
+    DecisionBuffer,
+    FeedbackStore,
+    ShownSuggestion,
+    decision_to_json,
+)
+from nba.validation import validate_data
+from tests import pg
+from tests.pg import PgServer, create_database
+
+T0 = datetime(2026, 8, 15, 10, 30, tzinfo=UTC)
+SAMPLES = Path(__file__).resolve().parents[2] / "data_samples"
+
+
+class FakeClock:
+    """A clock the test moves by hand: no sleeping."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def make_suggestion(suggestion_id: str, rank: int, benefit_id: str, **changes: object) -> ShownSuggestion:
+    suggestion = ShownSuggestion(
+        suggestion_id=suggestion_id,
+        rank=rank,
+        benefit_id=benefit_id,
+        benefit_name=f"{benefit_id} name",
+        talking_point=f"Your card has {benefit_id}: about $93 a year.",
+        reasons=("dines out often", "no dining spend on this card"),
+        value_usd=93.25,
+        score=0.125,
+        p_adopt=0.31,
+        logging_prob=0.8,
+        features=(1.5, math.nan, -2.0, 0.1 + 0.2),
+    )
+    return replace(suggestion, **changes)  # type: ignore[arg-type]
+
+
+def make_decision(
+    call_id: str = "T1",
+    cardholder_id: str = "C0000006",
+    *,
+    served_at: datetime = T0,
+    benefits: tuple[str, ...] = ("dining_4x", "grocery_4x"),
+    call_reason: str = "general",
+    agent_id: str | None = "A7",
+) -> CallDecision:
+    return CallDecision(
+        call_id=call_id,
+        cardholder_id=cardholder_id,
+        call_reason=call_reason,
+        model_version="20260801T000000-ab12",
+        profile_as_of="2026-08-14",
+        served_at=served_at,
+        note=None,
+        suggestions=tuple(
+            make_suggestion(f"s_{call_id}_{i}", i, benefit) for i, benefit in enumerate(benefits, start=1)
+        ),
+        agent_id=agent_id,
+    )
+
+
+def same(a: CallDecision | None, b: CallDecision | None) -> bool:
+    """Equality that treats NaN features as equal (the JSON form maps them to null)."""
+    assert a is not None and b is not None
+    return decision_to_json(a) == decision_to_json(b) and a.served_at == b.served_at
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating is most of a test's time)."""
+    path = tmp_path_factory.mktemp("template") / "feedback.db"
+    store = FeedbackStore(f"sqlite:///{path}")
+    store.migrate()
+    store.dispose()  # the last connection out checkpoints the WAL into the file
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_shared_url(pg_server: PgServer) -> str:
+    """A migrated PostgreSQL database the tests share, emptied before each (a new database costs 0.1 s)."""
+    url = create_database(pg_server, "feedback_shared")
+    store = FeedbackStore(url)
+    store.migrate()
+    store.dispose()
+    return url
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A migrated, empty database of the backend: its own SQLite file, or the emptied shared PostgreSQL one."""
+    if backend == "sqlite":
+        path = tmp_path / "var" / "feedback.db"
+        path.parent.mkdir()
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("pg_shared_url")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE nps, outcomes, suggestions, calls"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def down_url(backend: str, tmp_path: Path) -> str:
+    """A database that cannot be reached: a SQLite 'file' that is a folder, or a closed port with a password."""
+    if backend == "sqlite":
+        (tmp_path / "a-folder.db").mkdir()
+        return f"sqlite:///{tmp_path}/a-folder.db"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"postgresql://nba:s3cret-pw@127.0.0.1:{port}/nba"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0 + timedelta(seconds=5))
+
+
+@pytest.fixture
+def store(db_url: str, clock: FakeClock) -> Iterator[FeedbackStore]:
+    store = FeedbackStore(db_url, clock=clock)
+    store.migrate()  # already at head: a no-op, as at every service start after the first
+    yield store
+    store.dispose()
+
+
+def table_rows(url: str, table: str) -> list[dict[str, object]]:
+    """The rows of a table, read with a plain engine of the test's own."""
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(sa.text(f"SELECT * FROM {table}"))]
+    finally:
+        engine.dispose()
+
+
+# -- decisions -----------------------------------------------------------------------------------
+
+
+def test_sqlite_file_and_folder_are_created_with_wal(tmp_path: Path) -> None:
+    store = FeedbackStore(f"sqlite:///{tmp_path}/deep/er/feedback.db")
+    store.migrate()
+    store.dispose()
+    assert (tmp_path / "deep" / "er" / "feedback.db").is_file()
+    with sqlite3.connect(tmp_path / "deep" / "er" / "feedback.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.close()
+
+
+def test_log_decision_round_trips_nan_features_and_utc_time(store: FeedbackStore) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    decision = make_decision(served_at=T0.astimezone(plus_two))
+    stored = store.log_decision(decision)
+    found = store.find_decision("T1")
+    assert found is not None and same(stored, found) and same(found, replace(decision, served_at=T0))
+    assert found.served_at == T0 and found.served_at.tzinfo is UTC
+    first = found.suggestions[0]
+    assert math.isnan(first.features[1])
+    assert first.features[:1] + first.features[2:] == (1.5, -2.0, 0.1 + 0.2)
+    assert first.reasons == ("dines out often", "no dining spend on this card")
+    assert [s.rank for s in found.suggestions] == [1, 2]
+    assert found.profile_as_of == "2026-08-14" and found.agent_id == "A7"
+
+
+def test_log_decision_is_idempotent_on_call_id(store: FeedbackStore, db_url: str) -> None:
+    original = make_decision()
+    store.log_decision(original)
+    retry = replace(make_decision(benefits=("air_5x",)), model_version="other")
+    returned = store.log_decision(retry)
+    assert same(returned, original)
+    assert same(store.find_decision("T1"), original)
+    assert len(table_rows(db_url, "calls")) == 1
+    assert len(table_rows(db_url, "suggestions")) == 2
+
+
+def test_concurrent_logs_of_one_call_store_it_once(store: FeedbackStore, db_url: str) -> None:
+    decision = make_decision()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: store.log_decision(decision), range(8)))
+    assert all(same(result, results[0]) for result in results)
+    assert len(table_rows(db_url, "calls")) == 1
+
+
+def test_a_call_with_nothing_to_suggest_is_logged(store: FeedbackStore) -> None:
+    decision = make_decision("T2", benefits=(), call_reason="fraud")
+    store.log_decision(decision)
+    found = store.find_decision("T2")
+    assert found is not None and found.suggestions == () and found.call_reason == "fraud"
+
+
+def test_find_decision_of_an_unknown_call_is_none(store: FeedbackStore) -> None:
+    assert store.find_decision("nope") is None
+
+
+def test_a_suggestion_id_of_another_call_is_a_conflict(store: FeedbackStore) -> None:
+    store.log_decision(make_decision("T1"))
+    clash = replace(make_decision("T2"), suggestions=(make_suggestion("s_T1_1", 1, "air_5x"),))
+    with pytest.raises(
+        ConflictError, match="call 'T2': suggestion_id 's_T1_1' already belongs to another call"
+    ):
+        store.log_decision(clash)
+    assert store.find_decision("T2") is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"call_reason": "chitchat"}, "`call_reason` must be one of general, .*got 'chitchat'"),
+        ({"served_at": datetime(2026, 8, 15, 10, 30)}, "`served_at` must be timezone-aware"),
+        (
+            {"profile_as_of": "15/08/2026"},
+            "`profile_as_of` must be a date in YYYY-MM-DD form, got '15/08/2026'",
+        ),
+        ({"cardholder_id": ""}, "`cardholder_id` must be a non-empty string"),
+        (
+            {"suggestions": (make_suggestion("a", 1, "dining_4x"), make_suggestion("b", 2, "dining_4x"))},
+            "suggestion 'b': `benefit_id` 'dining_4x' is shown twice on the call",
+        ),
+        (
+            {"suggestions": (make_suggestion("a", 1, "dining_4x"), make_suggestion("a", 2, "air_5x"))},
+            "`suggestion_id` must be non-empty and unique within the call",
+        ),
+        (
+            {"suggestions": (make_suggestion("a", 0, "dining_4x"),)},
+            "`rank` must be a positive integer, got 0",
+        ),
+        (
+            {"suggestions": (make_suggestion("a", 1, "dining_4x", logging_prob=0.0),)},
+            r"`logging_prob` must be a float in \(0, 1\], got 0.0",
+        ),
+        (
+            {"suggestions": (make_suggestion("a", 1, "dining_4x", score=math.inf),)},
+            "`score` must be a finite number, got inf",
+        ),
+    ],
+)
+def test_invalid_decisions_are_refused(store: FeedbackStore, change: dict[str, object], message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        store.log_decision(replace(make_decision(), **change))  # type: ignore[arg-type]
+
+
+# -- outcomes and NPS ----------------------------------------------------------------------------
+
+
+def test_the_same_outcome_twice_is_one_row(store: FeedbackStore, clock: FakeClock, db_url: str) -> None:
+    store.log_decision(make_decision())
+    first = store.record_outcome("s_T1_1", "accepted", agent_id="A7")
+    clock.advance(minutes=1)
+    again = store.record_outcome("s_T1_1", "accepted", agent_id="A8")
+    assert first.changed is False and again.changed is False
+    assert again == first
+    assert (again.call_id, again.cardholder_id, again.benefit_id) == ("T1", "C0000006", "dining_4x")
+    assert again.recorded_at == clock.now - timedelta(minutes=1) and again.recorded_at.tzinfo is UTC
+    assert len(table_rows(db_url, "outcomes")) == 1
+
+
+def test_a_changed_outcome_while_open_keeps_the_history(
+    store: FeedbackStore, clock: FakeClock, db_url: str
+) -> None:
+    store.log_decision(make_decision())
+    store.record_outcome("s_T1_1", "accepted")
+    clock.advance(minutes=10)
+    changed = store.record_outcome("s_T1_1", "declined", decline_reason="not now", agent_id="A7")
+    assert changed.changed is True
+    assert (changed.outcome, changed.decline_reason, changed.agent_id) == ("declined", "not now", "A7")
+    assert store.current_outcomes("T1") == {"s_T1_1": "declined"}
+    history = sorted(table_rows(db_url, "outcomes"), key=lambda row: str(row["id"]))
+    assert [(row["outcome"], bool(row["is_current"])) for row in history] == [
+        ("accepted", False),
+        ("declined", True),
+    ]
+
+
+def test_after_the_call_closes_an_outcome_cannot_change(store: FeedbackStore, clock: FakeClock) -> None:
+    store.log_decision(make_decision())
+    store.record_outcome("s_T1_1", "accepted")
+    assert store.is_closed("T1") is False
+    clock.now = T0 + timedelta(minutes=30)
+    assert store.is_closed("T1") is True
+    assert store.record_outcome("s_T1_1", "accepted").changed is False
+    with pytest.raises(
+        ConflictError,
+        match=r"cannot record 'declined' for suggestion 's_T1_1': call 'T1' closed at 2026-08-15 11:00:00 UTC "
+        r"\(30 minutes after it was served\); its outcome 'accepted' \(recorded 2026-08-15 10:30:05 UTC\) stands",
+    ):
+        store.record_outcome("s_T1_1", "declined")
+    with pytest.raises(ConflictError, match="it was never marked, so it counts as 'not_discussed'"):
+        store.record_outcome("s_T1_2", "accepted")
+    assert store.current_outcomes("T1") == {"s_T1_1": "accepted"}
+
+
+def test_nps_closes_the_call(store: FeedbackStore, clock: FakeClock, db_url: str) -> None:
+    store.log_decision(make_decision())
+    store.record_outcome("s_T1_1", "declined")
+    clock.advance(minutes=2)
+    nps = store.record_nps("T1", 9)
+    assert (nps.call_id, nps.score, nps.recorded_at) == ("T1", 9, T0 + timedelta(minutes=2, seconds=5))
+    assert store.is_closed("T1") is True
+    with pytest.raises(ConflictError, match=r"closed at 2026-08-15 10:32:05 UTC \(its NPS was recorded\)"):
+        store.record_outcome("s_T1_1", "accepted")
+    clock.advance(minutes=5)
+    assert store.record_nps("T1", 9) == nps
+    with pytest.raises(
+        ConflictError, match=r"call 'T1' already has NPS 9 \(recorded 2026-08-15 10:32:05 UTC\); got 3"
+    ):
+        store.record_nps("T1", 3)
+    assert len(table_rows(db_url, "nps")) == 1
+
+
+def test_unknown_ids_are_not_found(store: FeedbackStore) -> None:
+    store.log_decision(make_decision())
+    with pytest.raises(NotFoundError, match="unknown suggestion_id 's_nope'"):
+        store.record_outcome("s_nope", "accepted")
+    with pytest.raises(NotFoundError, match="unknown call_id 'K404'"):
+        store.record_nps("K404", 7)
+    with pytest.raises(NotFoundError, match="unknown call_id 'K404'"):
+        store.is_closed("K404")
+    with pytest.raises(NotFoundError, match="unknown call_id 'K404'"):
+        store.current_outcomes("K404")
+
+
+@pytest.mark.parametrize(
+    ("outcome", "decline_reason", "message"),
+    [
+        (
+            "maybe",
+            None,
+            "`outcome` must be one of accepted, declined, not_discussed, already_aware, got 'maybe'",
+        ),
+        ("accepted", "too busy", "`decline_reason` is only for outcome 'declined', got outcome 'accepted'"),
+    ],
+)
+def test_bad_outcomes_are_refused(
+    store: FeedbackStore, outcome: str, decline_reason: str | None, message: str
+) -> None:
+    store.log_decision(make_decision())
+    with pytest.raises(DataError, match=message):
+        store.record_outcome("s_T1_1", outcome, decline_reason=decline_reason)
+
+
+@pytest.mark.parametrize("score", [-1, 11, 3.5, True, "7"])
+def test_bad_nps_scores_are_refused(store: FeedbackStore, score: object) -> None:
+    store.log_decision(make_decision())
+    with pytest.raises(DataError, match=r"`score` must be an int in \[0, 10\], got "):
+        store.record_nps("T1", score)  # type: ignore[arg-type]
+
+
+def test_recent_contacts_are_the_current_outcomes_since_a_time(
+    store: FeedbackStore, clock: FakeClock
+) -> None:
+    old = make_decision("T0", served_at=T0 - timedelta(days=100), benefits=("air_5x",))
+    first = make_decision("T1", served_at=T0 - timedelta(days=20), benefits=("dining_4x", "grocery_4x"))
+    other = make_decision("T9", "C0000009", served_at=T0 - timedelta(days=10), benefits=("dining_4x",))
+    clock.now = T0 - timedelta(days=20)
+    for decision in (old, first, other):
+        store.log_decision(decision)
+    store.record_outcome("s_T1_1", "declined")
+    clock.now = T0
+    store.log_decision(make_decision("T2", served_at=T0, benefits=("dining_4x",)))
+    store.record_outcome("s_T2_1", "already_aware")
+
+    events = store.recent_contacts("C0000006", T0 - timedelta(days=90))
+    assert events == (
+        ContactEvent("dining_4x", "declined", T0 - timedelta(days=20)),
+        ContactEvent("grocery_4x", "not_discussed", T0 - timedelta(days=20)),
+        ContactEvent("dining_4x", "already_aware", T0),
+    )
+    assert all(event.at.tzinfo is UTC for event in events)
+    assert store.recent_contacts("C0000006", T0 + timedelta(seconds=1)) == ()
+    assert store.recent_contacts("C-unknown", T0 - timedelta(days=400)) == ()
+
+
+# -- availability, migrations, URLs --------------------------------------------------------------
+
+
+def test_a_database_that_is_down_is_unavailable(down_url: str) -> None:
+    store = FeedbackStore(down_url)
+    for action in (store.ping, store.migrate, lambda: store.log_decision(make_decision())):
+        with pytest.raises(UnavailableError, match=r"^feedback database .* is unavailable: ") as caught:
+            action()
+        message = str(caught.value)
+        assert "\n" not in message and "s3cret-pw" not in message
+    store.dispose()
+
+
+def test_a_sqlite_database_locked_beyond_the_timeout_is_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("nba.store.SQLITE_BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "feedback.db"
+    store = FeedbackStore(f"sqlite:///{path}")
+    store.migrate()
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(UnavailableError, match=r"is unavailable: database is locked$"):
+            store.log_decision(make_decision())
+        holder.execute("ROLLBACK")
+        store.log_decision(make_decision())
+    finally:
+        holder.close()
+        store.dispose()
+
+
+def test_migrating_twice_is_a_no_op(store: FeedbackStore, db_url: str) -> None:
+    store.log_decision(make_decision())
+    store.migrate()
+    again = FeedbackStore(db_url)
+    again.migrate()
+    again.dispose()
+    assert table_rows(db_url, "alembic_version") == [{"version_num": "0001"}]
+    assert store.find_decision("T1") is not None
+
+
+def test_postgresql_urls_without_a_driver_are_accepted(pg_server: PgServer) -> None:
+    url = create_database(pg_server, f"t_{uuid.uuid4().hex[:16]}")
+    store = FeedbackStore(url.replace("postgresql+psycopg://", "postgresql://"))
+    assert store.url.drivername == "postgresql+psycopg"
+    store.migrate()
+    store.ping()
+    store.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "the feedback database URL must look like sqlite:///var/feedback.db"),
+        (
+            "mysql://u:pw@db/x",
+            r"must start with sqlite:/// or postgresql:// .*got mysql:// in 'mysql://u:\*\*\*@db/x'",
+        ),
+    ],
+)
+def test_bad_urls_are_refused(url: str, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        FeedbackStore(url)
+
+
+# -- the local buffer ----------------------------------------------------------------------------
+
+
+def test_the_buffer_replays_into_the_store_and_empties(tmp_path: Path, store: FeedbackStore) -> None:
+    buffer = DecisionBuffer(tmp_path / "var" / "buffer.jsonl")
+    assert buffer.pending() == 0 and buffer.replay(store) == 0
+    first, second = make_decision("T1"), make_decision("T2", benefits=())
+    buffer.append(first)
+    buffer.append(second)
+    assert buffer.pending() == 2
+    store.log_decision(first)  # a crash mid-replay: already there, logged again to no effect
+    assert buffer.replay(store) == 2
+    assert buffer.pending() == 0 and not buffer.path.exists()
+    assert same(store.find_decision("T1"), first) and same(store.find_decision("T2"), second)
+
+
+def test_replay_while_the_store_is_down_keeps_the_file(tmp_path: Path, down_url: str) -> None:
+    buffer = DecisionBuffer(tmp_path / "buffer.jsonl")
+    buffer.append(make_decision("T1"))
+    buffer.append(make_decision("T2"))
+    before = buffer.path.read_bytes()
+    store = FeedbackStore(down_url)
+    with pytest.raises(UnavailableError):
+        buffer.replay(store)
+    store.dispose()
+    assert buffer.path.read_bytes() == before and buffer.pending() == 2
+
+
+def test_an_unreadable_buffer_line_is_set_aside_not_lost(tmp_path: Path, store: FeedbackStore) -> None:
+    buffer = DecisionBuffer(tmp_path / "buffer.jsonl")
+    buffer.append(make_decision("T1"))
+    with buffer.path.open("a", encoding="utf-8") as handle:
+        handle.write('{"v": 1, "call_id": "torn\n')
+    assert buffer.pending() == 2
+    assert buffer.replay(store) == 1
+    assert buffer.pending() == 0
+    assert '"torn' in buffer.rejected_path.read_text(encoding="utf-8")
+
+
+# -- export --------------------------------------------------------------------------------------
+
+
+def log_scenario(store: FeedbackStore, clock: FakeClock) -> None:
+    """Two calls of C0000006 and one of C0000009: outcomes changed, unmarked, nothing to suggest, NPS."""
+    plus_two = timezone(timedelta(hours=2))
+    store.log_decision(
+        make_decision("T1", served_at=T0.astimezone(plus_two), benefits=("dining_4x", "grocery_4x"))
+    )
+    store.record_outcome("s_T1_1", "accepted", agent_id="A7")
+    store.record_outcome("s_T1_2", "already_aware", agent_id="A8")
+    store.record_outcome("s_T1_1", "declined", decline_reason="no", agent_id="A7")
+    clock.now = T0 + timedelta(hours=1)
+    store.record_nps("T1", 9)
+    store.log_decision(
+        make_decision("T2", served_at=T0 + timedelta(hours=2), benefits=(), call_reason="fraud")
+    )
+    store.log_decision(
+        make_decision(
+            "T3", "C0000009", served_at=T0 + timedelta(days=1, microseconds=250), benefits=("air_5x",)
+        )
+    )
+
+
+def test_export_writes_the_data_contract_tables(
+    store: FeedbackStore, clock: FakeClock, tmp_path: Path
+) -> None:
+    log_scenario(store, clock)
+    counts = store.export(tmp_path / "out")
+    assert (counts.calls, counts.conversations, counts.nps) == (3, 3, 1)
+    assert [path.name for path in counts.files] == ["calls.csv", "conversations.csv", "nps.csv"]
+    assert (tmp_path / "out" / "calls.csv").read_text() == (
+        "call_id,cardholder_id,started_at,call_reason,agent_id\n"
+        "T1,C0000006,2026-08-15 10:30:00,general,A7\n"
+        "T2,C0000006,2026-08-15 12:30:00,fraud,A7\n"
+        "T3,C0000009,2026-08-16 10:30:00.000250,general,A7\n"
+    )
+    assert (tmp_path / "out" / "conversations.csv").read_text() == (
+        "call_id,cardholder_id,benefit_id,presented_at,outcome,agent_id,rank,call_reason,logging_prob\n"
+        "T1,C0000006,dining_4x,2026-08-15 10:30:00,declined,A7,1,general,0.8\n"
+        "T1,C0000006,grocery_4x,2026-08-15 10:30:00,already_aware,A8,2,general,0.8\n"
+        "T3,C0000009,air_5x,2026-08-16 10:30:00.000250,not_discussed,A7,1,general,0.8\n"
+    )
+    assert (
+        tmp_path / "out" / "nps.csv"
+    ).read_text() == "call_id,score,responded_at\nT1,9,2026-08-15 11:30:00\n"
+    assert not list((tmp_path / "out").glob("*.partial"))
+
+
+def test_export_parquet_has_naive_utc_timestamps(
+    store: FeedbackStore, clock: FakeClock, tmp_path: Path
+) -> None:
+    log_scenario(store, clock)
+    store.export(tmp_path / "out", "parquet")
+    calls = pd.read_parquet(tmp_path / "out" / "calls.parquet")
+    assert str(calls["started_at"].dtype) == "datetime64[us]"
+    assert calls["started_at"].iloc[0] == pd.Timestamp("2026-08-15 10:30:00")
+    conversations = pd.read_parquet(tmp_path / "out" / "conversations.parquet")
+    assert conversations["outcome"].tolist() == ["declined", "already_aware", "not_discussed"]
+    assert conversations["rank"].tolist() == [1, 2, 1]
+    nps = pd.read_parquet(tmp_path / "out" / "nps.parquet")
+    assert nps.to_dict("records") == [
+        {"call_id": "T1", "score": 9, "responded_at": pd.Timestamp("2026-08-15 11:30:00")}
+    ]
+
+
+def test_an_empty_store_exports_headers_only(store: FeedbackStore, tmp_path: Path) -> None:
+    counts = store.export(tmp_path / "csv")
+    assert (tmp_path / "csv" / "nps.csv").read_text() == "call_id,score,responded_at\n"
+    store.export(tmp_path / "pq", "parquet")
+    assert (counts.calls, counts.conversations, counts.nps) == (0, 0, 0)
+    assert pd.read_parquet(tmp_path / "pq" / "conversations.parquet").shape == (0, 9)
+
+
+def test_export_refuses_a_table_in_the_other_format_and_an_unmigrated_database(
+    store: FeedbackStore, db_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "nps.parquet").write_bytes(b"")
+    with pytest.raises(
+        DataError, match=r"nps.parquet: already there; a data directory holds nps.csv or nps.parquet"
+    ):
+        store.export(tmp_path / "out", "csv")
+    empty = FeedbackStore(f"sqlite:///{tmp_path}/empty.db")
+    with pytest.raises(DataError, match="has no feedback tables: it was never migrated"):
+        empty.export(tmp_path / "out2")
+    empty.dispose()
+
+
+def merge_into_samples(exported: Path, merged: Path, fmt: Literal["csv", "parquet"]) -> None:
+    """A copy of data_samples/ with the exported rows appended to its calls, conversations and nps."""
+    merged.mkdir()
+    for source in SAMPLES.iterdir():
+        if source.suffix == ".parquet" and source.stem in ("calls", "conversations", "nps"):
+            sample = pd.read_parquet(source)
+            if fmt == "csv":
+                text = (exported / f"{source.stem}.csv").read_text(encoding="utf-8")
+                header, _, rows = text.partition("\n")
+                assert header.split(",") == list(sample.columns)
+                buffer = io.StringIO()
+                sample.to_csv(buffer, index=False)
+                (merged / f"{source.stem}.csv").write_text(buffer.getvalue() + rows, encoding="utf-8")
+            else:
+                extra = pd.read_parquet(exported / f"{source.stem}.parquet")
+                assert list(extra.columns) == list(sample.columns)
+                pd.concat([sample, extra], ignore_index=True).to_parquet(merged / source.name, index=False)
+        else:
+            (merged / source.name).write_bytes(source.read_bytes())
+
+
+def test_exported_tables_merged_into_the_samples_validate(
+    backend: str, store: FeedbackStore, clock: FakeClock, tmp_path: Path
+) -> None:
+    # One format per backend keeps the test fast; both formats and both backends are covered.
+    fmt: Literal["csv", "parquet"] = "csv" if backend == "sqlite" else "parquet"
+    log_scenario(store, clock)
+    store.export(tmp_path / "exported", fmt)
+    merge_into_samples(tmp_path / "exported", tmp_path / "merged", fmt)
+    report = validate_data(tmp_path / "merged")
+    assert report.ok, [str(problem) for problem in report.problems]
+    assert report.summary is not None
+    rows = {table.file: table.rows for table in report.summary.tables}
+    original = validate_data(SAMPLES).summary
+    assert original is not None
+    before = {table.file.split(".")[0]: table.rows for table in original.tables}
+    assert rows[f"calls.{fmt}"] == before["calls"] + 3
+    assert rows[f"conversations.{fmt}"] == before["conversations"] + 3
+    assert rows[f"nps.{fmt}"] == before["nps"] + 1
+
+
+def test_missing_postgresql_binaries_fail_and_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pg.shutil, "which", lambda name: None)
+    monkeypatch.setattr(pg.glob, "glob", lambda pattern: [])
+    with pytest.raises(pytest.fail.Exception, match="run `make system-deps`"):
+        pg.require_pg_bindir()
