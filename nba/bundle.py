@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from nba.catalog import Catalog
 from nba.errors import ModelError
 from nba.estimator import ESTIMATOR_FILE, SpendEstimator, estimator_file
 from nba.features import ExtraColumns
@@ -95,6 +96,14 @@ class ModelBundle:
 
     def reference_spend(self) -> FloatArray:
         return np.array([self.estimator.reference_usd_[c] for c in SPEND_CATEGORIES])
+
+    def check_catalog(self, catalog: Catalog) -> None:
+        """Raises ModelError when the catalog's model-relevant fields differ from the ones trained with."""
+        if catalog.model_fingerprint() != self.manifest.catalog_fingerprint:
+            raise ModelError(
+                f"{self.path}: the catalog's benefit ids, kinds, categories, rates or credits differ from the "
+                "ones the model was trained with; retrain (wording changes alone need no retraining)"
+            )
 
 
 def bundle_files(

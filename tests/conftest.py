@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 # The throwaway PostgreSQL server (`pg_server`, `pg_url`) for the feedback store's tests.
-pytest_plugins = ["tests.pg"]
+pytest_plugins = ["tests.pg", "tests.deployment"]
 
 VALID_TABLES: dict[str, str] = {
     "cardholders": (

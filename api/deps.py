@@ -1,0 +1,75 @@
+"""Dependencies: the app's services and the caller's key → what a route handler receives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
+
+from api.feedback import ContactLedger, DecisionLog
+from api.keys import ApiKey, KeyRing, Role
+from api.metrics import Metrics
+from api.serving import Serving, ServingState
+from api.settings import Settings
+from nba.errors import ModelError
+from nba.store import FeedbackStore
+
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="The caller's API key (role agent or admin)."
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Services:
+    """Everything the routes use, built once by `create_app` and kept on `app.state`."""
+
+    settings: Settings
+    clock: Callable[[], datetime]
+    state: ServingState
+    store: FeedbackStore
+    log: DecisionLog
+    ledger: ContactLedger
+    keys: KeyRing
+    metrics: Metrics
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_serving(services: ServicesDep) -> Serving:
+    serving = services.state.serving
+    if serving is None:
+        raise ModelError(services.state.problem or "no model loaded")
+    return serving
+
+
+ServingDep = Annotated[Serving, Depends(get_serving)]
+
+
+def _caller(role: Role) -> Callable[[Services, str | None], ApiKey | None]:
+    def check(services: ServicesDep, token: Annotated[str | None, Security(API_KEY_HEADER)]) -> ApiKey | None:
+        if len(services.keys) == 0:  # development mode without keys (production refuses to start so)
+            return None
+        if token is None:
+            raise HTTPException(401, "missing API key: send it in the X-API-Key header")
+        key = services.keys.identify(token)
+        if key is None:
+            raise HTTPException(401, "unknown API key")
+        if not key.may(role):
+            raise HTTPException(403, f"this API key's role ({key.role}) may not do this; it needs {role}")
+        return key
+
+    return check
+
+
+AgentDep = Annotated[ApiKey | None, Depends(_caller("agent"))]
+AdminDep = Annotated[ApiKey | None, Depends(_caller("admin"))]

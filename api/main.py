@@ -1,0 +1,298 @@
+"""The service: Settings → a FastAPI app (routes, errors, keys, metrics, logs, reload watching), served by uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any, Final
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from api.deps import Services
+from api.errors import install_error_handlers
+from api.feedback import ContactLedger, DecisionLog
+from api.keys import KeyRing
+from api.logs import configure_logging, get_logger, request_id_var
+from api.metrics import Metrics
+from api.routes import admin, feedback, suggestions
+from api.serving import ServingState
+from api.settings import Settings
+from nba.errors import DataError, NbaError, UnavailableError
+from nba.store import DecisionBuffer, FeedbackStore
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MAX_BODY_BYTES: Final = 16 * 1024
+REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+STATIC = resources.files("api") / "static"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _send_json(send: Send, status: int, detail: str, request_id: str) -> None:
+    body = json.dumps({"detail": detail, "request_id": request_id}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestContext:
+    """Pure ASGI middleware: a request id on every response and log line, body limits, JSON-only bodies,
+    latency and counts per route template (never the path: it holds cardholder ids)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        method = scope["method"]
+        try:
+            problem = self._body_problem(method, scope["path"], headers)
+            if problem is not None:
+                status = problem[0]
+                await _send_json(send, status, problem[1], request_id)
+                return
+            received = 0
+
+            async def limited_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                received += len(message.get("body", b""))
+                if received > MAX_BODY_BYTES:
+                    raise _TooLarge
+                return message
+
+            async def send_with_id(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    message.setdefault("headers", [])
+                    message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                await send(message)
+
+            try:
+                await self.app(scope, limited_receive, send_with_id)
+            except _TooLarge:
+                status = 413
+                await _send_json(
+                    send, 413, f"the request body is larger than {MAX_BODY_BYTES} bytes", request_id
+                )
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            self.metrics.requests.labels(method=method, route=template, status=str(status)).inc()
+            self.metrics.latency.labels(method=method, route=template).observe(elapsed)
+            get_logger().info(
+                "request",
+                extra={
+                    "method": method,
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1e3, 3),
+                },
+            )
+            request_id_var.reset(token)
+
+    @staticmethod
+    def _body_problem(method: str, path: str, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
+        if method not in ("POST", "PUT", "PATCH"):
+            return None
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return 413, f"the request body is larger than {MAX_BODY_BYTES} bytes"
+        has_body = (length is not None and length != b"0") or b"transfer-encoding" in headers
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if path.startswith("/v1/") and has_body and content_type != b"application/json":
+            return 415, "send the body as application/json"
+        return None
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    store: FeedbackStore | None = None,
+    start_background: bool = True,
+) -> FastAPI:
+    """The service, configured by `settings`; nothing heavy happens until start-up.
+
+    `clock` and `store` are injectable for tests; `start_background=False` leaves the decision-log writer
+    and the CURRENT watcher off (tests drive them by hand, no sleeping).
+
+    Raises DataError when production mode has no API keys, or the keys are malformed.
+    """
+    configure_logging(settings.log_level)
+    keys = KeyRing.load(settings.api_keys_file, settings.api_keys)
+    if settings.production and len(keys) == 0:
+        raise DataError("production mode needs API keys: set NBA_API_KEYS_FILE or NBA_API_KEYS (see README)")
+    if len(keys) == 0:
+        get_logger().warning("no API keys configured: every caller is let in (development mode)")
+    metrics = Metrics()
+    state = ServingState(settings, clock)
+    store = store or FeedbackStore(settings.database_url, clock=clock)
+    log = DecisionLog(store, DecisionBuffer(settings.buffer_path), metrics, clock)
+    services = Services(settings, clock, state, store, log, ContactLedger(), keys, metrics)
+    metrics.watch_ages(
+        clock,
+        lambda: state.serving.model_created_at if state.serving else None,
+        lambda: state.serving.profile_as_of_time if state.serving else None,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        start_up(services)
+        watcher = (
+            asyncio.create_task(watch_current(services))
+            if start_background and settings.watch_interval_s > 0
+            else None
+        )
+        if start_background:
+            log.start()
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with suppress(asyncio.CancelledError):
+                    await watcher
+            log.stop()
+            store.dispose()
+
+    app = FastAPI(
+        title="nba — next-best-conversation API",
+        version="1",
+        description=(
+            "Talking points for the agent on a call: benefits the cardholder's card already includes but "
+            "they are not using, in plain words with their own numbers; and what happened, for learning."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    app.include_router(suggestions.router)
+    app.include_router(feedback.router)
+    app.include_router(admin.router)
+    add_agent_page(app)
+    app.add_middleware(RequestContext, metrics=metrics)
+    return app
+
+
+def start_up(services: Services) -> None:
+    """Migrations, the first load and the ledger: failures leave the service up and say why on /readyz."""
+    try:
+        services.store.migrate()
+    except UnavailableError as exc:
+        get_logger().error("feedback database unavailable at start-up", extra={"reason": str(exc)})
+    services.state.load_at_start()
+    serving = services.state.serving
+    if serving is None:
+        get_logger().error("nothing to serve", extra={"reason": services.state.problem})
+        return
+    services.metrics.set_model_version(serving.model_version)
+    get_logger().info(
+        "serving",
+        extra={
+            "model_version": serving.model_version,
+            "profile_as_of": serving.profile_as_of.isoformat(),
+            "cardholders": len(serving.engine.profiles),
+        },
+    )
+
+
+async def watch_current(services: Services) -> None:
+    """Reloads when models/CURRENT, profiles/CURRENT or the catalog change (checked every few seconds)."""
+    while True:
+        await asyncio.sleep(services.settings.watch_interval_s)
+        await asyncio.to_thread(check_for_changes, services)
+
+
+def check_for_changes(services: Services) -> bool:
+    """One watch step: reload if something changed; a refused artifact is logged, the old one keeps serving."""
+    try:
+        result = services.state.reload()
+    except NbaError as exc:
+        services.metrics.reloads.labels(result="refused").inc()
+        get_logger().warning("reload refused", extra={"reason": str(exc)})
+        return False
+    if result.changed:
+        services.metrics.reloads.labels(result="changed").inc()
+        services.metrics.set_model_version(result.serving.model_version)
+        services.ledger.forget_before(result.serving.profile_as_of_time)
+        get_logger().info("reloaded", extra={"model_version": result.serving.model_version})
+    return result.changed
+
+
+def add_agent_page(app: FastAPI) -> None:
+    """The agent panel: static HTML, CSS and JavaScript shipped in the package."""
+    page = STATIC / "agent.html"
+    csp = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'"
+    )
+
+    @app.get("/agent", include_in_schema=False)
+    async def agent_page() -> FileResponse:
+        return FileResponse(str(page), media_type="text/html", headers={"Content-Security-Policy": csp})
+
+    app.mount("/agent/assets", StaticFiles(directory=str(STATIC)), name="agent-assets")
+
+
+def serve(settings: Settings) -> None:
+    """Runs the service with uvicorn on settings.host:settings.port (one worker; logs as JSON lines)."""
+    import uvicorn
+
+    app = create_app(settings)
+    logger = configure_logging(settings.log_level)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        log_level=settings.log_level,
+        loop="uvloop",
+        http="httptools",
+    )
+    for name in ("uvicorn", "uvicorn.error"):
+        uv = __import__("logging").getLogger(name)
+        uv.handlers = list(logger.handlers)
+        uv.propagate = False
+    uvicorn.Server(config).run()

@@ -1,0 +1,108 @@
+"""Admin: the model in service and reloads; health and readiness; Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.deps import AdminDep, ServicesDep, ServingDep
+from api.logs import get_logger
+from api.schemas import ErrorOut, HealthOut, ModelOut, ReadyOut, ReloadOut
+from nba.errors import ConflictError, NbaError, UnavailableError
+
+router = APIRouter()
+ADMIN_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    401: {"model": ErrorOut, "description": "missing or unknown API key"},
+    403: {"model": ErrorOut, "description": "the key's role is not admin"},
+    503: {"model": ErrorOut, "description": "no model loaded"},
+}
+
+
+@router.get("/v1/model", response_model=ModelOut, responses=ADMIN_ERRORS, tags=["admin"])
+async def get_model(serving: ServingDep, _caller: AdminDep) -> ModelOut:
+    """The model version in service, when it was trained, its evaluation metrics and the profile snapshot."""
+    manifest = serving.engine.bundle.manifest
+    return ModelOut(
+        version=manifest.version,
+        created_at=manifest.created_at,
+        metrics=dict(manifest.metrics),
+        profile_as_of=serving.profile_as_of.isoformat(),
+        profile_cardholders=len(serving.engine.profiles),
+    )
+
+
+@router.post(
+    "/v1/admin/reload",
+    response_model=ReloadOut,
+    responses={
+        **ADMIN_ERRORS,
+        409: {"model": ErrorOut, "description": "the new model or snapshot was refused"},
+    },
+    tags=["admin"],
+)
+async def post_reload(services: ServicesDep, _caller: AdminDep) -> ReloadOut:
+    """Loads what models/CURRENT and profiles/CURRENT name beside what is serving, checks it, then swaps.
+
+    A model or snapshot that fails its checks is refused with the reason; the old one keeps serving."""
+    try:
+        result = await run_in_threadpool(services.state.reload)
+    except NbaError as exc:
+        services.metrics.reloads.labels(result="refused").inc()
+        serving = services.state.serving
+        still = f"; still serving {serving.model_version}" if serving is not None else ""
+        get_logger().warning("reload refused", extra={"reason": str(exc)})
+        raise ConflictError(f"reload refused: {exc}{still}") from None
+    services.metrics.reloads.labels(result="changed" if result.changed else "unchanged").inc()
+    if result.changed:
+        services.metrics.set_model_version(result.serving.model_version)
+        services.ledger.forget_before(result.serving.profile_as_of_time)
+    return ReloadOut(
+        model_version=result.serving.model_version,
+        profile_as_of=result.serving.profile_as_of.isoformat(),
+        changed=result.changed,
+    )
+
+
+@router.get("/healthz", response_model=HealthOut, tags=["health"])
+async def healthz() -> HealthOut:
+    """The process is up (says nothing about the model or the database: see /readyz)."""
+    return HealthOut()
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "not ready, with the reason"}},
+    tags=["health"],
+)
+def readyz(services: ServicesDep) -> JSONResponse:
+    """Ready when a model and a profile snapshot are loaded and the feedback database answers."""
+    serving = services.state.serving
+    reason = None if serving is not None else services.state.problem
+    try:
+        services.store.ping()
+        reachable = True
+    except UnavailableError as exc:
+        reachable = False
+        reason = reason or str(exc)
+    ready = serving is not None and reachable
+    body = ReadyOut(
+        ready=ready,
+        model_loaded=serving is not None,
+        profiles_loaded=serving is not None,
+        database_reachable=reachable,
+        reason=reason,
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get(
+    "/metrics", tags=["health"], response_class=Response, responses={200: {"content": {"text/plain": {}}}}
+)
+async def metrics(services: ServicesDep) -> Response:
+    """Prometheus metrics: requests and latency per route, suggestions and outcomes per benefit, ages."""
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

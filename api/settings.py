@@ -1,0 +1,38 @@
+"""Settings: `NBA_` environment variables (the same as `nba serve`'s flags) → one object passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment, read once at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="NBA_", extra="forbid", frozen=True)
+
+    models_dir: Path = Field(default=Path("models"), description="models folder; its CURRENT is served")
+    profiles_dir: Path = Field(
+        default=Path("profiles"), description="profile snapshots folder; its CURRENT is served"
+    )
+    data_dir: Path = Field(
+        default=Path("data_samples"), description="data directory whose catalog.yaml the service uses"
+    )
+    database_url: str = Field(default="sqlite:///var/feedback.db", max_length=2000)
+    buffer_path: Path = Field(
+        default=Path("var/decision-buffer.jsonl"),
+        description="where decisions wait while the database is down, replayed when it is back",
+    )
+    api_keys_file: Path | None = Field(default=None, description="JSON list of {name, role, sha256}")
+    api_keys: str | None = Field(default=None, description="the same JSON inline (NBA_API_KEYS)")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    production: bool = False
+    watch_interval_s: float = Field(
+        default=5.0, ge=0, description="how often CURRENT files are checked for a change (0: never)"
+    )
+    epsilon: float = Field(default=0.0, ge=0, le=1, description="ε-exploration share of calls")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,0 +1,287 @@
+"""Bench the suggestions endpoint over loopback, beside a bare FastAPI endpoint measured in the same run.
+
+Two loads on each server (the server pinned to core 1, the load generator to core 0):
+- saturation: wrk, 32 connections for 20 s, random cardholders: requests/s, p50/p99;
+- fixed load: an open-loop asyncio/httpx generator at 500 requests/s for 20 s: p50/p99/max from the
+  scheduled send time (so a stall is not hidden by the generator waiting), and errors.
+Also the service's resident memory once loaded. Results → bench/results/api.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import WORK_DIR, ensure_model, ensure_world, machine, save_run
+
+from api.keys import hash_token
+from nba.bundle import load_bundle
+from nba.mcc import load_mcc_map
+from nba.registry import set_current
+from nba.snapshots import compute_profile_tables, set_current_snapshot, write_snapshot
+from nba.tables import open_data
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_PATH = ROOT / "bench" / "results" / "api.json"
+TOKEN = "bench-token"
+SERVER_CORE, LOAD_CORE = "1", "0"
+WRK_SCRIPT = """
+local ids = {}
+init = function(args)
+  for line in io.lines(args[1]) do ids[#ids + 1] = line end
+  math.randomseed(tonumber(args[2]))
+end
+request = function()
+  local id = ids[math.random(#ids)]
+  return wrk.format("GET", "/v1/cardholders/" .. id .. "/suggestions?call_reason=general", {["X-API-Key"] = "%s"})
+end
+"""
+
+
+def ensure_deployment(data_dir: Path) -> Path:
+    """models/ + profiles/ for the bench world, each with CURRENT (cached beside the world)."""
+    root = WORK_DIR / f"deploy-{data_dir.name}"
+    if (root / "profiles" / "CURRENT").exists() and (root / "models" / "CURRENT").exists():
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    model_dir = ensure_model(data_dir)
+    (root / "models").mkdir(parents=True)
+    shutil.copytree(model_dir, root / "models" / model_dir.name)
+    set_current(root / "models", model_dir.name)
+    bundle = load_bundle(model_dir)
+    with open_data(data_dir) as data:
+        latest = data.latest_date()
+        assert latest is not None
+        as_of = latest + timedelta(days=1)
+        tables = compute_profile_tables(data, as_of, load_mcc_map(), bundle.extra)
+    write_snapshot(root / "profiles", tables, as_of)
+    set_current_snapshot(root / "profiles", as_of.isoformat())
+    return root
+
+
+def wait_ready(url: str, timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not become ready")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["taskset", "-c", SERVER_CORE, *command],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def run_wrk(base: str, ids_file: Path, seconds: int) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % TOKEN)
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            LOAD_CORE,
+            "wrk",
+            "-t1",
+            "-c32",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            script.name,
+            base,
+            "--",
+            str(ids_file),
+            "7",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    os.unlink(script.name)
+
+    def latency(label: str) -> float:
+        match = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert match, out
+        return float(match.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[match.group(2)]
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    assert rps, out
+    return {
+        "requests_per_s": float(rps.group(1)),
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "non_2xx": float(errors.group(1)) if errors else 0.0,
+        "socket_errors": 0.0 if socket_errors is None else 1.0,
+    }
+
+
+async def open_loop(base: str, ids: list[str], rate: float, seconds: float) -> dict[str, float]:
+    """Sends at a fixed rate whatever the server does; latency counts from the scheduled send time."""
+    rng = random.Random(11)
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(
+        base_url=base, headers={"X-API-Key": TOKEN}, limits=limits, timeout=10
+    ) as client:
+
+        async def one(scheduled: float, cardholder_id: str) -> None:
+            nonlocal errors
+            try:
+                response = await client.get(f"/v1/cardholders/{cardholder_id}/suggestions")
+                if response.status_code != 200:
+                    errors += 1
+            except httpx.HTTPError:
+                errors += 1
+            latencies.append(time.perf_counter() - scheduled)
+
+        start_at = time.perf_counter() + 0.1
+        tasks = []
+        n = int(rate * seconds)
+        for i in range(n):
+            scheduled = start_at + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(scheduled, rng.choice(ids))))
+        await asyncio.gather(*tasks)
+    ordered = sorted(latencies)
+    return {
+        "requests": float(n),
+        "rate_per_s": rate,
+        "p50_ms": statistics.median(ordered) * 1e3,
+        "p99_ms": ordered[int(0.99 * (len(ordered) - 1))] * 1e3,
+        "max_ms": ordered[-1] * 1e3,
+        "errors": float(errors),
+    }
+
+
+def measure(
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    port: int,
+    ids_file: Path,
+    ids: list[str],
+    seconds: int,
+    rate: float,
+) -> dict[str, Any]:
+    base = f"http://127.0.0.1:{port}"
+    server = start(command, env)
+    try:
+        probe = f"{base}/readyz" if name == "nba" else f"{base}/v1/cardholders/x/suggestions"
+        started = time.perf_counter()
+        wait_ready(probe)
+        ready_s = time.perf_counter() - started
+        # Warm up (first requests pay imports and caches), then the two loads.
+        asyncio.run(open_loop(base, ids, 200, 2))
+        saturation = run_wrk(base, ids_file, seconds)
+        fixed = asyncio.run(open_loop(base, ids, rate, seconds))
+        memory = rss_mb(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    print(
+        f"{name:>5}: wrk {saturation['requests_per_s']:,.0f} req/s p50 {saturation['p50_ms']:.2f} ms "
+        f"p99 {saturation['p99_ms']:.2f} ms | {rate:.0f}/s open loop p50 {fixed['p50_ms']:.2f} ms "
+        f"p99 {fixed['p99_ms']:.2f} ms max {fixed['max_ms']:.1f} ms errors {fixed['errors']:.0f} | "
+        f"RSS {memory:,.0f} MB (ready in {ready_s:.1f} s)",
+        flush=True,
+    )
+    return {"wrk": saturation, "open_loop": fixed, "rss_mb": memory, "ready_s": ready_s}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--cardholders", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument(
+        "--memory-only", action="store_true", help="only load the service and report its memory"
+    )
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        raise SystemExit("wrk and taskset are needed: run `make system-deps`")
+    data_dir, _ = ensure_world(args.cardholders, args.seed)
+    deploy = ensure_deployment(data_dir)
+    import pandas as pd
+
+    ids = list(pd.read_parquet(data_dir / "cardholders.parquet", columns=["cardholder_id"])["cardholder_id"])
+    work = Path(tempfile.mkdtemp(prefix="nba-bench-api-"))
+    ids_file = work / "ids.txt"
+    ids_file.write_text("\n".join(ids) + "\n")
+    env = {
+        "NBA_MODELS_DIR": str(deploy / "models"),
+        "NBA_PROFILES_DIR": str(deploy / "profiles"),
+        "NBA_DATA_DIR": str(data_dir),
+        "NBA_DATABASE_URL": f"sqlite:///{work / 'feedback.db'}",
+        "NBA_BUFFER_PATH": str(work / "buffer.jsonl"),
+        "NBA_API_KEYS": json.dumps([{"name": "bench", "role": "agent", "sha256": hash_token(TOKEN)}]),
+        "NBA_LOG_LEVEL": "warning",
+        "NBA_PORT": "8731",
+    }
+    nba_cmd = [str(Path(sys.executable).parent / "nba"), "serve"]
+    bare_cmd = [sys.executable, str(ROOT / "bench" / "bare_app.py"), "8732"]
+    result: dict[str, Any] = {"cardholders": args.cardholders, "machine": machine()}
+    if args.memory_only:
+        server = start(nba_cmd, env)
+        try:
+            started = time.perf_counter()
+            wait_ready("http://127.0.0.1:8731/readyz")
+            result["nba"] = {"rss_mb": rss_mb(server.pid), "ready_s": time.perf_counter() - started}
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        print(
+            f"nba with {args.cardholders:,} cardholders: RSS {result['nba']['rss_mb']:,.0f} MB, "
+            f"ready in {result['nba']['ready_s']:.1f} s"
+        )
+    else:
+        result["bare"] = measure("bare", bare_cmd, {}, 8732, ids_file, ids, args.seconds, args.rate)
+        result["nba"] = measure("nba", nba_cmd, env, 8731, ids_file, ids, args.seconds, args.rate)
+        ratio = result["nba"]["wrk"]["requests_per_s"] / result["bare"]["wrk"]["requests_per_s"]
+        result["ratio_requests_per_s"] = ratio
+        print(
+            f"nba / bare requests/s: {ratio:.2f} (goal >= 0.5); open-loop p99 {result['nba']['open_loop']['p99_ms']:.2f} ms "
+            "(goal <= 5 ms)"
+        )
+    path = RESULTS_PATH if not args.memory_only else RESULTS_PATH.with_name("api_memory.json")
+    save_run(result, path, "api")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

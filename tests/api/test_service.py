@@ -1,0 +1,485 @@
+"""The service end to end in process: suggestions, outcomes, NPS, keys, errors, metrics, logs, reload."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.deps import Services
+from api.keys import hash_token
+from api.logs import JsonFormatter, get_logger
+from api.main import check_for_changes, create_app
+from nba.bundle import load_bundle
+from nba.errors import DataError, UnavailableError
+from nba.mcc import load_mcc_map
+from nba.registry import load_model_dir, set_current, write_model_dir
+from nba.snapshots import compute_profile_tables, set_current_snapshot, write_snapshot
+from nba.store import FeedbackStore
+from nba.tables import open_data
+from tests.deployment import Deployment
+
+AGENT, ADMIN = "agent-token-for-tests", "admin-token-for-tests"
+KEYS = json.dumps(
+    [
+        {"name": "desk", "role": "agent", "sha256": hash_token(AGENT)},
+        {"name": "oncall", "role": "admin", "sha256": hash_token(ADMIN)},
+    ]
+)
+
+
+class Clock:
+    """A clock the test moves by hand: nothing here sleeps."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 10, 2, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+class FlakyStore(FeedbackStore):
+    """A real store whose database can be 'unplugged' by the test."""
+
+    down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise UnavailableError("the feedback database is unavailable (unplugged by the test)")
+
+    def log_decision(self, *a: Any, **k: Any) -> Any:
+        self._check()
+        return super().log_decision(*a, **k)
+
+    def record_outcome(self, *a: Any, **k: Any) -> Any:
+        self._check()
+        return super().record_outcome(*a, **k)
+
+    def find_decision(self, *a: Any, **k: Any) -> Any:
+        self._check()
+        return super().find_decision(*a, **k)
+
+    def ping(self) -> None:
+        self._check()
+        super().ping()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def client(sample_deployment: Deployment, tmp_path: Path, clock: Clock) -> Iterator[TestClient]:
+    settings = sample_deployment.settings(tmp_path, api_keys=KEYS)
+    store = FlakyStore(settings.database_url, clock=clock)
+    app = create_app(settings, clock=clock, store=store, start_background=False)
+    with TestClient(app) as test_client:
+        test_client.headers["X-API-Key"] = AGENT
+        yield test_client
+
+
+def services_of(client: TestClient) -> Services:
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    return services
+
+
+def some_cardholders(deployment: Deployment, n: int = 50) -> list[str]:
+    import pandas as pd
+
+    return list(pd.read_parquet(deployment.data_dir / "cardholders.parquet")["cardholder_id"][:n])
+
+
+def first_with_suggestions(client: TestClient, deployment: Deployment, k: int = 2) -> dict[str, Any]:
+    for cardholder_id in some_cardholders(deployment, 200):
+        body: dict[str, Any] = client.get(f"/v1/cardholders/{cardholder_id}/suggestions").json()
+        if len(body["suggestions"]) >= k:
+            return body
+    raise AssertionError("no sample cardholder has suggestions")
+
+
+def test_suggestions_carry_everything_the_agent_and_the_log_need(
+    client: TestClient, sample_deployment: Deployment
+) -> None:
+    body = first_with_suggestions(client, sample_deployment)
+    assert body["model_version"] == sample_deployment.version
+    assert body["profile_as_of"] == sample_deployment.as_of.isoformat()
+    assert body["call_id"].startswith("c_") and body["call_closed"] is False
+    assert 2 <= len(body["suggestions"]) <= 3
+    for rank, s in enumerate(body["suggestions"], start=1):
+        assert s["rank"] == rank and s["suggestion_id"].startswith("s_")
+        assert "{" not in s["talking_point"] and len(s["talking_point"]) > 20
+        assert s["value_usd"] >= 0 and 0 <= s["p_adopt"] <= 1 and s["outcome"] is None
+    services = services_of(client)
+    assert services.log.write_pending() >= 1
+    stored = services.store.find_decision(body["call_id"])
+    assert stored is not None
+    assert [s.suggestion_id for s in stored.suggestions] == [s["suggestion_id"] for s in body["suggestions"]]
+    assert all(
+        len(s.features) == len(services.state.serving.engine.bundle.manifest.feature_names)
+        for s in stored.suggestions
+    )  # type: ignore[union-attr]
+
+
+def test_a_repeated_call_returns_the_same_suggestions_and_is_logged_once(
+    client: TestClient, sample_deployment: Deployment
+) -> None:
+    body = first_with_suggestions(client, sample_deployment)
+    cardholder_id, call_id = body["cardholder_id"], body["call_id"]
+    services = services_of(client)
+    services.log.write_pending()
+    again = client.get(
+        f"/v1/cardholders/{cardholder_id}/suggestions", params={"call_id": call_id, "limit": 5}
+    )
+    assert again.json()["suggestions"] == body["suggestions"]
+    header = client.get(f"/v1/cardholders/{cardholder_id}/suggestions", headers={"X-Call-Id": call_id})
+    assert header.json()["suggestions"] == body["suggestions"]
+    assert services.log.write_pending() == 0
+    # The given call id of a new call is kept; asked again after the process forgot it, it comes from the store.
+    fresh = client.get(
+        f"/v1/cardholders/{cardholder_id}/suggestions", params={"call_id": "desk-call-1"}
+    ).json()
+    assert fresh["call_id"] == "desk-call-1"
+    services.log.write_pending()
+    services.log._cache.clear()
+    assert (
+        client.get(f"/v1/cardholders/{cardholder_id}/suggestions", params={"call_id": "desk-call-1"}).json()[
+            "suggestions"
+        ]
+        == fresh["suggestions"]
+    )
+    other = some_cardholders(sample_deployment)[-1]
+    clash = client.get(f"/v1/cardholders/{other}/suggestions", params={"call_id": call_id})
+    assert clash.status_code == 409
+    assert clash.json()["detail"] == f"call {call_id!r} was served for another cardholder"
+
+
+def test_outcomes_are_idempotent_changeable_while_open_and_final_once_closed(
+    client: TestClient, sample_deployment: Deployment, clock: Clock
+) -> None:
+    body = first_with_suggestions(client, sample_deployment)
+    first, second = (s["suggestion_id"] for s in body["suggestions"][:2])
+    url = f"/v1/suggestions/{first}/outcome"
+    one = client.post(url, json={"outcome": "declined", "decline_reason": "not now", "agent_id": "a7"})
+    assert one.status_code == 200 and one.json()["changed"] is False
+    assert client.post(url, json={"outcome": "declined"}).json()["changed"] is False
+    changed = client.post(url, json={"outcome": "accepted"})
+    assert changed.json()["changed"] is True and changed.json()["outcome"] == "accepted"
+    again = client.get(
+        f"/v1/cardholders/{body['cardholder_id']}/suggestions", params={"call_id": body["call_id"]}
+    ).json()
+    assert again["suggestions"][0]["outcome"] == "accepted"
+    clock.advance(minutes=31)
+    late = client.post(url, json={"outcome": "declined"})
+    assert late.status_code == 409
+    assert client.post(url, json={"outcome": "accepted"}).status_code == 200  # the same outcome is no change
+    assert client.post(f"/v1/suggestions/{second}/outcome", json={"outcome": "declined"}).status_code == 409
+
+
+def test_nps_is_recorded_once_and_closes_the_call(client: TestClient, sample_deployment: Deployment) -> None:
+    body = first_with_suggestions(client, sample_deployment)
+    suggestion = body["suggestions"][0]["suggestion_id"]
+    assert (
+        client.post(f"/v1/suggestions/{suggestion}/outcome", json={"outcome": "accepted"}).status_code == 200
+    )
+    nps = client.post(f"/v1/calls/{body['call_id']}/nps", json={"score": 9})
+    assert nps.status_code == 200 and nps.json()["score"] == 9
+    assert client.post(f"/v1/calls/{body['call_id']}/nps", json={"score": 9}).status_code == 200
+    assert client.post(f"/v1/calls/{body['call_id']}/nps", json={"score": 3}).status_code == 409
+    assert (
+        client.post(f"/v1/suggestions/{suggestion}/outcome", json={"outcome": "declined"}).status_code == 409
+    )
+    again = client.get(
+        f"/v1/cardholders/{body['cardholder_id']}/suggestions", params={"call_id": body["call_id"]}
+    )
+    assert again.json()["call_closed"] is True
+
+
+def test_a_decline_takes_the_benefit_off_the_next_call_at_once(
+    client: TestClient, sample_deployment: Deployment
+) -> None:
+    body = first_with_suggestions(client, sample_deployment)
+    declined = body["suggestions"][0]
+    client.post(f"/v1/suggestions/{declined['suggestion_id']}/outcome", json={"outcome": "declined"})
+    next_call = client.get(
+        f"/v1/cardholders/{body['cardholder_id']}/suggestions", params={"limit": 10}
+    ).json()
+    assert declined["benefit_id"] not in {s["benefit_id"] for s in next_call["suggestions"]}
+
+
+def test_sensitive_calls_pitch_nothing_and_say_why(client: TestClient, sample_deployment: Deployment) -> None:
+    cardholder_id = some_cardholders(sample_deployment)[0]
+    body = client.get(f"/v1/cardholders/{cardholder_id}/suggestions", params={"call_reason": "fraud"}).json()
+    assert body["suggestions"] == [] and body["note"] == "nothing is pitched on fraud calls"
+
+
+BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
+    (
+        "GET",
+        "/v1/cardholders/bad id!/suggestions",
+        {},
+        422,
+        "`cardholder_id` (path): String should match pattern",
+    ),
+    ("GET", "/v1/cardholders/" + "x" * 65 + "/suggestions", {}, 422, "`cardholder_id` (path)"),
+    (
+        "GET",
+        "/v1/cardholders/CH/suggestions?limit=0",
+        {},
+        422,
+        "`limit` (query): Input should be greater than or equal to 1",
+    ),
+    (
+        "GET",
+        "/v1/cardholders/CH/suggestions?limit=11",
+        {},
+        422,
+        "`limit` (query): Input should be less than or equal to 10",
+    ),
+    (
+        "GET",
+        "/v1/cardholders/CH/suggestions?call_reason=sales",
+        {},
+        422,
+        "`call_reason` (query): Input should be",
+    ),
+    ("GET", "/v1/cardholders/CH/suggestions?call_id=a%20b", {}, 422, "`call_id` (query)"),
+    (
+        "GET",
+        "/v1/cardholders/nobody/suggestions",
+        {},
+        404,
+        "cardholder 'nobody' is not in the profile snapshot",
+    ),
+    ("POST", "/v1/suggestions/s_unknown/outcome", {"json": {"outcome": "accepted"}}, 404, "s_unknown"),
+    (
+        "POST",
+        "/v1/suggestions/s_1/outcome",
+        {"json": {"outcome": "maybe"}},
+        422,
+        "`outcome` (body): Input should be",
+    ),
+    (
+        "POST",
+        "/v1/suggestions/s_1/outcome",
+        {"json": {"outcome": "accepted", "extra": 1}},
+        422,
+        "`extra` (body)",
+    ),
+    (
+        "POST",
+        "/v1/suggestions/s_1/outcome",
+        {"content": b"outcome=accepted", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+        415,
+        "send the body as application/json",
+    ),
+    (
+        "POST",
+        "/v1/suggestions/s_1/outcome",
+        {"content": b"{" + b" " * 20000 + b"}", "headers": {"Content-Type": "application/json"}},
+        413,
+        "larger than 16384 bytes",
+    ),
+    (
+        "POST",
+        "/v1/suggestions/s_1/outcome",
+        {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+        422,
+        "JSON decode error",
+    ),
+    (
+        "POST",
+        "/v1/calls/c_1/nps",
+        {"json": {"score": 11}},
+        422,
+        "`score` (body): Input should be less than or equal to 10",
+    ),
+    ("POST", "/v1/calls/c_unknown/nps", {"json": {"score": 7}}, 404, "c_unknown"),
+    ("GET", "/v1/nowhere", {}, 404, "Not Found"),
+    ("DELETE", "/v1/model", {}, 405, "Method Not Allowed"),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "kwargs", "status", "detail"), BAD_REQUESTS)
+def test_bad_input_is_a_clear_json_error_never_a_500(
+    client: TestClient, method: str, url: str, kwargs: dict[str, Any], status: int, detail: str
+) -> None:
+    if url.startswith("/v1/cardholders/CH/"):
+        url = url.replace("CH", "nobody")
+    response = client.request(method, url, **kwargs)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert detail in body["detail"]
+    assert body["request_id"] == response.headers["X-Request-Id"]
+
+
+def test_keys_and_roles(client: TestClient, sample_deployment: Deployment) -> None:
+    cardholder_id = some_cardholders(sample_deployment)[0]
+    url = f"/v1/cardholders/{cardholder_id}/suggestions"
+    missing = client.get(url, headers={"X-API-Key": ""})
+    assert missing.status_code == 401 and "missing API key" in missing.json()["detail"]
+    assert client.get(url, headers={"X-API-Key": "wrong"}).status_code == 401
+    assert client.get(url, headers={"X-API-Key": ADMIN}).status_code == 200
+    forbidden = client.get("/v1/model")
+    assert forbidden.status_code == 403 and "needs admin" in forbidden.json()["detail"]
+    assert client.post("/v1/admin/reload").status_code == 403
+    model = client.get("/v1/model", headers={"X-API-Key": ADMIN}).json()
+    assert model["version"] == sample_deployment.version and "auc" in json.dumps(model["metrics"])
+
+
+def test_production_mode_refuses_to_start_without_keys(sample_deployment: Deployment, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="production mode needs API keys"):
+        create_app(sample_deployment.settings(tmp_path, production=True))
+    bad = sample_deployment.settings(tmp_path, api_keys='[{"name": "x", "role": "root", "sha256": "00"}]')
+    with pytest.raises(DataError, match=r"NBA_API_KEYS: entry 0.role"):
+        create_app(bad)
+
+
+def test_database_down_still_serves_buffers_and_loses_nothing(
+    client: TestClient, sample_deployment: Deployment
+) -> None:
+    services = services_of(client)
+    store: FlakyStore = services.store  # type: ignore[assignment]
+    store.down = True
+    body = first_with_suggestions(client, sample_deployment)
+    services.log.write_pending()
+    assert services.log.buffer.pending() >= 1
+    outcome = client.post(
+        f"/v1/suggestions/{body['suggestions'][0]['suggestion_id']}/outcome", json={"outcome": "accepted"}
+    )
+    assert outcome.status_code == 503 and outcome.headers["Retry-After"] == "5"
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["database_reachable"] is False
+    store.down = False
+    assert (
+        client.post(
+            f"/v1/suggestions/{body['suggestions'][0]['suggestion_id']}/outcome", json={"outcome": "accepted"}
+        ).status_code
+        == 200
+    )
+    assert services.log.buffer.pending() == 0
+    assert store.find_decision(body["call_id"]) is not None
+    assert client.get("/readyz").status_code == 200
+
+
+def test_metrics_count_requests_suggestions_and_outcomes(
+    client: TestClient, sample_deployment: Deployment
+) -> None:
+    body = first_with_suggestions(client, sample_deployment)
+    s = body["suggestions"][0]
+    client.post(f"/v1/suggestions/{s['suggestion_id']}/outcome", json={"outcome": "accepted"})
+    text = client.get("/metrics").text
+    assert f'nba_suggestions_served_total{{benefit_id="{s["benefit_id"]}"}}' in text
+    assert f'nba_outcomes_total{{benefit_id="{s["benefit_id"]}",outcome="accepted"}} 1.0' in text
+    assert 'route="/v1/cardholders/{cardholder_id}/suggestions"' in text
+    assert f'nba_model_info{{version="{sample_deployment.version}"}} 1.0' in text
+    assert "nba_profile_age_seconds" in text and "nba_model_age_seconds" in text
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_logs_are_json_lines_with_request_ids_and_no_ids_or_keys(
+    client: TestClient, sample_deployment: Deployment
+) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    get_logger().addHandler(handler)
+    try:
+        cardholder_id = some_cardholders(sample_deployment)[0]
+        response = client.get(
+            f"/v1/cardholders/{cardholder_id}/suggestions", headers={"X-Request-Id": "req-42"}
+        )
+    finally:
+        get_logger().removeHandler(handler)
+    assert response.headers["X-Request-Id"] == "req-42"
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    request = next(line for line in lines if line["message"] == "request")
+    assert request["request_id"] == "req-42" and request["status"] == 200
+    assert request["route"] == "/v1/cardholders/{cardholder_id}/suggestions"
+    text = stream.getvalue()
+    assert cardholder_id not in text and AGENT not in text
+
+
+def _twin(models_dir: Path, version: str, created_at: datetime) -> str:
+    """A new version holding the same artifacts as `version`, written through the registry."""
+    manifest = load_model_dir(models_dir / version)
+    return write_model_dir(
+        models_dir,
+        {name: models_dir / version / name for name in manifest.files},
+        created_at=created_at,
+        feature_names=manifest.feature_names,
+        catalog_fingerprint=manifest.catalog_fingerprint,
+        data_summary=manifest.data_summary,
+        metrics=manifest.metrics,
+        params=manifest.params,
+        categorical_features=manifest.categorical_features,
+        extra=manifest.extra,
+    ).name
+
+
+def test_reload_swaps_models_and_snapshots_and_refuses_a_tampered_model(
+    sample_deployment: Deployment, tmp_path: Path, clock: Clock
+) -> None:
+    root = tmp_path / "deploy"
+    shutil.copytree(sample_deployment.models_dir, root / "models")
+    shutil.copytree(sample_deployment.profiles_dir, root / "profiles")
+    models, version = root / "models", sample_deployment.version
+    app = create_app(
+        replace(sample_deployment, models_dir=models, profiles_dir=root / "profiles").settings(
+            tmp_path, api_keys=KEYS
+        ),
+        clock=clock,
+        start_background=False,
+    )
+    with TestClient(app) as client:
+        client.headers["X-API-Key"] = ADMIN
+        assert client.post("/v1/admin/reload").json()["changed"] is False
+        good = _twin(models, version, clock.now)
+        set_current(models, good)
+        swapped = client.post("/v1/admin/reload").json()
+        assert swapped == {
+            "model_version": good,
+            "profile_as_of": sample_deployment.as_of.isoformat(),
+            "changed": True,
+        }
+        assert client.get("/v1/model").json()["version"] == good
+        bad = _twin(models, version, clock.now + timedelta(seconds=1))
+        with (models / bad / "model.txt").open("a") as model_file:
+            model_file.write("\n")
+        (models / "CURRENT").write_text(bad + "\n")  # what a careless copy would do: no checks on the way
+        refused = client.post("/v1/admin/reload")
+        assert refused.status_code == 409
+        detail = refused.json()["detail"]
+        assert (
+            detail.startswith("reload refused:")
+            and "model.txt" in detail
+            and detail.endswith(f"still serving {good}")
+        )
+        assert check_for_changes(services_of(client)) is False
+        assert client.get("/v1/model").json()["version"] == good
+        # A new profile snapshot (the nightly refresh) is picked up by the watcher, the model unchanged.
+        earlier = sample_deployment.as_of - timedelta(days=7)
+        (models / "CURRENT").write_text(good + "\n")
+        bundle = load_bundle(models / good)
+        with open_data(sample_deployment.data_dir) as data:
+            write_snapshot(
+                root / "profiles",
+                compute_profile_tables(data, earlier, load_mcc_map(), bundle.extra),
+                earlier,
+            )
+        set_current_snapshot(root / "profiles", earlier)
+        assert check_for_changes(services_of(client)) is True
+        model = client.get("/v1/model").json()
+        assert model["profile_as_of"] == earlier.isoformat() and model["version"] == good

@@ -1,0 +1,67 @@
+"""Fixtures for the service: the sample data → a trained model in service and a profile snapshot, once per run."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from api.settings import Settings
+from nba.bundle import load_bundle
+from nba.mcc import load_mcc_map
+from nba.snapshots import compute_profile_tables, set_current_snapshot, write_snapshot
+from nba.tables import open_data
+from training.train_job import TrainOptions, train_model
+
+SAMPLE_DATA = Path(__file__).resolve().parents[1] / "data_samples"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A models folder with CURRENT, a profiles folder with CURRENT and the data directory (catalog)."""
+
+    data_dir: Path
+    models_dir: Path
+    profiles_dir: Path
+    version: str
+    as_of: date
+
+    def settings(self, var: Path, **overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "models_dir": self.models_dir,
+            "profiles_dir": self.profiles_dir,
+            "data_dir": self.data_dir,
+            "database_url": f"sqlite:///{var / 'feedback.db'}",
+            "buffer_path": var / "buffer.jsonl",
+            "watch_interval_s": 0,
+            **overrides,
+        }
+        return Settings.model_validate(values)
+
+
+def deploy(data_dir: Path, root: Path) -> Deployment:
+    """Trains on `data_dir`, promotes the model and builds + promotes its profile snapshot under `root`."""
+    models = root / "models"
+    result = train_model(data_dir, models, TrainOptions(promote=True))
+    bundle = load_bundle(result.model_dir)
+    profiles = root / "profiles"
+    with open_data(data_dir) as data:
+        latest = data.latest_date()
+        assert latest is not None
+        as_of = latest + timedelta(days=1)
+        tables = compute_profile_tables(data, as_of, load_mcc_map(), bundle.extra)
+    write_snapshot(profiles, tables, as_of)
+    set_current_snapshot(profiles, as_of.isoformat())
+    return Deployment(data_dir, models, profiles, bundle.version, as_of)
+
+
+@pytest.fixture(scope="session")
+def sample_deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    """The sample data trained and deployed once per test run (read-only: copy it to change it)."""
+    root = tmp_path_factory.mktemp("deployment")
+    data_dir = root / "data"
+    shutil.copytree(SAMPLE_DATA, data_dir)
+    return deploy(data_dir, root)
