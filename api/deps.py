@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
@@ -37,7 +37,8 @@ class Services:
     metrics: Metrics
 
 
-def get_services(request: Request) -> Services:
+# Dependencies are `async def`: FastAPI runs plain `def` ones in a worker thread, a hop per request.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -45,7 +46,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_serving(services: ServicesDep) -> Serving:
+async def get_serving(services: ServicesDep) -> Serving:
     serving = services.state.serving
     if serving is None:
         raise ModelError(services.state.problem or "no model loaded")
@@ -55,8 +56,10 @@ def get_serving(services: ServicesDep) -> Serving:
 ServingDep = Annotated[Serving, Depends(get_serving)]
 
 
-def _caller(role: Role) -> Callable[[Services, str | None], ApiKey | None]:
-    def check(services: ServicesDep, token: Annotated[str | None, Security(API_KEY_HEADER)]) -> ApiKey | None:
+def _caller(role: Role) -> Callable[[Services, str | None], Awaitable[ApiKey | None]]:
+    async def check(
+        services: ServicesDep, token: Annotated[str | None, Security(API_KEY_HEADER)]
+    ) -> ApiKey | None:
         if len(services.keys) == 0:  # development mode without keys (production refuses to start so)
             return None
         if token is None:

@@ -16,11 +16,12 @@ from typing import Final
 from api.logs import get_logger
 from api.metrics import Metrics
 from nba.engine import RecentContact
-from nba.errors import UnavailableError
+from nba.errors import NbaError, UnavailableError
 from nba.store import CallDecision, DecisionBuffer, FeedbackStore
 
 MAX_CACHED_CALLS: Final = 100_000
 RETRY_EVERY: Final = timedelta(seconds=5)
+WRITE_BATCH: Final = 500
 
 
 class ContactLedger:
@@ -103,33 +104,46 @@ class DecisionLog:
 
     # --- writing ----------------------------------------------------------------------------------
     def write_pending(self) -> int:
-        """Writes what is queued (to the store, or to the buffer file while it is down); returns how many."""
+        """Writes what is queued, in batches (to the store, or to the buffer file while it is down)."""
         written = 0
         while True:
             with self._cond:
                 if not self._pending:
                     self._cond.notify_all()
                     return written
-                decision = self._pending.popleft()
+                batch = [self._pending.popleft() for _ in range(min(WRITE_BATCH, len(self._pending)))]
                 self._busy += 1
             try:
-                self._write(decision)
-                written += 1
+                self._write(batch)
+                written += len(batch)
             finally:
                 with self._cond:
                     self._busy -= 1
                     self._cond.notify_all()
 
-    def _write(self, decision: CallDecision) -> None:
+    def _write(self, batch: list[CallDecision]) -> None:
         if self.buffer.pending() == 0:
             try:
-                self.store.log_decision(decision)
+                self.store.log_decisions(batch)
                 return
             except UnavailableError as exc:
                 get_logger().warning("database unavailable; buffering decisions", extra={"reason": str(exc)})
                 self._next_retry = self.clock() + RETRY_EVERY
+            except NbaError:
+                self._write_one_by_one(batch)  # one refused decision must not take the batch with it
+                return
         # Behind earlier buffered decisions (or with the database down): keep the order, lose nothing.
-        self.buffer.append(decision)
+        for decision in batch:
+            self.buffer.append(decision)
+
+    def _write_one_by_one(self, batch: list[CallDecision]) -> None:
+        for decision in batch:
+            try:
+                self.store.log_decision(decision)
+            except UnavailableError:
+                self.buffer.append(decision)
+            except NbaError as exc:
+                get_logger().error("decision refused by the store", extra={"reason": str(exc)})
 
     def retry_buffer(self, force: bool = False) -> int:
         """Replays the buffer file into the store when it is due (or `force`); returns how many were written."""

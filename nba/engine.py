@@ -10,12 +10,14 @@ import numpy as np
 import numpy.typing as npt
 
 from nba.arbitration import ArbitrationConfig, compute_priority, select_diverse
+from nba.attribution import PathAttributor
 from nba.bundle import ModelBundle
 from nba.candidates import suitability_matrix
 from nba.catalog import Catalog
 from nba.errors import DataError, ModelError, NotFoundError
 from nba.matrix import HISTORY_COLUMNS, BenefitTable, HolderColumns, build_candidate_matrix, call_reason_code
 from nba.profiles import Profiles
+from nba.reasons import Reasoner as PathReasoner
 from nba.talking_points import TalkingPointNumbers, render_talking_point
 from nba.vocab import CALL_REASONS, SENSITIVE_CALL_REASONS, SPEND_CATEGORIES
 
@@ -105,12 +107,23 @@ Reasoner = Callable[[FloatArray, IntArray], list[tuple[str, ...]]]
 
 def default_reasoner(bundle: ModelBundle) -> Reasoner:
     """Reasons from path attributions over the model's trees (precomputed per leaf at load)."""
-    from nba.attribution import PathAttributor
-    from nba.reasons import Reasoner as PathReasoner
-
     model = bundle.model
     attributor = PathAttributor.from_booster(model.booster_, num_iteration=model.best_iteration_)
     return PathReasoner(attributor, bundle.manifest.feature_names)
+
+
+def reasoner_with_leaves(reasoner: Reasoner, bundle: ModelBundle) -> PathReasoner | None:
+    """The reasoner when its leaf table also reproduces the model's scores (binary log-odds, the
+    model's own trees), so one routing serves both; None otherwise (two calls, still correct)."""
+    if not isinstance(reasoner, PathReasoner):
+        return None
+    booster = bundle.model.booster_
+    objective = str(booster.dump_model(num_iteration=1).get("objective", ""))
+    if objective.split() != ["binary", "sigmoid:1"]:
+        return None
+    if getattr(reasoner.attributor, "booster_", None) is not booster:
+        return None
+    return reasoner
 
 
 class Engine:
@@ -149,6 +162,8 @@ class Engine:
         self.reference = bundle.reference_spend()
         self.holder_columns = HolderColumns.from_names(bundle.holder.feature_names)
         self.reasoner = reasoner or default_reasoner(bundle)
+        # The default reasoner shares the model's trees: its leaves also give the score (see `decide`).
+        self.path_reasoner = reasoner_with_leaves(self.reasoner, bundle)
         self.rng = rng or np.random.default_rng()
 
     def decide(
@@ -180,13 +195,25 @@ class Engine:
                 )
             return base
         X, value = self._matrix(row, candidates, call_reason)
-        p_adopt = self.bundle.model.predict_proba(X)[:, 1]
+        routes = None
+        if self.path_reasoner is not None:
+            # One booster call for both: the leaves give the score and the reasons' contributions.
+            attributor = self.path_reasoner.attributor
+            routes = attributor.route(X)
+            raw = attributor.raw_scores_of(routes)
+            p_adopt = self.bundle.model.calibrator_.apply(1.0 / (1.0 + np.exp(-raw)))
+        else:
+            p_adopt = self.bundle.model.predict_proba(X)[:, 1]
         priority = compute_priority(
             p_adopt, value, self.benefits.lever[candidates], self.config.arbitration.gamma
         )
         categories = self.benefits.category_mask[candidates] > 0
         chosen, logging_prob = self._choose(priority, categories, limit)
-        reasons = self.reasoner(X, chosen)
+        if self.path_reasoner is not None and routes is not None:
+            contributions = self.path_reasoner.attributor.contributions_of(routes, chosen)
+            reasons = self.path_reasoner.phrases(X[chosen], contributions)
+        else:
+            reasons = self.reasoner(X, chosen)
         suggestions = tuple(
             self._suggestion(
                 rank + 1,

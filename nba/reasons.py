@@ -9,7 +9,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from nba.attribution import PathAttributor
+from nba.attribution import PathAttributor, rank_contributions
 from nba.talking_points import category_words
 from nba.vocab import SPEND_CATEGORIES
 
@@ -80,7 +80,11 @@ class Reasoner:
         if len(chosen) == 0:
             return []
         rows = X[chosen]
-        ranked = self.attributor.top_features(rows, k=min(_RANKED, len(self.feature_names)))
+        return self.phrases(rows, self.attributor.contributions(rows))
+
+    def phrases(self, rows: FloatArray, contributions: FloatArray) -> list[tuple[str, ...]]:
+        """Reasons of rows whose contributions are already known (the engine routes rows only once)."""
+        ranked = rank_contributions(contributions, k=min(_RANKED, len(self.feature_names)))
         out: list[tuple[str, ...]] = []
         for row, features in zip(rows, ranked, strict=True):
             phrases: list[str] = []

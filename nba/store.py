@@ -29,6 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import (
@@ -328,14 +329,21 @@ class FeedbackStore:
         if "connect_timeout" not in self.url.query:
             connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
         # pre_ping: after a database restart the first request gets a fresh connection, not an error.
-        return create_engine(self.url, connect_args=connect_args, pool_pre_ping=True)
+        return create_engine(
+            self.url, connect_args=connect_args, pool_pre_ping=True, json_serializer=_json_dumps
+        )
 
     def _create_sqlite_engine(self) -> Engine:
         database = self.url.database or ""
         in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
         if in_memory:
             # One shared connection, or every pooled connection would see its own empty database.
-            engine = create_engine(self.url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+            engine = create_engine(
+                self.url,
+                poolclass=StaticPool,
+                connect_args={"check_same_thread": False},
+                json_serializer=_json_dumps,
+            )
         else:
             folder = Path(database).expanduser().parent
             try:
@@ -344,7 +352,7 @@ class FeedbackStore:
                 raise UnavailableError(
                     f"feedback database {self._shown_url}: cannot create folder {folder}: {exc.strerror}"
                 ) from None
-            engine = create_engine(self.url)
+            engine = create_engine(self.url, json_serializer=_json_dumps)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
@@ -466,6 +474,46 @@ class FeedbackStore:
                     "already belongs to another call"
                 ) from None
         return _read_back(decision)
+
+    def log_decisions(self, decisions: Sequence[CallDecision]) -> int:
+        """Stores many served decisions in one transaction (the service's background writer); returns how
+        many were new. The same idempotence as `log_decision`: calls already stored are skipped.
+
+        On a conflict inside the batch (a suggestion id taken by another call) it falls back to one
+        `log_decision` per decision, so the error names the decision at fault and the rest are stored.
+        """
+        for decision in decisions:
+            _check_decision(decision)
+        if not decisions:
+            return 0
+        try:
+            with self._transaction(write=True) as conn:
+                ids = [d.call_id for d in decisions]
+                stored = set(
+                    conn.scalars(select(calls_table.c.call_id).where(calls_table.c.call_id.in_(ids)))
+                )
+                new: dict[str, CallDecision] = {}
+                for decision in decisions:
+                    if decision.call_id not in stored:
+                        new.setdefault(decision.call_id, decision)
+                if new:
+                    with conn.begin_nested():
+                        _insert_decisions(conn, list(new.values()))
+                return len(new)
+        except sa_exc.IntegrityError:
+            written = 0
+            conflict: ConflictError | None = None
+            for decision in decisions:
+                before = self.find_decision(decision.call_id)
+                try:
+                    self.log_decision(decision)
+                except ConflictError as exc:
+                    conflict = conflict or exc
+                    continue
+                written += before is None
+            if conflict is not None:
+                raise conflict from None
+            return written
 
     def find_decision(self, call_id: str) -> CallDecision | None:
         """The stored decision of a call, or None when the call is unknown."""
@@ -739,6 +787,12 @@ def _parse_as_of(value: str, where: str) -> date:
         ) from None
 
 
+def _json_dumps(value: Any) -> str:
+    # orjson writes NaN and ±inf as null (JSON has neither; PostgreSQL rejects them), and is ~10x faster
+    # than the standard library on the feature vectors every logged suggestion carries.
+    return orjson.dumps(value).decode()
+
+
 def _features_to_json(features: Sequence[float]) -> list[float | None]:
     # JSON has no NaN (PostgreSQL rejects it): missing values are null. ±inf cannot be held either.
     return [float(x) if math.isfinite(x) else None for x in features]
@@ -749,20 +803,30 @@ def _features_from_json(values: Sequence[float | None]) -> tuple[float, ...]:
 
 
 def _insert_decision(conn: Connection, decision: CallDecision) -> None:
+    _insert_decisions(conn, [decision])
+
+
+def _insert_decisions(conn: Connection, decisions: Sequence[CallDecision]) -> None:
+    """Inserts calls and their suggestions with one executemany per table."""
     conn.execute(
-        calls_table.insert().values(
-            call_id=decision.call_id,
-            cardholder_id=decision.cardholder_id,
-            call_reason=decision.call_reason,
-            agent_id=decision.agent_id,
-            served_at=decision.served_at,
-            model_version=decision.model_version,
-            profile_as_of=date.fromisoformat(decision.profile_as_of),
-            note=decision.note,
-            closed_at=None,
-        )
+        calls_table.insert(),
+        [
+            {
+                "call_id": decision.call_id,
+                "cardholder_id": decision.cardholder_id,
+                "call_reason": decision.call_reason,
+                "agent_id": decision.agent_id,
+                "served_at": decision.served_at,
+                "model_version": decision.model_version,
+                "profile_as_of": date.fromisoformat(decision.profile_as_of),
+                "note": decision.note,
+                "closed_at": None,
+            }
+            for decision in decisions
+        ],
     )
-    if decision.suggestions:
+    rows = [(decision, s) for decision in decisions for s in decision.suggestions]
+    if rows:
         conn.execute(
             suggestions_table.insert(),
             [
@@ -778,9 +842,9 @@ def _insert_decision(conn: Connection, decision: CallDecision) -> None:
                     "score": float(s.score),
                     "p_adopt": float(s.p_adopt),
                     "logging_prob": float(s.logging_prob),
-                    "features": _features_to_json(s.features),
+                    "features": s.features,  # _json_dumps writes NaN and ±inf as null
                 }
-                for s in decision.suggestions
+                for decision, s in rows
             ],
         )
 

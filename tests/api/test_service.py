@@ -63,6 +63,10 @@ class FlakyStore(FeedbackStore):
         self._check()
         return super().log_decision(*a, **k)
 
+    def log_decisions(self, *a: Any, **k: Any) -> Any:
+        self._check()
+        return super().log_decisions(*a, **k)
+
     def record_outcome(self, *a: Any, **k: Any) -> Any:
         self._check()
         return super().record_outcome(*a, **k)

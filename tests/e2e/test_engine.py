@@ -219,3 +219,19 @@ def test_exploration_logs_the_real_probability(setup: tuple[Path, Engine]) -> No
                 assert s.logging_prob in (pytest.approx(0.8 + 0.2 * k / n), pytest.approx(0.2 * k / n))
             else:
                 assert s.logging_prob == 1.0
+
+
+def test_one_routing_gives_the_model_s_own_scores_and_reasons(setup: tuple[Path, Engine]) -> None:
+    _, engine = setup
+    assert engine.path_reasoner is not None  # the default: one booster call per decision
+    two_calls = Engine(engine.bundle, engine.profiles, engine.catalog, reasoner=engine.reasoner.__call__)
+    assert two_calls.path_reasoner is None
+    compared = 0
+    for cardholder_id in engine.profiles.ids[:100]:
+        fast, slow = engine.decide(cardholder_id, "general"), two_calls.decide(cardholder_id, "general")
+        assert [s.benefit_id for s in fast.suggestions] == [s.benefit_id for s in slow.suggestions]
+        for a, b in zip(fast.suggestions, slow.suggestions, strict=True):
+            assert a.p_adopt == pytest.approx(b.p_adopt, rel=1e-9, abs=1e-12)
+            assert a.reasons == b.reasons
+            compared += 1
+    assert compared > 100

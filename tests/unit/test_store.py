@@ -211,6 +211,25 @@ def test_log_decision_is_idempotent_on_call_id(store: FeedbackStore, db_url: str
     assert len(table_rows(db_url, "suggestions")) == 2
 
 
+def test_log_decisions_writes_a_batch_once_and_skips_stored_calls(store: FeedbackStore, db_url: str) -> None:
+    store.log_decision(make_decision("T1"))
+    batch = [make_decision("T1"), make_decision("T2", benefits=("air_5x",)), make_decision("T3", benefits=())]
+    assert store.log_decisions([*batch, make_decision("T2", benefits=("air_5x",))]) == 2
+    assert store.log_decisions(batch) == 0
+    assert same(store.find_decision("T2"), batch[1]) and same(store.find_decision("T3"), batch[2])
+    assert len(table_rows(db_url, "calls")) == 3
+    assert len(table_rows(db_url, "suggestions")) == 3
+
+
+def test_a_conflict_inside_a_batch_stores_the_rest_and_names_the_culprit(store: FeedbackStore) -> None:
+    store.log_decision(make_decision("T1"))
+    clash = replace(make_decision("T2"), suggestions=(make_suggestion("s_T1_1", 1, "air_5x"),))
+    with pytest.raises(ConflictError, match="call 'T2': suggestion_id 's_T1_1'"):
+        store.log_decisions([make_decision("T0"), clash, make_decision("T4")])
+    assert store.find_decision("T0") is not None and store.find_decision("T4") is not None
+    assert store.find_decision("T2") is None
+
+
 def test_concurrent_logs_of_one_call_store_it_once(store: FeedbackStore, db_url: str) -> None:
     decision = make_decision()
     with ThreadPoolExecutor(max_workers=4) as pool:
