@@ -6,11 +6,18 @@ STAMP := $(VENV)/.installed
 SAMPLE_SEED := 7
 SAMPLE_CARDHOLDERS := 3000
 
-.PHONY: run test system-deps install sample-data model bench clean
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
-run: install sample-data model
-	@echo "Sample data validated and a model in service: $$(cat models/CURRENT)."
-	@echo "The API and the agent page come with issues 5 and 6; until then 'make run' stops after training."
+.PHONY: run test system-deps install sample-data model profiles bench clean
+
+run: install sample-data model profiles
+	@echo "Model in service: $$(cat models/CURRENT); profile snapshot: $$(cat profiles/CURRENT)."
+	@echo "Agent panel:  http://$(HOST):$(PORT)/agent?cardholder_id=$$($(BIN)/python -c \
+		"import pyarrow.parquet as pq; print(pq.read_table('data_samples/cardholders.parquet', columns=['cardholder_id'])[0][0])")&call_reason=general"
+	@echo "API docs:     http://$(HOST):$(PORT)/docs    metrics: http://$(HOST):$(PORT)/metrics"
+	$(BIN)/nba serve --host $(HOST) --port $(PORT) --models-dir models --profiles-dir profiles \
+		--data-dir data_samples --database-url sqlite:///var/feedback.db
 
 test: install
 	$(BIN)/ruff check nba training api tests bench
@@ -41,6 +48,10 @@ sample-data: install
 # A model trained on the sample data, put in service, unless one already is.
 model: sample-data
 	@test -f models/CURRENT || $(BIN)/nba train --data data_samples --out models --promote
+
+# The sample cardholders' profile snapshot for the model in service, unless one is in service already.
+profiles: model
+	@test -f profiles/CURRENT || $(BIN)/nba profiles build --data data_samples --model models --out profiles --promote
 
 bench: install
 	$(BIN)/python bench/bench_generate.py
