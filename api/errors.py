@@ -52,7 +52,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def nba_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, NbaError)
         status = status_of(exc)
-        headers = {"Retry-After": RETRY_AFTER_S} if status == 503 else None
+        # Only an outage passes by itself; a missing model needs someone to act, so no Retry-After.
+        headers = {"Retry-After": RETRY_AFTER_S} if isinstance(exc, UnavailableError) else None
         return error_response(status, str(exc), headers)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -210,7 +210,7 @@ def create_app(
     app.include_router(suggestions.router)
     app.include_router(feedback.router)
     app.include_router(admin.router)
-    add_agent_page(app)
+    add_agent_page(app, settings.frame_ancestors)
     app.add_middleware(RequestContext, metrics=metrics)
     return app
 
@@ -260,12 +260,12 @@ def check_for_changes(services: Services) -> bool:
     return result.changed
 
 
-def add_agent_page(app: FastAPI) -> None:
+def add_agent_page(app: FastAPI, frame_ancestors: str) -> None:
     """The agent panel: static HTML, CSS and JavaScript shipped in the package."""
     page = STATIC / "agent.html"
     csp = (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; base-uri 'none'; form-action 'self'"
+        f"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors {frame_ancestors}"
     )
 
     @app.get("/agent", include_in_schema=False)

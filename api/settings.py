@@ -36,3 +36,9 @@ class Settings(BaseSettings):
     )
     epsilon: float = Field(default=0.0, ge=0, le=1, description="ε-exploration share of calls")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    frame_ancestors: str = Field(
+        default="'self' http://127.0.0.1:* http://localhost:*",
+        max_length=1000,
+        pattern=r"^[^;,\r\n]*$",
+        description="who may embed the agent panel in a frame (CSP frame-ancestors): the desktop's origin",
+    )

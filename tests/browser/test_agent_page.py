@@ -138,7 +138,7 @@ def test_service_unavailable_says_so_and_try_again_recovers(
     page.goto(f"{unavailable_app}/agent?cardholder_id={cardholder}&call_reason=general")
     state = page.locator("#state")
     expect(state).to_contain_text("Talking points are unavailable right now.")
-    expect(state).to_contain_text("Try again in about 5 seconds.")
+    expect(state).to_contain_text("Try again in a moment.")
     expect(page.locator("#cards > li")).to_have_count(0)
 
     # The network failing outright, then coming back: "Try again" fetches the talking points.
