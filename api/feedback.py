@@ -153,6 +153,8 @@ class DecisionLog:
         if not force and self._next_retry is not None and now < self._next_retry:
             return 0
         try:
+            # The database may have been down since start-up, so never migrated: a no-op when it is.
+            self.store.migrate()
             replayed = self.buffer.replay(self.store)
         except UnavailableError:
             self._next_retry = now + RETRY_EVERY

@@ -18,8 +18,6 @@ import json
 import math
 import os
 import re
-import secrets
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +28,17 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, m
 from pydantic import ValidationError as PydanticValidationError
 
 from nba.errors import ModelError, NotFoundError
+from nba.files import (
+    SHOWN_DIGEST_LENGTH,
+    folder_problem,
+    move_into_place,
+    one_line,
+    read_pointer,
+    replace_file,
+    sha256_of_file,
+    staging_dir,
+    write_file,
+)
 
 FORMAT_VERSION: Final = 1
 MANIFEST_FILE: Final = "manifest.json"
@@ -46,8 +55,6 @@ _VERSION_TIME_FORMAT: Final = "%Y%m%dT%H%M%SZ"
 _VERSION_HASH_LENGTH: Final = 7
 _VERSION_RE: Final = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{7}")
 _SHA256_RE: Final = re.compile(r"[0-9a-f]{64}")
-_SHOWN_DIGEST_LENGTH: Final = 12
-_CHUNK_BYTES: Final = 1 << 20
 HistoryAction = Literal["promote", "rollback", "found"]
 _HISTORY_ACTIONS: Final[dict[str, HistoryAction]] = {
     "promote": "promote",
@@ -251,46 +258,6 @@ def _check_version_name(models_root: Path, version: str) -> None:
 # --- writing and checking model folders -------------------------------------------------------------
 
 
-def _sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    # Makes a rename durable; directories cannot be opened this way on Windows.
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _temp_path(folder: Path, prefix: str) -> Path:
-    # Not tempfile.mkstemp/mkdtemp: they create private (0600/0700) entries, and the service
-    # reading models/ may run as another user. A leading dot keeps it out of listings.
-    return folder / f".{prefix}-{secrets.token_hex(8)}"
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with path.open("xb") as stream:
-        stream.write(data)
-        stream.flush()
-        os.fsync(stream.fileno())
-
-
-def _one_line(exc: PydanticValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"])
-    message = str(error["msg"]).removeprefix("Value error, ")
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {message}{more}" if where else f"{message}{more}"
-
-
 def _read_source(name: str, source: Path) -> bytes:
     try:
         return source.read_bytes()
@@ -327,13 +294,10 @@ def write_model_dir(
             raise ModelError(f"`files`: {name!r} {problem}")
     if REQUIRED_FILE not in files:
         raise ModelError(f"`files`: {REQUIRED_FILE} is missing; every model folder holds the LightGBM model")
-    models_root.mkdir(parents=True, exist_ok=True)
-    temp_dir = _temp_path(models_root, "tmp-model")
-    temp_dir.mkdir()
-    try:
+    with staging_dir(models_root, "tmp-model") as temp_dir:
         for name, source in sorted(files.items()):
-            _write_file(temp_dir / name, source if isinstance(source, bytes) else _read_source(name, source))
-        digests = {name: _sha256_of_file(temp_dir / name) for name in sorted(files)}
+            write_file(temp_dir / name, source if isinstance(source, bytes) else _read_source(name, source))
+        digests = {name: sha256_of_file(temp_dir / name) for name in sorted(files)}
         fields: dict[str, Any] = {
             "created_at": created_at,
             "feature_names": list(feature_names),
@@ -352,23 +316,20 @@ def write_model_dir(
                 update={"version": new_version(draft.created_at, _manifest_content(draft))}
             )
         except PydanticValidationError as exc:
-            raise ModelError(f"cannot write a model manifest: {_one_line(exc)}") from None
-        _write_file(temp_dir / MANIFEST_FILE, dump_json_artifact(manifest.model_dump(mode="json")))
-        _fsync_dir(temp_dir)
+            raise ModelError(f"cannot write a model manifest: {one_line(exc)}") from None
+        write_file(temp_dir / MANIFEST_FILE, dump_json_artifact(manifest.model_dump(mode="json")))
         target = models_root / manifest.version
-        if target.exists():
-            raise ModelError(f"{target}: already exists; the same model was written in the same second")
         try:
-            os.rename(temp_dir, target)
+            move_into_place(temp_dir, target)
+        except FileExistsError:
+            raise ModelError(
+                f"{target}: already exists; the same model was written in the same second"
+            ) from None
         except OSError as exc:
             raise ModelError(
                 f"{target}: cannot move the new model folder into place: {exc.strerror}"
             ) from None
-        _fsync_dir(models_root)
         return target
-    finally:
-        if temp_dir.exists():
-            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _read_manifest(path: Path) -> ModelManifest:
@@ -387,7 +348,7 @@ def _read_manifest(path: Path) -> ModelManifest:
     try:
         manifest = ModelManifest.model_validate(raw)
     except PydanticValidationError as exc:
-        raise ModelError(f"{path}: {MANIFEST_FILE}: {_one_line(exc)}") from None
+        raise ModelError(f"{path}: {MANIFEST_FILE}: {one_line(exc)}") from None
     expected = new_version(manifest.created_at, _manifest_content(manifest))
     if expected != manifest.version:
         raise ModelError(
@@ -412,23 +373,9 @@ def load_model_dir(path: Path) -> ModelManifest:
     if not path.is_dir():
         raise NotFoundError(f"{path}: not a folder; a model is a folder holding {MANIFEST_FILE}")
     manifest = _read_manifest(path)
-    for name, expected in sorted(manifest.files.items()):
-        file_path = path / name
-        if not file_path.exists() and not file_path.is_symlink():
-            raise ModelError(f"{path}: {name}: listed in the manifest but missing; the folder is incomplete")
-        if file_path.is_symlink() or not file_path.is_file():
-            raise ModelError(f"{path}: {name}: not a regular file; a model folder holds plain files only")
-        got = _sha256_of_file(file_path)
-        if got != expected:
-            raise ModelError(
-                f"{path}: {name}: checksum mismatch (expected {expected[:_SHOWN_DIGEST_LENGTH]}…, "
-                f"got {got[:_SHOWN_DIGEST_LENGTH]}…); the file was changed after training"
-            )
-    for entry in sorted(os.listdir(path)):
-        if entry != MANIFEST_FILE and entry not in manifest.files:
-            raise ModelError(
-                f"{path}: {entry}: not listed in the manifest; something was added to the folder after training"
-            )
+    problem = folder_problem(path, manifest.files, MANIFEST_FILE, since="training")
+    if problem is not None:
+        raise ModelError(f"{path}: {problem}")
     return manifest
 
 
@@ -451,8 +398,8 @@ def read_model_file(path: Path, manifest: ModelManifest, name: str) -> bytes:
     got = hashlib.sha256(data).hexdigest()
     if got != expected:
         raise ModelError(
-            f"{path}: {name}: checksum mismatch (expected {expected[:_SHOWN_DIGEST_LENGTH]}…, "
-            f"got {got[:_SHOWN_DIGEST_LENGTH]}…); the file was changed after it was checked"
+            f"{path}: {name}: checksum mismatch (expected {expected[:SHOWN_DIGEST_LENGTH]}…, "
+            f"got {got[:SHOWN_DIGEST_LENGTH]}…); the file was changed after it was checked"
         )
     return data
 
@@ -478,12 +425,9 @@ def read_current(models_root: Path) -> str | None:
     Raises ModelError when CURRENT holds something other than a version.
     """
     path = models_root / CURRENT_FILE
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
+    text = read_pointer(path)
+    if text is None:
         return None
-    except UnicodeDecodeError:
-        raise ModelError(f"{path}: not a version name (not UTF-8 text)") from None
     if not is_version(text):
         shown = text if len(text) <= 60 else text[:57] + "..."
         raise ModelError(f"{path}: {shown!r} is not a version name; versions look like {VERSION_EXAMPLE}")
@@ -537,14 +481,7 @@ def _replay(history: Sequence[_HistoryLine]) -> list[str]:
 
 def _write_current(models_root: Path, version: str) -> None:
     """Replaces CURRENT in one step: readers see the old version or the new one, never half a file."""
-    temp = _temp_path(models_root, CURRENT_FILE)
-    try:
-        _write_file(temp, (version + "\n").encode("utf-8"))
-        os.replace(temp, models_root / CURRENT_FILE)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(models_root)
+    replace_file(models_root / CURRENT_FILE, (version + "\n").encode("utf-8"))
 
 
 def _append_history(models_root: Path, entries: Sequence[tuple[str, HistoryAction]], now: datetime) -> None:

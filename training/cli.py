@@ -13,6 +13,8 @@ import typer
 from nba.errors import NbaError, ValidationError
 from nba.validation import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
 from training.models_cli import models_app
+from training.profiles_cli import profiles_app
+from training.serve_cli import keys_app, serve
 
 app = typer.Typer(
     name="nba",
@@ -24,6 +26,9 @@ app = typer.Typer(
 )
 
 app.add_typer(models_app, name="models", help="List, promote and roll back model versions.")
+app.add_typer(profiles_app, name="profiles", help="Build, list and promote profile snapshots.")
+app.add_typer(keys_app, name="api-keys", help="Create API keys for the service.")
+app.command("serve")(serve)
 
 
 def _parse_date(value: str | None) -> date | None:
@@ -199,6 +204,14 @@ CallReason = Annotated[
     str, typer.Option(help="Why the cardholder called: general, payment, travel_notice, ...")
 ]
 TopK = Annotated[int, typer.Option("--top", min=1, max=10, help="How many suggestions (1-10).")]
+ProfilesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--profiles",
+        help="Profile snapshot folder, or a profiles folder (its CURRENT snapshot), instead of computing "
+        "profiles from --data (which still gives the catalog).",
+    ),
+]
 
 
 @app.command()
@@ -210,6 +223,7 @@ def recommend(
     top: TopK = 3,
     as_of: AsOf = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
+    profiles: ProfilesOption = None,
 ) -> None:
     """Show the talking points the engine would give the agent for one cardholder's call."""
     import dataclasses
@@ -217,7 +231,7 @@ def recommend(
 
     from training.engine_job import format_decision, load_engine
 
-    engine = load_engine(model, data, _parse_date(as_of))
+    engine = load_engine(model, data, _parse_date(as_of), profiles=profiles)
     decision = engine.decide(cardholder_id, call_reason, top)
     if as_json:
         body = dataclasses.asdict(decision)
@@ -236,6 +250,7 @@ def score(
     as_of: AsOf = None,
     top: TopK = 3,
     call_reason: CallReason = "general",
+    profiles: ProfilesOption = None,
 ) -> None:
     """Batch-score every cardholder: cardholder_id, rank, benefit_id, score for the top K of each."""
     from nba.vocab import CALL_REASONS
@@ -247,11 +262,34 @@ def score(
         )
     if out.suffix not in (".csv", ".parquet"):
         raise typer.BadParameter(f"must end in .csv or .parquet, got {out.name!r}", param_hint="--out")
-    engine = load_engine(model, data, _parse_date(as_of))
+    engine = load_engine(model, data, _parse_date(as_of), profiles=profiles)
     result = score_all(engine, top, call_reason, out)
     typer.echo(
         f"{result.out}: {result.rows:,} rows for {result.cardholders:,} cardholders in {result.seconds:.1f} s"
     )
+
+
+@app.command("export-feedback")
+def export_feedback(
+    db: Annotated[
+        str,
+        typer.Option(
+            "--db",
+            envvar="NBA_DATABASE_URL",
+            help="Feedback database URL: sqlite:///path/feedback.db or postgresql://user@host:5432/db.",
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Data directory for calls, conversations and nps (created if missing).")
+    ],
+    file_format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+) -> None:
+    """Export the logged calls, conversations (with their current outcomes) and NPS answers for training."""
+    from training.export_job import export_feedback as run_export
+
+    if file_format not in ("csv", "parquet"):
+        raise typer.BadParameter(f"must be csv or parquet, got {file_format!r}", param_hint="--format")
+    typer.echo(str(run_export(db, out, "csv" if file_format == "csv" else "parquet")))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Engine jobs: a model + a data directory → one cardholder's decision (`nba recommend`) or a batch (`nba score`)."""
+"""Engine jobs: a model + a data directory (or a profile snapshot) → a decision (`nba recommend`), a batch
+(`nba score`), or a profile snapshot (`nba profiles build`)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,19 @@ from nba.catalog import catalog_for, load_catalog
 from nba.engine import Decision, Engine, EngineConfig
 from nba.errors import DataError, ModelError, NotFoundError
 from nba.matrix import BenefitTable
-from nba.mcc import load_mcc_map
-from nba.profiles import build_profiles
+from nba.mcc import MccMap, load_mcc_map
+from nba.profiles import build_profiles, compute_profile_tables, estimate_spend
 from nba.registry import read_current
-from nba.tables import open_data
+from nba.snapshots import (
+    SnapshotManifest,
+    new_snapshot_dir,
+    parse_snapshot_name,
+    profiles_from_snapshot,
+    resolve_snapshot,
+    set_current_snapshot,
+    write_snapshot,
+)
+from nba.tables import DataSource, open_data
 from nba.validation import MCC_OVERRIDE_FILE
 from training.features_job import write_table
 
@@ -32,12 +42,35 @@ def resolve_model_dir(model: Path) -> Path:
     return model / current
 
 
+def mcc_map_for(data_dir: Path) -> MccMap:
+    """The shipped MCC map, patched by the data directory's `mcc_map.csv` when it has one."""
+    override = data_dir / MCC_OVERRIDE_FILE
+    return load_mcc_map(override if override.exists() else None)
+
+
+def as_of_for(data: DataSource, data_dir: Path, as_of: date | None) -> date:
+    """`as_of`, or the day after the data's latest date."""
+    if as_of is not None:
+        return as_of
+    latest = data.latest_date()
+    if latest is None:
+        raise DataError(f"{data_dir}: no dated rows to take the as-of date from; pass --as-of")
+    return latest + timedelta(days=1)
+
+
 def load_engine(
-    model: Path, data_dir: Path, as_of: date | None = None, config: EngineConfig | None = None
+    model: Path,
+    data_dir: Path,
+    as_of: date | None = None,
+    config: EngineConfig | None = None,
+    profiles: Path | None = None,
 ) -> Engine:
     """An engine over a data directory's profiles as of a date (default: the day after its latest date).
 
-    Raises ModelError when the data's catalog no longer fits the model.
+    With `profiles` (a snapshot folder, or a profiles folder whose CURRENT names one), the profiles are
+    loaded from that snapshot instead of computed from the data; the catalog still comes from
+    `data_dir`. Raises ModelError when the data's catalog no longer fits the model or the snapshot
+    lacks a feature it needs, and DataError when `as_of` is not the snapshot's date.
     """
     bundle = load_bundle(resolve_model_dir(model))
     catalog = load_catalog(catalog_for(data_dir))
@@ -46,16 +79,50 @@ def load_engine(
             f"{bundle.path}: the catalog's benefit ids, kinds, categories, rates or credits differ from the ones "
             "the model was trained with; retrain (wording changes alone need no retraining)"
         )
-    override = data_dir / MCC_OVERRIDE_FILE
-    mcc_map = load_mcc_map(override if override.exists() else None)
+    benefits = BenefitTable.from_catalog(catalog)
+    if profiles is not None:
+        folder = resolve_snapshot(profiles)
+        if as_of is not None and parse_snapshot_name(folder.name) != as_of:
+            raise DataError(f"{folder}: the snapshot is as of {folder.name}, not {as_of}; leave out --as-of")
+        return Engine(bundle, profiles_from_snapshot(folder, bundle, benefits), catalog, config)
     with open_data(data_dir) as data:
-        if as_of is None:
-            latest = data.latest_date()
-            if latest is None:
-                raise DataError(f"{data_dir}: no dated rows to take the as-of date from; pass --as-of")
-            as_of = latest + timedelta(days=1)
-        profiles = build_profiles(data, as_of, bundle, mcc_map, BenefitTable.from_catalog(catalog))
-    return Engine(bundle, profiles, catalog, config)
+        built = build_profiles(
+            data, as_of_for(data, data_dir, as_of), bundle, mcc_map_for(data_dir), benefits
+        )
+    return Engine(bundle, built, catalog, config)
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    """What `nba profiles build` wrote: the folder, its manifest, and the snapshot in service before."""
+
+    folder: Path
+    manifest: SnapshotManifest
+    seconds: float
+    promoted: bool
+    previous: str | None
+
+
+def build_snapshot(
+    data_dir: Path, model: Path, out: Path, as_of: date | None = None, promote: bool = False
+) -> SnapshotResult:
+    """Computes a data directory's profile tables as of a date and writes them as `out/<as_of>/`.
+
+    The model (a model folder, or a models folder's CURRENT) gives the extra (CRM) columns to compute,
+    and its spend estimates are stored beside the tables, so it loads the snapshot without running its
+    spend estimator; any other model with the same features can load it too. With `promote`, CURRENT
+    then names the new snapshot.
+    """
+    started = time.perf_counter()
+    bundle = load_bundle(resolve_model_dir(model))
+    with open_data(data_dir) as data:
+        day = as_of_for(data, data_dir, as_of)
+        new_snapshot_dir(out, day)  # before minutes of work, not after
+        tables = compute_profile_tables(data, day, mcc_map_for(data_dir), bundle.extra)
+    estimates = {bundle.version: estimate_spend(tables.features, bundle)}
+    manifest = write_snapshot(out, tables, day, estimates=estimates)
+    previous = set_current_snapshot(out, day) if promote else None
+    return SnapshotResult(out / day.isoformat(), manifest, time.perf_counter() - started, promote, previous)
 
 
 def format_decision(decision: Decision) -> str:

@@ -487,3 +487,23 @@ def test_reload_swaps_models_and_snapshots_and_refuses_a_tampered_model(
         assert check_for_changes(services_of(client)) is True
         model = client.get("/v1/model").json()
         assert model["profile_as_of"] == earlier.isoformat() and model["version"] == good
+
+
+def test_a_database_down_at_start_up_still_serves_and_buffers(
+    sample_deployment: Deployment, tmp_path: Path, clock: Clock
+) -> None:
+    closed_port = "postgresql://nba@127.0.0.1:9/nba"  # the discard port: nothing listens
+    settings = sample_deployment.settings(tmp_path, database_url=closed_port)
+    app = create_app(settings, clock=clock, start_background=False)
+    with TestClient(app) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["model_loaded"] is True
+        assert "127.0.0.1:9" in ready.json()["reason"]
+        body = first_with_suggestions(client, sample_deployment)
+        services = services_of(client)
+        services.log.write_pending()
+        assert services.log.buffer.pending() >= 1
+        outcome = client.post(
+            f"/v1/suggestions/{body['suggestions'][0]['suggestion_id']}/outcome", json={"outcome": "accepted"}
+        )
+        assert outcome.status_code == 503 and "unavailable" in outcome.json()["detail"]

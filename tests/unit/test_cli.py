@@ -65,3 +65,147 @@ def test_console_script_has_help_for_every_command() -> None:
         check=True,
     )
     assert "--as-of" in one.stdout
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("db", "extra", "message"),
+    [
+        ("not a url", [], "error: the feedback database URL must look like sqlite:///var/feedback.db"),
+        (
+            "sqlite:////nonexistent-dir/feedback.db",
+            [],
+            "error: /nonexistent-dir/feedback.db: no such feedback database file",
+        ),
+        (
+            "postgresql://nba:s3cret-pw@127.0.0.1:{port}/nba",
+            [],
+            "error: feedback database postgresql+psycopg://nba:***@127.0.0.1:{port}/nba is unavailable: ",
+        ),
+        (
+            "sqlite:///x.db",
+            ["--format", "xlsx"],
+            "error: Invalid value for --format: must be csv or parquet, got 'xlsx'",
+        ),
+    ],
+)
+def test_export_feedback_bad_input_is_one_line(
+    db: str, extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = _closed_port()
+    argv = ["export-feedback", "--db", db.format(port=port), "--out", str(tmp_path / "out"), *extra]
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(message.format(port=port)), err
+    assert "s3cret-pw" not in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_feedback_writes_the_tables_and_prints_counts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import UTC, datetime
+
+    from nba.store import CallDecision, FeedbackStore
+
+    url = f"sqlite:///{tmp_path}/feedback.db"
+    store = FeedbackStore(url)
+    store.migrate()
+    served_at = datetime(2026, 8, 15, 10, 30, tzinfo=UTC)
+    store.log_decision(CallDecision("K1", "C1", "general", "v1", "2026-08-14", served_at, None, ()))
+    store.dispose()
+    assert main(["export-feedback", "--db", url, "--out", str(tmp_path / "out"), "--format", "parquet"]) == 0
+    out = capsys.readouterr().out
+    assert "1 calls, 0 conversations, 0 NPS answers (calls.parquet, conversations.parquet, nps.parquet)" in (
+        out
+    )
+    assert (tmp_path / "out" / "calls.parquet").is_file()
+
+
+# --- nba profiles, and --profiles on recommend and score ----------------------------------------------------
+
+SAMPLE_DIR = str(Path(__file__).resolve().parents[2] / "data_samples")
+
+
+@pytest.fixture(scope="module")
+def sample_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.unit.test_snapshots import trained_sample_model
+
+    return trained_sample_model(tmp_path_factory)
+
+
+def test_profiles_build_list_promote(
+    sample_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "profiles"
+    argv = ["profiles", "build", "--data", SAMPLE_DIR, "--model", str(sample_model), "--out", str(root)]
+    assert main([*argv, "--as-of", "2026-09-01"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{root / '2026-09-01'}: 2,930 cardholders × 210 features as of 2026-09-01 in ")
+    assert out.endswith(f" s (spend estimates of model {sample_model.name})\n")
+    assert main([*argv, "--promote"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "promoted 2026-10-01 (was none)"
+    assert main(["profiles", "list", "--dir", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line[:22] for line in lines] == ["* 2026-10-01  ok      ", "  2026-09-01  ok      "]
+    assert lines[0].endswith("3,000 cardholders")
+    assert main(["profiles", "promote", "2026-09-01", "--dir", str(root)]) == 0
+    assert capsys.readouterr().out == "promoted 2026-09-01 (was 2026-10-01)\n"
+    assert main(["profiles", "promote", "2026-09-01", "--dir", str(root)]) == 0
+    assert capsys.readouterr().out == "2026-09-01 is already in service\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ("profiles promote ../2026-10-01 --dir {root}", "{root}: no snapshot '../2026-10-01'"),
+        ("profiles promote 2026-01-01 --dir {root}", "{root}/2026-01-01: no such snapshot folder"),
+        ("profiles list --dir {root}/nowhere", "{root}/nowhere: no profiles folder"),
+        ("profiles build --data {root} --model {model} --as-of 2026-02-30", "Invalid value: must be a date"),
+        ("profiles build --data {root}", "Missing option '--model'"),
+        (
+            "recommend C0000001 --data {sample} --model {model} --profiles {root}",
+            "{root}: neither a snapshot folder nor a profiles folder",
+        ),
+    ],
+)
+def test_profiles_errors_are_one_line(
+    argv: str, message: str, sample_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = {"root": str(tmp_path), "model": str(sample_model), "sample": SAMPLE_DIR}
+    assert main(argv.format(**names).split()) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: " + message.format(**names)), err
+
+
+def test_recommend_and_score_from_a_snapshot_equal_computing_from_the_data(
+    sample_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "profiles"
+    model = ["--model", str(sample_model)]
+    assert main(["profiles", "build", "--data", SAMPLE_DIR, *model, "--out", str(root), "--promote"]) == 0
+    capsys.readouterr()
+    decisions = []
+    for profiles in ([], ["--profiles", str(root)], ["--profiles", str(root / "2026-10-01")]):
+        assert main(["recommend", "C0000008", "--data", SAMPLE_DIR, *model, "--json", *profiles]) == 0
+        decisions.append(capsys.readouterr().out)
+    assert decisions[0] == decisions[1] == decisions[2] and '"profile_as_of": "2026-10-01"' in decisions[0]
+    scores = []
+    for name, profiles in (("data", []), ("snapshot", ["--profiles", str(root)])):
+        out_file = tmp_path / f"{name}.csv"
+        assert main(["score", "--data", SAMPLE_DIR, *model, "--out", str(out_file), *profiles]) == 0
+        scores.append(out_file.read_text())
+    assert scores[0] == scores[1] and scores[0].count("\n") > 3000
+    as_of = ["--profiles", str(root), "--as-of", "2026-09-01"]
+    assert main(["recommend", "C0000008", "--data", SAMPLE_DIR, *model, *as_of]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("the snapshot is as of 2026-10-01, not 2026-09-01; leave out --as-of")

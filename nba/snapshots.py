@@ -1,0 +1,520 @@
+"""Snapshots: profile tables as of a date → checked folders `profiles/<as_of>/`, the one in service, and Profiles.
+
+A snapshot folder holds what profiles are made of before a model encodes them — `features.parquet`
+(one row per cardholder), `history.parquet` and `contact.parquet` (per cardholder and benefit) — and
+`manifest.json`: the as-of date, row counts, the feature columns in order, the extra (CRM) columns,
+and the SHA-256 of every file. Any model whose cardholder features are in it can serve it, so the
+nightly spend refresh writes a new snapshot and a new model is a separate reload. A snapshot may also
+keep the spend estimates of the model it was built with (`estimates-<version>.npy`, float32): that
+model then loads it without running its spend estimator, which is most of the time it takes.
+
+Folders are named by their as-of date and never change once written; `profiles/CURRENT` names the
+one in service.
+
+Example:
+    >>> tables = compute_profile_tables(data, date(2026, 10, 1), mcc_map, bundle.extra)
+    >>> write_snapshot(Path("profiles"), tables, date(2026, 10, 1))
+    >>> set_current_snapshot(Path("profiles"), date(2026, 10, 1))
+    >>> profiles = profiles_from_snapshot(resolve_snapshot(Path("profiles")), bundle, benefits)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Final, Literal, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from nba.bundle import ModelBundle
+from nba.errors import DataError, ModelError, NotFoundError
+from nba.features import KEY_COLUMNS, ExtraColumns
+from nba.files import (
+    folder_problem,
+    move_into_place,
+    one_line,
+    open_new_file,
+    read_pointer,
+    replace_file,
+    sha256_of_file,
+    staging_dir,
+    write_file,
+)
+from nba.matrix import HISTORY_COLUMNS, BenefitTable
+from nba.profiles import (
+    ASSEMBLY_ROWS,
+    CONTACT_COLUMNS,
+    Profiles,
+    assemble_profiles,
+    assemble_profiles_from_batches,
+    build_profile_history,
+)
+
+# Re-exported: what a snapshot is made of and how it is computed (see nba.profiles).
+from nba.profiles import ProfileTables as ProfileTables
+from nba.profiles import compute_profile_tables as compute_profile_tables
+from nba.registry import dump_json_artifact, is_version, load_json_artifact
+from nba.vocab import SPEND_CATEGORIES
+
+FORMAT_VERSION: Final = 1
+FEATURES_FILE: Final = "features.parquet"
+HISTORY_FILE: Final = "history.parquet"
+CONTACT_FILE: Final = "contact.parquet"
+TABLE_FILES: Final = (FEATURES_FILE, HISTORY_FILE, CONTACT_FILE)
+MANIFEST_FILE: Final = "manifest.json"
+CURRENT_FILE: Final = "CURRENT"
+NAME_EXAMPLE: Final = "2026-10-01"
+HISTORY_TABLE_COLUMNS: Final = ("cardholder_id", "benefit_id", "used", *HISTORY_COLUMNS)
+# Row groups this size let a reader decode the features file a slice at a time.
+ROW_GROUP_ROWS: Final = ASSEMBLY_ROWS
+
+_NAME_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
+_SHA256_RE: Final = re.compile(r"[0-9a-f]{64}")
+_ESTIMATES_RE: Final = re.compile(r"estimates-(.+)\.npy")
+
+
+def estimates_file(version: str) -> str:
+    """The file holding a model version's spend estimates inside a snapshot."""
+    return f"estimates-{version}.npy"
+
+
+class SnapshotManifest(BaseModel):
+    """What `manifest.json` records about one profile snapshot.
+
+    `feature_names` are the feature columns of `features.parquet` in order (after `cardholder_id`
+    and `as_of`); `estimates` maps a model version to the file of its spend estimates; `files` maps
+    every other file of the folder to its SHA-256 (hex).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format_version: Literal[1] = FORMAT_VERSION
+    as_of: date
+    created_at: datetime
+    cardholders: int = Field(ge=0)
+    history_rows: int = Field(ge=0)
+    contact_rows: int = Field(ge=0)
+    feature_names: list[str] = Field(min_length=1)
+    extra_columns: ExtraColumns
+    estimates: dict[str, str] = Field(default_factory=dict)
+    files: dict[str, str]
+
+    @field_validator("created_at")
+    @classmethod
+    def _check_created_at(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("must carry a time zone (UTC), got a naive time")
+        return value.astimezone(UTC)
+
+    @field_validator("feature_names")
+    @classmethod
+    def _check_feature_names(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for name in value:
+            if not name or name in KEY_COLUMNS or name in seen:
+                raise ValueError(f"{name!r} is empty, a key column or listed twice")
+            seen.add(name)
+        return value
+
+    @model_validator(mode="after")
+    def _check_files(self) -> SnapshotManifest:
+        for version, name in self.estimates.items():
+            if not is_version(version) or name != estimates_file(version):
+                raise ValueError(f"estimates: {version!r} → {name!r} is not a model version and its file")
+        expected = {*TABLE_FILES, *self.estimates.values()}
+        if set(self.files) != expected:
+            raise ValueError(f"files must list exactly {sorted(expected)}, got {sorted(self.files)}")
+        for name, digest in self.files.items():
+            if not _SHA256_RE.fullmatch(digest):
+                raise ValueError(f"files: {name!r}: {digest!r} is not a SHA-256 in lowercase hex")
+        missing = [name for name in self.extra_columns.taken if name not in self.feature_names]
+        if missing:
+            raise ValueError(f"extra columns {missing} are not among the feature names")
+        return self
+
+
+class LoadedSnapshot(NamedTuple):
+    """A checked snapshot read into memory: its manifest and its tables."""
+
+    manifest: SnapshotManifest
+    tables: ProfileTables
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """One row of `list_snapshots`: a snapshot's date, size, whether it is in service and checks out.
+
+    A folder that fails its checks has `problem` set and nothing read from its manifest.
+    """
+
+    as_of: date
+    created_at: datetime | None
+    cardholders: int | None
+    is_current: bool
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+# --- names ----------------------------------------------------------------------------------------
+
+
+def parse_snapshot_name(name: str) -> date | None:
+    """The as-of date a folder name stands for (`2026-10-01`), or None when it is not a snapshot name."""
+    if not _NAME_RE.fullmatch(name):
+        return None
+    try:
+        return date.fromisoformat(name)
+    except ValueError:
+        return None
+
+
+def snapshot_dir(root: Path, as_of: date | str) -> Path:
+    """The folder of the snapshot as of `as_of` under `root`.
+
+    Raises NotFoundError for a name that is not a date (`../x`, `2026-13-01`), so no path leaves `root`.
+    """
+    if isinstance(as_of, str):
+        day = parse_snapshot_name(as_of)
+        if day is None:
+            raise NotFoundError(
+                f"{root}: no snapshot {as_of!r}; snapshots are named by their as-of date, like {NAME_EXAMPLE}"
+            )
+        as_of = day
+    return root / as_of.isoformat()
+
+
+# --- writing --------------------------------------------------------------------------------------
+
+
+def new_snapshot_dir(root: Path, as_of: date) -> Path:
+    """The folder a new snapshot as of `as_of` goes to; raises DataError when it exists already."""
+    target = snapshot_dir(root, as_of)
+    if target.exists():
+        raise DataError(f"{target}: already exists; a snapshot is never overwritten (remove it first)")
+    return target
+
+
+def _check_tables(tables: ProfileTables, as_of: date) -> list[str]:
+    """The feature names of `tables`, after checking each table has the columns a snapshot needs."""
+    required = {
+        FEATURES_FILE: (tables.features, KEY_COLUMNS),
+        HISTORY_FILE: (tables.history, HISTORY_TABLE_COLUMNS),
+        CONTACT_FILE: (tables.contact, CONTACT_COLUMNS),
+    }
+    for file, (table, columns) in required.items():
+        missing = [name for name in columns if name not in table.column_names]
+        if missing:
+            raise DataError(f"cannot write {file}: the table lacks columns {', '.join(missing)}")
+    stated = tables.features.column("as_of")
+    if tables.features.num_rows and not pc.all(pc.equal(stated, pa.scalar(as_of, stated.type))).as_py():
+        raise DataError(f"cannot write {FEATURES_FILE}: its rows are not all as of {as_of}")
+    return [name for name in tables.features.column_names if name not in KEY_COLUMNS]
+
+
+def _write_parquet(path: Path, table: pa.Table) -> None:
+    with open_new_file(path) as stream:
+        pq.write_table(table, stream, row_group_size=ROW_GROUP_ROWS)
+
+
+def write_snapshot(
+    root: Path,
+    tables: ProfileTables,
+    as_of: date,
+    *,
+    now: datetime | None = None,
+    estimates: Mapping[str, npt.NDArray[np.float32]] | None = None,
+) -> SnapshotManifest:
+    """Writes a new snapshot folder `root/<as_of>/` atomically and returns its manifest.
+
+    The files are written into a hidden temporary folder inside `root`, their SHA-256 go into
+    `manifest.json` (written last), and the folder is renamed in one step, so a reader sees a whole
+    snapshot or none. `estimates` maps model versions to their `estimate_spend` of these features.
+
+    Raises DataError when a table lacks a column, the features are not as of `as_of`, the estimates do
+    not fit, or the folder exists already (a snapshot is never overwritten).
+    """
+    created_at = now or datetime.now(UTC)
+    feature_names = _check_tables(tables, as_of)
+    estimates = dict(estimates or {})
+    shape = (tables.features.num_rows, len(SPEND_CATEGORIES))
+    for version, values in estimates.items():
+        if values.shape != shape or values.dtype != np.float32:
+            raise DataError(
+                f"`estimates`: {version}: expected float32 {shape}, got {values.dtype} {values.shape}"
+            )
+    target = new_snapshot_dir(root, as_of)
+    with staging_dir(root, "tmp-snapshot") as temp:
+        for name, table in zip(TABLE_FILES, (tables.features, tables.history, tables.contact), strict=True):
+            _write_parquet(temp / name, table)
+        stored = {version: estimates_file(version) for version in sorted(estimates)}
+        for version, name in stored.items():
+            with open_new_file(temp / name) as stream:
+                np.save(stream, np.ascontiguousarray(estimates[version]), allow_pickle=False)
+        try:
+            manifest = SnapshotManifest(
+                as_of=as_of,
+                created_at=created_at,
+                cardholders=tables.features.num_rows,
+                history_rows=tables.history.num_rows,
+                contact_rows=tables.contact.num_rows,
+                feature_names=feature_names,
+                extra_columns=tables.extra,
+                estimates=stored,
+                files={name: sha256_of_file(temp / name) for name in sorted(os.listdir(temp))},
+            )
+        except PydanticValidationError as exc:
+            raise DataError(f"cannot write a snapshot manifest: {one_line(exc)}") from None
+        write_file(temp / MANIFEST_FILE, dump_json_artifact(manifest.model_dump(mode="json")))
+        try:
+            move_into_place(temp, target)
+        except FileExistsError:
+            raise DataError(
+                f"{target}: already exists; another snapshot was written at the same time"
+            ) from None
+        except OSError as exc:
+            raise DataError(f"{target}: cannot move the new snapshot into place: {exc.strerror}") from None
+    return manifest
+
+
+# --- reading and checking -------------------------------------------------------------------------
+
+
+def check_snapshot(folder: Path) -> SnapshotManifest:
+    """Reads a snapshot's manifest and checks every file against it; returns it only if all is well.
+
+    Checks: the folder is named by a date, `manifest.json` is valid and for that date, every listed
+    file is there with its recorded SHA-256, and nothing else is in the folder. Raises NotFoundError
+    when `folder` is not a folder and DataError naming the folder and the file for anything else.
+    """
+    if not folder.is_dir():
+        raise NotFoundError(f"{folder}: no such snapshot folder")
+    name_date = parse_snapshot_name(folder.name)
+    if name_date is None:
+        raise DataError(
+            f"{folder}: not a snapshot folder; snapshots are named by their as-of date, like {NAME_EXAMPLE}"
+        )
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        raise DataError(f"{folder}: {MANIFEST_FILE} is missing; this is not a finished snapshot")
+    try:
+        raw = load_json_artifact(path.read_bytes(), source=f"{folder}: {MANIFEST_FILE}")
+    except ModelError as exc:
+        raise DataError(str(exc)) from None
+    found = raw.get("format_version") if isinstance(raw, dict) else None
+    if isinstance(found, int) and not isinstance(found, bool) and found > FORMAT_VERSION:
+        raise DataError(
+            f"{folder}: {MANIFEST_FILE}: format_version {found} was written by a newer nba "
+            f"(this one reads {FORMAT_VERSION}); upgrade nba to load this snapshot"
+        )
+    try:
+        manifest = SnapshotManifest.model_validate(raw)
+    except PydanticValidationError as exc:
+        raise DataError(f"{folder}: {MANIFEST_FILE}: {one_line(exc)}") from None
+    if manifest.as_of != name_date:
+        raise DataError(
+            f"{folder}: {MANIFEST_FILE}: describes the snapshot as of {manifest.as_of}; the folder was renamed or copied"
+        )
+    problem = folder_problem(folder, manifest.files, MANIFEST_FILE, since="the snapshot was written")
+    if problem is not None:
+        raise DataError(f"{folder}: {problem}")
+    try:
+        schema = pq.read_schema(folder / FEATURES_FILE)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{folder}: {FEATURES_FILE}: cannot read it: {exc}") from None
+    if schema.names != [*KEY_COLUMNS, *manifest.feature_names]:
+        raise DataError(f"{folder}: {FEATURES_FILE}: its columns are not the manifest's feature names")
+    return manifest
+
+
+def load_snapshot(folder: Path) -> LoadedSnapshot:
+    """Checks a snapshot folder (`check_snapshot`) and reads its tables into memory.
+
+    Raises NotFoundError for a missing folder and DataError naming the file for a missing, changed or
+    unreadable one (nothing is returned then). For serving, `profiles_from_snapshot(folder, ...)`
+    reads the features a slice at a time instead of holding them whole.
+    """
+    manifest = check_snapshot(folder)
+    tables = ProfileTables(
+        features=_read_table(folder, FEATURES_FILE, manifest.cardholders),
+        history=_read_table(folder, HISTORY_FILE, manifest.history_rows),
+        contact=_read_table(folder, CONTACT_FILE, manifest.contact_rows),
+        extra=manifest.extra_columns,
+    )
+    return LoadedSnapshot(manifest, tables)
+
+
+def _read_table(folder: Path, name: str, rows: int, columns: list[str] | None = None) -> pa.Table:
+    try:
+        table = pq.read_table(folder / name, columns=columns)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{folder}: {name}: cannot read it: {exc}") from None
+    if table.num_rows != rows:
+        raise DataError(f"{folder}: {name}: holds {table.num_rows:,} rows, the manifest says {rows:,}")
+    return table
+
+
+def check_snapshot_fits(
+    manifest: SnapshotManifest, bundle: ModelBundle, source: object = "the snapshot"
+) -> None:
+    """Raises ModelError, in one line, unless the snapshot has every cardholder feature the model needs.
+
+    That is `bundle.holder.feature_names` (its extra columns included), each extra column of the same
+    kind (numeric or categorical) as the model takes it.
+    """
+    have = set(manifest.feature_names)
+    missing = [name for name in bundle.holder.feature_names if name not in have]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise ModelError(
+            f"{source}: lacks cardholder features model {bundle.version} needs: {shown}; "
+            "build a snapshot with this model (nba profiles build --model ...)"
+        )
+    for name, kind in bundle.extra.taken.items():
+        stored = manifest.extra_columns.taken.get(name)
+        if stored is not None and stored != kind:
+            raise ModelError(
+                f"{source}: extra column {name!r} is {stored} in the snapshot, but model {bundle.version} "
+                f"takes it as {kind}; build a snapshot with this model"
+            )
+
+
+def profiles_from_snapshot(
+    snapshot: Path | LoadedSnapshot, bundle: ModelBundle, benefits: BenefitTable
+) -> Profiles:
+    """A snapshot's profiles encoded for one model: the same arrays `build_profiles` computes.
+
+    `snapshot` is a snapshot folder (checked first; its features are read a slice at a time, only the
+    columns the model uses) or what `load_snapshot` returned. Raises ModelError, before anything is
+    encoded, when the snapshot lacks a feature the model needs (naming them), and as
+    `assemble_profiles` does; DataError and NotFoundError as `check_snapshot` does.
+    """
+    if isinstance(snapshot, LoadedSnapshot):
+        manifest, tables = snapshot
+        check_snapshot_fits(manifest, bundle)
+        return assemble_profiles(
+            manifest.as_of, tables.features, tables.history, tables.contact, bundle, benefits
+        )
+    folder = snapshot
+    manifest = check_snapshot(folder)
+    check_snapshot_fits(manifest, bundle, folder)
+    est_spend = None
+    stored = manifest.estimates.get(bundle.version)
+    if stored is not None:
+        try:
+            est_spend = np.load(folder / stored, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{folder}: {stored}: cannot read it: {exc}") from None
+    ids = (
+        _read_table(folder, FEATURES_FILE, manifest.cardholders, ["cardholder_id"]).column(0).combine_chunks()
+    )
+    # The history first, and its tables given back (Arrow's allocator keeps freed memory for reuse)
+    # before the feature rows take their room: the peak is the larger of the two steps, not their sum.
+    history = build_profile_history(
+        ids,
+        _read_table(folder, HISTORY_FILE, manifest.history_rows, list(HISTORY_TABLE_COLUMNS)),
+        _read_table(folder, CONTACT_FILE, manifest.contact_rows, list(CONTACT_COLUMNS)),
+        benefits,
+    )
+    pa.default_memory_pool().release_unused()
+    columns = list(dict.fromkeys(("cardholder_id", "product_id", *bundle.holder.feature_names)))
+    try:
+        # Not pre-buffered: that would hold every requested column chunk of the file until the end.
+        features = pq.ParquetFile(folder / FEATURES_FILE, pre_buffer=False)
+        batches = features.iter_batches(batch_size=ASSEMBLY_ROWS, columns=columns)
+        profiles = assemble_profiles_from_batches(
+            manifest.as_of, ids, batches, history, bundle, benefits, est_spend=est_spend
+        )
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{folder}: {FEATURES_FILE}: cannot read it: {exc}") from None
+    pa.default_memory_pool().release_unused()
+    return profiles
+
+
+# --- the snapshot in service ----------------------------------------------------------------------
+
+
+def read_current_snapshot(root: Path) -> str | None:
+    """The snapshot named by `root/CURRENT` (its as-of date, `2026-10-01`), or None when there is none.
+
+    Raises DataError when CURRENT holds something other than a snapshot name.
+    """
+    path = root / CURRENT_FILE
+    text = read_pointer(path)
+    if text is None:
+        return None
+    if parse_snapshot_name(text) is None:
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise DataError(f"{path}: {shown!r} is not a snapshot name; snapshots are named like {NAME_EXAMPLE}")
+    return text
+
+
+def resolve_snapshot(path: Path) -> Path:
+    """A snapshot folder itself, or a profiles root whose CURRENT names the snapshot in service.
+
+    Raises NotFoundError when `path` is neither, DataError when its CURRENT is malformed.
+    """
+    if (path / MANIFEST_FILE).exists():
+        return path
+    current = read_current_snapshot(path) if path.is_dir() else None
+    if current is None:
+        raise NotFoundError(
+            f"{path}: neither a snapshot folder nor a profiles folder with a CURRENT snapshot"
+        )
+    return snapshot_dir(path, current)
+
+
+def set_current_snapshot(root: Path, as_of: date | str) -> str | None:
+    """Puts the snapshot as of `as_of` in service: checks its folder, then replaces CURRENT atomically.
+
+    Returns the snapshot that was in service before (None if none). Raises NotFoundError for an unknown
+    or malformed name and DataError for a snapshot that fails its checks; CURRENT is then unchanged.
+    """
+    folder = snapshot_dir(root, as_of)
+    check_snapshot(folder)
+    try:
+        previous = read_current_snapshot(root)
+    except DataError:
+        previous = None  # a broken CURRENT is exactly what promoting a good snapshot repairs
+    if previous != folder.name:
+        replace_file(root / CURRENT_FILE, (folder.name + "\n").encode("utf-8"))
+    return previous
+
+
+def list_snapshots(root: Path) -> list[SnapshotInfo]:
+    """Every snapshot under `root`, newest first, each checked; a failing one carries its problem.
+
+    Entries whose names are not dates (such as unfinished `.tmp-…` folders) are skipped. Raises
+    NotFoundError when `root` is not a folder.
+    """
+    if not root.is_dir():
+        raise NotFoundError(f"{root}: no profiles folder")
+    try:
+        current = read_current_snapshot(root)
+    except DataError:
+        current = None
+    infos: list[SnapshotInfo] = []
+    for name in sorted(os.listdir(root), reverse=True):
+        day = parse_snapshot_name(name)
+        if day is None or not (root / name).is_dir():
+            continue
+        try:
+            manifest = check_snapshot(root / name)
+        except (DataError, NotFoundError) as exc:
+            problem = str(exc).removeprefix(f"{root / name}: ")
+            infos.append(SnapshotInfo(day, None, None, name == current, problem))
+            continue
+        infos.append(SnapshotInfo(day, manifest.created_at, manifest.cardholders, name == current))
+    return infos

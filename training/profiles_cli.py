@@ -1,0 +1,101 @@
+"""Profiles command line: `nba profiles build|list|promote` → profile snapshot folders and the one in service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nba.errors import DataError
+from nba.snapshots import (
+    CURRENT_FILE,
+    SnapshotInfo,
+    list_snapshots,
+    read_current_snapshot,
+    set_current_snapshot,
+)
+
+profiles_app = typer.Typer(
+    help="Build profile snapshots, list them, or put one in service.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+ProfilesDir = Annotated[
+    Path,
+    typer.Option(
+        "--dir", help="Folder holding one folder per snapshot (named by its as-of date) and CURRENT."
+    ),
+]
+
+
+@profiles_app.command("build")
+def build_command(
+    data: Annotated[Path, typer.Option("--data", help="Data directory with the contract's tables.")],
+    model: Annotated[
+        Path,
+        typer.Option(help="Model folder, or a models folder (its CURRENT version): gives the extra columns."),
+    ],
+    out: Annotated[Path, typer.Option(help="Profiles folder to write the snapshot into.")] = Path("profiles"),
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Use only data dated strictly before this day (YYYY-MM-DD). Default: the day after the latest date.",
+        ),
+    ] = None,
+    promote: Annotated[bool, typer.Option(help="Put the new snapshot in service (CURRENT).")] = False,
+) -> None:
+    """Compute every cardholder's features as of a date and write them as a checked snapshot folder."""
+    from training.cli import _parse_date  # here: training.cli imports this module
+    from training.engine_job import build_snapshot
+
+    result = build_snapshot(data, model, out, _parse_date(as_of), promote)
+    m = result.manifest
+    typer.echo(
+        f"{result.folder}: {m.cardholders:,} cardholders × {len(m.feature_names)} features as of {m.as_of} "
+        f"in {result.seconds:.1f} s (spend estimates of model {', '.join(m.estimates) or 'none'})"
+    )
+    if result.promoted:
+        typer.echo(f"promoted {m.as_of} (was {result.previous or 'none'})")
+
+
+def format_snapshot(info: SnapshotInfo) -> str:
+    """One line per snapshot: a star for the one in service, as-of date, when written, cardholders or its problem."""
+    star = "*" if info.is_current else " "
+    if info.problem is not None:
+        return f"{star} {info.as_of}  FAILED  {info.problem}"
+    created = info.created_at.strftime("%Y-%m-%d %H:%M:%S") if info.created_at else "?"
+    return f"{star} {info.as_of}  ok      created {created} UTC  {info.cardholders or 0:>12,} cardholders"
+
+
+@profiles_app.command("list")
+def list_command(profiles: ProfilesDir = Path("profiles")) -> None:
+    """List snapshots, newest first: the one in service (*), and any that fail their checks."""
+    infos = list_snapshots(profiles)
+    if not infos:
+        typer.echo(f"{profiles}: no snapshots yet")
+        return
+    for info in infos:
+        typer.echo(format_snapshot(info))
+    current = read_current_snapshot(profiles)
+    if current is not None and current not in {info.as_of.isoformat() for info in infos}:
+        raise DataError(f"{profiles / CURRENT_FILE}: names {current}, which is not in {profiles}")
+
+
+@profiles_app.command("promote")
+def promote_command(
+    as_of: Annotated[
+        str, typer.Argument(help="The snapshot to put in service: its as-of date, e.g. 2026-10-01.")
+    ],
+    profiles: ProfilesDir = Path("profiles"),
+) -> None:
+    """Put a snapshot in service after checking every file of its folder."""
+    previous = set_current_snapshot(profiles, as_of)
+    if previous == as_of:
+        typer.echo(f"{as_of} is already in service")
+    else:
+        typer.echo(f"promoted {as_of} (was {previous or 'none'})")
