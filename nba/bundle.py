@@ -10,6 +10,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from nba.catalog import Catalog
 from nba.errors import ModelError
@@ -50,19 +51,28 @@ class HolderEncoding:
         return cls(tuple(feature_names), tuple(categorical), encoders)
 
     def encode(self, table: pa.Table) -> FloatArray:
-        missing = [name for name in self.feature_names if name not in table.column_names]
+        present = set(table.column_names)
+        missing = [name for name in self.feature_names if name not in present]
         if missing:
             raise ModelError(f"the feature table lacks columns the model needs: {missing[:5]}")
         columns = []
         for name in self.feature_names:
             column = table.column(name)
             if name in self.encoders:
-                columns.append(self.encoders[name].transform(column.to_pylist()))
+                columns.append(_encode_categorical(self.encoders[name], column))
             else:
                 columns.append(column.cast(pa.float64()).to_numpy(zero_copy_only=False))
         if not columns:
             return np.zeros((table.num_rows, 0))
         return np.column_stack(columns).astype(np.float64, copy=False)
+
+
+def _encode_categorical(encoder: CategoryEncoder, column: pa.ChunkedArray) -> FloatArray:
+    """Codes of a categorical column; string columns in one Arrow lookup instead of a Python loop."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        codes = pc.index_in(column, value_set=pa.array(list(encoder.levels), pa.string()))
+        return np.asarray(codes.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    return encoder.transform(column.to_pylist())
 
 
 def model_feature_names(holder_features: Sequence[str]) -> tuple[str, ...]:
