@@ -80,7 +80,11 @@ class DecisionLog:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._next_retry: datetime | None = None
-        self.metrics.buffered.set_function(lambda: float(self.buffer.pending()))
+        # Reading the buffer file takes a lock and a read: remember whether it may hold anything instead.
+        self._buffer_in_use = self.buffer.pending() > 0
+        self.metrics.buffered.set_function(
+            lambda: float(self.buffer.pending()) if self._buffer_in_use else 0.0
+        )
 
     # --- the request path -------------------------------------------------------------------------
     def lookup(self, call_id: str) -> CallDecision | None:
@@ -122,7 +126,7 @@ class DecisionLog:
                     self._cond.notify_all()
 
     def _write(self, batch: list[CallDecision]) -> None:
-        if self.buffer.pending() == 0:
+        if not self._buffer_in_use:
             try:
                 self.store.log_decisions(batch)
                 return
@@ -133,6 +137,7 @@ class DecisionLog:
                 self._write_one_by_one(batch)  # one refused decision must not take the batch with it
                 return
         # Behind earlier buffered decisions (or with the database down): keep the order, lose nothing.
+        self._buffer_in_use = True
         for decision in batch:
             self.buffer.append(decision)
 
@@ -141,13 +146,14 @@ class DecisionLog:
             try:
                 self.store.log_decision(decision)
             except UnavailableError:
+                self._buffer_in_use = True
                 self.buffer.append(decision)
             except NbaError as exc:
                 get_logger().error("decision refused by the store", extra={"reason": str(exc)})
 
     def retry_buffer(self, force: bool = False) -> int:
         """Replays the buffer file into the store when it is due (or `force`); returns how many were written."""
-        if self.buffer.pending() == 0:
+        if not self._buffer_in_use:
             return 0
         now = self.clock()
         if not force and self._next_retry is not None and now < self._next_retry:
@@ -160,6 +166,7 @@ class DecisionLog:
             self._next_retry = now + RETRY_EVERY
             return 0
         self._next_retry = None
+        self._buffer_in_use = self.buffer.pending() > 0
         get_logger().info("replayed buffered decisions", extra={"decisions": replayed})
         return replayed
 
@@ -174,9 +181,9 @@ class DecisionLog:
             self.write_pending()
         elif not self.flush():
             raise UnavailableError("the decision log is still writing; try again")
-        if self.buffer.pending():
+        if self._buffer_in_use:
             self.retry_buffer(force=True)
-            if self.buffer.pending():
+            if self._buffer_in_use:
                 raise UnavailableError("the feedback database is unavailable")
 
     # --- the background thread ---------------------------------------------------------------------
