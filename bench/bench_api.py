@@ -33,6 +33,7 @@ from bench_train import WORK_DIR, ensure_model, ensure_world, machine, save_run
 from api.keys import hash_token
 from nba.bundle import load_bundle
 from nba.mcc import load_mcc_map
+from nba.profiles import estimate_spend
 from nba.registry import set_current
 from nba.snapshots import compute_profile_tables, set_current_snapshot, write_snapshot
 from nba.tables import open_data
@@ -54,13 +55,12 @@ end
 """
 
 
-def ensure_deployment(data_dir: Path) -> Path:
+def ensure_deployment(data_dir: Path, model_dir: Path) -> Path:
     """models/ + profiles/ for the bench world, each with CURRENT (cached beside the world)."""
     root = WORK_DIR / f"deploy-{data_dir.name}"
     if (root / "profiles" / "CURRENT").exists() and (root / "models" / "CURRENT").exists():
         return root
     shutil.rmtree(root, ignore_errors=True)
-    model_dir = ensure_model(data_dir)
     (root / "models").mkdir(parents=True)
     shutil.copytree(model_dir, root / "models" / model_dir.name)
     set_current(root / "models", model_dir.name)
@@ -70,7 +70,9 @@ def ensure_deployment(data_dir: Path) -> Path:
         assert latest is not None
         as_of = latest + timedelta(days=1)
         tables = compute_profile_tables(data, as_of, load_mcc_map(), bundle.extra)
-    write_snapshot(root / "profiles", tables, as_of)
+    # The model's spend estimates cached in the snapshot, as `nba profiles build --model` does.
+    estimates = {bundle.version: estimate_spend(tables.features, bundle)}
+    write_snapshot(root / "profiles", tables, as_of, estimates=estimates)
     set_current_snapshot(root / "profiles", as_of.isoformat())
     return root
 
@@ -236,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         raise SystemExit("wrk and taskset are needed: run `make system-deps`")
     data_dir, _ = ensure_world(args.cardholders, args.seed)
-    deploy = ensure_deployment(data_dir)
+    model_world, _ = ensure_world(args.model_cardholders or args.cardholders, args.seed)
+    deploy = ensure_deployment(data_dir, ensure_model(model_world))
     import pandas as pd
 
     ids = list(pd.read_parquet(data_dir / "cardholders.parquet", columns=["cardholder_id"])["cardholder_id"])
@@ -256,6 +259,8 @@ def main(argv: list[str] | None = None) -> None:
     nba_cmd = [str(Path(sys.executable).parent / "nba"), "serve"]
     bare_cmd = [sys.executable, str(ROOT / "bench" / "bare_app.py"), "8732"]
     result: dict[str, Any] = {"cardholders": args.cardholders, "machine": machine()}
+    # The open-loop generator runs in this process: keep it on the load core, away from the server's.
+    os.sched_setaffinity(0, {int(LOAD_CORE)})
     if args.memory_only:
         server = start(nba_cmd, env)
         try:
