@@ -234,6 +234,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--memory-only", action="store_true", help="only load the service and report its memory"
     )
+    parser.add_argument(
+        "--model-cardholders",
+        type=int,
+        default=None,
+        help="serve the model trained on a world of this size (default: the same world)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         raise SystemExit("wrk and taskset are needed: run `make system-deps`")
