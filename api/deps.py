@@ -12,10 +12,11 @@ from fastapi.security import APIKeyHeader
 
 from api.feedback import ContactLedger, DecisionLog
 from api.keys import ApiKey, KeyRing, Role
+from api.logs import get_logger
 from api.metrics import Metrics
 from api.serving import Serving, ServingState
 from api.settings import Settings
-from nba.errors import ModelError
+from nba.errors import ModelError, UnavailableError
 from nba.store import FeedbackStore
 
 API_KEY_HEADER = APIKeyHeader(
@@ -35,6 +36,22 @@ class Services:
     ledger: ContactLedger
     keys: KeyRing
     metrics: Metrics
+
+    def warm_ledger(self) -> None:
+        """Outcomes the store holds since the profile snapshot's date → the contact policy (after a
+        restart, or a newer snapshot). Without the database it starts from what this process records."""
+        serving = self.state.serving
+        if serving is None:
+            return
+        since = serving.profile_as_of_time
+        self.ledger.forget_before(since)
+        try:
+            events = self.store.outcomes_since(since)
+        except UnavailableError as exc:
+            get_logger().warning("contact policy starts without stored outcomes", extra={"reason": str(exc)})
+            return
+        for cardholder_id, suggestion_id, event in events:
+            self.ledger.record(cardholder_id, suggestion_id, event.benefit_id, event.outcome, event.at)
 
 
 # Dependencies are `async def`: FastAPI runs plain `def` ones in a worker thread, a hop per request.

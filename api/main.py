@@ -227,6 +227,7 @@ def start_up(services: Services) -> None:
         get_logger().error("nothing to serve", extra={"reason": services.state.problem})
         return
     services.metrics.set_model_version(serving.model_version)
+    services.warm_ledger()
     get_logger().info(
         "serving",
         extra={
@@ -255,7 +256,7 @@ def check_for_changes(services: Services) -> bool:
     if result.changed:
         services.metrics.reloads.labels(result="changed").inc()
         services.metrics.set_model_version(result.serving.model_version)
-        services.ledger.forget_before(result.serving.profile_as_of_time)
+        services.warm_ledger()
         get_logger().info("reloaded", extra={"model_version": result.serving.model_version})
     return result.changed
 

@@ -698,6 +698,29 @@ class FeedbackStore:
             ).all()
         return tuple(ContactEvent(row.benefit_id, row.outcome, row.served_at) for row in rows)
 
+    def outcomes_since(self, since: datetime) -> tuple[tuple[str, str, ContactEvent], ...]:
+        """(cardholder_id, suggestion_id, event) for every marked suggestion of calls served at or after
+        `since`, with its current outcome: what a restarted service replays into its contact policy."""
+        if since.tzinfo is None:
+            raise DataError(f"`since` must be timezone-aware, got {since.isoformat()}")
+        with self._transaction() as conn:
+            rows = conn.execute(
+                select(
+                    calls_table.c.cardholder_id,
+                    suggestions_table.c.suggestion_id,
+                    suggestions_table.c.benefit_id,
+                    outcomes_table.c.outcome,
+                    calls_table.c.served_at,
+                )
+                .select_from(_conversations_join())
+                .where(calls_table.c.served_at >= since, outcomes_table.c.outcome.is_not(None))
+                .order_by(calls_table.c.served_at, calls_table.c.call_id, suggestions_table.c.rank)
+            ).all()
+        return tuple(
+            (row.cardholder_id, row.suggestion_id, ContactEvent(row.benefit_id, row.outcome, row.served_at))
+            for row in rows
+        )
+
     # -- export -----------------------------------------------------------------------------
 
     def export(self, out: Path, fmt: Literal["csv", "parquet"] = "csv") -> ExportCounts:

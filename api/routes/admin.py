@@ -59,7 +59,7 @@ async def post_reload(services: ServicesDep, _caller: AdminDep) -> ReloadOut:
     services.metrics.reloads.labels(result="changed" if result.changed else "unchanged").inc()
     if result.changed:
         services.metrics.set_model_version(result.serving.model_version)
-        services.ledger.forget_before(result.serving.profile_as_of_time)
+        await run_in_threadpool(services.warm_ledger)
     return ReloadOut(
         model_version=result.serving.model_version,
         profile_as_of=result.serving.profile_as_of.isoformat(),

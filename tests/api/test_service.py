@@ -507,3 +507,25 @@ def test_a_database_down_at_start_up_still_serves_and_buffers(
             f"/v1/suggestions/{body['suggestions'][0]['suggestion_id']}/outcome", json={"outcome": "accepted"}
         )
         assert outcome.status_code == 503 and "unavailable" in outcome.json()["detail"]
+
+
+def test_a_restarted_service_still_honours_outcomes_recorded_before(
+    sample_deployment: Deployment, tmp_path: Path, clock: Clock
+) -> None:
+    settings = sample_deployment.settings(tmp_path)
+    with TestClient(create_app(settings, clock=clock, start_background=False)) as first:
+        body = first_with_suggestions(first, sample_deployment)
+        declined = body["suggestions"][0]
+        assert (
+            first.post(
+                f"/v1/suggestions/{declined['suggestion_id']}/outcome", json={"outcome": "declined"}
+            ).status_code
+            == 200
+        )
+    with TestClient(create_app(settings, clock=clock, start_background=False)) as second:
+        again = second.get(
+            f"/v1/cardholders/{body['cardholder_id']}/suggestions", params={"limit": 10}
+        ).json()
+        assert again["suggestions"] and declined["benefit_id"] not in {
+            s["benefit_id"] for s in again["suggestions"]
+        }

@@ -230,6 +230,24 @@ def test_a_conflict_inside_a_batch_stores_the_rest_and_names_the_culprit(store: 
     assert store.find_decision("T2") is None
 
 
+def test_outcomes_since_lists_marked_suggestions_with_their_current_outcome(
+    store: FeedbackStore, clock: FakeClock
+) -> None:
+    store.log_decision(make_decision("T1", served_at=T0))
+    store.log_decision(make_decision("T2", "C0000007", served_at=T0 + timedelta(minutes=5)))
+    store.record_outcome("s_T1_1", "declined")
+    store.record_outcome("s_T1_1", "accepted")
+    store.record_outcome("s_T2_2", "declined")
+    events = store.outcomes_since(T0)
+    assert [(holder, sid, e.benefit_id, e.outcome) for holder, sid, e in events] == [
+        ("C0000006", "s_T1_1", "dining_4x", "accepted"),
+        ("C0000007", "s_T2_2", "grocery_4x", "declined"),
+    ]
+    assert [sid for _, sid, _ in store.outcomes_since(T0 + timedelta(minutes=1))] == ["s_T2_2"]
+    with pytest.raises(DataError, match="`since` must be timezone-aware"):
+        store.outcomes_since(T0.replace(tzinfo=None))
+
+
 def test_concurrent_logs_of_one_call_store_it_once(store: FeedbackStore, db_url: str) -> None:
     decision = make_decision()
     with ThreadPoolExecutor(max_workers=4) as pool:
