@@ -126,6 +126,15 @@ def reasoner_with_leaves(reasoner: Reasoner, bundle: ModelBundle) -> PathReasone
     return reasoner
 
 
+@dataclass(frozen=True)
+class _HolderSpend:
+    by_category_90d: FloatArray
+    by_category_365d: FloatArray
+    estimated: FloatArray
+    top_category: str | None
+    top_category_90d: float | None
+
+
 class Engine:
     """Decides the talking points for one call, in process, in well under a millisecond per call.
 
@@ -214,10 +223,12 @@ class Engine:
             reasons = self.path_reasoner.phrases(X[chosen], contributions)
         else:
             reasons = self.reasoner(X, chosen)
+        spend = self._spend_of(row)
         suggestions = tuple(
             self._suggestion(
                 rank + 1,
                 row,
+                spend,
                 int(candidates[i]),
                 X[i],
                 float(value[i]),
@@ -334,10 +345,24 @@ class Engine:
             chosen = greedy
         return chosen, marginal[chosen]
 
+    def _spend_of(self, row: int) -> _HolderSpend:
+        """The cardholder's spend per category (90 days, 365 days, estimated yearly), once per decision."""
+        holder = self.profiles.holder_X[row]
+        by_category_90d = holder[self.holder_columns.spend_90d].astype(np.float64)
+        top = int(np.argmax(by_category_90d))
+        return _HolderSpend(
+            by_category_90d,
+            holder[self.holder_columns.spend_365d].astype(np.float64),
+            self.profiles.est_spend[row].astype(np.float64),
+            SPEND_CATEGORIES[top] if by_category_90d[top] > 0 else None,
+            float(by_category_90d[top]) if by_category_90d[top] > 0 else None,
+        )
+
     def _suggestion(
         self,
         rank: int,
         row: int,
+        spend: _HolderSpend,
         benefit: int,
         x: FloatArray,
         value: float,
@@ -349,19 +374,14 @@ class Engine:
         catalog_benefit = self.catalog.benefits[benefit]
         product = self.catalog.products[int(self.profiles.product_index[row])]
         mask = self.benefits.category_mask[benefit] > 0
-        holder = self.profiles.holder_X[row]
-        spend_90d = float(holder[self.holder_columns.spend_90d[mask]].sum()) if mask.any() else None
-        spend_365d = float(holder[self.holder_columns.spend_365d[mask]].sum()) if mask.any() else None
-        est = float(self.profiles.est_spend[row][mask].sum()) if mask.any() else None
-        by_category = holder[self.holder_columns.spend_90d]
-        top = int(np.argmax(by_category))
+        has_categories = bool(mask.any())
         numbers = TalkingPointNumbers(
-            spend_90d_usd=spend_90d,
-            spend_365d_usd=spend_365d,
-            est_annual_spend_usd=est,
+            spend_90d_usd=float(spend.by_category_90d[mask].sum()) if has_categories else None,
+            spend_365d_usd=float(spend.by_category_365d[mask].sum()) if has_categories else None,
+            est_annual_spend_usd=float(spend.estimated[mask].sum()) if has_categories else None,
             est_annual_value_usd=value,
-            top_category=SPEND_CATEGORIES[top] if by_category[top] > 0 else None,
-            top_category_spend_90d_usd=float(by_category[top]) if by_category[top] > 0 else None,
+            top_category=spend.top_category,
+            top_category_spend_90d_usd=spend.top_category_90d,
         )
         text, _ = render_talking_point(catalog_benefit, product, numbers)
         return Suggestion(

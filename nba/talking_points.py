@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -67,26 +69,33 @@ class TalkingPointNumbers:
     top_category_spend_90d_usd: float | None = None
 
 
-def _fill_values(benefit: Benefit, product: Product, numbers: TalkingPointNumbers) -> dict[str, str | None]:
-    def money(value: float | None, estimate: bool) -> str | None:
-        # An estimate of zero would read as "about $0 a year": say nothing rather than that.
-        if value is None or not math.isfinite(value) or (estimate and value < 1):
-            return None
-        return format_usd(value, estimate)
+def _money(value: float | None, estimate: bool) -> str | None:
+    # An estimate of zero would read as "about $0 a year": say nothing rather than that.
+    if value is None or not math.isfinite(value) or (estimate and value < 1):
+        return None
+    return format_usd(value, estimate)
 
-    return {
-        "benefit_name": benefit.name,
-        "product_name": product.name,
-        "earn_rate": format_rate(benefit.earn_rate) if benefit.earn_rate is not None else None,
-        "annual_credit_usd": money(benefit.annual_credit_usd, False),
-        "nominal_value_usd": money(benefit.nominal_value_usd, True),
-        "spend_90d_usd": money(numbers.spend_90d_usd, False),
-        "spend_365d_usd": money(numbers.spend_365d_usd, False),
-        "est_annual_spend_usd": money(numbers.est_annual_spend_usd, True),
-        "est_annual_value_usd": money(numbers.est_annual_value_usd, True),
-        "top_category": category_words(numbers.top_category) if numbers.top_category else None,
-        "top_category_spend_90d_usd": money(numbers.top_category_spend_90d_usd, False),
-    }
+
+# How each placeholder is filled; only the ones a template uses are computed (the request path renders
+# three talking points per call).
+_FILLERS: Final[dict[str, Callable[[Benefit, Product, TalkingPointNumbers], str | None]]] = {
+    "benefit_name": lambda b, p, n: b.name,
+    "product_name": lambda b, p, n: p.name,
+    "earn_rate": lambda b, p, n: format_rate(b.earn_rate) if b.earn_rate is not None else None,
+    "annual_credit_usd": lambda b, p, n: _money(b.annual_credit_usd, False),
+    "nominal_value_usd": lambda b, p, n: _money(b.nominal_value_usd, True),
+    "spend_90d_usd": lambda b, p, n: _money(n.spend_90d_usd, False),
+    "spend_365d_usd": lambda b, p, n: _money(n.spend_365d_usd, False),
+    "est_annual_spend_usd": lambda b, p, n: _money(n.est_annual_spend_usd, True),
+    "est_annual_value_usd": lambda b, p, n: _money(n.est_annual_value_usd, True),
+    "top_category": lambda b, p, n: category_words(n.top_category) if n.top_category else None,
+    "top_category_spend_90d_usd": lambda b, p, n: _money(n.top_category_spend_90d_usd, False),
+}
+
+
+@functools.lru_cache(maxsize=1024)
+def _fields_of(template: str) -> tuple[str, ...]:
+    return tuple(field for _, field, _, _ in string.Formatter().parse(template) if field)
 
 
 def generic_sentence(benefit: Benefit, product: Product) -> str:
@@ -106,8 +115,11 @@ def render_talking_point(
         >>> render_talking_point(dining_4x, gold, TalkingPointNumbers(est_annual_spend_usd=3112.4, ...))
         ('Your Gold Dining Card earns 4x points at restaurants. ... about $3,100 a year on dining; ...', True)
     """
-    values = _fill_values(benefit, product, numbers)
-    needed = [field for _, field, _, _ in string.Formatter().parse(benefit.talking_point) if field]
-    if any(values.get(field) is None for field in needed):
-        return generic_sentence(benefit, product), False
-    return benefit.talking_point.format_map({k: v for k, v in values.items() if v is not None}), True
+    values: dict[str, str] = {}
+    for field in _fields_of(benefit.talking_point):
+        filler = _FILLERS.get(field)
+        value = filler(benefit, product, numbers) if filler is not None else None
+        if value is None:
+            return generic_sentence(benefit, product), False
+        values[field] = value
+    return benefit.talking_point.format_map(values), True
