@@ -187,10 +187,7 @@ class Engine:
         Raises NotFoundError for an unknown cardholder and DataError for an unknown call reason or a
         `top_k` outside 1–10.
         """
-        if call_reason not in CALL_REASONS:
-            raise DataError(f"`call_reason` must be one of {', '.join(CALL_REASONS)}; got {call_reason!r}")
-        if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
-            raise DataError(f"`top_k` must be an int in [1, {MAX_TOP_K}], got {top_k!r}")
+        self._check_request(call_reason, top_k)
         row = self.profiles.index.get(cardholder_id)
         if row is None:
             raise NotFoundError(f"cardholder {cardholder_id!r} is not in the profile snapshot")
@@ -240,6 +237,13 @@ class Engine:
             for k, (rank, i) in enumerate(enumerate(chosen))
         )
         return self._decision(cardholder_id, call_reason, suggestions, len(candidates), None)
+
+    @staticmethod
+    def _check_request(call_reason: str, top_k: int) -> None:
+        if call_reason not in CALL_REASONS:
+            raise DataError(f"`call_reason` must be one of {', '.join(CALL_REASONS)}; got {call_reason!r}")
+        if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+            raise DataError(f"`top_k` must be an int in [1, {MAX_TOP_K}], got {top_k!r}")
 
     def _decision(
         self,
@@ -296,9 +300,9 @@ class Engine:
             note = "every benefit of this card is already used or was offered recently"
         return keep.astype(np.int64), note
 
-    def _matrix(self, row: int, candidates: IntArray, call_reason: str) -> tuple[FloatArray, FloatArray]:
-        n = len(candidates)
-        history = np.zeros((n, len(HISTORY_COLUMNS)))
+    def _history(self, row: int, candidates: IntArray) -> FloatArray:
+        """The HISTORY_COLUMNS of each candidate for this cardholder (never presented: zeros, NaN days)."""
+        history = np.zeros((len(candidates), len(HISTORY_COLUMNS)))
         history[:, HISTORY_COLUMNS.index("days_since_last_presented")] = np.nan
         start, end = int(self.profiles.offsets[row]), int(self.profiles.offsets[row + 1])
         if end > start:
@@ -307,21 +311,74 @@ class Engine:
                 k = position.get(int(self.profiles.history_benefit[j]))
                 if k is not None:
                     history[k] = self.profiles.history_values[j]
-        product = int(self.profiles.product_index[row])
+        return history
+
+    def _matrix(self, row: int, candidates: IntArray, call_reason: str) -> tuple[FloatArray, FloatArray]:
+        return self._matrix_of([row], [candidates], call_reason)
+
+    def _matrix_of(
+        self, rows: Sequence[int], candidates: Sequence[IntArray], call_reason: str
+    ) -> tuple[FloatArray, FloatArray]:
+        """Candidate rows of several cardholders in one matrix (in the order given) and their values."""
+        rows_array = np.asarray(rows, dtype=np.int64)
+        pair_holder = np.repeat(np.arange(len(rows_array)), [len(c) for c in candidates])
+        n = len(pair_holder)
+        products = self.profiles.product_index[rows_array].astype(np.int64)
         return build_candidate_matrix(
-            holder_X=self.profiles.holder_X[row : row + 1].astype(np.float64),
+            holder_X=self.profiles.holder_X[rows_array].astype(np.float64),
             holder_columns=self.holder_columns,
-            est_spend_by_category=self.profiles.est_spend[row : row + 1].astype(np.float64),
+            est_spend_by_category=self.profiles.est_spend[rows_array].astype(np.float64),
             reference_spend_by_category=self.reference,
-            pair_holder=np.zeros(n, dtype=np.int64),
-            pair_benefit=candidates,
-            pair_base_earn_rate=np.full(n, self.benefits.product_base_rate[product]),
-            pair_history=history,
+            pair_holder=pair_holder,
+            pair_benefit=np.concatenate(candidates).astype(np.int64) if n else np.zeros(0, dtype=np.int64),
+            pair_base_earn_rate=self.benefits.product_base_rate[products][pair_holder],
+            pair_history=np.vstack([self._history(r, c) for r, c in zip(rows, candidates, strict=True)]),
             pair_call_reason=np.full(n, call_reason_code(call_reason)),
             pair_rank=np.ones(n),
             benefits=self.benefits,
             benefit_codes=self.benefit_codes,
         )
+
+    def rank_batch(
+        self, cardholder_ids: Sequence[str], call_reason: str = "general", top_k: int = 3
+    ) -> list[tuple[tuple[str, ...], FloatArray]]:
+        """For batch scoring: each cardholder's chosen benefit ids and priorities, as `decide` chooses
+        them without ε-exploration, from one candidate matrix and one booster call for all of them
+        (no talking points or reasons: nothing in a score file needs them).
+
+        Raises as `decide` does.
+        """
+        self._check_request(call_reason, top_k)
+        rows = []
+        for cardholder_id in cardholder_ids:
+            row = self.profiles.index.get(cardholder_id)
+            if row is None:
+                raise NotFoundError(f"cardholder {cardholder_id!r} is not in the profile snapshot")
+            rows.append(row)
+        limit = min(top_k, self.config.contact.complaint_max) if call_reason == "complaint" else top_k
+        candidates = [self._candidates(row, call_reason, ())[0] for row in rows]
+        out: list[tuple[tuple[str, ...], FloatArray]] = [((), np.zeros(0))] * len(rows)
+        if limit == 0 or not any(len(c) for c in candidates):
+            return out
+        X, value = self._matrix_of(rows, candidates, call_reason)
+        p_adopt = self.bundle.model.predict_proba(X)[:, 1]
+        benefit = np.concatenate(candidates).astype(np.int64)
+        priority = compute_priority(
+            p_adopt, value, self.benefits.lever[benefit], self.config.arbitration.gamma
+        )
+        categories = self.benefits.category_mask[benefit] > 0
+        ends = np.cumsum([len(c) for c in candidates])
+        for i, (start, end) in enumerate(zip(ends - [len(c) for c in candidates], ends, strict=True)):
+            if end == start:
+                continue
+            chosen = select_diverse(
+                priority[start:end], categories[start:end], limit, self.config.arbitration.diversity
+            )
+            out[i] = (
+                tuple(self.benefits.ids[int(b)] for b in benefit[start:end][chosen]),
+                priority[start:end][chosen],
+            )
+        return out
 
     def _choose(
         self, priority: FloatArray, categories: npt.NDArray[np.bool_], k: int

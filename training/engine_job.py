@@ -151,6 +151,9 @@ class ScoreResult:
     seconds: float
 
 
+SCORE_CHUNK = 4096
+
+
 def score_all(engine: Engine, top_k: int, call_reason: str, out: Path) -> ScoreResult:
     """Every cardholder with at least one candidate: their top K as (cardholder_id, rank, benefit_id, score)."""
     started = time.perf_counter()
@@ -159,14 +162,19 @@ def score_all(engine: Engine, top_k: int, call_reason: str, out: Path) -> ScoreR
     benefits: list[str] = []
     scores: list[float] = []
     served = 0
-    for cardholder_id in engine.profiles.ids:
-        decision = engine.decide(cardholder_id, call_reason, top_k)
-        served += bool(decision.suggestions)
-        for s in decision.suggestions:
-            ids.append(cardholder_id)
-            ranks.append(s.rank)
-            benefits.append(s.benefit_id)
-            scores.append(s.score)
+    holders = engine.profiles.ids
+    # One candidate matrix and one booster call per chunk, the same choice as `Engine.decide`.
+    for start in range(0, len(holders), SCORE_CHUNK):
+        chunk = holders[start : start + SCORE_CHUNK]
+        for cardholder_id, (chosen, priority) in zip(
+            chunk, engine.rank_batch(chunk, call_reason, top_k), strict=True
+        ):
+            served += bool(chosen)
+            for rank, (benefit_id, score) in enumerate(zip(chosen, priority.tolist(), strict=True), start=1):
+                ids.append(cardholder_id)
+                ranks.append(rank)
+                benefits.append(benefit_id)
+                scores.append(score)
     table = pa.table(
         {
             "cardholder_id": pa.array(ids, pa.string()),

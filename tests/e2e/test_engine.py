@@ -235,3 +235,18 @@ def test_one_routing_gives_the_model_s_own_scores_and_reasons(setup: tuple[Path,
             assert a.reasons == b.reasons
             compared += 1
     assert compared > 100
+
+
+@pytest.mark.parametrize(("call_reason", "top_k"), [("general", 3), ("complaint", 3), ("travel_notice", 10)])
+def test_batch_ranking_chooses_what_decide_chooses(
+    setup: tuple[Path, Engine], call_reason: str, top_k: int
+) -> None:
+    _, engine = setup
+    holders = engine.profiles.ids[:400]
+    batch = engine.rank_batch(holders, call_reason, top_k)
+    for cardholder_id, (chosen, priority) in zip(holders, batch, strict=True):
+        decision = engine.decide(cardholder_id, call_reason, top_k)
+        assert chosen == tuple(s.benefit_id for s in decision.suggestions)
+        np.testing.assert_allclose(priority, [s.score for s in decision.suggestions], rtol=1e-9)
+    with pytest.raises(NotFoundError):
+        engine.rank_batch(["nobody"])
