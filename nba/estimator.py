@@ -3,7 +3,9 @@
 An unused earn-rate benefit usually has no card spend in its categories (the cardholder pays there
 with another card), so its value has to come from elsewhere: one LightGBM regression per category,
 trained on cardholders who do spend there with this card, from their *other* categories and their
-profile. Estimates are computed in batch with the profile snapshot, never on the request path.
+profile (product, age, tenure, region, segment and the bank's own extra columns such as income band:
+"similar cardholders"). Estimates are computed in batch with the profile snapshot, never on the
+request path.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nba.errors import ModelError
+from nba.features import CARD_FEATURES
 from nba.vocab import SPEND_CATEGORIES
 
 FloatArray = npt.NDArray[np.float64]
@@ -56,23 +59,34 @@ def category_columns(category: str) -> set[str]:
     return columns
 
 
-def _is_estimator_input(name: str, category: str) -> bool:
+def _is_estimator_input(name: str, category: str, profile: Sequence[str]) -> bool:
     # Totals and shares include the category's own spend for those who spend there and not for
-    # those who do not: training on one group and predicting for the other would leak.
+    # those who do not: training on one group and predicting for the other would leak. So would the
+    # benefit history (a cardholder who spends in the category has used its earn-rate benefit).
     if name in category_columns(category) or name.startswith(("share_", "spend_total_", "tx_total_")):
         return False
-    return name.startswith(("spend_", "tx_", "days_since_")) or name in ("tenure_months", "age_years")
+    return name.startswith(("spend_", "tx_", "days_since_")) or name in profile
+
+
+def _smearing_factor(log_target: FloatArray, log_fitted: FloatArray) -> float:
+    """Duan's smearing: exp(fitted log) is the conditional median; the mean needs E[exp(residual)]."""
+    # Where spend is one dollar or more, expm1 ≈ exp; the factor is clipped so one wild residual
+    # cannot inflate every estimate of a category.
+    return float(np.clip(np.mean(np.exp(log_target - log_fitted)), 1.0, 10.0))
 
 
 class SpendEstimator:
     """Estimated yearly spend per spend category, for every cardholder.
 
     `fit` learns one regression per category on log1p(card spend over 365 days) from cardholders
-    who spend there regularly and have held the card a full year; `predict` returns, per cardholder
-    and category, the larger of what they spent on the card in the last 365 days and the estimate.
+    who spend there regularly and have held the card a full year, from their other categories and
+    their profile (CARD_FEATURES and `extra_inputs`; the `categorical` ones as LightGBM categories);
+    a smearing factor per category turns the fitted log back into a mean in dollars. `predict`
+    returns, per cardholder and category, the larger of what they spent on the card in the last
+    365 days and the estimate.
 
     Example:
-        >>> estimator = SpendEstimator().fit(X, names)
+        >>> estimator = SpendEstimator(extra_inputs=["income_band"]).fit(X, names, ["product_id", "income_band"])
         >>> yearly = estimator.predict(X, names)   # shape (n_cardholders, 16), dollars a year
     """
 
@@ -90,16 +104,24 @@ class SpendEstimator:
         self.num_boost_round = num_boost_round
         self.extra_inputs = extra_inputs
 
-    def fit(self, X: FloatArray, names: Sequence[str]) -> SpendEstimator:
-        """Learns the per-category regressions from a cardholder feature matrix with column `names`."""
+    def fit(self, X: FloatArray, names: Sequence[str], categorical: Sequence[str] = ()) -> SpendEstimator:
+        """Learns the per-category regressions from a cardholder feature matrix with column `names`.
+
+        `categorical` names the columns that hold category codes (as `HolderEncoding` makes them).
+        """
         index = {name: i for i, name in enumerate(names)}
         for needed in ("tenure_months", *(f"spend_{c}_365d_usd" for c in SPEND_CATEGORIES)):
             if needed not in index:
                 raise ValueError(f"`names` must include {needed!r}: the estimator learns from it")
+        unknown = sorted(set(categorical) - set(names))
+        if unknown:
+            raise ValueError(f"`categorical` names columns that are not in `names`: {unknown}")
+        profile = (*CARD_FEATURES, *self.extra_inputs)
         tenure = X[:, index["tenure_months"]]
         self.boosters_: dict[str, lgb.Booster] = {}
         self.inputs_: dict[str, list[str]] = {}
         self.fallback_usd_: dict[str, float] = {}
+        self.smearing_: dict[str, float] = {}
         self.train_rows_: dict[str, int] = {}
         for category in SPEND_CATEGORIES:
             spend = X[:, index[f"spend_{category}_365d_usd"]]
@@ -107,18 +129,28 @@ class SpendEstimator:
                 X[:, index[f"tx_{category}_365d"]] if f"tx_{category}_365d" in index else (spend > 0) * 1.0
             )
             rows = (count >= self.min_transactions) & (spend > 0) & (tenure >= self.min_tenure_months)
-            inputs = [n for n in names if _is_estimator_input(n, category) or n in self.extra_inputs]
+            inputs = [n for n in names if _is_estimator_input(n, category, profile)]
             self.inputs_[category] = inputs
             self.train_rows_[category] = int(rows.sum())
             self.fallback_usd_[category] = float(np.median(spend[rows])) if rows.any() else 0.0
+            self.smearing_[category] = 1.0
             if rows.sum() < self.min_rows:
                 continue
             chosen = np.flatnonzero(rows)
             if len(chosen) > MAX_TRAIN_ROWS:
                 chosen = np.sort(np.random.default_rng(0).choice(chosen, MAX_TRAIN_ROWS, replace=False))
             columns = [index[n] for n in inputs]
-            train = lgb.Dataset(X[chosen][:, columns], np.log1p(spend[chosen]), feature_name=inputs)
-            self.boosters_[category] = lgb.train(_PARAMS, train, self.num_boost_round)
+            target = np.log1p(spend[chosen])
+            train = lgb.Dataset(
+                X[chosen][:, columns],
+                target,
+                feature_name=inputs,
+                categorical_feature=[n for n in inputs if n in categorical],
+            )
+            booster = lgb.train(_PARAMS, train, self.num_boost_round)
+            self.boosters_[category] = booster
+            fitted = np.asarray(booster.predict(X[chosen][:, columns]), dtype=np.float64)
+            self.smearing_[category] = _smearing_factor(target, fitted)
         # The medians need a sample, not every cardholder: predicting 16 regressions over 800k rows
         # took 88% of the estimator's time in bench/bench_train.py.
         sample = np.arange(X.shape[0])
@@ -150,7 +182,8 @@ class SpendEstimator:
                     f"spend estimator for {category} needs features that are missing: {missing[:5]}"
                 )
             columns = [index[n] for n in self.inputs_[category]]
-            out[:, i] = np.expm1(np.asarray(booster.predict(X[:, columns]), dtype=np.float64))
+            fitted = np.asarray(booster.predict(X[:, columns]), dtype=np.float64)
+            out[:, i] = np.expm1(fitted) * self.smearing_[category]
         return np.maximum(out, 0.0)
 
     def predict(self, X: FloatArray, names: Sequence[str]) -> FloatArray:
@@ -169,6 +202,7 @@ class SpendEstimator:
                 c: {
                     "inputs": self.inputs_[c],
                     "fallback_usd": self.fallback_usd_[c],
+                    "smearing": self.smearing_[c],
                     "reference_usd": self.reference_usd_[c],
                     "train_rows": self.train_rows_[c],
                     "model": estimator_file(c) if c in self.boosters_ else None,
@@ -190,6 +224,7 @@ class SpendEstimator:
         estimator.boosters_ = {}
         estimator.inputs_ = {}
         estimator.fallback_usd_ = {}
+        estimator.smearing_ = {}
         estimator.reference_usd_ = {}
         estimator.train_rows_ = {}
         for category in SPEND_CATEGORIES:
@@ -198,6 +233,8 @@ class SpendEstimator:
                 raise ModelError(f"{ESTIMATOR_FILE}: no entry for category {category!r}")
             estimator.inputs_[category] = list(entry["inputs"])
             estimator.fallback_usd_[category] = float(entry["fallback_usd"])
+            # Model folders written before smearing existed estimate the median: factor 1.
+            estimator.smearing_[category] = float(entry.get("smearing", 1.0))
             estimator.reference_usd_[category] = float(entry["reference_usd"])
             estimator.train_rows_[category] = int(entry["train_rows"])
             if entry["model"] is not None:

@@ -163,8 +163,13 @@ class PropensityModel:
     """LightGBM binary model of adoption within 30 days, with optional calibration.
 
     Follows scikit-learn's estimator contract: `__init__` stores its arguments, `fit` validates and
-    learns (`booster_`, `calibrator_`, `feature_names_`, `best_iteration_`), `predict_proba` checks
-    it was fitted.
+    learns (`booster_`, `calibrator_`, `feature_names_`, `best_iteration_`,
+    `early_stopping_iteration_`), `predict_proba` checks it was fitted.
+
+    With `refit`, the number of trees is found by early stopping on the later slice and the
+    calibration is fitted there; then the model is trained again on both slices with that many trees
+    scaled by the rows added (the most recent presentations are the ones most like tomorrow's calls),
+    and keeps the calibrator of the first pass: no rows are left that it has not seen.
 
     Example:
         >>> model = PropensityModel(num_boost_round=300).fit(X, y, names, ["product_id"], X_valid, y_valid)
@@ -178,12 +183,14 @@ class PropensityModel:
         early_stopping_rounds: int = 100,
         calibrate: bool = True,
         num_threads: int = 0,
+        refit: bool = False,
     ) -> None:
         self.params = params
         self.num_boost_round = num_boost_round
         self.early_stopping_rounds = early_stopping_rounds
         self.calibrate = calibrate
         self.num_threads = num_threads
+        self.refit = refit
 
     def fit(
         self,
@@ -194,7 +201,8 @@ class PropensityModel:
         X_valid: FloatArray,
         y_valid: FloatArray,
     ) -> PropensityModel:
-        """Trains on (X, y) with early stopping on the later slice (X_valid, y_valid), then calibrates on it."""
+        """Trains on (X, y) with early stopping on the later slice (X_valid, y_valid), then calibrates on it;
+        with `refit`, trains the final trees on both slices."""
         if not 1 <= self.num_boost_round <= 100_000:
             raise ValueError(
                 f"The 'num_boost_round' parameter must be an int in [1, 100000]. Got {self.num_boost_round} instead."
@@ -224,6 +232,7 @@ class PropensityModel:
         booster = lgb.train(params, train, self.num_boost_round, valid_sets=[valid], callbacks=callbacks)
         self.booster_ = booster
         self.best_iteration_ = int(booster.best_iteration or booster.current_iteration())
+        self.early_stopping_iteration_ = self.best_iteration_
         self.feature_names_ = list(feature_names)
         self.categorical_features_ = list(categorical_features)
         p_valid = np.asarray(booster.predict(X_valid, num_iteration=self.best_iteration_), dtype=np.float64)
@@ -231,6 +240,18 @@ class PropensityModel:
             self.calibrator_, self.calibration_losses_ = fit_calibrator(y_valid.astype(np.float64), p_valid)
         else:
             self.calibrator_, self.calibration_losses_ = Calibrator("identity"), {}
+        if self.refit and len(y_valid):
+            # The bins of the first pass are reused (reference=train); the list avoids copying X.
+            both = lgb.Dataset(
+                [X, X_valid],
+                np.concatenate([y, y_valid]),
+                feature_name=list(feature_names),
+                categorical_feature=list(categorical_features),
+                reference=train,
+            )
+            rounds = max(1, round(self.best_iteration_ * (len(y) + len(y_valid)) / len(y)))
+            self.booster_ = lgb.train(params, both, rounds)
+            self.best_iteration_ = rounds
         return self
 
     def _check_fitted(self) -> lgb.Booster:
@@ -272,6 +293,7 @@ class PropensityModel:
         model = cls()
         model.booster_ = booster
         model.best_iteration_ = booster.current_iteration()
+        model.early_stopping_iteration_ = model.best_iteration_
         model.feature_names_ = list(feature_names)
         model.categorical_features_ = []
         model.calibrator_ = Calibrator.from_json(files[CALIBRATOR_FILE])

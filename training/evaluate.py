@@ -257,6 +257,12 @@ def evaluate_oracle(
                 (p_true[chosen] * value).sum() / max(n_groups, 1)
             )
     evaluation.metrics["oracle_best_expected_adoptions_top3"] = best
+    # The oracle's best top K ignores the arbitration's rules (diversity); its own probabilities sent
+    # through the same arbitration show how much of the gap is the rule and how much the model.
+    capped = _choose(group, p_true, matrix, benefits, config)
+    evaluation.metrics["oracle_ratio_arbitration_cap"] = (
+        float(p_true[capped].sum() / max(n_groups, 1)) / best if best > 0 else float("nan")
+    )
     best_baseline = max(evaluation.oracle[b][0] for b in BASELINES)
     evaluation.metrics["oracle_lift_over_best_baseline"] = (
         evaluation.oracle["model"][0] / best_baseline - 1 if best_baseline > 0 else float("nan")

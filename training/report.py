@@ -8,8 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nba.estimator import SpendEstimator
 from nba.features import ExtraColumns
 from nba.model import PropensityModel
+from nba.vocab import SPEND_CATEGORIES
 from training.evaluate import BASELINES, Evaluation
 from training.plots import plot_calibration, plot_feature_importance, plot_lift, plot_model_vs_baselines
 from training.presentations import LabelledRows
@@ -30,6 +32,38 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def _trees(model: PropensityModel) -> str:
+    found = getattr(model, "early_stopping_iteration_", model.best_iteration_)
+    if found == model.best_iteration_:
+        return f"{found} (early stopping)"
+    return (
+        f"{model.best_iteration_} ({found} found by early stopping on the later slice, "
+        "then refit on training and early-stopping rows)"
+    )
+
+
+def _estimator_lines(estimator: SpendEstimator) -> list[str]:
+    lines = [
+        "",
+        "## Spend estimator (yearly spend per category, any card)",
+        "",
+        "One regression per category on log card spend of cardholders who spend there, from their other "
+        "categories and their profile; the smearing factor turns the fitted log into a mean.",
+        "",
+    ]
+    rows = [
+        [
+            category,
+            str(estimator.train_rows_[category]),
+            "yes" if category in estimator.boosters_ else "no (median)",
+            _fmt(estimator.smearing_.get(category, 1.0), 2),
+            _fmt(estimator.reference_usd_[category], 0),
+        ]
+        for category in SPEND_CATEGORIES
+    ]
+    return lines + _table(["category", "spenders", "model", "smearing", "typical estimate (USD)"], rows)
+
+
 def render_report(
     evaluation: Evaluation,
     model: PropensityModel,
@@ -37,6 +71,7 @@ def render_report(
     extra: ExtraColumns,
     labelled: LabelledRows,
     options: TrainOptions,
+    estimator: SpendEstimator | None = None,
 ) -> str:
     """The human-readable report of a training run (markdown)."""
     m = evaluation.metrics
@@ -49,7 +84,7 @@ def render_report(
         f"Rows: {data_summary['rows_heard']} heard presentations ({data_summary['positives']} adopted); "
         f"train {data_summary['train_rows']}, valid {data_summary['valid_rows']}, test {data_summary['test_rows']}. "
         f"Left out: {', '.join(f'{k} {v}' for k, v in labelled.left_out.items()) or 'none'}.",
-        f"Trees: {model.best_iteration_} (early stopping); calibration: {model.calibrator_.kind} "
+        f"Trees: {_trees(model)}; calibration: {model.calibrator_.kind} "
         f"(held-out log loss {', '.join(f'{k} {v:.4f}' for k, v in model.calibration_losses_.items())}).",
         f"Arbitration: priority = p_adopt × value^{options.arbitration.gamma:g} × lever, top {options.arbitration.top_k}, "
         f"diversity {'on' if options.arbitration.diversity else 'off'}.",
@@ -82,7 +117,10 @@ def render_report(
             "",
             "## Against the oracle (general call at the as-of date, true adoption probabilities)",
             "",
-            f"Oracle's best top 3: {_fmt(evaluation.oracle_best)} expected adoptions per cardholder.",
+            f"Oracle's best top 3: {_fmt(evaluation.oracle_best)} expected adoptions per cardholder. "
+            f"The true probabilities sent through the same arbitration (diversity "
+            f"{'on' if options.arbitration.diversity else 'off'}) reach an oracle ratio of "
+            f"{_fmt(m.get('oracle_ratio_arbitration_cap'), 3)}: no model can do better under these rules.",
             "",
         ]
         rows = [[name, _fmt(exp), _fmt(ratio, 3)] for name, (exp, ratio) in evaluation.oracle.items()]
@@ -94,6 +132,8 @@ def render_report(
             f"Value-weighted (expected dollars a year per cardholder, top 3): {_fmt(m.get('oracle_value_usd_top3'), 2)}. "
             f"Invalid suggestions (not on the card, used, duplicated): {evaluation.invalid_suggestions}.",
         ]
+    if estimator is not None:
+        lines += _estimator_lines(estimator)
     lines += ["", "## Extra cardholder columns", ""]
     lines += [f"- taken: {name} ({kind})" for name, kind in extra.taken.items()] or ["- none taken"]
     lines += [f"- left out: {name} — {why}" for name, why in extra.left_out.items()]
@@ -117,9 +157,11 @@ def write_report(
     extra: ExtraColumns,
     labelled: LabelledRows,
     options: TrainOptions,
+    estimator: SpendEstimator | None = None,
 ) -> dict[str, bytes]:
     """report.md and the PNG plots, as files for the model folder."""
-    files = {"report.md": render_report(evaluation, model, data_summary, extra, labelled, options).encode()}
+    report = render_report(evaluation, model, data_summary, extra, labelled, options, estimator)
+    files = {"report.md": report.encode()}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = []

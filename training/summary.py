@@ -43,7 +43,8 @@ def print_evaluation(evaluation: Evaluation, console: Console | None = None) -> 
     if evaluation.oracle:
         lift = m.get("oracle_lift_over_best_baseline")
         console.print(
-            f"oracle best {_fmt(evaluation.oracle_best)}; model over the best baseline "
+            f"oracle best {_fmt(evaluation.oracle_best)} (through the same arbitration: ratio "
+            f"{_fmt(m.get('oracle_ratio_arbitration_cap'), 3)}); model over the best baseline "
             f"{_fmt(lift * 100 if lift is not None else None, 1)}%; invalid suggestions {evaluation.invalid_suggestions}"
         )
     logged = next(iter(evaluation.off_policy.values()), None)

@@ -75,6 +75,9 @@ class TrainOptions:
     num_boost_round: int = 2000
     seed: int = 0
     arbitration: ArbitrationConfig = field(default_factory=ArbitrationConfig)
+    # Train the final trees on the training and early-stopping rows (their number found by early
+    # stopping): +0.004 oracle ratio and +0.006 held-out AUC on two 50k worlds, for a second fit.
+    refit: bool = True
 
 
 @dataclass
@@ -250,7 +253,9 @@ def train_model(
         holder = HolderEncoding.fit(snapshots.table, names, categorical_features(extra))
         estimator_snapshot = data.con.sql(snapshot_all_sql(split.valid_from)).to_arrow_table()
         estimator_rows = compute_snapshots(data, estimator_snapshot, mcc_map, extra)
-        estimator = SpendEstimator().fit(holder.encode(estimator_rows.table), names)
+        estimator = SpendEstimator(extra_inputs=tuple(extra.taken)).fit(
+            holder.encode(estimator_rows.table), names, holder.categorical
+        )
         t = timer.step("spend estimator", t)
 
         heard = (rows["outcome"].fillna("") != "not_discussed").to_numpy()
@@ -268,7 +273,9 @@ def train_model(
         t = timer.step("training set", t)
 
         all_names = model_feature_names(names)
-        model = PropensityModel(num_boost_round=options.num_boost_round, params={"seed": options.seed})
+        model = PropensityModel(
+            num_boost_round=options.num_boost_round, params={"seed": options.seed}, refit=options.refit
+        )
         model.fit(
             matrix.X[train_mask],
             y[train_mask],
@@ -299,6 +306,7 @@ def train_model(
         t = timer.step("evaluation", t)
 
     evaluation.metrics["best_iteration"] = float(model.best_iteration_)
+    evaluation.metrics["early_stopping_iteration"] = float(model.early_stopping_iteration_)
     data_summary: dict[str, Any] = {
         "data_dir": str(data_dir),
         "as_of": as_of.isoformat(),
@@ -316,7 +324,7 @@ def train_model(
         "last_presentation": rows["as_of"].max().date().isoformat(),
     }
     files = bundle_files(model, estimator, holder, benefit_encoder)
-    report_files = write_report(evaluation, model, data_summary, extra, labelled, options)
+    report_files = write_report(evaluation, model, data_summary, extra, labelled, options, estimator)
     files.update(report_files)
     params: dict[str, Any] = {
         "num_boost_round": options.num_boost_round,
@@ -324,6 +332,7 @@ def train_model(
         "gamma": options.arbitration.gamma,
         "top_k": options.arbitration.top_k,
         "calibration": model.calibrator_.kind,
+        "refit": model.refit,
     }
     finite_metrics = {k: float(v) for k, v in evaluation.metrics.items() if np.isfinite(v)}
     model_dir = write_model_dir(

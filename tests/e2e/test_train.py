@@ -68,6 +68,25 @@ def test_evaluation_beats_random_and_finds_no_invalid_suggestions(trained: tuple
     report = (model_dir / "report.md").read_text()
     assert "oracle ratio" in report and "random" in report and "IPS" in report
     assert "invalid suggestions (not on the card, used, duplicated): 0" in report.lower()
+    # The true probabilities through the same arbitration bound what any model can reach.
+    assert metrics["oracle_ratio"] <= metrics["oracle_ratio_arbitration_cap"] <= 1.0
+    assert "no model can do better under these rules" in report
+
+
+def test_model_refits_on_the_later_slice_and_the_report_describes_the_estimator(
+    trained: tuple[Path, Path],
+) -> None:
+    _, model_dir = trained
+    manifest = load_bundle(model_dir).manifest
+    assert manifest.params["refit"] is True
+    assert manifest.metrics["best_iteration"] >= manifest.metrics["early_stopping_iteration"]
+    report = (model_dir / "report.md").read_text()
+    assert "refit on training and early-stopping rows" in report
+    assert "## Spend estimator" in report and "| dining |" in report
+    # The estimator learns from the profile too: product, segment and the bank's extra columns.
+    meta = json.loads((model_dir / "estimator.json").read_text())["categories"]["dining"]
+    assert {"product_id", "segment", "income_band"} <= set(meta["inputs"])
+    assert meta["smearing"] >= 1.0
 
 
 def test_second_run_is_compared_with_the_champion_on_the_same_data(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from nba.errors import ModelError
-from nba.estimator import SpendEstimator, category_columns
+from nba.estimator import ESTIMATOR_FILE, SpendEstimator, category_columns
 from nba.vocab import CATEGORY_INDEX, SPEND_CATEGORIES
 
 
@@ -94,5 +96,81 @@ def test_errors_say_what_is_wrong() -> None:
         SpendEstimator().predict(np.zeros((1, 3)), ["a", "b", "c"])
     with pytest.raises(ValueError, match="`names` must include 'tenure_months'"):
         SpendEstimator().fit(np.zeros((1, 1)), ["x"])
+    X, names, _ = _world(100, 0)
+    with pytest.raises(
+        ValueError, match=r"`categorical` names columns that are not in `names`: \['colour'\]"
+    ):
+        SpendEstimator().fit(X, names, ["colour"])
     with pytest.raises(ModelError, match=r"estimator\.json: missing or malformed"):
         SpendEstimator.from_artifacts({})
+
+
+def test_profile_columns_are_inputs_and_history_is_not() -> None:
+    X, names, _ = _world(600, 6)
+    rng = np.random.default_rng(6)
+    names = [*names, "product_id", "income_band", "benefits_used_count", "credit_limit_usd"]
+    X = np.column_stack([X, rng.integers(0, 3, (len(X), 2)), rng.integers(0, 5, len(X)), rng.random(len(X))])
+    estimator = SpendEstimator(num_boost_round=5, extra_inputs=["income_band"]).fit(
+        X, names, ["product_id", "income_band"]
+    )
+    inputs = set(estimator.inputs_["dining"])
+    assert {"product_id", "income_band", "tenure_months", "age_years"} <= inputs
+    # Not taken: an extra column the caller did not name, and the benefit history (it leaks use).
+    assert not inputs & {"benefits_used_count", "credit_limit_usd"}
+    # LightGBM lists the levels of a categorical feature (and none for a numeric one).
+    infos = estimator.boosters_["dining"].dump_model()["feature_infos"]
+    assert infos["income_band"]["values"] and not infos["age_years"]["values"]
+
+
+def test_similar_cardholders_carry_spend_the_card_does_not_show() -> None:
+    """Dining spend set by an income band alone: the band is what tells non-diners apart."""
+    X, names, _ = _world(4000, 7)
+    rng = np.random.default_rng(7)
+    band = rng.integers(0, 4, len(X)).astype(float)
+    index = {name: i for i, name in enumerate(names)}
+    true_dining = 500.0 * 2.0**band * rng.lognormal(0, 0.2, len(X))
+    on_card = X[:, index["tx_dining_365d"]] > 0
+    X[:, index["spend_dining_365d_usd"]] = np.where(on_card, true_dining, 0.0)
+    X = np.column_stack([X, band])
+    names = [*names, "income_band"]
+    estimator = SpendEstimator(num_boost_round=60, extra_inputs=["income_band"]).fit(
+        X, names, ["income_band"]
+    )
+    off_card = ~on_card
+    dining = estimator.predict(X, names)[off_card, CATEGORY_INDEX["dining"]]
+    assert np.corrcoef(np.log(dining), np.log(true_dining[off_card]))[0, 1] > 0.9
+
+
+def test_smearing_turns_the_fitted_log_into_a_mean() -> None:
+    """Spend with a wide spread around one level: exp(mean log) is the median; the estimate is the mean."""
+    X, names, _ = _world(4000, 8)
+    rng = np.random.default_rng(8)
+    index = {name: i for i, name in enumerate(names)}
+    spend = rng.lognormal(7, 0.8, len(X))
+    on_card = X[:, index["tx_dining_365d"]] > 0
+    X[:, index["spend_dining_365d_usd"]] = np.where(on_card, spend, 0.0)
+    estimator = SpendEstimator(num_boost_round=30).fit(X, names)
+    assert estimator.smearing_["dining"] > 1.2
+    estimate = estimator.predict(X, names)[~on_card, CATEGORY_INDEX["dining"]]
+    assert abs(np.mean(estimate) / np.mean(spend[on_card]) - 1) < 0.15
+
+
+def test_artifacts_written_before_smearing_still_load_as_medians() -> None:
+    X, names, _ = _world(2000, 9)
+    estimator = SpendEstimator(num_boost_round=20).fit(X, names)
+    files = estimator.to_artifacts()
+    meta = json.loads(files[ESTIMATOR_FILE])
+    for entry in meta["categories"].values():
+        del entry["smearing"]
+    files[ESTIMATOR_FILE] = json.dumps(meta).encode()
+    loaded = SpendEstimator.from_artifacts(files)
+    assert set(loaded.smearing_.values()) == {1.0}
+    index = {name: i for i, name in enumerate(names)}
+    no_dining = X.copy()
+    no_dining[:, index["spend_dining_365d_usd"]] = 0.0
+    dining = CATEGORY_INDEX["dining"]
+    np.testing.assert_allclose(
+        loaded.predict(no_dining, names)[:, dining] * estimator.smearing_["dining"],
+        estimator.predict(no_dining, names)[:, dining],
+        rtol=1e-9,
+    )

@@ -43,6 +43,25 @@ def test_fit_learns_signal_and_ranks_better_than_noise() -> None:
     assert 1 <= model.best_iteration_ <= 300
 
 
+def test_refit_trains_the_final_trees_on_both_slices() -> None:
+    X, y = _data(4000, 6)
+    Xv, yv = _data(1000, 7)
+    once = PropensityModel(num_boost_round=300, early_stopping_rounds=20).fit(X, y, NAMES, ["kind"], Xv, yv)
+    model = PropensityModel(num_boost_round=300, early_stopping_rounds=20, refit=True).fit(
+        X, y, NAMES, ["kind"], Xv, yv
+    )
+    # The same search for the number of trees, then that many scaled by the rows added (5000 / 4000).
+    assert model.early_stopping_iteration_ == once.best_iteration_ == once.early_stopping_iteration_
+    assert model.best_iteration_ == round(once.best_iteration_ * 5000 / 4000)
+    assert model.booster_.current_iteration() == model.best_iteration_
+    # The early-stopping rows are now training rows: the refit model fits them more closely.
+    from sklearn.metrics import log_loss
+
+    assert log_loss(yv, model.predict_proba(Xv)[:, 1]) < log_loss(yv, once.predict_proba(Xv)[:, 1])
+    loaded = PropensityModel.from_artifacts(model.to_artifacts(), NAMES)
+    assert loaded.best_iteration_ == model.best_iteration_
+
+
 def test_artifacts_round_trip_gives_identical_scores() -> None:
     X, y = _data(3000, 3)
     Xv, yv = _data(1500, 4)
