@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import WORK_DIR, ensure_model, ensure_world, machine, save_run
 
 from api.keys import hash_token
-from nba.bundle import load_bundle
-from nba.mcc import load_mcc_map
-from nba.profiles import estimate_spend
 from nba.registry import set_current
-from nba.snapshots import compute_profile_tables, set_current_snapshot, write_snapshot
-from nba.tables import open_data
+from training.engine_job import build_snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_PATH = ROOT / "bench" / "results" / "api.json"
@@ -64,16 +59,7 @@ def ensure_deployment(data_dir: Path, model_dir: Path) -> Path:
     (root / "models").mkdir(parents=True)
     shutil.copytree(model_dir, root / "models" / model_dir.name)
     set_current(root / "models", model_dir.name)
-    bundle = load_bundle(model_dir)
-    with open_data(data_dir) as data:
-        latest = data.latest_date()
-        assert latest is not None
-        as_of = latest + timedelta(days=1)
-        tables = compute_profile_tables(data, as_of, load_mcc_map(), bundle.extra)
-    # The model's spend estimates cached in the snapshot, as `nba profiles build --model` does.
-    estimates = {bundle.version: estimate_spend(tables.features, bundle)}
-    write_snapshot(root / "profiles", tables, as_of, estimates=estimates)
-    set_current_snapshot(root / "profiles", as_of.isoformat())
+    build_snapshot(data_dir, model_dir, root / "profiles", promote=True)  # what `nba profiles build` does
     return root
 
 

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from api.settings import Settings
-from nba.bundle import load_bundle
-from nba.mcc import load_mcc_map
-from nba.snapshots import compute_profile_tables, set_current_snapshot, write_snapshot
-from nba.tables import open_data
+from training.engine_job import build_snapshot
 from training.train_job import TrainOptions, train_model
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "data_samples"
@@ -46,16 +43,9 @@ def deploy(data_dir: Path, root: Path) -> Deployment:
     """Trains on `data_dir`, promotes the model and builds + promotes its profile snapshot under `root`."""
     models = root / "models"
     result = train_model(data_dir, models, TrainOptions(promote=True))
-    bundle = load_bundle(result.model_dir)
     profiles = root / "profiles"
-    with open_data(data_dir) as data:
-        latest = data.latest_date()
-        assert latest is not None
-        as_of = latest + timedelta(days=1)
-        tables = compute_profile_tables(data, as_of, load_mcc_map(), bundle.extra)
-    write_snapshot(profiles, tables, as_of)
-    set_current_snapshot(profiles, as_of.isoformat())
-    return Deployment(data_dir, models, profiles, bundle.version, as_of)
+    snapshot = build_snapshot(data_dir, result.model_dir, profiles, promote=True)
+    return Deployment(data_dir, models, profiles, result.model_dir.name, snapshot.manifest.as_of)
 
 
 @pytest.fixture(scope="session")
