@@ -24,10 +24,10 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import orjson
 import pyarrow as pa
@@ -64,6 +64,9 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+
+if TYPE_CHECKING:
+    from nba.engine import Suggestion
 
 from nba.errors import ConflictError, DataError, NotFoundError, UnavailableError
 from nba.vocab import CALL_REASONS, OUTCOMES
@@ -103,6 +106,12 @@ class ShownSuggestion:
     p_adopt: float
     logging_prob: float
     features: tuple[float, ...]
+
+    @classmethod
+    def of(cls, suggestion_id: str, suggestion: Suggestion) -> ShownSuggestion:
+        """The engine's suggestion as shown under `suggestion_id` (the fields are the engine's, by name)."""
+        shared = {f.name: getattr(suggestion, f.name) for f in fields(cls) if f.name != "suggestion_id"}
+        return cls(suggestion_id=suggestion_id, **shared)
 
 
 @dataclass(frozen=True)
@@ -458,7 +467,7 @@ class FeedbackStore:
                 return stored
             try:
                 with conn.begin_nested():
-                    _insert_decision(conn, decision)
+                    _insert_decisions(conn, [decision])
             except sa_exc.IntegrityError:
                 stored = _read_decision(conn, decision.call_id)
                 if stored is not None:  # another process logged the same call a moment ago
@@ -823,10 +832,6 @@ def _features_to_json(features: Sequence[float]) -> list[float | None]:
 
 def _features_from_json(values: Sequence[float | None]) -> tuple[float, ...]:
     return tuple(math.nan if x is None else float(x) for x in values)
-
-
-def _insert_decision(conn: Connection, decision: CallDecision) -> None:
-    _insert_decisions(conn, [decision])
 
 
 def _insert_decisions(conn: Connection, decisions: Sequence[CallDecision]) -> None:

@@ -45,22 +45,7 @@ def to_call_decision(call_id: str, decision: Decision, services: ServicesDep) ->
         profile_as_of=decision.profile_as_of,
         served_at=services.clock(),
         note=decision.note,
-        suggestions=tuple(
-            ShownSuggestion(
-                suggestion_id=new_id("s"),
-                rank=s.rank,
-                benefit_id=s.benefit_id,
-                benefit_name=s.benefit_name,
-                talking_point=s.talking_point,
-                reasons=s.reasons,
-                value_usd=s.value_usd,
-                score=s.score,
-                p_adopt=s.p_adopt,
-                logging_prob=s.logging_prob,
-                features=s.features,
-            )
-            for s in decision.suggestions
-        ),
+        suggestions=tuple(ShownSuggestion.of(new_id("s"), s) for s in decision.suggestions),
     )
 
 
