@@ -13,7 +13,7 @@ import pyarrow as pa
 from nba.bundle import load_bundle
 from nba.catalog import catalog_for, load_catalog
 from nba.engine import Decision, Engine, EngineConfig
-from nba.errors import DataError, ModelError, NotFoundError
+from nba.errors import DataError, NotFoundError
 from nba.matrix import BenefitTable
 from nba.mcc import MccMap, load_mcc_map
 from nba.profiles import build_profiles, compute_profile_tables, estimate_spend
@@ -74,11 +74,7 @@ def load_engine(
     """
     bundle = load_bundle(resolve_model_dir(model))
     catalog = load_catalog(catalog_for(data_dir))
-    if catalog.model_fingerprint() != bundle.manifest.catalog_fingerprint:
-        raise ModelError(
-            f"{bundle.path}: the catalog's benefit ids, kinds, categories, rates or credits differ from the ones "
-            "the model was trained with; retrain (wording changes alone need no retraining)"
-        )
+    bundle.check_catalog(catalog)
     benefits = BenefitTable.from_catalog(catalog)
     if profiles is not None:
         folder = resolve_snapshot(profiles)

@@ -417,11 +417,7 @@ def evaluate_model(
     """
     bundle = load_bundle(model_dir)
     catalog, mcc_map, _ = _load_inputs(data_dir, options)
-    if catalog.model_fingerprint() != bundle.manifest.catalog_fingerprint:
-        raise ModelError(
-            f"{model_dir}: the catalog's benefit ids, kinds, categories, rates or credits differ from the ones "
-            "the model was trained with; retrain (wording changes alone need no retraining)"
-        )
+    bundle.check_catalog(catalog)
     benefits = BenefitTable.from_catalog(catalog)
     parts = _bundle_parts(bundle, benefits)
     with open_data(data_dir) as data:
