@@ -14,9 +14,9 @@ from api.feedback import ContactLedger, DecisionLog
 from api.keys import ApiKey, KeyRing, Role
 from api.logs import get_logger
 from api.metrics import Metrics
-from api.serving import Serving, ServingState
+from api.serving import ReloadResult, Serving, ServingState
 from api.settings import Settings
-from nba.errors import ModelError, UnavailableError
+from nba.errors import ModelError, NbaError, UnavailableError
 from nba.store import FeedbackStore
 
 API_KEY_HEADER = APIKeyHeader(
@@ -36,6 +36,25 @@ class Services:
     ledger: ContactLedger
     keys: KeyRing
     metrics: Metrics
+
+    def reload(self) -> ReloadResult:
+        """Reloads what the CURRENT files name (see ServingState.reload), counted and logged; on a change
+        the new model version is published and the contact policy replays the stored outcomes.
+
+        Raises NbaError when the new artifact is refused (the old one keeps serving).
+        """
+        try:
+            result = self.state.reload()
+        except NbaError as exc:
+            self.metrics.reloads.labels(result="refused").inc()
+            get_logger().warning("reload refused", extra={"reason": str(exc)})
+            raise
+        self.metrics.reloads.labels(result="changed" if result.changed else "unchanged").inc()
+        if result.changed:
+            self.metrics.set_model_version(result.serving.model_version)
+            self.warm_ledger()
+            get_logger().info("reloaded", extra={"model_version": result.serving.model_version})
+        return result
 
     def warm_ledger(self) -> None:
         """Outcomes the store holds since the profile snapshot's date → the contact policy (after a

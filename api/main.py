@@ -248,17 +248,9 @@ async def watch_current(services: Services) -> None:
 def check_for_changes(services: Services) -> bool:
     """One watch step: reload if something changed; a refused artifact is logged, the old one keeps serving."""
     try:
-        result = services.state.reload()
-    except NbaError as exc:
-        services.metrics.reloads.labels(result="refused").inc()
-        get_logger().warning("reload refused", extra={"reason": str(exc)})
+        return services.reload().changed
+    except NbaError:
         return False
-    if result.changed:
-        services.metrics.reloads.labels(result="changed").inc()
-        services.metrics.set_model_version(result.serving.model_version)
-        services.warm_ledger()
-        get_logger().info("reloaded", extra={"model_version": result.serving.model_version})
-    return result.changed
 
 
 def add_agent_page(app: FastAPI, frame_ancestors: str) -> None:

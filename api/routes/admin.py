@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import AdminDep, ServicesDep, ServingDep
-from api.logs import get_logger
 from api.schemas import ErrorOut, HealthOut, ModelOut, ReadyOut, ReloadOut
 from nba.errors import ConflictError, NbaError, UnavailableError
 
@@ -49,17 +48,11 @@ async def post_reload(services: ServicesDep, _caller: AdminDep) -> ReloadOut:
 
     A model or snapshot that fails its checks is refused with the reason; the old one keeps serving."""
     try:
-        result = await run_in_threadpool(services.state.reload)
+        result = await run_in_threadpool(services.reload)
     except NbaError as exc:
-        services.metrics.reloads.labels(result="refused").inc()
         serving = services.state.serving
         still = f"; still serving {serving.model_version}" if serving is not None else ""
-        get_logger().warning("reload refused", extra={"reason": str(exc)})
         raise ConflictError(f"reload refused: {exc}{still}") from None
-    services.metrics.reloads.labels(result="changed" if result.changed else "unchanged").inc()
-    if result.changed:
-        services.metrics.set_model_version(result.serving.model_version)
-        await run_in_threadpool(services.warm_ledger)
     return ReloadOut(
         model_version=result.serving.model_version,
         profile_as_of=result.serving.profile_as_of.isoformat(),
