@@ -22,6 +22,9 @@ from nba.store import CallDecision, DecisionBuffer, FeedbackStore
 MAX_CACHED_CALLS: Final = 100_000
 RETRY_EVERY: Final = timedelta(seconds=5)
 WRITE_BATCH: Final = 500
+# The writer wakes this often (or at a full batch, or when asked to flush): one transaction for many
+# calls instead of one per call, which would cost a commit and a thread switch on every request.
+WRITE_EVERY_S: Final = 0.2
 
 
 class ContactLedger:
@@ -78,6 +81,7 @@ class DecisionLog:
         self._busy = 0
         self._cond = threading.Condition()
         self._stop = False
+        self._flush_wanted = False
         self._thread: threading.Thread | None = None
         self._next_retry: datetime | None = None
         # Reading the buffer file takes a lock and a read: remember whether it may hold anything instead.
@@ -104,7 +108,8 @@ class DecisionLog:
             while len(self._cache) > self.max_cached:
                 self._cache.popitem(last=False)
             self._pending.append(decision)
-            self._cond.notify_all()
+            if len(self._pending) >= WRITE_BATCH:
+                self._cond.notify_all()
 
     # --- writing ----------------------------------------------------------------------------------
     def write_pending(self) -> int:
@@ -173,6 +178,8 @@ class DecisionLog:
     def flush(self, timeout_s: float = 2.0) -> bool:
         """Waits until everything queued has been written (used before an outcome refers to it)."""
         with self._cond:
+            self._flush_wanted = True
+            self._cond.notify_all()
             return self._cond.wait_for(lambda: not self._pending and self._busy == 0, timeout=timeout_s)
 
     def ensure_written(self) -> None:
@@ -194,8 +201,12 @@ class DecisionLog:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._pending or self._stop, timeout=RETRY_EVERY.total_seconds())
+                self._cond.wait_for(
+                    lambda: len(self._pending) >= WRITE_BATCH or self._flush_wanted or self._stop,
+                    timeout=WRITE_EVERY_S,
+                )
                 stop = self._stop
+                self._flush_wanted = False
             try:
                 self.write_pending()
                 self.retry_buffer()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import shutil
 import socket
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 
 from nba.errors import ConflictError, DataError, NotFoundError, UnavailableError
 from nba.store import (
+    MIGRATIONS_DIR,
     CallDecision,
     ContactEvent,
     DecisionBuffer,
@@ -33,6 +35,7 @@ from tests import pg
 from tests.pg import PgServer, create_database
 
 T0 = datetime(2026, 8, 15, 10, 30, tzinfo=UTC)
+HEAD = "0002"  # the newest migration
 SAMPLES = Path(__file__).resolve().parents[2] / "data_samples"
 
 
@@ -198,6 +201,18 @@ def test_log_decision_round_trips_nan_features_and_utc_time(store: FeedbackStore
     assert first.reasons == ("dines out often", "no dining spend on this card")
     assert [s.rank for s in found.suggestions] == [1, 2]
     assert found.profile_as_of == "2026-08-14" and found.agent_id == "A7"
+
+
+def test_feature_vectors_are_stored_exactly_with_infinities(store: FeedbackStore, db_url: str) -> None:
+    vector = (math.inf, -math.inf, 5e-324, 1.7976931348623157e308, 0.1 + 0.2, -0.0)
+    decision = make_decision()
+    decision = replace(decision, suggestions=(replace(decision.suggestions[0], features=vector),))
+    assert store.log_decision(decision).suggestions[0].features == vector
+    found = store.find_decision("T1")
+    assert found is not None and found.suggestions[0].features == vector
+    assert math.copysign(1.0, found.suggestions[0].features[-1]) == -1.0
+    (row,) = table_rows(db_url, "suggestions")
+    assert len(bytes(row["features_f64"])) == 8 * len(vector)  # float64 bytes, not text
 
 
 def test_log_decision_is_idempotent_on_call_id(store: FeedbackStore, db_url: str) -> None:
@@ -483,8 +498,63 @@ def test_migrating_twice_is_a_no_op(store: FeedbackStore, db_url: str) -> None:
     again = FeedbackStore(db_url)
     again.migrate()
     again.dispose()
-    assert table_rows(db_url, "alembic_version") == [{"version_num": "0001"}]
+    assert table_rows(db_url, "alembic_version") == [{"version_num": HEAD}]
     assert store.find_decision("T1") is not None
+
+
+def alembic(url: str, action: str, revision: str) -> None:
+    """Runs `alembic upgrade|downgrade REVISION` on a database, as an operator would by hand."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", url.replace("postgresql://", "postgresql+psycopg://"))
+    getattr(command, action)(config, revision)
+
+
+@pytest.fixture
+def empty_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A database with no schema at all: a new SQLite file or a new PostgreSQL database."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/empty.db"
+    return create_database(request.getfixturevalue("pg_server"), f"t_{uuid.uuid4().hex[:16]}")
+
+
+def test_migration_0002_turns_json_feature_vectors_into_exact_float64_bytes_and_back(empty_url: str) -> None:
+    alembic(empty_url, "upgrade", "0001")
+    engine = sa.create_engine(empty_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:  # a suggestion logged by the first schema: features as JSON, NaN as null
+        conn.execute(
+            sa.text(
+                "INSERT INTO calls (call_id, cardholder_id, call_reason, served_at, model_version, profile_as_of) "
+                "VALUES ('T1', 'C1', 'general', :at, 'm1', :day)"
+            ),
+            {"at": T0.replace(tzinfo=None), "day": T0.date()},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO suggestions (suggestion_id, call_id, rank, benefit_id, benefit_name, talking_point, "
+                "reasons, value_usd, score, p_adopt, logging_prob, features) VALUES "
+                "('s1', 'T1', 1, 'dining_4x', 'Dining', 'text', '[\"a\"]', 1.0, 0.5, 0.4, 1.0, :features)"
+            ),
+            {"features": "[1.5, null, -2.0, 0.30000000000000004]"},
+        )
+    engine.dispose()
+    store = FeedbackStore(empty_url)
+    store.migrate()
+    decision = store.find_decision("T1")
+    assert decision is not None
+    features = decision.suggestions[0].features
+    assert math.isnan(features[1]) and features[:1] + features[2:] == (1.5, -2.0, 0.1 + 0.2)
+    store.log_decision(make_decision("T2"))
+    store.dispose()
+    assert table_rows(empty_url, "alembic_version") == [{"version_num": HEAD}]
+
+    alembic(empty_url, "downgrade", "0001")
+    back = {row["suggestion_id"]: row["features"] for row in table_rows(empty_url, "suggestions")}
+    as_json = [json.loads(v) if isinstance(v, str) else v for v in back.values()]
+    assert as_json[0] == [1.5, None, -2.0, 0.1 + 0.2] and as_json[1] == [1.5, None, -2.0, 0.1 + 0.2]
 
 
 def test_postgresql_urls_without_a_driver_are_accepted(pg_server: PgServer) -> None:
