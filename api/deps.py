@@ -82,11 +82,30 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def get_serving(services: ServicesDep) -> Serving:
+def serving_of(services: Services) -> Serving:
+    """What is in service; ModelError (503) with the reason when nothing is."""
     serving = services.state.serving
     if serving is None:
         raise ModelError(services.state.problem or "no model loaded")
     return serving
+
+
+def authorize(services: Services, token: str | None, role: Role) -> ApiKey | None:
+    """The caller's key if it may act as `role`; 401/403 otherwise (None: no keys, development mode)."""
+    if len(services.keys) == 0:  # development mode without keys (production refuses to start so)
+        return None
+    if not token:  # absent or empty
+        raise HTTPException(401, "missing API key: send it in the X-API-Key header")
+    key = services.keys.identify(token)
+    if key is None:
+        raise HTTPException(401, "unknown API key")
+    if not key.may(role):
+        raise HTTPException(403, f"this API key's role ({key.role}) may not do this; it needs {role}")
+    return key
+
+
+async def get_serving(services: ServicesDep) -> Serving:
+    return serving_of(services)
 
 
 ServingDep = Annotated[Serving, Depends(get_serving)]
@@ -96,16 +115,7 @@ def _caller(role: Role) -> Callable[[Services, str | None], Awaitable[ApiKey | N
     async def check(
         services: ServicesDep, token: Annotated[str | None, Security(API_KEY_HEADER)]
     ) -> ApiKey | None:
-        if len(services.keys) == 0:  # development mode without keys (production refuses to start so)
-            return None
-        if token is None:
-            raise HTTPException(401, "missing API key: send it in the X-API-Key header")
-        key = services.keys.identify(token)
-        if key is None:
-            raise HTTPException(401, "unknown API key")
-        if not key.may(role):
-            raise HTTPException(403, f"this API key's role ({key.role}) may not do this; it needs {role}")
-        return key
+        return authorize(services, token, role)
 
     return check
 

@@ -112,8 +112,11 @@ class ShownSuggestion:
     @classmethod
     def of(cls, suggestion_id: str, suggestion: Suggestion) -> ShownSuggestion:
         """The engine's suggestion as shown under `suggestion_id` (the fields are the engine's, by name)."""
-        shared = {f.name: getattr(suggestion, f.name) for f in fields(cls) if f.name != "suggestion_id"}
-        return cls(suggestion_id=suggestion_id, **shared)
+        return cls(suggestion_id, *[getattr(suggestion, name) for name in _SHARED_WITH_ENGINE])
+
+
+# ShownSuggestion's fields after suggestion_id, in order: the engine's Suggestion has them by name.
+_SHARED_WITH_ENGINE: Final = tuple(f.name for f in fields(ShownSuggestion))[1:]
 
 
 @dataclass(frozen=True)
