@@ -5,16 +5,17 @@ Each suggestion shows two or three plain-language reasons, and the request path 
 tree is fixed by the leaf it lands in: its contribution vector (for every split on the path, the value of
 the child taken minus the value of the split node, credited to the split feature) depends only on
 (tree, leaf). `PathAttributor` precomputes that vector for every leaf of every tree once, as a sparse
-table; at request time one `pred_leaf` call gives the leaves and the contributions are a vectorised
-gather-and-sum over the table. The sum of a row's contributions plus `bias_` (the root values) is its raw
-score (log-odds for a binary model).
+table; at request time a compiled walk of the trees (`nba.trees`, the same leaves as the booster's
+`pred_leaf`, without a booster call) gives the leaves, and the raw score and contributions are compiled
+sums over the leaf table. The sum of a row's contributions plus `bias_` (the root values) is its raw score
+(log-odds for a binary model).
 
-Scoring and explaining share that one booster call. The request path routes its candidate rows once,
-scores them all from the leaves, and explains only the rows it shows.
+Scoring and explaining share that one walk. The request path routes its candidate rows once, scores them
+all from the leaves, and explains only the rows it shows.
 
 Example:
     >>> attributor = PathAttributor.from_booster(model.booster_, num_iteration=model.best_iteration_)
-    >>> raw, contributions = attributor.score_and_contributions(X)   # one booster call
+    >>> raw, contributions = attributor.score_and_contributions(X)   # one walk of the trees
     >>> rank_contributions(contributions, k=3)                         # [(feature index, log-odds), ...]
     >>> routes = attributor.route(X)                                   # or: route once, ...
     >>> raw = attributor.raw_scores_of(routes)                         # ... score every row, ...
@@ -27,13 +28,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
 from nba.errors import ModelError
+from nba.trees import FlatTrees, compiled, flatten_trees, leaves_of
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -113,7 +115,8 @@ class PathAttributor:
     and learns the leaf table, and every method that scores rows first checks it was fitted.
 
     Learned attributes:
-        booster_: the booster the rows are routed through (`pred_leaf`, single-threaded).
+        booster_: the booster it was built from (requests do not call it).
+        trees_: its first `num_iteration_` trees as flat arrays, which `route` walks (`nba.trees`).
         num_iteration_: how many trees are used (the booster's best iteration unless told otherwise).
         n_features_, feature_names_: the booster's input columns.
         bias_: the sum of the trees' root values; contributions + `bias_` = raw score.
@@ -203,22 +206,22 @@ class PathAttributor:
         self.leaf_contrib_indptr_: IndexArray = np.concatenate(([0], np.cumsum(counts, dtype=np.intp)))
         self.leaf_contrib_features_: npt.NDArray[np.int32] = np.asarray(features, dtype=np.int32)
         self.leaf_contrib_values_: FloatArray = np.asarray(values, dtype=np.float64)
-        # The hot path reads a leaf's first entry and length by global leaf number; one array each.
-        self._entry_start: IndexArray = self.leaf_contrib_indptr_[:-1].copy()
-        self._entry_count: IndexArray = np.diff(self.leaf_contrib_indptr_)
+        self.trees_: FlatTrees = flatten_trees(trees, n_features)
         self._tree_offsets: IndexArray = self.leaf_offsets_[:-1].copy()
+        # Compile the request path's kernels now (or load them from numba's cache), not on the first request.
+        self.score_and_contributions(np.full((1, n_features), np.nan))
         return self
 
     def leaf_contributions(self) -> FloatArray:
         """The leaf table as a dense (n_leaves, n_features) array: for inspection and tests, not requests."""
         self._check_fitted()
         dense = np.zeros((len(self.leaf_values_), self.n_features_))
-        rows = np.repeat(np.arange(len(self.leaf_values_)), self._entry_count)
+        rows = np.repeat(np.arange(len(self.leaf_values_)), np.diff(self.leaf_contrib_indptr_))
         dense[rows, self.leaf_contrib_features_] = self.leaf_contrib_values_
         return dense
 
     def route(self, X: npt.ArrayLike) -> Routes:
-        """The leaves each row of `X` lands in: the one booster call (`pred_leaf`, single-threaded).
+        """The leaves each row of `X` lands in (the booster's `pred_leaf`, from a compiled walk of its trees).
 
         `X` is a numeric (n_rows, n_features) array as the booster was trained on (categorical features
         as integer codes, NaN for missing). Raises ModelError when not fitted, ValueError for bad `X`.
@@ -258,7 +261,7 @@ class PathAttributor:
         return self._raw_scores_of_leaves(self._global_leaves_of(X))
 
     def score_and_contributions(self, X: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
-        """Raw scores (n_rows,) and contributions (n_rows, n_features) from a single booster call."""
+        """Raw scores (n_rows,) and contributions (n_rows, n_features) from a single walk of the trees."""
         leaves = self._global_leaves_of(X)
         return self._raw_scores_of_leaves(leaves), self._contributions_of_leaves(leaves)
 
@@ -288,7 +291,7 @@ class PathAttributor:
 
     def _global_leaves_of(self, X: npt.ArrayLike) -> IndexArray:
         """(n_rows, n_trees) numbers, in the global leaf numbering, of the leaves each row lands in."""
-        booster = self._check_fitted()
+        self._check_fitted()
         rows = np.asarray(X)
         if rows.ndim != 2 or rows.shape[1] != self.n_features_:
             raise ValueError(
@@ -298,43 +301,52 @@ class PathAttributor:
             raise ValueError(
                 f"`X` must hold numbers (categorical features as integer codes, NaN for missing), got dtype {rows.dtype}"
             )
-        if rows.shape[0] == 0:
-            return np.zeros((0, self.num_iteration_), dtype=np.intp)
-        if rows.dtype not in (np.float32, np.float64):
-            # LightGBM would turn other dtypes into float32, losing digits of large codes.
-            rows = rows.astype(np.float64)
-        leaves = np.asarray(
-            booster.predict(rows, pred_leaf=True, num_iteration=self.num_iteration_, num_threads=1)
-        )
-        global_leaves: IndexArray = leaves + self._tree_offsets
+        global_leaves: IndexArray = leaves_of(self.trees_, rows) + self._tree_offsets
         return global_leaves
 
     def _raw_scores_of_leaves(self, leaves: IndexArray) -> FloatArray:
-        scores: FloatArray = self.leaf_values_[leaves].sum(axis=1)
-        return scores
+        return _sum_leaf_values(np.ascontiguousarray(leaves), self.leaf_values_)
 
     def _contributions_of_leaves(self, leaves: IndexArray) -> FloatArray:
-        n_rows, n_trees = leaves.shape
-        n_features = self.n_features_
-        if n_rows == 0:
-            return np.zeros((0, n_features))
-        # Row-major: row r's leaves are entries [r * n_trees, (r + 1) * n_trees).
-        leaf = leaves.ravel()
-        counts = self._entry_count[leaf]
-        ends = np.cumsum(counts)
-        # Position of every table entry to add: each leaf's run of entries, concatenated.
-        positions = np.repeat(self._entry_start[leaf] - (ends - counts), counts)
-        positions += np.arange(ends[-1])
-        per_row = np.diff(ends[n_trees - 1 :: n_trees], prepend=0)
-        # One scatter-add over (row, feature) cells.
-        cells = np.repeat(np.arange(0, n_rows * n_features, n_features), per_row)
-        cells += self.leaf_contrib_features_[positions]
-        # With weights, bincount returns float64 (its stubs say intp).
-        summed = cast(
-            FloatArray,
-            np.bincount(cells, weights=self.leaf_contrib_values_[positions], minlength=n_rows * n_features),
+        return _sum_leaf_contributions(
+            np.ascontiguousarray(leaves),
+            self.leaf_contrib_indptr_,
+            self.leaf_contrib_features_,
+            self.leaf_contrib_values_,
+            self.n_features_,
         )
-        return summed.reshape(n_rows, n_features)
+
+
+@compiled
+def _sum_leaf_values(leaves: IndexArray, leaf_values: FloatArray) -> FloatArray:
+    """Each row's sum of its leaves' values, tree by tree: the order in which LightGBM adds them up."""
+    n_rows, n_trees = leaves.shape
+    scores = np.zeros(n_rows)
+    for row in range(n_rows):
+        total = 0.0
+        for tree in range(n_trees):
+            total += leaf_values[leaves[row, tree]]
+        scores[row] = total
+    return scores
+
+
+@compiled
+def _sum_leaf_contributions(
+    leaves: IndexArray,
+    indptr: IndexArray,
+    features: npt.NDArray[np.int32],
+    values: FloatArray,
+    n_features: int,
+) -> FloatArray:
+    """Each row's sum of its leaves' rows of the sparse leaf table, (n_rows, n_features)."""
+    n_rows, n_trees = leaves.shape
+    summed = np.zeros((n_rows, n_features))
+    for row in range(n_rows):
+        for tree in range(n_trees):
+            leaf = leaves[row, tree]
+            for entry in range(indptr[leaf], indptr[leaf + 1]):
+                summed[row, features[entry]] += values[entry]
+    return summed
 
 
 def _node_value(node: Mapping[str, Any]) -> float:

@@ -234,6 +234,64 @@ def test_top_three_agree_with_treeshap_on_most_rows(booster: lgb.Booster) -> Non
     assert len(both) >= 0.9 * len(X)
 
 
+# --- routing without the booster -----------------------------------------------------------------------------
+
+
+def _many_categories_model() -> lgb.Booster:
+    """Codes 0..99 in the categorical column, so its splits' category sets reach past bit 63."""
+    X, _ = _data(4000, seed=9)
+    rng = np.random.default_rng(9)
+    codes = rng.integers(0, 100, size=len(X)).astype(np.float64)
+    codes[rng.random(len(X)) < 0.05] = np.nan
+    X[:, CATEGORICAL] = codes
+    effect = np.random.default_rng(10).normal(size=101) * 1.5
+    logit = effect[np.nan_to_num(codes, nan=100).astype(int)] + np.nan_to_num(X[:, 0])
+    y = (rng.random(len(X)) < 1 / (1 + np.exp(-logit))).astype(np.float64)
+    params = {**BASE_PARAMS, "max_cat_threshold": 64, "min_data_per_group": 5, "cat_smooth": 1.0}
+    return lgb.train(params, lgb.Dataset(X, y, categorical_feature=[CATEGORICAL]), 40)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: _train(use_missing=False), _many_categories_model],
+    ids=["no-missing", "many-categories"],
+)
+def test_routes_and_scores_match_the_booster_on_any_split(make: Any) -> None:
+    booster = make()
+    X = _rows(300)
+    # Codes around the bitset's word boundaries and beyond int32; huge, infinite and near-zero numbers.
+    X[16:30, CATEGORICAL] = [31, 32, 63, 64, 95, 96, 99, 100, 1e9, 2**31, 2**32 + 1, np.inf, -np.inf, -2]
+    X[30:34, 3] = [1e300, -1e300, np.inf, -np.inf]
+    X[34:38, 5] = [1e-36, -1e-36, 1e-35, -0.0]
+    attributor = PathAttributor.from_booster(booster)
+    routes = attributor.route(X)
+    np.testing.assert_array_equal(
+        routes.leaves - attributor.leaf_offsets_[:-1], booster.predict(X, pred_leaf=True)
+    )
+    raw = booster.predict(X, raw_score=True)
+    np.testing.assert_allclose(attributor.raw_scores_of(routes), raw, rtol=0, atol=1e-9)
+    contributions = attributor.contributions_of(routes)
+    np.testing.assert_allclose(contributions.sum(axis=1) + attributor.bias_, raw, rtol=0, atol=1e-9)
+
+
+def test_requests_do_not_call_the_booster(monkeypatch: pytest.MonkeyPatch) -> None:
+    booster = _train(rounds=20)
+    X = _rows(50)
+    attributor = PathAttributor.from_booster(booster)
+    raw = booster.predict(X, raw_score=True)
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the request path called Booster.predict")
+
+    monkeypatch.setattr(lgb.Booster, "predict", refuse)
+    routes = attributor.route(X)
+    np.testing.assert_allclose(attributor.raw_scores_of(routes), raw, rtol=0, atol=1e-12)
+    scores, contributions = attributor.score_and_contributions(X)
+    np.testing.assert_array_equal(scores, attributor.raw_scores(X))
+    np.testing.assert_array_equal(attributor.contributions_of(routes, [3, 1]), contributions[[3, 1]])
+    assert attributor.top_features(X[:2]) == rank_contributions(contributions[:2])
+
+
 # --- single-leaf trees -------------------------------------------------------------------------------------
 
 
