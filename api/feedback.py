@@ -19,7 +19,8 @@ from nba.engine import RecentContact
 from nba.errors import NbaError, UnavailableError
 from nba.store import CallDecision, DecisionBuffer, FeedbackStore
 
-MAX_CACHED_CALLS: Final = 100_000
+# Repeats of a call come within minutes; older ones are found in the store. ~7 KB a call held.
+MAX_CACHED_CALLS: Final = 20_000
 RETRY_EVERY: Final = timedelta(seconds=5)
 WRITE_BATCH: Final = 500
 # The writer wakes this often (or at a full batch, or when asked to flush): one transaction for many

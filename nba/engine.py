@@ -15,7 +15,14 @@ from nba.bundle import ModelBundle
 from nba.candidates import suitability_matrix
 from nba.catalog import Catalog
 from nba.errors import DataError, ModelError, NotFoundError
-from nba.matrix import HISTORY_COLUMNS, BenefitTable, HolderColumns, build_candidate_matrix, call_reason_code
+from nba.matrix import (
+    HISTORY_COLUMNS,
+    BenefitTable,
+    HolderColumns,
+    PairTables,
+    assemble_candidate_matrix,
+    call_reason_code,
+)
 from nba.profiles import Profiles
 from nba.reasons import Reasoner as PathReasoner
 from nba.talking_points import TalkingPointNumbers, render_talking_point
@@ -86,7 +93,7 @@ class Suggestion:
     score: float
     p_adopt: float
     logging_prob: float
-    features: tuple[float, ...]
+    features: bytes  # the model's input row, little-endian float64 (nba.store.feature_values reads it)
 
 
 @dataclass(frozen=True)
@@ -170,6 +177,33 @@ class Engine:
         self.benefit_codes = bundle.benefit_codes(self.benefits)
         self.reference = bundle.reference_spend()
         self.holder_columns = HolderColumns.from_names(bundle.holder.feature_names)
+        self.pair_tables = PairTables.from_model(
+            self.benefits, self.benefit_codes, self.holder_columns, self.reference
+        )
+        # Per (product, call reason): the card's benefits that suit the call. Read-only: `_candidates`
+        # returns them as they are when the contact policy excludes nothing.
+        self.suitable_on_card = tuple(
+            tuple(on_card[self.suitable[on_card, j]] for j in range(len(CALL_REASONS)))
+            for on_card in self.benefits.product_benefits
+        )
+        for by_reason in self.suitable_on_card:
+            for suitable in by_reason:
+                suitable.flags.writeable = False
+        # A candidate's HISTORY_COLUMNS when it was never presented to the cardholder.
+        self.never_presented = np.zeros(len(HISTORY_COLUMNS))
+        self.never_presented[HISTORY_COLUMNS.index("days_since_last_presented")] = np.nan
+        # The pair columns that are the same for every candidate of a call (one cardholder, one call
+        # reason, scored at rank 1), one row per value, sliced to the number of candidates (a card
+        # has at most every benefit).
+        n_benefits = len(self.benefits.ids)
+        self.call_reason_codes = np.repeat(
+            [[call_reason_code(reason)] for reason in CALL_REASONS], n_benefits, axis=1
+        )
+        self.base_earn_rates = np.repeat(self.benefits.product_base_rate[:, None], n_benefits, axis=1)
+        self.first_rank = np.ones(n_benefits)
+        self.first_holder = np.zeros(n_benefits, dtype=np.int64)
+        for constant in (self.call_reason_codes, self.base_earn_rates, self.first_rank, self.first_holder):
+            constant.flags.writeable = False
         self.reasoner = reasoner or default_reasoner(bundle)
         # The default reasoner shares the model's trees: its leaves also give the score (see `decide`).
         self.path_reasoner = reasoner_with_leaves(self.reasoner, bundle)
@@ -203,7 +237,7 @@ class Engine:
         X, value = self._matrix(row, candidates, call_reason)
         routes = None
         if self.path_reasoner is not None:
-            # One booster call for both: the leaves give the score and the reasons' contributions.
+            # One walk through the trees for both: the leaves give the score and the reasons' contributions.
             attributor = self.path_reasoner.attributor
             routes = attributor.route(X)
             raw = attributor.raw_scores_of(routes)
@@ -267,30 +301,32 @@ class Engine:
         self, row: int, call_reason: str, recent: Sequence[RecentContact]
     ) -> tuple[IntArray, str | None]:
         product = int(self.profiles.product_index[row])
-        on_card = self.benefits.product_benefits[product]
+        suitable = self.suitable_on_card[product][CALL_REASONS.index(call_reason)]
         start, end = int(self.profiles.offsets[row]), int(self.profiles.offsets[row + 1])
-        excluded = np.zeros(len(self.benefits.ids), dtype=bool)
-        policy = self.config.contact
-        presented_90d = np.zeros(len(self.benefits.ids), dtype=np.float32)
-        if end > start:
-            hist_benefit = self.profiles.history_benefit[start:end].astype(np.int64)
-            declined_days = self.profiles.history_days_since_declined[start:end]
-            presented_90d[hist_benefit] = self.profiles.history_presented_90d[start:end]
-            blocked = self.profiles.history_used[start:end] | (declined_days <= policy.decline_cooldown_days)
-            excluded[hist_benefit[blocked]] = True
-        for contact in recent:
-            benefit = self.benefit_position.get(contact.benefit_id)
-            if benefit is None or contact.outcome == "not_discussed":
-                continue
-            presented_90d[benefit] += 1
-            if contact.outcome in ("declined", "accepted"):
-                excluded[benefit] = True
-        excluded |= presented_90d >= policy.max_presentations_90d
-        reason_index = CALL_REASONS.index(call_reason)
-        suitable = self.suitable[on_card, reason_index]
-        keep = on_card[suitable & ~excluded[on_card]]
+        keep = suitable
+        # Without history or recent contacts the contact policy excludes nothing.
+        if end > start or recent:
+            excluded = np.zeros(len(self.benefits.ids), dtype=bool)
+            policy = self.config.contact
+            presented_90d = np.zeros(len(self.benefits.ids), dtype=np.float32)
+            if end > start:
+                hist_benefit = self.profiles.history_benefit[start:end].astype(np.int64)
+                declined_days = self.profiles.history_days_since_declined[start:end]
+                used = self.profiles.history_used[start:end]
+                presented_90d[hist_benefit] = self.profiles.history_presented_90d[start:end]
+                blocked = used | (declined_days <= policy.decline_cooldown_days)
+                excluded[hist_benefit[blocked]] = True
+            for contact in recent:
+                benefit = self.benefit_position.get(contact.benefit_id)
+                if benefit is None or contact.outcome == "not_discussed":
+                    continue
+                presented_90d[benefit] += 1
+                if contact.outcome in ("declined", "accepted"):
+                    excluded[benefit] = True
+            excluded |= presented_90d >= policy.max_presentations_90d
+            keep = suitable[~excluded[suitable]]
         note = None
-        if len(keep) == 0 and not suitable.any():
+        if len(suitable) == 0:
             note = (
                 f"nothing is pitched on {call_reason} calls"
                 if call_reason in SENSITIVE_CALL_REASONS
@@ -298,23 +334,33 @@ class Engine:
             )
         elif len(keep) == 0:
             note = "every benefit of this card is already used or was offered recently"
-        return keep.astype(np.int64), note
+        return keep, note
 
     def _history(self, row: int, candidates: IntArray) -> FloatArray:
         """The HISTORY_COLUMNS of each candidate for this cardholder (never presented: zeros, NaN days)."""
-        history = np.zeros((len(candidates), len(HISTORY_COLUMNS)))
-        history[:, HISTORY_COLUMNS.index("days_since_last_presented")] = np.nan
+        history = np.empty((len(candidates), len(HISTORY_COLUMNS)))
+        history[:] = self.never_presented
         start, end = int(self.profiles.offsets[row]), int(self.profiles.offsets[row + 1])
         if end > start:
-            position = {int(b): k for k, b in enumerate(candidates)}
-            for j in range(start, end):
-                k = position.get(int(self.profiles.history_benefit[j]))
-                if k is not None:
-                    history[k] = self.profiles.history_values[j]
+            # A cardholder has at most one history row per benefit.
+            rows, at = (self.profiles.history_benefit[start:end, None] == candidates).nonzero()
+            history[at] = self.profiles.history_values[start:end].take(rows, axis=0)
         return history
 
     def _matrix(self, row: int, candidates: IntArray, call_reason: str) -> tuple[FloatArray, FloatArray]:
-        return self._matrix_of([row], [candidates], call_reason)
+        """One cardholder's candidate rows and their values (`_matrix_of` for one, without its bookkeeping)."""
+        n = len(candidates)
+        return assemble_candidate_matrix(
+            self.pair_tables,
+            holder_X=self.profiles.holder_X[row : row + 1].astype(np.float64),
+            est_spend_by_category=self.profiles.est_spend[row : row + 1].astype(np.float64),
+            pair_holder=self.first_holder[:n],
+            pair_benefit=np.asarray(candidates, dtype=np.int64),
+            pair_base_earn_rate=self.base_earn_rates[self.profiles.product_index[row], :n],
+            pair_history=self._history(row, candidates),
+            pair_call_reason=self.call_reason_codes[CALL_REASONS.index(call_reason), :n],
+            pair_rank=self.first_rank[:n],
+        )
 
     def _matrix_of(
         self, rows: Sequence[int], candidates: Sequence[IntArray], call_reason: str
@@ -324,19 +370,16 @@ class Engine:
         pair_holder = np.repeat(np.arange(len(rows_array)), [len(c) for c in candidates])
         n = len(pair_holder)
         products = self.profiles.product_index[rows_array].astype(np.int64)
-        return build_candidate_matrix(
+        return assemble_candidate_matrix(
+            self.pair_tables,
             holder_X=self.profiles.holder_X[rows_array].astype(np.float64),
-            holder_columns=self.holder_columns,
             est_spend_by_category=self.profiles.est_spend[rows_array].astype(np.float64),
-            reference_spend_by_category=self.reference,
             pair_holder=pair_holder,
             pair_benefit=np.concatenate(candidates).astype(np.int64) if n else np.zeros(0, dtype=np.int64),
             pair_base_earn_rate=self.benefits.product_base_rate[products][pair_holder],
             pair_history=np.vstack([self._history(r, c) for r, c in zip(rows, candidates, strict=True)]),
             pair_call_reason=np.full(n, call_reason_code(call_reason)),
             pair_rank=np.ones(n),
-            benefits=self.benefits,
-            benefit_codes=self.benefit_codes,
         )
 
     def rank_batch(
@@ -451,5 +494,5 @@ class Engine:
             score=priority,
             p_adopt=p_adopt,
             logging_prob=logging_prob,
-            features=tuple(x.tolist()),
+            features=x.astype("<f8", copy=False).tobytes(),
         )

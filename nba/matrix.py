@@ -18,6 +18,7 @@ from nba.vocab import BENEFIT_KINDS, CALL_REASONS, CATEGORY_INDEX, SPEND_CATEGOR
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 HISTORY_COLUMNS: Final = (
     "presented_60d",
@@ -92,6 +93,10 @@ class BenefitTable:
         return self.ids.index(benefit_id)
 
 
+_EARN_RATE_KIND: Final = BENEFIT_KINDS.index("earn_rate")
+_CREDIT_KIND: Final = BENEFIT_KINDS.index("statement_credit")
+
+
 def estimate_value_usd(
     benefits: BenefitTable,
     benefit_index: IntArray,
@@ -107,18 +112,37 @@ def estimate_value_usd(
     typical cardholder who spends there (`reference_spend_usd`, learned with the estimator), capped at 1.
     """
     kind = benefits.kind_code[benefit_index]
-    uplift = np.maximum(benefits.earn_rate[benefit_index] - base_earn_rate, 0.0)
-    earn = est_spend_usd * uplift * benefits.point_value_usd
-    credit = np.minimum(benefits.annual_credit_usd[benefit_index], est_spend_usd)
-    relevance = np.divide(
-        est_spend_usd, reference_spend_usd, out=np.zeros_like(est_spend_usd), where=reference_spend_usd > 0
+    return _value_usd(
+        is_earn_rate=kind == _EARN_RATE_KIND,
+        is_credit=kind == _CREDIT_KIND,
+        extra_earn_rate=np.maximum(benefits.earn_rate[benefit_index] - base_earn_rate, 0.0),
+        credit_usd=benefits.annual_credit_usd[benefit_index],
+        nominal_value_usd=benefits.nominal_value_usd[benefit_index],
+        point_value_usd=benefits.point_value_usd,
+        est_spend_usd=est_spend_usd,
+        reference_spend_usd=reference_spend_usd,
+        has_reference=reference_spend_usd > 0,
     )
-    nominal = benefits.nominal_value_usd[benefit_index] * np.minimum(relevance, 1.0)
-    value: FloatArray = np.select(
-        [kind == BENEFIT_KINDS.index("earn_rate"), kind == BENEFIT_KINDS.index("statement_credit")],
-        [earn, credit],
-        default=nominal,
-    )
+
+
+def _value_usd(
+    *,
+    is_earn_rate: BoolArray,
+    is_credit: BoolArray,
+    extra_earn_rate: FloatArray,
+    credit_usd: FloatArray,
+    nominal_value_usd: FloatArray,
+    point_value_usd: float,
+    est_spend_usd: FloatArray,
+    reference_spend_usd: FloatArray,
+    has_reference: BoolArray,
+) -> FloatArray:
+    """`estimate_value_usd` from per-pair columns: the one definition of a pair's value."""
+    relevance = np.zeros(est_spend_usd.shape)
+    np.divide(est_spend_usd, reference_spend_usd, out=relevance, where=has_reference)
+    value: FloatArray = nominal_value_usd * np.minimum(relevance, 1.0)
+    np.copyto(value, np.minimum(credit_usd, est_spend_usd), where=is_credit)
+    np.copyto(value, est_spend_usd * extra_earn_rate * point_value_usd, where=is_earn_rate)
     return value
 
 
@@ -148,6 +172,92 @@ class HolderColumns:
         )
 
 
+# Where each pair column sits among PAIR_FEATURES (after the cardholder's columns in X).
+_PAIR_COLUMN: Final = {name: i for i, name in enumerate(PAIR_FEATURES)}
+_CALL_REASON: Final = _PAIR_COLUMN["call_reason"]
+_RANK: Final = _PAIR_COLUMN["rank"]
+_EARN_UPLIFT: Final = _PAIR_COLUMN["earn_uplift"]
+_CATEGORY_SUMS: Final = slice(_PAIR_COLUMN["benefit_spend_90d_usd"], _PAIR_COLUMN["benefit_share_365d"] + 1)
+_DAYS: Final = _PAIR_COLUMN["benefit_days_since"]
+_EST_ANNUAL_SPEND: Final = _PAIR_COLUMN["est_annual_spend_usd"]
+_EST_ANNUAL_VALUE: Final = _PAIR_COLUMN["est_annual_value_usd"]
+_HISTORY: Final = slice(_PAIR_COLUMN[HISTORY_COLUMNS[0]], None)
+# PAIR_FEATURES[:_N_CATALOG_COLUMNS] come from the catalog and the model, apart from the per-pair
+# call_reason, rank and earn_uplift, which are written over their slots.
+_N_CATALOG_COLUMNS: Final = _PAIR_COLUMN["requires_enrollment"] + 1
+_N_CATEGORIES: Final = len(SPEND_CATEGORIES)
+# `PairTables.benefit_values` columns after the catalog ones.
+_EARN_RATE: Final = _N_CATALOG_COLUMNS
+_REFERENCE: Final = _N_CATALOG_COLUMNS + 1
+_CATEGORY_MASK: Final = slice(_N_CATALOG_COLUMNS + 2, _N_CATALOG_COLUMNS + 2 + _N_CATEGORIES)
+# `PairTables.benefit_flags` columns.
+_HAS_EARN_RATE, _IS_EARN_RATE, _IS_CREDIT, _HAS_REFERENCE = range(4)
+_COVERS: Final = slice(4, 4 + _N_CATEGORIES)
+# Rows of the per-cardholder category block (`PairTables.holder_block_columns`): spend 90d, spend
+# 365d, tx 365d and share 365d (the order of _CATEGORY_SUMS), the spend estimate, days since.
+_EST_SPEND: Final = 4
+_DAYS_SINCE: Final = 5
+_LARGEST: Final = float(np.finfo(np.float64).max)
+
+
+@dataclass(frozen=True, eq=False)
+class PairTables:
+    """Everything of the catalog and the model that the candidate matrix takes, prepared once.
+
+    Laid out so each pair gathers its benefit's part in one take (`benefit_values`, `benefit_flags`)
+    and each cardholder's per-category columns in one take (`holder_block_columns`): the serving path
+    builds a few rows per call, where each numpy call costs more than its arithmetic.
+    """
+
+    benefit_values: (
+        FloatArray  # (benefits × 26): PAIR_FEATURES[:8], earn rate, reference spend, category mask
+    )
+    benefit_flags: (
+        BoolArray  # (benefits × 20): earn rate > 0, earn_rate kind, credit kind, reference > 0, covers
+    )
+    holder_block_columns: IntArray  # (6 × 16): holder_X columns of spend 90d/365d, tx, share, -, days since
+    point_value_usd: float
+
+    @classmethod
+    def from_model(
+        cls,
+        benefits: BenefitTable,
+        benefit_codes: FloatArray,
+        holder_columns: HolderColumns,
+        reference_spend_by_category: FloatArray,
+    ) -> PairTables:
+        """Tables for `benefits` as a model sees them: its benefit codes, cardholder columns and
+        reference spend per category (the arguments of the same names in `build_candidate_matrix`)."""
+        mask = benefits.category_mask
+        reference = (reference_spend_by_category[None, :] * mask).sum(axis=1)
+        values = np.full((len(benefits.ids), _CATEGORY_MASK.stop), np.nan)
+        values[:, _PAIR_COLUMN["benefit_id"]] = benefit_codes
+        values[:, _PAIR_COLUMN["benefit_kind"]] = benefits.kind_code
+        values[:, _PAIR_COLUMN["annual_credit_usd"]] = benefits.annual_credit_usd
+        values[:, _PAIR_COLUMN["nominal_value_usd"]] = benefits.nominal_value_usd
+        values[:, _PAIR_COLUMN["requires_enrollment"]] = benefits.requires_enrollment
+        values[:, _EARN_RATE] = benefits.earn_rate
+        values[:, _REFERENCE] = reference
+        values[:, _CATEGORY_MASK] = mask
+        flags = np.zeros((len(benefits.ids), _COVERS.stop), dtype=bool)
+        flags[:, _HAS_EARN_RATE] = benefits.earn_rate > 0
+        flags[:, _IS_EARN_RATE] = benefits.kind_code == _EARN_RATE_KIND
+        flags[:, _IS_CREDIT] = benefits.kind_code == _CREDIT_KIND
+        flags[:, _HAS_REFERENCE] = reference > 0
+        flags[:, _COVERS] = mask > 0
+        block = np.stack(
+            [
+                holder_columns.spend_90d,
+                holder_columns.spend_365d,
+                holder_columns.tx_365d,
+                holder_columns.share_365d,
+                holder_columns.spend_90d,  # a placeholder: the estimate row comes from est_spend
+                holder_columns.days_since,
+            ]
+        )
+        return cls(values, flags, block, benefits.point_value_usd)
+
+
 def build_candidate_matrix(
     holder_X: FloatArray,
     holder_columns: HolderColumns,
@@ -171,43 +281,87 @@ def build_candidate_matrix(
     `benefit_codes` gives each benefit's code in the model's `benefit_id` encoder (NaN for a benefit
     added to the catalog after training: the model then scores it from its kind, value and spend).
     Returns (X, value_usd): X has the cardholder's columns followed by PAIR_FEATURES.
+
+    The per-category pair features sum the cardholder's values over the benefit's categories
+    (a missing spend, count or share counts as 0); `benefit_days_since` is the fewest days since a
+    purchase in any of them (NaN when none has one). Serving prepares `PairTables` once and calls
+    `assemble_candidate_matrix`, which this calls too.
     """
-    mask = benefits.category_mask[pair_benefit]
-    holder = holder_X[pair_holder]
-    spend_90d = np.nan_to_num(holder[:, holder_columns.spend_90d])
-    spend_365d = np.nan_to_num(holder[:, holder_columns.spend_365d])
-    tx_365d = np.nan_to_num(holder[:, holder_columns.tx_365d])
-    share_365d = np.nan_to_num(holder[:, holder_columns.share_365d])
-    days_since = holder[:, holder_columns.days_since]
-    # Days since the last purchase in any of the benefit's categories: NaN (never) stays NaN.
-    masked_days = np.where((mask > 0) & ~np.isnan(days_since), days_since, np.inf)
-    benefit_days = np.min(masked_days, axis=1)
-    benefit_days[~np.isfinite(benefit_days)] = np.nan
-    est_spend = (est_spend_by_category[pair_holder] * mask).sum(axis=1)
-    reference = (reference_spend_by_category[None, :] * mask).sum(axis=1)
-    value = estimate_value_usd(benefits, pair_benefit, pair_base_earn_rate, est_spend, reference)
-    earn_rate = benefits.earn_rate[pair_benefit]
-    pair = np.column_stack(
-        [
-            benefit_codes[pair_benefit],
-            benefits.kind_code[pair_benefit],
-            pair_call_reason,
-            pair_rank,
-            np.where(earn_rate > 0, np.maximum(earn_rate - pair_base_earn_rate, 0.0), 0.0),
-            benefits.annual_credit_usd[pair_benefit],
-            benefits.nominal_value_usd[pair_benefit],
-            benefits.requires_enrollment[pair_benefit],
-            (spend_90d * mask).sum(axis=1),
-            (spend_365d * mask).sum(axis=1),
-            (tx_365d * mask).sum(axis=1),
-            (share_365d * mask).sum(axis=1),
-            benefit_days,
-            est_spend,
-            value,
-            pair_history,
-        ]
+    tables = PairTables.from_model(benefits, benefit_codes, holder_columns, reference_spend_by_category)
+    return assemble_candidate_matrix(
+        tables,
+        holder_X,
+        est_spend_by_category,
+        pair_holder,
+        pair_benefit,
+        pair_base_earn_rate,
+        pair_history,
+        pair_call_reason,
+        pair_rank,
     )
-    return np.hstack([holder, pair]), value
+
+
+def assemble_candidate_matrix(
+    tables: PairTables,
+    holder_X: FloatArray,
+    est_spend_by_category: FloatArray,
+    pair_holder: IntArray,
+    pair_benefit: IntArray,
+    pair_base_earn_rate: FloatArray,
+    pair_history: FloatArray,
+    pair_call_reason: FloatArray,
+    pair_rank: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """`build_candidate_matrix` with the catalog and model part prepared (`PairTables.from_model`)."""
+    n_holder = holder_X.shape[1]
+    X = np.empty((len(pair_benefit), n_holder + len(PAIR_FEATURES)))
+    X[:, :n_holder] = holder_X.take(pair_holder, axis=0)
+    pair = X[:, n_holder:]
+    benefit = tables.benefit_values.take(pair_benefit, axis=0)
+    flags = tables.benefit_flags.take(pair_benefit, axis=0)
+    mask = benefit[:, _CATEGORY_MASK]
+
+    # Per cardholder, not per pair: its category columns, with nan → 0 and ±inf → ±largest float
+    # (np.nan_to_num, without its Python overhead).
+    block = holder_X.take(tables.holder_block_columns, axis=1)
+    block[:, _EST_SPEND] = est_spend_by_category
+    counts = block[:, :_EST_SPEND]
+    np.copyto(counts, 0.0, where=np.isnan(counts))
+    np.minimum(counts, _LARGEST, out=counts)
+    np.maximum(counts, -_LARGEST, out=counts)
+    pair_block = block.take(pair_holder, axis=0)
+    # A plain sum over the last axis (16 categories), so each adds up in numpy's usual order: einsum
+    # or matmul would add in another and change the last bits of features the model was trained on.
+    sums = (pair_block[:, : _EST_SPEND + 1] * mask[:, None, :]).sum(axis=2)
+    est_spend = sums[:, _EST_SPEND]
+    # Days since the last purchase in any of the benefit's categories: NaN (never) stays NaN, and a
+    # non-finite least value becomes NaN.
+    days = np.fmin.reduce(pair_block[:, _DAYS_SINCE], axis=1, where=flags[:, _COVERS], initial=np.nan)
+    days[np.isinf(days)] = np.nan
+
+    extra_earn_rate = np.maximum(benefit[:, _EARN_RATE] - pair_base_earn_rate, 0.0)
+    value = _value_usd(
+        is_earn_rate=flags[:, _IS_EARN_RATE],
+        is_credit=flags[:, _IS_CREDIT],
+        extra_earn_rate=extra_earn_rate,
+        credit_usd=benefit[:, _PAIR_COLUMN["annual_credit_usd"]],
+        nominal_value_usd=benefit[:, _PAIR_COLUMN["nominal_value_usd"]],
+        point_value_usd=tables.point_value_usd,
+        est_spend_usd=est_spend,
+        reference_spend_usd=benefit[:, _REFERENCE],
+        has_reference=flags[:, _HAS_REFERENCE],
+    )
+
+    pair[:, :_N_CATALOG_COLUMNS] = benefit[:, :_N_CATALOG_COLUMNS]
+    pair[:, _CALL_REASON] = pair_call_reason
+    pair[:, _RANK] = pair_rank
+    pair[:, _EARN_UPLIFT] = np.where(flags[:, _HAS_EARN_RATE], extra_earn_rate, 0.0)
+    pair[:, _CATEGORY_SUMS] = sums[:, :_EST_SPEND]
+    pair[:, _DAYS] = days
+    pair[:, _EST_ANNUAL_SPEND] = est_spend
+    pair[:, _EST_ANNUAL_VALUE] = value
+    pair[:, _HISTORY] = pair_history
+    return X, value
 
 
 def call_reason_code(call_reason: str | None) -> float:

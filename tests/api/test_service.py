@@ -132,7 +132,7 @@ def test_suggestions_carry_everything_the_agent_and_the_log_need(
     assert stored is not None
     assert [s.suggestion_id for s in stored.suggestions] == [s["suggestion_id"] for s in body["suggestions"]]
     assert all(
-        len(s.features) == len(services.state.serving.engine.bundle.manifest.feature_names)
+        len(s.features) == 8 * len(services.state.serving.engine.bundle.manifest.feature_names)
         for s in stored.suggestions
     )  # type: ignore[union-attr]
 

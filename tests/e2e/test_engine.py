@@ -18,6 +18,7 @@ from nba.errors import DataError, ModelError, NotFoundError
 from nba.matrix import BenefitTable
 from nba.mcc import load_mcc_map
 from nba.profiles import build_profiles
+from nba.store import feature_values
 from nba.tables import open_data
 from training.generate import generate_world
 from training.pairs import build_pair_matrix, compute_snapshots
@@ -134,7 +135,7 @@ def test_served_features_equal_the_training_jobs_for_the_same_date(setup: tuple[
     matrix = build_pair_matrix(
         pairs, snapshots, bundle.holder, bundle.estimator, engine.benefits, engine.benefit_codes
     )
-    served = np.array([s.features for d in decisions.values() for s in d.suggestions])
+    served = np.array([feature_values(s.features) for d in decisions.values() for s in d.suggestions])
     # The profile keeps features as float32: equal to float32 precision.
     np.testing.assert_allclose(served, matrix.X, rtol=1e-6, equal_nan=True)
 
@@ -223,7 +224,7 @@ def test_exploration_logs_the_real_probability(setup: tuple[Path, Engine]) -> No
 
 def test_one_routing_gives_the_model_s_own_scores_and_reasons(setup: tuple[Path, Engine]) -> None:
     _, engine = setup
-    assert engine.path_reasoner is not None  # the default: one booster call per decision
+    assert engine.path_reasoner is not None  # the default: the rows walk the trees once per decision
     two_calls = Engine(engine.bundle, engine.profiles, engine.catalog, reasoner=engine.reasoner.__call__)
     assert two_calls.path_reasoner is None
     compared = 0

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from nba.catalog import load_catalog
+from nba.catalog import Benefit, Catalog, load_catalog
 from nba.matrix import (
     HISTORY_COLUMNS,
     PAIR_FEATURES,
     BenefitTable,
     HolderColumns,
+    PairTables,
+    assemble_candidate_matrix,
     build_candidate_matrix,
     call_reason_code,
 )
-from nba.vocab import CATEGORY_INDEX, SPEND_CATEGORIES
+from nba.vocab import BENEFIT_KINDS, CALL_REASONS, CATEGORY_INDEX, SPEND_CATEGORIES
 
 
 def _holder_names() -> list[str]:
@@ -91,3 +95,215 @@ def test_pairs_carry_the_benefit_spend_and_value() -> None:
 def test_unknown_call_reason_is_missing() -> None:
     assert np.isnan(call_reason_code("weather"))
     assert np.isnan(call_reason_code(None))
+
+
+def _catalog_with_a_benefit_without_categories() -> Catalog:
+    raw = load_catalog().model_dump()
+    concierge = {
+        "id": "concierge",
+        "name": "Concierge",
+        "kind": "perk",
+        "nominal_value_usd": 80.0,
+        "requires_enrollment": True,
+        "talking_point": "Your card includes a concierge service.",
+    }
+    raw["benefits"] = (*raw["benefits"], concierge)
+    return Catalog.model_validate(raw)
+
+
+def _reference_pair(
+    holder: dict[str, float],
+    est_spend: np.ndarray,
+    reference_spend: np.ndarray,
+    benefit: Benefit,
+    base_earn_rate: float,
+    point_value_usd: float,
+) -> dict[str, float]:
+    """The per-category pair features and the value of one pair, from their definitions, one by one."""
+    categories = benefit.spend_categories
+
+    def total(template: str) -> float:
+        values = (holder[template.format(c=c)] for c in categories)
+        return sum(0.0 if math.isnan(v) else v for v in values)
+
+    days = [holder[f"days_since_{c}"] for c in categories if not math.isnan(holder[f"days_since_{c}"])]
+    est = sum(float(est_spend[CATEGORY_INDEX[c]]) for c in categories)
+    reference = sum(float(reference_spend[CATEGORY_INDEX[c]]) for c in categories)
+    extra_earn_rate = max((benefit.earn_rate or 0.0) - base_earn_rate, 0.0)
+    if benefit.kind == "earn_rate":
+        value = est * extra_earn_rate * point_value_usd
+    elif benefit.kind == "statement_credit":
+        value = min(benefit.annual_credit_usd or 0.0, est)
+    else:
+        relevance = est / reference if reference > 0 else 0.0
+        value = (benefit.nominal_value_usd or 0.0) * min(relevance, 1.0)
+    return {
+        "earn_uplift": extra_earn_rate if benefit.earn_rate else 0.0,
+        "benefit_spend_90d_usd": total("spend_{c}_90d_usd"),
+        "benefit_spend_365d_usd": total("spend_{c}_365d_usd"),
+        "benefit_tx_365d": total("tx_{c}_365d"),
+        "benefit_share_365d": total("share_{c}_365d"),
+        "benefit_days_since": min(days) if days else math.nan,
+        "est_annual_spend_usd": est,
+        "est_annual_value_usd": value,
+    }
+
+
+def _random_batch(
+    rng: np.random.Generator, benefits: BenefitTable, names: list[str], n_holders: int
+) -> dict[str, np.ndarray]:
+    """Every (cardholder, benefit) pair of `n_holders` random cardholders, in a random order."""
+    holder_X = np.empty((n_holders, len(names)))
+    for j, name in enumerate(names):
+        if name.startswith("days_since_"):
+            holder_X[:, j] = rng.integers(0, 400, n_holders)
+        elif name.startswith("share_"):
+            holder_X[:, j] = rng.random(n_holders)
+        elif name.startswith("tx_"):
+            holder_X[:, j] = rng.integers(0, 50, n_holders)
+        else:
+            holder_X[:, j] = rng.lognormal(5.0, 2.0, n_holders)
+    holder_X[rng.random(holder_X.shape) < 0.4] = np.nan  # never bought there / not recorded
+    days = [names.index(f"days_since_{c}") for c in SPEND_CATEGORIES]
+    holder_X[0, days] = np.nan  # a cardholder who never bought anything
+    est_spend = rng.lognormal(6.0, 1.5, (n_holders, len(SPEND_CATEGORIES)))
+    est_spend[rng.random(est_spend.shape) < 0.2] = 0.0
+    pair_holder = np.repeat(np.arange(n_holders), len(benefits.ids))
+    pair_benefit = np.tile(np.arange(len(benefits.ids)), n_holders)
+    order = rng.permutation(len(pair_holder))
+    n = len(order)
+    history = np.zeros((n, len(HISTORY_COLUMNS)))
+    presented = rng.random(n) < 0.3
+    history[presented] = rng.integers(0, 3, (int(presented.sum()), len(HISTORY_COLUMNS)))
+    days_presented = HISTORY_COLUMNS.index("days_since_last_presented")
+    history[:, days_presented] = np.where(presented, rng.integers(1, 365, n), np.nan)
+    call_reason = np.array([call_reason_code(r) for r in rng.choice([*CALL_REASONS, "unknown"], n)])
+    return {
+        "holder_X": holder_X,
+        "est_spend_by_category": est_spend,
+        "pair_holder": pair_holder[order],
+        "pair_benefit": pair_benefit[order],
+        "pair_base_earn_rate": rng.choice([1.0, 1.5, 2.0], n_holders)[pair_holder[order]],
+        "pair_history": history,
+        "pair_call_reason": call_reason,
+        "pair_rank": rng.integers(1, 4, n).astype(np.float64),
+    }
+
+
+def test_every_pair_column_follows_its_definition() -> None:
+    catalog = _catalog_with_a_benefit_without_categories()
+    benefits = BenefitTable.from_catalog(catalog)
+    names = [*_holder_names(), "credit_limit_usd"]
+    rng = np.random.default_rng(20261123)
+    batch = _random_batch(rng, benefits, names, n_holders=6)
+    reference_spend = rng.lognormal(7.0, 1.0, len(SPEND_CATEGORIES))
+    reference_spend[CATEGORY_INDEX["car_rental"]] = 0.0  # car_rental_insurance: no reference, no value
+    benefit_codes = np.arange(len(benefits.ids), dtype=np.float64)
+    benefit_codes[benefits.index_of("concierge")] = np.nan  # added to the catalog after training
+    X, value = build_candidate_matrix(
+        holder_columns=HolderColumns.from_names(names),
+        reference_spend_by_category=reference_spend,
+        benefits=benefits,
+        benefit_codes=benefit_codes,
+        **batch,
+    )
+
+    n_holder = len(names)
+    assert X.shape == (len(batch["pair_benefit"]), n_holder + len(PAIR_FEATURES))
+    for i, (row, b) in enumerate(zip(batch["pair_holder"], batch["pair_benefit"], strict=True)):
+        benefit = catalog.benefits[b]
+        holder = dict(zip(names, batch["holder_X"][row].tolist(), strict=True))
+        expected = {
+            "benefit_id": benefit_codes[b],
+            "benefit_kind": BENEFIT_KINDS.index(benefit.kind),
+            "call_reason": batch["pair_call_reason"][i],
+            "rank": batch["pair_rank"][i],
+            "annual_credit_usd": benefit.annual_credit_usd or 0.0,
+            "nominal_value_usd": benefit.nominal_value_usd or 0.0,
+            "requires_enrollment": float(benefit.requires_enrollment),
+            **_reference_pair(
+                holder,
+                batch["est_spend_by_category"][row],
+                reference_spend,
+                benefit,
+                batch["pair_base_earn_rate"][i],
+                catalog.point_value_usd,
+            ),
+            **dict(zip(HISTORY_COLUMNS, batch["pair_history"][i].tolist(), strict=True)),
+        }
+        got = dict(zip(PAIR_FEATURES, X[i, n_holder:].tolist(), strict=True))
+        for name in PAIR_FEATURES:
+            # Sums of three or more categories may add up in another order: equal to the last bits.
+            assert got[name] == pytest.approx(expected[name], rel=1e-12, nan_ok=True), (i, benefit.id, name)
+        np.testing.assert_array_equal(X[i, :n_holder], batch["holder_X"][row])
+        assert value[i] == got["est_annual_value_usd"]
+
+    pair = {name: X[:, n_holder + j] for j, name in enumerate(PAIR_FEATURES)}
+    # The seed covers the cases the definitions single out.
+    days = pair["benefit_days_since"]
+    assert np.isnan(days).any() and not np.isnan(days).all()
+    assert np.isnan(pair["benefit_id"]).sum() == 6
+    assert np.isnan(pair["call_reason"]).any()
+    kinds = set(pair["benefit_kind"].tolist())
+    assert kinds == set(range(len(BENEFIT_KINDS)))
+    concierge = batch["pair_benefit"] == benefits.index_of("concierge")
+    assert (pair["benefit_spend_365d_usd"][concierge] == 0).all() and (value[concierge] == 0).all()
+    assert np.isnan(days[concierge]).all()
+    insurance = batch["pair_benefit"] == benefits.index_of("car_rental_insurance")
+    assert (value[insurance] == 0).all() and (pair["est_annual_spend_usd"][insurance] > 0).any()
+
+
+def test_one_cardholder_s_rows_equal_its_rows_in_a_batch() -> None:
+    """Serving builds one cardholder's rows from prepared tables; training builds them in bulk."""
+    catalog = _catalog_with_a_benefit_without_categories()
+    benefits = BenefitTable.from_catalog(catalog)
+    names = _holder_names()
+    rng = np.random.default_rng(7)
+    batch = _random_batch(rng, benefits, names, n_holders=4)
+    reference_spend = rng.lognormal(7.0, 1.0, len(SPEND_CATEGORIES))
+    codes = np.arange(len(benefits.ids), dtype=np.float64)
+    columns = HolderColumns.from_names(names)
+    X, value = build_candidate_matrix(
+        holder_columns=columns,
+        reference_spend_by_category=reference_spend,
+        benefits=benefits,
+        benefit_codes=codes,
+        **batch,
+    )
+    tables = PairTables.from_model(benefits, codes, columns, reference_spend)
+    for holder in range(4):
+        rows = np.flatnonzero(batch["pair_holder"] == holder)
+        one_X, one_value = assemble_candidate_matrix(
+            tables,
+            holder_X=batch["holder_X"][holder : holder + 1],
+            est_spend_by_category=batch["est_spend_by_category"][holder : holder + 1],
+            pair_holder=np.zeros(len(rows), dtype=np.int64),
+            pair_benefit=batch["pair_benefit"][rows],
+            pair_base_earn_rate=batch["pair_base_earn_rate"][rows],
+            pair_history=batch["pair_history"][rows],
+            pair_call_reason=batch["pair_call_reason"][rows],
+            pair_rank=batch["pair_rank"][rows],
+        )
+        assert one_X.tobytes() == X[rows].tobytes()
+        assert one_value.tobytes() == value[rows].tobytes()
+
+
+def test_no_pairs_give_an_empty_matrix() -> None:
+    benefits = BenefitTable.from_catalog(load_catalog())
+    names = _holder_names()
+    empty = np.zeros(0)
+    X, value = build_candidate_matrix(
+        np.zeros((1, len(names))),
+        HolderColumns.from_names(names),
+        np.zeros((1, 16)),
+        np.ones(16),
+        np.zeros(0, dtype=np.int64),
+        np.zeros(0, dtype=np.int64),
+        empty,
+        np.zeros((0, len(HISTORY_COLUMNS))),
+        empty,
+        empty,
+        benefits,
+        np.arange(len(benefits.ids), dtype=np.float64),
+    )
+    assert X.shape == (0, len(names) + len(PAIR_FEATURES)) and value.shape == (0,)

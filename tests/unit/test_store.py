@@ -29,6 +29,8 @@ from nba.store import (
     FeedbackStore,
     ShownSuggestion,
     decision_to_json,
+    feature_bytes,
+    feature_values,
 )
 from nba.validation import validate_data
 from tests import pg
@@ -64,7 +66,7 @@ def make_suggestion(suggestion_id: str, rank: int, benefit_id: str, **changes: o
         score=0.125,
         p_adopt=0.31,
         logging_prob=0.8,
-        features=(1.5, math.nan, -2.0, 0.1 + 0.2),
+        features=feature_bytes((1.5, math.nan, -2.0, 0.1 + 0.2)),
     )
     return replace(suggestion, **changes)  # type: ignore[arg-type]
 
@@ -196,8 +198,9 @@ def test_log_decision_round_trips_nan_features_and_utc_time(store: FeedbackStore
     assert found is not None and same(stored, found) and same(found, replace(decision, served_at=T0))
     assert found.served_at == T0 and found.served_at.tzinfo is UTC
     first = found.suggestions[0]
-    assert math.isnan(first.features[1])
-    assert first.features[:1] + first.features[2:] == (1.5, -2.0, 0.1 + 0.2)
+    features = feature_values(first.features)
+    assert math.isnan(features[1])
+    assert features[:1] + features[2:] == (1.5, -2.0, 0.1 + 0.2)
     assert first.reasons == ("dines out often", "no dining spend on this card")
     assert [s.rank for s in found.suggestions] == [1, 2]
     assert found.profile_as_of == "2026-08-14" and found.agent_id == "A7"
@@ -206,13 +209,25 @@ def test_log_decision_round_trips_nan_features_and_utc_time(store: FeedbackStore
 def test_feature_vectors_are_stored_exactly_with_infinities(store: FeedbackStore, db_url: str) -> None:
     vector = (math.inf, -math.inf, 5e-324, 1.7976931348623157e308, 0.1 + 0.2, -0.0)
     decision = make_decision()
-    decision = replace(decision, suggestions=(replace(decision.suggestions[0], features=vector),))
-    assert store.log_decision(decision).suggestions[0].features == vector
+    blob = feature_bytes(vector)
+    decision = replace(decision, suggestions=(replace(decision.suggestions[0], features=blob),))
+    assert feature_values(store.log_decision(decision).suggestions[0].features) == vector
     found = store.find_decision("T1")
-    assert found is not None and found.suggestions[0].features == vector
-    assert math.copysign(1.0, found.suggestions[0].features[-1]) == -1.0
+    assert found is not None and found.suggestions[0].features == blob
+    assert math.copysign(1.0, feature_values(found.suggestions[0].features)[-1]) == -1.0
     (row,) = table_rows(db_url, "suggestions")
     assert len(bytes(row["features_f64"])) == 8 * len(vector)  # float64 bytes, not text
+
+
+def test_a_feature_vector_that_is_not_float64_bytes_is_refused(store: FeedbackStore) -> None:
+    decision = make_decision()
+    for bad in (b"\x00" * 7, (1.0, 2.0)):
+        wrong = replace(decision, suggestions=(replace(decision.suggestions[0], features=bad),))
+        with pytest.raises(
+            DataError, match=r"call 'T1', suggestion 's_T1_1': `features` must be float64 bytes"
+        ):
+            store.log_decision(wrong)  # type: ignore[arg-type]
+    assert store.find_decision("T1") is None
 
 
 def test_log_decision_is_idempotent_on_call_id(store: FeedbackStore, db_url: str) -> None:
@@ -545,7 +560,7 @@ def test_migration_0002_turns_json_feature_vectors_into_exact_float64_bytes_and_
     store.migrate()
     decision = store.find_decision("T1")
     assert decision is not None
-    features = decision.suggestions[0].features
+    features = feature_values(decision.suggestions[0].features)
     assert math.isnan(features[1]) and features[:1] + features[2:] == (1.5, -2.0, 0.1 + 0.2)
     store.log_decision(make_decision("T2"))
     store.dispose()
