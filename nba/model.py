@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -94,9 +95,15 @@ class Calibrator:
     a: float = 1.0
     b: float = 0.0
 
+    @functools.cached_property
+    def _knots(self) -> tuple[FloatArray, FloatArray]:
+        # The isotonic knots as arrays once, not on every request.
+        return np.asarray(self.x, dtype=np.float64), np.asarray(self.y, dtype=np.float64)
+
     def apply(self, p_raw: FloatArray) -> FloatArray:
         if self.kind == "isotonic":
-            interpolated: FloatArray = np.interp(p_raw, np.asarray(self.x), np.asarray(self.y))
+            x, y = self._knots
+            interpolated: FloatArray = np.interp(p_raw, x, y)
             return interpolated
         if self.kind == "platt":
             logit = np.log(np.clip(p_raw, 1e-12, 1 - 1e-12) / np.clip(1 - p_raw, 1e-12, 1))

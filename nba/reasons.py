@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import numpy as np
@@ -46,27 +46,39 @@ _FIXED: Final[dict[str, str]] = {
 }
 
 
-def phrase_for(name: str, value: float) -> str | None:
-    """The phrase for one feature that raised the score, given its value; None when it says nothing useful."""
+PhraseRule = Callable[[float], "str | None"]
+
+
+def _always(phrase: str | None) -> PhraseRule:
+    return lambda value: phrase
+
+
+def phrase_rule(name: str) -> PhraseRule:
+    """How a feature that raised the score is said, as a function of its value (None: says nothing useful)."""
     if name in _FIXED:
-        return _FIXED[name]
+        return _always(_FIXED[name])
     match = _CATEGORY_FEATURE.match(name)
     if match:
         category = match.group(2) or match.group(5)
-        return f"spends on {category_words(category)}"
+        return _always(f"spends on {category_words(category)}")
     if name == "tenure_months":
-        return "new cardholder" if value < 12 else "long-standing cardholder"
+        return lambda value: "new cardholder" if value < 12 else "long-standing cardholder"
     if name == "age_years":
-        return "fits their stage of life"
+        return _always("fits their stage of life")
     if name == "call_reason":
-        return "fits why they called"
+        return _always("fits why they called")
     if name.startswith(("presented_", "declined_", "days_since_last_presented")):
-        return "not offered this recently" if not value or value != value else None
+        return lambda value: "not offered this recently" if not value or value != value else None
     if name.startswith(("spend_total_", "tx_total_", "active_days_")):
-        return "uses the card a lot"
+        return _always("uses the card a lot")
     if name.startswith(("calls_so_far", "presentations_so_far", "accepted_so_far", "days_since_last_call")):
-        return "talks to us regularly"
-    return None
+        return _always("talks to us regularly")
+    return _always(None)
+
+
+def phrase_for(name: str, value: float) -> str | None:
+    """The phrase for one feature that raised the score, given its value; None when it says nothing useful."""
+    return phrase_rule(name)(value)
 
 
 class Reasoner:
@@ -75,6 +87,8 @@ class Reasoner:
     def __init__(self, attributor: PathAttributor, feature_names: Sequence[str]) -> None:
         self.attributor = attributor
         self.feature_names = tuple(feature_names)
+        # Per feature, worked out once: the request path only applies them.
+        self._rules = tuple(phrase_rule(name) for name in self.feature_names)
 
     def __call__(self, X: FloatArray, chosen: IntArray) -> list[tuple[str, ...]]:
         if len(chosen) == 0:
@@ -89,7 +103,7 @@ class Reasoner:
         for row, features in zip(rows, ranked, strict=True):
             phrases: list[str] = []
             for index, _ in features:
-                phrase = phrase_for(self.feature_names[index], float(row[index]))
+                phrase = self._rules[index](float(row[index]))
                 if phrase and phrase not in phrases:
                     phrases.append(phrase)
                 if len(phrases) == MAX_REASONS:
