@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -133,15 +133,6 @@ def reasoner_with_leaves(reasoner: Reasoner, bundle: ModelBundle) -> PathReasone
     return reasoner
 
 
-@dataclass(frozen=True)
-class _HolderSpend:
-    by_category_90d: FloatArray
-    by_category_365d: FloatArray
-    estimated: FloatArray
-    top_category: str | None
-    top_category_90d: float | None
-
-
 class Engine:
     """Decides the talking points for one call, in process, in well under a millisecond per call.
 
@@ -177,6 +168,9 @@ class Engine:
         self.benefit_codes = bundle.benefit_codes(self.benefits)
         self.reference = bundle.reference_spend()
         self.holder_columns = HolderColumns.from_names(bundle.holder.feature_names)
+        self._talking_point_columns = np.stack(
+            [self.holder_columns.spend_90d, self.holder_columns.spend_365d]
+        )
         self.pair_tables = PairTables.from_model(
             self.benefits, self.benefit_codes, self.holder_columns, self.reference
         )
@@ -254,21 +248,22 @@ class Engine:
             reasons = self.path_reasoner.phrases(X[chosen], contributions)
         else:
             reasons = self.reasoner(X, chosen)
-        spend = self._spend_of(row)
+        shown = candidates[chosen]
+        numbers = self._talking_point_numbers(row, shown, value[chosen])
         suggestions = tuple(
             self._suggestion(
                 rank + 1,
                 row,
-                spend,
-                int(candidates[i]),
+                int(shown[rank]),
                 X[i],
                 float(value[i]),
                 float(priority[i]),
                 float(p_adopt[i]),
-                float(logging_prob[k]),
-                reasons[k],
+                float(logging_prob[rank]),
+                reasons[rank],
+                numbers[rank],
             )
-            for k, (rank, i) in enumerate(enumerate(chosen))
+            for rank, i in enumerate(chosen.tolist())
         )
         return self._decision(cardholder_id, call_reason, suggestions, len(candidates), None)
 
@@ -445,24 +440,42 @@ class Engine:
             chosen = greedy
         return chosen, marginal[chosen]
 
-    def _spend_of(self, row: int) -> _HolderSpend:
-        """The cardholder's spend per category (90 days, 365 days, estimated yearly), once per decision."""
+    def _talking_point_numbers(
+        self, row: int, benefits: IntArray, values: FloatArray
+    ) -> list[TalkingPointNumbers]:
+        """The cardholder's numbers each shown benefit's talking point may use, all at once.
+
+        Spend in the benefit's categories over 90 and 365 days and the estimated yearly spend there
+        (NaN when a covered category's figure is missing; None for a benefit with no categories), the
+        estimated value, and the cardholder's top category over 90 days.
+        """
         holder = self.profiles.holder_X[row]
-        by_category_90d = holder[self.holder_columns.spend_90d].astype(np.float64)
+        # (3, 16): spend 90d, spend 365d, estimated yearly spend, per category.
+        series = np.vstack([holder[self._talking_point_columns], self.profiles.est_spend[row][None, :]])
+        series = series.astype(np.float64)
+        masks = self.benefits.category_mask[benefits] > 0
+        sums = np.where(masks[:, None, :], series[None, :, :], 0.0).sum(axis=2).tolist()
+        covered = cast(list[bool], masks.any(axis=1).tolist())
+        by_category_90d = series[0]
         top = int(np.argmax(by_category_90d))
-        return _HolderSpend(
-            by_category_90d,
-            holder[self.holder_columns.spend_365d].astype(np.float64),
-            self.profiles.est_spend[row].astype(np.float64),
-            SPEND_CATEGORIES[top] if by_category_90d[top] > 0 else None,
-            float(by_category_90d[top]) if by_category_90d[top] > 0 else None,
-        )
+        top_spend = float(by_category_90d[top])
+        top_category = SPEND_CATEGORIES[top] if top_spend > 0 else None
+        return [
+            TalkingPointNumbers(
+                spend_90d_usd=spend[0] if has else None,
+                spend_365d_usd=spend[1] if has else None,
+                est_annual_spend_usd=spend[2] if has else None,
+                est_annual_value_usd=value,
+                top_category=top_category,
+                top_category_spend_90d_usd=top_spend if top_spend > 0 else None,
+            )
+            for spend, has, value in zip(sums, covered, values.tolist(), strict=True)
+        ]
 
     def _suggestion(
         self,
         rank: int,
         row: int,
-        spend: _HolderSpend,
         benefit: int,
         x: FloatArray,
         value: float,
@@ -470,19 +483,10 @@ class Engine:
         p_adopt: float,
         logging_prob: float,
         reasons: tuple[str, ...],
+        numbers: TalkingPointNumbers,
     ) -> Suggestion:
         catalog_benefit = self.catalog.benefits[benefit]
         product = self.catalog.products[int(self.profiles.product_index[row])]
-        mask = self.benefits.category_mask[benefit] > 0
-        has_categories = bool(mask.any())
-        numbers = TalkingPointNumbers(
-            spend_90d_usd=float(spend.by_category_90d[mask].sum()) if has_categories else None,
-            spend_365d_usd=float(spend.by_category_365d[mask].sum()) if has_categories else None,
-            est_annual_spend_usd=float(spend.estimated[mask].sum()) if has_categories else None,
-            est_annual_value_usd=value,
-            top_category=spend.top_category,
-            top_category_spend_90d_usd=spend.top_category_90d,
-        )
         text, _ = render_talking_point(catalog_benefit, product, numbers)
         return Suggestion(
             rank=rank,

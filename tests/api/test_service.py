@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import replace
@@ -529,3 +530,14 @@ def test_a_restarted_service_still_honours_outcomes_recorded_before(
         assert again["suggestions"] and declined["benefit_id"] not in {
             s["benefit_id"] for s in again["suggestions"]
         }
+
+
+def test_new_ids_are_unique_and_grow_with_time_so_the_store_appends_them() -> None:
+    from api.routes.suggestions import new_ids
+
+    batches = [new_ids(4) for _ in range(2000)]
+    ids = [i for batch in batches for i in batch]
+    assert len(set(ids)) == len(ids) and all(re.fullmatch(r"[0-9a-f]{28}", i) for i in ids)
+    stamps = [batch[0][:12] for batch in batches]
+    assert stamps == sorted(stamps)
+    assert all(len({i[:12] for i in batch}) == 1 for batch in batches)  # one time per call
