@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,6 +54,7 @@ class Services:
         if result.changed:
             self.metrics.set_model_version(result.serving.model_version)
             self.warm_ledger()
+            freeze_heap()
             get_logger().info("reloaded", extra={"model_version": result.serving.model_version})
         return result
 
@@ -71,6 +73,18 @@ class Services:
             return
         for cardholder_id, suggestion_id, event in events:
             self.ledger.record(cardholder_id, suggestion_id, event.benefit_id, event.outcome, event.at)
+
+
+def freeze_heap() -> None:
+    """Moves what is alive now (the engine, its profiles, the imports) out of the garbage collector's way.
+
+    The cycle collector's full passes walk every tracked object: with a model and 100,000 profiles
+    loaded that is ~300,000 objects and 100+ ms with the event loop stopped, a latency spike a few
+    times a minute. Frozen objects are still freed when nothing refers to them (an engine replaced by
+    a reload); only a reference cycle among them would stay.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 # Dependencies are `async def`: FastAPI runs plain `def` ones in a worker thread, a hop per request.

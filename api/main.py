@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import json
 import logging
@@ -20,7 +21,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from api.deps import Services
+from api.deps import Services, freeze_heap
 from api.errors import install_error_handlers
 from api.feedback import ContactLedger, DecisionLog
 from api.keys import KeyRing
@@ -204,6 +205,7 @@ def create_app(
                     await watcher
             log.stop()
             store.dispose()
+            gc.unfreeze()  # what start-up froze is collected as usual again (see freeze_heap)
 
     app = FastAPI(
         title="nba — next-best-conversation API",
@@ -237,6 +239,7 @@ def start_up(services: Services) -> None:
         return
     services.metrics.set_model_version(serving.model_version)
     services.warm_ledger()
+    freeze_heap()
     get_logger().info(
         "serving",
         extra={

@@ -80,7 +80,7 @@ class EngineConfig:
             raise ValueError(f"`epsilon` must be a float in [0, 1], got {self.epsilon}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Suggestion:
     """One talking point and everything offline evaluation will need about it later."""
 
@@ -96,7 +96,7 @@ class Suggestion:
     features: bytes  # the model's input row, little-endian float64 (nba.store.feature_values reads it)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The engine's answer for one call."""
 

@@ -91,7 +91,7 @@ def _utc_now() -> datetime:
 # Records
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ShownSuggestion:
     """One suggestion as the agent saw it, with what offline evaluation needs about it later.
 
@@ -121,7 +121,7 @@ class ShownSuggestion:
 _SHARED_WITH_ENGINE: Final = tuple(f.name for f in fields(ShownSuggestion))[1:]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CallDecision:
     """Everything served on one call: the context and the suggestions shown (possibly none)."""
 
