@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+import tempfile
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -13,6 +14,9 @@ import duckdb
 
 from nba.errors import Problem, SchemaError, ValidationError
 from nba.vocab import CALL_REASONS, OUTCOMES
+
+# Where DuckDB spills what does not fit in memory (DuckDB's default is a relative `.tmp`).
+SPILL_DIR: Final = Path(tempfile.gettempdir()) / "nba-duckdb-spill"
 
 ValueType = Literal["string", "int", "float", "date", "timestamp"]
 _SQL_TYPE: Final[dict[str, str]] = {
@@ -364,8 +368,15 @@ class DataSource:
 
 
 def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection set up the way every nba job uses it."""
-    config: dict[str, str | bool | int | float | list[str]] = {"preserve_insertion_order": True}
+    """An in-memory DuckDB connection set up the way every nba job uses it.
+
+    Larger-than-memory work spills under the system temp folder (`SPILL_DIR`), not into a `.tmp`
+    folder wherever the command happens to run (DuckDB's default).
+    """
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "preserve_insertion_order": True,
+        "temp_directory": str(SPILL_DIR),
+    }
     if threads is not None:
         config["threads"] = threads
     return duckdb.connect(config=config)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -29,8 +28,6 @@ from nba.tables import open_data
 from nba.validation import MCC_OVERRIDE_FILE
 
 OUTPUT_SUFFIXES: Final = (".parquet", ".csv")
-# DuckDB spills to a relative `.tmp` by default; large runs must spill under the system temp folder instead.
-SPILL_DIR: Final = Path(tempfile.gettempdir()) / "nba-duckdb-spill"
 
 
 @dataclass(frozen=True)
@@ -71,8 +68,6 @@ def run_features(
     console = Console(stderr=True, quiet=not show_progress)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with open_data(data_dir) as data, Progress(*columns, console=console, transient=True) as progress:
-        SPILL_DIR.mkdir(parents=True, exist_ok=True)
-        data.con.execute("SET temp_directory = ?", [str(SPILL_DIR)])
         # DuckDB's own bar would print through the spinner's line.
         data.con.execute("SET enable_progress_bar = false")
         step = progress.add_task(f"{data_dir}: choosing extra cardholder columns")
