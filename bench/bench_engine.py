@@ -100,7 +100,7 @@ def _engine_child(
     matrices: list[np.ndarray[Any, Any] | None] = []
     for cardholder_id in ids:
         row = profiles.index[cardholder_id]
-        candidates, _ = engine._candidates(row, CALL_REASON)
+        candidates, _ = engine._candidates(row, CALL_REASON, ())
         matrices.append(engine._matrix(row, candidates, CALL_REASON)[0] if len(candidates) else None)
     booster = engine.bundle.model.booster_
 
@@ -134,7 +134,7 @@ def _engine_child(
         for k in (
             "candidates",
             "matrix",
-            "predict_proba",
+            "score",
             "choose",
             "reasons",
             "suggestions",
@@ -143,33 +143,43 @@ def _engine_child(
         )
     }
     gamma = engine.config.arbitration.gamma
+    reasoner = engine.path_reasoner
+    if reasoner is None:
+        raise SystemExit("the engine has no path reasoner: the stage timings follow decide's default path")
     for cardholder_id in ids:
         t0 = clock()
         row = profiles.index[cardholder_id]
-        candidates, _ = engine._candidates(row, CALL_REASON)
+        candidates, _ = engine._candidates(row, CALL_REASON, ())
         t1 = clock()
         if len(candidates) == 0:
             continue
         X, value = engine._matrix(row, candidates, CALL_REASON)
         t2 = clock()
-        p_adopt = engine.bundle.model.predict_proba(X)[:, 1]
+        # As decide does: the rows walk the trees once; the leaves give the scores and the reasons.
+        attributor = reasoner.attributor
+        routes = attributor.route(X)
+        raw = attributor.raw_scores_of(routes)
+        p_adopt = engine.bundle.model.calibrator_.apply(1.0 / (1.0 + np.exp(-raw)))
         t3 = clock()
         priority = compute_priority(p_adopt, value, engine.benefits.lever[candidates], gamma)
         chosen, logging_prob = engine._choose(priority, engine.benefits.category_mask[candidates] > 0, TOP_K)
         t4r = clock()
-        reasons = engine.reasoner(X, chosen)
+        reasons = reasoner.phrases(X[chosen], attributor.contributions_of(routes, chosen))
         t4 = clock()
-        for k, i in enumerate(chosen):
+        shown = candidates[chosen]
+        numbers = engine._talking_point_numbers(row, shown, value[chosen])
+        for rank, i in enumerate(chosen.tolist()):
             engine._suggestion(
-                k + 1,
+                rank + 1,
                 row,
-                int(candidates[i]),
+                int(shown[rank]),
                 X[i],
                 float(value[i]),
                 float(priority[i]),
                 float(p_adopt[i]),
-                float(logging_prob[k]),
-                reasons[k],
+                float(logging_prob[rank]),
+                reasons[rank],
+                numbers[rank],
             )
         t5 = clock()
         booster.predict(X, num_threads=1)
