@@ -64,26 +64,47 @@ def rank_contributions(contributions: FloatArray, k: int = 3, positive_only: boo
         raise ValueError(
             f"`contributions` must be a 2-D array (rows × features), got shape {contributions.shape}"
         )
+    _check_k(k, contributions.shape[1])
+    features, values, counts = _top_k(
+        np.ascontiguousarray(contributions, dtype=np.float64), int(k), bool(positive_only)
+    )
+    return [
+        list(zip(row_features[:count], row_values[:count], strict=True))
+        for row_features, row_values, count in zip(
+            features.tolist(), values.tolist(), counts.tolist(), strict=True
+        )
+    ]
+
+
+@compiled
+def _top_k(
+    contributions: FloatArray, k: int, positive_only: bool
+) -> tuple[npt.NDArray[np.int64], FloatArray, npt.NDArray[np.int64]]:
+    """Per row the k largest values (ties: lower feature first), as features, values and how many."""
     n_rows, n_features = contributions.shape
-    _check_k(k, n_features)
-    k = int(k)
-    # Only values at least as large as each row's k-th largest can be in its top k (ties included, so the
-    # tie-break below sees every candidate); a partition finds that value without sorting the row.
-    kth_largest = np.partition(contributions, n_features - k, axis=1)[:, n_features - k]
-    keep = contributions >= kth_largest[:, None]
-    if positive_only:
-        keep &= contributions > 0
-    rows, features = np.nonzero(keep)
-    values = contributions[rows, features]
-    # By row, then contribution descending, then feature ascending (the last key is the primary one).
-    order = np.lexsort((features, -values, rows))
-    reasons: list[Reasons] = [[] for _ in range(n_rows)]
-    for row, feature, value in zip(
-        rows[order].tolist(), features[order].tolist(), values[order].astype(np.float64).tolist(), strict=True
-    ):
-        if len(reasons[row]) < k:
-            reasons[row].append((feature, value))
-    return reasons
+    features = np.zeros((n_rows, k), dtype=np.int64)
+    values = np.zeros((n_rows, k))
+    counts = np.zeros(n_rows, dtype=np.int64)
+    for row in range(n_rows):
+        count = 0
+        for feature in range(n_features):
+            value = contributions[row, feature]
+            if positive_only and not value > 0.0:
+                continue
+            if count == k and not value > values[row, k - 1]:
+                continue  # not above the k-th: an equal value comes later, so the earlier one stays
+            # Insertion into the row's sorted list: after every value >= it (earlier features win ties).
+            position = min(count, k - 1)
+            while position > 0 and values[row, position - 1] < value:
+                if position < k:
+                    values[row, position] = values[row, position - 1]
+                    features[row, position] = features[row, position - 1]
+                position -= 1
+            values[row, position] = value
+            features[row, position] = feature
+            count = min(count + 1, k)
+        counts[row] = count
+    return features, values, counts
 
 
 def _check_k(k: int, n_features: int) -> None:

@@ -528,3 +528,24 @@ def test_top_features_checks_k_before_routing_the_rows() -> None:
     attributor = PathAttributor.from_booster(_train(rounds=3))
     with pytest.raises(ValueError, match=r"The 'k' parameter must be an int in \[1, 8\]\. Got 9 instead\."):
         attributor.top_features(np.zeros((2, N_FEATURES)), k=9)
+
+
+def test_rank_contributions_equals_a_full_sort_with_ties_and_signs() -> None:
+    rng = np.random.default_rng(5)
+    for trial in range(400):
+        n_rows, n_features = int(rng.integers(1, 5)), int(rng.integers(1, 40))
+        if trial % 2:  # few distinct values: many ties, zeros and negatives
+            contributions = rng.choice([-1.0, 0.0, 0.25, 0.5, 2.0], size=(n_rows, n_features))
+        else:
+            contributions = rng.normal(size=(n_rows, n_features))
+        for k in range(1, min(50, n_features) + 1, 4):
+            for positive_only in (True, False):
+                expected = [
+                    [
+                        (f, float(row[f]))
+                        for f in sorted(range(n_features), key=lambda f, row=row: (-row[f], f))
+                        if row[f] > 0 or not positive_only
+                    ][:k]
+                    for row in contributions
+                ]
+                assert rank_contributions(contributions, k, positive_only) == expected
