@@ -368,10 +368,12 @@
 
   // ---- one card per suggestion ----
 
+  // The estimate for this cardholder, which can differ from a catalog figure the talking point quotes
+  // ("a membership worth about $450"): say whose value it is.
   function formatValue(valueUsd) {
     if (!(valueUsd > 0)) return "";
-    if (valueUsd < 0.5) return "under $1 a year";
-    return `${money.format(Math.round(valueUsd))} a year`;
+    if (valueUsd < 0.5) return "under $1 a year for them";
+    return `about ${money.format(Math.round(valueUsd))} a year for them`;
   }
 
   function buildCard(suggestion) {

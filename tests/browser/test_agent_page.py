@@ -41,8 +41,8 @@ def value_words(value_usd: float) -> str:
     if value_usd <= 0:
         return ""
     if value_usd < 0.5:
-        return "under $1 a year"
-    return f"${math.floor(value_usd + 0.5):,} a year"
+        return "under $1 a year for them"
+    return f"about ${math.floor(value_usd + 0.5):,} a year for them"
 
 
 def outcome_button(card: Locator, name: str) -> Locator:
@@ -355,4 +355,4 @@ def test_the_panel_can_be_used_beside_a_given_call_id_and_agent(
     # The same call asked again, e.g. by the desktop, returns what the panel recorded.
     again = panel_app.suggestions(cardholder, call_id="desk-call-0001")
     assert [s["outcome"] for s in again["suggestions"]] == [None, "accepted", None]
-    assert re.fullmatch(r"s_[0-9a-f]{16}", again["suggestions"][1]["suggestion_id"])
+    assert re.fullmatch(r"s_[0-9a-f]{28}", again["suggestions"][1]["suggestion_id"])
