@@ -91,6 +91,7 @@ class DecisionLog:
         self.metrics.buffered.set_function(
             lambda: float(self.buffer.pending()) if self._buffer_in_use else 0.0
         )
+        self.metrics.decisions_pending.set_function(lambda: float(len(self._pending)))
 
     # --- the request path -------------------------------------------------------------------------
     def lookup(self, call_id: str) -> CallDecision | None:
@@ -133,9 +134,14 @@ class DecisionLog:
                     self._cond.notify_all()
 
     def _write(self, batch: list[CallDecision]) -> None:
+        with self.metrics.decision_write_seconds.time():
+            self._write_batch(batch)
+
+    def _write_batch(self, batch: list[CallDecision]) -> None:
         if not self._buffer_in_use:
             try:
                 self.store.log_decisions(batch)
+                self.metrics.decisions_written.labels(to="store").inc(len(batch))
                 return
             except UnavailableError as exc:
                 get_logger().warning("database unavailable; buffering decisions", extra={"reason": str(exc)})
@@ -147,14 +153,17 @@ class DecisionLog:
         self._buffer_in_use = True
         for decision in batch:
             self.buffer.append(decision)
+        self.metrics.decisions_written.labels(to="buffer").inc(len(batch))
 
     def _write_one_by_one(self, batch: list[CallDecision]) -> None:
         for decision in batch:
             try:
                 self.store.log_decision(decision)
+                self.metrics.decisions_written.labels(to="store").inc()
             except UnavailableError:
                 self._buffer_in_use = True
                 self.buffer.append(decision)
+                self.metrics.decisions_written.labels(to="buffer").inc()
             except NbaError as exc:
                 get_logger().error("decision refused by the store", extra={"reason": str(exc)})
 

@@ -60,6 +60,22 @@ class Metrics:
             registry=r,
         )
         self.reloads = Counter("nba_reloads_total", "Reload attempts by result.", ["result"], registry=r)
+        # The decision log on call: is the writer keeping up, and where do decisions go?
+        self.decisions_pending = Gauge(
+            "nba_decisions_pending", "Decisions shown but not yet written (held in memory).", registry=r
+        )
+        self.decisions_written = Counter(
+            "nba_decisions_written_total",
+            "Decisions written by the decision log, by where they went (store or local buffer file).",
+            ["to"],
+            registry=r,
+        )
+        self.decision_write_seconds = Histogram(
+            "nba_decision_write_seconds",
+            "Time to write one batch of decisions.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+            registry=r,
+        )
 
     def watch_ages(
         self,

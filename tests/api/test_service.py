@@ -394,6 +394,28 @@ def test_metrics_count_requests_suggestions_and_outcomes(
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
+def test_metrics_show_whether_the_decision_log_keeps_up(
+    client: TestClient, sample_deployment: Deployment
+) -> None:
+    def pending() -> float:
+        match = re.search(r"^nba_decisions_pending (\S+)$", client.get("/metrics").text, re.M)
+        assert match is not None
+        return float(match.group(1))
+
+    services = services_of(client)
+    services.log.write_pending()
+    assert pending() == 0.0
+    for cardholder_id in some_cardholders(sample_deployment, 3):
+        client.get(f"/v1/cardholders/{cardholder_id}/suggestions")
+    assert pending() == 3.0  # shown, not written yet (the tests drive the writer by hand)
+    assert services.log.write_pending() == 3
+    text = client.get("/metrics").text
+    assert pending() == 0.0
+    written = re.search(r'^nba_decisions_written_total\{to="store"\} (\S+)$', text, re.M)
+    assert written is not None and float(written.group(1)) >= 3
+    assert re.search(r"^nba_decision_write_seconds_count [1-9]", text, re.M)
+
+
 def test_logs_are_json_lines_with_request_ids_and_no_ids_or_keys(
     client: TestClient, sample_deployment: Deployment
 ) -> None:
