@@ -47,13 +47,6 @@ def _current_rss_gb() -> float:
     return pages * 4096 / 1024**3
 
 
-def _python_overhead_bytes(ids: tuple[str, ...], index: dict[str, int]) -> int:
-    """What the ids tuple and the id → row dict hold as Python objects (not in Profiles.nbytes)."""
-    strings = sum(sys.getsizeof(s) for s in ids)
-    rows = sum(sys.getsizeof(v) for v in index.values())
-    return sys.getsizeof(ids) + strings + sys.getsizeof(index) + rows
-
-
 def latency_summary(ns: list[int] | np.ndarray[Any, Any]) -> dict[str, float]:
     """p50, p90, p99, p99.9 and max in microseconds, and the mean."""
     us = np.asarray(ns, dtype=np.float64) / 1e3
@@ -101,7 +94,8 @@ def _engine_child(
     for cardholder_id in ids:
         row = profiles.index[cardholder_id]
         candidates, _ = engine._candidates(row, CALL_REASON, ())
-        matrices.append(engine._matrix(row, candidates, CALL_REASON)[0] if len(candidates) else None)
+        holder = profiles.holder_rows(row)
+        matrices.append(engine._matrix(row, holder, candidates, CALL_REASON)[0] if len(candidates) else None)
     booster = engine.bundle.model.booster_
 
     decide_ns = np.zeros(calls, dtype=np.int64)
@@ -153,7 +147,8 @@ def _engine_child(
         t1 = clock()
         if len(candidates) == 0:
             continue
-        X, value = engine._matrix(row, candidates, CALL_REASON)
+        holder = profiles.holder_rows(row)
+        X, value = engine._matrix(row, holder, candidates, CALL_REASON)
         t2 = clock()
         # As decide does: the rows walk the trees once; the leaves give the scores and the reasons.
         attributor = reasoner.attributor
@@ -167,7 +162,7 @@ def _engine_child(
         reasons = reasoner.phrases(X[chosen], attributor.contributions_of(routes, chosen))
         t4 = clock()
         shown = candidates[chosen]
-        numbers = engine._talking_point_numbers(row, shown, value[chosen])
+        numbers = engine._talking_point_numbers(row, holder[0], shown, value[chosen])
         for rank, i in enumerate(chosen.tolist()):
             engine._suggestion(
                 rank + 1,
@@ -201,10 +196,11 @@ def _engine_child(
                 "load_engine_s": round(load_s, 2),
                 "load_bundle_s": round(bundle_s, 3),
                 "profiles_nbytes": profiles.nbytes,
-                "profiles_python_objects_bytes": _python_overhead_bytes(profiles.ids, profiles.index),
+                "profiles_id_bytes": profiles.ids.nbytes,  # in profiles_nbytes: no Python object per id
                 "rss_growth_on_load_gb": round(rss_after - rss_before, 3),
                 "history_rows": len(profiles.history_benefit),
-                "holder_columns": int(profiles.holder_X.shape[1]),
+                "holder_columns": int(profiles.holder.shape[1]),
+                "holder_count_columns": len(profiles.holder.count_columns),
                 "calls": calls,
                 "warmup_calls": warmup,
                 "calls_with_candidates": int(has_candidates.sum()),

@@ -12,8 +12,8 @@ bench_train.py, then, each step in its own (spawned) child process so its peak r
 3. one `profiles_from_snapshot` on the snapshot without estimates (a newly promoted model loading
    today's snapshot), which runs the spend estimator.
 
-Each load reports its seconds, peak RSS, RSS growth, `Profiles.nbytes` and what the ids and their index
-cost as Python objects; the time to check the checksums is measured on its own after the load. With
+Each load reports its seconds, peak RSS, RSS growth, `Profiles.nbytes` and the bytes of the id arrays
+(part of it); the time to check the checksums is measured on its own after the load. With
 `--big N` the same runs on an N-cardholder world scored by the same model (a 900,000-cardholder world is
 at /tmp/nba-bench-worlds/world-900000-s7). Prints the numbers and merges them into
 bench/results/profiles.json under the cardholder count.
@@ -35,7 +35,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from bench_engine import _current_rss_gb, _python_overhead_bytes
+from bench_engine import _current_rss_gb
 from bench_train import (
     ROOT,
     WORK_DIR,
@@ -125,7 +125,7 @@ def _load_child(conn: Connection, folder_s: str, model_dir_s: str, data_dir_s: s
         "cpu_s": round(cpu, 2),
         "check_checksums_s": round(check_s, 2),
         "profiles_nbytes": profiles.nbytes,
-        "profiles_python_objects_bytes": _python_overhead_bytes(profiles.ids, profiles.index),
+        "profiles_id_bytes": profiles.ids.nbytes,  # in profiles_nbytes: no Python object per id
         "rss_growth_on_load_gb": round(rss_growth, 3),
     }
     conn.send(Measured(load_s, peak_rss_gb(), detail))

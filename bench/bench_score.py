@@ -64,7 +64,8 @@ def _reference(engine: Any, batch_rows: int) -> dict[str, float]:
             row = engine.profiles.index[cardholder_id]
             candidates, _ = engine._candidates(row, CALL_REASON)
             if len(candidates):
-                matrices.append(engine._matrix(row, candidates, CALL_REASON)[0])
+                holder = engine.profiles.holder_rows(row)
+                matrices.append(engine._matrix(row, holder, candidates, CALL_REASON)[0])
         build_s += clock() - t
         t = clock()
         for X in matrices:

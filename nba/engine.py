@@ -153,9 +153,9 @@ class Engine:
             raise ModelError(
                 f"the profile snapshot was built for model {profiles.model_version}, not {bundle.version}; rebuild it"
             )
-        if profiles.holder_X.shape[1] != len(bundle.holder.feature_names):
+        if profiles.holder.shape[1] != len(bundle.holder.feature_names):
             raise ModelError(
-                f"the profile snapshot has {profiles.holder_X.shape[1]} feature columns, the model expects "
+                f"the profile snapshot has {profiles.holder.shape[1]} feature columns, the model expects "
                 f"{len(bundle.holder.feature_names)}"
             )
         self.bundle = bundle
@@ -228,7 +228,8 @@ class Engine:
                     cardholder_id, call_reason, (), len(candidates), "nothing is pitched on this call"
                 )
             return base
-        X, value = self._matrix(row, candidates, call_reason)
+        holder = self.profiles.holder_rows(row)
+        X, value = self._matrix(row, holder, candidates, call_reason)
         routes = None
         if self.path_reasoner is not None:
             # One walk through the trees for both: the leaves give the score and the reasons' contributions.
@@ -249,7 +250,7 @@ class Engine:
         else:
             reasons = self.reasoner(X, chosen)
         shown = candidates[chosen]
-        numbers = self._talking_point_numbers(row, shown, value[chosen])
+        numbers = self._talking_point_numbers(row, holder[0], shown, value[chosen])
         suggestions = tuple(
             self._suggestion(
                 rank + 1,
@@ -342,12 +343,17 @@ class Engine:
             history[at] = self.profiles.history_values[start:end].take(rows, axis=0)
         return history
 
-    def _matrix(self, row: int, candidates: IntArray, call_reason: str) -> tuple[FloatArray, FloatArray]:
-        """One cardholder's candidate rows and their values (`_matrix_of` for one, without its bookkeeping)."""
+    def _matrix(
+        self, row: int, holder: FloatArray, candidates: IntArray, call_reason: str
+    ) -> tuple[FloatArray, FloatArray]:
+        """One cardholder's candidate rows and their values (`_matrix_of` for one, without its bookkeeping).
+
+        `holder` is the cardholder's `Profiles.holder_rows(row)` (read once per call by `decide`).
+        """
         n = len(candidates)
         return assemble_candidate_matrix(
             self.pair_tables,
-            holder_X=self.profiles.holder_X[row : row + 1].astype(np.float64),
+            holder_X=holder,
             est_spend_by_category=self.profiles.est_spend[row : row + 1].astype(np.float64),
             pair_holder=self.first_holder[:n],
             pair_benefit=np.asarray(candidates, dtype=np.int64),
@@ -367,7 +373,7 @@ class Engine:
         products = self.profiles.product_index[rows_array].astype(np.int64)
         return assemble_candidate_matrix(
             self.pair_tables,
-            holder_X=self.profiles.holder_X[rows_array].astype(np.float64),
+            holder_X=self.profiles.holder_rows(rows_array),
             est_spend_by_category=self.profiles.est_spend[rows_array].astype(np.float64),
             pair_holder=pair_holder,
             pair_benefit=np.concatenate(candidates).astype(np.int64) if n else np.zeros(0, dtype=np.int64),
@@ -441,18 +447,17 @@ class Engine:
         return chosen, marginal[chosen]
 
     def _talking_point_numbers(
-        self, row: int, benefits: IntArray, values: FloatArray
+        self, row: int, holder: FloatArray, benefits: IntArray, values: FloatArray
     ) -> list[TalkingPointNumbers]:
         """The cardholder's numbers each shown benefit's talking point may use, all at once.
 
         Spend in the benefit's categories over 90 and 365 days and the estimated yearly spend there
         (NaN when a covered category's figure is missing; None for a benefit with no categories), the
-        estimated value, and the cardholder's top category over 90 days.
+        estimated value, and the cardholder's top category over 90 days. `holder` is the cardholder's
+        row of `Profiles.holder_rows` (float64, NaN where missing).
         """
-        holder = self.profiles.holder_X[row]
         # (3, 16): spend 90d, spend 365d, estimated yearly spend, per category.
         series = np.vstack([holder[self._talking_point_columns], self.profiles.est_spend[row][None, :]])
-        series = series.astype(np.float64)
         masks = self.benefits.category_mask[benefits] > 0
         sums = np.where(masks[:, None, :], series[None, :, :], 0.0).sum(axis=2).tolist()
         covered = cast(list[bool], masks.any(axis=1).tolist())

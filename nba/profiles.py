@@ -7,10 +7,11 @@ Two steps, so a profile snapshot can be stored once and served by any model (`nb
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import mmap
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Final
+from typing import Any, Final, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -42,22 +43,264 @@ CONTACT_COLUMNS: Final = ("cardholder_id", "benefit_id", "days_since_declined", 
 # Feature rows are encoded and run through the spend estimator this many at a time, so the float64
 # matrix (1.7 GB for a million cardholders) is never held whole.
 ASSEMBLY_ROWS: Final = 16_384
+# In a whole-number column of `HolderMatrix.counts`, the uint16 that stands for NaN.
+COUNT_NAN: Final = 65535
+# uint16 → the float it stands for (65535 → NaN): one `take` widens a row and puts NaN back.
+_WIDEN: Final = np.arange(COUNT_NAN + 1, dtype=np.float64)
+_WIDEN[COUNT_NAN] = np.nan
+_WIDEN.flags.writeable = False
+_WIDEN_32: Final = _WIDEN.astype(np.float32)
+_WIDEN_32.flags.writeable = False
+
+
+@dataclass(frozen=True, eq=False)
+class HolderMatrix:
+    """The cardholder feature matrix (rows × columns) with its whole-number columns in 2 bytes.
+
+    A column whose non-NaN values are all whole numbers in [0, 65534] (transaction counts, days since,
+    codes, ...) is held in `counts` as uint16 with `COUNT_NAN` for NaN; every other column in `floats`
+    as float32. `count_columns` and `float_columns` are their positions in the full matrix (ascending).
+    Which columns go where is decided from the data (`from_float32`), not from their names. `rows` gives
+    exactly the values the float32 matrix held, widened to float64.
+    """
+
+    counts: npt.NDArray[np.uint16]
+    floats: npt.NDArray[np.float32]
+    count_columns: IntArray
+    float_columns: IntArray
+    # The full matrix's column order over [floats | counts], for `rows`.
+    _order: IntArray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.counts) != len(self.floats) or self.counts.shape[1:] != self.count_columns.shape:
+            raise ModelError(
+                f"the holder matrix parts do not fit: counts {self.counts.shape} for "
+                f"{len(self.count_columns)} columns, floats {self.floats.shape} for {len(self.float_columns)}"
+            )
+        order = np.argsort(np.concatenate([self.float_columns, self.count_columns]), kind="stable")
+        object.__setattr__(self, "_order", order)
+
+    @classmethod
+    def from_float32(cls, X: npt.NDArray[np.float32]) -> HolderMatrix:
+        """`X` (rows × columns, float32) with every column that allows it held in 2 bytes."""
+        whole = whole_number_columns(X)
+        return cls(
+            counts=_to_counts(X[:, whole]),
+            floats=np.ascontiguousarray(X[:, ~whole]),
+            count_columns=np.flatnonzero(whole).astype(np.int64),
+            float_columns=np.flatnonzero(~whole).astype(np.int64),
+        )
+
+    @classmethod
+    def stack(cls, parts: list[HolderMatrix]) -> HolderMatrix:
+        """The parts' rows one after another (same number of columns), each column compact if it is in every part.
+
+        Empties `parts` as it goes, so each part's memory is given back as soon as it is copied.
+        """
+        if not parts:
+            raise ModelError("a holder matrix needs at least one part to stack")
+        n_columns = parts[0].shape[1]
+        if any(part.shape[1] != n_columns for part in parts):
+            raise ModelError("the holder matrix parts have different numbers of columns")
+        whole = np.ones(n_columns, dtype=bool)
+        for part in parts:
+            whole[part.float_columns] = False
+        n = sum(len(part) for part in parts)
+        counts = np.empty((n, int(whole.sum())), dtype=np.uint16)
+        floats = np.empty((n, int((~whole).sum())), dtype=np.float32)
+        start = 0
+        parts.reverse()
+        while parts:
+            part = parts.pop()
+            block = part.to_float32()
+            end = start + len(block)
+            counts[start:end] = _to_counts(block[:, whole])
+            floats[start:end] = block[:, ~whole]
+            start = end
+        return cls(
+            counts=counts,
+            floats=floats,
+            count_columns=np.flatnonzero(whole).astype(np.int64),
+            float_columns=np.flatnonzero(~whole).astype(np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.counts), len(self.count_columns) + len(self.float_columns))
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.counts, self.floats, self.count_columns, self.float_columns, self._order)
+        return sum(a.nbytes for a in arrays)
+
+    def rows(self, rows: int | IntArray) -> FloatArray:
+        """Rows `rows` (one row number, or an array of them) as float64 (k × columns), NaN where it was.
+
+        Example: `holder.rows(7)` is `X[7:8].astype(np.float64)` of the float32 matrix `X` it holds.
+        """
+        picked = slice(rows, rows + 1) if isinstance(rows, (int, np.integer)) else rows
+        joined: FloatArray = np.concatenate((self.floats[picked], _WIDEN.take(self.counts[picked])), axis=1)
+        return joined.take(self._order, axis=1)
+
+    def to_float32(self) -> npt.NDArray[np.float32]:
+        """The whole matrix as float32 (rows × columns), as it was before it was made compact."""
+        out = np.empty(self.shape, dtype=np.float32)
+        out[:, self.float_columns] = self.floats
+        out[:, self.count_columns] = _WIDEN_32.take(self.counts)
+        return out
+
+
+def whole_number_columns(X: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
+    """Per column of `X`: whether every value is NaN or a whole number in [0, 65534] (not -0.0).
+
+    Such a column is held in 2 bytes without changing any value (-0.0 would come back as 0.0).
+    """
+    with np.errstate(invalid="ignore"):
+        fits = (X >= 0) & (X < COUNT_NAN) & (np.trunc(X) == X) & ~np.signbit(X)
+    return (fits | np.isnan(X)).all(axis=0)  # type: ignore[no-any-return]
+
+
+def _to_counts(X: npt.NDArray[np.float32]) -> npt.NDArray[np.uint16]:
+    """Columns that `whole_number_columns` allows → uint16, NaN as COUNT_NAN."""
+    return np.nan_to_num(X, nan=COUNT_NAN).astype(np.uint16)
+
+
+class CardholderIds(Sequence[str]):
+    """Cardholder ids in row order, held in numpy arrays instead of a Python str and dict entry each.
+
+    `ids[i]` is row i's id (a slice gives a tuple); `ids.rows` maps an id back to its row (`.get`,
+    `[]`, `in`), by binary search over the ids in sorted order. Ids are held as UTF-8 in fixed-width
+    bytes, so an id may not end in a NUL character.
+
+    Example:
+        >>> ids = CardholderIds(["C2", "C1"])
+        >>> ids[0], ids.rows["C1"], ids.rows.get("C9")
+        ('C2', 1, None)
+    """
+
+    __slots__ = ("_by_row", "_sorter", "_width", "rows")
+
+    def __init__(self, ids: pa.Array | Sequence[str]) -> None:
+        values = ids.to_pylist() if isinstance(ids, pa.Array) else list(ids)
+        if any(value is None for value in values):
+            raise ModelError("a cardholder has no id; every profile row needs one")
+        encoded = [value.encode("utf-8") for value in values]
+        if any(value.endswith(b"\x00") for value in encoded):
+            raise ModelError("a cardholder id ends in a NUL character; ids are held as fixed-width bytes")
+        self._by_row: npt.NDArray[np.bytes_] = (
+            np.array(encoded, dtype=np.bytes_) if encoded else np.empty(0, "S1")
+        )
+        self._by_row.flags.writeable = False
+        self._width = self._by_row.dtype.itemsize
+        in_order = bool((self._by_row[1:] > self._by_row[:-1]).all())
+        # Feature rows usually come sorted by id: then no sorter is needed (and none is held).
+        self._sorter: IntArray | None = None
+        if not in_order:
+            self._sorter = np.argsort(self._by_row, kind="stable").astype(np.intp)
+            ordered = self._by_row[self._sorter]
+            if (ordered[1:] == ordered[:-1]).any():
+                raise ModelError(
+                    "the feature rows list a cardholder twice; a profile holds one row per cardholder"
+                )
+            self._sorter.flags.writeable = False
+        self.rows = CardholderRows(self)
+
+    def row_of(self, cardholder_id: object) -> int | None:
+        """The row of `cardholder_id`, None when it is not one of the ids."""
+        if not isinstance(cardholder_id, str):
+            return None
+        try:
+            key = cardholder_id.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no stored id has one
+            return None
+        if len(key) > self._width or key.endswith(b"\x00"):
+            return None  # searchsorted would cut it (or its NULs) to the stored width
+        by_row = self._by_row
+        if self._sorter is None:
+            row = int(by_row.searchsorted(key))
+        else:
+            at = int(by_row.searchsorted(key, sorter=self._sorter))
+            row = int(self._sorter[at]) if at < len(self._sorter) else at
+        return row if row < len(by_row) and by_row[row] == key else None
+
+    @property
+    def nbytes(self) -> int:
+        return self._by_row.nbytes + (0 if self._sorter is None else self._sorter.nbytes)
+
+    def __len__(self) -> int:
+        return len(self._by_row)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[str, ...]: ...
+    def __getitem__(self, i: int | slice) -> str | tuple[str, ...]:
+        if isinstance(i, slice):
+            return tuple(value.decode("utf-8") for value in self._by_row[i].tolist())
+        return str(self._by_row[i].decode("utf-8"))
+
+    def __iter__(self) -> Iterator[str]:
+        # A chunk at a time: iterating a million ids does not make a million objects at once.
+        for start in range(0, len(self._by_row), ASSEMBLY_ROWS):
+            yield from self[start : start + ASSEMBLY_ROWS]
+
+    def __contains__(self, cardholder_id: object) -> bool:
+        return self.row_of(cardholder_id) is not None
+
+    def index(self, value: object, start: int = 0, stop: int | None = None) -> int:
+        """The row of id `value` (as `tuple.index`), found by binary search; ValueError when not there."""
+        row = self.row_of(value)
+        if row is None or not start <= row < (len(self) if stop is None else stop):
+            raise ValueError(f"{value!r} is not a cardholder id here")
+        return row
+
+
+class CardholderRows(Mapping[str, int]):
+    """Cardholder id → row, a read-only view of `CardholderIds` (iterates over the ids in row order)."""
+
+    __slots__ = ("_ids",)
+
+    def __init__(self, ids: CardholderIds) -> None:
+        self._ids = ids
+
+    def __getitem__(self, cardholder_id: str) -> int:
+        row = self._ids.row_of(cardholder_id)
+        if row is None:
+            raise KeyError(cardholder_id)
+        return row
+
+    def get(self, cardholder_id: str, default: int | None = None) -> int | None:  # type: ignore[override]
+        row = self._ids.row_of(cardholder_id)
+        return default if row is None else row
+
+    def __contains__(self, cardholder_id: object) -> bool:
+        return self._ids.row_of(cardholder_id) is not None
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
 
 
 @dataclass(frozen=True, eq=False)
 class Profiles:
     """Every cardholder's model-ready features as of one date, held in numpy arrays.
 
-    `holder_X` holds the model's cardholder columns (float32 to halve memory; widened per request),
-    `est_spend` the spend estimator's yearly spend per category, and the per-benefit history is a
-    sparse CSR-like layout: the rows of cardholder i are `history_*[offsets[i]:offsets[i + 1]]`.
+    `ids` are the cardholders in row order (`index` maps an id to its row). `holder` holds the model's
+    cardholder columns (whole-number columns in 2 bytes, the others float32; read them with
+    `holder_rows`, which widens them), `est_spend` the spend estimator's yearly spend per category, and
+    the per-benefit history is a sparse CSR-like layout: the rows of cardholder i are
+    `history_*[offsets[i]:offsets[i + 1]]`.
     """
 
     as_of: date
     model_version: str
-    ids: tuple[str, ...]
-    index: dict[str, int]
-    holder_X: npt.NDArray[np.float32]
+    ids: CardholderIds
+    holder: HolderMatrix
     est_spend: npt.NDArray[np.float32]
     product_index: npt.NDArray[np.int16]
     offsets: IntArray
@@ -71,9 +314,18 @@ class Profiles:
         return len(self.ids)
 
     @property
+    def index(self) -> CardholderRows:
+        """Cardholder id → row (`.get(id)` is None, `[id]` a KeyError, for an id not in the profiles)."""
+        return self.ids.rows
+
+    def holder_rows(self, rows: int | IntArray) -> FloatArray:
+        """The model's cardholder columns of row `rows` (or an array of rows) as float64, k × columns."""
+        return self.holder.rows(rows)
+
+    @property
     def nbytes(self) -> int:
+        """The bytes of every array held (the ids' included)."""
         arrays = (
-            self.holder_X,
             self.est_spend,
             self.product_index,
             self.offsets,
@@ -83,7 +335,7 @@ class Profiles:
             self.history_days_since_declined,
             self.history_presented_90d,
         )
-        return sum(a.nbytes for a in arrays)
+        return self.ids.nbytes + self.holder.nbytes + sum(a.nbytes for a in arrays)
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,11 +442,9 @@ def assemble_profiles_from_batches(
         raise ModelError(
             f"the spend estimates are {est_spend.dtype} {est_spend.shape}, expected float32 {expected}"
         )
-    index = {cardholder_id: i for i, cardholder_id in enumerate(ids.to_pylist())}
-    if len(index) != len(ids):
-        raise ModelError("the feature rows list a cardholder twice; a profile holds one row per cardholder")
+    cardholder_ids = CardholderIds(ids)  # raises ModelError for a cardholder listed twice
     encoded = _encode_rows(ids, batches, bundle, keep_features=True, estimate=est_spend is None)
-    assert encoded.holder_X is not None
+    assert encoded.holder is not None
     if est_spend is None:
         assert encoded.est_spend is not None
         est_spend = encoded.est_spend
@@ -207,9 +457,8 @@ def assemble_profiles_from_batches(
     return Profiles(
         as_of=as_of,
         model_version=bundle.version,
-        ids=tuple(index),
-        index=index,
-        holder_X=encoded.holder_X,
+        ids=cardholder_ids,
+        holder=encoded.holder,
         est_spend=est_spend,
         product_index=product_index.astype(np.int16),
         offsets=history.offsets,
@@ -238,7 +487,7 @@ def estimate_spend(features: pa.Table, bundle: ModelBundle) -> npt.NDArray[np.fl
 @dataclass(frozen=True)
 class _EncodedRows:
     products: pa.ChunkedArray
-    holder_X: npt.NDArray[np.float32] | None
+    holder: HolderMatrix | None
     est_spend: npt.NDArray[np.float32] | None
 
 
@@ -250,10 +499,11 @@ def _encode_rows(
     keep_features: bool,
     estimate: bool,
 ) -> _EncodedRows:
-    """Feature rows of `ids`, batch by batch → the model's float32 columns and/or its spend estimates."""
+    """Feature rows of `ids`, batch by batch → the model's columns (compact) and/or its spend estimates."""
     names = bundle.holder.feature_names
     n = len(ids)
-    holder_X = np.empty((n, len(names)), dtype=np.float32) if keep_features else None
+    # Each batch made compact on its own, then stacked: the float32 matrix is never held whole.
+    holder_parts: list[HolderMatrix] = []
     est_spend = np.empty((n, len(SPEND_CATEGORIES)), dtype=np.float32) if estimate else None
     product_chunks: list[pa.Array] = []
     start = 0
@@ -266,12 +516,36 @@ def _encode_rows(
         X = bundle.holder.encode(pa.Table.from_batches([batch]))
         if est_spend is not None:
             est_spend[start:end] = bundle.estimator.predict(X, names)
-        if holder_X is not None:
-            holder_X[start:end] = X
+        if keep_features:
+            part = HolderMatrix.from_float32(X.astype(np.float32))
+            holder_parts.append(
+                replace(part, counts=_own_mapping(part.counts), floats=_own_mapping(part.floats))
+            )
         start = end
     if start != n:
         raise ModelError(f"the feature rows hold {start:,} cardholders, not the {n:,} expected")
-    return _EncodedRows(pa.chunked_array(product_chunks, pa.string()), holder_X, est_spend)
+    holder = None
+    if keep_features:
+        empty = HolderMatrix.from_float32(np.empty((0, len(names)), dtype=np.float32))
+        holder = HolderMatrix.stack(holder_parts) if holder_parts else empty
+    return _EncodedRows(pa.chunked_array(product_chunks, pa.string()), holder, est_spend)
+
+
+_Array = TypeVar("_Array", bound=np.ndarray[Any, Any])
+
+
+def _own_mapping(values: _Array) -> _Array:
+    """A copy of `values` in its own anonymous memory map, given back to the system as soon as it is freed.
+
+    The parts `HolderMatrix.stack` copies from are freed while the whole matrix fills; blocks this size
+    from malloc would stay with the process (its mmap threshold grows past them), adding ~0.5 GB at
+    900,000 cardholders to the peak of loading.
+    """
+    if values.nbytes == 0:
+        return values
+    copy = np.frombuffer(mmap.mmap(-1, values.nbytes), dtype=values.dtype).reshape(values.shape)
+    copy[...] = values
+    return copy  # type: ignore[return-value]
 
 
 def _positions(values: pa.ChunkedArray | pa.Array, levels: pa.Array | Sequence[str]) -> IntArray:

@@ -17,7 +17,7 @@ from nba.engine import ContactPolicy, Engine, EngineConfig, RecentContact
 from nba.errors import DataError, ModelError, NotFoundError
 from nba.matrix import BenefitTable
 from nba.mcc import load_mcc_map
-from nba.profiles import build_profiles
+from nba.profiles import HolderMatrix, build_profiles
 from nba.store import feature_values
 from nba.tables import open_data
 from training.generate import generate_world
@@ -107,7 +107,9 @@ def test_profiles_of_another_model_are_refused(setup: tuple[Path, Engine]) -> No
     other = replace(engine.profiles, model_version="20200101T000000Z-0000000")
     with pytest.raises(ModelError, match="built for model 20200101T000000Z-0000000"):
         Engine(engine.bundle, other, engine.catalog)
-    narrow = replace(engine.profiles, holder_X=engine.profiles.holder_X[:, :10])
+    narrow = replace(
+        engine.profiles, holder=HolderMatrix.from_float32(engine.profiles.holder.to_float32()[:, :10])
+    )
     with pytest.raises(ModelError, match="has 10 feature columns"):
         Engine(engine.bundle, narrow, engine.catalog)
 

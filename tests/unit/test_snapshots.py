@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 from datetime import UTC, date, datetime, timedelta
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,10 @@ SAMPLE = Path(__file__).resolve().parents[2] / "data_samples"
 AS_OF = date(2026, 10, 1)
 T0 = datetime(2026, 10, 1, 3, 0, tzinfo=UTC)
 PROFILE_ARRAYS = (
-    "holder_X",
+    "holder.counts",
+    "holder.floats",
+    "holder.count_columns",
+    "holder.float_columns",
     "est_spend",
     "product_index",
     "offsets",
@@ -107,10 +111,10 @@ def _write(root: Path, sample: Sample, as_of: date = AS_OF, **kwargs: Any) -> Pa
 def assert_same_profiles(got: Profiles, expected: Profiles) -> None:
     assert got.as_of == expected.as_of
     assert got.model_version == expected.model_version
-    assert got.ids == expected.ids
-    assert got.index == expected.index
+    assert list(got.ids) == list(expected.ids)
+    assert dict(got.index) == dict(expected.index) == {c: i for i, c in enumerate(expected.ids)}
     for name in PROFILE_ARRAYS:
-        a, b = getattr(got, name), getattr(expected, name)
+        a, b = attrgetter(name)(got), attrgetter(name)(expected)
         assert a.dtype == b.dtype and a.shape == b.shape, name
         assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
 
@@ -149,14 +153,17 @@ def _reference_history(ids: tuple[str, ...], tables: ProfileTables, benefits: Be
 
 def test_build_profiles_equals_a_naive_reference(sample: Sample) -> None:
     profiles, bundle, features = sample.expected, sample.bundle, sample.tables.features
-    assert profiles.ids == tuple(features.column("cardholder_id").to_pylist())
+    assert tuple(profiles.ids) == tuple(features.column("cardholder_id").to_pylist())
     X = bundle.holder.encode(features)  # the whole table at once, not in batches
-    assert np.array_equal(profiles.holder_X, X.astype(np.float32), equal_nan=True)
+    assert np.array_equal(profiles.holder.to_float32(), X.astype(np.float32), equal_nan=True)
+    rows = np.arange(len(profiles))
+    assert np.array_equal(profiles.holder_rows(rows), X.astype(np.float32).astype(np.float64), equal_nan=True)
+    assert len(profiles.holder.count_columns) > 0, "the sample has whole-number columns to hold in 2 bytes"
     estimates = bundle.estimator.predict(X, bundle.holder.feature_names).astype(np.float32)
     assert np.array_equal(profiles.est_spend, estimates)
     products = [sample.benefits.product_ids.index(p) for p in features.column("product_id").to_pylist()]
     assert profiles.product_index.tolist() == products
-    reference = _reference_history(profiles.ids, sample.tables, sample.benefits)
+    reference = _reference_history(tuple(profiles.ids), sample.tables, sample.benefits)
     assert len(reference["history_used"]) > 100, "the sample has history to compare"
     for name, expected in reference.items():
         got = getattr(profiles, name)
