@@ -231,10 +231,7 @@ def _report(r: dict[str, Any]) -> None:
         f"peak RSS {load['peak_rss_gb_median']:.2f} GB, RSS growth {load['rss_growth_on_load_gb']:.2f} GB; "
         f"checksums alone {load['check_checksums_s']:.2f} s"
     )
-    print(
-        f"  Profiles.nbytes {load['profiles_nbytes'] / 1e6:.1f} MB + ids/index objects "
-        f"{load['profiles_python_objects_bytes'] / 1e6:.1f} MB"
-    )
+    print(f"  Profiles.nbytes {load['profiles_nbytes'] / 1e6:.1f} MB (ids included: no Python object per id)")
     print(
         f"  bare pyarrow read of the same files: median {ref['seconds_median']:.2f} s {ref['seconds_all']} "
         f"({ref['cpu_s_median']:.1f} s of CPU), "
