@@ -18,6 +18,7 @@ off; 900,000 took about 6.3 GB and 2 minutes to build). Prints the numbers and w
 
     python bench/bench_engine.py
     python bench/bench_engine.py --big 1000000
+    python bench/bench_engine.py --every-benefit     # every catalog benefit a candidate on every call
 """
 
 from __future__ import annotations
@@ -63,7 +64,13 @@ def latency_summary(ns: list[int] | np.ndarray[Any, Any]) -> dict[str, float]:
 
 
 def _engine_child(
-    conn: Connection, model_dir: str, data_dir: str, calls: int, warmup: int, seed: int
+    conn: Connection,
+    model_dir: str,
+    data_dir: str,
+    calls: int,
+    warmup: int,
+    seed: int,
+    every_benefit: bool = False,
 ) -> None:
     sys.path.insert(0, str(ROOT))
     from nba.arbitration import compute_priority
@@ -78,6 +85,11 @@ def _engine_child(
     t = time.perf_counter()
     load_bundle(Path(model_dir))
     bundle_s = time.perf_counter() - t
+    if every_benefit:
+        # The stress case: every benefit in the catalog is a candidate for every cardholder (the
+        # contact policy and the card's own benefits no longer narrow it), so each call scores them all.
+        everything = np.arange(len(engine.benefits.ids), dtype=np.int64)
+        engine._candidates = lambda row, call_reason, recent: (everything, None)  # type: ignore[method-assign]
     profiles = engine.profiles
     n = len(profiles)
     if calls + warmup > n:
@@ -288,6 +300,11 @@ def main(argv: list[str] | None = None) -> None:
         "--big", type=int, default=0, help="also a profile of a world this large, e.g. 1000000 (default off)"
     )
     parser.add_argument("--data", type=Path, help="use this data directory instead of a generated world")
+    parser.add_argument(
+        "--every-benefit",
+        action="store_true",
+        help="make every catalog benefit a candidate on every call (the most rows a decision can score)",
+    )
     args = parser.parse_args(argv)
     for name in ("cardholders", "calls"):
         if getattr(args, name) < 1:
@@ -304,7 +321,10 @@ def main(argv: list[str] | None = None) -> None:
         "model_dir": str(model_dir),
         "p99_goal_us": P99_GOAL_US,
     }
-    measured = in_child(_engine_child, str(model_dir), str(data_dir), args.calls, args.warmup, args.seed)
+    measured = in_child(
+        _engine_child, str(model_dir), str(data_dir), args.calls, args.warmup, args.seed, args.every_benefit
+    )
+    result["candidates"] = "every catalog benefit" if args.every_benefit else "the engine's own"
     result["profile"] = {
         **measured.detail,
         "data_dir": str(data_dir),
@@ -330,9 +350,10 @@ def main(argv: list[str] | None = None) -> None:
         _report("engine on the big profile", result["big_profile"])
     result["machine"] = machine()
     result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved to {RESULTS_PATH}")
+    path = RESULTS_PATH.with_name("engine_every_benefit.json") if args.every_benefit else RESULTS_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"saved to {path}")
 
 
 if __name__ == "__main__":
