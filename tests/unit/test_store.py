@@ -770,3 +770,11 @@ def test_missing_postgresql_binaries_fail_and_say_how_to_install(monkeypatch: py
     monkeypatch.setattr(pg.glob, "glob", lambda pattern: [])
     with pytest.raises(pytest.fail.Exception, match="run `make system-deps`"):
         pg.require_pg_bindir()
+
+
+def test_only_sqlite_reads_are_local_enough_for_the_event_loop(tmp_path: Path) -> None:
+    sqlite_store = FeedbackStore(f"sqlite:///{tmp_path}/f.db")
+    pg_store = FeedbackStore("postgresql://nba@127.0.0.1:1/nba")  # never connected: engines connect lazily
+    assert sqlite_store.reads_are_local and not pg_store.reads_are_local
+    sqlite_store.dispose()
+    pg_store.dispose()
