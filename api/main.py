@@ -11,16 +11,17 @@ import os
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any, Final
+from typing import Final
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from api.asgi import ASGIApp, Message, Receive, Scope, Send
 from api.deps import Services, freeze_heap
 from api.errors import install_error_handlers
 from api.feedback import ContactLedger, DecisionLog
@@ -32,12 +33,6 @@ from api.serving import ServingState
 from api.settings import Settings
 from nba.errors import DataError, NbaError, UnavailableError
 from nba.store import DecisionBuffer, FeedbackStore
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_BODY_BYTES: Final = 16 * 1024
 SWITCH_INTERVAL_S: Final = 0.0005
@@ -222,6 +217,11 @@ def create_app(
     app.include_router(feedback.router)
     app.include_router(admin.router)
     add_agent_page(app, settings.frame_ancestors)
+    # Added first, so it runs inside RequestContext (request id, metrics, logs on its answers too).
+    route = next(
+        r for r in suggestions.router.routes if getattr(r, "path", None) == suggestions.SUGGESTIONS_PATH
+    )
+    app.add_middleware(suggestions.SuggestionsFastPath, services=services, route=route)
     app.add_middleware(RequestContext, metrics=metrics)
     return app
 

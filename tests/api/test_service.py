@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -563,3 +564,75 @@ def test_new_ids_are_unique_and_grow_with_time_so_the_store_appends_them() -> No
     stamps = [batch[0][:12] for batch in batches]
     assert stamps == sorted(stamps)
     assert all(len({i[:12] for i in batch}) == 1 for batch in batches)  # one time per call
+
+
+def test_valid_suggestion_requests_take_the_fast_path_and_everything_else_the_route(
+    client: TestClient, sample_deployment: Deployment
+) -> None:
+    from api.routes.suggestions import SUGGESTIONS_PATH, SuggestionsFastPath, router
+
+    services = services_of(client)
+    route = next(r for r in router.routes if getattr(r, "path", None) == SUGGESTIONS_PATH)
+    handed_on: list[str] = []
+
+    async def the_route(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        handed_on.append(f"{scope['method']} {scope['path']}?{scope['query_string'].decode()}")
+        await send({"type": "http.response.start", "status": 599, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    fast = SuggestionsFastPath(the_route, services, route)
+
+    def ask(path: str, query: str = "", key: str | None = AGENT, method: str = "GET", **headers: str) -> int:
+        sent: list[dict[str, Any]] = []
+        raw = [(b"x-api-key", key.encode())] if key is not None else []
+        raw += [(name.replace("_", "-").encode(), value.encode()) for name, value in headers.items()]
+        scope = {
+            "type": "http",
+            "method": method,
+            "path": path,
+            "query_string": query.encode(),
+            "headers": raw,
+        }
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        asyncio.run(fast(scope, receive, send))
+        if sent[0]["status"] == 200:
+            assert scope["route"] is route  # RequestContext labels the metrics by its template
+            assert "suggestions" in json.loads(sent[1]["body"])
+        return int(sent[0]["status"])
+
+    cardholder = some_cardholders(sample_deployment)[0]
+    path = f"/v1/cardholders/{cardholder}/suggestions"
+    assert ask(path) == 200
+    assert ask(path, "call_reason=travel_notice&limit=2&call_id=desk-1") == 200
+    assert ask(path, "", x_call_id="desk-2") == 200
+    assert handed_on == []
+    for query in ("limit=11", "limit=two", "call_reason=chat", "limit=1&limit=2", "page=2", "call_id=a%20b"):
+        assert ask(path, query) == 599, query
+    assert ask(path, key=None) == 599  # no key: the route answers 401
+    assert ask(path, key="wrong") == 599
+    assert ask(path, "call_id=desk-1&", x_call_id="desk-9") == 599  # ids differ: 422
+    assert ask(path, "call_id=desk-1") == 200  # a repeat, answered as first served
+    assert (
+        ask(f"/v1/cardholders/{some_cardholders(sample_deployment)[1]}/suggestions", "call_id=desk-1") == 599
+    )  # 409
+    assert ask("/v1/cardholders/nobody-here/suggestions") == 599  # unknown cardholder: 404
+    assert ask("/v1/cardholders/a b/suggestions") == 599
+    assert ask(path, method="POST") == 599
+    assert ask("/v1/model") == 599
+    assert len(handed_on) == 14
+
+
+def test_a_repeat_before_the_writer_wrote_the_call_gets_the_same_answer(
+    client: TestClient, sample_deployment: Deployment
+) -> None:
+    url = f"/v1/cardholders/{some_cardholders(sample_deployment)[0]}/suggestions"
+    first = client.get(url, params={"call_id": "desk-77"})
+    again = client.get(url, params={"call_id": "desk-77"})  # the writer has not run: not in the store yet
+    assert first.status_code == again.status_code == 200, again.text
+    assert again.json() == first.json()
