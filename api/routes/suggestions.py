@@ -235,7 +235,10 @@ class SuggestionsFastPath:
         values = dict(pairs)
         if len(values) != len(pairs) or not values.keys() <= _QUERY_NAMES:
             return None
-        headers = {k: v for k, v in scope["headers"] if k in (b"x-api-key", b"x-call-id")}
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            if name in (b"x-api-key", b"x-call-id"):
+                headers.setdefault(name, value)  # the first of a repeated header, as the route reads it
         x_call_id = headers.get(b"x-call-id")
         if x_call_id is not None and not _HEADER_ID.match(x_call_id.decode("latin-1")):
             return None
