@@ -387,7 +387,7 @@ class Engine:
         self, cardholder_ids: Sequence[str], call_reason: str = "general", top_k: int = 3
     ) -> list[tuple[tuple[str, ...], FloatArray]]:
         """For batch scoring: each cardholder's chosen benefit ids and priorities, as `decide` chooses
-        them without ε-exploration, from one candidate matrix and one booster call for all of them
+        them without ε-exploration, from one candidate matrix and one batched booster predict for all of them
         (no talking points or reasons: nothing in a score file needs them).
 
         Raises as `decide` does.

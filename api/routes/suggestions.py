@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import Annotated, Any, Final
+from collections.abc import Callable
+from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import parse_qsl
 
 import orjson
@@ -23,6 +24,7 @@ from nba.store import CallDecision, ShownSuggestion
 from nba.vocab import CallReason
 
 router = APIRouter(tags=["suggestions"])
+T = TypeVar("T")
 
 ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     status: {"model": ErrorOut, "description": text}
@@ -114,6 +116,14 @@ def _repeat(services: Services, call: CallDecision) -> bytes:
     return answer(call, outcomes, closed)
 
 
+async def _read_store(services: Services, read: Callable[..., T], *args: Any) -> T:
+    """`read(*args)`, which may read the database: inline for SQLite (a primary-key read costs less than
+    the hop to a worker thread, which tripled the route's cost), on a worker thread for PostgreSQL."""
+    if services.store.reads_are_local:
+        return read(*args)
+    return await run_in_threadpool(read, *args)
+
+
 SUGGESTIONS_PATH: Final = "/v1/cardholders/{cardholder_id}/suggestions"
 
 
@@ -145,16 +155,12 @@ async def suggestions_body(
         raise DataError("`call_id` (query) and `X-Call-Id` (header) differ; send one")
     call_id = call_id or x_call_id
     if call_id is not None:
-        # The desktop's call id: a repeat is answered as first served. The lookup may read the database:
-        # inline for SQLite (cheaper than a thread hop, which tripled the route's cost), else off the loop.
-        if services.store.reads_are_local:
-            earlier = services.log.lookup(call_id)
-        else:
-            earlier = await run_in_threadpool(services.log.lookup, call_id)
+        # The desktop's call id: a repeat is answered as first served.
+        earlier = await _read_store(services, services.log.lookup, call_id)
         if earlier is not None:
             if earlier.cardholder_id != cardholder_id:
                 raise ConflictError(f"call {call_id!r} was served for another cardholder")
-            return await run_in_threadpool(_repeat, services, earlier)
+            return await _read_store(services, _repeat, services, earlier)
     since = serving.profile_as_of_time
     decision = serving.engine.decide(
         cardholder_id, query.call_reason, query.limit, services.ledger.recent(cardholder_id, since)
