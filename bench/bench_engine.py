@@ -169,9 +169,10 @@ def _engine_child(
         p_adopt = engine.bundle.model.calibrator_.apply(1.0 / (1.0 + np.exp(-raw)))
         t3 = clock()
         priority = compute_priority(p_adopt, value, engine.benefits.lever[candidates], gamma)
-        chosen, logging_prob = engine._choose(priority, engine.benefits.category_mask[candidates] > 0, TOP_K)
+        categories = engine.benefits.category_mask[candidates] > 0
+        chosen, logging_prob = engine._choose(priority, categories, TOP_K)
         t4r = clock()
-        reasons = reasoner.phrases(X[chosen], attributor.contributions_of(routes, chosen))
+        reasons = reasoner.phrases(X[chosen], attributor.contributions_of(routes, chosen), categories[chosen])
         t4 = clock()
         shown = candidates[chosen]
         numbers = engine._talking_point_numbers(row, holder[0], shown, value[chosen])

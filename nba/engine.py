@@ -109,7 +109,8 @@ class Decision:
     note: str | None = None
 
 
-Reasoner = Callable[[FloatArray, IntArray], list[tuple[str, ...]]]
+# (candidate rows, the chosen positions, the chosen benefits' spend categories) → phrases per chosen row.
+Reasoner = Callable[[FloatArray, IntArray, npt.NDArray[np.bool_]], list[tuple[str, ...]]]
 
 
 def default_reasoner(bundle: ModelBundle) -> Reasoner:
@@ -246,9 +247,9 @@ class Engine:
         chosen, logging_prob = self._choose(priority, categories, limit)
         if self.path_reasoner is not None and routes is not None:
             contributions = self.path_reasoner.attributor.contributions_of(routes, chosen)
-            reasons = self.path_reasoner.phrases(X[chosen], contributions)
+            reasons = self.path_reasoner.phrases(X[chosen], contributions, categories[chosen])
         else:
-            reasons = self.reasoner(X, chosen)
+            reasons = self.reasoner(X, chosen, categories[chosen])
         shown = candidates[chosen]
         numbers = self._talking_point_numbers(row, holder[0], shown, value[chosen])
         suggestions = tuple(

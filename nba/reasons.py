@@ -15,6 +15,7 @@ from nba.vocab import SPEND_CATEGORIES
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 MAX_REASONS: Final = 3
 # More candidates than reasons are ranked, because several features can say the same thing.
 _RANKED: Final = 8
@@ -53,6 +54,18 @@ def _always(phrase: str | None) -> PhraseRule:
     return lambda value: phrase
 
 
+def feature_category(name: str) -> int:
+    """The position in SPEND_CATEGORIES of the category a per-category spend feature is about; -1 for others.
+
+    >>> feature_category("spend_gas_90d_usd"), feature_category("tenure_months")
+    (7, -1)
+    """
+    match = _CATEGORY_FEATURE.match(name)
+    if not match:
+        return -1
+    return SPEND_CATEGORIES.index(match.group(2) or match.group(5))
+
+
 def phrase_rule(name: str) -> PhraseRule:
     """How a feature that raised the score is said, as a function of its value (None: says nothing useful)."""
     if name in _FIXED:
@@ -89,20 +102,35 @@ class Reasoner:
         self.feature_names = tuple(feature_names)
         # Per feature, worked out once: the request path only applies them.
         self._rules = tuple(phrase_rule(name) for name in self.feature_names)
+        self._categories = tuple(feature_category(name) for name in self.feature_names)
 
-    def __call__(self, X: FloatArray, chosen: IntArray) -> list[tuple[str, ...]]:
+    def __call__(
+        self, X: FloatArray, chosen: IntArray, categories: BoolArray | None = None
+    ) -> list[tuple[str, ...]]:
         if len(chosen) == 0:
             return []
         rows = X[chosen]
-        return self.phrases(rows, self.attributor.contributions(rows))
+        return self.phrases(rows, self.attributor.contributions(rows), categories)
 
-    def phrases(self, rows: FloatArray, contributions: FloatArray) -> list[tuple[str, ...]]:
-        """Reasons of rows whose contributions are already known (the engine routes rows only once)."""
+    def phrases(
+        self, rows: FloatArray, contributions: FloatArray, categories: BoolArray | None = None
+    ) -> list[tuple[str, ...]]:
+        """Reasons of rows whose contributions are already known (the engine routes rows only once).
+
+        `categories` (rows × SPEND_CATEGORIES), when given, holds each row's benefit's spend categories:
+        spend in another category is then no reason for it. The model may well have learnt that people
+        who buy fuel take up a streaming earn rate more often, but "spends on fuel" under "Why this one"
+        reads to an agent as a mistake; a benefit with no categories gets no category spend reasons.
+        """
         ranked = rank_contributions(contributions, k=min(_RANKED, len(self.feature_names)))
         out: list[tuple[str, ...]] = []
-        for row, features in zip(rows, ranked, strict=True):
+        for position, (row, features) in enumerate(zip(rows, ranked, strict=True)):
+            own = None if categories is None else categories[position]
             phrases: list[str] = []
             for index, _ in features:
+                category = self._categories[index]
+                if own is not None and category >= 0 and not own[category]:
+                    continue
                 phrase = self._rules[index](float(row[index]))
                 if phrase and phrase not in phrases:
                     phrases.append(phrase)

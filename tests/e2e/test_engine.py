@@ -20,6 +20,8 @@ from nba.mcc import load_mcc_map
 from nba.profiles import HolderMatrix, build_profiles
 from nba.store import feature_values
 from nba.tables import open_data
+from nba.talking_points import category_words
+from nba.vocab import SPEND_CATEGORIES
 from training.generate import generate_world
 from training.pairs import build_pair_matrix, compute_snapshots
 from training.train_job import TrainOptions, train_model
@@ -238,6 +240,19 @@ def test_one_routing_gives_the_model_s_own_scores_and_reasons(setup: tuple[Path,
             assert a.reasons == b.reasons
             compared += 1
     assert compared > 100
+
+
+def test_reasons_speak_only_of_spend_in_the_benefit_s_own_categories(setup: tuple[Path, Engine]) -> None:
+    _, engine = setup
+    said = {f"spends on {category_words(c)}": c for c in SPEND_CATEGORIES}
+    reasons = 0
+    for cardholder_id in engine.profiles.ids[:300]:
+        for suggestion in engine.decide(cardholder_id, "general").suggestions:
+            own = set(engine.catalog.benefit_by_id[suggestion.benefit_id].spend_categories)
+            spoken = {said[phrase] for phrase in suggestion.reasons if phrase in said}
+            assert spoken <= own, (suggestion.benefit_id, suggestion.reasons)
+            reasons += len(suggestion.reasons)
+    assert reasons > 600  # most suggestions still have two or three reasons
 
 
 @pytest.mark.parametrize(("call_reason", "top_k"), [("general", 3), ("complaint", 3), ("travel_notice", 10)])

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from nba.attribution import PathAttributor
-from nba.reasons import Reasoner, phrase_for
+from nba.reasons import Reasoner, feature_category, phrase_for
+from nba.vocab import SPEND_CATEGORIES
 
 
 @pytest.mark.parametrize(
@@ -48,3 +49,33 @@ def test_reasoner_gives_up_to_three_distinct_phrases_per_chosen_row() -> None:
         assert len(phrases) <= 3 and len(set(phrases)) == len(phrases)
         assert set(phrases) <= {"spends on dining out", "new cardholder", "long-standing cardholder"}
     assert reasoner(X, np.array([], dtype=np.int64)) == []
+
+
+def test_spend_in_another_category_is_no_reason_for_a_benefit() -> None:
+    rng = np.random.default_rng(1)
+    names = ["spend_dining_90d_usd", "spend_gas_90d_usd", "tenure_months"]
+    X = rng.gamma(2.0, 150.0, size=(3000, 3)) * [1, 1, 0.1]
+    y = (X[:, 0] + 2 * X[:, 1] + rng.normal(size=3000) * 150 > 900).astype(float)
+    booster = lgb.train(
+        {"objective": "binary", "verbosity": -1, "seed": 0}, lgb.Dataset(X, y, feature_name=names), 30
+    )
+    reasoner = Reasoner(PathAttributor.from_booster(booster), names)
+    chosen = np.flatnonzero(X[:, 1] > 500)[:20]
+    # Unfiltered, fuel spend is what pushes these rows up the most.
+    assert all("spends on fuel" in phrases for phrases in reasoner(X, chosen))
+    dining_only = np.zeros((len(chosen), len(SPEND_CATEGORIES)), dtype=bool)
+    dining_only[:, SPEND_CATEGORIES.index("dining")] = True
+    for phrases in reasoner(X, chosen, dining_only):
+        assert "spends on fuel" not in phrases
+    no_categories = np.zeros_like(dining_only)
+    for phrases in reasoner(X, chosen, no_categories):
+        assert not any(phrase.startswith("spends on") for phrase in phrases)
+
+
+@pytest.mark.parametrize(
+    ("name", "category"),
+    [("spend_gas_90d_usd", "gas"), ("days_since_lodging", "lodging"), ("share_other_365d", "other")],
+)
+def test_feature_category(name: str, category: str) -> None:
+    assert feature_category(name) == SPEND_CATEGORIES.index(category)
+    assert feature_category("spend_total_90d_usd") == -1 and feature_category("benefit_spend_90d_usd") == -1
