@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from nba.errors import ModelError
 from nba.features import CARD_FEATURES
+from nba.progress import NO_PROGRESS, ProgressHook, advance_each_round
 from nba.vocab import SPEND_CATEGORIES
 
 FloatArray = npt.NDArray[np.float64]
@@ -104,10 +105,17 @@ class SpendEstimator:
         self.num_boost_round = num_boost_round
         self.extra_inputs = extra_inputs
 
-    def fit(self, X: FloatArray, names: Sequence[str], categorical: Sequence[str] = ()) -> SpendEstimator:
+    def fit(
+        self,
+        X: FloatArray,
+        names: Sequence[str],
+        categorical: Sequence[str] = (),
+        progress: ProgressHook = NO_PROGRESS,
+    ) -> SpendEstimator:
         """Learns the per-category regressions from a cardholder feature matrix with column `names`.
 
         `categorical` names the columns that hold category codes (as `HolderEncoding` makes them).
+        `progress` gets a bar over the categories and, inside it, one over each regression's rounds.
         """
         index = {name: i for i, name in enumerate(names)}
         for needed in ("tenure_months", *(f"spend_{c}_365d_usd" for c in SPEND_CATEGORIES)):
@@ -116,41 +124,15 @@ class SpendEstimator:
         unknown = sorted(set(categorical) - set(names))
         if unknown:
             raise ValueError(f"`categorical` names columns that are not in `names`: {unknown}")
-        profile = (*CARD_FEATURES, *self.extra_inputs)
-        tenure = X[:, index["tenure_months"]]
         self.boosters_: dict[str, lgb.Booster] = {}
         self.inputs_: dict[str, list[str]] = {}
         self.fallback_usd_: dict[str, float] = {}
         self.smearing_: dict[str, float] = {}
         self.train_rows_: dict[str, int] = {}
-        for category in SPEND_CATEGORIES:
-            spend = X[:, index[f"spend_{category}_365d_usd"]]
-            count = (
-                X[:, index[f"tx_{category}_365d"]] if f"tx_{category}_365d" in index else (spend > 0) * 1.0
-            )
-            rows = (count >= self.min_transactions) & (spend > 0) & (tenure >= self.min_tenure_months)
-            inputs = [n for n in names if _is_estimator_input(n, category, profile)]
-            self.inputs_[category] = inputs
-            self.train_rows_[category] = int(rows.sum())
-            self.fallback_usd_[category] = float(np.median(spend[rows])) if rows.any() else 0.0
-            self.smearing_[category] = 1.0
-            if rows.sum() < self.min_rows:
-                continue
-            chosen = np.flatnonzero(rows)
-            if len(chosen) > MAX_TRAIN_ROWS:
-                chosen = np.sort(np.random.default_rng(0).choice(chosen, MAX_TRAIN_ROWS, replace=False))
-            columns = [index[n] for n in inputs]
-            target = np.log1p(spend[chosen])
-            train = lgb.Dataset(
-                X[chosen][:, columns],
-                target,
-                feature_name=inputs,
-                categorical_feature=[n for n in inputs if n in categorical],
-            )
-            booster = lgb.train(_PARAMS, train, self.num_boost_round)
-            self.boosters_[category] = booster
-            fitted = np.asarray(booster.predict(X[chosen][:, columns]), dtype=np.float64)
-            self.smearing_[category] = _smearing_factor(target, fitted)
+        with progress.track("categories", len(SPEND_CATEGORIES)) as categories:
+            for category in SPEND_CATEGORIES:
+                self._fit_category(X, index, names, categorical, category, progress)
+                categories.advance()
         # The medians need a sample, not every cardholder: predicting 16 regressions over 800k rows
         # took 88% of the estimator's time in bench/bench_train.py.
         sample = np.arange(X.shape[0])
@@ -163,6 +145,46 @@ class SpendEstimator:
             for i, c in enumerate(SPEND_CATEGORIES)
         }
         return self
+
+    def _fit_category(
+        self,
+        X: FloatArray,
+        index: Mapping[str, int],
+        names: Sequence[str],
+        categorical: Sequence[str],
+        category: str,
+        progress: ProgressHook,
+    ) -> None:
+        """One category's regression, or only its fallback median when too few cardholders spend there."""
+        profile = (*CARD_FEATURES, *self.extra_inputs)
+        tenure = X[:, index["tenure_months"]]
+        spend = X[:, index[f"spend_{category}_365d_usd"]]
+        count = X[:, index[f"tx_{category}_365d"]] if f"tx_{category}_365d" in index else (spend > 0) * 1.0
+        rows = (count >= self.min_transactions) & (spend > 0) & (tenure >= self.min_tenure_months)
+        inputs = [n for n in names if _is_estimator_input(n, category, profile)]
+        self.inputs_[category] = inputs
+        self.train_rows_[category] = int(rows.sum())
+        self.fallback_usd_[category] = float(np.median(spend[rows])) if rows.any() else 0.0
+        self.smearing_[category] = 1.0
+        if rows.sum() < self.min_rows:
+            return
+        chosen = np.flatnonzero(rows)
+        if len(chosen) > MAX_TRAIN_ROWS:
+            chosen = np.sort(np.random.default_rng(0).choice(chosen, MAX_TRAIN_ROWS, replace=False))
+        columns = [index[n] for n in inputs]
+        target = np.log1p(spend[chosen])
+        train = lgb.Dataset(
+            X[chosen][:, columns],
+            target,
+            feature_name=inputs,
+            categorical_feature=[n for n in inputs if n in categorical],
+        )
+        what = f"{category}: rounds on {len(chosen):,} spenders"
+        with progress.track(what, self.num_boost_round) as rounds:
+            booster = lgb.train(_PARAMS, train, self.num_boost_round, callbacks=[advance_each_round(rounds)])
+        self.boosters_[category] = booster
+        fitted = np.asarray(booster.predict(X[chosen][:, columns]), dtype=np.float64)
+        self.smearing_[category] = _smearing_factor(target, fitted)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "inputs_"):

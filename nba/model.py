@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nba.errors import ModelError
+from nba.progress import NO_PROGRESS, ProgressHook, advance_each_round
 from nba.registry import REQUIRED_FILE
 
 FloatArray = npt.NDArray[np.float64]
@@ -207,9 +208,13 @@ class PropensityModel:
         categorical_features: Sequence[str],
         X_valid: FloatArray,
         y_valid: FloatArray,
+        progress: ProgressHook = NO_PROGRESS,
     ) -> PropensityModel:
         """Trains on (X, y) with early stopping on the later slice (X_valid, y_valid), then calibrates on it;
-        with `refit`, trains the final trees on both slices."""
+        with `refit`, trains the final trees on both slices.
+
+        `progress` gets a bar over the boosting rounds of each pass (the first ends at early stopping).
+        """
         if not 1 <= self.num_boost_round <= 100_000:
             raise ValueError(
                 f"The 'num_boost_round' parameter must be an int in [1, 100000]. Got {self.num_boost_round} instead."
@@ -236,7 +241,9 @@ class PropensityModel:
         )
         valid = lgb.Dataset(X_valid, y_valid, reference=train)
         callbacks: list[Callable[..., Any]] = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
-        booster = lgb.train(params, train, self.num_boost_round, valid_sets=[valid], callbacks=callbacks)
+        with progress.track("rounds until early stopping", self.num_boost_round) as rounds:
+            callbacks.append(advance_each_round(rounds))
+            booster = lgb.train(params, train, self.num_boost_round, valid_sets=[valid], callbacks=callbacks)
         self.booster_ = booster
         self.best_iteration_ = int(booster.best_iteration or booster.current_iteration())
         self.early_stopping_iteration_ = self.best_iteration_
@@ -256,9 +263,10 @@ class PropensityModel:
                 categorical_feature=list(categorical_features),
                 reference=train,
             )
-            rounds = max(1, round(self.best_iteration_ * (len(y) + len(y_valid)) / len(y)))
-            self.booster_ = lgb.train(params, both, rounds)
-            self.best_iteration_ = rounds
+            total = max(1, round(self.best_iteration_ * (len(y) + len(y_valid)) / len(y)))
+            with progress.track("rounds on both slices (refit)", total) as rounds:
+                self.booster_ = lgb.train(params, both, total, callbacks=[advance_each_round(rounds)])
+            self.best_iteration_ = total
         return self
 
     def _check_fitted(self) -> lgb.Booster:

@@ -23,6 +23,7 @@ from nba.errors import ModelError
 from nba.features import ExtraColumns, build_benefit_history, build_cardholder_features, snapshot_all_sql
 from nba.matrix import HISTORY_COLUMNS, BenefitTable
 from nba.mcc import MccMap
+from nba.progress import NO_PROGRESS, ProgressHook
 from nba.tables import DataSource
 from nba.vocab import SPEND_CATEGORIES
 
@@ -354,20 +355,26 @@ class ProfileTables:
 
 
 def compute_profile_tables(
-    data: DataSource, as_of: date, mcc_map: MccMap, extra: ExtraColumns
+    data: DataSource,
+    as_of: date,
+    mcc_map: MccMap,
+    extra: ExtraColumns,
+    progress: ProgressHook = NO_PROGRESS,
 ) -> ProfileTables:
     """Runs the feature SQL for every cardholder whose card was open before `as_of` (data strictly before it).
 
     `extra` is the model's `ExtraColumns` (the CRM columns its features take); nothing else about a model
-    is needed. Raises SchemaError when `cardholders` lacks one of the extra columns.
+    is needed. `progress` watches each of the three statements. Raises SchemaError when `cardholders`
+    lacks one of the extra columns.
     """
     snapshots = snapshot_all_sql(as_of)
-    return ProfileTables(
-        features=build_cardholder_features(data.con, snapshots, mcc_map, extra),
-        history=build_benefit_history(data.con, snapshots),
-        contact=data.con.sql(_CONTACT_SQL.format(snapshots=snapshots)).to_arrow_table(),
-        extra=extra,
-    )
+    with progress.query(data.con, "features SQL"):
+        features = build_cardholder_features(data.con, snapshots, mcc_map, extra)
+    with progress.query(data.con, "benefit history SQL"):
+        history = build_benefit_history(data.con, snapshots)
+    with progress.query(data.con, "contact history SQL"):
+        contact = data.con.sql(_CONTACT_SQL.format(snapshots=snapshots)).to_arrow_table()
+    return ProfileTables(features=features, history=history, contact=contact, extra=extra)
 
 
 def build_profiles(

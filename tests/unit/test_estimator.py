@@ -174,3 +174,18 @@ def test_artifacts_written_before_smearing_still_load_as_medians() -> None:
         estimator.predict(no_dining, names)[:, dining],
         rtol=1e-9,
     )
+
+
+def test_progress_has_a_bar_over_the_categories_and_one_over_each_regressions_rounds() -> None:
+    from tests.unit.test_model import RecordingProgress
+
+    X, names, _ = _world(2000, 5)
+    progress = RecordingProgress()
+    estimator = SpendEstimator(num_boost_round=30).fit(X, names, progress=progress)
+    categories, *rounds = progress.bars
+    assert (categories.description, categories.total, categories.advanced) == ("categories", 16, 16)
+    # Only groceries and dining have spenders here; each regression's bar is full.
+    assert sorted(estimator.boosters_) == ["dining", "groceries"]
+    assert [(bar.description.split(":")[0], bar.total, bar.advanced) for bar in rounds] == [
+        (c, 30, 30) for c in SPEND_CATEGORIES if c in estimator.boosters_
+    ]

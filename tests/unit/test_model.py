@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+
+import duckdb
 import numpy as np
 import pytest
 
@@ -60,6 +64,54 @@ def test_refit_trains_the_final_trees_on_both_slices() -> None:
     assert log_loss(yv, model.predict_proba(Xv)[:, 1]) < log_loss(yv, once.predict_proba(Xv)[:, 1])
     loaded = PropensityModel.from_artifacts(model.to_artifacts(), NAMES)
     assert loaded.best_iteration_ == model.best_iteration_
+
+
+@dataclass
+class TrackedBar:
+    description: str
+    total: int
+    advanced: int = 0
+
+    def advance(self, steps: int = 1) -> None:
+        self.advanced += steps
+
+
+@dataclass
+class RecordingProgress:
+    """A progress hook that keeps every bar it handed out: its total and how far the fit advanced it."""
+
+    bars: list[TrackedBar] = field(default_factory=list)
+
+    def track(self, description: str, total: int) -> AbstractContextManager[TrackedBar]:
+        self.bars.append(TrackedBar(description, total))
+        return nullcontext(self.bars[-1])
+
+    def query(self, con: duckdb.DuckDBPyConnection, description: str) -> AbstractContextManager[None]:
+        return nullcontext()
+
+
+def test_the_round_bars_follow_the_rounds_trained() -> None:
+    X, y = _data(4000, 6)
+    Xv, yv = _data(1000, 7)
+    progress = RecordingProgress()
+    model = PropensityModel(num_boost_round=300, early_stopping_rounds=20, refit=True).fit(
+        X, y, NAMES, ["kind"], Xv, yv, progress
+    )
+    first, refit = progress.bars
+    # Early stopping ends the first bar short of its total, at the round that stopped it.
+    assert (first.total, first.advanced) == (300, model.early_stopping_iteration_ + 20)
+    assert first.advanced < first.total
+    assert refit.total == refit.advanced == model.best_iteration_ == model.booster_.current_iteration()
+
+
+def test_a_fit_without_early_stopping_fills_its_bar() -> None:
+    X, y = _data(2000, 8)
+    progress = RecordingProgress()
+    model = PropensityModel(num_boost_round=15, early_stopping_rounds=50).fit(
+        X, y, NAMES, ["kind"], X, y, progress
+    )
+    assert [(bar.total, bar.advanced) for bar in progress.bars] == [(15, 15)]
+    assert model.booster_.current_iteration() == 15
 
 
 def test_artifacts_round_trip_gives_identical_scores() -> None:
