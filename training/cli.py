@@ -133,6 +133,12 @@ DataDir = Annotated[Path, typer.Option("--data", help="Data directory with the c
 OracleFile = Annotated[
     Path | None, typer.Option(help="Oracle file from `nba generate`, to report the oracle ratio.")
 ]
+Quiet = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="No progress on stderr: no bars, no line per step (errors still print)."
+    ),
+]
 
 
 @app.command()
@@ -143,11 +149,14 @@ def features(
     config: Annotated[
         Path | None, typer.Option(help="Features config (YAML/JSON): extra columns to include or exclude.")
     ] = None,
+    quiet: Quiet = False,
 ) -> None:
     """Compute every cardholder's features as of a date (data strictly before it) and write them to a file."""
     from training.features_job import run_features
+    from training.progress import cli_reporter
 
-    result = run_features(data, _parse_date(as_of), out, config)
+    with cli_reporter(quiet) as progress:
+        result = run_features(data, _parse_date(as_of), out, config, progress=progress)
     taken = ", ".join(result.extra_columns.taken) or "none"
     typer.echo(
         f"{result.out}: {result.rows:,} cardholders × {result.columns} columns as of {result.as_of} "
@@ -169,8 +178,10 @@ def train(
         Path | None, typer.Option(help="Benefit catalog (default: DATA/catalog.yaml).")
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Random seed of the model.")] = 0,
+    quiet: Quiet = False,
 ) -> None:
     """Train a model version: features, training set, spend estimator, LightGBM model, evaluation, report."""
+    from training.progress import cli_reporter
     from training.summary import print_train_summary
     from training.train_job import TrainOptions, train_model
 
@@ -182,7 +193,8 @@ def train(
         promote=promote,
         seed=seed,
     )
-    result = train_model(data, out, options, progress=lambda step: typer.echo(f"  {step}", err=True))
+    with cli_reporter(quiet) as progress:
+        result = train_model(data, out, options, progress)
     print_train_summary(result)
 
 
@@ -192,12 +204,17 @@ def evaluate(
     data: DataDir,
     oracle: OracleFile = None,
     as_of: AsOf = None,
+    quiet: Quiet = False,
 ) -> None:
     """Evaluate a stored model on a data directory's held-out period, beside the baselines."""
+    from training.progress import cli_reporter
     from training.summary import print_evaluation
     from training.train_job import TrainOptions, evaluate_model
 
-    evaluation = evaluate_model(model, data, TrainOptions(as_of=_parse_date(as_of), oracle=oracle))
+    with cli_reporter(quiet) as progress:
+        evaluation = evaluate_model(
+            model, data, TrainOptions(as_of=_parse_date(as_of), oracle=oracle), progress
+        )
     print_evaluation(evaluation)
 
 

@@ -30,6 +30,7 @@ from nba.snapshots import (
 from nba.tables import DataSource, open_data
 from nba.validation import MCC_OVERRIDE_FILE
 from training.features_job import write_table
+from training.progress import SILENT, Reporter
 
 
 def resolve_model_dir(model: Path) -> Path:
@@ -100,22 +101,32 @@ class SnapshotResult:
 
 
 def build_snapshot(
-    data_dir: Path, model: Path, out: Path, as_of: date | None = None, promote: bool = False
+    data_dir: Path,
+    model: Path,
+    out: Path,
+    as_of: date | None = None,
+    promote: bool = False,
+    progress: Reporter = SILENT,
 ) -> SnapshotResult:
     """Computes a data directory's profile tables as of a date and writes them as `out/<as_of>/`.
 
     The model (a model folder, or a models folder's CURRENT) gives the extra (CRM) columns to compute,
     and its spend estimates are stored beside the tables, so it loads the snapshot without running its
     spend estimator; any other model with the same features can load it too. With `promote`, CURRENT
-    then names the new snapshot.
+    then names the new snapshot. `progress` is told each step and watches the SQL.
     """
     started = time.perf_counter()
+    progress.step(f"loading the model {model}")
     bundle = load_bundle(resolve_model_dir(model))
     with open_data(data_dir) as data:
+        progress.step(f"{data_dir}: the data's last date")
         day = as_of_for(data, data_dir, as_of)
         new_snapshot_dir(out, day)  # before minutes of work, not after
-        tables = compute_profile_tables(data, day, mcc_map_for(data_dir), bundle.extra)
+        progress.step(f"profiles as of {day}")
+        tables = compute_profile_tables(data, day, mcc_map_for(data_dir), bundle.extra, progress)
+    progress.step(f"spend estimates of {tables.features.num_rows:,} cardholders")
     estimates = {bundle.version: estimate_spend(tables.features, bundle)}
+    progress.step(f"writing the snapshot to {out / day.isoformat()}")
     manifest = write_snapshot(out, tables, day, estimates=estimates)
     previous = set_current_snapshot(out, day) if promote else None
     return SnapshotResult(out / day.isoformat(), manifest, time.perf_counter() - started, promote, previous)

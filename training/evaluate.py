@@ -21,6 +21,7 @@ from nba.estimator import SpendEstimator
 from nba.features import ExtraColumns, snapshot_all_sql
 from nba.matrix import PAIR_FEATURES, BenefitTable
 from nba.mcc import MccMap
+from nba.progress import NO_PROGRESS, ProgressHook
 from nba.tables import DataSource
 from nba.vocab import CALL_REASONS
 from training.metrics import (
@@ -162,28 +163,31 @@ def evaluate_off_policy(
     policies: Mapping[str, FloatArray],
     benefits: BenefitTable,
     config: ArbitrationConfig,
+    progress: ProgressHook = NO_PROGRESS,
 ) -> None:
-    """IPS and self-normalised IPS of each policy's top K on the held-out logged calls."""
+    """IPS and self-normalised IPS of each policy's top K on the held-out logged calls (a bar over the policies)."""
     group = _groups(candidates.frame["call_id"])
     logged = test_rows.dropna(subset=["logging_prob"])
     if logged.empty:
         evaluation.notes.append("no logging_prob in the logs: off-policy estimates are not possible")
         return
     n_calls = int(logged["call_id"].nunique())
-    for name, score in policies.items():
-        chosen = _choose(group, score, candidates, benefits, config)
-        picked = candidates.frame.iloc[chosen]
-        keys = set(zip(picked["call_id"], picked["benefit_id"], strict=True))
-        shown = np.array([k in keys for k in zip(logged["call_id"], logged["benefit_id"], strict=True)])
-        slate = len(chosen) / max(candidates.frame["call_id"].nunique(), 1)
-        evaluation.off_policy[name] = estimate_off_policy(
-            logged["call_id"].to_numpy(),
-            logged["logging_prob"].to_numpy(dtype=np.float64),
-            logged["adopted"].to_numpy(dtype=np.float64),
-            shown,
-            new_slate_size=slate,
-            n_calls=n_calls,
-        )
+    with progress.track(f"off-policy: policies on {n_calls:,} logged calls", len(policies)) as done:
+        for name, score in policies.items():
+            chosen = _choose(group, score, candidates, benefits, config)
+            picked = candidates.frame.iloc[chosen]
+            keys = set(zip(picked["call_id"], picked["benefit_id"], strict=True))
+            shown = np.array([k in keys for k in zip(logged["call_id"], logged["benefit_id"], strict=True)])
+            slate = len(chosen) / max(candidates.frame["call_id"].nunique(), 1)
+            evaluation.off_policy[name] = estimate_off_policy(
+                logged["call_id"].to_numpy(),
+                logged["logging_prob"].to_numpy(dtype=np.float64),
+                logged["adopted"].to_numpy(dtype=np.float64),
+                shown,
+                new_slate_size=slate,
+                n_calls=n_calls,
+            )
+            done.advance()
     model = evaluation.off_policy.get("model")
     if model is not None:
         evaluation.metrics["expected_adoptions_top3"] = model.ips
@@ -214,10 +218,14 @@ def evaluate_oracle(
     popularity: Mapping[str, float],
     config: ArbitrationConfig,
     seed: int,
+    progress: ProgressHook = NO_PROGRESS,
 ) -> None:
-    """Expected adoptions of each policy's top K on a general call at the data's as-of, from the true model."""
+    """Expected adoptions of each policy's top K on a general call at the data's as-of, from the true model.
+
+    `progress` watches the feature SQL of every cardholder and gets a bar over the policies.
+    """
     snapshot = data.con.sql(snapshot_all_sql(as_of.date())).to_arrow_table()
-    snapshots = compute_snapshots(data, snapshot, mcc_map, parts.extra)
+    snapshots = compute_snapshots(data, snapshot, mcc_map, parts.extra, progress)
     calls = pd.DataFrame(
         {
             "call_id": snapshots.keys["cardholder_id"],
@@ -242,20 +250,22 @@ def evaluate_oracle(
     policies = {"model": parts.score(matrix), **baseline_scores(matrix, popularity, seed)}
     best = _oracle_best(group, p_true, config.top_k)
     evaluation.oracle_best = best
-    for name, score in policies.items():
-        chosen = _choose(group, score, matrix, benefits, config)
-        expected = float(p_true[chosen].sum() / max(n_groups, 1))
-        evaluation.oracle[name] = (expected, expected / best if best > 0 else float("nan"))
-        if name != "model":
-            evaluation.metrics[f"oracle_ratio_{name}"] = evaluation.oracle[name][1]
-        if name == "model":
-            evaluation.invalid_suggestions = _count_invalid(matrix, chosen, truth)
-            evaluation.metrics["oracle_expected_adoptions_top3"] = expected
-            evaluation.metrics["oracle_ratio"] = expected / best if best > 0 else float("nan")
-            value = matrix.value_usd[chosen]
-            evaluation.metrics["oracle_value_usd_top3"] = float(
-                (p_true[chosen] * value).sum() / max(n_groups, 1)
-            )
+    with progress.track(f"oracle: policies on {n_groups:,} cardholders", len(policies)) as done:
+        for name, score in policies.items():
+            chosen = _choose(group, score, matrix, benefits, config)
+            expected = float(p_true[chosen].sum() / max(n_groups, 1))
+            evaluation.oracle[name] = (expected, expected / best if best > 0 else float("nan"))
+            if name != "model":
+                evaluation.metrics[f"oracle_ratio_{name}"] = evaluation.oracle[name][1]
+            if name == "model":
+                evaluation.invalid_suggestions = _count_invalid(matrix, chosen, truth)
+                evaluation.metrics["oracle_expected_adoptions_top3"] = expected
+                evaluation.metrics["oracle_ratio"] = expected / best if best > 0 else float("nan")
+                value = matrix.value_usd[chosen]
+                evaluation.metrics["oracle_value_usd_top3"] = float(
+                    (p_true[chosen] * value).sum() / max(n_groups, 1)
+                )
+            done.advance()
     evaluation.metrics["oracle_best_expected_adoptions_top3"] = best
     # The oracle's best top K ignores the arbitration's rules (diversity); its own probabilities sent
     # through the same arbitration show how much of the gap is the rule and how much the model.

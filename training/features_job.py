@@ -11,8 +11,6 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from nba.errors import DataError
 from nba.features import (
@@ -26,6 +24,7 @@ from nba.features import (
 from nba.mcc import load_mcc_map
 from nba.tables import open_data
 from nba.validation import MCC_OVERRIDE_FILE
+from training.progress import SILENT, Reporter
 
 OUTPUT_SUFFIXES: Final = (".parquet", ".csv")
 
@@ -48,13 +47,13 @@ def run_features(
     out: Path,
     config_path: Path | None = None,
     *,
-    show_progress: bool = True,
+    progress: Reporter = SILENT,
 ) -> FeaturesResult:
     """Computes the features of every cardholder whose card opened before `as_of`, and writes them to `out`.
 
     `as_of` defaults to the day after the latest date in the data. The data directory's `mcc_map.csv`
     patches the shipped MCC map; `config_path` (YAML or JSON, see FeatureConfig) chooses extra
-    cardholder columns. `out` ends in .parquet or .csv. Progress goes to stderr.
+    cardholder columns. `out` ends in .parquet or .csv. `progress` is told each step and watches the SQL.
 
     Raises DataError for a bad output name, an empty data directory or a bad config, and the errors of
     `open_data` and `load_mcc_map` for bad input files.
@@ -65,21 +64,18 @@ def run_features(
     config = load_feature_config(config_path) if config_path is not None else FeatureConfig()
     override = data_dir / MCC_OVERRIDE_FILE
     mcc_map = load_mcc_map(override if override.exists() else None)
-    console = Console(stderr=True, quiet=not show_progress)
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    with open_data(data_dir) as data, Progress(*columns, console=console, transient=True) as progress:
-        # DuckDB's own bar would print through the spinner's line.
-        data.con.execute("SET enable_progress_bar = false")
-        step = progress.add_task(f"{data_dir}: choosing extra cardholder columns")
+    with open_data(data_dir) as data:
+        progress.step(f"{data_dir}: choosing extra cardholder columns")
         extra = select_extra_columns(data.con, config)
         if as_of is None:
             latest = data.latest_date()
             if latest is None:
                 raise DataError(f"{data_dir}: no dated rows to take the as-of date from; pass --as-of")
             as_of = latest + timedelta(days=1)
-        progress.update(step, description=f"{data_dir}: computing features as of {as_of}")
-        table = build_cardholder_features(data.con, snapshot_all_sql(as_of), mcc_map, extra)
-        progress.update(step, description=f"writing {table.num_rows:,} rows to {out}")
+        progress.step(f"{data_dir}: computing features as of {as_of}")
+        with progress.query(data.con, "features SQL, every cardholder"):
+            table = build_cardholder_features(data.con, snapshot_all_sql(as_of), mcc_map, extra)
+        progress.step(f"writing {table.num_rows:,} rows to {out}")
         write_table(table, out)
     return FeaturesResult(
         out=out,

@@ -14,6 +14,7 @@ from nba.estimator import SpendEstimator
 from nba.features import ExtraColumns, build_benefit_history, build_cardholder_features, register_snapshots
 from nba.matrix import HISTORY_COLUMNS, BenefitTable, HolderColumns, build_candidate_matrix, call_reason_code
 from nba.mcc import MccMap
+from nba.progress import NO_PROGRESS, ProgressHook
 from nba.tables import DataSource
 from nba.vocab import SPEND_CATEGORIES
 
@@ -32,13 +33,22 @@ class HolderSnapshots:
 
 
 def compute_snapshots(
-    data: DataSource, snapshots: pa.Table, mcc_map: MccMap, extra: ExtraColumns
+    data: DataSource,
+    snapshots: pa.Table,
+    mcc_map: MccMap,
+    extra: ExtraColumns,
+    progress: ProgressHook = NO_PROGRESS,
 ) -> HolderSnapshots:
-    """Features and benefit history as of each snapshot's date (data strictly before it)."""
+    """Features and benefit history as of each snapshot's date (data strictly before it).
+
+    `progress` watches the two SQL statements.
+    """
     sql = register_snapshots(data.con, snapshots, _SNAPSHOTS)
     try:
-        table = build_cardholder_features(data.con, sql, mcc_map, extra)
-        history = build_benefit_history(data.con, sql).to_pandas()
+        with progress.query(data.con, f"features SQL, {snapshots.num_rows:,} snapshots"):
+            table = build_cardholder_features(data.con, sql, mcc_map, extra)
+        with progress.query(data.con, "benefit history SQL"):
+            history = build_benefit_history(data.con, sql).to_pandas()
     finally:
         data.con.unregister(_SNAPSHOTS)
     keys = pd.DataFrame(

@@ -48,12 +48,17 @@ def build_command(
         ),
     ] = None,
     promote: Annotated[bool, typer.Option(help="Put the new snapshot in service (CURRENT).")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress on stderr (errors still print).")
+    ] = False,
 ) -> None:
     """Compute every cardholder's features as of a date and write them as a checked snapshot folder."""
     from training.cli import _parse_date  # here: training.cli imports this module
     from training.engine_job import build_snapshot
+    from training.progress import cli_reporter
 
-    result = build_snapshot(data, model, out, _parse_date(as_of), promote)
+    with cli_reporter(quiet) as progress:
+        result = build_snapshot(data, model, out, _parse_date(as_of), promote, progress)
     m = result.manifest
     typer.echo(
         f"{result.folder}: {m.cardholders:,} cardholders × {len(m.feature_names)} features as of {m.as_of} "

@@ -58,9 +58,8 @@ from training.presentations import (
     load_presentations,
     split_by_time,
 )
+from training.progress import SILENT, Reporter
 from training.report import write_report
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -95,13 +94,14 @@ class TrainResult:
 
 @dataclass
 class _Timer:
-    progress: Progress
+    progress: Reporter
     timings: dict[str, float] = field(default_factory=dict)
 
-    def step(self, name: str, started: float) -> float:
+    def step(self, name: str, started: float, detail: str = "") -> float:
+        """Ends step `name`, begun at `started`: records its time and leaves its line."""
         now = time.perf_counter()
         self.timings[name] = round(now - started, 3)
-        self.progress(f"{name}: {now - started:.1f} s")
+        self.progress.log(f"  {name}: {now - started:.1f} s{f' ({detail})' if detail else ''}")
         return now
 
 
@@ -231,33 +231,40 @@ def _prepare_run(
 
 
 def train_model(
-    data_dir: Path, models_root: Path, options: TrainOptions, progress: Progress = lambda _: None
+    data_dir: Path, models_root: Path, options: TrainOptions, progress: Reporter = SILENT
 ) -> TrainResult:
     """Trains, evaluates and stores a model version from a data directory; promotes it when asked and better.
 
+    `progress` is told each step, and gets bars for the long ones (SQL, fits, evaluation parts).
     Raises DataError for invalid data or no labels, ModelError when the model cannot be trained.
     """
     timer = _Timer(progress)
     started = t = time.perf_counter()
+    progress.step("validate: the data contract")
     catalog, mcc_map, config = _load_inputs(data_dir, options)
     benefits = BenefitTable.from_catalog(catalog)
     t = timer.step("validate", t)
     with open_data(data_dir) as data:
+        progress.step("features: each presentation's snapshot")
         extra = select_extra_columns(data.con, config)
-        run = _prepare_run(data, data_dir, catalog, mcc_map, options)
+        with progress.query(data.con, "labelled presentations SQL"):
+            run = _prepare_run(data, data_dir, catalog, mcc_map, options)
         as_of, labelled, rows, split = run.as_of, run.labelled, run.rows, run.split
-        snapshots = compute_snapshots(data, _snapshots_of(rows), mcc_map, extra)
-        t = timer.step("features", t)
+        snapshots = compute_snapshots(data, _snapshots_of(rows), mcc_map, extra, progress)
+        t = timer.step("features", t, f"{snapshots.table.num_rows:,} snapshots")
 
+        progress.step("spend estimator: every cardholder's features, a regression per category")
         names = feature_names(extra)
         holder = HolderEncoding.fit(snapshots.table, names, categorical_features(extra))
         estimator_snapshot = data.con.sql(snapshot_all_sql(split.valid_from)).to_arrow_table()
-        estimator_rows = compute_snapshots(data, estimator_snapshot, mcc_map, extra)
+        estimator_rows = compute_snapshots(data, estimator_snapshot, mcc_map, extra, progress)
         estimator = SpendEstimator(extra_inputs=tuple(extra.taken)).fit(
-            holder.encode(estimator_rows.table), names, holder.categorical
+            holder.encode(estimator_rows.table), names, holder.categorical, progress
         )
-        t = timer.step("spend estimator", t)
+        fitted = f"{len(estimator.boosters_)} of {len(estimator.inputs_)} categories fitted"
+        t = timer.step("spend estimator", t, f"{estimator_rows.table.num_rows:,} cardholders, {fitted}")
 
+        progress.step("training set: candidate matrix")
         heard = (rows["outcome"].fillna("") != "not_discussed").to_numpy()
         benefit_encoder = CategoryEncoder.fit(
             BENEFIT_ENCODER, rows.loc[split.train & heard, "benefit_id"].tolist()
@@ -270,8 +277,11 @@ def train_model(
             raise DataError(
                 "no positive labels in the training period: nobody adopted a benefit after a presentation"
             )
-        t = timer.step("training set", t)
+        t = timer.step(
+            "training set", t, f"{int(train_mask.sum()):,} train, {int(valid_mask.sum()):,} valid rows"
+        )
 
+        progress.step("model fit: LightGBM")
         all_names = model_feature_names(names)
         model = PropensityModel(
             num_boost_round=options.num_boost_round, params={"seed": options.seed}, refit=options.refit
@@ -283,17 +293,22 @@ def train_model(
             model_categorical(holder.categorical),
             matrix.X[valid_mask],
             y[valid_mask],
+            progress,
         )
-        t = timer.step("model fit", t)
+        t = timer.step("model fit", t, _rounds(model, refitted=model.refit and bool(valid_mask.any())))
 
+        progress.step("evaluation: held-out period")
         parts = ScoringParts(extra, holder, estimator, benefit_codes, _score_with(model))
         champion = _champion(models_root)
-        evaluation = _evaluate(run, parts, matrix, snapshots)
+        evaluation = _evaluate(run, parts, matrix, snapshots, progress)
         if champion is not None and labelled.label_source.startswith("conversations"):
+            progress.step(f"evaluation: the model in service, {champion.version}, on the same calls")
             champion_parts = _bundle_parts(champion, benefits)
             same = champion.extra == extra
             champion_snapshots = (
-                snapshots if same else compute_snapshots(data, _snapshots_of(rows), mcc_map, champion.extra)
+                snapshots
+                if same
+                else compute_snapshots(data, _snapshots_of(rows), mcc_map, champion.extra, progress)
             )
             test_rows = rows[split.test].reset_index(drop=True)
             champion_candidates = _candidates_for(
@@ -301,10 +316,17 @@ def train_model(
             )
             champion_scores = {"champion": champion_parts.score(champion_candidates)}
             evaluate_off_policy(
-                evaluation, test_rows, champion_candidates, champion_scores, benefits, options.arbitration
+                evaluation,
+                test_rows,
+                champion_candidates,
+                champion_scores,
+                benefits,
+                options.arbitration,
+                progress,
             )
         t = timer.step("evaluation", t)
 
+    progress.step("model folder: report, plots, manifest")
     evaluation.metrics["best_iteration"] = float(model.best_iteration_)
     evaluation.metrics["early_stopping_iteration"] = float(model.early_stopping_iteration_)
     data_summary: dict[str, Any] = {
@@ -348,6 +370,7 @@ def train_model(
         extra={"extra_columns": extra.model_dump(), "holder_features": list(names)},
     )
     load_bundle(model_dir)  # what was written must load: checksums, feature lists, artifacts
+    timer.step("model folder", t)
     version = model_dir.name
     promoted, reason = False, "not asked to promote (--promote)"
     if options.promote:
@@ -373,62 +396,89 @@ def train_model(
     return TrainResult(model_dir, version, evaluation, promoted, reason, timer.timings, counts)
 
 
-def _evaluate(run: _Run, parts: ScoringParts, matrix: PairMatrix, snapshots: HolderSnapshots) -> Evaluation:
+def _rounds(model: PropensityModel, refitted: bool) -> str:
+    """The fit's rounds as its line says them: how many early stopping chose, then the refit's."""
+    chosen = (
+        f"early stopping chose {model.early_stopping_iteration_:,} of up to {model.num_boost_round:,} rounds"
+    )
+    return f"{chosen}, refit {model.best_iteration_:,}" if refitted else chosen
+
+
+def _evaluate(
+    run: _Run, parts: ScoringParts, matrix: PairMatrix, snapshots: HolderSnapshots, progress: Reporter
+) -> Evaluation:
     """Held-out metrics, off-policy estimates beside baselines, and the oracle comparison when given."""
     evaluation = Evaluation()
     split, options, benefits = run.split, run.options, run.benefits
-    test_rows = run.rows[split.test].reset_index(drop=True)
-    test_matrix = _subset(matrix, split.test)
-    evaluate_logged(evaluation, test_rows, test_matrix, parts.score(test_matrix))
-    if run.labelled.label_source.startswith("conversations"):
-        candidates = _candidates_for(test_rows, snapshots, parts, run.catalog, benefits)
-        policies = {
-            "model": parts.score(candidates),
-            **baseline_scores(candidates, run.popularity, options.seed),
-        }
-        evaluate_off_policy(evaluation, test_rows, candidates, policies, benefits, options.arbitration)
-    else:
-        evaluation.notes.append(
-            f"no conversations to evaluate off-policy on; labels are {run.labelled.label_source}"
-        )
-    if options.oracle is not None:
-        evaluate_oracle(
-            evaluation,
-            run.data,
-            pd.Timestamp(run.as_of),
-            read_oracle(options.oracle),
-            parts,
-            run.mcc_map,
-            run.catalog,
-            benefits,
-            run.popularity,
-            options.arbitration,
-            options.seed,
-        )
+    off_policy = run.labelled.label_source.startswith("conversations")
+    n_parts = 1 + int(off_policy) + int(options.oracle is not None)  # logged metrics, off-policy, oracle
+    with progress.track("parts", n_parts) as done:
+        test_rows = run.rows[split.test].reset_index(drop=True)
+        test_matrix = _subset(matrix, split.test)
+        evaluate_logged(evaluation, test_rows, test_matrix, parts.score(test_matrix))
+        done.advance()
+        if off_policy:
+            candidates = _candidates_for(test_rows, snapshots, parts, run.catalog, benefits)
+            policies = {
+                "model": parts.score(candidates),
+                **baseline_scores(candidates, run.popularity, options.seed),
+            }
+            evaluate_off_policy(
+                evaluation, test_rows, candidates, policies, benefits, options.arbitration, progress
+            )
+            done.advance()
+        else:
+            evaluation.notes.append(
+                f"no conversations to evaluate off-policy on; labels are {run.labelled.label_source}"
+            )
+        if options.oracle is not None:
+            evaluate_oracle(
+                evaluation,
+                run.data,
+                pd.Timestamp(run.as_of),
+                read_oracle(options.oracle),
+                parts,
+                run.mcc_map,
+                run.catalog,
+                benefits,
+                run.popularity,
+                options.arbitration,
+                options.seed,
+                progress,
+            )
+            done.advance()
     return evaluation
 
 
 def evaluate_model(
-    model_dir: Path, data_dir: Path, options: TrainOptions, progress: Progress = lambda _: None
+    model_dir: Path, data_dir: Path, options: TrainOptions, progress: Reporter = SILENT
 ) -> Evaluation:
     """Evaluates a stored model on a data directory's held-out period, as `nba train` does at its end.
 
-    Raises ModelError when the model does not fit the data's catalog.
+    `progress` is told each step and gets bars for the long ones. Raises ModelError when the model does
+    not fit the data's catalog.
     """
+    timer = _Timer(progress)
+    t = time.perf_counter()
+    progress.step("validate: the model folder and the data contract")
     bundle = load_bundle(model_dir)
     catalog, mcc_map, _ = _load_inputs(data_dir, options)
     bundle.check_catalog(catalog)
     benefits = BenefitTable.from_catalog(catalog)
     parts = _bundle_parts(bundle, benefits)
+    t = timer.step("validate", t)
     with open_data(data_dir) as data:
-        run = _prepare_run(data, data_dir, catalog, mcc_map, options)
-        snapshots = compute_snapshots(data, _snapshots_of(run.rows), mcc_map, bundle.extra)
-        progress("features")
+        progress.step("features: each presentation's snapshot")
+        with progress.query(data.con, "labelled presentations SQL"):
+            run = _prepare_run(data, data_dir, catalog, mcc_map, options)
+        snapshots = compute_snapshots(data, _snapshots_of(run.rows), mcc_map, bundle.extra, progress)
+        t = timer.step("features", t, f"{snapshots.table.num_rows:,} snapshots")
+        progress.step("evaluation: held-out period")
         matrix = build_pair_matrix(
             run.rows, snapshots, parts.holder, parts.estimator, benefits, parts.benefit_codes
         )
-        evaluation = _evaluate(run, parts, matrix, snapshots)
-        progress("evaluation")
+        evaluation = _evaluate(run, parts, matrix, snapshots, progress)
+        timer.step("evaluation", t)
     return evaluation
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -209,3 +210,53 @@ def test_recommend_and_score_from_a_snapshot_equal_computing_from_the_data(
     assert main(["recommend", "C0000008", "--data", SAMPLE_DIR, *model, *as_of]) != 0
     err = capsys.readouterr().err.strip()
     assert err.endswith("the snapshot is as of 2026-10-01, not 2026-09-01; leave out --as-of")
+
+
+# --- progress on stderr ---------------------------------------------------------------------------------
+
+TRAIN_STEPS = [
+    "validate",
+    "features",
+    "spend estimator",
+    "training set",
+    "model fit",
+    "evaluation",
+    "model folder",
+]
+STEP_LINE = re.compile(r"  (?P<step>[a-z ]+): \d+\.\d s(?: \((?P<detail>[^()]+)\))?")
+
+
+@pytest.fixture
+def not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stderr as a pipe or a log file sees it: no variable that makes rich draw on it anyway."""
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("not_a_terminal")
+def test_train_off_a_terminal_writes_one_plain_line_per_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "--data", SAMPLE_DIR, "--out", str(tmp_path / "models")]) == 0
+    captured = capsys.readouterr()
+    assert "\x1b" not in captured.err and "\r" not in captured.err
+    matches = [STEP_LINE.fullmatch(line) for line in captured.err.splitlines()]
+    assert all(matches), captured.err
+    assert [m["step"] for m in matches if m] == TRAIN_STEPS
+    details = {m["step"]: m["detail"] for m in matches if m}
+    assert details["features"] == "1,488 snapshots"
+    assert re.fullmatch(r"early stopping chose \d+ of up to 2,000 rounds, refit \d+", details["model fit"])
+    assert captured.out.startswith("model ")
+
+
+@pytest.mark.usefixtures("not_a_terminal")
+def test_evaluate_writes_its_steps_unless_quiet(
+    sample_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["evaluate", "--model", str(sample_model), "--data", SAMPLE_DIR]
+    assert main(argv) == 0
+    steps = [line.split(":")[0] for line in capsys.readouterr().err.splitlines()]
+    assert steps == ["  validate", "  features", "  evaluation"]
+    assert main([*argv, "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out.startswith("held-out: AUC ")

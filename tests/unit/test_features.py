@@ -665,7 +665,7 @@ def test_run_features_writes_every_cardholder_at_the_default_date(valid_dir: Pat
     config_file = tmp_path / "features.json"
     config_file.write_text('{"exclude": ["credit_limit_usd"]}', encoding="utf-8")
     out = tmp_path / "out" / "features.csv"
-    result = run_features(valid_dir, None, out, config_file, show_progress=False)
+    result = run_features(valid_dir, None, out, config_file)
     # The latest date in the data is the call on 2025-03-03.
     assert (result.as_of, result.rows, result.columns) == (VALID_AS_OF, 3, 2 + 208)
     assert result.extra_columns.left_out == {"credit_limit_usd": "excluded by the feature config"}
@@ -673,10 +673,10 @@ def test_run_features_writes_every_cardholder_at_the_default_date(valid_dir: Pat
         written = list(csv.DictReader(handle))
     assert [row["cardholder_id"] for row in written] == ["C1", "C2", "C3"]
     assert float(written[0]["spend_groceries_90d_usd"]) == pytest.approx(100.0)
-    parquet = run_features(valid_dir, date(2025, 2, 1), tmp_path / "f.parquet", show_progress=False)
+    parquet = run_features(valid_dir, date(2025, 2, 1), tmp_path / "f.parquet")
     assert (parquet.rows, pq.read_table(parquet.out).column("as_of")[0].as_py()) == (2, date(2025, 2, 1))
 
 
 def test_run_features_refuses_an_unknown_output_format(valid_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"`out` must end in \.parquet or \.csv, got 'features.xlsx'"):
-        run_features(valid_dir, None, tmp_path / "features.xlsx", show_progress=False)
+        run_features(valid_dir, None, tmp_path / "features.xlsx")
