@@ -245,14 +245,15 @@ def test_one_routing_gives_the_model_s_own_scores_and_reasons(setup: tuple[Path,
 def test_reasons_speak_only_of_spend_in_the_benefit_s_own_categories(setup: tuple[Path, Engine]) -> None:
     _, engine = setup
     said = {f"spends on {category_words(c)}": c for c in SPEND_CATEGORIES}
-    reasons = 0
+    counts = []
     for cardholder_id in engine.profiles.ids[:300]:
         for suggestion in engine.decide(cardholder_id, "general").suggestions:
             own = set(engine.catalog.benefit_by_id[suggestion.benefit_id].spend_categories)
             spoken = {said[phrase] for phrase in suggestion.reasons if phrase in said}
             assert spoken <= own, (suggestion.benefit_id, suggestion.reasons)
-            reasons += len(suggestion.reasons)
-    assert reasons > 600  # most suggestions still have two or three reasons
+            counts.append(len(suggestion.reasons))
+    # The agent gets two or three reasons, nearly always.
+    assert len(counts) > 300 and np.mean(np.array(counts) < 2) < 0.05
 
 
 @pytest.mark.parametrize(("call_reason", "top_k"), [("general", 3), ("complaint", 3), ("travel_notice", 10)])
