@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from nba.attribution import PathAttributor, rank_contributions
 from nba.talking_points import category_words
-from nba.vocab import SPEND_CATEGORIES
+from nba.vocab import CALL_REASONS, SPEND_CATEGORIES, TRAVEL_CATEGORIES
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -81,7 +81,7 @@ def phrase_rule(name: str) -> PhraseRule:
     if name == "age_years":
         return _always("fits their stage of life")
     if name == "call_reason":
-        return _always("fits why they called")
+        return _call_reason_phrase
     if name.startswith(("presented_", "declined_", "days_since_last_presented")):
         return lambda value: "not offered this recently" if not value or value != value else None
     if name.startswith(("spend_total_", "tx_total_", "active_days_")):
@@ -89,6 +89,20 @@ def phrase_rule(name: str) -> PhraseRule:
     if name.startswith(("calls_so_far", "presentations_so_far", "accepted_so_far", "days_since_last_call")):
         return _always("talks to us regularly")
     return _always(None)
+
+
+_ABOUT_TO_TRAVEL: Final = "about to travel"
+
+
+def _call_reason_phrase(code: float) -> str | None:
+    # Only two reasons for calling make a benefit timely; that a payment call scores a little higher
+    # than a general one is no reason an agent can say. A trip is a reason only for a travel benefit
+    # (`Reasoner.phrases` checks the benefit's categories).
+    if code == CALL_REASONS.index("rewards_question"):
+        return "asked about their rewards"
+    if code == CALL_REASONS.index("travel_notice"):
+        return _ABOUT_TO_TRAVEL
+    return None
 
 
 def phrase_for(name: str, value: float) -> str | None:
@@ -105,6 +119,7 @@ class Reasoner:
         # Per feature, worked out once: the request path only applies them.
         self._rules = tuple(phrase_rule(name) for name in self.feature_names)
         self._categories = tuple(feature_category(name) for name in self.feature_names)
+        self._travel = np.array([c in TRAVEL_CATEGORIES for c in SPEND_CATEGORIES])
 
     def __call__(
         self, X: FloatArray, chosen: IntArray, categories: BoolArray | None = None
@@ -134,6 +149,8 @@ class Reasoner:
                 if own is not None and category >= 0 and not own[category]:
                     continue
                 phrase = self._rules[index](float(row[index]))
+                if phrase == _ABOUT_TO_TRAVEL and own is not None and not (own & self._travel).any():
+                    continue
                 if phrase and phrase not in phrases:
                     phrases.append(phrase)
                 if len(phrases) == MAX_REASONS:

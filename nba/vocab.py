@@ -48,3 +48,5 @@ BENEFIT_KINDS: Final[tuple[str, ...]] = get_args(BenefitKind)
 SENSITIVE_CALL_REASONS: Final[frozenset[str]] = frozenset({"fraud", "bereavement", "hardship"})
 
 CATEGORY_INDEX: Final[dict[str, int]] = {name: i for i, name in enumerate(SPEND_CATEGORIES)}
+# The categories a trip spends in: what a travel notice call is about.
+TRAVEL_CATEGORIES: Final[frozenset[str]] = frozenset({"air_travel", "lodging", "car_rental", "travel_agency"})

@@ -33,7 +33,13 @@ import pyarrow.parquet as pq
 from nba.catalog import DEFAULT_CATALOG_PATH, Catalog, load_catalog
 from nba.errors import DataError
 from nba.mcc import MccMap, load_mcc_map
-from nba.vocab import CALL_REASONS, CATEGORY_INDEX, SENSITIVE_CALL_REASONS, SPEND_CATEGORIES
+from nba.vocab import (
+    CALL_REASONS,
+    CATEGORY_INDEX,
+    SENSITIVE_CALL_REASONS,
+    SPEND_CATEGORIES,
+    TRAVEL_CATEGORIES,
+)
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -176,7 +182,6 @@ _KINDS: Final = ("earn_rate", "statement_credit", "perk", "protection")
 _EARN: Final = 0
 _PERK: Final = 2
 _PROTECTION: Final = 3
-_TRAVEL_CATEGORIES: Final = frozenset({"air_travel", "lodging", "car_rental", "travel_agency"})
 _DIGITAL_CATEGORIES: Final = frozenset({"streaming_digital", "online_retail", "transit", "telecom_utilities"})
 # Groups of categories people tend to spend in together; a benefit's "affinity" is the share of spend in
 # categories related to its own (travellers who fly also book hotels; homeowners buy groceries and fuel).
@@ -484,7 +489,7 @@ def _catalog_arrays(catalog: Catalog) -> _CatalogArrays:
         view=_BenefitView(
             kind=kind,
             enroll=np.array([b.requires_enrollment for b in benefits]),
-            travel=np.array([bool(set(b.spend_categories) & _TRAVEL_CATEGORIES) for b in benefits]),
+            travel=np.array([bool(set(b.spend_categories) & TRAVEL_CATEGORIES) for b in benefits]),
             digital=np.array([bool(set(b.spend_categories) & _DIGITAL_CATEGORIES) for b in benefits]),
             typical_log_value=np.zeros(len(benefits)),  # both set by _calibrate_truth
             typical_log_share=np.zeros(len(benefits)),
@@ -548,7 +553,7 @@ def _calendar(as_of: date) -> _Calendar:
         + 0.3 * np.exp(-(((day_of_year - 356) / 10) ** 2))
     )
     holiday_shopping = 1 + 0.8 * np.exp(-(((day_of_year - 340) / 16) ** 2))
-    for category in _TRAVEL_CATEGORIES:
+    for category in TRAVEL_CATEGORIES:
         weights[_cat(category)] = travel
     for category in ("general_retail", "online_retail"):
         weights[_cat(category)] = holiday_shopping
@@ -1103,7 +1108,7 @@ def _draw_calls(world: _World, rng: np.random.Generator, chunk: _Chunk, first_ca
 
     # Reasons: the usual mix, travel notices from people who travel, hardship more among low incomes.
     log_share = np.log(np.array([_CALL_REASON_SHARES[r] for r in CALL_REASONS]))
-    travel = np.array([_cat(c) for c in _TRAVEL_CATEGORIES])
+    travel = np.array([_cat(c) for c in TRAVEL_CATEGORIES])
     spend = chunk.persona.true_spend_usd
     travel_share = spend[:, travel].sum(axis=1) / np.maximum(spend.sum(axis=1), 1.0)
     lift = np.zeros((chunk.n, len(CALL_REASONS)))

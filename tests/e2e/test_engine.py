@@ -21,7 +21,7 @@ from nba.profiles import HolderMatrix, build_profiles
 from nba.store import feature_values
 from nba.tables import open_data
 from nba.talking_points import category_words
-from nba.vocab import SPEND_CATEGORIES
+from nba.vocab import SPEND_CATEGORIES, TRAVEL_CATEGORIES
 from training.generate import generate_world
 from training.pairs import build_pair_matrix, compute_snapshots
 from training.train_job import TrainOptions, train_model
@@ -242,7 +242,7 @@ def test_one_routing_gives_the_model_s_own_scores_and_reasons(setup: tuple[Path,
     assert compared > 100
 
 
-def test_reasons_speak_only_of_spend_in_the_benefit_s_own_categories(setup: tuple[Path, Engine]) -> None:
+def test_reasons_speak_only_of_the_benefit_s_own_categories(setup: tuple[Path, Engine]) -> None:
     _, engine = setup
     said = {f"spends on {category_words(c)}": c for c in SPEND_CATEGORIES}
     counts = []
@@ -254,6 +254,14 @@ def test_reasons_speak_only_of_spend_in_the_benefit_s_own_categories(setup: tupl
             counts.append(len(suggestion.reasons))
     # The agent gets two or three reasons, nearly always.
     assert len(counts) > 300 and np.mean(np.array(counts) < 2) < 0.05
+    trips = 0
+    for cardholder_id in engine.profiles.ids[:300]:
+        for suggestion in engine.decide(cardholder_id, "travel_notice").suggestions:
+            if "about to travel" in suggestion.reasons:
+                own = set(engine.catalog.benefit_by_id[suggestion.benefit_id].spend_categories)
+                assert own & TRAVEL_CATEGORIES, (suggestion.benefit_id, suggestion.reasons)
+                trips += 1
+    assert trips > 0
 
 
 @pytest.mark.parametrize(("call_reason", "top_k"), [("general", 3), ("complaint", 3), ("travel_notice", 10)])

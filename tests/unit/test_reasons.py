@@ -21,7 +21,8 @@ from nba.vocab import SPEND_CATEGORIES
         ("tenure_months", 60.0, "long-standing cardholder"),
         ("declined_60d", 0.0, "not offered this recently"),
         ("est_annual_value_usd", 93.0, "worth a lot to them"),
-        ("call_reason", 4.0, "fits why they called"),
+        ("call_reason", 4.0, "about to travel"),
+        ("call_reason", 5.0, "asked about their rewards"),
     ],
 )
 def test_phrases(name: str, value: float, phrase: str) -> None:
@@ -32,6 +33,7 @@ def test_features_that_say_nothing_useful_give_no_phrase() -> None:
     assert phrase_for("declined_60d", 2.0) is None
     assert phrase_for("region", 1.0) is None
     assert phrase_for("rank", 1.0) is None
+    assert phrase_for("call_reason", 1.0) is None  # a payment call makes no benefit timely
 
 
 def test_reasoner_gives_up_to_three_distinct_phrases_per_chosen_row() -> None:
