@@ -24,20 +24,20 @@ def print_evaluation(evaluation: Evaluation, console: Console | None = None) -> 
         f"NDCG@3 {_fmt(m.get('ndcg_at_3'))}  MAP@3 {_fmt(m.get('map_at_3'))}  rows {_fmt(m.get('test_rows'), 0)}"
     )
     table = Table(title="policies, top 3", show_lines=False)
-    table.add_column("policy")
-    table.add_column("IPS adoptions/call [95% CI]", justify="right")
-    table.add_column("oracle: expected adoptions", justify="right")
-    table.add_column("oracle ratio", justify="right")
+    table.add_column("policy", no_wrap=True)
+    # One line per policy on an 80-column terminal: the oracle columns only when an oracle was given.
+    table.add_column("IPS adoptions/call [95% CI]", justify="right", no_wrap=True)
+    if evaluation.oracle:
+        table.add_column("oracle: expected adoptions", justify="right")
+        table.add_column("oracle ratio", justify="right")
     names = list(dict.fromkeys([*evaluation.off_policy, *evaluation.oracle]))
     for name in names:
         ope = evaluation.off_policy.get(name)
-        oracle = evaluation.oracle.get(name)
-        table.add_row(
-            name,
-            f"{ope.ips:.4f} [{ope.ips_ci[0]:.4f}, {ope.ips_ci[1]:.4f}]" if ope else "",
-            _fmt(oracle[0]) if oracle else "",
-            _fmt(oracle[1], 3) if oracle else "",
-        )
+        cells = [name, f"{ope.ips:.4f} [{ope.ips_ci[0]:.4f}, {ope.ips_ci[1]:.4f}]" if ope else ""]
+        if evaluation.oracle:
+            oracle = evaluation.oracle.get(name)
+            cells += [_fmt(oracle[0]) if oracle else "", _fmt(oracle[1], 3) if oracle else ""]
+        table.add_row(*cells)
     if names:
         console.print(table)
     if evaluation.oracle:
