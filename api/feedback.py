@@ -19,7 +19,8 @@ from nba.engine import RecentContact
 from nba.errors import NbaError, UnavailableError
 from nba.store import CallDecision, DecisionBuffer, FeedbackStore
 
-# Repeats of a call come within minutes; older ones are found in the store. ~7 KB a call held.
+# Repeats of a call come within minutes; older ones are found in the store. ~4 KB a call held (the
+# cardholder's feature columns once, not once per suggestion).
 MAX_CACHED_CALLS: Final = 20_000
 RETRY_EVERY: Final = timedelta(seconds=5)
 WRITE_BATCH: Final = 500

@@ -169,6 +169,9 @@ class Engine:
         self.benefit_codes = bundle.benefit_codes(self.benefits)
         self.reference = bundle.reference_spend()
         self.holder_columns = HolderColumns.from_names(bundle.holder.feature_names)
+        # Every Suggestion.features starts with the cardholder's columns, the same on all of a call's
+        # suggestions: the feedback store keeps these bytes once per call.
+        self.holder_bytes = 8 * len(bundle.holder.feature_names)
         self._talking_point_columns = np.stack(
             [self.holder_columns.spend_90d, self.holder_columns.spend_365d]
         )

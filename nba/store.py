@@ -16,6 +16,7 @@ decisions on local disk while the database is down and replays them later.
 
 from __future__ import annotations
 
+import base64
 import csv
 import fcntl
 import json
@@ -95,8 +96,9 @@ def _utc_now() -> datetime:
 class ShownSuggestion:
     """One suggestion as the agent saw it, with what offline evaluation needs about it later.
 
-    `features` is the model's input row as little-endian float64 bytes (`feature_values` reads it):
-    exact, NaN and infinities kept, and one compact object while the decision waits to be written.
+    `pair_features` is the part of the model's input row after the cardholder's columns, as
+    little-endian float64 bytes; `CallDecision.features_of` gives the whole row (`feature_values` reads
+    it): exact, NaN and infinities kept.
     """
 
     suggestion_id: str
@@ -109,21 +111,30 @@ class ShownSuggestion:
     score: float
     p_adopt: float
     logging_prob: float
-    features: bytes
+    pair_features: bytes
 
     @classmethod
-    def of(cls, suggestion_id: str, suggestion: Suggestion) -> ShownSuggestion:
-        """The engine's suggestion as shown under `suggestion_id` (the fields are the engine's, by name)."""
-        return cls(suggestion_id, *[getattr(suggestion, name) for name in _SHARED_WITH_ENGINE])
+    def of(cls, suggestion_id: str, suggestion: Suggestion, holder_bytes: int) -> ShownSuggestion:
+        """The engine's suggestion as shown under `suggestion_id` (the fields are the engine's, by name),
+        with its feature row after the first `holder_bytes` (the cardholder's columns, kept by the call)."""
+        values = [getattr(suggestion, name) for name in _SHARED_WITH_ENGINE]
+        values.append(suggestion.features[holder_bytes:])
+        return cls(suggestion_id, *values)
 
 
-# ShownSuggestion's fields after suggestion_id, in order: the engine's Suggestion has them by name.
-_SHARED_WITH_ENGINE: Final = tuple(f.name for f in fields(ShownSuggestion))[1:]
+# ShownSuggestion's fields between suggestion_id and pair_features, in order: the engine's Suggestion
+# has them by name.
+_SHARED_WITH_ENGINE: Final = tuple(f.name for f in fields(ShownSuggestion))[1:-1]
 
 
 @dataclass(frozen=True, slots=True)
 class CallDecision:
-    """Everything served on one call: the context and the suggestions shown (possibly none)."""
+    """Everything served on one call: the context and the suggestions shown (possibly none).
+
+    `holder_features` is the leading part of every suggestion's model input row that they all share
+    (the cardholder's columns), little-endian float64 bytes, held and stored once per call rather than
+    once per suggestion; empty when there is none.
+    """
 
     call_id: str
     cardholder_id: str
@@ -132,8 +143,17 @@ class CallDecision:
     profile_as_of: str
     served_at: datetime
     note: str | None
+    holder_features: bytes
     suggestions: tuple[ShownSuggestion, ...]
     agent_id: str | None = None
+
+    def features_of(self, suggestion: ShownSuggestion) -> bytes:
+        """The model's whole input row for one of the call's suggestions, as float64 bytes.
+
+        Example:
+            >>> [feature_values(decision.features_of(s)) for s in decision.suggestions]
+        """
+        return self.holder_features + suggestion.pair_features
 
 
 @dataclass(frozen=True)
@@ -229,6 +249,8 @@ calls_table: Final = Table(
     Column("profile_as_of", Date(), nullable=False),
     Column("note", Text()),
     Column("closed_at", UtcDateTime()),
+    # The leading part of each of the call's suggestions' feature vectors (CallDecision.holder_features).
+    Column("holder_features_f64", LargeBinary(), nullable=False),
 )
 suggestions_table: Final = Table(
     "suggestions",
@@ -244,7 +266,8 @@ suggestions_table: Final = Table(
     Column("score", Double(), nullable=False),
     Column("p_adopt", Double(), nullable=False),
     Column("logging_prob", Double(), nullable=False),
-    Column("features_f64", LargeBinary(), nullable=False),  # feature_bytes
+    # The rest of the feature vector: calls.holder_features_f64 + this is the whole one (feature_bytes).
+    Column("pair_features_f64", LargeBinary(), nullable=False),
 )
 outcomes_table: Final = Table(
     "outcomes",
@@ -815,6 +838,11 @@ def _check_decision(decision: CallDecision) -> None:
     if decision.served_at.tzinfo is None:
         raise DataError(f"{where}: `served_at` must be timezone-aware, got {decision.served_at.isoformat()}")
     _parse_as_of(decision.profile_as_of, where)
+    if not _is_float64_bytes(decision.holder_features):
+        raise DataError(
+            f"{where}: `holder_features` must be float64 bytes (see feature_bytes), "
+            f"got {_shown_type(decision.holder_features)}"
+        )
     seen_ids: set[str] = set()
     seen_benefits: set[str] = set()
     for s in decision.suggestions:
@@ -827,9 +855,10 @@ def _check_decision(decision: CallDecision) -> None:
         seen_benefits.add(s.benefit_id)
         if isinstance(s.rank, bool) or not isinstance(s.rank, int) or s.rank < 1:
             raise DataError(f"{at}: `rank` must be a positive integer, got {s.rank!r}")
-        if not isinstance(s.features, bytes) or len(s.features) % 8:
+        if not _is_float64_bytes(s.pair_features):
             raise DataError(
-                f"{at}: `features` must be float64 bytes (see feature_bytes), got {type(s.features).__name__}"
+                f"{at}: `pair_features` must be float64 bytes (see feature_bytes), "
+                f"got {_shown_type(s.pair_features)}"
             )
         if not 0.0 < s.logging_prob <= 1.0:
             raise DataError(f"{at}: `logging_prob` must be a float in (0, 1], got {s.logging_prob!r}")
@@ -837,6 +866,14 @@ def _check_decision(decision: CallDecision) -> None:
             value = getattr(s, name)
             if not math.isfinite(value):
                 raise DataError(f"{at}: `{name}` must be a finite number, got {value!r}")
+
+
+def _is_float64_bytes(value: object) -> bool:
+    return isinstance(value, bytes) and len(value) % 8 == 0
+
+
+def _shown_type(value: object) -> str:
+    return f"{len(value)} bytes" if isinstance(value, bytes) else type(value).__name__
 
 
 def _parse_as_of(value: str, where: str) -> date:
@@ -852,11 +889,6 @@ def _json_dumps(value: Any) -> str:
     # The JSON columns (reasons) and the buffer file: orjson is several times faster than the standard
     # library, and writes NaN and ±inf as null (JSON has neither; PostgreSQL rejects them).
     return orjson.dumps(value).decode()
-
-
-def _features_to_json(features: Sequence[float]) -> list[float | None]:
-    # JSON has no NaN (PostgreSQL rejects it): missing values are null. ±inf cannot be held either.
-    return [float(x) if math.isfinite(x) else None for x in features]
 
 
 def _features_from_json(values: Sequence[float | None]) -> tuple[float, ...]:
@@ -878,6 +910,7 @@ def _insert_decisions(conn: Connection, decisions: Sequence[CallDecision]) -> No
                 "profile_as_of": date.fromisoformat(decision.profile_as_of),
                 "note": decision.note,
                 "closed_at": None,
+                "holder_features_f64": decision.holder_features,
             }
             for decision in decisions
         ],
@@ -899,7 +932,7 @@ def _insert_decisions(conn: Connection, decisions: Sequence[CallDecision]) -> No
                     "score": float(s.score),
                     "p_adopt": float(s.p_adopt),
                     "logging_prob": float(s.logging_prob),
-                    "features_f64": s.features,
+                    "pair_features_f64": s.pair_features,
                 }
                 for decision, s in rows
             ],
@@ -935,11 +968,12 @@ def _read_decision(conn: Connection, call_id: str) -> CallDecision | None:
                 score=row.score,
                 p_adopt=row.p_adopt,
                 logging_prob=row.logging_prob,
-                features=bytes(row.features_f64),
+                pair_features=bytes(row.pair_features_f64),
             )
             for row in rows
         ),
         agent_id=call.agent_id,
+        holder_features=bytes(call.holder_features_f64),
     )
 
 
@@ -965,11 +999,12 @@ def _read_back(decision: CallDecision) -> CallDecision:
                 score=float(s.score),
                 p_adopt=float(s.p_adopt),
                 logging_prob=float(s.logging_prob),
-                features=bytes(s.features),
+                pair_features=bytes(s.pair_features),
             )
             for s in sorted(decision.suggestions, key=lambda s: (s.rank, s.suggestion_id))
         ),
         agent_id=decision.agent_id,
+        holder_features=bytes(decision.holder_features),
     )
 
 
@@ -1219,9 +1254,13 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def decision_to_json(decision: CallDecision) -> dict[str, Any]:
-    """A decision as plain JSON values (served_at in ISO 8601, NaN features as null)."""
+    """A decision as plain JSON values (served_at in ISO 8601, feature vectors as base64 float64 bytes).
+
+    Version 2. Version 1 (before the feedback store kept the cardholder's features once per call) held
+    each suggestion's whole vector as a list with NaN and ±inf as null; `decision_from_json` reads both.
+    """
     return {
-        "v": 1,
+        "v": 2,
         "call_id": decision.call_id,
         "cardholder_id": decision.cardholder_id,
         "call_reason": decision.call_reason,
@@ -1230,6 +1269,7 @@ def decision_to_json(decision: CallDecision) -> dict[str, Any]:
         "served_at": decision.served_at.isoformat(),
         "note": decision.note,
         "agent_id": decision.agent_id,
+        "holder_features": base64.b64encode(decision.holder_features).decode("ascii"),
         "suggestions": [
             {
                 "suggestion_id": s.suggestion_id,
@@ -1242,7 +1282,7 @@ def decision_to_json(decision: CallDecision) -> dict[str, Any]:
                 "score": s.score,
                 "p_adopt": s.p_adopt,
                 "logging_prob": s.logging_prob,
-                "features": _features_to_json(feature_values(s.features)),
+                "pair_features": base64.b64encode(s.pair_features).decode("ascii"),
             }
             for s in decision.suggestions
         ],
@@ -1251,8 +1291,16 @@ def decision_to_json(decision: CallDecision) -> dict[str, Any]:
 
 def decision_from_json(body: Mapping[str, Any]) -> CallDecision:
     """The inverse of `decision_to_json`; raises KeyError, TypeError or ValueError on a malformed body."""
-    if body.get("v") != 1:
-        raise ValueError(f"unknown buffer record version {body.get('v')!r}")
+    version = body.get("v")
+    if version not in (1, 2):
+        raise ValueError(f"unknown buffer record version {version!r}")
+    if version == 1:
+        # A vector kept whole on its suggestion and none on the call is exact too: only more bytes.
+        holder = b""
+        pairs = [feature_bytes(_features_from_json(s["features"])) for s in body["suggestions"]]
+    else:
+        holder = base64.b64decode(body["holder_features"], validate=True)
+        pairs = [base64.b64decode(s["pair_features"], validate=True) for s in body["suggestions"]]
     return CallDecision(
         call_id=body["call_id"],
         cardholder_id=body["cardholder_id"],
@@ -1274,10 +1322,11 @@ def decision_from_json(body: Mapping[str, Any]) -> CallDecision:
                 score=s["score"],
                 p_adopt=s["p_adopt"],
                 logging_prob=s["logging_prob"],
-                features=feature_bytes(_features_from_json(s["features"])),
+                pair_features=pair,
             )
-            for s in body["suggestions"]
+            for s, pair in zip(body["suggestions"], pairs, strict=True)
         ),
+        holder_features=holder,
     )
 
 

@@ -52,9 +52,16 @@ def new_ids(n: int) -> list[str]:
     return [stamp + token[16 * i : 16 * (i + 1)] for i in range(n)]
 
 
-def to_call_decision(call_id: str | None, decision: Decision, services: Services) -> CallDecision:
-    """The decision under its call id (created when the caller gave none) and new suggestion ids."""
+def to_call_decision(
+    call_id: str | None, decision: Decision, services: Services, holder_bytes: int
+) -> CallDecision:
+    """The decision under its call id (created when the caller gave none) and new suggestion ids.
+
+    The first `holder_bytes` of every suggestion's feature row are the cardholder's columns, the same for
+    all of them (`Engine.holder_bytes`): the call keeps them once.
+    """
     ids = new_ids(len(decision.suggestions) + 1)
+    shown = decision.suggestions
     return CallDecision(
         call_id=call_id or f"c_{ids[-1]}",
         cardholder_id=decision.cardholder_id,
@@ -63,9 +70,10 @@ def to_call_decision(call_id: str | None, decision: Decision, services: Services
         profile_as_of=decision.profile_as_of,
         served_at=services.clock(),
         note=decision.note,
+        holder_features=shown[0].features[:holder_bytes] if shown else b"",
         suggestions=tuple(
-            ShownSuggestion.of(f"s_{suggestion_id}", s)
-            for suggestion_id, s in zip(ids, decision.suggestions, strict=False)
+            ShownSuggestion.of(f"s_{suggestion_id}", s, holder_bytes)
+            for suggestion_id, s in zip(ids, shown, strict=False)
         ),
     )
 
@@ -165,7 +173,7 @@ async def suggestions_body(
     decision = serving.engine.decide(
         cardholder_id, query.call_reason, query.limit, services.ledger.recent(cardholder_id, since)
     )
-    call = to_call_decision(call_id, decision, services)
+    call = to_call_decision(call_id, decision, services, serving.engine.holder_bytes)
     body = answer(call, {}, False)
     services.log.add(call)
     for s in call.suggestions:

@@ -133,10 +133,12 @@ def test_suggestions_carry_everything_the_agent_and_the_log_need(
     stored = services.store.find_decision(body["call_id"])
     assert stored is not None
     assert [s.suggestion_id for s in stored.suggestions] == [s["suggestion_id"] for s in body["suggestions"]]
+    bundle = services.state.serving.engine.bundle  # type: ignore[union-attr]
+    # The cardholder's columns once for the call, the rest per suggestion: together the model's whole row.
+    assert len(stored.holder_features) == 8 * len(bundle.holder.feature_names)
     assert all(
-        len(s.features) == 8 * len(services.state.serving.engine.bundle.manifest.feature_names)
-        for s in stored.suggestions
-    )  # type: ignore[union-attr]
+        len(stored.features_of(s)) == 8 * len(bundle.manifest.feature_names) for s in stored.suggestions
+    )
 
 
 def test_a_repeated_call_returns_the_same_suggestions_and_is_logged_once(

@@ -116,6 +116,24 @@ def test_profiles_of_another_model_are_refused(setup: tuple[Path, Engine]) -> No
         Engine(engine.bundle, narrow, engine.catalog)
 
 
+def test_every_suggestion_of_a_call_starts_with_the_same_cardholder_columns(
+    setup: tuple[Path, Engine],
+) -> None:
+    # What the feedback store relies on to keep them once per call (Engine.holder_bytes).
+    _, engine = setup
+    width = engine.holder_bytes
+    assert width == 8 * len(engine.bundle.holder.feature_names)
+    checked = 0
+    for cardholder_id in engine.profiles.ids[:40]:
+        rows = [s.features for s in engine.decide(cardholder_id, "general").suggestions]
+        holder = engine.profiles.holder_rows(engine.profiles.index[cardholder_id])[0]
+        for row in rows:
+            assert len(row) == 8 * len(engine.bundle.manifest.feature_names)
+            assert row[:width] == holder.astype("<f8").tobytes()
+        checked += len(rows) > 1
+    assert checked >= 10
+
+
 def test_served_features_equal_the_training_jobs_for_the_same_date(setup: tuple[Path, Engine]) -> None:
     data_dir, engine = setup
     sample = list(engine.profiles.ids[:40])

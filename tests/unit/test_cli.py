@@ -121,7 +121,7 @@ def test_export_feedback_writes_the_tables_and_prints_counts(
     store = FeedbackStore(url)
     store.migrate()
     served_at = datetime(2026, 8, 15, 10, 30, tzinfo=UTC)
-    store.log_decision(CallDecision("K1", "C1", "general", "v1", "2026-08-14", served_at, None, ()))
+    store.log_decision(CallDecision("K1", "C1", "general", "v1", "2026-08-14", served_at, None, b"", ()))
     store.dispose()
     assert main(["export-feedback", "--db", url, "--out", str(tmp_path / "out"), "--format", "parquet"]) == 0
     out = capsys.readouterr().out

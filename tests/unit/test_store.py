@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import json
 import math
+import random
 import shutil
 import socket
 import sqlite3
+import struct
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +39,16 @@ from tests import pg
 from tests.pg import PgServer, create_database
 
 T0 = datetime(2026, 8, 15, 10, 30, tzinfo=UTC)
-HEAD = "0002"  # the newest migration
+# A cardholder's part of the feature vectors (shared by the call's suggestions): NaN, ±inf, -0.0, the
+# smallest subnormal, the largest float and a negative NaN with a payload, each of which must come back
+# bit for bit.
+NEGATIVE_NAN_BITS = 0xFFF8_0000_0000_0001
+HOLDER = (
+    feature_bytes((1.5,))
+    + struct.pack("<Q", NEGATIVE_NAN_BITS)
+    + feature_bytes((-2.0, math.inf, -math.inf, -0.0, 5e-324, math.nan, 1.7976931348623157e308))
+)
+HEAD = "0003"  # the newest migration
 SAMPLES = Path(__file__).resolve().parents[2] / "data_samples"
 
 
@@ -66,7 +77,7 @@ def make_suggestion(suggestion_id: str, rank: int, benefit_id: str, **changes: o
         score=0.125,
         p_adopt=0.31,
         logging_prob=0.8,
-        features=feature_bytes((1.5, math.nan, -2.0, 0.1 + 0.2)),
+        pair_features=feature_bytes((0.1 + 0.2, rank, math.inf)),
     )
     return replace(suggestion, **changes)  # type: ignore[arg-type]
 
@@ -92,11 +103,12 @@ def make_decision(
             make_suggestion(f"s_{call_id}_{i}", i, benefit) for i, benefit in enumerate(benefits, start=1)
         ),
         agent_id=agent_id,
+        holder_features=HOLDER if benefits else b"",
     )
 
 
 def same(a: CallDecision | None, b: CallDecision | None) -> bool:
-    """Equality that treats NaN features as equal (the JSON form maps them to null)."""
+    """Equality of everything stored (feature vectors as bytes, so NaN equals NaN)."""
     assert a is not None and b is not None
     return decision_to_json(a) == decision_to_json(b) and a.served_at == b.served_at
 
@@ -198,35 +210,80 @@ def test_log_decision_round_trips_nan_features_and_utc_time(store: FeedbackStore
     assert found is not None and same(stored, found) and same(found, replace(decision, served_at=T0))
     assert found.served_at == T0 and found.served_at.tzinfo is UTC
     first = found.suggestions[0]
-    features = feature_values(first.features)
-    assert math.isnan(features[1])
-    assert features[:1] + features[2:] == (1.5, -2.0, 0.1 + 0.2)
+    features = feature_values(found.features_of(first))
+    assert math.isnan(features[1]) and math.isnan(features[7])
+    assert features[:1] + features[2:7] == (1.5, -2.0, math.inf, -math.inf, -0.0, 5e-324)
+    assert features[8:] == (1.7976931348623157e308, 0.1 + 0.2, 1.0, math.inf)
     assert first.reasons == ("dines out often", "no dining spend on this card")
     assert [s.rank for s in found.suggestions] == [1, 2]
     assert found.profile_as_of == "2026-08-14" and found.agent_id == "A7"
 
 
-def test_feature_vectors_are_stored_exactly_with_infinities(store: FeedbackStore, db_url: str) -> None:
-    vector = (math.inf, -math.inf, 5e-324, 1.7976931348623157e308, 0.1 + 0.2, -0.0)
-    decision = make_decision()
-    blob = feature_bytes(vector)
-    decision = replace(decision, suggestions=(replace(decision.suggestions[0], features=blob),))
-    assert feature_values(store.log_decision(decision).suggestions[0].features) == vector
-    found = store.find_decision("T1")
-    assert found is not None and found.suggestions[0].features == blob
-    assert math.copysign(1.0, feature_values(found.suggestions[0].features)[-1]) == -1.0
-    (row,) = table_rows(db_url, "suggestions")
-    assert len(bytes(row["features_f64"])) == 8 * len(vector)  # float64 bytes, not text
+def whole_vectors(decision: CallDecision | None) -> dict[str, bytes]:
+    assert decision is not None
+    return {s.suggestion_id: decision.features_of(s) for s in decision.suggestions}
 
 
-def test_a_feature_vector_that_is_not_float64_bytes_is_refused(store: FeedbackStore) -> None:
-    decision = make_decision()
-    for bad in (b"\x00" * 7, (1.0, 2.0)):
-        wrong = replace(decision, suggestions=(replace(decision.suggestions[0], features=bad),))
-        with pytest.raises(
-            DataError, match=r"call 'T1', suggestion 's_T1_1': `features` must be float64 bytes"
-        ):
-            store.log_decision(wrong)  # type: ignore[arg-type]
+@pytest.mark.parametrize("how", ["log_decision", "log_decisions"])
+def test_every_suggestions_feature_vector_reads_back_bit_for_bit(
+    store: FeedbackStore, db_url: str, how: str
+) -> None:
+    decisions = [
+        make_decision("T1"),
+        make_decision("T2", benefits=("air_5x",)),
+        make_decision("T3", benefits=()),
+    ]
+    if how == "log_decision":
+        for decision in decisions:
+            store.log_decision(decision)
+    else:
+        assert store.log_decisions(decisions) == 3
+    expected = {
+        "s_T1_1": HOLDER + feature_bytes((0.1 + 0.2, 1.0, math.inf)),
+        "s_T1_2": HOLDER + feature_bytes((0.1 + 0.2, 2.0, math.inf)),
+        "s_T2_1": HOLDER + feature_bytes((0.1 + 0.2, 1.0, math.inf)),
+    }
+    found = {call: whole_vectors(store.find_decision(call)) for call in ("T1", "T2", "T3")}
+    assert found == {
+        "T1": {k: v for k, v in expected.items() if k.startswith("s_T1")},
+        "T2": {"s_T2_1": expected["s_T2_1"]},
+        "T3": {},
+    }
+    # The negative NaN with a payload and -0.0 are still themselves, not a quiet NaN and 0.0.
+    assert found["T1"]["s_T1_1"][8:16] == HOLDER[8:16] == struct.pack("<Q", NEGATIVE_NAN_BITS)
+    assert math.copysign(1.0, feature_values(found["T1"]["s_T1_1"])[5]) == -1.0
+    # The cardholder's part is stored once per call, each suggestion keeps only its own columns.
+    holders = {row["call_id"]: bytes(row["holder_features_f64"]) for row in table_rows(db_url, "calls")}
+    assert holders == {"T1": HOLDER, "T2": HOLDER, "T3": b""}
+    pairs = {
+        row["suggestion_id"]: bytes(row["pair_features_f64"]) for row in table_rows(db_url, "suggestions")
+    }
+    assert pairs == {sid: vector[len(HOLDER) :] for sid, vector in expected.items()}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"holder_features": b"\x00" * 7},
+            r"call 'T1': `holder_features` must be float64 bytes .*got 7 bytes",
+        ),
+        ({"holder_features": (1.0, 2.0)}, r"call 'T1': `holder_features` must be float64 bytes .*got tuple"),
+        (
+            {"suggestions": (make_suggestion("s_T1_1", 1, "dining_4x", pair_features=b"\x00" * 9),)},
+            r"call 'T1', suggestion 's_T1_1': `pair_features` must be float64 bytes .*got 9 bytes",
+        ),
+        (
+            {"suggestions": (make_suggestion("s_T1_1", 1, "dining_4x", pair_features=[1.0]),)},
+            r"call 'T1', suggestion 's_T1_1': `pair_features` must be float64 bytes .*got list",
+        ),
+    ],
+)
+def test_a_feature_vector_that_is_not_float64_bytes_is_refused(
+    store: FeedbackStore, change: dict[str, object], message: str
+) -> None:
+    with pytest.raises(DataError, match=message):
+        store.log_decision(replace(make_decision(), **change))  # type: ignore[arg-type]
     assert store.find_decision("T1") is None
 
 
@@ -560,16 +617,105 @@ def test_migration_0002_turns_json_feature_vectors_into_exact_float64_bytes_and_
     store.migrate()
     decision = store.find_decision("T1")
     assert decision is not None
-    features = feature_values(decision.suggestions[0].features)
+    features = feature_values(decision.features_of(decision.suggestions[0]))
     assert math.isnan(features[1]) and features[:1] + features[2:] == (1.5, -2.0, 0.1 + 0.2)
-    store.log_decision(make_decision("T2"))
+    later = make_decision("T2", benefits=("air_5x",))
+    later = replace(
+        later,
+        holder_features=feature_bytes((1.5, math.nan)),
+        suggestions=(replace(later.suggestions[0], pair_features=feature_bytes((-2.0, 0.1 + 0.2))),),
+    )
+    store.log_decision(later)
     store.dispose()
     assert table_rows(empty_url, "alembic_version") == [{"version_num": HEAD}]
 
     alembic(empty_url, "downgrade", "0001")
     back = {row["suggestion_id"]: row["features"] for row in table_rows(empty_url, "suggestions")}
-    as_json = [json.loads(v) if isinstance(v, str) else v for v in back.values()]
-    assert as_json[0] == [1.5, None, -2.0, 0.1 + 0.2] and as_json[1] == [1.5, None, -2.0, 0.1 + 0.2]
+    as_json = {k: json.loads(v) if isinstance(v, str) else v for k, v in back.items()}
+    assert as_json == {"s1": [1.5, None, -2.0, 0.1 + 0.2], "s_T2_1": [1.5, None, -2.0, 0.1 + 0.2]}
+
+
+def insert_0002_rows(url: str, vectors: dict[str, list[bytes]]) -> None:
+    """Calls and suggestions as the 0002 schema held them: each suggestion's whole vector on its row."""
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        for n, (call_id, shown) in enumerate(vectors.items()):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO calls (call_id, cardholder_id, call_reason, served_at, model_version, "
+                    "profile_as_of) VALUES (:call, 'C1', 'general', :at, 'm1', :day)"
+                ),
+                {"call": call_id, "at": (T0 + timedelta(minutes=n)).replace(tzinfo=None), "day": T0.date()},
+            )
+            for rank, blob in enumerate(shown, start=1):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO suggestions (suggestion_id, call_id, rank, benefit_id, benefit_name, "
+                        "talking_point, reasons, value_usd, score, p_adopt, logging_prob, features_f64) VALUES "
+                        "(:sid, :call, :rank, :benefit, 'B', 'text', '[\"a\"]', 1.0, 0.5, 0.4, 1.0, :blob)"
+                    ),
+                    {
+                        "sid": f"s_{call_id}_{rank}",
+                        "call": call_id,
+                        "rank": rank,
+                        "benefit": f"b{rank}",
+                        "blob": blob,
+                    },
+                )
+    engine.dispose()
+
+
+def test_migration_0003_moves_the_shared_cardholder_part_to_the_call_exactly_and_back(
+    empty_url: str, tmp_path: Path
+) -> None:
+    rng = random.Random(3)
+
+    def vector(n: int) -> bytes:
+        # Random bit patterns: NaNs with payloads, infinities, subnormals, -0.0 all turn up.
+        return b"".join(struct.pack("<Q", rng.getrandbits(64)) for _ in range(n))
+
+    holder = vector(210) + HOLDER
+    old = {
+        "T1": [holder + vector(21), holder + vector(21), holder + vector(21)],  # as the service logged them
+        "T2": [holder + vector(21)],  # one suggestion
+        "T3": [],  # nothing to suggest
+        "T4": [vector(231), vector(231)],  # nothing shared: kept whole
+        "T5": [holder + vector(21), holder + vector(20)],  # vectors of different lengths: kept whole
+        "T6": [vector(4)],  # shorter than the pair columns alone: kept whole
+    }
+    alembic(empty_url, "upgrade", "0002")
+    insert_0002_rows(empty_url, old)
+    store = FeedbackStore(empty_url)
+    store.migrate()
+    for call_id, shown in old.items():
+        expected = {f"s_{call_id}_{rank}": blob for rank, blob in enumerate(shown, start=1)}
+        assert whole_vectors(store.find_decision(call_id)) == expected, call_id
+    holders = {row["call_id"]: bytes(row["holder_features_f64"]) for row in table_rows(empty_url, "calls")}
+    assert holders == {"T1": holder, "T2": holder, "T3": b"", "T4": b"", "T5": b"", "T6": b""}
+    pairs = {
+        row["suggestion_id"]: bytes(row["pair_features_f64"]) for row in table_rows(empty_url, "suggestions")
+    }
+    assert pairs["s_T1_2"] == old["T1"][1][-21 * 8 :] and pairs["s_T4_1"] == old["T4"][0]
+    assert "features_f64" not in table_rows(empty_url, "suggestions")[0]
+    # The export reads the migrated rows as before.
+    assert store.export(tmp_path / "export").conversations == 9
+    store.log_decision(make_decision("T7"))
+    store.dispose()
+
+    alembic(empty_url, "downgrade", "0002")
+    back = {row["suggestion_id"]: bytes(row["features_f64"]) for row in table_rows(empty_url, "suggestions")}
+    old_rows = {
+        f"s_{call_id}_{rank}": blob
+        for call_id, shown in old.items()
+        for rank, blob in enumerate(shown, start=1)
+    }
+    new_rows = {
+        sid: HOLDER + feature_bytes((0.1 + 0.2, rank, math.inf))
+        for rank, sid in enumerate(("s_T7_1", "s_T7_2"), start=1)
+    }
+    assert back == old_rows | new_rows
+    assert "holder_features_f64" not in table_rows(empty_url, "calls")[0]
+    assert "pair_features_f64" not in table_rows(empty_url, "suggestions")[0]
 
 
 def test_postgresql_urls_without_a_driver_are_accepted(pg_server: PgServer) -> None:
@@ -610,6 +756,31 @@ def test_the_buffer_replays_into_the_store_and_empties(tmp_path: Path, store: Fe
     assert buffer.replay(store) == 2
     assert buffer.pending() == 0 and not buffer.path.exists()
     assert same(store.find_decision("T1"), first) and same(store.find_decision("T2"), second)
+
+
+def test_buffered_feature_vectors_replay_bit_for_bit(tmp_path: Path, store: FeedbackStore) -> None:
+    buffer = DecisionBuffer(tmp_path / "buffer.jsonl")
+    decision = make_decision("T1")
+    buffer.append(decision)
+    assert buffer.replay(store) == 1
+    assert whole_vectors(store.find_decision("T1")) == whole_vectors(decision)
+    assert whole_vectors(decision)["s_T1_1"].startswith(HOLDER)
+
+
+def test_a_buffer_line_written_before_0003_still_replays(tmp_path: Path, store: FeedbackStore) -> None:
+    # Version 1 kept each suggestion's whole vector as JSON numbers, NaN (and ±inf) as null.
+    body = decision_to_json(make_decision("T1"))
+    body["v"] = 1
+    del body["holder_features"]
+    for s in body["suggestions"]:
+        del s["pair_features"]
+        s["features"] = [1.5, None, -2.0, 0.1 + 0.2]
+    buffer = DecisionBuffer(tmp_path / "buffer.jsonl")
+    buffer.path.write_text(json.dumps(body) + "\n", encoding="utf-8")
+    assert buffer.replay(store) == 1
+    vectors = whole_vectors(store.find_decision("T1"))
+    assert vectors == dict.fromkeys(("s_T1_1", "s_T1_2"), feature_bytes((1.5, math.nan, -2.0, 0.1 + 0.2)))
+    assert not buffer.rejected_path.exists()
 
 
 def test_replay_while_the_store_is_down_keeps_the_file(tmp_path: Path, down_url: str) -> None:
