@@ -253,7 +253,7 @@ def train_model(
         snapshots = compute_snapshots(data, _snapshots_of(rows), mcc_map, extra, progress)
         t = timer.step("features", t, f"{snapshots.table.num_rows:,} snapshots")
 
-        progress.step("spend estimator: every cardholder's features, a regression per category")
+        progress.step("spend estimator: a regression per category")
         names = feature_names(extra)
         holder = HolderEncoding.fit(snapshots.table, names, categorical_features(extra))
         estimator_snapshot = data.con.sql(snapshot_all_sql(split.valid_from)).to_arrow_table()
@@ -302,7 +302,7 @@ def train_model(
         champion = _champion(models_root)
         evaluation = _evaluate(run, parts, matrix, snapshots, progress)
         if champion is not None and labelled.label_source.startswith("conversations"):
-            progress.step(f"evaluation: the model in service, {champion.version}, on the same calls")
+            progress.step(f"evaluation: the model in service ({champion.version})")
             champion_parts = _bundle_parts(champion, benefits)
             same = champion.extra == extra
             champion_snapshots = (
