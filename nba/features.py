@@ -639,11 +639,18 @@ def build_cardholder_features(
         raise SchemaError(
             f"cardholders has no column {missing[0]!r}, which the features use (decided on the training data)"
         )
-    con.register(_MCC_VIEW, mcc_category_table(mcc_map))
+    # A DuckDB table, not a registered Arrow one: with an Arrow scan in its plan DuckDB cannot estimate a
+    # statement's progress (`query_progress` stays at 0), and this is the longest statement of a run.
+    staging = f"{_MCC_VIEW}_arrow"
+    con.register(staging, mcc_category_table(mcc_map))
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_MCC_VIEW} AS SELECT * FROM {staging}")
+    finally:
+        con.unregister(staging)
     try:
         table: pa.Table = con.sql(cardholder_features_sql(snapshots_sql, extra)).to_arrow_table()
     finally:
-        con.unregister(_MCC_VIEW)
+        con.execute(f"DROP TABLE IF EXISTS {_MCC_VIEW}")
     return table
 
 
