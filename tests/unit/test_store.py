@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -30,9 +30,11 @@ from nba.store import (
     DecisionBuffer,
     FeedbackStore,
     ShownSuggestion,
+    calls_table,
     decision_to_json,
     feature_bytes,
     feature_values,
+    suggestions_table,
 )
 from nba.validation import validate_data
 from tests import pg
@@ -306,6 +308,63 @@ def test_log_decisions_writes_a_batch_once_and_skips_stored_calls(store: Feedbac
     assert same(store.find_decision("T2"), batch[1]) and same(store.find_decision("T3"), batch[2])
     assert len(table_rows(db_url, "calls")) == 3
     assert len(table_rows(db_url, "suggestions")) == 3
+
+
+def test_the_batch_insert_stores_what_sqlalchemys_own_insert_stores(
+    store: FeedbackStore, db_url: str
+) -> None:
+    # log_decisions hands the driver plain tuples; the same values through SQLAlchemy's insert (its
+    # bind processors: UTC timestamps, dates, JSON) must come out of the database the same.
+    served_at = T0.astimezone(timezone(timedelta(hours=2))) + timedelta(microseconds=7)
+    decision = replace(make_decision("T1", served_at=served_at, agent_id=None), note="a note")
+    store.log_decisions([decision])
+    with store._engine.begin() as conn:
+        conn.execute(
+            calls_table.insert(),
+            {
+                "call_id": "T2",
+                "cardholder_id": decision.cardholder_id,
+                "call_reason": decision.call_reason,
+                "agent_id": None,
+                "served_at": served_at,
+                "model_version": decision.model_version,
+                "profile_as_of": date.fromisoformat(decision.profile_as_of),
+                "note": "a note",
+                "holder_features_f64": decision.holder_features,
+            },
+        )
+        conn.execute(
+            suggestions_table.insert(),
+            [
+                {
+                    "suggestion_id": s.suggestion_id.replace("T1", "T2"),
+                    "call_id": "T2",
+                    "rank": s.rank,
+                    "benefit_id": s.benefit_id,
+                    "benefit_name": s.benefit_name,
+                    "talking_point": s.talking_point,
+                    "reasons": list(s.reasons),
+                    "value_usd": s.value_usd,
+                    "score": s.score,
+                    "p_adopt": s.p_adopt,
+                    "logging_prob": s.logging_prob,
+                    "pair_features_f64": s.pair_features,
+                }
+                for s in decision.suggestions
+            ],
+        )
+
+    def raw(table: str, key: str) -> dict[str, list[dict[str, object]]]:
+        rows: dict[str, list[dict[str, object]]] = {}
+        for row in table_rows(db_url, table):
+            owner = str(row["call_id"])
+            rows.setdefault(owner, []).append({k: v for k, v in row.items() if k not in (key, "call_id")})
+        return {k: sorted(v, key=lambda r: str(r.get("rank"))) for k, v in rows.items()}
+
+    for table, key in (("calls", "call_id"), ("suggestions", "suggestion_id")):
+        rows = raw(table, key)
+        assert rows["T1"] == rows["T2"], table
+    assert same(store.find_decision("T1"), replace(decision, served_at=served_at.astimezone(UTC)))
 
 
 def test_a_conflict_inside_a_batch_stores_the_rest_and_names_the_culprit(store: FeedbackStore) -> None:
