@@ -72,10 +72,9 @@ def phrase_rule(name: str) -> PhraseRule:
     """How a feature that raised the score is said, as a function of its value (None: says nothing useful)."""
     if name in _FIXED:
         return _always(_FIXED[name])
-    match = _CATEGORY_FEATURE.match(name)
-    if match:
-        category = match.group(2) or match.group(5)
-        return _always(f"spends on {category_words(category)}")
+    category = feature_category(name)
+    if category >= 0:
+        return _always(f"spends on {category_words(SPEND_CATEGORIES[category])}")
     if name == "tenure_months":
         return lambda value: "new cardholder" if value < 12 else "long-standing cardholder"
     if name == "age_years":
