@@ -1108,7 +1108,9 @@ def _draw_calls(world: _World, rng: np.random.Generator, chunk: _Chunk, first_ca
 
     # Reasons: the usual mix, travel notices from people who travel, hardship more among low incomes.
     log_share = np.log(np.array([_CALL_REASON_SHARES[r] for r in CALL_REASONS]))
-    travel = np.array([_cat(c) for c in TRAVEL_CATEGORIES])
+    # In SPEND_CATEGORIES order: a frozenset's order changes with each process's string hashing, and so
+    # would the last bits of the sum below.
+    travel = np.array([_cat(c) for c in SPEND_CATEGORIES if c in TRAVEL_CATEGORIES])
     spend = chunk.persona.true_spend_usd
     travel_share = spend[:, travel].sum(axis=1) / np.maximum(spend.sum(axis=1), 1.0)
     lift = np.zeros((chunk.n, len(CALL_REASONS)))
