@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, cast
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -22,10 +22,12 @@ from nba.matrix import (
     PairTables,
     assemble_candidate_matrix,
     call_reason_code,
+    sum_like_numpy,
 )
 from nba.profiles import Profiles
 from nba.reasons import Reasoner as PathReasoner
 from nba.talking_points import TalkingPointNumbers, render_talking_point
+from nba.trees import compiled
 from nba.vocab import CALL_REASONS, SENSITIVE_CALL_REASONS, SPEND_CATEGORIES
 
 FloatArray = npt.NDArray[np.float64]
@@ -166,6 +168,9 @@ class Engine:
         self.benefits = BenefitTable.from_catalog(catalog)
         self.benefit_position = {benefit_id: i for i, benefit_id in enumerate(self.benefits.ids)}
         self.suitable = suitability_matrix(catalog)
+        # Each benefit's spend categories as booleans (benefits × SPEND_CATEGORIES), read-only.
+        self.covers = self.benefits.category_mask > 0
+        self.covers.flags.writeable = False
         self.benefit_codes = bundle.benefit_codes(self.benefits)
         self.reference = bundle.reference_spend()
         self.holder_columns = HolderColumns.from_names(bundle.holder.feature_names)
@@ -246,7 +251,7 @@ class Engine:
         priority = compute_priority(
             p_adopt, value, self.benefits.lever[candidates], self.config.arbitration.gamma
         )
-        categories = self.benefits.category_mask[candidates] > 0
+        categories = self.covers[candidates]
         chosen, logging_prob = self._choose(priority, categories, limit)
         if self.path_reasoner is not None and routes is not None:
             contributions = self.path_reasoner.attributor.contributions_of(routes, chosen)
@@ -414,7 +419,7 @@ class Engine:
         priority = compute_priority(
             p_adopt, value, self.benefits.lever[benefit], self.config.arbitration.gamma
         )
-        categories = self.benefits.category_mask[benefit] > 0
+        categories = self.covers[benefit]
         ends = np.cumsum([len(c) for c in candidates])
         for i, (start, end) in enumerate(zip(ends - [len(c) for c in candidates], ends, strict=True)):
             if end == start:
@@ -460,14 +465,10 @@ class Engine:
         estimated value, and the cardholder's top category over 90 days. `holder` is the cardholder's
         row of `Profiles.holder_rows` (float64, NaN where missing).
         """
-        # (3, 16): spend 90d, spend 365d, estimated yearly spend, per category.
-        series = np.vstack([holder[self._talking_point_columns], self.profiles.est_spend[row][None, :]])
-        masks = self.benefits.category_mask[benefits] > 0
-        sums = np.where(masks[:, None, :], series[None, :, :], 0.0).sum(axis=2).tolist()
-        covered = cast(list[bool], masks.any(axis=1).tolist())
-        by_category_90d = series[0]
-        top = int(np.argmax(by_category_90d))
-        top_spend = float(by_category_90d[top])
+        masks = self.covers[benefits]
+        sums, covered, top, top_spend = _talking_point_sums(
+            holder, self._talking_point_columns, self.profiles.est_spend[row], masks
+        )
         top_category = SPEND_CATEGORIES[top] if top_spend > 0 else None
         return [
             TalkingPointNumbers(
@@ -478,7 +479,7 @@ class Engine:
                 top_category=top_category,
                 top_category_spend_90d_usd=top_spend if top_spend > 0 else None,
             )
-            for spend, has, value in zip(sums, covered, values.tolist(), strict=True)
+            for spend, has, value in zip(sums.tolist(), covered.tolist(), values.tolist(), strict=True)
         ]
 
     def _suggestion(
@@ -509,3 +510,34 @@ class Engine:
             logging_prob=logging_prob,
             features=x.astype("<f8", copy=False).tobytes(),
         )
+
+
+@compiled
+def _talking_point_sums(
+    holder: FloatArray,
+    columns: IntArray,
+    est_spend: npt.NDArray[np.float32],
+    masks: npt.NDArray[np.bool_],
+) -> tuple[FloatArray, npt.NDArray[np.bool_], int, float]:
+    """Per shown benefit (a row of `masks`): spend 90d, spend 365d and estimated yearly spend summed over
+    its categories (NaN when a covered category's figure is missing, added in numpy's order), whether it
+    covers any category; and the cardholder's top category over 90 days with its spend (numpy's argmax:
+    the first largest, or the first NaN)."""
+    n_categories = columns.shape[1]
+    series = np.empty((3, n_categories))
+    for c in range(n_categories):
+        series[0, c] = holder[columns[0, c]]
+        series[1, c] = holder[columns[1, c]]
+        series[2, c] = est_spend[c]
+    sums = np.empty((masks.shape[0], 3))
+    covered = np.zeros(masks.shape[0], dtype=np.bool_)
+    masked = np.empty(n_categories)
+    for b in range(masks.shape[0]):
+        for kind in range(3):
+            for c in range(n_categories):
+                masked[c] = series[kind, c] if masks[b, c] else 0.0
+            sums[b, kind] = sum_like_numpy(masked)
+        for c in range(n_categories):
+            covered[b] |= masks[b, c]
+    top = int(np.argmax(series[0]))
+    return sums, covered, top, series[0, top]

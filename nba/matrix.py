@@ -6,6 +6,7 @@ serving (one cardholder's candidates at once), so the model always sees features
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -14,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nba.catalog import Catalog
+from nba.trees import compiled
 from nba.vocab import BENEFIT_KINDS, CALL_REASONS, CATEGORY_INDEX, SPEND_CATEGORIES
 
 FloatArray = npt.NDArray[np.float64]
@@ -97,55 +99,6 @@ _EARN_RATE_KIND: Final = BENEFIT_KINDS.index("earn_rate")
 _CREDIT_KIND: Final = BENEFIT_KINDS.index("statement_credit")
 
 
-def estimate_value_usd(
-    benefits: BenefitTable,
-    benefit_index: IntArray,
-    base_earn_rate: FloatArray,
-    est_spend_usd: FloatArray,
-    reference_spend_usd: FloatArray,
-) -> FloatArray:
-    """Yearly dollar value of each (cardholder, benefit) pair to the cardholder.
-
-    earn_rate: estimated yearly spend in its categories × extra points per dollar × point value;
-    statement_credit: the credit, up to the yearly spend it can be used on; perk and protection:
-    the catalog's nominal value × how much the cardholder spends in its categories relative to a
-    typical cardholder who spends there (`reference_spend_usd`, learned with the estimator), capped at 1.
-    """
-    kind = benefits.kind_code[benefit_index]
-    return _value_usd(
-        is_earn_rate=kind == _EARN_RATE_KIND,
-        is_credit=kind == _CREDIT_KIND,
-        extra_earn_rate=np.maximum(benefits.earn_rate[benefit_index] - base_earn_rate, 0.0),
-        credit_usd=benefits.annual_credit_usd[benefit_index],
-        nominal_value_usd=benefits.nominal_value_usd[benefit_index],
-        point_value_usd=benefits.point_value_usd,
-        est_spend_usd=est_spend_usd,
-        reference_spend_usd=reference_spend_usd,
-        has_reference=reference_spend_usd > 0,
-    )
-
-
-def _value_usd(
-    *,
-    is_earn_rate: BoolArray,
-    is_credit: BoolArray,
-    extra_earn_rate: FloatArray,
-    credit_usd: FloatArray,
-    nominal_value_usd: FloatArray,
-    point_value_usd: float,
-    est_spend_usd: FloatArray,
-    reference_spend_usd: FloatArray,
-    has_reference: BoolArray,
-) -> FloatArray:
-    """`estimate_value_usd` from per-pair columns: the one definition of a pair's value."""
-    relevance = np.zeros(est_spend_usd.shape)
-    np.divide(est_spend_usd, reference_spend_usd, out=relevance, where=has_reference)
-    value: FloatArray = nominal_value_usd * np.minimum(relevance, 1.0)
-    np.copyto(value, np.minimum(credit_usd, est_spend_usd), where=is_credit)
-    np.copyto(value, est_spend_usd * extra_earn_rate * point_value_usd, where=is_earn_rate)
-    return value
-
-
 @dataclass(frozen=True, eq=False)
 class HolderColumns:
     """Where the per-category spend features sit in the cardholder feature matrix."""
@@ -177,11 +130,13 @@ _PAIR_COLUMN: Final = {name: i for i, name in enumerate(PAIR_FEATURES)}
 _CALL_REASON: Final = _PAIR_COLUMN["call_reason"]
 _RANK: Final = _PAIR_COLUMN["rank"]
 _EARN_UPLIFT: Final = _PAIR_COLUMN["earn_uplift"]
-_CATEGORY_SUMS: Final = slice(_PAIR_COLUMN["benefit_spend_90d_usd"], _PAIR_COLUMN["benefit_share_365d"] + 1)
+_CATEGORY_SUMS_START: Final = _PAIR_COLUMN["benefit_spend_90d_usd"]  # then 365d spend, tx and share
 _DAYS: Final = _PAIR_COLUMN["benefit_days_since"]
 _EST_ANNUAL_SPEND: Final = _PAIR_COLUMN["est_annual_spend_usd"]
 _EST_ANNUAL_VALUE: Final = _PAIR_COLUMN["est_annual_value_usd"]
-_HISTORY: Final = slice(_PAIR_COLUMN[HISTORY_COLUMNS[0]], None)
+_HISTORY_START: Final = _PAIR_COLUMN[HISTORY_COLUMNS[0]]
+_ANNUAL_CREDIT: Final = _PAIR_COLUMN["annual_credit_usd"]
+_NOMINAL_VALUE: Final = _PAIR_COLUMN["nominal_value_usd"]
 # PAIR_FEATURES[:_N_CATALOG_COLUMNS] come from the catalog and the model, apart from the per-pair
 # call_reason, rank and earn_uplift, which are written over their slots.
 _N_CATALOG_COLUMNS: Final = _PAIR_COLUMN["requires_enrollment"] + 1
@@ -189,12 +144,14 @@ _N_CATEGORIES: Final = len(SPEND_CATEGORIES)
 # `PairTables.benefit_values` columns after the catalog ones.
 _EARN_RATE: Final = _N_CATALOG_COLUMNS
 _REFERENCE: Final = _N_CATALOG_COLUMNS + 1
-_CATEGORY_MASK: Final = slice(_N_CATALOG_COLUMNS + 2, _N_CATALOG_COLUMNS + 2 + _N_CATEGORIES)
+_CATEGORY_MASK_START: Final = _N_CATALOG_COLUMNS + 2
+_CATEGORY_MASK: Final = slice(_CATEGORY_MASK_START, _CATEGORY_MASK_START + _N_CATEGORIES)
 # `PairTables.benefit_flags` columns.
 _HAS_EARN_RATE, _IS_EARN_RATE, _IS_CREDIT, _HAS_REFERENCE = range(4)
-_COVERS: Final = slice(4, 4 + _N_CATEGORIES)
+_COVERS_START: Final = 4
+_COVERS: Final = slice(_COVERS_START, _COVERS_START + _N_CATEGORIES)
 # Rows of the per-cardholder category block (`PairTables.holder_block_columns`): spend 90d, spend
-# 365d, tx 365d and share 365d (the order of _CATEGORY_SUMS), the spend estimate, days since.
+# 365d, tx 365d and share 365d (the order of the pair's category sums), the spend estimate, days since.
 _EST_SPEND: Final = 4
 _DAYS_SINCE: Final = 5
 _LARGEST: Final = float(np.finfo(np.float64).max)
@@ -312,56 +269,173 @@ def assemble_candidate_matrix(
     pair_call_reason: FloatArray,
     pair_rank: FloatArray,
 ) -> tuple[FloatArray, FloatArray]:
-    """`build_candidate_matrix` with the catalog and model part prepared (`PairTables.from_model`)."""
+    """`build_candidate_matrix` with the catalog and model part prepared (`PairTables.from_model`).
+
+    One compiled pass over the pairs (`_assemble`): serving builds a few rows per call, where two dozen
+    numpy calls on a handful of rows cost ~50 µs and the arithmetic well under one.
+    """
     n_holder = holder_X.shape[1]
-    X = np.empty((len(pair_benefit), n_holder + len(PAIR_FEATURES)))
-    X[:, :n_holder] = holder_X.take(pair_holder, axis=0)
-    pair = X[:, n_holder:]
-    benefit = tables.benefit_values.take(pair_benefit, axis=0)
-    flags = tables.benefit_flags.take(pair_benefit, axis=0)
-    mask = benefit[:, _CATEGORY_MASK]
-
-    # Per cardholder, not per pair: its category columns, with nan → 0 and ±inf → ±largest float
-    # (np.nan_to_num, without its Python overhead).
-    block = holder_X.take(tables.holder_block_columns, axis=1)
-    block[:, _EST_SPEND] = est_spend_by_category
-    counts = block[:, :_EST_SPEND]
-    np.copyto(counts, 0.0, where=np.isnan(counts))
-    np.minimum(counts, _LARGEST, out=counts)
-    np.maximum(counts, -_LARGEST, out=counts)
-    pair_block = block.take(pair_holder, axis=0)
-    # A plain sum over the last axis (16 categories), so each adds up in numpy's usual order: einsum
-    # or matmul would add in another and change the last bits of features the model was trained on.
-    sums = (pair_block[:, : _EST_SPEND + 1] * mask[:, None, :]).sum(axis=2)
-    est_spend = sums[:, _EST_SPEND]
-    # Days since the last purchase in any of the benefit's categories: NaN (never) stays NaN, and a
-    # non-finite least value becomes NaN.
-    days = np.fmin.reduce(pair_block[:, _DAYS_SINCE], axis=1, where=flags[:, _COVERS], initial=np.nan)
-    days[np.isinf(days)] = np.nan
-
-    extra_earn_rate = np.maximum(benefit[:, _EARN_RATE] - pair_base_earn_rate, 0.0)
-    value = _value_usd(
-        is_earn_rate=flags[:, _IS_EARN_RATE],
-        is_credit=flags[:, _IS_CREDIT],
-        extra_earn_rate=extra_earn_rate,
-        credit_usd=benefit[:, _PAIR_COLUMN["annual_credit_usd"]],
-        nominal_value_usd=benefit[:, _PAIR_COLUMN["nominal_value_usd"]],
-        point_value_usd=tables.point_value_usd,
-        est_spend_usd=est_spend,
-        reference_spend_usd=benefit[:, _REFERENCE],
-        has_reference=flags[:, _HAS_REFERENCE],
+    n = len(pair_benefit)
+    X = np.empty((n, n_holder + len(PAIR_FEATURES)))
+    value = np.empty(n)
+    _assemble(
+        np.ascontiguousarray(holder_X, dtype=np.float64),
+        np.ascontiguousarray(est_spend_by_category, dtype=np.float64),
+        np.ascontiguousarray(pair_holder, dtype=np.int64),
+        np.ascontiguousarray(pair_benefit, dtype=np.int64),
+        np.ascontiguousarray(pair_base_earn_rate, dtype=np.float64),
+        np.ascontiguousarray(pair_history, dtype=np.float64).reshape(n, len(HISTORY_COLUMNS)),
+        np.ascontiguousarray(pair_call_reason, dtype=np.float64),
+        np.ascontiguousarray(pair_rank, dtype=np.float64),
+        tables.benefit_values,
+        tables.benefit_flags,
+        tables.holder_block_columns,
+        float(tables.point_value_usd),
+        X,
+        value,
     )
-
-    pair[:, :_N_CATALOG_COLUMNS] = benefit[:, :_N_CATALOG_COLUMNS]
-    pair[:, _CALL_REASON] = pair_call_reason
-    pair[:, _RANK] = pair_rank
-    pair[:, _EARN_UPLIFT] = np.where(flags[:, _HAS_EARN_RATE], extra_earn_rate, 0.0)
-    pair[:, _CATEGORY_SUMS] = sums[:, :_EST_SPEND]
-    pair[:, _DAYS] = days
-    pair[:, _EST_ANNUAL_SPEND] = est_spend
-    pair[:, _EST_ANNUAL_VALUE] = value
-    pair[:, _HISTORY] = pair_history
     return X, value
+
+
+# numpy's pairwise summation adds a row of 8 to 128 values in eight running sums (`pairwise_sum` in
+# numpy's loops_utils.h); `sum_like_numpy` adds in that order, so the compiled rows carry the same last
+# bits as the numpy sums the first models were trained on.
+assert 8 <= _N_CATEGORIES <= 128, "sum_like_numpy follows numpy's order for 8 to 128 values only"
+
+
+@compiled
+def sum_like_numpy(values: FloatArray) -> float:
+    """`values.sum()` as numpy adds a contiguous row of 8 to 128 float64 values."""
+    n = values.shape[0]
+    r0, r1, r2, r3, r4, r5, r6, r7 = (
+        values[0],
+        values[1],
+        values[2],
+        values[3],
+        values[4],
+        values[5],
+        values[6],
+        values[7],
+    )
+    whole = n - n % 8
+    for i in range(8, whole, 8):
+        r0 += values[i]
+        r1 += values[i + 1]
+        r2 += values[i + 2]
+        r3 += values[i + 3]
+        r4 += values[i + 4]
+        r5 += values[i + 5]
+        r6 += values[i + 6]
+        r7 += values[i + 7]
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(whole, n):
+        total += values[i]
+    return float(total)
+
+
+@compiled
+def _pair_value(
+    is_earn_rate: bool,
+    is_credit: bool,
+    extra_earn_rate: float,
+    credit_usd: float,
+    nominal_value_usd: float,
+    point_value_usd: float,
+    est_spend_usd: float,
+    reference_spend_usd: float,
+    has_reference: bool,
+) -> float:
+    """Yearly dollar value of a (cardholder, benefit) pair to the cardholder: the one definition of it.
+
+    earn_rate: estimated yearly spend in its categories × extra points per dollar × point value;
+    statement_credit: the credit, up to the yearly spend it can be used on; perk and protection:
+    the catalog's nominal value × how much the cardholder spends in its categories relative to a
+    typical cardholder who spends there (`reference_spend_usd`, learned with the estimator), capped at 1.
+    Comparisons treat NaN as numpy's minimum does (a NaN on the left wins).
+    """
+    if is_earn_rate:
+        return est_spend_usd * extra_earn_rate * point_value_usd
+    if is_credit:
+        return credit_usd if credit_usd <= est_spend_usd or math.isnan(credit_usd) else est_spend_usd
+    relevance = est_spend_usd / reference_spend_usd if has_reference else 0.0
+    return nominal_value_usd * (relevance if relevance <= 1.0 or math.isnan(relevance) else 1.0)
+
+
+@compiled
+def _assemble(
+    holder_X: FloatArray,
+    est_spend: FloatArray,
+    pair_holder: IntArray,
+    pair_benefit: IntArray,
+    pair_base_earn_rate: FloatArray,
+    pair_history: FloatArray,
+    pair_call_reason: FloatArray,
+    pair_rank: FloatArray,
+    benefit_values: FloatArray,
+    benefit_flags: BoolArray,
+    block_columns: IntArray,
+    point_value_usd: float,
+    X: FloatArray,
+    value: FloatArray,
+) -> None:
+    """Fills X (the cardholder's columns, then PAIR_FEATURES) and value, one pair at a time.
+
+    The per-category sums count a missing spend, count or share as 0 and clip ±inf to ±largest float;
+    the estimate is taken as it is. `benefit_days_since` is the least days since a purchase in the
+    benefit's categories, NaN when none has one or when the least is not finite.
+    """
+    n_holder = holder_X.shape[1]
+    products = np.empty((_EST_SPEND + 1, _N_CATEGORIES))
+    for i in range(pair_benefit.shape[0]):
+        h = pair_holder[i]
+        b = pair_benefit[i]
+        for column in range(n_holder):
+            X[i, column] = holder_X[h, column]
+        for c in range(_N_CATEGORIES):
+            mask = benefit_values[b, _CATEGORY_MASK_START + c]
+            for kind in range(_EST_SPEND):
+                x = holder_X[h, block_columns[kind, c]]
+                if math.isnan(x):
+                    x = 0.0
+                x = min(max(x, -_LARGEST), _LARGEST)
+                products[kind, c] = x * mask
+            products[_EST_SPEND, c] = est_spend[h, c] * mask
+        days = np.nan
+        for c in range(_N_CATEGORIES):
+            if benefit_flags[b, _COVERS_START + c]:
+                x = holder_X[h, block_columns[_DAYS_SINCE, c]]
+                if math.isnan(days) or x < days:  # np.fmin: a NaN gives way to a number
+                    days = x
+        if math.isinf(days):
+            days = np.nan
+        gap = benefit_values[b, _EARN_RATE] - pair_base_earn_rate[i]
+        extra_earn_rate = gap if gap >= 0.0 or math.isnan(gap) else 0.0  # np.maximum(gap, 0.0)
+        est_annual_spend = sum_like_numpy(products[_EST_SPEND])
+        pair_value = _pair_value(
+            benefit_flags[b, _IS_EARN_RATE],
+            benefit_flags[b, _IS_CREDIT],
+            extra_earn_rate,
+            benefit_values[b, _ANNUAL_CREDIT],
+            benefit_values[b, _NOMINAL_VALUE],
+            point_value_usd,
+            est_annual_spend,
+            benefit_values[b, _REFERENCE],
+            benefit_flags[b, _HAS_REFERENCE],
+        )
+        value[i] = pair_value
+        pair = n_holder
+        for column in range(_N_CATALOG_COLUMNS):
+            X[i, pair + column] = benefit_values[b, column]
+        X[i, pair + _CALL_REASON] = pair_call_reason[i]
+        X[i, pair + _RANK] = pair_rank[i]
+        X[i, pair + _EARN_UPLIFT] = extra_earn_rate if benefit_flags[b, _HAS_EARN_RATE] else 0.0
+        for kind in range(_EST_SPEND):
+            X[i, pair + _CATEGORY_SUMS_START + kind] = sum_like_numpy(products[kind])
+        X[i, pair + _DAYS] = days
+        X[i, pair + _EST_ANNUAL_SPEND] = est_annual_spend
+        X[i, pair + _EST_ANNUAL_VALUE] = pair_value
+        for column in range(pair_history.shape[1]):
+            X[i, pair + _HISTORY_START + column] = pair_history[i, column]
 
 
 def call_reason_code(call_reason: str | None) -> float:

@@ -264,8 +264,10 @@ def _walk(
     n_rows = X.shape[0]
     n_trees = roots.shape[0]
     leaves = np.empty((n_rows, n_trees), dtype=np.intp)
-    for row in range(n_rows):
-        for tree in range(n_trees):
+    # Tree by tree, each row of the batch in turn: one tree's nodes stay in the core's cache while every
+    # row walks it (a request's few rows fit there anyway; the whole model does not).
+    for tree in range(n_trees):
+        for row in range(n_rows):
             node = roots[tree]
             while node >= 0:
                 x = X[row, split_feature[node]]

@@ -62,3 +62,42 @@ def test_batch_matches_a_naive_loop() -> None:
 def test_bad_config(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ArbitrationConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def _naive_select_diverse(
+    priority: list[float], categories: list[set[int]], k: int, diversity: bool
+) -> list[int]:
+    # Highest first, NaN last, ties in the given order; a shared category waits for what is left.
+    order = sorted(range(len(priority)), key=lambda i: (priority[i] != priority[i], -priority[i], i))
+    if not diversity:
+        return order[:k]
+    chosen: list[int] = []
+    waiting: list[int] = []
+    covered: set[int] = set()
+    for i in order:
+        if len(chosen) == k:
+            break
+        if categories[i] & covered:
+            waiting.append(i)
+        else:
+            chosen.append(i)
+            covered |= categories[i]
+    return chosen + waiting[: k - len(chosen)]
+
+
+def test_the_compiled_choice_matches_a_naive_loop_with_ties_nan_and_shared_categories() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(3000):
+        n = int(rng.integers(0, 25))
+        k = int(rng.integers(1, 8))
+        priority = rng.integers(0, 4, n).astype(float)  # many ties
+        if n and rng.random() < 0.3:
+            priority[rng.integers(0, n)] = np.nan
+        cats = rng.random((n, 16)) < 0.1
+        diversity = bool(rng.random() < 0.8)
+        expected = _naive_select_diverse(
+            priority.tolist(), [set(np.flatnonzero(row).tolist()) for row in cats], k, diversity
+        )
+        got = select_diverse(priority, cats, k, diversity)
+        assert got.dtype == np.int64
+        assert got.tolist() == expected, (priority, k, diversity)

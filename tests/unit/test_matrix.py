@@ -17,6 +17,7 @@ from nba.matrix import (
     assemble_candidate_matrix,
     build_candidate_matrix,
     call_reason_code,
+    sum_like_numpy,
 )
 from nba.vocab import BENEFIT_KINDS, CALL_REASONS, CATEGORY_INDEX, SPEND_CATEGORIES
 
@@ -307,3 +308,20 @@ def test_no_pairs_give_an_empty_matrix() -> None:
         np.arange(len(benefits.ids), dtype=np.float64),
     )
     assert X.shape == (0, len(names) + len(PAIR_FEATURES)) and value.shape == (0,)
+
+
+@pytest.mark.parametrize("n", [8, 9, 15, 16, 17, 31, 64, 127, 128])
+def test_compiled_sums_add_up_as_numpy_does_to_the_last_bit(n: int) -> None:
+    """The compiled rows must carry numpy's last bits: the first models were trained on numpy's sums.
+
+    Values spread over many magnitudes make the order of addition show in the result.
+    """
+    rng = np.random.default_rng(n)
+    rows = rng.lognormal(0.0, 8.0, (500, n)) * rng.choice([-1.0, 1.0], (500, n))
+    rows *= rng.random((500, n)) < 0.7  # zeros where a category is not covered, as the mask makes them
+    expected = rows.sum(axis=1)
+    got = np.array([sum_like_numpy(np.ascontiguousarray(row)) for row in rows])
+    assert got.tobytes() == expected.tobytes()
+    # Sequential addition would not pass: the test can tell the two orders apart.
+    sequential = np.array([math.fsum([0.0]) + sum(row.tolist()) for row in rows])
+    assert sequential.tobytes() != expected.tobytes()
