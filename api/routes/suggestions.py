@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.asgi import ASGIApp, Receive, Scope, Send
-from api.deps import API_KEY_HEADER, Services, authorize, serving_of
+from api.deps import AgentDep, Services, authorize, serving_of
 from api.schemas import ID_PATTERN, ErrorOut, SuggestionsOut
 from nba.engine import Decision
 from nba.errors import ConflictError, DataError, NotFoundError, UnavailableError
@@ -186,11 +186,12 @@ async def suggestions_body(
     response_model=SuggestionsOut,
     responses=ERRORS,
     summary="The talking points for this call",
-    # The key is checked in suggestions_body; the schema still says which scheme the route needs.
-    openapi_extra={"security": [{API_KEY_HEADER.scheme_name: []}]},
 )
 async def get_suggestions(
     request: Request,
+    # The key first, as on every route: a caller without one learns nothing from 422s about the input.
+    # (Valid requests never get here; the fast path checks the key in suggestions_body.)
+    _caller: AgentDep,
     cardholder_id: IdPath,
     query: Annotated[SuggestionsQuery, Query()],
     x_call_id: Annotated[

@@ -638,3 +638,14 @@ def test_a_repeat_before_the_writer_wrote_the_call_gets_the_same_answer(
     again = client.get(url, params={"call_id": "desk-77"})  # the writer has not run: not in the store yet
     assert first.status_code == again.status_code == 200, again.text
     assert again.json() == first.json()
+
+
+def test_a_request_without_a_valid_key_is_refused_before_its_input_is_judged(
+    client: TestClient, sample_deployment: Deployment
+) -> None:
+    url = f"/v1/cardholders/{some_cardholders(sample_deployment)[0]}/suggestions?limit=99&call_reason=chat"
+    assert client.get(url, headers={"X-API-Key": ""}).status_code == 401
+    assert client.get(url, headers={"X-API-Key": "wrong"}).status_code == 401
+    assert client.get("/v1/cardholders/a%20b/suggestions", headers={"X-API-Key": "wrong"}).status_code == 401
+    judged = client.get(url, headers={"X-API-Key": ADMIN})
+    assert judged.status_code == 422 and "call_reason" in judged.text
