@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nba.errors import ModelError
-from nba.trees import FlatTrees, compiled, flatten_trees, leaves_of
+from nba.trees import FlatTrees, compiled, flatten_trees, leaves_and_sums, leaves_of
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -249,6 +249,12 @@ class PathAttributor:
         """
         return Routes(self._global_leaves_of(X), self)
 
+    def route_and_score(self, X: npt.ArrayLike) -> tuple[Routes, FloatArray]:
+        """`route` and `raw_scores_of` in one compiled call: what the request path needs of its rows."""
+        rows = self._checked_rows(X)  # first: it says when the attributor is not fitted
+        leaves, raw = leaves_and_sums(self.trees_, rows, self._tree_offsets, self.leaf_values_)
+        return Routes(leaves, self), raw
+
     def raw_scores_of(self, routes: Routes) -> FloatArray:
         """The raw scores (log-odds) of the routed rows, (n_rows,): the sum of the leaves they land in."""
         return self._raw_scores_of_leaves(self._check_routes(routes).leaves)
@@ -312,6 +318,11 @@ class PathAttributor:
 
     def _global_leaves_of(self, X: npt.ArrayLike) -> IndexArray:
         """(n_rows, n_trees) numbers, in the global leaf numbering, of the leaves each row lands in."""
+        rows = self._checked_rows(X)  # first: it says when the attributor is not fitted
+        global_leaves: IndexArray = leaves_of(self.trees_, rows) + self._tree_offsets
+        return global_leaves
+
+    def _checked_rows(self, X: npt.ArrayLike) -> npt.NDArray[Any]:
         self._check_fitted()
         rows = np.asarray(X)
         if rows.ndim != 2 or rows.shape[1] != self.n_features_:
@@ -322,8 +333,7 @@ class PathAttributor:
             raise ValueError(
                 f"`X` must hold numbers (categorical features as integer codes, NaN for missing), got dtype {rows.dtype}"
             )
-        global_leaves: IndexArray = leaves_of(self.trees_, rows) + self._tree_offsets
-        return global_leaves
+        return rows
 
     def _raw_scores_of_leaves(self, leaves: IndexArray) -> FloatArray:
         return _sum_leaf_values(np.ascontiguousarray(leaves), self.leaf_values_)

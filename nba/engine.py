@@ -242,10 +242,8 @@ class Engine:
         routes = None
         if self.path_reasoner is not None:
             # One walk through the trees for both: the leaves give the score and the reasons' contributions.
-            attributor = self.path_reasoner.attributor
-            routes = attributor.route(X)
-            raw = attributor.raw_scores_of(routes)
-            p_adopt = self.bundle.model.calibrator_.apply(1.0 / (1.0 + np.exp(-raw)))
+            routes, raw = self.path_reasoner.attributor.route_and_score(X)
+            p_adopt = self.bundle.model.calibrator_.of_log_odds(raw)
         else:
             p_adopt = self.bundle.model.predict_proba(X)[:, 1]
         priority = compute_priority(

@@ -15,6 +15,7 @@ import numpy.typing as npt
 from nba.errors import ModelError
 from nba.progress import NO_PROGRESS, ProgressHook, advance_each_round
 from nba.registry import REQUIRED_FILE
+from nba.trees import compiled
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -107,10 +108,15 @@ class Calibrator:
             interpolated: FloatArray = np.interp(p_raw, x, y)
             return interpolated
         if self.kind == "platt":
-            logit = np.log(np.clip(p_raw, 1e-12, 1 - 1e-12) / np.clip(1 - p_raw, 1e-12, 1))
-            result: FloatArray = 1.0 / (1.0 + np.exp(-(self.a * logit + self.b)))
-            return result
+            return _platt(np.ascontiguousarray(p_raw, dtype=np.float64), self.a, self.b)
         return p_raw
+
+    def of_log_odds(self, raw: FloatArray) -> FloatArray:
+        """`apply` to the probabilities of raw scores (log-odds), as a binary booster's `predict` gives them."""
+        raw = np.ascontiguousarray(raw, dtype=np.float64)
+        if self.kind == "platt":
+            return _platt_of_log_odds(raw, self.a, self.b)
+        return self.apply(_sigmoid(raw))
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -124,6 +130,25 @@ class Calibrator:
         if raw.get("kind") not in ("identity", "isotonic", "platt"):
             raise ModelError(f"{CALIBRATOR_FILE}: unknown calibrator kind {raw.get('kind')!r}")
         return cls(raw["kind"], tuple(raw["x"]), tuple(raw["y"]), float(raw["a"]), float(raw["b"]))
+
+
+@compiled
+def _sigmoid(raw: FloatArray) -> FloatArray:
+    return 1.0 / (1.0 + np.exp(-raw))
+
+
+@compiled
+def _platt(p_raw: FloatArray, a: float, b: float) -> FloatArray:
+    # Compiled: on the request path a handful of probabilities went through ten numpy calls (~10 µs).
+    logit = np.log(
+        np.minimum(np.maximum(p_raw, 1e-12), 1 - 1e-12) / np.minimum(np.maximum(1 - p_raw, 1e-12), 1)
+    )
+    return 1.0 / (1.0 + np.exp(-(a * logit + b)))
+
+
+@compiled
+def _platt_of_log_odds(raw: FloatArray, a: float, b: float) -> FloatArray:
+    return _platt(_sigmoid(raw), a, b)
 
 
 def _log_loss(y: FloatArray, p: FloatArray) -> float:

@@ -221,16 +221,8 @@ def leaves_of(trees: FlatTrees, X: npt.ArrayLike) -> IndexArray:
     `X` is a numeric (n_rows, n_features) array, categorical features as integer codes and NaN for
     missing; it is read as float64, as LightGBM reads it. Raises ValueError for another shape.
     """
-    rows = np.ascontiguousarray(X, dtype=np.float64)
-    if not rows.flags.writeable:
-        rows = rows.copy()  # numba compiles read-only arrays separately: that would be a request's cost
-    if rows.ndim != 2 or rows.shape[1] != trees.n_features:
-        # The walker reads X[row, split feature] unchecked: a narrower X would be read out of bounds.
-        raise ValueError(
-            f"`X` must be a 2-D array of shape (n_rows, {trees.n_features}), got shape {rows.shape}"
-        )
     leaves: IndexArray = _walk(
-        rows,
+        _rows_of(trees, X),
         trees.roots,
         trees.split_feature,
         trees.threshold,
@@ -244,6 +236,86 @@ def leaves_of(trees: FlatTrees, X: npt.ArrayLike) -> IndexArray:
         trees.category_bits,
     )
     return leaves
+
+
+def leaves_and_sums(
+    trees: FlatTrees, X: npt.ArrayLike, leaf_offsets: IndexArray, leaf_values: FloatArray
+) -> tuple[IndexArray, FloatArray]:
+    """`leaves_of` in a global leaf numbering (tree t's leaf l is `leaf_offsets[t] + l`), and each row's sum
+    of `leaf_values` over its leaves, tree by tree (the order in which LightGBM adds them): one compiled
+    call for the request path, which needs both."""
+    leaves, sums = _walk_and_sum(
+        _rows_of(trees, X),
+        trees.roots,
+        trees.split_feature,
+        trees.threshold,
+        trees.categorical,
+        trees.missing_type,
+        trees.default_left,
+        trees.left_child,
+        trees.right_child,
+        trees.category_start,
+        trees.category_end,
+        trees.category_bits,
+        leaf_offsets,
+        leaf_values,
+    )
+    return leaves, sums
+
+
+def _rows_of(trees: FlatTrees, X: npt.ArrayLike) -> FloatArray:
+    rows = np.ascontiguousarray(X, dtype=np.float64)
+    if not rows.flags.writeable:
+        rows = rows.copy()  # numba compiles read-only arrays separately: that would be a request's cost
+    if rows.ndim != 2 or rows.shape[1] != trees.n_features:
+        # The walker reads X[row, split feature] unchecked: a narrower X would be read out of bounds.
+        raise ValueError(
+            f"`X` must be a 2-D array of shape (n_rows, {trees.n_features}), got shape {rows.shape}"
+        )
+    return rows
+
+
+@compiled
+def _walk_and_sum(
+    X: FloatArray,
+    roots: Int32Array,
+    split_feature: Int32Array,
+    threshold: FloatArray,
+    categorical: npt.NDArray[np.bool_],
+    missing_type: npt.NDArray[np.int8],
+    default_left: npt.NDArray[np.bool_],
+    left_child: Int32Array,
+    right_child: Int32Array,
+    category_start: Int32Array,
+    category_end: Int32Array,
+    category_bits: npt.NDArray[np.uint32],
+    leaf_offsets: IndexArray,
+    leaf_values: FloatArray,
+) -> tuple[IndexArray, FloatArray]:
+    leaves = _walk(
+        X,
+        roots,
+        split_feature,
+        threshold,
+        categorical,
+        missing_type,
+        default_left,
+        left_child,
+        right_child,
+        category_start,
+        category_end,
+        category_bits,
+    )
+    n_rows, n_trees = leaves.shape
+    sums = np.zeros(n_rows)
+    for row in range(n_rows):
+        total = 0.0
+        for tree in range(n_trees):
+            leaf = leaves[row, tree] + leaf_offsets[tree]
+            leaves[row, tree] = leaf
+            total += leaf_values[leaf]
+        sums[row] = total
+    return leaves, sums
 
 
 @compiled

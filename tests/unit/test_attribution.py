@@ -549,3 +549,17 @@ def test_rank_contributions_equals_a_full_sort_with_ties_and_signs() -> None:
                     for row in contributions
                 ]
                 assert rank_contributions(contributions, k, positive_only) == expected
+
+
+def test_routing_and_scoring_in_one_call_is_the_two_calls(booster: lgb.Booster) -> None:
+    attributor = PathAttributor.from_booster(booster)
+    X = _rows()
+    routes, raw = attributor.route_and_score(X)
+    separate = attributor.route(X)
+    np.testing.assert_array_equal(routes.leaves, separate.leaves)
+    assert raw.tobytes() == attributor.raw_scores_of(separate).tobytes()
+    np.testing.assert_allclose(raw, booster.predict(X, raw_score=True), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ModelError, match="not fitted yet"):
+        PathAttributor().route_and_score(X)
+    with pytest.raises(ValueError, match="must be a 2-D array"):
+        attributor.route_and_score(X[:, :3])

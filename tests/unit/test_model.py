@@ -175,3 +175,24 @@ def test_category_encoder_is_sorted_and_unknown_is_missing() -> None:
     assert codes[0] == 1.0 and np.isnan(codes[1]) and np.isnan(codes[2])
     assert encoder.code_of("north") == 0.0 and np.isnan(encoder.code_of("east"))
     assert encoders_from_json(encoders_to_json([encoder])) == [encoder]
+
+
+@pytest.mark.parametrize("kind", ["identity", "isotonic", "platt"])
+def test_calibration_of_raw_scores_is_calibration_of_their_probabilities(kind: str) -> None:
+    """The request path calibrates log-odds in one compiled call; it must say what `apply` says of
+    LightGBM's probabilities (Platt by its formula, clipped away from 0 and 1)."""
+    calibrator = Calibrator(kind, x=(0.0, 0.2, 0.6, 1.0), y=(0.0, 0.1, 0.5, 0.9), a=1.3, b=-0.4)  # type: ignore[arg-type]
+    raw = np.concatenate([np.random.default_rng(4).normal(0.0, 3.0, 2000), [0.0, 35.0, -35.0, 700.0, -700.0]])
+    with np.errstate(over="ignore"):
+        p_raw = 1.0 / (1.0 + np.exp(-raw))
+    if kind == "platt":
+        clipped = np.log(np.clip(p_raw, 1e-12, 1 - 1e-12) / np.clip(1 - p_raw, 1e-12, 1))
+        expected = 1.0 / (1.0 + np.exp(-(1.3 * clipped - 0.4)))
+    elif kind == "isotonic":
+        expected = np.interp(p_raw, [0.0, 0.2, 0.6, 1.0], [0.0, 0.1, 0.5, 0.9])
+    else:
+        expected = p_raw
+    np.testing.assert_allclose(calibrator.apply(p_raw), expected, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(calibrator.of_log_odds(raw), expected, rtol=1e-14, atol=0)
+    if kind == "platt":  # clipped: never certain either way, even at ±700 log-odds
+        assert ((calibrator.of_log_odds(raw) > 0) & (calibrator.of_log_odds(raw) < 1)).all()
