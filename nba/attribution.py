@@ -59,21 +59,27 @@ def rank_contributions(contributions: FloatArray, k: int = 3, positive_only: boo
         >>> rank_contributions(np.array([[0.2, -0.1, 0.5, 0.2]]), k=3)
         [[(2, 0.5), (0, 0.2), (3, 0.2)]]
     """
-    contributions = np.asarray(contributions)
-    if contributions.ndim != 2:
-        raise ValueError(
-            f"`contributions` must be a 2-D array (rows × features), got shape {contributions.shape}"
-        )
-    _check_k(k, contributions.shape[1])
-    features, values, counts = _top_k(
-        np.ascontiguousarray(contributions, dtype=np.float64), int(k), bool(positive_only)
-    )
+    features, values, counts = top_contributions(contributions, k, positive_only)
     return [
         list(zip(row_features[:count], row_values[:count], strict=True))
         for row_features, row_values, count in zip(
             features.tolist(), values.tolist(), counts.tolist(), strict=True
         )
     ]
+
+
+def top_contributions(
+    contributions: FloatArray, k: int = 3, positive_only: bool = True
+) -> tuple[npt.NDArray[np.int64], FloatArray, npt.NDArray[np.int64]]:
+    """`rank_contributions` as arrays: per row the features (rows × k), their contributions and how many
+    of the k are filled (the rest of a row is padding). Same ties, checks and errors."""
+    contributions = np.asarray(contributions)
+    if contributions.ndim != 2:
+        raise ValueError(
+            f"`contributions` must be a 2-D array (rows × features), got shape {contributions.shape}"
+        )
+    _check_k(k, contributions.shape[1])
+    return _top_k(np.ascontiguousarray(contributions, dtype=np.float64), int(k), bool(positive_only))
 
 
 @compiled

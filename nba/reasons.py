@@ -9,8 +9,9 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from nba.attribution import PathAttributor, rank_contributions
+from nba.attribution import PathAttributor, top_contributions
 from nba.talking_points import category_words
+from nba.trees import compiled
 from nba.vocab import CALL_REASONS, SPEND_CATEGORIES, TRAVEL_CATEGORIES
 
 FloatArray = npt.NDArray[np.float64]
@@ -56,6 +57,10 @@ def _always(phrase: str | None) -> PhraseRule:
     return lambda value: phrase
 
 
+# The rule of a feature that never says anything an agent can use.
+_SAYS_NOTHING: Final = _always(None)
+
+
 def feature_category(name: str) -> int:
     """The position in SPEND_CATEGORIES of the category a per-category spend feature is about; -1 for others.
 
@@ -87,7 +92,7 @@ def phrase_rule(name: str) -> PhraseRule:
         return _always("uses the card a lot")
     if name.startswith(("calls_so_far", "presentations_so_far", "accepted_so_far", "days_since_last_call")):
         return _always("talks to us regularly")
-    return _always(None)
+    return _SAYS_NOTHING
 
 
 _ABOUT_TO_TRAVEL: Final = "about to travel"
@@ -117,7 +122,10 @@ class Reasoner:
         self.feature_names = tuple(feature_names)
         # Per feature, worked out once: the request path only applies them.
         self._rules = tuple(phrase_rule(name) for name in self.feature_names)
-        self._categories = tuple(feature_category(name) for name in self.feature_names)
+        self._feature_category = np.array(
+            [feature_category(name) for name in self.feature_names], dtype=np.int64
+        )
+        self._silent = np.array([rule is _SAYS_NOTHING for rule in self._rules], dtype=np.bool_)
         self._travel = np.array([c in TRAVEL_CATEGORIES for c in SPEND_CATEGORIES])
 
     def __call__(
@@ -138,16 +146,20 @@ class Reasoner:
         who buy fuel take up a streaming earn rate more often, but "spends on fuel" under "Why this one"
         reads to an agent as a mistake; a benefit with no categories gets no category spend reasons.
         """
-        ranked = rank_contributions(contributions, k=min(_RANKED, len(self.feature_names)))
+        features, _, counts = top_contributions(contributions, k=min(_RANKED, len(self.feature_names)))
+        own_categories = (
+            np.ones((len(rows), len(SPEND_CATEGORIES)), dtype=np.bool_)
+            if categories is None
+            else np.ascontiguousarray(categories, dtype=np.bool_)
+        )
+        # Compiled: of each row's ranked features, the ones that may speak for its benefit, in rank order.
+        counts = _speaking(features, counts, self._feature_category, self._silent, own_categories)
         out: list[tuple[str, ...]] = []
-        for position, (row, features) in enumerate(zip(rows, ranked, strict=True)):
+        for position, (ranked, count) in enumerate(zip(features.tolist(), counts.tolist(), strict=True)):
             own = None if categories is None else categories[position]
             phrases: list[str] = []
-            for index, _ in features:
-                category = self._categories[index]
-                if own is not None and category >= 0 and not own[category]:
-                    continue
-                phrase = self._rules[index](float(row[index]))
+            for index in ranked[:count]:
+                phrase = self._rules[index](float(rows[position, index]))
                 if phrase == _ABOUT_TO_TRAVEL and own is not None and not (own & self._travel).any():
                     continue
                 if phrase and phrase not in phrases:
@@ -156,3 +168,27 @@ class Reasoner:
                     break
             out.append(tuple(phrases))
         return out
+
+
+@compiled
+def _speaking(
+    features: IntArray,
+    counts: IntArray,
+    feature_category: IntArray,
+    silent: BoolArray,
+    own_categories: BoolArray,
+) -> IntArray:
+    """Moves each row's features that may speak to the front of `features` (in their order) and returns
+    how many there are: not silent, and about no spend category or one of the row's own."""
+    kept = np.zeros(features.shape[0], dtype=np.int64)
+    for row in range(features.shape[0]):
+        n = 0
+        for i in range(counts[row]):
+            feature = features[row, i]
+            category = feature_category[feature]
+            if silent[feature] or (category >= 0 and not own_categories[row, category]):
+                continue
+            features[row, n] = feature
+            n += 1
+        kept[row] = n
+    return kept
