@@ -244,22 +244,8 @@ def leaves_and_sums(
     """`leaves_of` in a global leaf numbering (tree t's leaf l is `leaf_offsets[t] + l`), and each row's sum
     of `leaf_values` over its leaves, tree by tree (the order in which LightGBM adds them): one compiled
     call for the request path, which needs both."""
-    leaves, sums = _walk_and_sum(
-        _rows_of(trees, X),
-        trees.roots,
-        trees.split_feature,
-        trees.threshold,
-        trees.categorical,
-        trees.missing_type,
-        trees.default_left,
-        trees.left_child,
-        trees.right_child,
-        trees.category_start,
-        trees.category_end,
-        trees.category_bits,
-        leaf_offsets,
-        leaf_values,
-    )
+    leaves = leaves_of(trees, X)
+    sums = _renumber_and_sum(leaves, leaf_offsets, leaf_values)
     return leaves, sums
 
 
@@ -276,36 +262,8 @@ def _rows_of(trees: FlatTrees, X: npt.ArrayLike) -> FloatArray:
 
 
 @compiled
-def _walk_and_sum(
-    X: FloatArray,
-    roots: Int32Array,
-    split_feature: Int32Array,
-    threshold: FloatArray,
-    categorical: npt.NDArray[np.bool_],
-    missing_type: npt.NDArray[np.int8],
-    default_left: npt.NDArray[np.bool_],
-    left_child: Int32Array,
-    right_child: Int32Array,
-    category_start: Int32Array,
-    category_end: Int32Array,
-    category_bits: npt.NDArray[np.uint32],
-    leaf_offsets: IndexArray,
-    leaf_values: FloatArray,
-) -> tuple[IndexArray, FloatArray]:
-    leaves = _walk(
-        X,
-        roots,
-        split_feature,
-        threshold,
-        categorical,
-        missing_type,
-        default_left,
-        left_child,
-        right_child,
-        category_start,
-        category_end,
-        category_bits,
-    )
+def _renumber_and_sum(leaves: IndexArray, leaf_offsets: IndexArray, leaf_values: FloatArray) -> FloatArray:
+    """Renumbers `leaves` in place into the global numbering and returns each row's sum of their values."""
     n_rows, n_trees = leaves.shape
     sums = np.zeros(n_rows)
     for row in range(n_rows):
@@ -315,7 +273,7 @@ def _walk_and_sum(
             leaves[row, tree] = leaf
             total += leaf_values[leaf]
         sums[row] = total
-    return leaves, sums
+    return sums
 
 
 @compiled
