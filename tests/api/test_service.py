@@ -649,3 +649,9 @@ def test_a_request_without_a_valid_key_is_refused_before_its_input_is_judged(
     assert client.get("/v1/cardholders/a%20b/suggestions", headers={"X-API-Key": "wrong"}).status_code == 401
     judged = client.get(url, headers={"X-API-Key": ADMIN})
     assert judged.status_code == 422 and "call_reason" in judged.text
+    for path, body in (
+        ("/v1/suggestions/s_1/outcome", {"outcome": "maybe"}),
+        ("/v1/calls/c_1/nps", {"score": 11}),
+    ):
+        assert client.post(path, json=body, headers={"X-API-Key": "wrong"}).status_code == 401, path
+        assert client.post(path, json=body, headers={"X-API-Key": ADMIN}).status_code == 422, path
