@@ -50,13 +50,20 @@ def select_diverse(priority: FloatArray, categories: BoolArray, k: int, diversit
     Sorted by priority, highest first (NaN last); ties keep the candidates' given order, so the same
     input always gives the same answer. With diversity, a candidate sharing a spend category with one
     already chosen waits until nothing else is left.
+
+    Raises ValueError when `categories` is not one row per candidate or `k` is negative (the compiled
+    choice reads rows unchecked).
     """
-    return _select_diverse(
-        np.ascontiguousarray(priority, dtype=np.float64),
-        np.ascontiguousarray(categories, dtype=np.bool_),
-        int(k),
-        bool(diversity),
-    )
+    priority = np.ascontiguousarray(priority, dtype=np.float64)
+    categories = np.ascontiguousarray(categories, dtype=np.bool_)
+    if priority.ndim != 1 or categories.ndim != 2 or len(categories) != len(priority):
+        raise ValueError(
+            f"`priority` must be 1-D and `categories` one row per candidate; got shapes {priority.shape} "
+            f"and {categories.shape}"
+        )
+    if k < 0:
+        raise ValueError(f"`k` must be >= 0, got {k}")
+    return _select_diverse(priority, categories, int(k), bool(diversity))
 
 
 @compiled

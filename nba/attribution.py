@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nba.errors import ModelError
-from nba.trees import FlatTrees, compiled, flatten_trees, leaves_and_sums, leaves_of
+from nba.trees import FlatTrees, compiled, flatten_trees, leaves_of
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -256,10 +256,10 @@ class PathAttributor:
         return Routes(self._global_leaves_of(X), self)
 
     def route_and_score(self, X: npt.ArrayLike) -> tuple[Routes, FloatArray]:
-        """`route` and `raw_scores_of` in one compiled call: what the request path needs of its rows."""
-        rows = self._checked_rows(X)  # first: it says when the attributor is not fitted
-        leaves, raw = leaves_and_sums(self.trees_, rows, self._tree_offsets, self.leaf_values_)
-        return Routes(leaves, self), raw
+        """`route`, then `raw_scores_of` those routes without checking again where they come from: what the
+        request path needs of its rows."""
+        leaves = self._global_leaves_of(X)
+        return Routes(leaves, self), self._raw_scores_of_leaves(leaves)
 
     def raw_scores_of(self, routes: Routes) -> FloatArray:
         """The raw scores (log-odds) of the routed rows, (n_rows,): the sum of the leaves they land in."""

@@ -258,6 +258,9 @@ def build_candidate_matrix(
     )
 
 
+_NARROW_HOLDER: Final = -2  # `_assemble`: holder_X lacks a column the tables read
+
+
 def assemble_candidate_matrix(
     tables: PairTables,
     holder_X: FloatArray,
@@ -272,21 +275,45 @@ def assemble_candidate_matrix(
     """`build_candidate_matrix` with the catalog and model part prepared (`PairTables.from_model`).
 
     One compiled pass over the pairs (`_assemble`): serving builds a few rows per call, where two dozen
-    numpy calls on a handful of rows cost ~50 µs and the arithmetic well under one.
+    numpy calls on a handful of rows cost ~50 µs and the arithmetic well under one. The compiled code reads
+    arrays unchecked, so shapes and indices are checked here and there: a mismatch is a ValueError naming
+    the argument, not a row read from outside the arrays.
     """
-    n_holder = holder_X.shape[1]
+    holder = np.ascontiguousarray(holder_X, dtype=np.float64)
+    est_spend = np.ascontiguousarray(est_spend_by_category, dtype=np.float64)
     n = len(pair_benefit)
-    X = np.empty((n, n_holder + len(PAIR_FEATURES)))
+    holder_rows = np.ascontiguousarray(pair_holder, dtype=np.int64)
+    benefit_rows = np.ascontiguousarray(pair_benefit, dtype=np.int64)
+    base_rate = np.ascontiguousarray(pair_base_earn_rate, dtype=np.float64)
+    history = np.ascontiguousarray(pair_history, dtype=np.float64)
+    call_reason = np.ascontiguousarray(pair_call_reason, dtype=np.float64)
+    rank = np.ascontiguousarray(pair_rank, dtype=np.float64)
+    for name, array, shape in (
+        ("pair_benefit", benefit_rows, (n,)),
+        ("pair_holder", holder_rows, (n,)),
+        ("pair_base_earn_rate", base_rate, (n,)),
+        ("pair_history", history, (n, len(HISTORY_COLUMNS))),
+        ("pair_call_reason", call_reason, (n,)),
+        ("pair_rank", rank, (n,)),
+    ):
+        if array.shape != shape and not (n == 0 and array.size == 0):
+            raise ValueError(f"`{name}` must have shape {shape} (one entry per pair), got {array.shape}")
+    if holder.ndim != 2 or est_spend.shape != (len(holder), _N_CATEGORIES):
+        raise ValueError(
+            f"`holder_X` must be 2-D and `est_spend_by_category` ({len(holder)}, {_N_CATEGORIES}); got shapes "
+            f"{holder.shape} and {est_spend.shape}"
+        )
+    X = np.empty((n, holder.shape[1] + len(PAIR_FEATURES)))
     value = np.empty(n)
-    _assemble(
-        np.ascontiguousarray(holder_X, dtype=np.float64),
-        np.ascontiguousarray(est_spend_by_category, dtype=np.float64),
-        np.ascontiguousarray(pair_holder, dtype=np.int64),
-        np.ascontiguousarray(pair_benefit, dtype=np.int64),
-        np.ascontiguousarray(pair_base_earn_rate, dtype=np.float64),
-        np.ascontiguousarray(pair_history, dtype=np.float64).reshape(n, len(HISTORY_COLUMNS)),
-        np.ascontiguousarray(pair_call_reason, dtype=np.float64),
-        np.ascontiguousarray(pair_rank, dtype=np.float64),
+    bad = _assemble(
+        holder,
+        est_spend,
+        holder_rows,
+        benefit_rows,
+        base_rate,
+        history.reshape(n, len(HISTORY_COLUMNS)),
+        call_reason,
+        rank,
         tables.benefit_values,
         tables.benefit_flags,
         tables.holder_block_columns,
@@ -294,19 +321,39 @@ def assemble_candidate_matrix(
         X,
         value,
     )
+    if bad == _NARROW_HOLDER:
+        raise ValueError(
+            f"`holder_X` has {holder.shape[1]} columns; the tables read per-category columns up to "
+            f"{int(tables.holder_block_columns.max())}"
+        )
+    if bad >= 0:
+        raise ValueError(
+            f"pair {bad}: `pair_holder` {int(holder_rows[bad])} must be a row of `holder_X` "
+            f"(0–{len(holder) - 1}) and `pair_benefit` {int(benefit_rows[bad])} a benefit of the "
+            f"tables (0–{len(tables.benefit_values) - 1})"
+        )
     return X, value
 
 
-# numpy's pairwise summation adds a row of 8 to 128 values in eight running sums (`pairwise_sum` in
-# numpy's loops_utils.h); `sum_like_numpy` adds in that order, so the compiled rows carry the same last
-# bits as the numpy sums the first models were trained on.
-assert 8 <= _N_CATEGORIES <= 128, "sum_like_numpy follows numpy's order for 8 to 128 values only"
+# numpy's pairwise summation adds fewer than 8 values one after another and a row of 8 to 128 in eight
+# running sums (`pairwise_sum` in numpy's loops_utils.h); `sum_like_numpy` adds in that order, so the
+# compiled rows carry the same last bits as the numpy sums the first models were trained on.
+_PAIRWISE_BLOCK: Final = 128
+assert _N_CATEGORIES <= _PAIRWISE_BLOCK, "sum_like_numpy follows numpy's order for up to 128 values only"
 
 
 @compiled
 def sum_like_numpy(values: FloatArray) -> float:
-    """`values.sum()` as numpy adds a contiguous row of 8 to 128 float64 values."""
+    """`values.sum()` as numpy adds a contiguous row of up to 128 float64 values (ValueError past that:
+    numpy then splits the row in halves, which this does not follow)."""
     n = values.shape[0]
+    if n > _PAIRWISE_BLOCK:
+        raise ValueError("sum_like_numpy follows numpy's order for up to 128 values only")
+    if n < 8:
+        small = 0.0
+        for i in range(n):
+            small += values[i]
+        return small
     r0, r1, r2, r3, r4, r5, r6, r7 = (
         values[0],
         values[1],
@@ -377,18 +424,24 @@ def _assemble(
     point_value_usd: float,
     X: FloatArray,
     value: FloatArray,
-) -> None:
-    """Fills X (the cardholder's columns, then PAIR_FEATURES) and value, one pair at a time.
+) -> int:
+    """Fills X (the cardholder's columns, then PAIR_FEATURES) and value, one pair at a time; returns -1,
+    or the first pair whose holder or benefit index is out of range (rows before it are filled), or
+    _NARROW_HOLDER when holder_X lacks a column `block_columns` names (nothing filled).
 
     The per-category sums count a missing spend, count or share as 0 and clip ±inf to ±largest float;
     the estimate is taken as it is. `benefit_days_since` is the least days since a purchase in the
     benefit's categories, NaN when none has one or when the least is not finite.
     """
     n_holder = holder_X.shape[1]
+    if block_columns.size and (block_columns.max() >= n_holder or block_columns.min() < 0):
+        return _NARROW_HOLDER
     products = np.empty((_EST_SPEND + 1, _N_CATEGORIES))
     for i in range(pair_benefit.shape[0]):
         h = pair_holder[i]
         b = pair_benefit[i]
+        if not (0 <= h < holder_X.shape[0] and 0 <= b < benefit_values.shape[0]):
+            return i
         for column in range(n_holder):
             X[i, column] = holder_X[h, column]
         for c in range(_N_CATEGORIES):
@@ -436,6 +489,7 @@ def _assemble(
         X[i, pair + _EST_ANNUAL_VALUE] = pair_value
         for column in range(pair_history.shape[1]):
             X[i, pair + _HISTORY_START + column] = pair_history[i, column]
+    return -1
 
 
 def call_reason_code(call_reason: str | None) -> float:

@@ -108,15 +108,16 @@ class Calibrator:
             interpolated: FloatArray = np.interp(p_raw, x, y)
             return interpolated
         if self.kind == "platt":
-            return _platt(np.ascontiguousarray(p_raw, dtype=np.float64), self.a, self.b)
+            p = np.ascontiguousarray(p_raw, dtype=np.float64)
+            return _platt(p.reshape(-1), self.a, self.b).reshape(np.shape(p_raw))
         return p_raw
 
     def of_log_odds(self, raw: FloatArray) -> FloatArray:
         """`apply` to the probabilities of raw scores (log-odds), as a binary booster's `predict` gives them."""
-        raw = np.ascontiguousarray(raw, dtype=np.float64)
+        flat = np.ascontiguousarray(raw, dtype=np.float64).reshape(-1)
         if self.kind == "platt":
-            return _platt_of_log_odds(raw, self.a, self.b)
-        return self.apply(_sigmoid(raw))
+            return _platt_of_log_odds(flat, self.a, self.b).reshape(np.shape(raw))
+        return self.apply(_sigmoid(flat).reshape(np.shape(raw)))
 
     def to_json(self) -> bytes:
         return json.dumps(

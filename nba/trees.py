@@ -238,17 +238,6 @@ def leaves_of(trees: FlatTrees, X: npt.ArrayLike) -> IndexArray:
     return leaves
 
 
-def leaves_and_sums(
-    trees: FlatTrees, X: npt.ArrayLike, leaf_offsets: IndexArray, leaf_values: FloatArray
-) -> tuple[IndexArray, FloatArray]:
-    """`leaves_of` in a global leaf numbering (tree t's leaf l is `leaf_offsets[t] + l`), and each row's sum
-    of `leaf_values` over its leaves, tree by tree (the order in which LightGBM adds them): one compiled
-    call for the request path, which needs both."""
-    leaves = leaves_of(trees, X)
-    sums = _renumber_and_sum(leaves, leaf_offsets, leaf_values)
-    return leaves, sums
-
-
 def _rows_of(trees: FlatTrees, X: npt.ArrayLike) -> FloatArray:
     rows = np.ascontiguousarray(X, dtype=np.float64)
     if not rows.flags.writeable:
@@ -259,21 +248,6 @@ def _rows_of(trees: FlatTrees, X: npt.ArrayLike) -> FloatArray:
             f"`X` must be a 2-D array of shape (n_rows, {trees.n_features}), got shape {rows.shape}"
         )
     return rows
-
-
-@compiled
-def _renumber_and_sum(leaves: IndexArray, leaf_offsets: IndexArray, leaf_values: FloatArray) -> FloatArray:
-    """Renumbers `leaves` in place into the global numbering and returns each row's sum of their values."""
-    n_rows, n_trees = leaves.shape
-    sums = np.zeros(n_rows)
-    for row in range(n_rows):
-        total = 0.0
-        for tree in range(n_trees):
-            leaf = leaves[row, tree] + leaf_offsets[tree]
-            leaves[row, tree] = leaf
-            total += leaf_values[leaf]
-        sums[row] = total
-    return sums
 
 
 @compiled

@@ -101,3 +101,11 @@ def test_the_compiled_choice_matches_a_naive_loop_with_ties_nan_and_shared_categ
         got = select_diverse(priority, cats, k, diversity)
         assert got.dtype == np.int64
         assert got.tolist() == expected, (priority, k, diversity)
+
+
+def test_the_choice_refuses_categories_that_are_not_one_row_per_candidate() -> None:
+    with pytest.raises(ValueError, match=r"one row per candidate; got shapes \(3,\) and \(2, 16\)"):
+        select_diverse(np.array([0.3, 0.2, 0.5]), np.zeros((2, 16), dtype=bool), 3)
+    with pytest.raises(ValueError, match="`k` must be >= 0, got -1"):
+        select_diverse(np.array([0.3]), np.zeros((1, 16), dtype=bool), -1)
+    assert select_diverse(np.array([0.3]), np.zeros((1, 16), dtype=bool), 0).tolist() == []

@@ -310,7 +310,7 @@ def test_no_pairs_give_an_empty_matrix() -> None:
     assert X.shape == (0, len(names) + len(PAIR_FEATURES)) and value.shape == (0,)
 
 
-@pytest.mark.parametrize("n", [8, 9, 15, 16, 17, 31, 64, 127, 128])
+@pytest.mark.parametrize("n", [1, 3, 7, 8, 9, 15, 16, 17, 31, 64, 127, 128])
 def test_compiled_sums_add_up_as_numpy_does_to_the_last_bit(n: int) -> None:
     """The compiled rows must carry numpy's last bits: the first models were trained on numpy's sums.
 
@@ -322,6 +322,43 @@ def test_compiled_sums_add_up_as_numpy_does_to_the_last_bit(n: int) -> None:
     expected = rows.sum(axis=1)
     got = np.array([sum_like_numpy(np.ascontiguousarray(row)) for row in rows])
     assert got.tobytes() == expected.tobytes()
-    # Sequential addition would not pass: the test can tell the two orders apart.
-    sequential = np.array([math.fsum([0.0]) + sum(row.tolist()) for row in rows])
-    assert sequential.tobytes() != expected.tobytes()
+    if n >= 8:  # sequential addition would not pass: the test can tell the two orders apart
+        sequential = np.array([math.fsum([0.0]) + sum(row.tolist()) for row in rows])
+        assert sequential.tobytes() != expected.tobytes()
+
+
+def test_compiled_sums_refuse_rows_whose_numpy_order_they_do_not_follow() -> None:
+    with pytest.raises(ValueError, match="up to 128 values only"):
+        sum_like_numpy(np.ones(129))
+
+
+def test_pairs_that_do_not_fit_the_tables_get_an_error_naming_the_argument() -> None:
+    """The compiled assembly reads arrays unchecked: bad shapes and indices must fail before it does."""
+    catalog = _catalog_with_a_benefit_without_categories()
+    benefits = BenefitTable.from_catalog(catalog)
+    names = _holder_names()
+    batch = _random_batch(np.random.default_rng(5), benefits, names, n_holders=3)
+    tables = PairTables.from_model(
+        benefits, np.arange(len(benefits.ids), dtype=np.float64), HolderColumns.from_names(names), np.ones(16)
+    )
+    n_pairs = len(batch["pair_benefit"])
+
+    def assemble(**changed: np.ndarray) -> None:
+        assemble_candidate_matrix(tables, **{**batch, **changed})
+
+    with pytest.raises(ValueError, match=rf"`pair_rank` must have shape \({n_pairs},\)"):
+        assemble(pair_rank=batch["pair_rank"][:-1])
+    with pytest.raises(ValueError, match="`pair_history` must have shape"):
+        assemble(pair_history=batch["pair_history"][:, :4])
+    with pytest.raises(ValueError, match=r"`est_spend_by_category` \(3, 16\)"):
+        assemble(est_spend_by_category=batch["est_spend_by_category"][:2])
+    too_far = batch["pair_holder"].copy()
+    too_far[1] = 3
+    with pytest.raises(ValueError, match=r"pair 1: `pair_holder` 3 must be a row of `holder_X` \(0–2\)"):
+        assemble(pair_holder=too_far)
+    unknown = batch["pair_benefit"].copy()
+    unknown[0] = -1
+    with pytest.raises(ValueError, match=r"pair 0: .*`pair_benefit` -1 a benefit of the tables"):
+        assemble(pair_benefit=unknown)
+    with pytest.raises(ValueError, match="`holder_X` has 40 columns; the tables read"):
+        assemble(holder_X=batch["holder_X"][:, :40])

@@ -196,3 +196,11 @@ def test_calibration_of_raw_scores_is_calibration_of_their_probabilities(kind: s
     np.testing.assert_allclose(calibrator.of_log_odds(raw), expected, rtol=1e-14, atol=0)
     if kind == "platt":  # clipped: never certain either way, even at ±700 log-odds
         assert ((calibrator.of_log_odds(raw) > 0) & (calibrator.of_log_odds(raw) < 1)).all()
+
+
+def test_platt_calibration_keeps_the_shape_it_is_given() -> None:
+    calibrator = Calibrator("platt", a=1.3, b=-0.4)
+    assert np.shape(calibrator.apply(np.float64(0.3))) == ()
+    assert calibrator.apply(np.full((2, 3), 0.3)).shape == (2, 3)
+    assert np.shape(calibrator.of_log_odds(np.float64(0.5))) == ()
+    assert calibrator.of_log_odds(np.zeros((2, 3))).shape == (2, 3)
