@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
-from api.feedback import ContactLedger, DecisionLog
+from api.feedback import ContactLedger, DatabaseHealth, DecisionLog
 from api.keys import ApiKey, KeyRing, Role
 from api.logs import get_logger
 from api.metrics import Metrics
@@ -37,6 +37,7 @@ class Services:
     ledger: ContactLedger
     keys: KeyRing
     metrics: Metrics
+    health: DatabaseHealth
 
     def reload(self) -> ReloadResult:
         """Reloads what the CURRENT files name (see ServingState.reload), counted and logged; on a change

@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from api.asgi import ASGIApp, Message, Receive, Scope, Send
 from api.deps import Services, freeze_heap
 from api.errors import install_error_handlers
-from api.feedback import ContactLedger, DecisionLog
+from api.feedback import ContactLedger, DatabaseHealth, DecisionLog, journal_folder
 from api.keys import KeyRing
 from api.logs import configure_logging, get_logger, request_id_var
 from api.metrics import Metrics
@@ -32,7 +32,7 @@ from api.routes import admin, feedback, suggestions
 from api.serving import ServingState
 from api.settings import Settings
 from nba.errors import DataError, NbaError, UnavailableError
-from nba.store import DecisionBuffer, FeedbackStore
+from nba.store import DecisionBuffer, DecisionJournal, FeedbackStore
 
 MAX_BODY_BYTES: Final = 16 * 1024
 SWITCH_INTERVAL_S: Final = 0.0005
@@ -173,8 +173,10 @@ def create_app(
     metrics = Metrics()
     state = ServingState(settings, clock)
     store = store or FeedbackStore(settings.database_url, clock=clock)
-    log = DecisionLog(store, DecisionBuffer(settings.buffer_path), metrics, clock)
-    services = Services(settings, clock, state, store, log, ContactLedger(), keys, metrics)
+    journal = DecisionJournal(journal_folder(settings.buffer_path))
+    log = DecisionLog(store, DecisionBuffer(settings.buffer_path), metrics, clock, journal=journal)
+    health = DatabaseHealth(store)
+    services = Services(settings, clock, state, store, log, ContactLedger(), keys, metrics, health)
     metrics.watch_ages(
         clock,
         lambda: state.serving.model_created_at if state.serving else None,
@@ -199,6 +201,7 @@ def create_app(
                 with suppress(asyncio.CancelledError):
                     await watcher
             log.stop()
+            health.close()
             store.dispose()
             gc.unfreeze()  # what start-up froze is collected as usual again (see freeze_heap)
 
@@ -227,11 +230,14 @@ def create_app(
 
 
 def start_up(services: Services) -> None:
-    """Migrations, the first load and the ledger: failures leave the service up and say why on /readyz."""
+    """Migrations, the journal, the first load and the ledger: failures leave the service up and say why
+    on /readyz. A database down now is migrated later by the decision-log writer, never by a request."""
     try:
         services.store.migrate()
     except UnavailableError as exc:
         get_logger().error("feedback database unavailable at start-up", extra={"reason": str(exc)})
+    # What a process that died left unwritten goes to the buffer; the writer replays it.
+    services.log.open_journal()
     services.state.load_at_start()
     serving = services.state.serving
     if serving is None:

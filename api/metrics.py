@@ -70,6 +70,11 @@ class Metrics:
             ["to"],
             registry=r,
         )
+        self.lookups_late = Counter(
+            "nba_call_lookups_late_total",
+            "Call-id look-ups the store did not answer within their deadline (answered as new decisions).",
+            registry=r,
+        )
         self.decision_write_seconds = Histogram(
             "nba_decision_write_seconds",
             "Time to write one batch of decisions.",

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -67,7 +68,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, StaticPool
 
 if TYPE_CHECKING:
     from nba.engine import Suggestion
@@ -80,7 +81,18 @@ MIGRATIONS_DIR: Final = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS: Final = 5_000
 # How long PostgreSQL connection attempts may take before the database counts as unreachable.
 PG_CONNECT_TIMEOUT_S: Final = 5
+# How long a thread waits for a pooled PostgreSQL connection: with the server paused every connection
+# can be stuck, and the default 30 s would hold a thread that long.
+PG_POOL_TIMEOUT_S: Final = 2.0
+# Every statement on the store's own connections has a deadline on the server too (a lock held by a
+# stuck session, a slow disk): past it PostgreSQL cancels the statement and the store says unavailable.
+PG_STATEMENT_TIMEOUT_MS: Final = 10_000
+PG_LOCK_TIMEOUT_MS: Final = 2_000
+# The request path's reads (the call-id look-up): the same limits, a request's worth. The caller also
+# waits for them with a deadline of its own (a paused server does not answer at all).
+FAST_READ_TIMEOUT_MS: Final = 5
 EXPORT_BATCH_ROWS: Final = 10_000
+REPLAY_BATCH: Final = 500
 NOT_DISCUSSED: Final = "not_discussed"
 
 
@@ -280,6 +292,14 @@ outcomes_table: Final = Table(
     Column("recorded_at", UtcDateTime(), nullable=False),
     Column("is_current", Boolean(), nullable=False),
 )
+# A later decision served under a call id already stored: its suggestion ids (repeat_id) → the stored
+# decision's suggestions (migration 0004).
+suggestion_repeats_table: Final = Table(
+    "suggestion_repeats",
+    _metadata,
+    Column("repeat_id", String(), primary_key=True),
+    Column("suggestion_id", String(), ForeignKey("suggestions.suggestion_id"), nullable=False),
+)
 nps_table: Final = Table(
     "nps",
     _metadata,
@@ -323,6 +343,9 @@ def parse_store_url(url: str) -> URL:
         f"{parsed.render_as_string(hide_password=True)!r}"
     )
 
+
+# Alembic's `context` is a module-level proxy shared by every thread: one migration per process at a time.
+_MIGRATION_LOCK: Final = threading.Lock()
 
 _UNAVAILABLE_ERRORS: Final = (
     sa_exc.OperationalError,
@@ -369,26 +392,57 @@ class FeedbackStore:
         self.call_open = call_open
         self._shown_url = self.url.render_as_string(hide_password=True)
         self._password = self.url.password if isinstance(self.url.password, str) else None
-        self._engine = self._create_engine()
+        self._in_memory = self._is_in_memory()
+        self._engine = self._create_engine("background")
+        # The request path's reads go through their own small pool with request-sized limits, so a
+        # slow or paused database holds at most that pool, never the writer's or the outcomes'.
+        self._fast_engine = self._engine if self._in_memory else self._create_engine("fast", pool_size=4)
         # SQLite is a file on this machine and, in WAL mode, readers never wait for the writer: a
         # primary-key read takes ~0.1 ms, less than handing it to a worker thread. PostgreSQL is a
         # network round trip away.
         self.reads_are_local: bool = self.url.get_backend_name() == "sqlite"
+        # Set once this process has brought the schema to head (`migrate`).
+        self.migrated = False
 
-    def _create_engine(self) -> Engine:
-        if self.url.get_backend_name() == "sqlite":
-            return self._create_sqlite_engine()
-        connect_args: dict[str, Any] = {}
-        if "connect_timeout" not in self.url.query:
-            connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
-        # pre_ping: after a database restart the first request gets a fresh connection, not an error.
-        return create_engine(
-            self.url, connect_args=connect_args, pool_pre_ping=True, json_serializer=_json_dumps
+    def _is_in_memory(self) -> bool:
+        database = self.url.database or ""
+        return self.url.get_backend_name() == "sqlite" and (
+            database in ("", ":memory:") or database.startswith("file::memory:")
         )
 
-    def _create_sqlite_engine(self) -> Engine:
+    def _create_engine(
+        self, kind: Literal["background", "fast", "migration"], pool_size: int | None = None
+    ) -> Engine:
+        """An engine on the store's URL with the limits of its `kind`: `fast` for the request path's reads
+        (a lock waited for at most FAST_READ_TIMEOUT_MS), `background` for the rest, `migration` without a
+        statement deadline (a data migration may take long; it waits for another process's migration);
+        `pool_size=0`: a connection of its own per use."""
+        if self.url.get_backend_name() == "sqlite":
+            busy_ms = FAST_READ_TIMEOUT_MS if kind == "fast" else SQLITE_BUSY_TIMEOUT_MS
+            return self._create_sqlite_engine(busy_ms, pool_size)
+        statement_ms, lock_ms = {
+            "fast": (FAST_READ_TIMEOUT_MS, FAST_READ_TIMEOUT_MS),
+            "background": (PG_STATEMENT_TIMEOUT_MS, PG_LOCK_TIMEOUT_MS),
+            "migration": (0, 0),  # 0: no limit
+        }[kind]
+        timeouts = f"-c statement_timeout={statement_ms} -c lock_timeout={lock_ms}"
+        connect_args: dict[str, Any] = {"options": timeouts}
+        if "connect_timeout" not in self.url.query:
+            connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+        pooling: dict[str, Any] = {"pool_timeout": PG_POOL_TIMEOUT_S}
+        if pool_size == 0:
+            pooling = {"poolclass": NullPool}
+        elif pool_size is not None:
+            pooling["pool_size"] = pool_size
+            pooling["max_overflow"] = 0
+        # pre_ping: after a database restart the first request gets a fresh connection, not an error.
+        return create_engine(
+            self.url, connect_args=connect_args, pool_pre_ping=True, json_serializer=_json_dumps, **pooling
+        )
+
+    def _create_sqlite_engine(self, busy_ms: int, pool_size: int | None) -> Engine:
         database = self.url.database or ""
-        in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+        in_memory = self._in_memory
         if in_memory:
             # One shared connection, or every pooled connection would see its own empty database.
             engine = create_engine(
@@ -405,7 +459,8 @@ class FeedbackStore:
                 raise UnavailableError(
                     f"feedback database {self._shown_url}: cannot create folder {folder}: {exc.strerror}"
                 ) from None
-            engine = create_engine(self.url, json_serializer=_json_dumps)
+            pooling: dict[str, Any] = {"poolclass": NullPool} if pool_size == 0 else {}
+            engine = create_engine(self.url, json_serializer=_json_dumps, **pooling)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
@@ -414,7 +469,7 @@ class FeedbackStore:
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             try:
-                cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_MS)}")
+                cursor.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
                 if not in_memory:
                     cursor.execute("PRAGMA journal_mode = WAL")
                     # WAL + NORMAL: a commit is not fsynced, checkpoints are. The database stays
@@ -452,8 +507,9 @@ class FeedbackStore:
             raise
 
     @contextmanager
-    def _transaction(self, *, write: bool = False) -> Iterator[Connection]:
-        with self._guard(), self._engine.connect() as conn:
+    def _transaction(self, *, write: bool = False, fast: bool = False) -> Iterator[Connection]:
+        engine = self._fast_engine if fast else self._engine
+        with self._guard(), engine.connect() as conn:
             if write:
                 conn.execution_options(nba_write=True)
             with conn.begin():
@@ -470,6 +526,12 @@ class FeedbackStore:
     def migrate(self) -> None:
         """Brings the schema to the newest revision (Alembic `upgrade head`); a no-op when it is there.
 
+        One migration at a time: in this process (Alembic's `context` is one module-level object shared
+        by every thread, so two threads migrating at once run on each other's connections), on this
+        machine for a SQLite file (a lock file beside it) and across machines for PostgreSQL (an
+        advisory lock, nba/migrations/env.py). It runs on a connection of its own, never a pooled one.
+        The service calls it at start-up and from its one background writer, never on a request.
+
         Raises UnavailableError when the database cannot be reached, DataError when it holds a
         revision this version of nba does not know (a newer nba migrated it).
         """
@@ -480,14 +542,34 @@ class FeedbackStore:
         config = Config()
         # Config options go through ConfigParser interpolation: a '%' in the path must be doubled.
         config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
-        with self._guard(), self._engine.connect() as conn:
-            conn.execution_options(nba_write=True)
-            config.attributes["connection"] = conn
+        engine = self._engine if self._in_memory else self._create_engine("migration", pool_size=0)
+        try:
+            with _MIGRATION_LOCK, self._migration_file_lock(), self._guard(), engine.connect() as conn:
+                conn.execution_options(nba_write=True)
+                config.attributes["connection"] = conn
+                try:
+                    command.upgrade(config, "head")
+                except CommandError as exc:
+                    raise DataError(f"feedback database {self._shown_url}: cannot migrate: {exc}") from None
+                conn.commit()
+        finally:
+            if engine is not self._engine:
+                engine.dispose()
+        self.migrated = True
+
+    @contextmanager
+    def _migration_file_lock(self) -> Iterator[None]:
+        """For a SQLite file: an exclusive lock on `<file>.migrate.lock` (other processes wait)."""
+        if self.url.get_backend_name() != "sqlite" or self._in_memory:
+            yield
+            return
+        database = Path(self.url.database or "").expanduser()
+        with database.with_name(database.name + ".migrate.lock").open("a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:
-                command.upgrade(config, "head")
-            except CommandError as exc:
-                raise DataError(f"feedback database {self._shown_url}: cannot migrate: {exc}") from None
-            conn.commit()
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
     def ping(self) -> None:
         """Raises UnavailableError unless the database answers a trivial query."""
@@ -497,14 +579,19 @@ class FeedbackStore:
     def dispose(self) -> None:
         """Closes every pooled connection; the store reconnects if used again."""
         self._engine.dispose()
+        if self._fast_engine is not self._engine:
+            self._fast_engine.dispose()
 
     # -- decisions --------------------------------------------------------------------------
 
     def log_decision(self, decision: CallDecision) -> CallDecision:
         """Stores a served decision once; returns the stored one.
 
-        Idempotent on `call_id`: when the call is already stored nothing is written and the stored
-        decision is returned (so a retry or a buffer replay cannot duplicate a call). Raises DataError
+        Idempotent on `call_id`: when the call is already stored the stored decision is returned and
+        is the call (so a retry or a buffer replay cannot duplicate a call). A different decision served
+        under the same call id (the service answered without finding the stored one in time) is kept
+        as a repeat of it: each of its suggestion ids leads to the stored suggestion of the same benefit,
+        else of the same rank (`record_outcome` follows it). Raises DataError
         for an invalid decision, ConflictError when a suggestion id already belongs to another call,
         UnavailableError when the database is down.
         """
@@ -512,6 +599,7 @@ class FeedbackStore:
         with self._transaction(write=True) as conn:
             stored = _read_decision(conn, decision.call_id)
             if stored is not None:
+                _keep_as_repeat(conn, stored, decision)
                 return stored
             try:
                 with conn.begin_nested():
@@ -547,13 +635,20 @@ class FeedbackStore:
             with self._transaction(write=True) as conn:
                 stored = _stored_call_ids(conn, dict.fromkeys(d.call_id for d in decisions))
                 new: dict[str, CallDecision] = {}
+                repeats: list[CallDecision] = []
                 for decision in decisions:
-                    if decision.call_id not in stored:
-                        new.setdefault(decision.call_id, decision)
+                    if decision.call_id not in stored and decision.call_id not in new:
+                        new[decision.call_id] = decision
+                    else:
+                        repeats.append(decision)
                 if new:
                     # No savepoint: a failed insert rolls the whole batch back, and the fallback below
                     # logs the decisions one by one.
                     _insert_decisions(conn, list(new.values()))
+                for decision in repeats:
+                    first = new.get(decision.call_id) or _read_decision(conn, decision.call_id)
+                    assert first is not None
+                    _keep_as_repeat(conn, first, decision)
                 return len(new)
         except sa_exc.IntegrityError:
             written = 0
@@ -570,10 +665,33 @@ class FeedbackStore:
                 raise conflict from None
             return written
 
-    def find_decision(self, call_id: str) -> CallDecision | None:
-        """The stored decision of a call, or None when the call is unknown."""
-        with self._transaction() as conn:
+    def find_decision(self, call_id: str, *, fast: bool = False) -> CallDecision | None:
+        """The stored decision of a call, or None when the call is unknown.
+
+        `fast`: through the request path's pool, whose statements wait at most FAST_READ_TIMEOUT_MS for
+        a lock (UnavailableError past it).
+        """
+        with self._transaction(fast=fast) as conn:
             return _read_decision(conn, call_id)
+
+    def call_state(self, call_id: str, *, fast: bool = False) -> tuple[dict[str, str], bool] | None:
+        """A stored call's current outcomes (as `current_outcomes`) and whether it is closed (as
+        `is_closed`), read in one transaction; None for an unknown call. `fast` as in `find_decision`."""
+        with self._transaction(fast=fast) as conn:
+            row = conn.execute(
+                select(calls_table.c.served_at, calls_table.c.closed_at).where(
+                    calls_table.c.call_id == call_id
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            outcomes = conn.execute(
+                select(outcomes_table.c.suggestion_id, outcomes_table.c.outcome)
+                .join(suggestions_table)
+                .where(suggestions_table.c.call_id == call_id, outcomes_table.c.is_current)
+            ).all()
+        closed = self._closed_since(row.served_at, row.closed_at) is not None
+        return {o.suggestion_id: o.outcome for o in outcomes}, closed
 
     def current_outcomes(self, call_id: str) -> dict[str, str]:
         """suggestion_id → current outcome, for the call's suggestions that have one (unmarked: left out).
@@ -660,7 +778,17 @@ class FeedbackStore:
                 .with_for_update(of=calls_table)
             ).one_or_none()
             if found is None:
-                raise NotFoundError(f"unknown suggestion_id {suggestion_id!r}")
+                stored_id = conn.scalar(
+                    select(suggestion_repeats_table.c.suggestion_id).where(
+                        suggestion_repeats_table.c.repeat_id == suggestion_id
+                    )
+                )
+                if stored_id is None:
+                    raise NotFoundError(f"unknown suggestion_id {suggestion_id!r}")
+                # A repeat's suggestion: the outcome is the stored decision's.
+                return self.record_outcome(
+                    stored_id, outcome, decline_reason=decline_reason, agent_id=agent_id
+                )
             current = conn.execute(
                 select(outcomes_table).where(
                     outcomes_table.c.suggestion_id == suggestion_id, outcomes_table.c.is_current
@@ -1025,6 +1153,35 @@ def _insert_decisions(conn: Connection, decisions: Sequence[CallDecision]) -> No
         _INSERT_SUGGESTIONS.execute(conn, rows)
 
 
+def _keep_as_repeat(conn: Connection, stored: CallDecision, later: CallDecision) -> None:
+    """Points the suggestion ids of `later`, served under `stored`'s call id, at `stored`'s suggestions:
+    the one of the same benefit, else of the same rank. Nothing for a replay of `stored` itself, nor
+    for a decision about another cardholder (its outcomes stay unknown: 404)."""
+    if later.cardholder_id != stored.cardholder_id:
+        return
+    stored_ids = {s.suggestion_id for s in stored.suggestions}
+    by_benefit = {s.benefit_id: s.suggestion_id for s in stored.suggestions}
+    by_rank = {s.rank: s.suggestion_id for s in stored.suggestions}
+    pairs = {
+        s.suggestion_id: by_benefit.get(s.benefit_id) or by_rank.get(s.rank)
+        for s in later.suggestions
+        if s.suggestion_id not in stored_ids
+    }
+    pairs = {repeat: target for repeat, target in pairs.items() if target is not None}
+    if not pairs:
+        return
+    known = set(
+        conn.scalars(
+            select(suggestion_repeats_table.c.repeat_id).where(
+                suggestion_repeats_table.c.repeat_id.in_(list(pairs))
+            )
+        )
+    )
+    rows = [{"repeat_id": r, "suggestion_id": t} for r, t in pairs.items() if r not in known]
+    if rows:
+        conn.execute(suggestion_repeats_table.insert(), rows)
+
+
 def _read_decision(conn: Connection, call_id: str) -> CallDecision | None:
     call = conn.execute(select(calls_table).where(calls_table.c.call_id == call_id)).one_or_none()
     if call is None:
@@ -1259,12 +1416,30 @@ class DecisionBuffer:
 
         Checked by the store's rules first (DataError), so the buffer never holds what the store refuses.
         """
-        _check_decision(decision)
-        line = json.dumps(decision_to_json(decision), ensure_ascii=False, allow_nan=False) + "\n"
-        with self._locked(), self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        self.append_many([decision])
+
+    def append_many(self, decisions: Sequence[CallDecision]) -> None:
+        """Adds decisions as JSON lines, in order, with one fsync (each checked as `append` does).
+
+        Raises OSError when the disk refuses them (full, read-only): then none is counted as added.
+        """
+        for decision in decisions:
+            _check_decision(decision)
+        self.append_lines(b"".join(decision_line(d) for d in decisions))
+
+    def append_lines(self, lines: bytes) -> None:
+        """Adds JSON lines as they are (a journal segment's), flushed and fsynced before returning."""
+        if not lines:
+            return
+        with self._locked(), self.path.open("ab") as handle:
+            size = handle.tell()
+            try:
+                handle.write(lines if lines.endswith(b"\n") else lines + b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError:
+                handle.truncate(size)  # nothing half added: the caller keeps them and tries again
+                raise
 
     def pending(self) -> int:
         """How many decisions wait in the buffer."""
@@ -1297,19 +1472,29 @@ class DecisionBuffer:
         if not lines:
             return 0
         rejected: list[str] = []
-        logged = 0
+        readable: list[tuple[str, CallDecision]] = []
         for line in lines:
             try:
-                decision = decision_from_json(json.loads(line))
+                readable.append((line, decision_from_json(json.loads(line))))
             except (ValueError, KeyError, TypeError) as exc:
                 rejected.append(json.dumps({"line": line, "error": f"unreadable: {exc}"}))
-                continue
+        logged = 0
+        for start in range(0, len(readable), REPLAY_BATCH):
+            batch = readable[start : start + REPLAY_BATCH]
             try:
-                store.log_decision(decision)
-            except (DataError, ConflictError) as exc:
-                rejected.append(json.dumps({"line": line, "error": str(exc)}))
+                # One transaction per batch: a few thousand buffered decisions replay in seconds.
+                store.log_decisions([decision for _, decision in batch])
+                logged += len(batch)
                 continue
-            logged += 1
+            except (DataError, ConflictError):
+                pass  # one at a time below, so the one at fault is set aside and the rest logged
+            for line, decision in batch:
+                try:
+                    store.log_decision(decision)
+                except (DataError, ConflictError) as exc:
+                    rejected.append(json.dumps({"line": line, "error": str(exc)}))
+                    continue
+                logged += 1
         with self._locked():
             if rejected:
                 with self.rejected_path.open("a", encoding="utf-8") as handle:
@@ -1329,6 +1514,95 @@ class DecisionBuffer:
                 self.path.unlink()
             _fsync_dir(self.path.parent)
         return logged
+
+
+def decision_line(decision: CallDecision) -> bytes:
+    """A decision as one JSON line (`decision_to_json`), as the buffer and the journal hold it."""
+    return orjson.dumps(decision_to_json(decision)) + b"\n"
+
+
+class DecisionJournal:
+    """Every decision answered, appended to a local file before the answer leaves: what a restart
+    replays after the process died with decisions not yet in the store (`kill -9`, a crash).
+
+    One `os.write` on an O_APPEND descriptor per decision, no fsync: the bytes are in the kernel's page
+    cache when the call returns, so they survive the process (not a power cut: the last few seconds of
+    decisions, until the kernel writes them back, may be lost then). Segments `<pid>-<n>.jsonl` in
+    `folder`; the owner holds an exclusive `flock` on each open one, so a process starting later takes
+    over (`adopt_orphans`) exactly the segments whose owner is gone. The owner rotates to a new segment
+    (`rotate`) and removes a closed one once every decision in it is stored (`remove`).
+
+    Not thread-safe by itself: the caller serialises `append` and `rotate` (DecisionLog holds its lock).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._fd = -1
+        self._path: Path | None = None
+        self._count = 0
+        self._adopted: dict[Path, int] = {}  # segments taken over from a dead process: their locked fd
+        self.bytes_written = 0
+
+    def adopt_orphans(self) -> list[Path]:
+        """The segments no living process holds (left by one that died), oldest first, now locked by
+        this journal until `remove`d; call before `open`."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        orphans: list[tuple[float, Path]] = []
+        for path in self.folder.glob("*.jsonl"):
+            if path in self._adopted:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)  # its owner is alive
+                continue
+            self._adopted[path] = fd
+            orphans.append((os.fstat(fd).st_mtime, path))
+        return [path for _, path in sorted(orphans)]
+
+    def open(self) -> None:
+        """Starts a new segment for `append` (raises OSError when the folder cannot take it)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._count += 1
+        path = self.folder / f"{os.getpid()}-{self._count:06d}.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._fd, self._path, self.bytes_written = fd, path, 0
+
+    def append(self, line: bytes) -> None:
+        """Appends one decision's line (`decision_line`); raises OSError (disk full, no segment)."""
+        written = os.write(self._fd, line)
+        if written != len(line):  # a short write: the disk is full; the torn line is skipped on replay
+            raise OSError(f"journal {self._path}: wrote {written} of {len(line)} bytes")
+        self.bytes_written += written
+
+    def rotate(self) -> Path | None:
+        """Closes the current segment (its path is returned, to `remove` once all of it is stored) and
+        opens a new one. On OSError the current segment stays in use."""
+        old_fd, old_path = self._fd, self._path
+        self.open()
+        if old_fd >= 0:
+            os.close(old_fd)
+        return old_path
+
+    def remove(self, path: Path) -> None:
+        """Deletes a closed (or adopted) segment whose decisions are all stored or in the buffer."""
+        path.unlink(missing_ok=True)
+        fd = self._adopted.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> Path | None:
+        """Closes the current segment and returns its path (removed by the caller once stored)."""
+        path = self._path
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd, self._path = -1, None
+        return path
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -1420,12 +1694,14 @@ __all__ = [
     "CallDecision",
     "ContactEvent",
     "DecisionBuffer",
+    "DecisionJournal",
     "ExportCounts",
     "FeedbackStore",
     "NpsRecord",
     "OutcomeRecord",
     "ShownSuggestion",
     "decision_from_json",
+    "decision_line",
     "decision_to_json",
     "feature_bytes",
     "feature_values",

@@ -39,17 +39,19 @@ NPS_ERRORS: Final = _errors(
     responses=OUTCOME_ERRORS,
     summary="Record what happened to a suggestion",
 )
-def post_outcome(
+async def post_outcome(
     services: ServicesDep,
     _caller: AgentDep,
     suggestion_id: Annotated[str, Path(pattern=ID_PATTERN, max_length=64, examples=["s_3f2a9c0d41e84b7c"])],
     body: OutcomeIn,
 ) -> OutcomeOut:
     """Idempotent: the same outcome twice is stored once; a different one replaces it while the call is
-    open (the earlier stays in the history). Once the call has ended a change is 409."""
-    services.log.ensure_written()
-    record = services.store.record_outcome(
-        suggestion_id, body.outcome, decline_reason=body.decline_reason, agent_id=body.agent_id
+    open (the earlier stays in the history). Once the call has ended a change is 409.
+
+    Answered within 1.5 s: 503 with Retry-After when the database does not answer in time, or when the
+    suggestion's call is not stored yet (it waits in the local buffer for the database)."""
+    record = await services.log.record_outcome(
+        suggestion_id, body.outcome, body.decline_reason, body.agent_id
     )
     services.ledger.record(
         record.cardholder_id, suggestion_id, record.benefit_id, record.outcome, record.recorded_at
@@ -71,14 +73,13 @@ def post_outcome(
     responses=NPS_ERRORS,
     summary="Record the cardholder's answer to the NPS survey",
 )
-def post_nps(
+async def post_nps(
     services: ServicesDep,
     _caller: AgentDep,
     call_id: Annotated[str, Path(pattern=ID_PATTERN, max_length=64, examples=["c_7d1e0b5a9f3c4e21"])],
     body: NpsIn,
 ) -> NpsOut:
     """How likely the cardholder is to recommend us (0–10). Recording it ends the call."""
-    services.log.ensure_written()
-    record = services.store.record_nps(call_id, body.score)
+    record = await services.log.record_nps(call_id, body.score)
     services.metrics.nps.labels(score=str(record.score)).inc()
     return NpsOut(call_id=record.call_id, score=record.score, recorded_at=record.recorded_at)

@@ -5,26 +5,23 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final
 from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from api.asgi import ASGIApp, Receive, Scope, Send
 from api.deps import AgentDep, Services, authorize, serving_of
 from api.schemas import ID_PATTERN, ErrorOut, SuggestionsOut
 from nba.engine import Decision
-from nba.errors import ConflictError, DataError, NotFoundError, UnavailableError
+from nba.errors import ConflictError, DataError
 from nba.store import CallDecision, ShownSuggestion
 from nba.vocab import CallReason
 
 router = APIRouter(tags=["suggestions"])
-T = TypeVar("T")
 
 ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     status: {"model": ErrorOut, "description": text}
@@ -112,26 +109,6 @@ def answer(call: CallDecision, outcomes: dict[str, str], closed: bool) -> bytes:
     )
 
 
-def _repeat(services: Services, call: CallDecision) -> bytes:
-    """The stored answer of a call asked again, with the outcomes recorded so far."""
-    try:
-        outcomes = services.store.current_outcomes(call.call_id)
-        closed = services.store.is_closed(call.call_id)
-    except (UnavailableError, NotFoundError):
-        # Database down, or the decision still waits for the writer (written every 20 ms): either way no
-        # outcome can have been recorded yet (an outcome waits for its decision to be written).
-        outcomes, closed = {}, False
-    return answer(call, outcomes, closed)
-
-
-async def _read_store(services: Services, read: Callable[..., T], *args: Any) -> T:
-    """`read(*args)`, which may read the database: inline for SQLite (a primary-key read costs less than
-    the hop to a worker thread, which tripled the route's cost), on a worker thread for PostgreSQL."""
-    if services.store.reads_are_local:
-        return read(*args)
-    return await run_in_threadpool(read, *args)
-
-
 SUGGESTIONS_PATH: Final = "/v1/cardholders/{cardholder_id}/suggestions"
 
 
@@ -163,12 +140,15 @@ async def suggestions_body(
         raise DataError("`call_id` (query) and `X-Call-Id` (header) differ; send one")
     call_id = call_id or x_call_id
     if call_id is not None:
-        # The desktop's call id: a repeat is answered as first served.
-        earlier = await _read_store(services, services.log.lookup, call_id)
+        # The desktop's call id: a repeat is answered as first served. The store has 5 ms to say; past
+        # that the call is answered as a new decision, and the store keeps the first one it got for
+        # the call id (the later as a repeat of it: outcomes for either's suggestions count).
+        earlier = await services.log.lookup(call_id)
         if earlier is not None:
             if earlier.cardholder_id != cardholder_id:
                 raise ConflictError(f"call {call_id!r} was served for another cardholder")
-            return await _read_store(services, _repeat, services, earlier)
+            outcomes, closed = await services.log.call_state(call_id)
+            return answer(earlier, outcomes, closed)
     since = serving.profile_as_of_time
     decision = serving.engine.decide(
         cardholder_id, query.call_reason, query.limit, services.ledger.recent(cardholder_id, since)

@@ -50,7 +50,7 @@ HOLDER = (
     + struct.pack("<Q", NEGATIVE_NAN_BITS)
     + feature_bytes((-2.0, math.inf, -math.inf, -0.0, 5e-324, math.nan, 1.7976931348623157e308))
 )
-HEAD = "0003"  # the newest migration
+HEAD = "0004"  # the newest migration
 SAMPLES = Path(__file__).resolve().parents[2] / "data_samples"
 
 
@@ -151,7 +151,7 @@ def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     url: str = request.getfixturevalue("pg_shared_url")
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE nps, outcomes, suggestions, calls"))
+        conn.execute(sa.text("TRUNCATE nps, outcomes, suggestion_repeats, suggestions, calls"))
     engine.dispose()
     return url
 
