@@ -571,6 +571,19 @@ class FeedbackStore:
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
+    def revision(self) -> str | None:
+        """The schema's Alembic revision (None before the first migration)."""
+        with self._transaction() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            value = conn.scalar(text("SELECT version_num FROM alembic_version"))
+        return None if value is None else str(value)
+
+    @property
+    def shown_url(self) -> str:
+        """The URL with its password masked, for messages and logs."""
+        return self._shown_url
+
     def ping(self) -> None:
         """Raises UnavailableError unless the database answers a trivial query."""
         with self._transaction() as conn:
@@ -764,31 +777,18 @@ class FeedbackStore:
         if decline_reason is not None and outcome != "declined":
             raise DataError(f"`decline_reason` is only for outcome 'declined', got outcome {outcome!r}")
         with self._transaction(write=True) as conn:
-            found = conn.execute(
-                select(
-                    suggestions_table.c.call_id,
-                    suggestions_table.c.benefit_id,
-                    calls_table.c.cardholder_id,
-                    calls_table.c.served_at,
-                    calls_table.c.closed_at,
-                )
-                .join(calls_table)
-                .where(suggestions_table.c.suggestion_id == suggestion_id)
-                # Changes to one call's outcomes and its closing happen one at a time.
-                .with_for_update(of=calls_table)
-            ).one_or_none()
+            found = conn.execute(_outcome_target(suggestion_id)).one_or_none()
             if found is None:
                 stored_id = conn.scalar(
                     select(suggestion_repeats_table.c.suggestion_id).where(
                         suggestion_repeats_table.c.repeat_id == suggestion_id
                     )
                 )
-                if stored_id is None:
-                    raise NotFoundError(f"unknown suggestion_id {suggestion_id!r}")
-                # A repeat's suggestion: the outcome is the stored decision's.
-                return self.record_outcome(
-                    stored_id, outcome, decline_reason=decline_reason, agent_id=agent_id
-                )
+                if stored_id is not None:  # a repeat's suggestion: the outcome is the stored one's
+                    suggestion_id = str(stored_id)
+                    found = conn.execute(_outcome_target(suggestion_id)).one_or_none()
+            if found is None:
+                raise NotFoundError(f"unknown suggestion_id {suggestion_id!r}")
             current = conn.execute(
                 select(outcomes_table).where(
                     outcomes_table.c.suggestion_id == suggestion_id, outcomes_table.c.is_current
@@ -1151,6 +1151,23 @@ def _insert_decisions(conn: Connection, decisions: Sequence[CallDecision]) -> No
     ]
     if rows:
         _INSERT_SUGGESTIONS.execute(conn, rows)
+
+
+def _outcome_target(suggestion_id: str) -> Select[Any]:
+    """A suggestion's call, benefit, cardholder and the call's times, its call row locked: changes to
+    one call's outcomes and its closing happen one at a time."""
+    return (
+        select(
+            suggestions_table.c.call_id,
+            suggestions_table.c.benefit_id,
+            calls_table.c.cardholder_id,
+            calls_table.c.served_at,
+            calls_table.c.closed_at,
+        )
+        .join(calls_table)
+        .where(suggestions_table.c.suggestion_id == suggestion_id)
+        .with_for_update(of=calls_table)
+    )
 
 
 def _keep_as_repeat(conn: Connection, stored: CallDecision, later: CallDecision) -> None:

@@ -16,6 +16,7 @@ import typer
 
 from nba.errors import NbaError, ValidationError
 from nba.validation import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
+from training.db_cli import db_app
 from training.models_cli import models_app
 from training.profiles_cli import profiles_app
 from training.serve_cli import keys_app, serve
@@ -32,6 +33,7 @@ app = typer.Typer(
 app.add_typer(models_app, name="models", help="List, promote and roll back model versions.")
 app.add_typer(profiles_app, name="profiles", help="Build, list and promote profile snapshots.")
 app.add_typer(keys_app, name="api-keys", help="Create API keys for the service.")
+app.add_typer(db_app, name="db", help="Migrate the feedback database (nba db upgrade).")
 app.command("serve")(serve)
 
 

@@ -260,3 +260,17 @@ def test_evaluate_writes_its_steps_unless_quiet(
     assert main([*argv, "--quiet"]) == 0
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out.startswith("held-out: AUC ")
+
+
+def test_db_upgrade_migrates_once_and_says_the_revision(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    assert main(["db", "upgrade", "--database-url", url]) == 0
+    assert main(["db", "upgrade", "--database-url", url]) == 0  # at head already: a no-op
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"feedback database sqlite+pysqlite:///{tmp_path / 'feedback.db'}: at revision 0004"] * 2
+    port = _closed_port()
+    assert main(["db", "upgrade", "--database-url", f"postgresql://nba:pw@127.0.0.1:{port}/nba"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: feedback database ") and "pw@" not in err and len(err.splitlines()) == 1

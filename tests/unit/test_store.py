@@ -28,9 +28,11 @@ from nba.store import (
     CallDecision,
     ContactEvent,
     DecisionBuffer,
+    DecisionJournal,
     FeedbackStore,
     ShownSuggestion,
     calls_table,
+    decision_line,
     decision_to_json,
     feature_bytes,
     feature_values,
@@ -1008,3 +1010,78 @@ def test_only_sqlite_reads_are_local_enough_for_the_event_loop(tmp_path: Path) -
     assert sqlite_store.reads_are_local and not pg_store.reads_are_local
     sqlite_store.dispose()
     pg_store.dispose()
+
+
+# -- faults: a call served twice, migrations in threads, the journal ------------------------------
+
+
+def test_a_later_decision_under_a_stored_call_id_is_kept_as_a_repeat_and_its_outcomes_count(
+    store: FeedbackStore,
+) -> None:
+    first = make_decision("T1", benefits=("dining_4x", "grocery_4x"))
+    store.log_decision(first)
+    # Served again under the same call id (the look-up did not answer in time): other ids, one benefit
+    # the same, one new (paired by rank).
+    later = replace(
+        make_decision("T1", benefits=("grocery_4x", "travel_3x")),
+        suggestions=tuple(
+            replace(s, suggestion_id=f"s_later_{i}")
+            for i, s in enumerate(make_decision("T1", benefits=("grocery_4x", "travel_3x")).suggestions)
+        ),
+    )
+    assert store.log_decisions([later]) == 0
+    assert same(store.find_decision("T1"), first)  # the first stored is the call
+    by_benefit = store.record_outcome("s_later_0", "accepted")  # grocery_4x: the stored grocery one
+    assert by_benefit.suggestion_id == "s_T1_2" and by_benefit.benefit_id == "grocery_4x"
+    by_rank = store.record_outcome("s_later_1", "declined")  # travel_3x at rank 2: the stored rank 2
+    assert by_rank.suggestion_id == "s_T1_2" and by_rank.changed is True
+    assert store.current_outcomes("T1") == {"s_T1_2": "declined"}
+    assert store.log_decision(later) is not None  # a replay of the repeat changes nothing
+    other_holder = replace(
+        later, cardholder_id="C0000099", suggestions=(replace(later.suggestions[0], suggestion_id="s_x"),)
+    )
+    store.log_decisions([other_holder])
+    with pytest.raises(NotFoundError, match="s_x"):
+        store.record_outcome("s_x", "accepted")
+
+
+def test_call_state_reads_outcomes_and_closing_in_one_go(store: FeedbackStore, clock: FakeClock) -> None:
+    assert store.call_state("T1", fast=True) is None
+    store.log_decision(make_decision("T1"))
+    store.record_outcome("s_T1_1", "accepted")
+    assert store.call_state("T1", fast=True) == ({"s_T1_1": "accepted"}, False)
+    store.record_nps("T1", 9)
+    assert store.call_state("T1") == ({"s_T1_1": "accepted"}, True)
+
+
+def test_threads_migrating_at_once_each_finish_at_head(empty_url: str) -> None:
+    # Alembic's module-level context is shared by threads: without the process lock one thread's
+    # migration ran on another's connection (KeyError: 'config', or a deadlock on PostgreSQL).
+    stores = [FeedbackStore(empty_url) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda store: store.migrate(), stores))
+    assert all(store.migrated and store.revision() == HEAD for store in stores)
+    for store in stores:
+        store.dispose()
+
+
+def test_the_journal_hands_a_dead_process_segments_over_and_keeps_a_living_ones(tmp_path: Path) -> None:
+    folder = tmp_path / "journal"
+    living = DecisionJournal(folder)
+    assert living.adopt_orphans() == []
+    living.open()
+    living.append(decision_line(make_decision("T1")))
+    # A segment whose owner died (no lock held on it), with a line torn by the crash.
+    dead = folder / "999999-000001.jsonl"
+    dead.write_bytes(decision_line(make_decision("T2")) + b'{"v": 2, "call_id": "T3", "car')
+    newcomer = DecisionJournal(folder)
+    assert newcomer.adopt_orphans() == [dead]  # the living one's segment stays with it
+    buffer = DecisionBuffer(tmp_path / "buffer.jsonl")
+    buffer.append_lines(dead.read_bytes())
+    newcomer.remove(dead)
+    assert not dead.exists() and buffer.pending() == 2
+    closed = living.rotate()
+    assert closed is not None and closed.exists() and living.bytes_written == 0
+    living.remove(closed)
+    last = living.close()
+    assert last is not None and last.read_bytes() == b""
