@@ -105,6 +105,18 @@ def start_pg_server(root: Path, bindir: Path) -> PgServer:
         as_root,
     )
     port = _free_port()
+    _pg_ctl_start(bindir, data_dir, port)
+    server = PgServer(
+        url=f"postgresql+psycopg://{PG_USER}@127.0.0.1:{port}/postgres",
+        port=port,
+        data_dir=data_dir,
+        bindir=bindir,
+    )
+    return PgServer(create_database(server, PG_DATABASE), port, data_dir, bindir)
+
+
+def _pg_ctl_start(bindir: Path, data_dir: Path, port: int) -> None:
+    root = data_dir.parent
     # Durability is not the point of a test server: fsync off makes it start and write fast.
     options = (
         f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
@@ -114,18 +126,16 @@ def start_pg_server(root: Path, bindir: Path) -> PgServer:
     try:
         _run(
             [str(bindir / "pg_ctl"), "-D", str(data_dir), "-l", str(log), "-o", options, "-w", "start"],
-            as_root,
+            os.geteuid() == 0,
         )
     except RuntimeError as exc:
         tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []
         raise RuntimeError(f"{exc}; server log: {' | '.join(tail)}") from None
-    server = PgServer(
-        url=f"postgresql+psycopg://{PG_USER}@127.0.0.1:{port}/postgres",
-        port=port,
-        data_dir=data_dir,
-        bindir=bindir,
-    )
-    return PgServer(create_database(server, PG_DATABASE), port, data_dir, bindir)
+
+
+def restart_pg_server(server: PgServer) -> None:
+    """Starts a stopped server again on its port (the fault tests stop it under load)."""
+    _pg_ctl_start(server.bindir, server.data_dir, server.port)
 
 
 def create_database(server: PgServer, name: str) -> str:
@@ -139,9 +149,10 @@ def create_database(server: PgServer, name: str) -> str:
     return server.url.rsplit("/", 1)[0] + f"/{name}"
 
 
-def stop_pg_server(bindir: Path, data_dir: Path) -> None:
-    """Stops the server at once (nothing to keep)."""
-    _run([str(bindir / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "-w", "stop"], os.geteuid() == 0)
+def stop_pg_server(bindir: Path, data_dir: Path, mode: str = "immediate") -> None:
+    """Stops the server: at once by default (nothing to keep); `fast` shuts down cleanly, keeping every
+    commit (the cluster runs with synchronous_commit off, so an immediate stop loses the last ones)."""
+    _run([str(bindir / "pg_ctl"), "-D", str(data_dir), "-m", mode, "-w", "stop"], os.geteuid() == 0)
 
 
 @pytest.fixture(scope="session")
