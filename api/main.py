@@ -233,9 +233,13 @@ def start_up(services: Services) -> None:
     except UnavailableError as exc:
         get_logger().error("feedback database unavailable at start-up", extra={"reason": str(exc)})
     services.state.load_at_start()
+    services.publish_refusal()
     serving = services.state.serving
     if serving is None:
-        get_logger().error("nothing to serve", extra={"reason": services.state.problem})
+        get_logger().error(
+            "nothing to serve",
+            extra={"reason": services.state.problem, "detail": services.state.problem_detail},
+        )
         return
     services.metrics.set_model_version(serving.model_version)
     services.warm_ledger()
@@ -260,7 +264,7 @@ async def watch_current(services: Services) -> None:
 def check_for_changes(services: Services) -> bool:
     """One watch step: reload if something changed; a refused artifact is logged, the old one keeps serving."""
     try:
-        return services.reload().changed
+        return services.reload(retry_refused=False).changed
     except NbaError:
         return False
 

@@ -107,12 +107,26 @@ class HealthOut(_Out):
     status: Literal["ok"] = "ok"
 
 
+class RefusedOut(_Out):
+    kind: Literal["model", "profiles", "catalog"] = Field(description="which artifact was refused")
+    name: str = Field(max_length=200, description="its version, as-of date or file name")
+    reason: str = Field(max_length=500, description="what is wrong with it")
+
+
 class ReadyOut(_Out):
     ready: bool
     model_loaded: bool
     profiles_loaded: bool
     database_reachable: bool
-    reason: str | None = None
+    reason: str | None = Field(default=None, description="why the service is not ready")
+    model_version: str | None = Field(default=None, max_length=64, description="the model in service")
+    profile_as_of: str | None = Field(
+        default=None, max_length=10, description="the profile snapshot in service"
+    )
+    refused: RefusedOut | None = Field(
+        default=None,
+        description="a newer artifact named for service that was refused, while the one above keeps serving",
+    )
 
 
 class ErrorOut(_Out):

@@ -10,7 +10,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import AdminDep, ServicesDep, ServingDep
-from api.schemas import ErrorOut, HealthOut, ModelOut, ReadyOut, ReloadOut
+from api.errors import DATABASE_DOWN
+from api.logs import get_logger
+from api.schemas import ErrorOut, HealthOut, ModelOut, ReadyOut, RefusedOut, ReloadOut
 from nba.errors import ConflictError, NbaError, UnavailableError
 
 router = APIRouter()
@@ -73,22 +75,33 @@ async def healthz() -> HealthOut:
     tags=["health"],
 )
 def readyz(services: ServicesDep) -> JSONResponse:
-    """Ready when a model and a profile snapshot are loaded and the feedback database answers."""
-    serving = services.state.serving
-    reason = None if serving is not None else services.state.problem
+    """Ready when a model and a profile snapshot are loaded and the feedback database answers.
+
+    Says which model and snapshot serve, and a newer one that was refused (still ready: the older one
+    serves), so whoever is on call sees it without reading logs. Reasons are in the caller's terms."""
+    state = services.state
+    serving = state.serving
+    reason = None if serving is not None else state.problem
     try:
         services.store.ping()
         reachable = True
     except UnavailableError as exc:
         reachable = False
-        reason = reason or str(exc)
+        get_logger().warning("feedback database unavailable", extra={"reason": str(exc)})
+        reason = reason or DATABASE_DOWN
     ready = serving is not None and reachable
+    refused = state.refused if serving is not None else None
     body = ReadyOut(
         ready=ready,
         model_loaded=serving is not None,
         profiles_loaded=serving is not None,
         database_reachable=reachable,
         reason=reason,
+        model_version=None if serving is None else serving.model_version,
+        profile_as_of=None if serving is None else serving.profile_as_of.isoformat(),
+        refused=None
+        if refused is None
+        else RefusedOut(kind=refused.kind, name=refused.name, reason=refused.reason),
     )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
