@@ -71,7 +71,7 @@ _NOUN: Final[dict[ArtifactKind, str]] = {
 }
 # What is left of a file-system path once the folders the service knows are taken out: an absolute path,
 # or a relative one with a folder in it.
-_PATH: Final = re.compile(r"(?<![\w.:/])(?:/|\.{1,2}/|~/)[^\s'\",;()]*|(?<![\w./:])[\w.-]+/[\w./-]*")
+_PATH: Final = re.compile(r"(?<![\w.:/])(?:/|\.{1,2}/|~/)[^\s'\",;:()]*|(?<![\w./:])[\w.-]+/[\w./-]*")
 
 
 def without_paths(text: str, folders: Iterable[Path] = ()) -> str:
