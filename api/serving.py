@@ -4,6 +4,10 @@ A reload loads the new model or profile snapshot beside the one in service, chec
 catalog and the feature lists, builds a whole new engine and only then swaps one reference: requests
 in flight finish on the engine they started with, and a bad artifact leaves the old engine serving.
 
+A new profile set (the costliest part: ~1 s of a core per 20,000 cardholders, which held the GIL
+against the event loop and put p99 at 229 ms around a swap) is built aside, in a child process at a
+lower priority, and handed back whole; only the model's loading and the engine's assembly run here.
+
 A refused artifact is described twice: in the caller's terms (which artifact, what is wrong with it; no
 file-system paths), for answers and /readyz, and in full, for the log.
 """
@@ -11,9 +15,13 @@ file-system paths), for answers and /readyz, and in full, for the log.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -111,6 +119,28 @@ class RefusedError(ModelError):
 
 
 Pointers = tuple[Path, Path, Path]
+# The child building profiles aside yields the core to the service's process (nice 0 → this).
+BUILDER_NICENESS: Final = 10
+
+
+def build_profiles_aside(model_dir: Path, snapshot_dir: Path, catalog_path: Path) -> Profiles:
+    """`profiles_from_snapshot` for a model and catalog, run in a child process started for it (spawned:
+    the service's threads are not forked) at a lower priority; the result comes back pickled (numpy
+    arrays: ~20 ms to take in for 20,000 cardholders, against ~1 s to build).
+
+    The child loads and checks the model and the catalog itself, so it raises what a build here would.
+    """
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(_profiles_in_child, model_dir, snapshot_dir, catalog_path).result()
+        except BrokenProcessPool:
+            raise ModelError("the process building the profiles died (out of memory?)") from None
+
+
+def _profiles_in_child(model_dir: Path, snapshot_dir: Path, catalog_path: Path) -> Profiles:
+    os.nice(BUILDER_NICENESS)
+    catalog = load_catalog(catalog_path)
+    return profiles_from_snapshot(snapshot_dir, load_bundle(model_dir), BenefitTable.from_catalog(catalog))
 
 
 class ServingState:
@@ -192,11 +222,12 @@ class ServingState:
             and current.catalog_sha256 == catalog_sha256
         )
         with self._refusing("profiles", snapshot_dir.name, snapshot_dir):
-            profiles: Profiles = (
-                current.engine.profiles
-                if current is not None and same_profiles
-                else profiles_from_snapshot(snapshot_dir, bundle, benefits)
-            )
+            if current is not None and same_profiles:
+                profiles: Profiles = current.engine.profiles
+            elif current is None:  # the first load: nothing is being served to protect
+                profiles = profiles_from_snapshot(snapshot_dir, bundle, benefits)
+            else:
+                profiles = build_profiles_aside(model_dir, snapshot_dir, catalog_path)
         engine = Engine(bundle, profiles, catalog, EngineConfig(epsilon=self.settings.epsilon))
         return Serving(engine, model_dir, snapshot_dir, catalog_sha256)
 

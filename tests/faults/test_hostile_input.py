@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,23 +44,26 @@ class Live:
         return f"http://{self.host}:{self.port}"
 
 
-@pytest.fixture(scope="module")
-def live(sample_deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """`nba serve` as its own process (the production HTTP settings), its log in a file."""
-    var = tmp_path_factory.mktemp("hostile")
+@contextmanager
+def serve_process(deployment: Deployment, var: Path, **env_overrides: object) -> Iterator[str]:
+    """`nba serve` as its own process with the production HTTP settings; yields its base URL once ready.
+
+    Its log goes to `var/serve.log`; `env_overrides` are settings (`models_dir=...`) as NBA_ variables.
+    """
+    var.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {
         **os.environ,
-        "NBA_MODELS_DIR": str(sample_deployment.models_dir),
-        "NBA_PROFILES_DIR": str(sample_deployment.profiles_dir),
-        "NBA_DATA_DIR": str(sample_deployment.data_dir),
+        "NBA_MODELS_DIR": str(deployment.models_dir),
+        "NBA_PROFILES_DIR": str(deployment.profiles_dir),
+        "NBA_DATA_DIR": str(deployment.data_dir),
         "NBA_DATABASE_URL": f"sqlite:///{var / 'feedback.db'}",
         "NBA_BUFFER_PATH": str(var / "buffer.jsonl"),
         "NBA_API_KEYS": KEYS,
         "NBA_PORT": str(port),
         "NBA_LOG_LEVEL": "debug",
         "NBA_WATCH_INTERVAL_S": "0",
-        "NBA_READ_DEADLINE_S": str(READ_DEADLINE_S),
+        **{f"NBA_{name.upper()}": str(value) for name, value in env_overrides.items()},
     }
     log = var / "serve.log"
     with log.open("wb") as sink:
@@ -76,7 +79,7 @@ def live(sample_deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"nba serve did not become ready:\n{log.read_text()[-3000:]}")
             time.sleep(0.1)
-        yield Live("127.0.0.1", port, log, some_cardholders(sample_deployment)[0], var)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -84,6 +87,14 @@ def live(sample_deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+@pytest.fixture(scope="module")
+def live(sample_deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    var = tmp_path_factory.mktemp("hostile")
+    with serve_process(sample_deployment, var, read_deadline_s=READ_DEADLINE_S) as base:
+        port = int(base.rsplit(":", 1)[1])
+        yield Live("127.0.0.1", port, var / "serve.log", some_cardholders(sample_deployment)[0], var)
 
 
 @dataclass(frozen=True)
