@@ -39,18 +39,25 @@ class Services:
     metrics: Metrics
     health: DatabaseHealth
 
-    def reload(self) -> ReloadResult:
+    def reload(self, retry_refused: bool = True) -> ReloadResult:
         """Reloads what the CURRENT files name (see ServingState.reload), counted and logged; on a change
         the new model version is published and the contact policy replays the stored outcomes.
 
-        Raises NbaError when the new artifact is refused (the old one keeps serving).
+        Raises NbaError when the new artifact is refused (the old one keeps serving): its message in the
+        caller's terms; the log has the detail.
         """
+        already = self.state.refused
         try:
-            result = self.state.reload()
+            result = self.state.reload(retry_refused)
         except NbaError as exc:
-            self.metrics.reloads.labels(result="refused").inc()
-            get_logger().warning("reload refused", extra={"reason": str(exc)})
+            self.publish_refusal()
+            if retry_refused or self.state.refused != already:  # the watcher says it once, not every step
+                self.metrics.reloads.labels(result="refused").inc()
+                get_logger().warning(
+                    "reload refused", extra={"reason": str(exc), "detail": getattr(exc, "detail", str(exc))}
+                )
             raise
+        self.publish_refusal()
         self.metrics.reloads.labels(result="changed" if result.changed else "unchanged").inc()
         if result.changed:
             self.metrics.set_model_version(result.serving.model_version)
@@ -58,6 +65,11 @@ class Services:
             freeze_heap()
             get_logger().info("reloaded", extra={"model_version": result.serving.model_version})
         return result
+
+    def publish_refusal(self) -> None:
+        """The refused-artifact gauge follows ServingState.refused."""
+        refused = self.state.refused
+        self.metrics.set_refused(None if refused is None else refused.kind)
 
     def warm_ledger(self) -> None:
         """Outcomes the store holds since the profile snapshot's date → the contact policy (after a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
@@ -14,6 +15,11 @@ from nba.errors import ConflictError, DataError, ModelError, NbaError, NotFoundE
 
 RETRY_AFTER_S: Final = "5"
 MAX_DETAIL: Final = 500
+DATABASE_DOWN: Final = "feedback database unavailable"
+DATABASE_UNAVAILABLE: Final = f"{DATABASE_DOWN}; retry after the Retry-After seconds"
+# A last guard on what an answer shows: URLs and absolute file-system paths become `…` (messages are
+# written in the caller's terms; this catches one that was not).
+_INTERNAL: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+|(?<![\w.:/])/(?:[^\s/'\"]+/)+[^\s'\"]*")
 
 # The most specific class first.
 STATUS_OF: Final[tuple[tuple[type[NbaError], int], ...]] = (
@@ -26,8 +32,13 @@ STATUS_OF: Final[tuple[tuple[type[NbaError], int], ...]] = (
 )
 
 
+def public_detail(detail: str) -> str:
+    """`detail` as an answer may show it: no URLs or file-system paths, at most MAX_DETAIL characters."""
+    return _INTERNAL.sub("…", detail)[:MAX_DETAIL]
+
+
 def error_response(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"detail": detail[:MAX_DETAIL], "request_id": request_id_var.get() or ""}
+    body = {"detail": public_detail(detail), "request_id": request_id_var.get() or ""}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -52,9 +63,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def nba_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, NbaError)
         status = status_of(exc)
-        # Only an outage passes by itself; a missing model needs someone to act, so no Retry-After.
-        headers = {"Retry-After": RETRY_AFTER_S} if isinstance(exc, UnavailableError) else None
-        return error_response(status, str(exc), headers)
+        if isinstance(exc, UnavailableError):
+            # The caller learns what happened and when to retry; the driver's words and the database's
+            # address are for the log. Only an outage passes by itself, so only it has a Retry-After.
+            get_logger().warning("feedback database unavailable", extra={"reason": str(exc)})
+            return error_response(status, DATABASE_UNAVAILABLE, {"Retry-After": RETRY_AFTER_S})
+        return error_response(status, str(exc))
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

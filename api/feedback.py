@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final, TypeVar
 
+from api.errors import DATABASE_DOWN
 from api.logs import get_logger
 from api.metrics import Metrics
 from nba.engine import RecentContact
@@ -65,7 +66,7 @@ POLL_S: Final = 0.005
 
 NOT_STORED_YET: Final = "feedback database unavailable: the call is not stored yet; try again"
 NO_ANSWER: Final = "feedback database unavailable: it did not answer in time"
-NOT_READY: Final = "feedback database unavailable"
+
 
 
 class ContactLedger:
@@ -288,7 +289,7 @@ class DecisionLog:
         """`call()` on a feedback thread, answered by the deadline (UnavailableError past it: a paused
         database holds the thread, not the request)."""
         if not self.store.migrated:  # the writer migrates once the database is back; never a request
-            raise UnavailableError(NOT_READY)
+            raise UnavailableError(DATABASE_DOWN)
         future = self._feedback_pool.submit(call)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), max(0.0, deadline - time.monotonic()))
@@ -349,7 +350,7 @@ class DecisionLog:
                     "decision buffer write failed; decisions kept in memory", extra={"reason": str(exc)}
                 )
             self._writes_failing = True
-            raise UnavailableError(NOT_READY) from None
+            raise UnavailableError(DATABASE_DOWN) from None
         self._buffer_in_use = True
         with self._cond:
             for decision in batch:
@@ -527,7 +528,7 @@ class DatabaseHealth:
                 await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self.PING_WAIT_S)
             if not future.done() and time.monotonic() - self._started > self.PING_STALE_S:
                 return False, "feedback database unavailable: it does not answer"
-        return (True, None) if self.reachable else (False, NOT_READY)
+        return (True, None) if self.reachable else (False, DATABASE_DOWN)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,13 +1,15 @@
 """Logs: the service's events → JSON lines on stderr, each with the request id it belongs to.
 
 Nothing that identifies a cardholder or a key is logged: requests are logged by route template
-(`/v1/cardholders/{cardholder_id}/suggestions`), never by path or query.
+(`/v1/cardholders/{cardholder_id}/suggestions`), never by path or query. The password part of any URL
+in a line (a database URL in a driver's error) is masked, whoever wrote it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -15,6 +17,8 @@ from typing import Any, Final
 
 LOGGER_NAME: Final = "nba.api"
 request_id_var: ContextVar[str | None] = ContextVar("nba_request_id", default=None)
+# `scheme://user:password@host` → `scheme://user:***@host` (the rule nba.store applies to its own messages).
+_PASSWORD_IN_URL: Final = re.compile(r"(://[^:/@\s\"]*:)[^@\s\"]*@")
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
@@ -36,7 +40,12 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return mask_secrets(json.dumps(entry, default=str))
+
+
+def mask_secrets(text: str) -> str:
+    """`text` with the password of every URL in it replaced by `***`."""
+    return _PASSWORD_IN_URL.sub(r"\1***@", text) if "://" in text else text
 
 
 def configure_logging(level: str) -> logging.Logger:

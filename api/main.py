@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Final
+from typing import Any, Final
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
@@ -35,6 +35,8 @@ from nba.errors import DataError, NbaError, UnavailableError
 from nba.store import DecisionBuffer, DecisionJournal, FeedbackStore
 
 MAX_BODY_BYTES: Final = 16 * 1024
+BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
+CLIENT_GONE: Final = 499  # counted under this status (nginx's); nothing is sent
 SWITCH_INTERVAL_S: Final = 0.0005
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 STATIC = resources.files("api") / "static"
@@ -51,29 +53,98 @@ class _TooLarge(Exception):
     pass
 
 
-async def _send_json(send: Send, status: int, detail: str, request_id: str) -> None:
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def json_problem(body: bytes) -> str | None:
+    """What is wrong with a JSON body that the routes' parser would take silently or answer with a
+    generic 400: a key twice in one object (it keeps the last), bytes that are not UTF-8, nesting past
+    the parser's depth. None otherwise (a syntax error is the route's to describe, with its position).
+    """
+    try:
+        json.loads(body, object_pairs_hook=_refuse_duplicates)
+    except _DuplicateKey as exc:
+        key = exc.key if len(exc.key) <= 64 else exc.key[:61] + "..."
+        return f"`{key}` (body): appears more than once in a JSON object; send each key once"
+    except UnicodeDecodeError:
+        return "the request body is not UTF-8 text"
+    except RecursionError:
+        return "the request body's JSON is nested too deeply"
+    except ValueError:
+        return None
+    return None
+
+
+async def _send_json(send: Send, status: int, detail: str, request_id: str, close: bool = False) -> None:
     body = json.dumps({"detail": detail, "request_id": request_id}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id.encode()),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+    ]
+    if close:  # the rest of the request was not read: the connection cannot carry another one
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole request body (None when the client went away), at most MAX_BODY_BYTES, else _TooLarge."""
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > MAX_BODY_BYTES:
+            raise _TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the app the body already read, then whatever the connection says next."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 class RequestContext:
     """Pure ASGI middleware: a request id on every response and log line, body limits, JSON-only bodies,
-    latency and counts per route template (never the path: it holds cardholder ids)."""
+    latency and counts per route template (never the path: it holds cardholder ids).
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    A body is read whole here, before the app sees it: at most MAX_BODY_BYTES however it is sent
+    (Content-Length or chunked: 413), within the settings' read deadline (408: a Content-Length longer than what is
+    sent would otherwise hold the request open for ever), and a JSON object with a key twice is a 422
+    naming the key (the parser behind the routes would keep the last one silently).
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, read_deadline_s: float) -> None:
         self.app = app
         self.metrics = metrics
+        self.read_deadline_s = read_deadline_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,20 +158,15 @@ class RequestContext:
         status = 500
         method = scope["method"]
         try:
-            problem = self._body_problem(method, scope["path"], headers)
-            if problem is not None:
-                status = problem[0]
-                await _send_json(send, status, problem[1], request_id)
-                return
-            received = 0
-
-            async def limited_receive() -> Message:
-                nonlocal received
-                message = await receive()
-                received += len(message.get("body", b""))
-                if received > MAX_BODY_BYTES:
-                    raise _TooLarge
-                return message
+            if method in BODY_METHODS:
+                problem = self._body_problem(scope["path"], headers)
+                if problem is None:
+                    problem, receive = await self._read_whole_body(receive)
+                if problem is not None:
+                    status = problem[0]
+                    if status != CLIENT_GONE:
+                        await _send_json(send, status, problem[1], request_id, close=status in (408, 413))
+                    return
 
             async def send_with_id(message: Message) -> None:
                 nonlocal status
@@ -110,13 +176,7 @@ class RequestContext:
                     message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
                 await send(message)
 
-            try:
-                await self.app(scope, limited_receive, send_with_id)
-            except _TooLarge:
-                status = 413
-                await _send_json(
-                    send, 413, f"the request body is larger than {MAX_BODY_BYTES} bytes", request_id
-                )
+            await self.app(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
@@ -136,10 +196,23 @@ class RequestContext:
                 )
             request_id_var.reset(token)
 
+    async def _read_whole_body(self, receive: Receive) -> tuple[tuple[int, str] | None, Receive]:
+        try:
+            async with asyncio.timeout(self.read_deadline_s):
+                body = await read_body(receive)
+        except TimeoutError:
+            return (408, f"the request body did not arrive within {self.read_deadline_s:g} s"), receive
+        except _TooLarge:
+            return (413, f"the request body is larger than {MAX_BODY_BYTES} bytes"), receive
+        if body is None:
+            return (CLIENT_GONE, "the client went away"), receive
+        problem = json_problem(body) if body.strip() else None
+        if problem is not None:
+            return (422, problem), receive
+        return None, replaying(body, receive)
+
     @staticmethod
-    def _body_problem(method: str, path: str, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
-        if method not in ("POST", "PUT", "PATCH"):
-            return None
+    def _body_problem(path: str, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             return 413, f"the request body is larger than {MAX_BODY_BYTES} bytes"
@@ -156,11 +229,13 @@ def create_app(
     clock: Callable[[], datetime] = utc_now,
     store: FeedbackStore | None = None,
     start_background: bool = True,
+    fast_path: bool = True,
 ) -> FastAPI:
     """The service, configured by `settings`; nothing heavy happens until start-up.
 
     `clock` and `store` are injectable for tests; `start_background=False` leaves the decision-log writer
-    and the CURRENT watcher off (tests drive them by hand, no sleeping).
+    and the CURRENT watcher off (tests drive them by hand, no sleeping); `fast_path=False` leaves every
+    suggestions request to the route (tests compare the two).
 
     Raises DataError when production mode has no API keys, or the keys are malformed.
     """
@@ -224,8 +299,9 @@ def create_app(
     route = next(
         r for r in suggestions.router.routes if getattr(r, "path", None) == suggestions.SUGGESTIONS_PATH
     )
-    app.add_middleware(suggestions.SuggestionsFastPath, services=services, route=route)
-    app.add_middleware(RequestContext, metrics=metrics)
+    if fast_path:
+        app.add_middleware(suggestions.SuggestionsFastPath, services=services, route=route)
+    app.add_middleware(RequestContext, metrics=metrics, read_deadline_s=settings.read_deadline_s)
     return app
 
 
@@ -239,9 +315,13 @@ def start_up(services: Services) -> None:
     # What a process that died left unwritten goes to the buffer; the writer replays it.
     services.log.open_journal()
     services.state.load_at_start()
+    services.publish_refusal()
     serving = services.state.serving
     if serving is None:
-        get_logger().error("nothing to serve", extra={"reason": services.state.problem})
+        get_logger().error(
+            "nothing to serve",
+            extra={"reason": services.state.problem, "detail": services.state.problem_detail},
+        )
         return
     services.metrics.set_model_version(serving.model_version)
     services.warm_ledger()
@@ -266,7 +346,7 @@ async def watch_current(services: Services) -> None:
 def check_for_changes(services: Services) -> bool:
     """One watch step: reload if something changed; a refused artifact is logged, the old one keeps serving."""
     try:
-        return services.reload().changed
+        return services.reload(retry_refused=False).changed
     except NbaError:
         return False
 
@@ -290,21 +370,14 @@ def serve(settings: Settings) -> None:
     """Runs the service with uvicorn on settings.host:settings.port (one worker; logs as JSON lines)."""
     import uvicorn
 
+    from api.http import uvicorn_config
+
     # The event loop shares the GIL with the decision-log writer: with Python's default 5 ms switch
     # interval a request arriving during a write batch waits up to 5 ms for it; 0.5 ms bounds that.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     app = create_app(settings)
     logger = configure_logging(settings.log_level)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        log_level=settings.log_level,
-        loop="uvloop",
-        http="httptools",
-    )
+    config = uvicorn_config(app, settings)
     for name in ("uvicorn", "uvicorn.error"):
         uv = __import__("logging").getLogger(name)
         uv.handlers = list(logger.handlers)

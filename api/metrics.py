@@ -59,6 +59,14 @@ class Metrics:
             "Decisions waiting in the local buffer for the database.",
             registry=r,
         )
+        self.refused_artifact = Gauge(
+            "nba_refused_artifact",
+            "1 while a newer artifact (model, profiles or catalog) named for service was refused and an "
+            "older one serves; see /readyz for which and why.",
+            ["kind"],
+            registry=r,
+        )
+        self.set_refused(None)
         self.reloads = Counter("nba_reloads_total", "Reload attempts by result.", ["result"], registry=r)
         # The decision log on call: is the writer keeping up, and where do decisions go?
         self.decisions_pending = Gauge(
@@ -99,6 +107,10 @@ class Metrics:
 
         self.model_age.set_function(age(model_created))
         self.profile_age.set_function(age(profile_as_of))
+
+    def set_refused(self, kind: str | None) -> None:
+        for each in ("model", "profiles", "catalog"):
+            self.refused_artifact.labels(kind=each).set(1 if each == kind else 0)
 
     def set_model_version(self, version: str) -> None:
         self.model_info.clear()

@@ -5,12 +5,30 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from nba.vocab import CallReason, Outcome
 
 ID_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,64}$"
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN, min_length=1, max_length=64)]
+# A query integer is plain digits: pydantic's lax parsing would also take ` 3 `, `3.0` or `+3`.
+_DIGITS: Final = frozenset("0123456789")
+
+
+def _plain_digits(value: object) -> object:
+    if isinstance(value, str) and not (0 < len(value) <= 9 and set(value) <= _DIGITS):
+        raise ValueError("must be written in plain digits, like 3")
+    return int(value) if isinstance(value, str) else value
+
+
+QueryInt = Annotated[int, BeforeValidator(_plain_digits)]
+
+
+class _In(BaseModel):
+    """A request body: strict types (an integer is a JSON integer, never `true`, `"9"` or `1e1`), no
+    unknown fields. (A key given twice is refused before parsing: see api.main.RequestContext.)"""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class _Out(BaseModel):
@@ -60,9 +78,7 @@ class SuggestionsOut(_Out):
     call_closed: bool = Field(default=False, description="outcomes can no longer be changed on this call")
 
 
-class OutcomeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class OutcomeIn(_In):
     outcome: Outcome = Field(examples=["accepted"])
     decline_reason: str | None = Field(default=None, max_length=200, examples=[None])
     agent_id: Id | None = Field(default=None, examples=["agent_17"])
@@ -77,9 +93,7 @@ class OutcomeOut(_Out):
     changed: bool = Field(description="true when this replaced an earlier, different outcome")
 
 
-class NpsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class NpsIn(_In):
     score: int = Field(ge=0, le=10, examples=[9])
 
 
@@ -107,12 +121,26 @@ class HealthOut(_Out):
     status: Literal["ok"] = "ok"
 
 
+class RefusedOut(_Out):
+    kind: Literal["model", "profiles", "catalog"] = Field(description="which artifact was refused")
+    name: str = Field(max_length=200, description="its version, as-of date or file name")
+    reason: str = Field(max_length=500, description="what is wrong with it")
+
+
 class ReadyOut(_Out):
     ready: bool
     model_loaded: bool
     profiles_loaded: bool
     database_reachable: bool
-    reason: str | None = None
+    reason: str | None = Field(default=None, description="why the service is not ready")
+    model_version: str | None = Field(default=None, max_length=64, description="the model in service")
+    profile_as_of: str | None = Field(
+        default=None, max_length=10, description="the profile snapshot in service"
+    )
+    refused: RefusedOut | None = Field(
+        default=None,
+        description="a newer artifact named for service that was refused, while the one above keeps serving",
+    )
 
 
 class ErrorOut(_Out):

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     watch_interval_s: float = Field(
         default=5.0, ge=0, description="how often CURRENT files are checked for a change (0: never)"
     )
+    read_deadline_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="a request's head, and then its body, must arrive within this long (else 408)",
+    )
     epsilon: float = Field(default=0.0, ge=0, le=1, description="ε-exploration share of calls")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     frame_ancestors: str = Field(

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import AdminDep, ServicesDep, ServingDep
-from api.schemas import ErrorOut, HealthOut, ModelOut, ReadyOut, ReloadOut
+from api.schemas import ErrorOut, HealthOut, ModelOut, ReadyOut, RefusedOut, ReloadOut
 from nba.errors import ConflictError, NbaError
 
 router = APIRouter()
@@ -76,18 +76,27 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     """Ready when a model and a profile snapshot are loaded and the feedback database answers.
 
     Answers within 100 ms whatever the database does: the database's state is the last ping's (a ping
-    still waiting after a second counts as unreachable)."""
-    serving = services.state.serving
-    reason = None if serving is not None else services.state.problem
+    still waiting after a second counts as unreachable). Says which model and snapshot serve, and a newer
+    one that was refused (still ready: the older one serves), so whoever is on call sees it without
+    reading logs. Reasons are in the caller's terms."""
+    state = services.state
+    serving = state.serving
+    reason = None if serving is not None else state.problem
     reachable, why = await services.health.state()
     reason = reason or why
     ready = serving is not None and reachable
+    refused = state.refused if serving is not None else None
     body = ReadyOut(
         ready=ready,
         model_loaded=serving is not None,
         profiles_loaded=serving is not None,
         database_reachable=reachable,
         reason=reason,
+        model_version=None if serving is None else serving.model_version,
+        profile_as_of=None if serving is None else serving.profile_as_of.isoformat(),
+        refused=None
+        if refused is None
+        else RefusedOut(kind=refused.kind, name=refused.name, reason=refused.reason),
     )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 

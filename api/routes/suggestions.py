@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from api.asgi import ASGIApp, Receive, Scope, Send
 from api.deps import AgentDep, Services, authorize, serving_of
-from api.schemas import ID_PATTERN, ErrorOut, SuggestionsOut
+from api.schemas import ID_PATTERN, ErrorOut, QueryInt, SuggestionsOut
 from nba.engine import Decision
 from nba.errors import ConflictError, DataError
 from nba.store import CallDecision, ShownSuggestion
@@ -116,7 +116,7 @@ class SuggestionsQuery(BaseModel):
     """The route's query parameters, in one model: `SuggestionsFastPath` validates with it too."""
 
     call_reason: CallReason = Field("general", description="why the cardholder called")
-    limit: int = Field(3, ge=1, le=10, description="at most this many suggestions")
+    limit: QueryInt = Field(3, ge=1, le=10, description="at most this many suggestions")
     call_id: str | None = Field(
         None, pattern=ID_PATTERN, max_length=64, description="the desktop's call id (else created)"
     )
@@ -186,6 +186,10 @@ async def get_suggestions(
     # Valid requests are answered by SuggestionsFastPath before they get here; this route answers the
     # rest (every error, in the service's one error format) and documents the operation.
     services: Services = request.app.state.services
+    names = [name for name, _ in request.query_params.multi_items()]
+    repeated = next((name for name in _QUERY_NAMES if names.count(name) > 1), None)
+    if repeated is not None:  # the parser would keep the last silently; the fast path hands these on
+        raise DataError(f"`{repeated}` (query): given more than once; send it once")
     body = await suggestions_body(services, request.headers.get("x-api-key"), cardholder_id, query, x_call_id)
     return Response(body, media_type="application/json")
 
