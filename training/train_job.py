@@ -153,6 +153,7 @@ def _labelled_rows(data: DataSource, as_of: date, catalog: Catalog) -> LabelledR
     rows = load_presentations(data, as_of)
     if rows.table.num_rows:
         return rows
+    recent = rows.left_out.get("label_not_known_yet", 0)
     pairs = " UNION ALL ".join(
         f"SELECT cardholder_id, '{b}' AS benefit_id FROM cardholders WHERE product_id = '{p.id}'"
         for p in catalog.products
@@ -162,10 +163,14 @@ def _labelled_rows(data: DataSource, as_of: date, catalog: Catalog) -> LabelledR
         load_natural_adoption(data, as_of - timedelta(days=91 + NATURAL_SNAPSHOT_STEP_DAYS * j), pairs)
         for j in reversed(range(NATURAL_SNAPSHOTS))
     ]
+    why = (
+        f"no conversation has a known label yet: all {recent:,} are in the {LABEL_WINDOW_DAYS} days before the as-of"
+        if recent
+        else "no conversations yet"
+    )
     source = (
         f"natural adoption: first use in the 90 days after each of {NATURAL_SNAPSHOTS} snapshot dates "
-        f"{NATURAL_SNAPSHOT_STEP_DAYS} days apart, the latest {snapshots[-1].table.column('as_of')[0]} "
-        "(no conversations yet)"
+        f"{NATURAL_SNAPSHOT_STEP_DAYS} days apart, the latest {snapshots[-1].table.column('as_of')[0]} ({why})"
     )
     return LabelledRows(pa.concat_tables([s.table for s in snapshots]), source, {})
 
