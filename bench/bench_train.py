@@ -10,7 +10,9 @@ labelled presentations — then, each in its own child process so its peak resid
    then `--repeat` rounds alternating `PropensityModel.fit` and a bare `lightgbm.train` with the same
    parameters (`nba.model.DEFAULT_PARAMS`, the same seed, num_boost_round and early stopping) on identical
    X/y; plus what the wrapper does besides (validation checks, predicting the validation slice,
-   calibration) and what `train_model` does around it (the masked copies of X) timed on their own.
+   calibration) and what `train_model` does around it (the masked copies of X) timed on their own;
+3. `--refit-pairs` pairs of `train_model` runs, shipping the held-out fit (as before the refit) and
+   the model refit on every labelled row (the default), alternating: the ratio of their medians.
 
 Prints the numbers and merges them into bench/results/train.json under the cardholder count.
 `bench_engine.py` and `bench_score.py` reuse the world and model helpers here.
@@ -18,6 +20,7 @@ Prints the numbers and merges them into bench/results/train.json under the cardh
     python bench/bench_train.py                          # 100,000 cardholders (about 110,000 rows)
     python bench/bench_train.py --cardholders 900000     # about 1 M rows; ~15 min on a quiet 2-core machine
     python bench/bench_train.py --profile                # also a cProfile of train_model (slower run)
+    python bench/bench_train.py --refit-pairs 3          # the refit on every row's cost: 3 pairs of runs
 """
 
 from __future__ import annotations
@@ -132,7 +135,9 @@ def ensure_world(cardholders: int, seed: int, data: Path | None = None) -> tuple
     return out_dir, rows
 
 
-def _train_child(conn: Connection, data_dir: str, models_root: str, profile: bool) -> None:
+def _train_child(
+    conn: Connection, data_dir: str, models_root: str, profile: bool, ship_all_rows: bool = True
+) -> None:
     sys.path.insert(0, str(ROOT))
     from training.train_job import TrainOptions, train_model
 
@@ -140,7 +145,7 @@ def _train_child(conn: Connection, data_dir: str, models_root: str, profile: boo
     started = time.perf_counter()
     if profiler is not None:
         profiler.enable()
-    result = train_model(Path(data_dir), Path(models_root), TrainOptions())
+    result = train_model(Path(data_dir), Path(models_root), TrainOptions(ship_all_rows=ship_all_rows))
     if profiler is not None:
         profiler.disable()
     seconds = time.perf_counter() - started
@@ -168,9 +173,38 @@ def _top_functions(profiler: cProfile.Profile, limit: int = 30) -> dict[str, lis
     return out
 
 
-def train_once(data_dir: Path, models_root: Path, profile: bool = False) -> Measured:
-    """`train_model` on `data_dir` into `models_root` (which should hold no CURRENT model), in a child process."""
-    return in_child(_train_child, str(data_dir), str(models_root), profile)
+def train_once(
+    data_dir: Path, models_root: Path, profile: bool = False, ship_all_rows: bool = True
+) -> Measured:
+    """`train_model` on `data_dir` into `models_root` (which should hold no CURRENT model), in a child process.
+
+    `ship_all_rows=False` ships the held-out fit, as `nba train` did before the refit on every row.
+    """
+    return in_child(_train_child, str(data_dir), str(models_root), profile, ship_all_rows)
+
+
+def refit_cost(data_dir: Path, models_root: Path, pairs: int) -> dict[str, Any]:
+    """`train_model` with and without the refit on every labelled row, alternating `pairs` times."""
+    with_refit: list[float] = []
+    without: list[float] = []
+    steps: dict[str, float] = {}
+    for i in range(pairs):
+        for ship_all_rows, into in ((False, without), (True, with_refit)):
+            root = models_root / f"refit-{ship_all_rows}-{i}"
+            root.mkdir()
+            measured = train_once(data_dir, root, ship_all_rows=ship_all_rows)
+            into.append(measured.seconds)
+            if ship_all_rows:
+                steps = measured.detail["timings_s"]
+    ratio = statistics.median(with_refit) / statistics.median(without)
+    return {
+        "with_refit_s": [round(x, 2) for x in with_refit],
+        "held_out_fit_only_s": [round(x, 2) for x in without],
+        "ratio_median": round(ratio, 3),
+        "goal_ratio": 2.0,
+        "meets_goal": ratio <= 2.0,
+        "timings_s_with_refit": steps,
+    }
 
 
 def ensure_model(data_dir: Path) -> Path:
@@ -332,7 +366,13 @@ def _fit_child(conn: Connection, data_dir_s: str, model_dir_s: str, repeat: int,
 
 
 def run_bench(
-    cardholders: int, seed: int, repeat: int, profile: bool, data: Path | None, keep: bool
+    cardholders: int,
+    seed: int,
+    repeat: int,
+    profile: bool,
+    data: Path | None,
+    keep: bool,
+    refit_pairs: int = 0,
 ) -> dict[str, Any]:
     """Trains once, then compares the fit with bare LightGBM; returns the result record."""
     data_dir, rows_by_table = ensure_world(cardholders, seed, data)
@@ -344,6 +384,12 @@ def run_bench(
         print(f"  {trained.seconds:.1f} s, peak RSS {trained.peak_rss_gb:.2f} GB: {timings}", flush=True)
         print(f"fit vs bare lgb.train, {repeat} round(s) ...", flush=True)
         fit = in_child(_fit_child, str(data_dir), trained.detail["model_dir"], repeat, 0)
+        refit = None
+        if refit_pairs:
+            print(
+                f"train_model with and without the refit on every row, {refit_pairs} pair(s) ...", flush=True
+            )
+            refit = refit_cost(data_dir, models_root, refit_pairs)
         profiled = None
         if profile:
             print("train_model under cProfile ...", flush=True)
@@ -387,6 +433,8 @@ def run_bench(
         "machine": machine(),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if refit is not None:
+        result["refit_on_every_row"] = refit
     if profiled is not None:
         result["profile"] = {
             "wall_s_under_cprofile": round(profiled.seconds, 2),
@@ -422,12 +470,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="store_true", help="also run train_model under cProfile")
     parser.add_argument("--data", type=Path, help="use this data directory instead of a generated world")
     parser.add_argument("--keep", action="store_true", help="keep the trained model folder under /tmp")
+    parser.add_argument(
+        "--refit-pairs",
+        type=int,
+        default=1,
+        help="pairs of train_model runs with and without the refit on every labelled row (default 1; 0: none)",
+    )
     args = parser.parse_args(argv)
     if args.cardholders < 1:
         parser.error(f"`--cardholders` must be a positive integer, got {args.cardholders}")
     if args.repeat < 1:
         parser.error(f"`--repeat` must be a positive integer, got {args.repeat}")
-    result = run_bench(args.cardholders, args.seed, args.repeat, args.profile, args.data, args.keep)
+    result = run_bench(
+        args.cardholders, args.seed, args.repeat, args.profile, args.data, args.keep, args.refit_pairs
+    )
     train = result["train_model"]
     fit = result["fit_vs_bare"]
     print(
@@ -447,6 +503,12 @@ def main(argv: list[str] | None = None) -> None:
         f"calibration {fit['wrapper_calibrate_s']:.2f} s; train_model's masked copies {fit['mask_copy_s']:.2f} s; "
         f"Dataset construction (inside both) {fit['dataset_construct_s']:.2f} s"
     )
+    if "refit_on_every_row" in result:
+        refit = result["refit_on_every_row"]
+        print(
+            f"refit on every labelled row: train_model {refit['with_refit_s']} s vs the held-out fit alone "
+            f"{refit['held_out_fit_only_s']} s = {refit['ratio_median']:.2f}x (goal <= 2)"
+        )
     if "profile" in result:
         print("cProfile of train_model, by cumulative time:")
         for line in result["profile"]["top"]["cumulative"][:25]:

@@ -186,6 +186,25 @@ class SpendEstimator:
         fitted = np.asarray(booster.predict(X[chosen][:, columns]), dtype=np.float64)
         self.smearing_[category] = _smearing_factor(target, fitted)
 
+    @property
+    def learned_nothing(self) -> bool:
+        """True when no cardholder spent in any category on the card (no transactions): every estimate is $0."""
+        self._check_fitted()
+        return not any(self.train_rows_.values())
+
+    def describe(self) -> str:
+        """What the estimator learned from, in one sentence for the report, the summary and the manifest."""
+        if self.learned_nothing:
+            return (
+                "nothing to learn from: no cardholder has card spend in any category (no transactions), "
+                "so estimated spend and the value of earn-rate benefits are $0"
+            )
+        fitted = len(self.boosters_)
+        medians = len(SPEND_CATEGORIES) - fitted
+        return f"a regression for {fitted} of {len(SPEND_CATEGORIES)} categories" + (
+            f", the median card spend for {medians} with too few spenders" if medians else ""
+        )
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "inputs_"):
             raise ModelError("This SpendEstimator is not fitted yet. Call 'fit' first.")

@@ -241,22 +241,7 @@ class PropensityModel:
 
         `progress` gets a bar over the boosting rounds of each pass (the first ends at early stopping).
         """
-        if not 1 <= self.num_boost_round <= 100_000:
-            raise ValueError(
-                f"The 'num_boost_round' parameter must be an int in [1, 100000]. Got {self.num_boost_round} instead."
-            )
-        if X.ndim != 2 or X.shape[1] != len(feature_names):
-            raise ValueError(
-                f"`X` must have one column per feature name ({len(feature_names)}), got shape {X.shape}"
-            )
-        unknown = set(categorical_features) - set(feature_names)
-        if unknown:
-            raise ValueError(f"`categorical_features` names columns that are not features: {sorted(unknown)}")
-        for name, labels in (("y", y), ("y_valid", y_valid)):
-            if not np.isin(labels, (0, 1)).all():
-                raise ValueError(f"`{name}` must hold only 0 and 1")
-        if y.sum() == 0:
-            raise ValueError("`y` has no positive labels: nobody adopted a benefit in the training period")
+        self._check_inputs(X, y, feature_names, categorical_features, y_valid)
         params = {**DEFAULT_PARAMS, **(self.params or {}), "num_threads": self.num_threads}
         train = lgb.Dataset(
             X,
@@ -276,6 +261,8 @@ class PropensityModel:
         self.feature_names_ = list(feature_names)
         self.categorical_features_ = list(categorical_features)
         p_valid = np.asarray(booster.predict(X_valid, num_iteration=self.best_iteration_), dtype=np.float64)
+        # Out-of-time predictions of the first pass: one fold of a later calibration over time.
+        self.valid_raw_proba_ = p_valid
         if self.calibrate:
             self.calibrator_, self.calibration_losses_ = fit_calibrator(y_valid.astype(np.float64), p_valid)
         else:
@@ -294,6 +281,61 @@ class PropensityModel:
                 self.booster_ = lgb.train(params, both, total, callbacks=[advance_each_round(rounds)])
             self.best_iteration_ = total
         return self
+
+    def fit_rounds(
+        self,
+        X: FloatArray,
+        y: FloatArray,
+        feature_names: Sequence[str],
+        categorical_features: Sequence[str],
+        calibrator: Calibrator,
+        progress: ProgressHook = NO_PROGRESS,
+    ) -> PropensityModel:
+        """Trains exactly `num_boost_round` trees on every row of (X, y), none held out, and keeps
+        `calibrator` (fitted beforehand on out-of-time predictions: no row is left to fit it on).
+
+        For the model that ships: the number of trees comes from an earlier fit's early stopping.
+        """
+        self._check_inputs(X, y, feature_names, categorical_features)
+        params = {**DEFAULT_PARAMS, **(self.params or {}), "num_threads": self.num_threads}
+        train = lgb.Dataset(
+            X, y, feature_name=list(feature_names), categorical_feature=list(categorical_features)
+        )
+        with progress.track("rounds on every labelled row", self.num_boost_round) as rounds:
+            self.booster_ = lgb.train(
+                params, train, self.num_boost_round, callbacks=[advance_each_round(rounds)]
+            )
+        self.best_iteration_ = self.num_boost_round
+        self.early_stopping_iteration_ = self.num_boost_round
+        self.feature_names_ = list(feature_names)
+        self.categorical_features_ = list(categorical_features)
+        self.calibrator_, self.calibration_losses_ = calibrator, {}
+        return self
+
+    def _check_inputs(
+        self,
+        X: FloatArray,
+        y: FloatArray,
+        feature_names: Sequence[str],
+        categorical_features: Sequence[str],
+        y_valid: FloatArray | None = None,
+    ) -> None:
+        if not 1 <= self.num_boost_round <= 100_000:
+            raise ValueError(
+                f"The 'num_boost_round' parameter must be an int in [1, 100000]. Got {self.num_boost_round} instead."
+            )
+        if X.ndim != 2 or X.shape[1] != len(feature_names):
+            raise ValueError(
+                f"`X` must have one column per feature name ({len(feature_names)}), got shape {X.shape}"
+            )
+        unknown = set(categorical_features) - set(feature_names)
+        if unknown:
+            raise ValueError(f"`categorical_features` names columns that are not features: {sorted(unknown)}")
+        for name, labels in (("y", y), ("y_valid", y_valid)):
+            if labels is not None and not np.isin(labels, (0, 1)).all():
+                raise ValueError(f"`{name}` must hold only 0 and 1")
+        if y.sum() == 0:
+            raise ValueError("`y` has no positive labels: nobody adopted a benefit in the training period")
 
     def _check_fitted(self) -> lgb.Booster:
         booster: lgb.Booster | None = getattr(self, "booster_", None)

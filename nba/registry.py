@@ -55,12 +55,24 @@ _VERSION_TIME_FORMAT: Final = "%Y%m%dT%H%M%SZ"
 _VERSION_HASH_LENGTH: Final = 7
 _VERSION_RE: Final = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{7}")
 _SHA256_RE: Final = re.compile(r"[0-9a-f]{64}")
-HistoryAction = Literal["promote", "rollback", "found"]
+HistoryAction = Literal["promote", "forced", "rollback", "found"]
 _HISTORY_ACTIONS: Final[dict[str, HistoryAction]] = {
     "promote": "promote",
+    "forced": "forced",  # promoted with --force past the promotion gate
     "rollback": "rollback",
     "found": "found",
 }
+# The promotion gate's metrics: the held-out fit's number, and the prefix of each baseline's on the same rows.
+GATE_METRICS: Final = (
+    ("auc", "AUC", "baseline_auc_"),
+    ("expected_adoptions_top3", "IPS adoptions/call", "baseline_ips_"),
+)
+# The same held-out calls scored by the challenger and by the model in service, in one training run.
+VERSUS_CHAMPION: Final = {
+    "auc": ("vs_champion_auc", "champion_auc"),
+    "expected_adoptions_top3": ("vs_champion_ips", "champion_ips"),
+}
+CHAMPION_KEY: Final = "champion_version"
 
 
 def artifact_name_problem(name: str) -> str | None:
@@ -175,10 +187,16 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class PromotionDecision:
-    """Whether a challenger model should replace the champion in service, and why in one sentence."""
+    """Whether a challenger model should replace the champion in service, and why in one sentence.
+
+    `forced` when only --force put it past the gate; `warning` when it goes in service although it is
+    no better than a baseline (nothing else was in service).
+    """
 
     promote: bool
     reason: str
+    forced: bool = False
+    warning: str | None = None
 
 
 # --- JSON artifacts ---------------------------------------------------------------------------------
@@ -456,7 +474,8 @@ def _read_history(models_root: Path) -> list[_HistoryLine]:
         action = _HISTORY_ACTIONS.get(parts[2] if len(parts) == 3 else "promote")
         if len(parts) not in (2, 3) or not is_version(parts[1]) or action is None:
             raise ModelError(
-                f"{path}: line {number}: {line.strip()!r} is not 'TIMESTAMP VERSION [promote|rollback|found]'"
+                f"{path}: line {number}: {line.strip()!r} is not "
+                "'TIMESTAMP VERSION [promote|forced|rollback|found]'"
             )
         try:
             datetime.fromisoformat(parts[0])
@@ -474,7 +493,7 @@ def _replay(history: Sequence[_HistoryLine]) -> list[str]:
             stack.pop()
         # A promotion always stacks (promoting A, B, A again makes B the one to roll back to);
         # a rollback or a found version only when it is not on top already.
-        if line.action == "promote" or not stack or stack[-1] != line.version:
+        if line.action in ("promote", "forced") or not stack or stack[-1] != line.version:
             stack.append(line.version)
     return stack
 
@@ -501,8 +520,11 @@ def _now(now: datetime | None) -> datetime:
     return now
 
 
-def set_current(models_root: Path, version: str, *, now: datetime | None = None) -> str | None:
-    """Puts `version` in service: checks its folder, replaces CURRENT atomically, logs it in HISTORY.
+def set_current(
+    models_root: Path, version: str, *, now: datetime | None = None, forced: bool = False
+) -> str | None:
+    """Puts `version` in service: checks its folder, replaces CURRENT atomically, logs it in HISTORY
+    (as `forced` when --force put it past the promotion gate; the model folder itself never changes).
 
     Returns the version that was in service before (None if there was none); when that is `version`
     itself nothing is written. Raises NotFoundError for an unknown version and ModelError for a folder
@@ -521,7 +543,7 @@ def set_current(models_root: Path, version: str, *, now: datetime | None = None)
     if previous is not None and (not stack or stack[-1] != previous):
         # CURRENT was set outside nba (or before HISTORY existed): record it so rollback can return to it.
         entries.append((previous, "found"))
-    entries.append((version, "promote"))
+    entries.append((version, "forced" if forced else "promote"))
     # CURRENT first: if we stop in between, the next promotion records the version as found.
     _write_current(models_root, version)
     _append_history(models_root, entries, at)
@@ -590,61 +612,104 @@ def list_models(models_root: Path) -> list[ModelInfo]:
 # --- champion and challenger -----------------------------------------------------------------------
 
 
-def decide_promotion(
-    challenger: ModelManifest,
-    champion: ModelManifest | None,
-    metric: str = DEFAULT_PROMOTION_METRIC,
-    challenger_on_same_data: float | None = None,
-    champion_on_same_data: float | None = None,
-    *,
-    higher_is_better: bool = True,
-) -> PromotionDecision:
-    """Whether `challenger` should replace `champion`: yes when there is no champion, or when its
-    `metric` is at least the champion's (at most, when lower is better).
+def baseline_problem(challenger: ModelManifest) -> str | None:
+    """Why the challenger's held-out fit is not above the best baseline on the same rows, or None.
 
-    Pass both `*_on_same_data` numbers, measured in one evaluation run on the same held-out data:
-    that is the fair comparison. Without them the manifests' own metrics are compared (each measured
-    on its own held-out data), and the reason says so. A missing metric means no promotion.
+    Each GATE_METRICS number must be above every baseline's measured in the same run on the same
+    held-out rows (the manifest's `baseline_auc_*`, `baseline_ips_*`). A metric neither the model nor
+    a baseline could be measured on (no logging_prob: no IPS) is not checked.
+    """
+    metrics = challenger.metrics
+    for metric, label, prefix in GATE_METRICS:
+        baselines = {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)}
+        ours = metrics.get(metric)
+        if not baselines:
+            if metric == "auc":
+                return "its manifest records no baseline numbers to compare with (trained by an older nba)"
+            continue
+        if ours is None:
+            return f"it has no held-out {label} to compare with the baselines'"
+        best = max(baselines, key=lambda name: baselines[name])
+        if not ours > baselines[best]:
+            return (
+                f"its held-out {label} {ours:.4f} is not above the best baseline's "
+                f"({best} {baselines[best]:.4f}) on the same rows"
+            )
+    return None
+
+
+def champion_problem(challenger: ModelManifest, champion: ModelManifest) -> tuple[str | None, str]:
+    """Why the challenger is not above the champion, or None; and what the comparison was.
+
+    The fair comparison is on the same held-out calls in one training run (the challenger's
+    `vs_champion_*` and `champion_*` metrics, when `data_summary.champion_version` names this champion);
+    otherwise each manifest's own held-out numbers, which the comparison says are only roughly comparable.
+    """
+    same_run = challenger.data_summary.get(CHAMPION_KEY) == champion.version
+    compared: list[str] = []
+    for metric, label, _ in GATE_METRICS:
+        if same_run:
+            ours_key, theirs_key = VERSUS_CHAMPION[metric]
+            ours, theirs = challenger.metrics.get(ours_key), challenger.metrics.get(theirs_key)
+        else:
+            ours, theirs = challenger.metrics.get(metric), champion.metrics.get(metric)
+        if ours is None or theirs is None:
+            continue
+        comparison = f"{label} {ours:.4f} {'>' if ours > theirs else 'is not above'} {theirs:.4f}"
+        if not ours > theirs:
+            basis = (
+                "on the same held-out calls"
+                if same_run
+                else "from the manifests (each on its own held-out data)"
+            )
+            return f"its held-out {comparison} of {champion.version} {basis}", ""
+        compared.append(comparison)
+    if not compared:
+        return f"no held-out metric of {champion.version} to compare with", ""
+    basis = (
+        "on the same held-out calls"
+        if same_run
+        else "from the manifests (each measured on its own held-out data, so only roughly comparable)"
+    )
+    return None, f"{', '.join(compared)} of {champion.version} {basis}"
+
+
+def gate_promotion(
+    challenger: ModelManifest, champion: ModelManifest | None, *, force: bool = False
+) -> PromotionDecision:
+    """The promotion gate: the challenger goes in service only when its held-out fit's AUC and IPS
+    adoptions are above the best baseline's on the same rows and above the model in service's.
+
+    With nothing in service, a challenger that fails the baseline check still goes in service, with a
+    warning (a fresh install must serve something). `force` promotes past the gate; the decision says
+    so and `set_current(..., forced=True)` records it. The gate never reads the refit's numbers: the
+    manifest's metrics are the held-out fit's.
 
     Example:
-        >>> decide_promotion(new, old, challenger_on_same_data=41.2, champion_on_same_data=40.5).promote
-        True
+        >>> gate_promotion(new, old).reason
+        'keep 2026…: 2026… has its held-out AUC 0.6100 is not above 0.6200 of 2026… on the same held-out calls'
     """
-    if (challenger_on_same_data is None) != (champion_on_same_data is None):
-        raise ValueError(
-            "`challenger_on_same_data` and `champion_on_same_data` go together: "
-            "pass both numbers from one evaluation run, or neither"
-        )
-    for name, number in (
-        ("challenger_on_same_data", challenger_on_same_data),
-        ("champion_on_same_data", champion_on_same_data),
-    ):
-        if number is not None and not math.isfinite(number):
-            raise ValueError(f"`{name}` must be a finite number, got {number}")
+    against_baselines = baseline_problem(challenger)
     if champion is None:
+        if against_baselines is None:
+            return PromotionDecision(
+                True, f"promote {challenger.version}: no model is in service to compare with"
+            )
+        warning = (
+            f"WARNING: {challenger.version} goes in service only because nothing else is: {against_baselines}"
+        )
         return PromotionDecision(
-            True, f"promote {challenger.version}: no model is in service to compare with"
+            True, f"promote {challenger.version}: no model is in service", warning=warning
         )
-    if challenger_on_same_data is not None and champion_on_same_data is not None:
-        ours, theirs, basis = challenger_on_same_data, champion_on_same_data, "on the same held-out data"
-    else:
-        basis = (
-            "from the manifests (each measured on its own held-out data, so only roughly comparable; "
-            "pass both numbers from one evaluation run)"
+    against_champion, comparison = champion_problem(challenger, champion)
+    problem = against_baselines or against_champion
+    if problem is None:
+        return PromotionDecision(True, f"promote {challenger.version}: {comparison}; above every baseline")
+    if force:
+        return PromotionDecision(
+            True, f"promote {challenger.version} (forced past the gate: {problem})", forced=True
         )
-        for role, manifest in (("challenger", challenger), ("champion", champion)):
-            if metric not in manifest.metrics:
-                return PromotionDecision(
-                    False,
-                    f"keep {champion.version}: the {role} {manifest.version} has no metric {metric!r} "
-                    "in its manifest to compare",
-                )
-        ours, theirs = challenger.metrics[metric], champion.metrics[metric]
-    better = ours >= theirs if higher_is_better else ours <= theirs
-    sign = (">=" if higher_is_better else "<=") if better else ("<" if higher_is_better else ">")
-    comparison = f"{metric} {ours:.6g} {sign} {theirs:.6g} of {champion.version} {basis}"
-    if better:
-        return PromotionDecision(True, f"promote {challenger.version}: {comparison}")
     return PromotionDecision(
-        False, f"keep {champion.version}: challenger {challenger.version} has {comparison}"
+        False,
+        f"keep {champion.version}: {challenger.version} is refused, {problem} (--force promotes it anyway)",
     )

@@ -173,7 +173,14 @@ def train(
     as_of: AsOf = None,
     oracle: OracleFile = None,
     promote: Annotated[
-        bool, typer.Option(help="Put the new model in service if it is at least as good as the current one.")
+        bool,
+        typer.Option(
+            help="Put the new model in service if its held-out AUC and IPS adoptions are above the best "
+            "baseline's and the current model's on the same held-out rows."
+        ),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option(help="With --promote: promote past that check (recorded as forced in HISTORY).")
     ] = False,
     config: Annotated[Path | None, typer.Option(help="Features config (YAML/JSON).")] = None,
     catalog: Annotated[
@@ -193,6 +200,7 @@ def train(
         catalog_path=catalog,
         oracle=oracle,
         promote=promote,
+        force=force,
         seed=seed,
     )
     with cli_reporter(quiet) as progress:

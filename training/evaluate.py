@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from training.metrics import (
     lift_by_decile,
     map_at_k,
     ndcg_at_k,
+    ranking_auc,
 )
 from training.pairs import HolderSnapshots, PairMatrix, build_pair_matrix, compute_snapshots
 
@@ -54,6 +56,19 @@ class ScoringParts:
     score: Scorer
 
 
+@dataclass(frozen=True)
+class ChampionComparison:
+    """The held-out fit beside the model in service, on the same held-out calls it had not learnt from."""
+
+    version: str
+    calls: int
+    since: date | None  # the calls from this date on (None: every held-out call)
+    model_auc: float
+    champion_auc: float
+    model_ips: float
+    champion_ips: float
+
+
 @dataclass
 class Evaluation:
     """Everything measured on held-out data, for the manifest and the report."""
@@ -67,6 +82,7 @@ class Evaluation:
     oracle_best: float | None = None
     invalid_suggestions: int = 0
     notes: list[str] = field(default_factory=list)
+    champion: ChampionComparison | None = None
 
 
 def eligible_pairs(
@@ -156,6 +172,22 @@ def evaluate_logged(
     evaluation.metrics["map_at_3"] = map_at_k(groups, p, y, 3)
 
 
+def evaluate_baselines_logged(
+    evaluation: Evaluation,
+    test_rows: pd.DataFrame,
+    test_matrix: PairMatrix,
+    popularity: Mapping[str, float],
+    seed: int,
+) -> None:
+    """Each baseline's AUC on the same held-out presentations as the model's (`baseline_auc_<name>`)."""
+    heard = (test_rows["outcome"] != "not_discussed").to_numpy()
+    y = test_rows["adopted"].to_numpy(dtype=np.float64)[heard]
+    if not heard.any():
+        return
+    for name, score in baseline_scores(test_matrix, popularity, seed).items():
+        evaluation.metrics[f"baseline_auc_{name}"] = ranking_auc(y, score[heard])
+
+
 def evaluate_off_policy(
     evaluation: Evaluation,
     test_rows: pd.DataFrame,
@@ -188,6 +220,9 @@ def evaluate_off_policy(
                 n_calls=n_calls,
             )
             done.advance()
+    for name in BASELINES:
+        if name in evaluation.off_policy:
+            evaluation.metrics[f"baseline_ips_{name}"] = evaluation.off_policy[name].ips
     model = evaluation.off_policy.get("model")
     if model is not None:
         evaluation.metrics["expected_adoptions_top3"] = model.ips

@@ -173,6 +173,22 @@ def classification_metrics(y_true: npt.ArrayLike, p_pred: npt.ArrayLike) -> Clas
     )
 
 
+def ranking_auc(y_true: npt.ArrayLike, score: npt.ArrayLike) -> float:
+    """ROC AUC of any score (not only probabilities: a baseline's spend or value); NaN with one class.
+
+    >>> ranking_auc([0, 0, 1, 1], [10.0, 400.0, 350.0, 800.0])
+    0.75
+    """
+    y = _binary("y_true", y_true)
+    s = _finite_or_nan("score", score)
+    _same_length(("y_true", y), ("score", s))
+    if not 0 < y.sum() < y.size:
+        return float("nan")
+    # A missing score ranks below every known one.
+    floor = float(np.nanmin(s)) - 1.0 if np.isfinite(s).any() else 0.0
+    return float(roc_auc_score(y, np.nan_to_num(s, nan=floor)))
+
+
 def calibration_table(y_true: npt.ArrayLike, p_pred: npt.ArrayLike, n_bins: int = 10) -> CalibrationTable:
     """Mean prediction, observed adoption rate and row count in `n_bins` quantile bins, and the ECE.
 

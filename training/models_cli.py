@@ -10,12 +10,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from nba.errors import ModelError
+from nba.errors import ModelError, NotFoundError
 from nba.registry import (
     CURRENT_FILE,
     DEFAULT_PROMOTION_METRIC,
     ModelInfo,
+    ModelManifest,
+    gate_promotion,
+    is_version,
     list_models,
+    load_model_dir,
     read_current,
     rollback,
     set_current,
@@ -103,13 +107,49 @@ def promote_command(
         str, typer.Argument(help="The version to put in service, e.g. 20261123T120501Z-3f9a2c1.")
     ],
     models: ModelsDir = Path("models"),
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Put it in service even if its held-out numbers are not above the baselines' and the "
+            "current model's (recorded as forced in HISTORY)."
+        ),
+    ] = False,
 ) -> None:
-    """Put a model version in service after checking every file of its folder."""
-    previous = set_current(models, version)
-    if previous == version:
+    """Put a model version in service after checking every file of its folder and the promotion gate."""
+    # An unknown or malformed version gets set_current's one-line error below.
+    challenger = (
+        load_model_dir(models / version) if is_version(version) and (models / version).is_dir() else None
+    )
+    current = _current_or_none(models)
+    if current == version:
         typer.echo(f"{version} is already in service")
-    else:
-        typer.echo(f"promoted {version} (was {previous or 'none'})")
+        return
+    forced = False
+    if challenger is not None:
+        decision = gate_promotion(challenger, _champion_manifest(models, current), force=force)
+        if not decision.promote:
+            raise ModelError(decision.reason)
+        if decision.warning:
+            typer.echo(decision.warning, err=True)
+        forced = decision.forced
+    previous = set_current(models, version, forced=forced)
+    typer.echo(f"promoted {version} (was {previous or 'none'}){' — forced past the gate' if forced else ''}")
+
+
+def _current_or_none(models: Path) -> str | None:
+    try:
+        return read_current(models) if models.is_dir() else None
+    except ModelError:
+        return None  # a broken CURRENT is what promoting a good version repairs
+
+
+def _champion_manifest(models: Path, current: str | None) -> ModelManifest | None:
+    if current is None:
+        return None
+    try:
+        return load_model_dir(models / current)
+    except (ModelError, NotFoundError):
+        return None  # a broken model in service is no reason to refuse a good one
 
 
 @models_app.command("rollback")

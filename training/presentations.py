@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Final
+from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -105,13 +105,19 @@ def load_natural_adoption(
 
 @dataclass(frozen=True)
 class TimeSplit:
-    """Row masks for training, early stopping (a later slice) and evaluation (the latest slice)."""
+    """Row masks for training, early stopping (a later slice) and evaluation (the latest slice).
+
+    `by` says how the rows were split: by date (each slice later than the one before), or, when the
+    presentations fall on too few dates for that, by cardholder at random; `note` then says why.
+    """
 
     train: npt.NDArray[np.bool_]
     valid: npt.NDArray[np.bool_]
     test: npt.NDArray[np.bool_]
     valid_from: date
     test_from: date
+    by: Literal["date", "cardholder"] = "date"
+    note: str = ""
 
 
 def split_by_time(
@@ -131,6 +137,44 @@ def split_by_time(
     valid = (numeric >= valid_from) & ~test
     train = numeric < valid_from
     return TimeSplit(train, valid, test, _epoch_day(valid_from), _epoch_day(test_from))
+
+
+def split_rows(
+    dates: npt.NDArray[np.datetime64],
+    cardholder_ids: npt.NDArray[np.object_],
+    seed: int = 0,
+    valid_share: float = 0.15,
+    test_share: float = 0.2,
+) -> TimeSplit:
+    """`split_by_time` where the dates allow it; else (a slice would be empty: the presentations fall on
+    one day or a few) a split by cardholder at random, in the same shares, with a note saying so.
+
+    A cardholder's rows stay in one slice, so no one is trained on and evaluated on. The dates of a
+    split by cardholder are the first presentation's (the spend estimator learns from data before it).
+    """
+    by_time = split_by_time(dates, valid_share, test_share)
+    if by_time.train.any() and by_time.valid.any() and by_time.test.any():
+        return by_time
+    days = dates.astype("datetime64[D]")
+    n_days = len(np.unique(days))
+    holders, holder_of_row = np.unique(cardholder_ids.astype(str), return_inverse=True)
+    if len(holders) < 3:
+        raise ValueError(
+            f"the presentations fall on {n_days} date(s) and reach {len(holders)} cardholder(s): "
+            "too few to hold any out for early stopping and evaluation"
+        )
+    draw = np.random.default_rng(seed).random(len(holders))[holder_of_row]
+    test = draw >= 1 - test_share
+    valid = (draw >= 1 - test_share - valid_share) & ~test
+    train = ~(test | valid)
+    first = _epoch_day(float(days.astype(np.int64).min()))
+    note = (
+        f"the presentations fall on {n_days} date(s), too few to split by time "
+        "(training, early stopping and evaluation each need later dates than the one before): "
+        f"split by cardholder at random instead ({1 - valid_share - test_share:.0%} / {valid_share:.0%} / "
+        f"{test_share:.0%}), so the held-out numbers do not show how the model fares on later calls"
+    )
+    return TimeSplit(train, valid, test, first, first, by="cardholder", note=note)
 
 
 def _epoch_day(days_since_epoch: float) -> date:

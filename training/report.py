@@ -12,7 +12,7 @@ from nba.estimator import SpendEstimator
 from nba.features import ExtraColumns
 from nba.model import PropensityModel
 from nba.vocab import SPEND_CATEGORIES
-from training.evaluate import BASELINES, Evaluation
+from training.evaluate import BASELINES, ChampionComparison, Evaluation
 from training.plots import plot_calibration, plot_feature_importance, plot_lift, plot_model_vs_baselines
 from training.presentations import LabelledRows
 
@@ -42,10 +42,32 @@ def _trees(model: PropensityModel) -> str:
     )
 
 
+def _fit_lines(model: PropensityModel, data_summary: Mapping[str, Any]) -> list[str]:
+    """Which fit the report's numbers come from, and which model ships, said plainly."""
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in model.calibration_losses_.items())
+    lines = [
+        f"**The numbers in this report** (but the oracle's) come from the "
+        f"{data_summary.get('metrics_from', 'held-out fit')}. Its trees: {_trees(model)}; its calibration: "
+        f"{model.calibrator_.kind} (log loss on the early-stopping slice: {losses or 'n/a'}).",
+    ]
+    if "shipped_fit" in data_summary:
+        lines.append(f"**The model that ships** (model.txt): {data_summary['shipped_fit']}.")
+    return lines
+
+
+def champion_line(c: ChampionComparison) -> str:
+    """The held-out fit beside the model in service, in one sentence."""
+    where = f"the {c.calls:,} held-out calls from {c.since}" if c.since else f"all {c.calls:,} held-out calls"
+    return (
+        f"Beside the model in service ({c.version}) on {where}: AUC {_fmt(c.model_auc)} vs {_fmt(c.champion_auc)}, "
+        f"IPS adoptions/call {_fmt(c.model_ips)} vs {_fmt(c.champion_ips)}."
+    )
+
+
 def _estimator_lines(estimator: SpendEstimator) -> list[str]:
     lines = [
         "",
-        "## Spend estimator (yearly spend per category, any card)",
+        "## Spend estimator that ships (yearly spend per category, any card)",
         "",
         "One regression per category on log card spend of cardholders who spend there, from their other "
         "categories and their profile; the smearing factor turns the fitted log into a mean.",
@@ -61,6 +83,8 @@ def _estimator_lines(estimator: SpendEstimator) -> list[str]:
         ]
         for category in SPEND_CATEGORIES
     ]
+    lines.append(f"Learnt: {estimator.describe()}.")
+    lines.append("")
     return lines + _table(["category", "spenders", "model", "smearing", "typical estimate (USD)"], rows)
 
 
@@ -73,19 +97,26 @@ def render_report(
     options: TrainOptions,
     estimator: SpendEstimator | None = None,
 ) -> str:
-    """The human-readable report of a training run (markdown)."""
+    """The human-readable report of a training run (markdown).
+
+    `model` is the held-out fit (its numbers are the report's); `estimator` is the one that ships.
+    """
     m = evaluation.metrics
     lines = ["# Model report", ""]
     lines += [
         f"Labels: {labelled.label_source}.",
         f"Data as of {data_summary['as_of']}; presentations {data_summary['first_presentation']} to "
-        f"{data_summary['last_presentation']}; training before {data_summary['valid_from']}, early stopping "
-        f"until {data_summary['test_from']}, evaluation from {data_summary['test_from']} (held out).",
+        f"{data_summary['last_presentation']}; "
+        + (
+            "split by cardholder at random (too few presentation dates to split by time)."
+            if data_summary.get("split_by") == "cardholder"
+            else f"training before {data_summary['valid_from']}, early stopping until {data_summary['test_from']}, "
+            f"evaluation from {data_summary['test_from']} (held out)."
+        ),
         f"Rows: {data_summary['rows_heard']} heard presentations ({data_summary['positives']} adopted); "
         f"train {data_summary['train_rows']}, valid {data_summary['valid_rows']}, test {data_summary['test_rows']}. "
         f"Left out: {', '.join(f'{k} {v}' for k, v in labelled.left_out.items()) or 'none'}.",
-        f"Trees: {_trees(model)}; calibration: {model.calibrator_.kind} "
-        f"(held-out log loss {', '.join(f'{k} {v:.4f}' for k, v in model.calibration_losses_.items())}).",
+        *_fit_lines(model, data_summary),
         f"Arbitration: priority = p_adopt × value^{options.arbitration.gamma:g} × lever, top {options.arbitration.top_k}, "
         f"diversity {'on' if options.arbitration.diversity else 'off'}.",
         "",
@@ -96,6 +127,16 @@ def render_report(
         ["AUC", "log loss", "Brier", "ECE", "NDCG@3", "MAP@3", "base rate"],
         [[_fmt(m.get(k)) for k in ("auc", "log_loss", "brier", "ece", "ndcg_at_3", "map_at_3", "base_rate")]],
     )
+    baselines = {k.removeprefix("baseline_auc_"): v for k, v in m.items() if k.startswith("baseline_auc_")}
+    if baselines:
+        lines += [
+            "",
+            "Baselines' AUC on the same rows: "
+            + ", ".join(f"{k} {_fmt(v)}" for k, v in baselines.items())
+            + ".",
+        ]
+    if evaluation.champion is not None:
+        lines += ["", champion_line(evaluation.champion)]
     if evaluation.off_policy:
         lines += ["", "## Off-policy estimates on held-out logged calls (adoptions per call, 95% CI)", ""]
         rows = []
@@ -115,7 +156,7 @@ def render_report(
     if evaluation.oracle:
         lines += [
             "",
-            "## Against the oracle (general call at the as-of date, true adoption probabilities)",
+            "## Against the oracle (general call at the as-of date, true adoption probabilities; the shipped model)",
             "",
             f"Oracle's best top 3: {_fmt(evaluation.oracle_best)} expected adoptions per cardholder. "
             f"The true probabilities sent through the same arbitration (diversity "
@@ -158,8 +199,9 @@ def write_report(
     labelled: LabelledRows,
     options: TrainOptions,
     estimator: SpendEstimator | None = None,
+    shipped: PropensityModel | None = None,
 ) -> dict[str, bytes]:
-    """report.md and the PNG plots, as files for the model folder."""
+    """report.md and the PNG plots (feature importance: of the `shipped` model), as files for the model folder."""
     report = render_report(evaluation, model, data_summary, extra, labelled, options, estimator)
     files = {"report.md": report.encode()}
     with tempfile.TemporaryDirectory() as tmp:
@@ -169,8 +211,9 @@ def write_report(
             paths.append(plot_calibration(evaluation.calibration, folder / "calibration.png"))
         if evaluation.lift is not None:
             paths.append(plot_lift(evaluation.lift, folder / "lift.png"))
-        gains = model.booster_.feature_importance("gain", iteration=model.best_iteration_)
-        paths.append(plot_feature_importance(model.feature_names_, gains, folder / "feature_importance.png"))
+        ships = shipped or model
+        gains = ships.booster_.feature_importance("gain", iteration=ships.best_iteration_)
+        paths.append(plot_feature_importance(ships.feature_names_, gains, folder / "feature_importance.png"))
         if evaluation.oracle:
             results = {
                 name: exp for name, (exp, _) in evaluation.oracle.items() if name in ("model", *BASELINES)

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from training.evaluate import Evaluation
+from training.report import champion_line
 from training.train_job import TrainResult
 
 
@@ -47,6 +48,12 @@ def print_evaluation(evaluation: Evaluation, console: Console | None = None) -> 
             f"{_fmt(m.get('oracle_ratio_arbitration_cap'), 3)}); model over the best baseline "
             f"{_fmt(lift * 100 if lift is not None else None, 1)}%; invalid suggestions {evaluation.invalid_suggestions}"
         )
+    baselines = {k.removeprefix("baseline_auc_"): v for k, v in m.items() if k.startswith("baseline_auc_")}
+    if baselines:
+        best = max(baselines, key=lambda name: baselines[name])
+        console.print(f"best baseline's held-out AUC on the same rows: {best} {_fmt(baselines[best])}")
+    if evaluation.champion is not None:
+        console.print(champion_line(evaluation.champion))
     logged = next(iter(evaluation.off_policy.values()), None)
     if logged is not None:
         console.print(
@@ -66,6 +73,10 @@ def print_train_summary(result: TrainResult, console: Console | None = None) -> 
         + "   time: "
         + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings_s.items())
     )
+    for what, sentence in result.fits.items():
+        console.print(f"{what.replace('_', ' ')}: {sentence}")
     print_evaluation(result.evaluation, console)
     console.print(f"{'promoted' if result.promoted else 'not promoted'}: {result.promotion_reason}")
+    for warning in result.warnings:
+        console.print(warning, style="bold red")
     console.print(f"report: {result.model_dir / 'report.md'}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -27,6 +27,7 @@ from nba.catalog import Catalog, catalog_for, load_catalog
 from nba.errors import DataError, ModelError, NotFoundError
 from nba.estimator import SpendEstimator
 from nba.features import (
+    ExtraColumns,
     FeatureConfig,
     categorical_features,
     feature_names,
@@ -36,27 +37,39 @@ from nba.features import (
 )
 from nba.matrix import BenefitTable
 from nba.mcc import MccMap, load_mcc_map
-from nba.model import CategoryEncoder, PropensityModel
-from nba.registry import decide_promotion, read_current, set_current, write_model_dir
+from nba.model import Calibrator, CategoryEncoder, PropensityModel, fit_calibrator
+from nba.registry import (
+    CHAMPION_KEY,
+    ModelManifest,
+    baseline_problem,
+    gate_promotion,
+    read_current,
+    set_current,
+    write_model_dir,
+)
 from nba.tables import DataSource, open_data
 from nba.validation import MCC_OVERRIDE_FILE, validate_data
 from training.evaluate import (
+    ChampionComparison,
     Evaluation,
     ScoringParts,
     baseline_scores,
     eligible_pairs,
+    evaluate_baselines_logged,
     evaluate_logged,
     evaluate_off_policy,
     evaluate_oracle,
     read_oracle,
 )
+from training.metrics import ranking_auc
 from training.pairs import HolderSnapshots, PairMatrix, build_pair_matrix, compute_snapshots
 from training.presentations import (
+    LABEL_WINDOW_DAYS,
     LabelledRows,
     TimeSplit,
     load_natural_adoption,
     load_presentations,
-    split_by_time,
+    split_rows,
 )
 from training.progress import SILENT, Reporter
 from training.report import write_report
@@ -74,9 +87,15 @@ class TrainOptions:
     num_boost_round: int = 2000
     seed: int = 0
     arbitration: ArbitrationConfig = field(default_factory=ArbitrationConfig)
-    # Train the final trees on the training and early-stopping rows (their number found by early
-    # stopping): +0.004 oracle ratio and +0.006 held-out AUC on two 50k worlds, for a second fit.
+    # The held-out fit trains its final trees on the training and early-stopping rows (their number
+    # found by early stopping): +0.004 oracle ratio and +0.006 held-out AUC on two 50k worlds.
     refit: bool = True
+    # The model that ships is refit on every labelled row up to the as-of, the evaluation slice
+    # included (the newest months are the most like tomorrow's calls); the report's numbers stay the
+    # held-out fit's. False ships the held-out fit itself.
+    ship_all_rows: bool = True
+    # Promote past the promotion gate (recorded as forced in the registry's HISTORY).
+    force: bool = False
 
 
 @dataclass
@@ -90,6 +109,9 @@ class TrainResult:
     promotion_reason: str
     timings_s: dict[str, float]
     rows: dict[str, int]
+    # What the numbers come from and what ships, in a sentence each; warnings a data scientist must see.
+    fits: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -106,7 +128,10 @@ class _Timer:
 
 
 def _load_inputs(data_dir: Path, options: TrainOptions) -> tuple[Catalog, MccMap, FeatureConfig]:
-    report = validate_data(data_dir, as_of=options.as_of, catalog_path=options.catalog_path)
+    # Every row is checked, those on or after --as-of too, but not refused: training and evaluation use
+    # only the rows before the as-of (each snapshot's features, each label's window), so a backtest can
+    # train as of any earlier date on the full data directory.
+    report = validate_data(data_dir, catalog_path=options.catalog_path)
     report.raise_for_problems()
     catalog = load_catalog(options.catalog_path or catalog_for(data_dir))
     override = data_dir / MCC_OVERRIDE_FILE
@@ -128,6 +153,7 @@ def _labelled_rows(data: DataSource, as_of: date, catalog: Catalog) -> LabelledR
     rows = load_presentations(data, as_of)
     if rows.table.num_rows:
         return rows
+    recent = rows.left_out.get("label_not_known_yet", 0)
     pairs = " UNION ALL ".join(
         f"SELECT cardholder_id, '{b}' AS benefit_id FROM cardholders WHERE product_id = '{p.id}'"
         for p in catalog.products
@@ -137,10 +163,14 @@ def _labelled_rows(data: DataSource, as_of: date, catalog: Catalog) -> LabelledR
         load_natural_adoption(data, as_of - timedelta(days=91 + NATURAL_SNAPSHOT_STEP_DAYS * j), pairs)
         for j in reversed(range(NATURAL_SNAPSHOTS))
     ]
+    why = (
+        f"no conversation has a known label yet: all {recent:,} are in the {LABEL_WINDOW_DAYS} days before the as-of"
+        if recent
+        else "no conversations yet"
+    )
     source = (
         f"natural adoption: first use in the 90 days after each of {NATURAL_SNAPSHOTS} snapshot dates "
-        f"{NATURAL_SNAPSHOT_STEP_DAYS} days apart, the latest {snapshots[-1].table.column('as_of')[0]} "
-        "(no conversations yet)"
+        f"{NATURAL_SNAPSHOT_STEP_DAYS} days apart, the latest {snapshots[-1].table.column('as_of')[0]} ({why})"
     )
     return LabelledRows(pa.concat_tables([s.table for s in snapshots]), source, {})
 
@@ -220,11 +250,23 @@ def _prepare_run(
     labelled = _labelled_rows(data, as_of, catalog)
     rows = labelled.table.to_pandas()
     if rows.empty:
-        raise DataError(
-            f"{data_dir}: no presentations with a known label before {as_of}; nothing to learn from"
+        recent = labelled.left_out.get("label_not_known_yet", 0)
+        why = (
+            f": all {recent:,} are in the {LABEL_WINDOW_DAYS} days before it, where whether the benefit "
+            f"was taken up is not known yet (give data that runs on past them, or an earlier --as-of)"
+            if recent
+            else "; nothing to learn from"
         )
+        raise DataError(f"{data_dir}: no presentations with a known label before {as_of}{why}")
     rows["as_of"] = pd.to_datetime(rows["as_of"])
-    split = split_by_time(rows["as_of"].to_numpy(dtype="datetime64[D]"))
+    try:
+        split = split_rows(
+            rows["as_of"].to_numpy(dtype="datetime64[D]"),
+            rows["cardholder_id"].to_numpy(dtype=object),
+            seed=options.seed,
+        )
+    except ValueError as exc:
+        raise DataError(f"{data_dir}: {exc}") from None
     return _Run(
         data, as_of, labelled, rows, split, catalog, BenefitTable.from_catalog(catalog), mcc_map, options
     )
@@ -234,6 +276,16 @@ def train_model(
     data_dir: Path, models_root: Path, options: TrainOptions, progress: Reporter = SILENT
 ) -> TrainResult:
     """Trains, evaluates and stores a model version from a data directory; promotes it when asked and better.
+
+    Two fits: the held-out fit (training rows, early stopping on a later slice, evaluated on the latest
+    slice), whose numbers are the report's and the promotion gate's; then, with
+    `options.ship_all_rows`, the spend estimator and the model that ship are refit on every labelled
+    row before the as-of. Only rows dated before `options.as_of` are used, whatever the data holds
+    after it, so a backtest can call this in a loop over as-of dates:
+
+        >>> for as_of in month_starts:
+        ...     result = train_model(data_dir, tmp / str(as_of), TrainOptions(as_of=as_of))
+        ...     result.evaluation.metrics["auc"], result.evaluation.metrics["baseline_auc_most_popular"]
 
     `progress` is told each step, and gets bars for the long ones (SQL, fits, evaluation parts).
     Raises DataError for invalid data or no labels, ModelError when the model cannot be trained.
@@ -256,13 +308,8 @@ def train_model(
         progress.step("spend estimator: a regression per category")
         names = feature_names(extra)
         holder = HolderEncoding.fit(snapshots.table, names, categorical_features(extra))
-        estimator_snapshot = data.con.sql(snapshot_all_sql(split.valid_from)).to_arrow_table()
-        estimator_rows = compute_snapshots(data, estimator_snapshot, mcc_map, extra, progress)
-        estimator = SpendEstimator(extra_inputs=tuple(extra.taken)).fit(
-            holder.encode(estimator_rows.table), names, holder.categorical, progress
-        )
-        fitted = f"{len(estimator.boosters_)} of {len(estimator.inputs_)} categories fitted"
-        t = timer.step("spend estimator", t, f"{estimator_rows.table.num_rows:,} cardholders, {fitted}")
+        estimator = _fit_estimator(data, split.valid_from, mcc_map, extra, holder, names, progress)
+        t = timer.step("spend estimator", t, estimator.describe())
 
         progress.step("training set: candidate matrix")
         heard = (rows["outcome"].fillna("") != "not_discussed").to_numpy()
@@ -274,15 +321,24 @@ def train_model(
         y = rows["adopted"].to_numpy(dtype=np.float64)
         train_mask, valid_mask = split.train & heard, split.valid & heard
         if y[train_mask].sum() == 0:
+            adopted = int(y[heard].sum())
+            elsewhere = (
+                f" ({adopted:,} of {int(heard.sum()):,} heard presentations adopted, all after the training "
+                f"period, which ends {split.valid_from})"
+                if adopted
+                else ""
+            )
             raise DataError(
                 "no positive labels in the training period: nobody adopted a benefit after a presentation"
+                + elsewhere
             )
         t = timer.step(
             "training set", t, f"{int(train_mask.sum()):,} train, {int(valid_mask.sum()):,} valid rows"
         )
 
-        progress.step("model fit: LightGBM")
+        progress.step("model fit: LightGBM (held-out fit)")
         all_names = model_feature_names(names)
+        categorical = model_categorical(holder.categorical)
         model = PropensityModel(
             num_boost_round=options.num_boost_round, params={"seed": options.seed}, refit=options.refit
         )
@@ -290,7 +346,7 @@ def train_model(
             matrix.X[train_mask],
             y[train_mask],
             all_names,
-            model_categorical(holder.categorical),
+            categorical,
             matrix.X[valid_mask],
             y[valid_mask],
             progress,
@@ -300,35 +356,32 @@ def train_model(
         progress.step("evaluation: held-out period")
         parts = ScoringParts(extra, holder, estimator, benefit_codes, _score_with(model))
         champion = _champion(models_root)
-        evaluation = _evaluate(run, parts, matrix, snapshots, progress)
+        evaluation = _evaluate_held_out(run, parts, matrix, snapshots, progress)
         if champion is not None and labelled.label_source.startswith("conversations"):
             progress.step(f"evaluation: the model in service ({champion.version})")
-            champion_parts = _bundle_parts(champion, benefits)
-            same = champion.extra == extra
-            champion_snapshots = (
-                snapshots
-                if same
-                else compute_snapshots(data, _snapshots_of(rows), mcc_map, champion.extra, progress)
-            )
-            test_rows = rows[split.test].reset_index(drop=True)
-            champion_candidates = _candidates_for(
-                test_rows, champion_snapshots, champion_parts, catalog, benefits
-            )
-            champion_scores = {"champion": champion_parts.score(champion_candidates)}
-            evaluate_off_policy(
-                evaluation,
-                test_rows,
-                champion_candidates,
-                champion_scores,
-                benefits,
-                options.arbitration,
-                progress,
-            )
+            _compare_with_champion(evaluation, run, champion, parts, matrix, snapshots, progress)
         t = timer.step("evaluation", t)
+
+        shipped = _Shipped(model, estimator, benefit_encoder, parts)
+        if options.ship_all_rows:
+            progress.step("refit on every labelled row: spend estimator and model")
+            shipped = _refit_on_every_row(
+                run, model, matrix, snapshots, extra, holder, names, heard, progress
+            )
+            t = timer.step("refit", t, f"{int(heard.sum()):,} rows, {shipped.model.best_iteration_:,} trees")
+        if options.oracle is not None:
+            progress.step("evaluation: against the oracle (the shipped model)")
+            popularity = _popularity(rows) if options.ship_all_rows else run.popularity
+            _evaluate_against_oracle(evaluation, run, shipped.parts, popularity, progress)
+            t = timer.step("oracle", t)
 
     progress.step("model folder: report, plots, manifest")
     evaluation.metrics["best_iteration"] = float(model.best_iteration_)
     evaluation.metrics["early_stopping_iteration"] = float(model.early_stopping_iteration_)
+    evaluation.metrics["shipped_trees"] = float(shipped.model.best_iteration_)
+    last_presentation = rows["as_of"].max().date()
+    shipped_rows = heard if options.ship_all_rows else (train_mask | valid_mask)
+    fits = _describe_fits(run, model, shipped, int(shipped_rows.sum()), int((split.test & heard).sum()))
     data_summary: dict[str, Any] = {
         "data_dir": str(data_dir),
         "as_of": as_of.isoformat(),
@@ -340,21 +393,39 @@ def train_model(
         "train_rows": int(train_mask.sum()),
         "valid_rows": int(valid_mask.sum()),
         "test_rows": int((split.test & heard).sum()),
+        "split_by": split.by,
         "valid_from": split.valid_from.isoformat(),
         "test_from": split.test_from.isoformat(),
         "first_presentation": rows["as_of"].min().date().isoformat(),
-        "last_presentation": rows["as_of"].max().date().isoformat(),
+        "last_presentation": last_presentation.isoformat(),
+        **fits,
+        "shipped_rows": int(shipped_rows.sum()),
+        # The first presentation date the shipped model has not learned from: a later run compares
+        # with this model only on held-out calls from that date on.
+        "shipped_rows_until": (
+            last_presentation + timedelta(days=1)
+            if options.ship_all_rows or split.by == "cardholder"
+            else split.test_from
+        ).isoformat(),
+        "spend_estimator": shipped.estimator.describe(),
     }
-    files = bundle_files(model, estimator, holder, benefit_encoder)
-    report_files = write_report(evaluation, model, data_summary, extra, labelled, options, estimator)
+    if evaluation.champion is not None:
+        data_summary[CHAMPION_KEY] = evaluation.champion.version
+    if split.note:
+        evaluation.notes.append(split.note)
+    files = bundle_files(shipped.model, shipped.estimator, holder, shipped.benefit_encoder)
+    report_files = write_report(
+        evaluation, model, data_summary, extra, labelled, options, shipped.estimator, shipped.model
+    )
     files.update(report_files)
     params: dict[str, Any] = {
         "num_boost_round": options.num_boost_round,
         "seed": options.seed,
         "gamma": options.arbitration.gamma,
         "top_k": options.arbitration.top_k,
-        "calibration": model.calibrator_.kind,
+        "calibration": shipped.model.calibrator_.kind,
         "refit": model.refit,
+        "ship_all_rows": options.ship_all_rows,
     }
     finite_metrics = {k: float(v) for k, v in evaluation.metrics.items() if np.isfinite(v)}
     model_dir = write_model_dir(
@@ -366,26 +437,29 @@ def train_model(
         data_summary=data_summary,
         metrics=finite_metrics,
         params=params,
-        categorical_features=list(model_categorical(holder.categorical)),
+        categorical_features=list(categorical),
         extra={"extra_columns": extra.model_dump(), "holder_features": list(names)},
     )
-    load_bundle(model_dir)  # what was written must load: checksums, feature lists, artifacts
+    manifest = load_bundle(
+        model_dir
+    ).manifest  # what was written must load: checksums, feature lists, artifacts
     timer.step("model folder", t)
     version = model_dir.name
+    warnings = _warnings(shipped.estimator)
     promoted, reason = False, "not asked to promote (--promote)"
     if options.promote:
-        champion_ope = evaluation.off_policy.get("champion")
-        decision = decide_promotion(
-            challenger=load_bundle(model_dir).manifest,
-            champion=champion.manifest if champion is not None else None,
-            challenger_on_same_data=evaluation.metrics.get("expected_adoptions_top3")
-            if champion_ope
-            else None,
-            champion_on_same_data=champion_ope.ips if champion_ope else None,
+        decision = gate_promotion(
+            manifest, champion.manifest if champion is not None else None, force=options.force
         )
         promoted, reason = decision.promote, decision.reason
+        if decision.warning:
+            warnings.append(decision.warning)
         if promoted:
-            set_current(models_root, version)
+            set_current(models_root, version, forced=decision.forced)
+    else:
+        problem = baseline_problem(manifest)
+        if problem is not None:
+            warnings.append(f"WARNING: {version} is no better than a baseline: {problem}")
     timer.timings["total"] = round(time.perf_counter() - started, 3)
     counts = {
         "rows": len(rows),
@@ -393,7 +467,106 @@ def train_model(
         "valid": int(valid_mask.sum()),
         "test": int(split.test.sum()),
     }
-    return TrainResult(model_dir, version, evaluation, promoted, reason, timer.timings, counts)
+    return TrainResult(
+        model_dir, version, evaluation, promoted, reason, timer.timings, counts, fits, warnings
+    )
+
+
+def _warnings(estimator: SpendEstimator) -> list[str]:
+    if estimator.learned_nothing:
+        return [f"WARNING: spend estimator: {estimator.describe()}"]
+    return []
+
+
+def _fit_estimator(
+    data: DataSource,
+    as_of: date,
+    mcc_map: MccMap,
+    extra: ExtraColumns,
+    holder: HolderEncoding,
+    names: Sequence[str],
+    progress: Reporter,
+) -> SpendEstimator:
+    """The spend estimator learnt from every cardholder's features as of `as_of` (data strictly before it)."""
+    snapshot = data.con.sql(snapshot_all_sql(as_of)).to_arrow_table()
+    cardholders = compute_snapshots(data, snapshot, mcc_map, extra, progress)
+    return SpendEstimator(extra_inputs=tuple(extra.taken)).fit(
+        holder.encode(cardholders.table), names, holder.categorical, progress
+    )
+
+
+@dataclass(frozen=True)
+class _Shipped:
+    """What goes into the model folder: the model, its spend estimator and benefit codes, and their scorer."""
+
+    model: PropensityModel
+    estimator: SpendEstimator
+    benefit_encoder: CategoryEncoder
+    parts: ScoringParts
+
+
+def _refit_on_every_row(
+    run: _Run,
+    model: PropensityModel,
+    matrix: PairMatrix,
+    snapshots: HolderSnapshots,
+    extra: ExtraColumns,
+    holder: HolderEncoding,
+    names: Sequence[str],
+    heard: np.ndarray[Any, np.dtype[np.bool_]],
+    progress: Reporter,
+) -> _Shipped:
+    """The spend estimator as of the as-of and the model on every labelled row (training, early stopping
+    and evaluation slices).
+
+    Trees: the number early stopping chose for the held-out fit, scaled by the rows added (as the
+    held-out fit's own refit does). Calibration: fitted over time on out-of-time predictions of two
+    forward-chaining folds the held-out fit already made: training rows → the early-stopping slice,
+    training + early-stopping rows → the evaluation slice.
+    """
+    split, rows = run.split, run.rows
+    estimator = _fit_estimator(run.data, run.as_of, run.mcc_map, extra, holder, names, progress)
+    encoder = CategoryEncoder.fit(BENEFIT_ENCODER, rows.loc[heard, "benefit_id"].tolist())
+    codes = np.array([encoder.code_of(b) for b in run.benefits.ids])
+    every = build_pair_matrix(rows, snapshots, holder, estimator, run.benefits, codes)
+    y = rows["adopted"].to_numpy(dtype=np.float64)
+    valid, test = split.valid & heard, split.test & heard
+    y_later = np.concatenate([y[valid], y[test]])
+    p_later = np.concatenate([model.valid_raw_proba_, model.predict_raw(matrix.X[test])])
+    calibrator, losses = fit_calibrator(y_later, p_later) if model.calibrate else (Calibrator("identity"), {})
+    trees = max(1, round(model.early_stopping_iteration_ * heard.sum() / max((split.train & heard).sum(), 1)))
+    shipped = PropensityModel(num_boost_round=trees, params=model.params).fit_rounds(
+        every.X[heard], y[heard], model.feature_names_, model.categorical_features_, calibrator, progress
+    )
+    shipped.calibration_losses_ = losses
+    parts = ScoringParts(extra, holder, estimator, codes, _score_with(shipped))
+    return _Shipped(shipped, estimator, encoder, parts)
+
+
+def _describe_fits(
+    run: _Run, model: PropensityModel, shipped: _Shipped, shipped_rows: int, test_rows: int
+) -> dict[str, str]:
+    """Which fit the numbers come from and what ships, a sentence each (report, summary, manifest)."""
+    split = run.split
+    if split.by == "date":
+        held_out = (
+            f"held-out fit: trained on rows before {split.test_from} (early stopping on those from "
+            f"{split.valid_from}), evaluated on the {test_rows:,} rows from {split.test_from}"
+        )
+    else:
+        held_out = f"held-out fit: trained on a random 80% of cardholders, evaluated on the {test_rows:,} rows of the rest"
+    if shipped.model is model:
+        ships = f"the held-out fit itself ({model.best_iteration_:,} trees; spend estimator as of {split.valid_from})"
+    else:
+        ships = (
+            f"refit on every labelled row up to the as-of {run.as_of} ({shipped_rows:,} rows, "
+            f"{shipped.model.best_iteration_:,} trees: the {model.early_stopping_iteration_:,} early stopping chose "
+            f"scaled by the rows), calibration {shipped.model.calibrator_.kind} fitted over time on two "
+            f"forward-chaining folds (training → early-stopping slice, training + early stopping → "
+            f"evaluation slice); spend estimator refit as of {run.as_of}; presentations in the last "
+            f"{LABEL_WINDOW_DAYS} days (labels not known yet) are left out"
+        )
+    return {"metrics_from": held_out, "shipped_fit": ships}
 
 
 def _rounds(model: PropensityModel, refitted: bool) -> str:
@@ -404,18 +577,18 @@ def _rounds(model: PropensityModel, refitted: bool) -> str:
     return f"{chosen}, refit {model.best_iteration_:,}" if refitted else chosen
 
 
-def _evaluate(
+def _evaluate_held_out(
     run: _Run, parts: ScoringParts, matrix: PairMatrix, snapshots: HolderSnapshots, progress: Reporter
 ) -> Evaluation:
-    """Held-out metrics, off-policy estimates beside baselines, and the oracle comparison when given."""
+    """Held-out metrics and off-policy estimates, each beside the baselines' on the same rows and calls."""
     evaluation = Evaluation()
     split, options, benefits = run.split, run.options, run.benefits
     off_policy = run.labelled.label_source.startswith("conversations")
-    n_parts = 1 + int(off_policy) + int(options.oracle is not None)  # logged metrics, off-policy, oracle
-    with progress.track("parts", n_parts) as done:
+    with progress.track("parts", 1 + int(off_policy)) as done:  # logged metrics, off-policy
         test_rows = run.rows[split.test].reset_index(drop=True)
         test_matrix = _subset(matrix, split.test)
         evaluate_logged(evaluation, test_rows, test_matrix, parts.score(test_matrix))
+        evaluate_baselines_logged(evaluation, test_rows, test_matrix, run.popularity, options.seed)
         done.advance()
         if off_policy:
             candidates = _candidates_for(test_rows, snapshots, parts, run.catalog, benefits)
@@ -431,23 +604,113 @@ def _evaluate(
             evaluation.notes.append(
                 f"no conversations to evaluate off-policy on; labels are {run.labelled.label_source}"
             )
-        if options.oracle is not None:
-            evaluate_oracle(
-                evaluation,
-                run.data,
-                pd.Timestamp(run.as_of),
-                read_oracle(options.oracle),
-                parts,
-                run.mcc_map,
-                run.catalog,
-                benefits,
-                run.popularity,
-                options.arbitration,
-                options.seed,
-                progress,
-            )
-            done.advance()
     return evaluation
+
+
+def _evaluate_against_oracle(
+    evaluation: Evaluation,
+    run: _Run,
+    parts: ScoringParts,
+    popularity: dict[str, float],
+    progress: Reporter,
+) -> None:
+    if run.options.oracle is None:
+        return
+    evaluate_oracle(
+        evaluation,
+        run.data,
+        pd.Timestamp(run.as_of),
+        read_oracle(run.options.oracle),
+        parts,
+        run.mcc_map,
+        run.catalog,
+        run.benefits,
+        popularity,
+        run.options.arbitration,
+        run.options.seed,
+        progress,
+    )
+
+
+def _trained_until(manifest: ModelManifest) -> date | None:
+    """The first presentation date a stored model did not learn from (older folders: their test_from)."""
+    summary = manifest.data_summary
+    value = summary.get("shipped_rows_until", summary.get("test_from"))
+    return date.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _compare_with_champion(
+    evaluation: Evaluation,
+    run: _Run,
+    champion: ModelBundle,
+    parts: ScoringParts,
+    matrix: PairMatrix,
+    snapshots: HolderSnapshots,
+    progress: Reporter,
+) -> None:
+    """The held-out fit beside the model in service on the same held-out calls: AUC and IPS adoptions.
+
+    Only the calls the model in service did not learn from count (it may have been refit on some of
+    this run's held-out rows); when it learnt from all of them there is no fair comparison: a note
+    says so and the promotion gate falls back to the manifests' own numbers.
+    """
+    test = run.split.test.copy()
+    until = _trained_until(champion.manifest)
+    since: date | None = None
+    if until is not None and until > run.split.test_from:
+        unseen = test & (run.rows["as_of"] >= pd.Timestamp(until)).to_numpy()
+        if run.split.by == "cardholder" or not unseen.any():
+            evaluation.notes.append(
+                f"the model in service {champion.version} learnt from these held-out calls (its rows run to "
+                f"{until}): no fair comparison on the same calls, so promotion compares the manifests' own "
+                "held-out numbers"
+            )
+            return
+        test, since = unseen, until
+    rows = run.rows[test].reset_index(drop=True)
+    theirs = _bundle_parts(champion, run.benefits)
+    their_snapshots = (
+        snapshots
+        if champion.extra == parts.extra
+        else compute_snapshots(run.data, _snapshots_of(rows), run.mcc_map, champion.extra, progress)
+    )
+    heard = (rows["outcome"].fillna("") != "not_discussed").to_numpy()
+    y = rows["adopted"].to_numpy(dtype=np.float64)[heard]
+    their_matrix = build_pair_matrix(
+        rows, their_snapshots, theirs.holder, theirs.estimator, run.benefits, theirs.benefit_codes
+    )
+    nan = float("nan")
+    auc = {
+        "model": ranking_auc(y, parts.score(_subset(matrix, test))[heard]) if heard.any() else nan,
+        "champion": ranking_auc(y, theirs.score(their_matrix)[heard]) if heard.any() else nan,
+    }
+    ips: dict[str, float] = {}
+    for name, scoring, holders in (("model", parts, snapshots), ("champion", theirs, their_snapshots)):
+        candidates = _candidates_for(rows, holders, scoring, run.catalog, run.benefits)
+        scratch = Evaluation()
+        evaluate_off_policy(
+            scratch,
+            rows,
+            candidates,
+            {name: scoring.score(candidates)},
+            run.benefits,
+            run.options.arbitration,
+        )
+        estimate = scratch.off_policy.get(name)
+        ips[name] = estimate.ips if estimate is not None else nan
+        if name == "champion" and estimate is not None:
+            evaluation.off_policy["champion"] = estimate
+    calls = int(rows["call_id"].nunique())
+    evaluation.champion = ChampionComparison(
+        champion.version, calls, since, auc["model"], auc["champion"], ips["model"], ips["champion"]
+    )
+    evaluation.metrics.update(
+        vs_champion_auc=auc["model"],
+        champion_auc=auc["champion"],
+        vs_champion_ips=ips["model"],
+        champion_ips=ips["champion"],
+        vs_champion_calls=float(calls),
+    )
 
 
 def evaluate_model(
@@ -477,7 +740,15 @@ def evaluate_model(
         matrix = build_pair_matrix(
             run.rows, snapshots, parts.holder, parts.estimator, benefits, parts.benefit_codes
         )
-        evaluation = _evaluate(run, parts, matrix, snapshots, progress)
+        evaluation = _evaluate_held_out(run, parts, matrix, snapshots, progress)
+        if options.oracle is not None:
+            _evaluate_against_oracle(evaluation, run, parts, run.popularity, progress)
+        until = _trained_until(bundle.manifest)
+        if until is not None and (run.split.by == "cardholder" or until > run.split.test_from):
+            evaluation.notes.append(
+                f"{bundle.version} learnt from presentations before {until}, some of these held-out ones "
+                "among them: its held-out numbers here are optimistic (its report holds its held-out fit's)"
+            )
         timer.step("evaluation", t)
     return evaluation
 

@@ -15,12 +15,14 @@ from typer.testing import CliRunner
 
 from nba.errors import ModelError, NotFoundError
 from nba.registry import (
+    CHAMPION_KEY,
     CURRENT_FILE,
     HISTORY_FILE,
     MANIFEST_FILE,
     ModelManifest,
-    decide_promotion,
+    baseline_problem,
     dump_json_artifact,
+    gate_promotion,
     is_version,
     list_models,
     load_json_artifact,
@@ -51,7 +53,12 @@ def _write(models_root: Path, when: datetime = T0, **overrides: Any) -> Path:
             "as_of": "2026-11-01",
             "label_source": "benefit_usage",
         },
-        "metrics": {"expected_adoptions_top3": 41.5, "auc": 0.71},
+        "metrics": {
+            "expected_adoptions_top3": 41.5,
+            "auc": 0.71,
+            "baseline_auc_most_popular": 0.6,
+            "baseline_ips_most_popular": 30.0,
+        },
         "params": {"learning_rate": 0.05, "num_leaves": 31},
         "extra": {"crm_columns_taken": ["segment"], "crm_columns_left_out": []},
     }
@@ -100,7 +107,12 @@ def test_written_model_dir_loads_back_with_every_field(tmp_path: Path) -> None:
     assert manifest.feature_names == ["spend_90d_usd", "product_id", "call_reason"]
     assert manifest.categorical_features == ["product_id", "call_reason"]
     assert manifest.data_summary["positives"] == 87
-    assert manifest.metrics == {"expected_adoptions_top3": 41.5, "auc": 0.71}
+    assert manifest.metrics == {
+        "expected_adoptions_top3": 41.5,
+        "auc": 0.71,
+        "baseline_auc_most_popular": 0.6,
+        "baseline_ips_most_popular": 30.0,
+    }
     assert manifest.extra == {"crm_columns_taken": ["segment"], "crm_columns_left_out": []}
     on_disk = {p.name for p in path.iterdir()} - {MANIFEST_FILE}
     assert set(manifest.files) == on_disk
@@ -467,56 +479,114 @@ def test_list_models_of_a_missing_folder_is_not_found(tmp_path: Path) -> None:
 # --- champion and challenger -----------------------------------------------------------------------
 
 
+GOOD = {
+    "auc": 0.70,
+    "expected_adoptions_top3": 0.40,
+    "baseline_auc_most_popular": 0.62,
+    "baseline_auc_random": 0.50,
+    "baseline_ips_most_popular": 0.35,
+    "baseline_ips_random": 0.30,
+}
+
+
+def _gate_manifest(when: datetime, summary: dict[str, Any] | None = None, **metrics: float) -> ModelManifest:
+    values = {**GOOD, **metrics}
+    return ModelManifest(
+        version=new_version(when, repr(sorted(values.items())).encode()),
+        created_at=when,
+        feature_names=["x"],
+        catalog_fingerprint="c",
+        data_summary=summary or {},
+        metrics={k: v for k, v in values.items() if v == v},  # NaN: leave the metric out
+        params={},
+        files={"model.txt": "0" * 64},
+    )
+
+
+CHAMPION = _gate_manifest(T0 - timedelta(days=30), auc=0.66, expected_adoptions_top3=0.38)
+SAME_RUN = {CHAMPION_KEY: CHAMPION.version}
+
+
 @pytest.mark.parametrize(
-    ("challenger", "champion", "same_data", "promote", "reason"),
+    ("challenger", "champion", "force", "promote", "reason"),
     [
-        (40.0, None, None, True, "no model is in service"),
-        (42.0, 41.0, None, True, r"42 >= 41 .* from the manifests"),
-        (41.0, 41.0, None, True, r"41 >= 41 .* from the manifests"),
-        (40.0, 41.0, None, False, r"has expected_adoptions_top3 40 < 41 .* from the manifests"),
-        # Same-data numbers decide, even against the manifests' own numbers.
-        (40.0, 45.0, (30.5, 30.0), True, r"30\.5 >= 30 .* on the same held-out data"),
-        (45.0, 40.0, (30.0, 30.5), False, r"30 < 30\.5 .* on the same held-out data"),
-        (45.0, 40.0, (30.0, 30.0), True, r"30 >= 30 .* on the same held-out data"),
-        (None, 41.0, None, False, "the challenger .* has no metric 'expected_adoptions_top3'"),
-        (41.0, None, (1.0, 2.0), True, "no model is in service"),
+        ({}, None, False, True, "no model is in service to compare with"),
+        (
+            {},
+            CHAMPION,
+            False,
+            True,
+            r"AUC 0\.7000 > 0\.6600, IPS adoptions/call 0\.4000 > 0\.3800 .* from the manifests",
+        ),
+        (
+            {"auc": 0.61},
+            CHAMPION,
+            False,
+            False,
+            r"is refused, its held-out AUC 0\.6100 is not above the best baseline's \(most_popular 0\.6200\) "
+            r"on the same rows \(--force promotes it anyway\)",
+        ),
+        (
+            {"expected_adoptions_top3": 0.35},
+            CHAMPION,
+            False,
+            False,
+            r"IPS adoptions/call 0\.3500 is not above the best baseline's \(most_popular 0\.3500\)",
+        ),
+        ({"auc": 0.65}, CHAMPION, False, False, r"AUC 0\.6500 is not above 0\.6600 of .* from the manifests"),
+        # The same held-out calls in one run decide, not each manifest's own numbers.
+        (
+            {"summary": SAME_RUN, "vs_champion_auc": 0.69, "champion_auc": 0.70},
+            CHAMPION,
+            False,
+            False,
+            r"AUC 0\.6900 is not above 0\.7000 of .* on the same held-out calls",
+        ),
+        (
+            {
+                "summary": SAME_RUN,
+                "vs_champion_auc": 0.69,
+                "champion_auc": 0.68,
+                "vs_champion_ips": 0.4,
+                "champion_ips": 0.3,
+            },
+            CHAMPION,
+            False,
+            True,
+            r"AUC 0\.6900 > 0\.6800, IPS adoptions/call 0\.4000 > 0\.3000 of .* on the same held-out calls; above every baseline",
+        ),
+        ({"auc": 0.61}, CHAMPION, True, True, r"forced past the gate: its held-out AUC 0\.6100 is not above"),
+        (
+            {"baseline_auc_most_popular": float("nan"), "baseline_auc_random": float("nan")},
+            CHAMPION,
+            False,
+            False,
+            "its manifest records no baseline numbers to compare with",
+        ),
     ],
 )
-def test_decide_promotion(
-    challenger: float | None,
-    champion: float | None,
-    same_data: tuple[float, float] | None,
-    promote: bool,
-    reason: str,
+def test_promotion_gate(
+    challenger: dict[str, Any], champion: ModelManifest | None, force: bool, promote: bool, reason: str
 ) -> None:
-    champion_manifest = None if champion is None else _manifest(champion, T0 - timedelta(days=7))
-    on_same = same_data or (None, None)
-    decision = decide_promotion(_manifest(challenger), champion_manifest, "expected_adoptions_top3", *on_same)
+    summary = challenger.pop("summary", None)
+    manifest = _gate_manifest(T0, summary, **challenger)
+    decision = gate_promotion(manifest, champion, force=force)
     assert decision.promote is promote
+    assert decision.forced is (force and promote)
     assert re.search(reason, decision.reason), decision.reason
-    if not same_data and champion is not None and challenger is not None:
-        assert "pass both numbers from one evaluation run" in decision.reason
+    assert "\n" not in decision.reason
+    assert decision.warning is None
 
 
-def test_decide_promotion_when_lower_is_better_and_for_a_champion_without_the_metric() -> None:
-    champion = _manifest(None, T0 - timedelta(days=1))
-    kept = decide_promotion(_manifest(1.0), champion)
-    assert not kept.promote and "the champion" in kept.reason
-    better = decide_promotion(_manifest(1.0), _manifest(2.0), "log_loss", 0.30, 0.31, higher_is_better=False)
-    assert better.promote and "0.3 <= 0.31" in better.reason
-    worse = decide_promotion(_manifest(1.0), _manifest(2.0), "log_loss", 0.32, 0.31, higher_is_better=False)
-    assert not worse.promote
-
-
-@pytest.mark.parametrize(
-    ("same_data", "match"),
-    [((1.0, None), "go together"), ((None, 1.0), "go together"), ((float("nan"), 1.0), "finite")],
-)
-def test_decide_promotion_refuses_half_or_nan_same_data_numbers(
-    same_data: tuple[float | None, float | None], match: str
-) -> None:
-    with pytest.raises(ValueError, match=match):
-        decide_promotion(_manifest(1.0), _manifest(2.0), "expected_adoptions_top3", *same_data)
+def test_promotion_gate_with_nothing_in_service_promotes_a_model_no_better_than_a_baseline_loudly() -> None:
+    decision = gate_promotion(_gate_manifest(T0, auc=0.55), None)
+    assert decision.promote and not decision.forced
+    assert decision.warning is not None and decision.warning.startswith("WARNING: ")
+    assert (
+        "goes in service only because nothing else is: its held-out AUC 0.5500 is not above"
+        in decision.warning
+    )
+    assert baseline_problem(_gate_manifest(T0)) is None
 
 
 # --- the `nba models` commands ---------------------------------------------------------------------
@@ -525,7 +595,9 @@ def test_decide_promotion_refuses_half_or_nan_same_data_numbers(
 def test_cli_list_promote_rollback(tmp_path: Path) -> None:
     runner = CliRunner()
     models = tmp_path / "models"
-    a, b = (_write(models, T0 + timedelta(days=i)).name for i in range(2))
+    worse = {"expected_adoptions_top3": 40.0, "auc": 0.7, "baseline_auc_most_popular": 0.6}
+    a = _write(models, T0, metrics=worse).name
+    b = _write(models, T0 + timedelta(days=1)).name
     c = _write(models, T0 + timedelta(days=2), metrics={"auc": 0.5}).name
     result = runner.invoke(models_app, ["promote", a, "--models", str(models)])
     assert result.exit_code == 0, result.output
@@ -539,10 +611,18 @@ def test_cli_list_promote_rollback(tmp_path: Path) -> None:
     result = runner.invoke(models_app, ["list", "--models", str(models)])
     assert result.exit_code == 0, result.output
     header, *rows, problem = result.output.splitlines()
-    assert header.split() == ["version", "created", "(UTC)", "check", "expected_adoptions_top3", "auc"]
+    assert header.split() == [
+        "version",
+        "created",
+        "(UTC)",
+        "check",
+        "expected_adoptions_top3",
+        "auc",
+        "baseline_auc_most_popular",
+    ]
     assert [row.lstrip("* ").split()[0] for row in rows] == [c, b, a], "newest first"
     assert rows[0].split()[-2:] == ["ok", "0.5"], "a metric a model lacks is left blank"
-    assert rows[1].startswith("*") and rows[1].split()[-3:] == ["ok", "41.5", "0.71"]
+    assert rows[1].startswith("*") and rows[1].split()[-4:] == ["ok", "41.5", "0.71", "0.6"]
     assert rows[2].split()[-1] == "FAILED" and not rows[2].startswith("*")
     assert problem.startswith(f"{a}: calibrator.json: checksum mismatch (expected ")
 
@@ -551,6 +631,28 @@ def test_cli_list_promote_rollback(tmp_path: Path) -> None:
     assert isinstance(result.exception, ModelError)
     assert "calibrator.json: checksum mismatch" in str(result.exception)
     assert read_current(models) == b
+
+
+def test_cli_promote_refuses_a_worse_model_in_one_line_and_force_is_recorded(tmp_path: Path) -> None:
+    runner = CliRunner()
+    models = tmp_path / "models"
+    good = _write(models, T0).name
+    worse = _write(models, T0 + timedelta(days=1), metrics={**GOOD, "auc": 0.6}).name
+    assert runner.invoke(models_app, ["promote", good, "--models", str(models)]).exit_code == 0
+    result = runner.invoke(models_app, ["promote", worse, "--models", str(models)])
+    assert result.exit_code == 1 and isinstance(result.exception, ModelError)
+    assert str(result.exception) == (
+        f"keep {good}: {worse} is refused, its held-out AUC 0.6000 is not above the best baseline's "
+        "(most_popular 0.6200) on the same rows (--force promotes it anyway)"
+    )
+    assert read_current(models) == good
+    result = runner.invoke(models_app, ["promote", worse, "--models", str(models), "--force"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"promoted {worse} (was {good}) — forced past the gate\n"
+    assert (models / "HISTORY").read_text().splitlines()[-1].split()[1:] == [worse, "forced"]
+    # A forced promotion rolls back like any other; the model folders are untouched by either.
+    assert rollback(models) == good
+    load_model_dir(models / worse)
 
 
 def test_cli_rollback_prints_one_line(tmp_path: Path) -> None:
