@@ -108,6 +108,17 @@ def generate(
         Path | None, typer.Option(help="Where to write the oracle (default: beside DIR, never inside it).")
     ] = None,
     catalog: Annotated[Path | None, typer.Option(help="Benefit catalog (default: the shipped one).")] = None,
+    regime_shift: Annotated[
+        str | None,
+        typer.Option(
+            "--regime-shift",
+            help=(
+                "From this day (YYYY-MM-DD) the world changes: travel spend collapses and recovers, the "
+                "income effect on take-up flips, a new benefit is launched, callers change; the oracle "
+                "then holds the truth as of every month's first day from the shift on (column as_of)."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """Generate a synthetic world in the data contract, with its hidden truth written as an oracle file."""
     from training.generate import DEFAULT_AS_OF, generate_world
@@ -122,6 +133,7 @@ def generate(
         as_of=_parse_date(as_of) or DEFAULT_AS_OF,
         oracle_path=oracle,
         catalog_path=catalog,
+        regime_shift=_parse_date(regime_shift),
     )
     typer.echo(str(summary))
 
