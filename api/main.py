@@ -238,6 +238,7 @@ def start_up(services: Services) -> None:
         get_logger().error("nothing to serve", extra={"reason": services.state.problem})
         return
     services.metrics.set_model_version(serving.model_version)
+    services.publish_drift(serving)
     services.warm_ledger()
     freeze_heap()
     get_logger().info(

@@ -60,3 +60,6 @@ PSI_MAJOR: Final = 0.25
 # bin gives a large but finite PSI term.
 DRIFT_QUANTILE_BINS: Final = 10
 PSI_SHARE_FLOOR: Final = 1e-4
+# A model's drift reference describes its latest training rows, this many days of presentations: the
+# months most like tomorrow's calls (the oldest rows' yearly features also lack a full year of history).
+DRIFT_REFERENCE_DAYS: Final = 90

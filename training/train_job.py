@@ -40,6 +40,7 @@ from nba.model import CategoryEncoder, PropensityModel
 from nba.registry import decide_promotion, read_current, set_current, write_model_dir
 from nba.tables import DataSource, open_data
 from nba.validation import MCC_OVERRIDE_FILE, validate_data
+from training.drift_job import training_drift_files
 from training.evaluate import (
     Evaluation,
     ScoringParts,
@@ -326,6 +327,12 @@ def train_model(
             )
         t = timer.step("evaluation", t)
 
+        # Drift reference (training/drift_job.py): kept in the model folder for `nba drift` and the service.
+        drift_reference = training_drift_files(
+            model, holder, matrix, rows, heard, data, as_of, mcc_map, extra, progress
+        )
+        t = timer.step("drift reference", t)
+
     progress.step("model folder: report, plots, manifest")
     evaluation.metrics["best_iteration"] = float(model.best_iteration_)
     evaluation.metrics["early_stopping_iteration"] = float(model.early_stopping_iteration_)
@@ -346,6 +353,7 @@ def train_model(
         "last_presentation": rows["as_of"].max().date().isoformat(),
     }
     files = bundle_files(model, estimator, holder, benefit_encoder)
+    files.update(drift_reference)
     report_files = write_report(evaluation, model, data_summary, extra, labelled, options, estimator)
     files.update(report_files)
     params: dict[str, Any] = {

@@ -106,17 +106,25 @@ def feature_shifts(
 
 
 def profile_shifts(
-    reference: DriftReference, profiles: Profiles, feature_names: Sequence[str]
+    reference: DriftReference,
+    profiles: Profiles,
+    feature_names: Sequence[str],
+    max_rows: int | None = None,
 ) -> tuple[FeatureShift, ...]:
     """The shift of a served profile snapshot's cardholder features against the model's training data.
 
     `feature_names` are the profiles' holder columns in order (the model's cardholder features). They
     are compared with the reference's population (every cardholder as of one date) when it has one,
-    else with the training rows. Raises DataError for empty profiles.
+    else with the training rows. With `max_rows`, every k-th cardholder is measured so that at most that
+    many are (PSI needs thousands of rows, not millions). Raises DataError for empty profiles.
     """
     bins = reference.population.features if reference.population is not None else reference.features
     position = {name: j for j, name in enumerate(feature_names)}
-    shifts = [shift_of(b, profiles.holder.column(position[b.name])) for b in bins if b.name in position]
+    n = len(profiles)
+    step = max(1, -(-n // max_rows)) if max_rows else 1
+    shifts = [
+        shift_of(b, profiles.holder.column(position[b.name])[::step]) for b in bins if b.name in position
+    ]
     return tuple(sorted(shifts, key=lambda s: (-s.psi, s.name)))
 
 
