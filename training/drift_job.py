@@ -1,12 +1,14 @@
 """Drift job: a model folder + a data directory (and a profile snapshot) → what has shifted since training.
 
-Two halves: `training_drift_files`, which the training job calls to keep the reference in the model
-folder (`drift.json`), and `run_drift` (`nba drift`), which measures a data directory's newest month
-and a served snapshot against it.
+Two halves: `training_drift_reference` and `newest_presentations_drift`, which the training job calls to
+keep the reference in the model folder (`drift.json`) and to report the calls since its last labelled
+ones; and `run_drift` (`nba drift`), which measures a data directory's newest month and a served
+snapshot against a stored model's reference.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -18,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from nba.bundle import HolderEncoding, ModelBundle, load_bundle, model_categorical, model_feature_names
-from nba.catalog import DEFAULT_CATALOG_PATH, catalog_for, load_catalog
+from nba.catalog import DEFAULT_CATALOG_PATH, Catalog, catalog_for, load_catalog
 from nba.drift import (
     CalibrationBeside,
     DriftReference,
@@ -26,7 +28,6 @@ from nba.drift import (
     FeatureShift,
     ScoreShift,
     build_drift_reference,
-    drift_files,
     feature_shifts,
     load_drift_reference,
     profile_shifts,
@@ -35,6 +36,7 @@ from nba.drift import (
     score_shift,
 )
 from nba.errors import DataError, ModelError
+from nba.estimator import SpendEstimator
 from nba.features import ExtraColumns, snapshot_all_sql
 from nba.matrix import BenefitTable
 from nba.mcc import MccMap, load_mcc_map
@@ -54,7 +56,7 @@ DEFAULT_WINDOW_DAYS: Final = 30
 # --- the reference, kept at training time -------------------------------------------------------------------
 
 
-def training_drift_files(
+def training_drift_reference(
     model: PropensityModel,
     holder: HolderEncoding,
     matrix: PairMatrix,
@@ -65,9 +67,10 @@ def training_drift_files(
     mcc_map: MccMap,
     extra: ExtraColumns,
     progress: Reporter = SILENT,
-) -> dict[str, bytes]:
-    """`drift.json` for a model folder: the reference of the latest rows the model was fitted on, and of
-    every cardholder as of the training as-of (what a profile snapshot built later is compared with).
+) -> DriftReference:
+    """The drift reference of a training run (`drift_files` makes it the model folder's `drift.json`): the
+    latest rows the model was fitted on, and every cardholder as of the training as-of (what a profile
+    snapshot built later is compared with).
 
     `matrix` holds the model's input for `rows` (presentations, in the same order) and `fitted` marks the
     rows the model learnt from; the reference keeps their latest DRIFT_REFERENCE_DAYS days. Cardholder
@@ -93,7 +96,7 @@ def training_drift_files(
         scores=model.predict_proba(matrix.X[recent])[:, 1] if recent.any() else np.zeros(0),
         population=(as_of, {name: encoded[:, j] for j, name in enumerate(holder.feature_names)}),
     )
-    return drift_files(reference)
+    return reference
 
 
 def model_columns(holder: HolderEncoding, X: FloatArray, rows: pd.DataFrame) -> dict[str, FloatArray]:
@@ -103,6 +106,22 @@ def model_columns(holder: HolderEncoding, X: FloatArray, rows: pd.DataFrame) -> 
     n_holder = len(holder.feature_names)
     names = model_feature_names(holder.feature_names)
     return {name: X[first, j] if j < n_holder else X[:, j] for j, name in enumerate(names)}
+
+
+@dataclass(frozen=True, eq=False)
+class DriftScorer:
+    """What measuring presentations needs of a model: its feature code and its scores (a loaded bundle's,
+    or a training run's before its folder exists)."""
+
+    extra: ExtraColumns
+    holder: HolderEncoding
+    estimator: SpendEstimator
+    model: PropensityModel
+    benefit_codes: Callable[[BenefitTable], FloatArray]
+
+    @classmethod
+    def of(cls, bundle: ModelBundle) -> DriftScorer:
+        return cls(bundle.extra, bundle.holder, bundle.estimator, bundle.model, bundle.benefit_codes)
 
 
 # --- nba drift ----------------------------------------------------------------------------------------------
@@ -171,17 +190,18 @@ def _calibration(labelled: pd.DataFrame, p_adopt: pd.DataFrame) -> tuple[Calibra
     return tuple(records)
 
 
-def _data_section(
+def newest_presentations_drift(
     data: DataSource,
-    catalog_path: Path,
-    bundle: ModelBundle,
+    catalog: Catalog,
+    scorer: DriftScorer,
     reference: DriftReference,
     as_of: date,
-    window_days: int,
-    progress: Reporter,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+    progress: Reporter = SILENT,
 ) -> DriftSection:
-    """The training window against the data's newest `window_days` days of presentations."""
-    catalog = load_catalog(catalog_path)
+    """The training window against the data's newest `window_days` days of presentations before `as_of`:
+    PSI per feature, scores, acceptance and 30-day adoption per benefit, and observed adoption beside
+    p_adopt where the conversations carry it."""
     benefits = BenefitTable.from_catalog(catalog)
     override = data.data_dir / MCC_OVERRIDE_FILE
     mcc_map = load_mcc_map(override if override.exists() else None)
@@ -207,12 +227,12 @@ def _data_section(
         )
     else:
         progress.step("drift: features of the newest presentations")
-        snapshots = compute_snapshots(data, _snapshot_keys(newest), mcc_map, bundle.extra, progress)
+        snapshots = compute_snapshots(data, _snapshot_keys(newest), mcc_map, scorer.extra, progress)
         matrix = build_pair_matrix(
-            newest, snapshots, bundle.holder, bundle.estimator, benefits, bundle.benefit_codes(benefits)
+            newest, snapshots, scorer.holder, scorer.estimator, benefits, scorer.benefit_codes(benefits)
         )
-        features = feature_shifts(reference.features, model_columns(bundle.holder, matrix.X, newest))
-        scores = score_shift(reference, bundle.model.predict_proba(matrix.X)[:, 1])
+        features = feature_shifts(reference.features, model_columns(scorer.holder, matrix.X, newest))
+        scores = score_shift(reference, scorer.model.predict_proba(matrix.X)[:, 1])
     p_adopt = _p_adopt_of(data)
     calibration: tuple[CalibrationBeside, ...] = ()
     if p_adopt is not None and not p_adopt.empty:
@@ -299,14 +319,18 @@ def run_drift(
             if as_of is not None and as_of > latest + timedelta(days=1):
                 raise DataError(f"--as-of {as_of} is after the data, which ends on {latest}")
             measured_as_of = as_of or latest + timedelta(days=1)
-            catalog = catalog_path or catalog_for(data_dir)
+            catalog = load_catalog(catalog_path or catalog_for(data_dir))
             sections.append(
-                _data_section(data, catalog, bundle, reference, measured_as_of, window_days, progress)
+                newest_presentations_drift(
+                    data, catalog, DriftScorer.of(bundle), reference, measured_as_of, window_days, progress
+                )
             )
     if profiles is not None:
         progress.step("drift: the profile snapshot")
-        catalog = catalog_path or (catalog_for(data_dir) if data_dir is not None else DEFAULT_CATALOG_PATH)
-        section, snapshot_as_of = _profiles_section(bundle, reference, profiles, catalog)
+        catalog_file = catalog_path or (
+            catalog_for(data_dir) if data_dir is not None else DEFAULT_CATALOG_PATH
+        )
+        section, snapshot_as_of = _profiles_section(bundle, reference, profiles, catalog_file)
         sections.append(section)
         measured_as_of = measured_as_of or snapshot_as_of
     assert measured_as_of is not None

@@ -24,6 +24,7 @@ from nba.bundle import (
     model_feature_names,
 )
 from nba.catalog import Catalog, catalog_for, load_catalog
+from nba.drift import drift_files, render_section
 from nba.errors import DataError, ModelError, NotFoundError
 from nba.estimator import SpendEstimator
 from nba.features import (
@@ -40,7 +41,7 @@ from nba.model import CategoryEncoder, PropensityModel
 from nba.registry import decide_promotion, read_current, set_current, write_model_dir
 from nba.tables import DataSource, open_data
 from nba.validation import MCC_OVERRIDE_FILE, validate_data
-from training.drift_job import training_drift_files
+from training.drift_job import DriftScorer, newest_presentations_drift, training_drift_reference
 from training.evaluate import (
     Evaluation,
     ScoringParts,
@@ -327,11 +328,16 @@ def train_model(
             )
         t = timer.step("evaluation", t)
 
-        # Drift reference (training/drift_job.py): kept in the model folder for `nba drift` and the service.
-        drift_reference = training_drift_files(
+        # Drift (training/drift_job.py): the reference kept in the model folder for `nba drift` and the
+        # service, and the calls of the last 30 days (labels not known yet) measured against it for the report.
+        drift_reference = training_drift_reference(
             model, holder, matrix, rows, heard, data, as_of, mcc_map, extra, progress
         )
-        t = timer.step("drift reference", t)
+        drift_scorer = DriftScorer(extra, holder, estimator, model, lambda _: benefit_codes)
+        drift_newest = newest_presentations_drift(
+            data, catalog, drift_scorer, drift_reference, as_of, progress=progress
+        )
+        t = timer.step("drift", t)
 
     progress.step("model folder: report, plots, manifest")
     evaluation.metrics["best_iteration"] = float(model.best_iteration_)
@@ -353,8 +359,9 @@ def train_model(
         "last_presentation": rows["as_of"].max().date().isoformat(),
     }
     files = bundle_files(model, estimator, holder, benefit_encoder)
-    files.update(drift_reference)
+    files.update(drift_files(drift_reference))
     report_files = write_report(evaluation, model, data_summary, extra, labelled, options, estimator)
+    report_files["report.md"] += ("\n" + render_section(drift_newest)).encode()
     files.update(report_files)
     params: dict[str, Any] = {
         "num_boost_round": options.num_boost_round,

@@ -16,6 +16,7 @@ from nba.drift.compare import (
     profile_shifts,
     rates_beside,
     render_section,
+    sampling_psi,
     score_shift,
     shift_of,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "psi_band",
     "rates_beside",
     "render_section",
+    "sampling_psi",
     "score_shift",
     "shift_of",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -12,7 +13,10 @@ import numpy.typing as npt
 from nba.drift.reference import BenefitOutcomes, DriftReference
 from nba.drift.stability import FeatureBins, PsiBand, count_bins, population_stability, psi_band
 from nba.profiles import Profiles
-from nba.vocab import PSI_MAJOR, PSI_MODERATE
+from nba.vocab import DRIFT_QUANTILE_BINS, PSI_MAJOR, PSI_MODERATE
+
+# Below this expected sampling PSI the report does not warn about small samples.
+SAMPLING_NOTE_PSI: Final = 0.03
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -162,6 +166,14 @@ def rates_beside(
     return tuple(rows)
 
 
+def sampling_psi(reference_rows: int, current_rows: int, n_bins: int = DRIFT_QUANTILE_BINS) -> float:
+    """The PSI two samples of these sizes from one distribution show on average, over `n_bins` bins:
+    (bins − 1) · (1/n + 1/m), the chi-square approximation."""
+    if reference_rows <= 0 or current_rows <= 0:
+        return float("inf")
+    return (n_bins - 1) * (1 / reference_rows + 1 / current_rows)
+
+
 # --- the table a person reads -----------------------------------------------------------------------------
 
 
@@ -174,6 +186,12 @@ def render_section(section: DriftSection, top: int = 15) -> str:
     lines = [f"## {section.title}", ""]
     lines.append(f"Reference rows: {section.reference_rows:,}; current rows: {section.current_rows:,}.")
     lines.extend(f"Note: {note}" for note in section.notes)
+    noise = sampling_psi(section.reference_rows, section.current_rows)
+    if section.features and noise >= SAMPLING_NOTE_PSI:
+        lines.append(
+            f"Note: with these row counts, sampling alone gives a PSI of about {noise:.2f} on decile bins "
+            "(fewer rows per cardholder feature); read the bands with that in mind."
+        )
     if section.features:
         moderate = sum(f.band == "moderate" for f in section.features)
         major = sum(f.band == "major" for f in section.features)

@@ -3,19 +3,24 @@ world whose travel collapsed (same seed and cardholders as the sample), and find
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from nba.bundle import load_bundle
 from nba.drift import DRIFT_FILE, DriftSection, load_drift_reference
+from nba.tables import open_data
 from nba.vocab import PSI_MODERATE, TRAVEL_CATEGORIES
 from tests.deployment import Deployment
 from training.cli import main
 from training.drift_job import DriftResult, run_drift
 from training.engine_job import build_snapshot
 from training.generate import generate_world
+from training.presentations import load_presentations
 
 SHIFT = date(2026, 8, 1)
 # Newer data for the sample model to meet: larger than the sample (3,000), so that its newest month holds
@@ -146,3 +151,32 @@ def test_a_model_without_a_drift_reference_is_one_clear_line(
     assert (
         "give a data directory (--data), a profile snapshot (--profiles) or both" in capsys.readouterr().err
     )
+
+
+def test_presentations_with_p_adopt_show_observed_adoption_beside_the_prediction(
+    sample_deployment: Deployment, tmp_path: Path
+) -> None:
+    """Exported feedback carries p_adopt; merged into a data directory, the observed 30-day adoption of
+    those presentations is set beside the mean prediction, per benefit."""
+    data = tmp_path / "data"
+    shutil.copytree(sample_deployment.data_dir, data)
+    conversations = pd.read_parquet(data / "conversations.parquet")
+    served = conversations["presented_at"] < pd.Timestamp(2026, 6, 1)
+    conversations["p_adopt"] = np.where(served, 0.1 + 0.05 * conversations["rank"].to_numpy(), np.nan)
+    conversations.to_parquet(data / "conversations.parquet", index=False)
+    result = run_drift(sample_deployment.models_dir / sample_deployment.version, data)
+    calibration = {c.benefit_id: c for c in _section(result, "Training window").calibration}
+
+    with open_data(data) as source:
+        labelled = load_presentations(source, sample_deployment.as_of).table.to_pandas()
+    labelled = labelled[
+        (labelled["outcome"] != "not_discussed") & (pd.to_datetime(labelled["as_of"]) < "2026-06-01")
+    ]
+    expected = labelled.assign(p_adopt=0.1 + 0.05 * labelled["rank"]).groupby("benefit_id")
+    assert set(calibration) == set(expected.groups)
+    for benefit_id, group in expected:
+        found = calibration[str(benefit_id)]
+        assert found.rows == len(group)
+        assert found.observed_adoption == pytest.approx(group["adopted"].mean())
+        assert found.mean_p_adopt == pytest.approx(group["p_adopt"].mean())
+    assert "observed 30-day adoption beside the mean predicted" in result.render()

@@ -23,6 +23,7 @@ from nba.drift import (
     psi_band,
     rates_beside,
     render_section,
+    sampling_psi,
 )
 from nba.errors import DataError, ModelError
 from nba.profiles import HolderMatrix
@@ -202,3 +203,15 @@ def test_a_holder_matrix_column_reads_back_exactly() -> None:
         np.testing.assert_array_equal(holder.column(j), X[:, j].astype(np.float64))
     with pytest.raises(IndexError):
         holder.column(3)
+
+
+def test_the_sampling_psi_is_what_two_samples_of_one_distribution_show() -> None:
+    rng = np.random.default_rng(5)
+    n, m = 600, 200
+    observed = []
+    for _ in range(200):
+        bins = fit_bins("x", rng.normal(0, 1, n), categorical=False)
+        observed.append(population_stability(bins.counts, count_bins(bins, rng.normal(0, 1, m))))
+    # No missing values here: the missing bin adds nothing, as the (bins − 1) degrees of freedom say.
+    assert float(np.mean(observed)) == pytest.approx(sampling_psi(n, m), rel=0.2)
+    assert sampling_psi(0, 10) == float("inf")
