@@ -61,6 +61,7 @@ class Services:
         self.metrics.reloads.labels(result="changed" if result.changed else "unchanged").inc()
         if result.changed:
             self.metrics.set_model_version(result.serving.model_version)
+            self.publish_drift(result.serving)
             self.warm_ledger()
             freeze_heap()
             get_logger().info("reloaded", extra={"model_version": result.serving.model_version})
@@ -70,6 +71,14 @@ class Services:
         """The refused-artifact gauge follows ServingState.refused."""
         refused = self.state.refused
         self.metrics.set_refused(None if refused is None else refused.kind)
+    def publish_drift(self, serving: Serving) -> None:
+        """The drift measured when `serving` was loaded → the metrics; why there is none goes to the log."""
+        drift = serving.drift
+        self.metrics.set_drift(drift.features, drift.training_acceptance)
+        if drift.problem is not None:
+            get_logger().warning(
+                "no drift measured for the snapshot in service", extra={"reason": drift.problem}
+            )
 
     def warm_ledger(self) -> None:
         """Outcomes the store holds since the profile snapshot's date → the contact policy (after a
@@ -86,6 +95,7 @@ class Services:
             return
         for cardholder_id, suggestion_id, event in events:
             self.ledger.record(cardholder_id, suggestion_id, event.benefit_id, event.outcome, event.at)
+            self.metrics.outcome_window.record(suggestion_id, event.benefit_id, event.outcome)
 
 
 def freeze_heap() -> None:

@@ -324,6 +324,7 @@ def start_up(services: Services) -> None:
         )
         return
     services.metrics.set_model_version(serving.model_version)
+    services.publish_drift(serving)
     services.warm_ledger()
     freeze_heap()
     get_logger().info(

@@ -21,7 +21,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -30,12 +30,51 @@ from typing import Final, Literal
 from api.settings import Settings
 from nba.bundle import ModelBundle, load_bundle
 from nba.catalog import Catalog, catalog_for, load_catalog
+from nba.drift import FeatureShift, load_drift_reference, profile_shifts
 from nba.engine import Engine, EngineConfig
-from nba.errors import ModelError, NbaError, NotFoundError
+from nba.errors import DataError, ModelError, NbaError, NotFoundError
 from nba.matrix import BenefitTable
 from nba.profiles import Profiles
 from nba.registry import read_current
 from nba.snapshots import profiles_from_snapshot, read_current_snapshot
+
+# PSI needs thousands of rows, not millions: at most this many cardholders of a snapshot are measured
+# (every k-th), which keeps the drift computed at load to a fraction of a second per 100,000 rows.
+DRIFT_MAX_ROWS = 200_000
+
+
+@dataclass(frozen=True)
+class ServingDrift:
+    """How the snapshot in service differs from the model's training data, measured at load.
+
+    `features` are the cardholder features most shifted first; `training_acceptance` is each benefit's
+    acceptance rate in the training rows; `problem` says why there is nothing to show (a model trained
+    before model folders kept a drift reference).
+    """
+
+    features: tuple[FeatureShift, ...] = ()
+    training_acceptance: dict[str, float] = field(default_factory=dict)
+    problem: str | None = None
+
+
+def measure_drift(bundle: ModelBundle, profiles: Profiles) -> ServingDrift:
+    """The drift of `profiles` against `bundle`'s training data; never raises for a model or snapshot
+    that cannot be measured (the reason is in `problem`)."""
+    try:
+        reference = load_drift_reference(bundle.path, bundle.manifest)
+        if reference is None:
+            return ServingDrift(
+                problem=f"model {bundle.version} keeps no drift reference (trained before drift.json)"
+            )
+        acceptance = {
+            b.benefit_id: b.acceptance_rate for b in reference.benefits if b.acceptance_rate is not None
+        }
+        if len(profiles) == 0:
+            return ServingDrift(training_acceptance=acceptance, problem="the profile snapshot is empty")
+        shifts = profile_shifts(reference, profiles, bundle.holder.feature_names, max_rows=DRIFT_MAX_ROWS)
+        return ServingDrift(shifts, acceptance)
+    except (DataError, ModelError) as exc:
+        return ServingDrift(problem=str(exc))
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,6 +85,7 @@ class Serving:
     model_dir: Path
     snapshot_dir: Path
     catalog_sha256: str
+    drift: ServingDrift = field(default_factory=ServingDrift)
 
     @property
     def model_version(self) -> str:
@@ -256,7 +296,9 @@ class ServingState:
             else:
                 profiles = build_profiles_aside(model_dir, snapshot_dir, catalog_path)
         engine = Engine(bundle, profiles, catalog, EngineConfig(epsilon=self.settings.epsilon))
-        return Serving(engine, model_dir, snapshot_dir, catalog_sha256)
+        # Drift is measured here, at load, never on the request path; unchanged profiles keep theirs.
+        drift = current.drift if current is not None and same_profiles else measure_drift(bundle, profiles)
+        return Serving(engine, model_dir, snapshot_dir, catalog_sha256, drift)
 
     def reload(self, retry_refused: bool = True) -> ReloadResult:
         """Loads what the CURRENT files name beside what is serving, then swaps.

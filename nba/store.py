@@ -910,7 +910,8 @@ class FeedbackStore:
         """Writes `calls`, `conversations` and `nps` in the data contract into the folder `out`.
 
         `calls` has every call served (also those with nothing to suggest), `conversations` one row
-        per suggestion shown with its current outcome (`not_discussed` when never marked), `nps` every
+        per suggestion shown with its current outcome (`not_discussed` when never marked) and the
+        model's `p_adopt` (an extra column), `nps` every
         answer. Timestamps are naive UTC (`2026-08-15 10:30:00`). The three tables are read in one
         transaction, so they agree with each other; each file is written beside its final name and
         renamed when complete. Raises DataError when the database has no feedback tables or `out`
@@ -1322,6 +1323,9 @@ _EXPORT_COLUMNS: Final[dict[str, dict[str, pa.DataType]]] = {
         "rank": pa.int64(),
         "call_reason": pa.string(),
         "logging_prob": pa.float64(),
+        # An extra column (the contract allows them): what the model predicted, for `nba drift` to set
+        # beside the adoption observed once the 30 days have passed.
+        "p_adopt": pa.float64(),
     },
     "nps": {"call_id": pa.string(), "score": pa.int64(), "responded_at": pa.timestamp("us")},
 }
@@ -1344,6 +1348,7 @@ def _export_queries() -> dict[str, Select[Any]]:
             s.rank,
             c.call_reason,
             s.logging_prob,
+            s.p_adopt,
         )
         .select_from(_conversations_join())
         .order_by(c.served_at, c.call_id, s.rank),

@@ -50,3 +50,16 @@ SENSITIVE_CALL_REASONS: Final[frozenset[str]] = frozenset({"fraud", "bereavement
 CATEGORY_INDEX: Final[dict[str, int]] = {name: i for i, name in enumerate(SPEND_CATEGORIES)}
 # The categories a trip spends in: what a travel notice call is about.
 TRAVEL_CATEGORIES: Final[frozenset[str]] = frozenset({"air_travel", "lodging", "car_rental", "travel_agency"})
+
+# Population stability index (PSI) bands, as credit-risk practice names them: below 0.1 stable, 0.1–0.25 a
+# moderate shift worth a look, 0.25 and above a major shift (the model's inputs no longer look like its
+# training data).
+PSI_MODERATE: Final = 0.1
+PSI_MAJOR: Final = 0.25
+# Numeric features are binned at the reference's deciles; a bin's share is floored at this so an empty
+# bin gives a large but finite PSI term.
+DRIFT_QUANTILE_BINS: Final = 10
+PSI_SHARE_FLOOR: Final = 1e-4
+# A model's drift reference describes its latest training rows, this many days of presentations: the
+# months most like tomorrow's calls (the oldest rows' yearly features also lack a full year of history).
+DRIFT_REFERENCE_DAYS: Final = 90

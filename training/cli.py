@@ -110,6 +110,17 @@ def generate(
         Path | None, typer.Option(help="Where to write the oracle (default: beside DIR, never inside it).")
     ] = None,
     catalog: Annotated[Path | None, typer.Option(help="Benefit catalog (default: the shipped one).")] = None,
+    regime_shift: Annotated[
+        str | None,
+        typer.Option(
+            "--regime-shift",
+            help=(
+                "From this day (YYYY-MM-DD) the world changes: travel spend collapses and recovers, the "
+                "income effect on take-up flips, a new benefit is launched, callers change; the oracle "
+                "then holds the truth as of every month's first day from the shift on (column as_of)."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """Generate a synthetic world in the data contract, with its hidden truth written as an oracle file."""
     from training.generate import DEFAULT_AS_OF, generate_world
@@ -124,6 +135,7 @@ def generate(
         as_of=_parse_date(as_of) or DEFAULT_AS_OF,
         oracle_path=oracle,
         catalog_path=catalog,
+        regime_shift=_parse_date(regime_shift),
     )
     typer.echo(str(summary))
 
@@ -298,6 +310,59 @@ def score(
     typer.echo(
         f"{result.out}: {result.rows:,} rows for {result.cardholders:,} cardholders in {result.seconds:.1f} s"
     )
+
+
+@app.command()
+def drift(
+    model: ModelOption,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Data directory: its newest days of presentations are compared with the model's training "
+            "rows (merge exported feedback into it to see observed adoption beside p_adopt).",
+        ),
+    ] = None,
+    profiles: Annotated[
+        Path | None,
+        typer.Option(
+            "--profiles",
+            help="Profile snapshot folder, or a profiles folder (its CURRENT): compared with the training data.",
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the report to this file (Markdown).")] = None,
+    as_of: AsOf = None,
+    window_days: Annotated[
+        int, typer.Option(min=1, max=366, help="How many of the newest days are 'now' (default 30).")
+    ] = 30,
+    top: Annotated[
+        int, typer.Option(min=1, max=1000, help="How many of the most shifted features to list.")
+    ] = 15,
+    catalog: Annotated[
+        Path | None, typer.Option(help="Benefit catalog (default: DIR/catalog.yaml, else the shipped one).")
+    ] = None,
+    quiet: Quiet = False,
+) -> None:
+    """What shifted since the model was trained: PSI per feature, outcome rates per benefit, scores."""
+    from training.drift_job import run_drift
+    from training.engine_job import resolve_model_dir
+    from training.progress import cli_reporter
+
+    with cli_reporter(quiet) as progress:
+        result = run_drift(
+            resolve_model_dir(model),
+            data,
+            profiles=profiles,
+            as_of=_parse_date(as_of),
+            window_days=window_days,
+            catalog_path=catalog,
+            progress=progress,
+        )
+    text = result.render(top)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    typer.echo(text)
 
 
 @app.command("export-feedback")

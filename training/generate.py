@@ -10,6 +10,12 @@ probability and the true yearly value of every unused benefit.
 
 Work is done in chunks of `CHUNK_CARDHOLDERS`, each with its own random stream spawned from the seed,
 and streamed to disk: output depends on the seed alone, memory stays bounded.
+
+A world may change part-way through (`RegimeShift`, opt-in; without it nothing below changes a row): from
+the shift on, travel spend collapses and slowly recovers, the income terms of the true adoption model flip
+sign, a new benefit is launched (in the catalog, used and presented only after the launch), and callers
+come more from lower incomes and more often about payments and hardship. The oracle then holds the truth
+as of the first day of every month from the shift on and as of the world's as-of (column `as_of`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import yaml
 
 from nba.catalog import DEFAULT_CATALOG_PATH, Catalog, load_catalog
 from nba.errors import DataError
@@ -58,6 +65,8 @@ REFUND_SHARE: Final = 0.021
 NPS_RESPONSE_SHARE: Final = 0.25
 TABLE_NAMES: Final = ("cardholders", "transactions", "benefit_usage", "conversations", "calls", "nps")
 ORACLE_COLUMNS: Final = ("cardholder_id", "benefit_id", "p_true", "value_usd")
+# A world with a regime shift holds the truth as of several dates: this column says which.
+ORACLE_AS_OF_COLUMN: Final = "as_of"
 
 _N_CATS: Final = len(SPEND_CATEGORIES)
 _NEVER: Final = 2**30  # a day number after any as_of: "not (yet) happened"
@@ -333,11 +342,13 @@ class TrueAdoptionModel:
         reason: npt.NDArray[np.integer],
         rank: npt.NDArray[np.integer],
         agent_effect: F64,
+        income_effect: F64 | None = None,
     ) -> F64:
         """Log-odds for arrays of equal shape; `benefit` gives each element's benefit attributes.
 
         `reason` indexes CALL_REASONS, `rank` starts at 1, ages are in years, values in USD a year,
-        `z_income` and `engagement` are standard scores.
+        `z_income` and `engagement` are standard scores. `income_effect` multiplies the income terms
+        (a regime shift flips them); None leaves them as they are.
         """
         value_ratio = _log_value(value_usd) - benefit.typical_log_value
         share_ratio = _log_share(spend_share) - benefit.typical_log_share
@@ -349,6 +360,8 @@ class TrueAdoptionModel:
         digital_youth = np.where(benefit.digital, np.clip((40.0 - age) / 15.0, -1.5, 1.5), 0.0)
         protection_age = np.where(benefit.kind == _PROTECTION, np.clip((age - 45.0) / 15.0, -1.5, 1.5), 0.0)
         income = np.clip(z_income, -2.0, 2.0)
+        if income_effect is not None:
+            income = income * income_effect
         travel_notice = (reason == CALL_REASONS.index("travel_notice")) & benefit.travel
         logit: F64 = (
             self.intercept
@@ -397,6 +410,63 @@ def _stretch(log_ratio: F64, convexity: float) -> F64:
 
 TRUTH: Final = TrueAdoptionModel()
 
+# The benefit a regime-shift world launches on its shift date, and the products that gain it.
+LAUNCHED_BENEFIT: Final[Mapping[str, object]] = {
+    "id": "wellness_credit",
+    "name": "Wellness credit",
+    "kind": "statement_credit",
+    "spend_categories": ["health"],
+    "annual_credit_usd": 100,
+    "requires_enrollment": True,
+    "unsuitable_call_reasons": ["dispute", "complaint"],
+    "talking_point": (
+        "New on your {product_name}: up to {annual_credit_usd} a year back on pharmacy, doctor and "
+        "dental bills once you enrol."
+    ),
+}
+LAUNCHED_ON_PRODUCTS: Final = ("everyday", "gold", "home")
+
+
+@dataclass(frozen=True)
+class RegimeShift:
+    """How a world changes from `starts` on: what a card issuer lives through in a downturn.
+
+    - travel: card spend in the travel categories falls to (1 − `travel_drop`) of its level on the
+      shift day and recovers with time constant `travel_recovery_days`; a travel benefit is worth that
+      much less meanwhile (the truth sees its value scaled by the same factor), and travel notices
+      become as much rarer;
+    - a CRM attribute's effect flips: the truth's income terms (perks appeal to the affluent, earn rates
+      to the less well-off) are multiplied by `income_effect` (−1: the other way round);
+    - a new benefit (`LAUNCHED_BENEFIT`) joins the products in `LAUNCHED_ON_PRODUCTS` (of those the
+      catalog has): nobody uses it, nor is it presented, before the shift, and people chose their card
+      without it;
+    - the callers: the call rate after the shift is multiplied by exp(`caller_income_slope` × income
+      score), normalised to keep the volume, and call reasons move by `reason_log_odds`.
+    """
+
+    starts: date
+    travel_drop: float = 0.75
+    travel_recovery_days: float = 150.0
+    income_effect: float = -1.0
+    caller_income_slope: float = -0.6
+    reason_log_odds: Mapping[str, float] = dataclasses.field(
+        default_factory=lambda: {"hardship": 1.0, "payment": 0.4, "balance_inquiry": 0.2}
+    )
+
+    def travel_factor(self, day: npt.NDArray[np.integer]) -> F64:
+        """Travel spend (and a travel benefit's worth) on these day numbers, against before the shift."""
+        since = (np.asarray(day, dtype=np.int64) - _day_number(self.starts)).astype(np.float64)
+        factor: F64 = np.where(
+            since < 0,
+            1.0,
+            1.0 - self.travel_drop * np.exp(-np.maximum(since, 0.0) / self.travel_recovery_days),
+        )
+        return factor
+
+
+def _day_number(day: date) -> int:
+    return (day - _EPOCH).days
+
 
 @dataclass(frozen=True)
 class WorldSummary:
@@ -410,6 +480,7 @@ class WorldSummary:
     rows_by_table: Mapping[str, int]
     oracle_rows: int
     seconds: float
+    regime_shift: date | None = None
 
 
 # --- fixed parts of a world: catalog arrays, calendar, MCC sampler -----------------------------------------
@@ -612,6 +683,15 @@ class _World:
     agent_not_discussed: F64
     product_constant: F64
     id_width: int
+    shift: RegimeShift | None = None
+    launch_day: I64 | None = None  # per benefit: the first day it exists (regime-shift worlds only)
+    choice_slots: I64 | None = None  # product slots people chose their card by (without launched benefits)
+
+    def choice_catalog(self) -> _CatalogArrays:
+        """The catalog as people saw it when they chose their card: launched benefits were not on it."""
+        if self.choice_slots is None:
+            return self.catalog
+        return dataclasses.replace(self.catalog, product_slots=self.choice_slots)
 
 
 # --- personas ------------------------------------------------------------------------------------------------
@@ -760,7 +840,9 @@ def _choice_chances(utility: F64) -> F64:
     return chance
 
 
-def _calibrate_truth(cat: _CatalogArrays, mcc: _MccSampler) -> tuple[_CatalogArrays, F64]:
+def _calibrate_truth(
+    cat: _CatalogArrays, mcc: _MccSampler, choice_slots: I64 | None = None
+) -> tuple[_CatalogArrays, F64]:
     """The fixed parts of a world, measured on a reference population drawn from its own constant seed.
 
     Returns the catalog arrays with each benefit's typical value and spend share set, and the product
@@ -771,7 +853,8 @@ def _calibrate_truth(cat: _CatalogArrays, mcc: _MccSampler) -> tuple[_CatalogArr
     cardholder against how well it fits the others who have it. Nothing here depends on the world's seed.
     """
     persona = _draw_personas(np.random.default_rng(_REFERENCE_SEED), _REFERENCE_PEOPLE, mcc)
-    utility = _product_utility(cat, persona)
+    chosen_by = cat if choice_slots is None else dataclasses.replace(cat, product_slots=choice_slots)
+    utility = _product_utility(chosen_by, persona)
     target = 1.0 / (1.0 + cat.product_fee_usd / 200.0)
     target /= target.sum()
     constant = np.zeros(len(cat.product_ids))
@@ -857,7 +940,7 @@ def _draw_cardholders(
     cat, cal = world.catalog, world.calendar
     persona = _draw_personas(rng, n, world.mcc)
     gumbel = -np.log(-np.log(rng.random((n, len(cat.product_ids)))))
-    utility = _product_utility(cat, persona) + world.product_constant + gumbel
+    utility = _product_utility(world.choice_catalog(), persona) + world.product_constant + gumbel
     product = np.argmax(utility, axis=1).astype(np.int64)
 
     new = rng.random(n) < NEW_CARDHOLDER_SHARE
@@ -974,9 +1057,15 @@ def _natural_adoption_days(
         + np.where(kind == _EARN, 2.0 * (wallet_in - 0.55), 0.0)
     )
     starts = rng.random(values.shape) < _sigmoid(start_logit)
-    start_day = active_day[:, None] + np.floor(rng.exponential(40.0, values.shape)).astype(np.int64)
+    # A benefit launched later is there to be found from its launch on, not from the card's activation.
+    available = (
+        active_day[:, None]
+        if world.launch_day is None
+        else np.maximum(active_day[:, None], world.launch_day[benefit])
+    )
+    start_day = available + np.floor(rng.exponential(40.0, values.shape)).astype(np.int64)
     yearly_rate = _DRIFT_PER_YEAR * np.exp(0.5 * value_term + 0.3 * persona.engagement[:, None])
-    drift_day = active_day[:, None] + np.floor(rng.exponential(365.0 / yearly_rate)).astype(np.int64)
+    drift_day = available + np.floor(rng.exponential(365.0 / yearly_rate)).astype(np.int64)
     adopted = np.where(starts, start_day, drift_day)
     day: I64 = np.where(adopted < world.calendar.as_of_day, adopted, _NEVER)
     return day
@@ -1045,6 +1134,53 @@ def _draw_stream(world: _World, rng: np.random.Generator, chunk: _Chunk) -> _Str
     )
 
 
+_TRAVEL_MASK: Final = np.array([c in TRAVEL_CATEGORIES for c in SPEND_CATEGORIES])
+
+
+def _thin_travel(shift: RegimeShift, rng: np.random.Generator, stream: _Stream) -> _Stream:
+    """The stream with travel purchases after the shift kept at the shift's travel factor of their day."""
+    travel = _TRAVEL_MASK[stream.category]
+    keep = ~travel | (rng.random(len(stream.day)) < shift.travel_factor(stream.day))
+    amount = stream.amount_usd[keep]
+    return _Stream(
+        holder=stream.holder[keep],
+        category=stream.category[keep],
+        day=stream.day[keep],
+        amount_usd=amount,
+        mcc=stream.mcc[keep],
+        key=stream.key[keep],
+        cumulative_usd=np.concatenate([[0.0], np.cumsum(amount)]),
+    )
+
+
+def _shift_callers(
+    world: _World,
+    shift: RegimeShift,
+    rng: np.random.Generator,
+    chunk: _Chunk,
+    holder: I64,
+    day: I64,
+    calls_per_year: F64,
+    first_day: I64,
+) -> tuple[I64, I64]:
+    """Calls after the shift at each cardholder's rate × exp(slope × income score) / its mean.
+
+    Calls of cardholders whose rate falls are thinned; those whose rate rises get extra calls after the
+    shift, on uniformly drawn days.
+    """
+    shift_day, as_of_day = _day_number(shift.starts), world.calendar.as_of_day
+    weight = np.exp(shift.caller_income_slope * chunk.persona.z_income)
+    weight /= weight.mean()
+    keep = (day < shift_day) | (rng.random(len(day)) < np.minimum(weight[holder], 1.0))
+    window_from = np.maximum(first_day, shift_day)
+    years_after = np.maximum(as_of_day - window_from, 0) / 365.25
+    extra = rng.poisson(calls_per_year * years_after * np.maximum(weight - 1.0, 0.0))
+    extra_holder = np.repeat(np.arange(chunk.n), extra)
+    span = as_of_day - window_from[extra_holder]
+    extra_day = window_from[extra_holder] + np.floor(rng.random(len(extra_holder)) * span).astype(np.int64)
+    return np.concatenate([holder[keep], extra_holder]), np.concatenate([day[keep], extra_day])
+
+
 def _card_spend_90d(
     world: _World, stream: _Stream, chunk: _Chunk, holder: I64, day: I64, first_used: I64
 ) -> F64:
@@ -1091,7 +1227,13 @@ _OUTCOME_NAMES: Final = ("accepted", "declined", "not_discussed", "already_aware
 _ACCEPTED, _DECLINED, _NOT_DISCUSSED, _ALREADY_AWARE = range(4)
 
 
-def _draw_calls(world: _World, rng: np.random.Generator, chunk: _Chunk, first_call_number: int) -> _Calls:
+def _draw_calls(
+    world: _World,
+    rng: np.random.Generator,
+    chunk: _Chunk,
+    first_call_number: int,
+    shift_rng: np.random.Generator | None = None,
+) -> _Calls:
     cal = world.calendar
     first_day = np.maximum(chunk.open_day, cal.start_day)
     years = (cal.as_of_day - first_day) / 365.25
@@ -1101,6 +1243,10 @@ def _draw_calls(world: _World, rng: np.random.Generator, chunk: _Chunk, first_ca
     day = first_day[holder] + np.floor(rng.random(len(holder)) * (cal.as_of_day - first_day[holder])).astype(
         np.int64
     )
+    if world.shift is not None and shift_rng is not None:
+        holder, day = _shift_callers(
+            world, world.shift, shift_rng, chunk, holder, day, _CALLS_PER_YEAR * propensity, first_day
+        )
     seconds = np.clip(rng.normal(14.0 * 3600, 3.2 * 3600, len(holder)), 7 * 3600, 22 * 3600).astype(np.int64)
     started = day * _US_PER_DAY + seconds * 1_000_000
     order = np.lexsort((started, holder))
@@ -1118,10 +1264,31 @@ def _draw_calls(world: _World, rng: np.random.Generator, chunk: _Chunk, first_ca
     lift[:, CALL_REASONS.index("hardship")] = -0.6 * chunk.persona.z_income
     lift[:, CALL_REASONS.index("rewards_question")] = 0.3 * chunk.persona.engagement
     gumbel = -np.log(-np.log(rng.random((len(holder), len(CALL_REASONS)))))
-    reason = np.argmax(log_share + lift[holder] + gumbel, axis=1).astype(np.int64)
+    reason_score = log_share + lift[holder] + gumbel
+    if world.shift is not None:
+        # After the shift: other reasons to call, and travel notices as rare as travel itself.
+        call_day = started // _US_PER_DAY
+        after = call_day >= _day_number(world.shift.starts)
+        moved = np.array([world.shift.reason_log_odds.get(r, 0.0) for r in CALL_REASONS])
+        reason_score[after] += moved
+        reason_score[after, CALL_REASONS.index("travel_notice")] += np.log(
+            world.shift.travel_factor(call_day[after])
+        )
+    reason = np.argmax(reason_score, axis=1).astype(np.int64)
     agent = rng.integers(0, AGENT_COUNT, len(holder))
     number = first_call_number + np.arange(len(holder), dtype=np.int64)
     return _Calls(holder, started, reason, agent, number)
+
+
+def _shifted_truth(world: _World, benefit: I64, value_usd: F64, day: I64) -> tuple[F64, F64 | None]:
+    """A benefit's true yearly worth and the income terms' factor on these days (unchanged without a shift)."""
+    shift = world.shift
+    if shift is None:
+        return value_usd, None
+    travel = world.catalog.view.travel[benefit]
+    worth: F64 = np.where(travel, value_usd * shift.travel_factor(day), value_usd)
+    effect: F64 = np.where(day >= _day_number(shift.starts), shift.income_effect, 1.0)
+    return worth, effect
 
 
 def _simulate_calls(
@@ -1147,6 +1314,8 @@ def _simulate_calls(
         first_used = chunk.first_used_day(holder)
         unused = first_used >= day[:, None]
         eligible = (benefit >= 0) & unused & cat.presentable[safe, reason[:, None]]
+        if world.launch_day is not None:
+            eligible &= world.launch_day[safe] <= day[:, None]
         n_eligible = eligible.sum(axis=1)
         k = np.minimum(n_eligible, up_to[reason])
 
@@ -1175,10 +1344,11 @@ def _simulate_calls(
         when = day[call_row]
         b = chunk.slot_benefit[who, slot]
         declined_at = chunk.last_declined_day[who, slot]
+        value_usd, income_effect = _shifted_truth(world, b, chunk.slot_value_usd[who, slot], when)
         p_true = _sigmoid(
             TRUTH.logit(
                 cat.view.take(b),
-                chunk.slot_value_usd[who, slot],
+                value_usd,
                 chunk.slot_share[who, slot],
                 chunk.slot_affinity[who, slot],
                 (when - chunk.open_day[who]).astype(np.float64),
@@ -1190,6 +1360,7 @@ def _simulate_calls(
                 reason[call_row],
                 rank,
                 world.agent_effect[calls.agent[index][call_row]],
+                income_effect,
             )
         )
         not_discussed = rng.random(len(slot)) < _sigmoid(
@@ -1384,8 +1555,11 @@ def _survey_answers(
     )
 
 
-def _finish_usage(world: _World, chunk: _Chunk) -> tuple[pa.Table, pa.Table]:
-    """benefit_usage rows (used before as_of) and oracle rows (every benefit on the card not used by as_of)."""
+def _finish_usage(
+    world: _World, chunk: _Chunk, calls: _Calls, shown: _Presentations
+) -> tuple[pa.Table, pa.Table]:
+    """benefit_usage rows (used before as_of) and oracle rows (every benefit on the card not used by as_of;
+    in a regime-shift world also as of each month's first day from the shift on, with an `as_of` column)."""
     cal, cat = world.calendar, world.catalog
     first_used = chunk.first_used_day(np.arange(chunk.n))
     valid = chunk.slot_benefit >= 0
@@ -1399,48 +1573,89 @@ def _finish_usage(world: _World, chunk: _Chunk) -> tuple[pa.Table, pa.Table]:
             "first_used_date": _dates(first_used[holder, slot]),
         }
     )
-    holder, slot = np.nonzero(valid & ~used)
+    if world.shift is None:
+        oracle = _oracle_at(
+            world, chunk, valid & ~used, cal.as_of_day, chunk.last_declined_day, chunk.ever_declined
+        )
+        return usage, oracle
+
+    call = np.concatenate(shown.call) if shown.call else np.zeros(0, dtype=np.int64)
+    declined = (np.concatenate(shown.outcome) == _DECLINED) if shown.outcome else np.zeros(0, dtype=bool)
+    declined_holder = calls.holder[call[declined]]
+    declined_slot = np.concatenate(shown.slot)[declined] if shown.slot else np.zeros(0, dtype=np.int64)
+    declined_day = calls.started_us[call[declined]] // _US_PER_DAY
+    shift_day = _day_number(world.shift.starts)
+    months = cal.month_start_days[cal.month_start_days >= shift_day]
+    tables = []
+    for day in [*months.tolist(), cal.as_of_day]:
+        # What the story had reached by `day`: benefits used before it, declines before it.
+        before = declined_day < day
+        last_declined = np.full(chunk.slot_benefit.shape, -_NEVER, dtype=np.int64)
+        np.maximum.at(last_declined, (declined_holder[before], declined_slot[before]), declined_day[before])
+        ever_declined = last_declined > -_NEVER
+        pending = valid & (first_used >= day) & (chunk.open_day < day)[:, None]
+        table = _oracle_at(world, chunk, pending, day, last_declined, ever_declined)
+        tables.append(table.append_column(ORACLE_AS_OF_COLUMN, _dates(np.full(table.num_rows, day))))
+    return usage, pa.concat_tables(tables)
+
+
+def _oracle_at(
+    world: _World, chunk: _Chunk, pending: Bool, day: int, last_declined: I64, ever_declined: Bool
+) -> pa.Table:
+    """The truth for the `pending` (cardholder, slot) pairs on a general call, at rank 1, on `day`."""
+    cat = world.catalog
+    holder, slot = np.nonzero(pending)
     benefit = chunk.slot_benefit[holder, slot]
-    declined_at = chunk.last_declined_day[holder, slot]
+    declined_at = last_declined[holder, slot]
+    value_usd = chunk.slot_value_usd[holder, slot]
+    age = chunk.persona.age[holder]
+    income_effect = None
+    if world.shift is not None:
+        value_usd, income_effect = _shifted_truth(world, benefit, value_usd, np.full(len(holder), day))
+        age = age - (world.calendar.as_of_day - day) / 365.25
     p_true = _sigmoid(
         TRUTH.logit(
             cat.view.take(benefit),
-            chunk.slot_value_usd[holder, slot],
+            value_usd,
             chunk.slot_share[holder, slot],
             chunk.slot_affinity[holder, slot],
-            (cal.as_of_day - chunk.open_day[holder]).astype(np.float64),
-            chunk.persona.age[holder],
+            (day - chunk.open_day[holder]).astype(np.float64),
+            age,
             chunk.persona.z_income[holder],
             chunk.persona.engagement[holder],
-            declined_at >= cal.as_of_day - DECLINE_MEMORY_DAYS,
-            chunk.ever_declined[holder, slot],
+            declined_at >= day - DECLINE_MEMORY_DAYS,
+            ever_declined[holder, slot],
             np.full(len(holder), CALL_REASONS.index("general")),
             np.ones(len(holder), dtype=np.int64),
             np.zeros(len(holder)),
+            income_effect,
         )
     )
-    oracle = pa.table(
+    return pa.table(
         {
             "cardholder_id": chunk.ids.take(pa.array(holder)),
-            "benefit_id": pa.array(benefit_names[benefit], pa.string()),
+            "benefit_id": pa.array(np.asarray(cat.benefit_ids, dtype=object)[benefit], pa.string()),
             "p_true": pa.array(p_true, pa.float64()),
-            "value_usd": pa.array(np.round(chunk.slot_value_usd[holder, slot], 2), pa.float64()),
+            "value_usd": pa.array(np.round(value_usd, 2), pa.float64()),
         }
     )
-    return usage, oracle
 
 
 def _generate_chunk(
     world: _World, seed: np.random.SeedSequence, first_number: int, n: int, first_call_number: int
 ) -> dict[str, pa.Table]:
     rng = np.random.default_rng(seed)
+    # What a regime shift draws comes from a stream of its own: the chunk's own draws stay as they are.
+    shift_rng = np.random.default_rng(seed.spawn(1)[0]) if world.shift is not None else None
     chunk, cardholders = _draw_cardholders(world, rng, first_number, n)
     stream = _draw_stream(world, rng, chunk)
-    calls = _draw_calls(world, rng, chunk, first_call_number)
+    if world.shift is not None and shift_rng is not None:
+        stream = _thin_travel(world.shift, shift_rng, stream)
+    calls = _draw_calls(world, rng, chunk, first_call_number, shift_rng)
     shown = _simulate_calls(world, rng, chunk, stream, calls)
     calls_table, conversations, nps = _finish_calls(world, rng, chunk, calls, shown)
     transactions = _finish_transactions(world, rng, chunk, stream)
-    usage, oracle = _finish_usage(world, chunk)
+    usage, oracle = _finish_usage(world, chunk, calls, shown)
     return {
         "cardholders": cardholders,
         "transactions": transactions,
@@ -1534,6 +1749,7 @@ def generate_world(
     as_of: date = DEFAULT_AS_OF,
     oracle_path: Path | None = None,
     catalog_path: Path | None = None,
+    regime_shift: RegimeShift | date | None = None,
 ) -> WorldSummary:
     """Writes a synthetic data directory (the six contract tables and catalog.yaml) and its oracle file.
 
@@ -1541,7 +1757,9 @@ def generate_world(
     needed; the six tables in it are replaced), the file format, the as-of date (every date written is
     before it), where to write the oracle (default `<out_dir>.oracle.parquet` beside the directory; never
     inside it) and the catalog (default: the shipped one; copied to out_dir). An `mcc_map.csv` already in
-    out_dir is honoured. Returns a WorldSummary. Raises DataError for bad arguments, CatalogError or
+    out_dir is honoured. `regime_shift` (a RegimeShift, or a date for the default one) makes the world
+    change from that date on (see RegimeShift); the catalog written then has the launched benefit, and the
+    oracle an `as_of` column. Returns a WorldSummary. Raises DataError for bad arguments, CatalogError or
     ValidationError for a bad catalog or MCC map.
 
     Example:
@@ -1555,10 +1773,25 @@ def generate_world(
         Path(oracle_path) if oracle_path is not None else out_dir.parent / f"{out_dir.name}.oracle.parquet"
     )
     _check_arguments(n_cardholders, seed, fmt, out_dir, oracle_path)
+    shift = RegimeShift(regime_shift) if isinstance(regime_shift, date) else regime_shift
+    calendar = _calendar(as_of)
+    if shift is not None and not calendar.start_day < _day_number(shift.starts) < calendar.as_of_day:
+        history_start = _EPOCH + timedelta(days=calendar.start_day)
+        raise DataError(
+            f"`regime_shift` must be a date inside the history, after {history_start} and "
+            f"before the as-of {as_of}, got {shift.starts}"
+        )
     catalog_file = Path(catalog_path) if catalog_path is not None else DEFAULT_CATALOG_PATH
     catalog = load_catalog(catalog_file)
     out_dir.mkdir(parents=True, exist_ok=True)
     oracle_path.parent.mkdir(parents=True, exist_ok=True)
+    target = out_dir / "catalog.yaml"
+    if shift is not None:
+        # The data directory's catalog has the launched benefit; the world reads it from there.
+        replace_text = _catalog_with_launch(catalog_file.read_text(encoding="utf-8"))
+        target.write_text(replace_text, encoding="utf-8")
+        catalog_file = target
+        catalog = load_catalog(target)
 
     root = np.random.SeedSequence(seed)
     # The first stream once calibrated the products (now `_calibrate_truth` does, on a fixed population);
@@ -1567,11 +1800,22 @@ def generate_world(
     # Transactions are drawn with the MCC map the data directory will be read with (its override too).
     override = out_dir / _MCC_OVERRIDE_FILE
     mcc = _mcc_sampler(load_mcc_map(override if override.exists() else None))
-    cat, product_constant = _calibrate_truth(_catalog_arrays(catalog), mcc)
+    arrays = _catalog_arrays(catalog)
+    launch_day, choice_slots = None, None
+    if shift is not None:
+        launched = np.array([b == LAUNCHED_BENEFIT["id"] for b in arrays.benefit_ids])
+        launch_day = np.where(launched, _day_number(shift.starts), -_NEVER).astype(np.int64)
+        choice_slots = np.where(
+            np.isin(arrays.product_slots, np.flatnonzero(launched)), -1, arrays.product_slots
+        )
+    cat, product_constant = _calibrate_truth(arrays, mcc, choice_slots)
     agent_rng = np.random.default_rng(agent_seed)
     world = _World(
+        shift=shift,
+        launch_day=launch_day,
+        choice_slots=choice_slots,
         catalog=cat,
-        calendar=_calendar(as_of),
+        calendar=calendar,
         mcc=mcc,
         agent_effect=agent_rng.normal(0.0, TRUTH.agent_sd, AGENT_COUNT),
         agent_not_discussed=agent_rng.normal(0.0, 0.4, AGENT_COUNT),
@@ -1596,7 +1840,6 @@ def generate_world(
         for sink in sinks.values():
             sink.discard()
         raise
-    target = out_dir / "catalog.yaml"
     if not (target.exists() and target.samefile(catalog_file)):
         shutil.copyfile(catalog_file, target)
     return WorldSummary(
@@ -1608,4 +1851,22 @@ def generate_world(
         rows_by_table={name: sinks[name].rows for name in TABLE_NAMES},
         oracle_rows=sinks["oracle"].rows,
         seconds=time.perf_counter() - started,
+        regime_shift=shift.starts if shift is not None else None,
     )
+
+
+def _catalog_with_launch(text: str) -> str:
+    """Catalog YAML with `LAUNCHED_BENEFIT` added (unless it is there) to the products in
+    `LAUNCHED_ON_PRODUCTS`, or to every product when the catalog has none of them."""
+    raw = yaml.safe_load(text)
+    if not isinstance(raw, dict) or not isinstance(raw.get("benefits"), list):
+        return text  # load_catalog has said what is wrong with it already
+    if any(isinstance(b, dict) and b.get("id") == LAUNCHED_BENEFIT["id"] for b in raw["benefits"]):
+        return text
+    raw["benefits"].append(dict(LAUNCHED_BENEFIT))
+    products = [p for p in raw.get("products", []) if isinstance(p, dict)]
+    named = [p for p in products if p.get("id") in LAUNCHED_ON_PRODUCTS] or products
+    for product in named:
+        product["benefits"] = [*product.get("benefits", []), LAUNCHED_BENEFIT["id"]]
+    dumped: str = yaml.safe_dump(raw, sort_keys=False, allow_unicode=True, width=110)
+    return "# The shipped catalog with the benefit launched on the regime shift's date.\n" + dumped

@@ -24,6 +24,7 @@ from nba.bundle import (
     model_feature_names,
 )
 from nba.catalog import Catalog, catalog_for, load_catalog
+from nba.drift import drift_files, render_section
 from nba.errors import DataError, ModelError, NotFoundError
 from nba.estimator import SpendEstimator
 from nba.features import (
@@ -49,6 +50,7 @@ from nba.registry import (
 )
 from nba.tables import DataSource, open_data
 from nba.validation import MCC_OVERRIDE_FILE, validate_data
+from training.drift_job import DriftScorer, newest_presentations_drift, training_drift_reference
 from training.evaluate import (
     ChampionComparison,
     Evaluation,
@@ -362,7 +364,7 @@ def train_model(
             _compare_with_champion(evaluation, run, champion, parts, matrix, snapshots, progress)
         t = timer.step("evaluation", t)
 
-        shipped = _Shipped(model, estimator, benefit_encoder, parts)
+        shipped = _Shipped(model, estimator, benefit_encoder, parts, matrix)
         if options.ship_all_rows:
             progress.step("refit on every labelled row: spend estimator and model")
             shipped = _refit_on_every_row(
@@ -374,13 +376,26 @@ def train_model(
             popularity = _popularity(rows) if options.ship_all_rows else run.popularity
             _evaluate_against_oracle(evaluation, run, shipped.parts, popularity, progress)
             t = timer.step("oracle", t)
+        # Drift (training/drift_job.py): the reference kept in the model folder for `nba drift` and the
+        # service — the shipped model's rows and scores — and the calls of the last 30 days (labels not known
+        # yet) measured against it for the report.
+        shipped_rows = heard if options.ship_all_rows else (train_mask | valid_mask)
+        drift_reference = training_drift_reference(
+            shipped.model, holder, shipped.matrix, rows, shipped_rows, data, as_of, mcc_map, extra, progress
+        )
+        drift_scorer = DriftScorer(
+            extra, holder, shipped.estimator, shipped.model, lambda _: shipped.parts.benefit_codes
+        )
+        drift_newest = newest_presentations_drift(
+            data, catalog, drift_scorer, drift_reference, as_of, progress=progress
+        )
+        t = timer.step("drift", t)
 
     progress.step("model folder: report, plots, manifest")
     evaluation.metrics["best_iteration"] = float(model.best_iteration_)
     evaluation.metrics["early_stopping_iteration"] = float(model.early_stopping_iteration_)
     evaluation.metrics["shipped_trees"] = float(shipped.model.best_iteration_)
     last_presentation = rows["as_of"].max().date()
-    shipped_rows = heard if options.ship_all_rows else (train_mask | valid_mask)
     fits = _describe_fits(run, model, shipped, int(shipped_rows.sum()), int((split.test & heard).sum()))
     data_summary: dict[str, Any] = {
         "data_dir": str(data_dir),
@@ -417,6 +432,8 @@ def train_model(
     report_files = write_report(
         evaluation, model, data_summary, extra, labelled, options, shipped.estimator, shipped.model
     )
+    files.update(drift_files(drift_reference))
+    report_files["report.md"] += ("\n" + render_section(drift_newest)).encode()
     files.update(report_files)
     params: dict[str, Any] = {
         "num_boost_round": options.num_boost_round,
@@ -503,6 +520,7 @@ class _Shipped:
     estimator: SpendEstimator
     benefit_encoder: CategoryEncoder
     parts: ScoringParts
+    matrix: PairMatrix  # the presentations' rows as this model sees them (its spend estimator's values)
 
 
 def _refit_on_every_row(
@@ -540,7 +558,7 @@ def _refit_on_every_row(
     )
     shipped.calibration_losses_ = losses
     parts = ScoringParts(extra, holder, estimator, codes, _score_with(shipped))
-    return _Shipped(shipped, estimator, encoder, parts)
+    return _Shipped(shipped, estimator, encoder, parts, every)
 
 
 def _describe_fits(

@@ -57,6 +57,7 @@ async def post_outcome(
         record.cardholder_id, suggestion_id, record.benefit_id, record.outcome, record.recorded_at
     )
     services.metrics.outcomes.labels(benefit_id=record.benefit_id, outcome=record.outcome).inc()
+    services.metrics.outcome_window.record(suggestion_id, record.benefit_id, record.outcome)
     return OutcomeOut(
         suggestion_id=record.suggestion_id,
         call_id=record.call_id,

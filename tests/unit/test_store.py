@@ -905,10 +905,10 @@ def test_export_writes_the_data_contract_tables(
         "T3,C0000009,2026-08-16 10:30:00.000250,general,A7\n"
     )
     assert (tmp_path / "out" / "conversations.csv").read_text() == (
-        "call_id,cardholder_id,benefit_id,presented_at,outcome,agent_id,rank,call_reason,logging_prob\n"
-        "T1,C0000006,dining_4x,2026-08-15 10:30:00,declined,A7,1,general,0.8\n"
-        "T1,C0000006,grocery_4x,2026-08-15 10:30:00,already_aware,A8,2,general,0.8\n"
-        "T3,C0000009,air_5x,2026-08-16 10:30:00.000250,not_discussed,A7,1,general,0.8\n"
+        "call_id,cardholder_id,benefit_id,presented_at,outcome,agent_id,rank,call_reason,logging_prob,p_adopt\n"
+        "T1,C0000006,dining_4x,2026-08-15 10:30:00,declined,A7,1,general,0.8,0.31\n"
+        "T1,C0000006,grocery_4x,2026-08-15 10:30:00,already_aware,A8,2,general,0.8,0.31\n"
+        "T3,C0000009,air_5x,2026-08-16 10:30:00.000250,not_discussed,A7,1,general,0.8,0.31\n"
     )
     assert (
         tmp_path / "out" / "nps.csv"
@@ -938,7 +938,7 @@ def test_an_empty_store_exports_headers_only(store: FeedbackStore, tmp_path: Pat
     assert (tmp_path / "csv" / "nps.csv").read_text() == "call_id,score,responded_at\n"
     store.export(tmp_path / "pq", "parquet")
     assert (counts.calls, counts.conversations, counts.nps) == (0, 0, 0)
-    assert pd.read_parquet(tmp_path / "pq" / "conversations.parquet").shape == (0, 9)
+    assert pd.read_parquet(tmp_path / "pq" / "conversations.parquet").shape == (0, 10)
 
 
 def test_export_refuses_a_table_in_the_other_format_and_an_unmigrated_database(
@@ -965,13 +965,18 @@ def merge_into_samples(exported: Path, merged: Path, fmt: Literal["csv", "parque
             if fmt == "csv":
                 text = (exported / f"{source.stem}.csv").read_text(encoding="utf-8")
                 header, _, rows = text.partition("\n")
-                assert header.split(",") == list(sample.columns)
+                # The export's extra columns (p_adopt) come after the contract's, which match the sample's.
+                assert header.split(",")[: len(sample.columns)] == list(sample.columns)
+                rows = "".join(
+                    ",".join(line.split(",")[: len(sample.columns)]) + "\n" for line in rows.splitlines()
+                )
                 buffer = io.StringIO()
                 sample.to_csv(buffer, index=False)
                 (merged / f"{source.stem}.csv").write_text(buffer.getvalue() + rows, encoding="utf-8")
             else:
                 extra = pd.read_parquet(exported / f"{source.stem}.parquet")
-                assert list(extra.columns) == list(sample.columns)
+                assert list(extra.columns)[: len(sample.columns)] == list(sample.columns)
+                extra = extra[sample.columns]
                 pd.concat([sample, extra], ignore_index=True).to_parquet(merged / source.name, index=False)
         else:
             (merged / source.name).write_bytes(source.read_bytes())
