@@ -221,6 +221,38 @@ def train(
 
 
 @app.command()
+def backtest(
+    data: DataDir,
+    months: Annotated[
+        int, typer.Option(min=1, max=36, help="How many of the latest months to test, one model each.")
+    ] = 6,
+    as_of: AsOf = None,
+    oracle: OracleFile = None,
+    out: Annotated[
+        Path, typer.Option(help="Folder for backtest.csv, backtest.json and backtest.png.")
+    ] = Path("var/backtest"),
+    config: Annotated[Path | None, typer.Option(help="Features config (YAML/JSON).")] = None,
+    catalog: Annotated[
+        Path | None, typer.Option(help="Benefit catalog (default: DATA/catalog.yaml).")
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed of the models.")] = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Backtest over time: for each of the last N months, fit on the rows before it, test on it."""
+    from training.backtest_job import run_backtest
+    from training.progress import cli_reporter
+    from training.summary import print_backtest
+    from training.train_job import TrainOptions
+
+    options = TrainOptions(
+        as_of=_parse_date(as_of), feature_config=config, catalog_path=catalog, oracle=oracle, seed=seed
+    )
+    with cli_reporter(quiet) as progress:
+        result = run_backtest(data, options, months, out, progress)
+    print_backtest(result)
+
+
+@app.command()
 def evaluate(
     model: Annotated[Path, typer.Option(help="Model folder (models/<version>).")],
     data: DataDir,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from training.metrics import CalibrationTable, LiftTable, OracleRatio
 
@@ -165,6 +166,40 @@ def plot_oracle_ratio(results: Mapping[str, OracleRatio], path: str | Path, mode
     ax.set_title("Share of the best achievable expected adoptions")
     ax.legend(loc="lower right")
     ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_backtest(frame: pd.DataFrame, path: str | Path) -> Path:
+    """A backtest over time: per month, the model's AUC and IPS adoptions per call (with its 95% interval)
+    beside the best baseline's; skipped months are gaps. `frame` is `backtest_frame`'s table.
+
+    Raises ValueError when `frame` has no month.
+    """
+    if frame.empty:
+        raise ValueError("`frame` must hold at least one month")
+    _ensure_writable_mpl_config_dir()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    auc_ax, ips_ax = fig.subplots(2, 1, sharex=True)
+    x = np.arange(len(frame))
+    for ax, key, label in ((auc_ax, "auc", "AUC"), (ips_ax, "ips", "IPS adoptions per call")):
+        model = frame[key].to_numpy(dtype=np.float64)
+        baseline = frame[f"best_baseline_{key}"].to_numpy(dtype=np.float64)
+        if key == "ips":
+            low = frame["ips_low"].to_numpy(dtype=np.float64)
+            high = frame["ips_high"].to_numpy(dtype=np.float64)
+            ax.fill_between(x, low, high, color=MODEL_COLOR, alpha=0.15, label="model, 95% interval")
+        ax.plot(x, model, marker="o", color=MODEL_COLOR, label="model (fitted on the months before)")
+        ax.plot(x, baseline, marker="s", linestyle="--", color=REFERENCE_COLOR, label="best baseline")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    ips_ax.set_xticks(x, labels=[str(m) for m in frame["month"]])
+    ips_ax.set_xlabel("Month evaluated (trained on the rows before it)")
+    auc_ax.set_title("Backtest: the model against the best baseline, month by month")
     return _save(fig, path)
 
 

@@ -7,6 +7,7 @@ import math
 from rich.console import Console
 from rich.table import Table
 
+from training.backtest_job import BacktestResult
 from training.evaluate import Evaluation
 from training.report import champion_line
 from training.train_job import TrainResult
@@ -80,3 +81,35 @@ def print_train_summary(result: TrainResult, console: Console | None = None) -> 
     for warning in result.warnings:
         console.print(warning, style="bold red")
     console.print(f"report: {result.model_dir / 'report.md'}")
+
+
+def print_backtest(result: BacktestResult, console: Console | None = None) -> None:
+    """The month-by-month table of `nba backtest` (fits 80 columns), its verdict in one line, the files."""
+    console = console or Console()
+    console.print(f"backtest of {result.data_dir} as of {result.as_of}: model vs best baseline per month")
+    table = Table(box=None, pad_edge=False)
+    for header in ("month", "train", "test", "AUC", "base", "IPS/call", "base", "ECE", "oracle"):
+        table.add_column(header, justify="left" if header == "month" else "right", no_wrap=True)
+    for m in result.months:
+        if m.status == "skipped":
+            table.add_row(m.label, f"{m.train_rows:,}", f"{m.test_rows:,}", "skipped")
+            continue
+        table.add_row(
+            m.label,
+            f"{m.train_rows:,}",
+            f"{m.test_rows:,}",
+            _fmt(m.auc, 3),
+            _fmt(m.best_baseline_auc, 3),
+            _fmt(m.ips, 3),
+            _fmt(m.best_baseline_ips, 3),
+            _fmt(m.ece, 3),
+            _fmt(m.oracle_ratio, 3),
+        )
+    console.print(table)
+    for m in result.months:
+        if m.status == "skipped":
+            console.print(f"{m.label} skipped: {m.note}", style="bold red")
+    verdict = result.verdict()
+    console.print(verdict, style=None if verdict.startswith("STABLE") else "bold red")
+    for name, path in result.files.items():
+        console.print(f"{name}: {path}")

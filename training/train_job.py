@@ -599,20 +599,35 @@ def _evaluate_held_out(
     run: _Run, parts: ScoringParts, matrix: PairMatrix, snapshots: HolderSnapshots, progress: Reporter
 ) -> Evaluation:
     """Held-out metrics and off-policy estimates, each beside the baselines' on the same rows and calls."""
+    test_rows = run.rows[run.split.test].reset_index(drop=True)
+    return evaluate_rows(
+        run, parts, test_rows, _subset(matrix, run.split.test), snapshots, run.popularity, progress
+    )
+
+
+def evaluate_rows(
+    run: _Run,
+    parts: ScoringParts,
+    test_rows: pd.DataFrame,
+    test_matrix: PairMatrix,
+    snapshots: HolderSnapshots,
+    popularity: dict[str, float],
+    progress: Reporter,
+) -> Evaluation:
+    """Metrics on `test_rows` (their pair matrix `test_matrix`; `snapshots` hold their cardholders) and
+    off-policy estimates on their calls, each beside the baselines' (`popularity`: what was known before)."""
     evaluation = Evaluation()
-    split, options, benefits = run.split, run.options, run.benefits
+    options, benefits = run.options, run.benefits
     off_policy = run.labelled.label_source.startswith("conversations")
     with progress.track("parts", 1 + int(off_policy)) as done:  # logged metrics, off-policy
-        test_rows = run.rows[split.test].reset_index(drop=True)
-        test_matrix = _subset(matrix, split.test)
         evaluate_logged(evaluation, test_rows, test_matrix, parts.score(test_matrix))
-        evaluate_baselines_logged(evaluation, test_rows, test_matrix, run.popularity, options.seed)
+        evaluate_baselines_logged(evaluation, test_rows, test_matrix, popularity, options.seed)
         done.advance()
         if off_policy:
             candidates = _candidates_for(test_rows, snapshots, parts, run.catalog, benefits)
             policies = {
                 "model": parts.score(candidates),
-                **baseline_scores(candidates, run.popularity, options.seed),
+                **baseline_scores(candidates, popularity, options.seed),
             }
             evaluate_off_policy(
                 evaluation, test_rows, candidates, policies, benefits, options.arbitration, progress

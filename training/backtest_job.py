@@ -1,0 +1,380 @@
+"""Backtest: a data directory → for each of its last N months, the spend estimator and the model fitted on
+the rows before that month and evaluated on its presentations, beside the baselines (and the oracle)."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import numpy as np
+import pandas as pd
+
+from nba.bundle import load_bundle
+from nba.errors import DataError
+from nba.tables import open_data
+from training.evaluate import BASELINES, Evaluation, evaluate_oracle, read_oracle
+from training.pairs import build_pair_matrix, compute_snapshots
+from training.presentations import LABEL_WINDOW_DAYS
+from training.progress import SILENT, Reporter
+from training.train_job import (
+    TrainOptions,
+    _bundle_parts,
+    _load_inputs,
+    _popularity,
+    _prepare_run,
+    _Run,
+    _snapshots_of,
+    evaluate_rows,
+    train_model,
+)
+
+DEFAULT_MONTHS: Final = 6
+MAX_MONTHS: Final = 36
+# The model's lead over the best baseline is "shrinking" when the newest months' mean lead is below this
+# share of the oldest months' (and still above zero).
+SHRINKING_SHARE: Final = 0.5
+
+
+@dataclass(frozen=True)
+class BacktestMonth:
+    """One month of a backtest: trained on the rows before `month`, evaluated on `month` … `until`."""
+
+    month: date
+    until: date
+    status: Literal["evaluated", "skipped"]
+    note: str = ""
+    train_rows: int = 0
+    test_rows: int = 0
+    test_calls: int = 0
+    positives: int = 0
+    auc: float = math.nan
+    best_baseline_auc: float = math.nan
+    best_baseline_auc_name: str = ""
+    ips: float = math.nan
+    ips_low: float = math.nan
+    ips_high: float = math.nan
+    best_baseline_ips: float = math.nan
+    best_baseline_ips_name: str = ""
+    logged_per_call: float = math.nan
+    ece: float = math.nan
+    oracle_ratio: float = math.nan
+    best_baseline_oracle_ratio: float = math.nan
+    seconds: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return self.month.strftime("%Y-%m")
+
+    @property
+    def ips_lead(self) -> float:
+        """Adoptions per call the model gains over the best baseline this month (IPS)."""
+        return self.ips - self.best_baseline_ips
+
+    @property
+    def auc_lead(self) -> float:
+        return self.auc - self.best_baseline_auc
+
+
+@dataclass
+class BacktestResult:
+    """The months of a backtest, oldest first, and where their table and plot were written."""
+
+    data_dir: Path
+    as_of: date
+    months: list[BacktestMonth]
+    out_dir: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def evaluated(self) -> list[BacktestMonth]:
+        return [m for m in self.months if m.status == "evaluated"]
+
+    def verdict(self) -> str:
+        """One line: is the model's lead over the best baseline stable, shrinking or gone?"""
+        months = self.evaluated
+        if not months:
+            return "no month could be evaluated: see the notes of the skipped months"
+        key = "ips" if all(np.isfinite(m.ips_lead) for m in months) else "auc"
+        leads = [m.ips_lead if key == "ips" else m.auc_lead for m in months]
+        measure = "IPS adoptions per call" if key == "ips" else "AUC"
+        behind = [m.label for m, lead in zip(months, leads, strict=True) if lead <= 0]
+        latest = months[-1]
+        if leads[-1] <= 0:
+            return (
+                f"GONE: in {latest.label} the model is not above the best baseline on {measure} "
+                f"(behind or level in {len(behind)} of {len(months)} months: {', '.join(behind)})"
+            )
+        half = max(len(leads) // 2, 1)
+        old, new = float(np.mean(leads[:half])), float(np.mean(leads[-half:]))
+        if len(leads) >= 2 and old > 0 and new < SHRINKING_SHARE * old:
+            return (
+                f"SHRINKING: the model's lead on {measure} fell from {old:+.4f} (oldest {half} months) to "
+                f"{new:+.4f} (newest {half})"
+            )
+        if behind:
+            return f"UNSTABLE: the model leads on {measure} now but was behind in {', '.join(behind)}"
+        return f"STABLE: the model is above the best baseline on {measure} in all {len(months)} months"
+
+
+def _month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def backtest_months(dates: pd.Series, as_of: date, months: int) -> list[tuple[date, date]]:
+    """The last `months` months that can be backtested: each has labelled presentations (all before
+    as_of − 30 days) and labelled presentations to train on before it (dated 30 days or more earlier).
+
+    Returns (first day, end) pairs, oldest first; the newest month may end early, at the label cut-off.
+    Raises DataError when the data's history holds fewer such months than asked for, or none.
+    """
+    if not 1 <= months <= MAX_MONTHS:
+        raise DataError(f"`--months` must be an integer in [1, {MAX_MONTHS}]. Got {months} instead.")
+    cutoff = as_of - timedelta(days=LABEL_WINDOW_DAYS)
+    days = sorted({d.date() for d in pd.to_datetime(dates)})
+    if not days:
+        raise DataError(f"no presentations with a known label before {as_of}: nothing to backtest")
+    first = days[0]
+    starts = sorted({_month_start(d) for d in days})
+    possible = [s for s in starts if first < s - timedelta(days=LABEL_WINDOW_DAYS)]
+    span = f"{starts[0]:%Y-%m} … {starts[-1]:%Y-%m}"
+    if not possible:
+        raise DataError(
+            f"no backtest possible: the labelled presentations span {len(starts)} month(s) ({span}); a "
+            f"backtest month needs presentations to train on dated more than {LABEL_WINDOW_DAYS} days before "
+            "it (give a longer history)"
+        )
+    if months > len(possible):
+        raise DataError(
+            f"`--months` {months} is more than the data's history allows: {len(possible)} month(s) "
+            f"({possible[0]:%Y-%m} … {possible[-1]:%Y-%m}) have presentations to test and earlier ones to "
+            f"train on; use --months {len(possible)} or fewer"
+        )
+    return [(s, min(_next_month(s), cutoff)) for s in possible[-months:]]
+
+
+def run_backtest(
+    data_dir: Path,
+    options: TrainOptions,
+    months: int = DEFAULT_MONTHS,
+    out_dir: Path | None = None,
+    progress: Reporter = SILENT,
+) -> BacktestResult:
+    """Fits everything on the rows before each of the last `months` months and evaluates on that month.
+
+    `options` are the training options (feature config, catalog, seed, arbitration; `oracle` gives
+    per-month oracle ratios when the oracle has an `as_of` column holding each month's first day);
+    `options.as_of` bounds the data as everywhere. A month whose training fails for want of labels, or
+    that has no adoption to rank, is skipped and named. Writes `backtest.csv`, `backtest.json` and
+    `backtest.png` to `out_dir` when given. Raises DataError for invalid data or too short a history.
+    """
+    started = time.perf_counter()
+    progress.step("validate: the data contract")
+    catalog, mcc_map, _ = _load_inputs(data_dir, options)
+    oracle = read_oracle(options.oracle) if options.oracle is not None else None
+    results: list[BacktestMonth] = []
+    with open_data(data_dir) as data, tempfile.TemporaryDirectory(prefix="nba-backtest-") as scratch:
+        with progress.query(data.con, "labelled presentations SQL"):
+            run = _prepare_run(data, data_dir, catalog, mcc_map, options)
+        if not run.labelled.label_source.startswith("conversations"):
+            raise DataError(f"{data_dir}: no conversations: a backtest needs logged presentations per month")
+        windows = backtest_months(run.rows["as_of"], run.as_of, months)
+        for i, (start, end) in enumerate(windows, 1):
+            progress.step(f"backtest {i}/{len(windows)}: {start:%Y-%m}, trained on the rows before {start}")
+            month_started = time.perf_counter()
+            month = _backtest_month(run, data_dir, Path(scratch) / start.isoformat(), start, end, oracle)
+            results.append(replace(month, seconds=round(time.perf_counter() - month_started, 1)))
+            progress.log(f"  {_month_line(results[-1])}")
+    result = BacktestResult(
+        data_dir, run.as_of, results, out_dir, seconds=round(time.perf_counter() - started, 1)
+    )
+    if out_dir is not None:
+        result.files = write_backtest(result, out_dir)
+    return result
+
+
+def _backtest_month(
+    run: _Run, data_dir: Path, scratch: Path, start: date, end: date, oracle: pd.DataFrame | None
+) -> BacktestMonth:
+    day = run.rows["as_of"].dt.date
+    in_month = ((day >= start) & (day < end)).to_numpy()
+    known_then = (day < start - timedelta(days=LABEL_WINDOW_DAYS)).to_numpy()
+    rows = run.rows[in_month].reset_index(drop=True)
+    heard = (rows["outcome"].fillna("") != "not_discussed").to_numpy()
+    base = BacktestMonth(
+        start,
+        end,
+        "skipped",
+        train_rows=int(known_then.sum()),
+        test_rows=int(heard.sum()),
+        test_calls=int(rows["call_id"].nunique()),
+        positives=int(rows.loc[heard, "adopted"].sum()),
+    )
+    if base.positives == 0:
+        return replace(
+            base, note=f"no positive labels: none of {base.test_rows:,} heard presentations was adopted"
+        )
+    try:
+        trained = train_model(
+            data_dir, scratch, replace(run.options, as_of=start, promote=False, oracle=None)
+        )
+    except DataError as exc:
+        return replace(base, note=f"training before {start} failed: {exc}")
+    bundle = load_bundle(trained.model_dir)
+    parts = _bundle_parts(bundle, run.benefits)
+    snapshots = compute_snapshots(run.data, _snapshots_of(rows), run.mcc_map, bundle.extra)
+    matrix = build_pair_matrix(
+        rows, snapshots, parts.holder, parts.estimator, run.benefits, parts.benefit_codes
+    )
+    popularity = _popularity(run.rows[known_then])
+    evaluation = evaluate_rows(run, parts, rows, matrix, snapshots, popularity, SILENT)
+    if oracle is not None:
+        _evaluate_month_oracle(evaluation, run, parts, popularity, start, oracle)
+    return _month_of(base, evaluation)
+
+
+def _evaluate_month_oracle(
+    evaluation: Evaluation,
+    run: _Run,
+    parts: Any,
+    popularity: dict[str, float],
+    start: date,
+    oracle: pd.DataFrame,
+) -> None:
+    if "as_of" not in oracle.columns:
+        evaluation.notes.append("the oracle has the truth at one date only: no oracle ratio per month")
+        return
+    truth = oracle[pd.to_datetime(oracle["as_of"]).dt.date == start]
+    if truth.empty:
+        evaluation.notes.append(f"the oracle has no truth as of {start}")
+        return
+    evaluate_oracle(
+        evaluation,
+        run.data,
+        pd.Timestamp(start),
+        truth.drop(columns=["as_of"]),
+        parts,
+        run.mcc_map,
+        run.catalog,
+        run.benefits,
+        popularity,
+        run.options.arbitration,
+        run.options.seed,
+    )
+
+
+def _best(metrics: dict[str, float], prefix: str) -> tuple[float, str]:
+    found = [
+        (metrics[f"{prefix}{name}"], name)
+        for name in BASELINES
+        if np.isfinite(metrics.get(f"{prefix}{name}", math.nan))
+    ]
+    return max(found) if found else (math.nan, "")
+
+
+def _month_of(base: BacktestMonth, evaluation: Evaluation) -> BacktestMonth:
+    metrics = evaluation.metrics
+    best_auc, best_auc_name = _best(metrics, "baseline_auc_")
+    best_ips, best_ips_name = _best(metrics, "baseline_ips_")
+    model = evaluation.off_policy.get("model")
+    oracle_best = [(evaluation.oracle[name][1], name) for name in BASELINES if name in evaluation.oracle]
+    nan = math.nan
+    return replace(
+        base,
+        status="evaluated",
+        note="; ".join(evaluation.notes),
+        auc=metrics.get("auc", nan),
+        best_baseline_auc=best_auc,
+        best_baseline_auc_name=best_auc_name,
+        ips=model.ips if model is not None else nan,
+        ips_low=model.ips_ci[0] if model is not None else nan,
+        ips_high=model.ips_ci[1] if model is not None else nan,
+        best_baseline_ips=best_ips,
+        best_baseline_ips_name=best_ips_name,
+        logged_per_call=model.logged_per_call if model is not None else nan,
+        ece=metrics.get("ece", nan),
+        oracle_ratio=evaluation.oracle["model"][1] if "model" in evaluation.oracle else nan,
+        best_baseline_oracle_ratio=max(oracle_best)[0] if oracle_best else nan,
+    )
+
+
+def _month_line(month: BacktestMonth) -> str:
+    if month.status == "skipped":
+        return f"{month.label}: skipped ({month.note})"
+    return (
+        f"{month.label}: AUC {month.auc:.3f} (best baseline {month.best_baseline_auc:.3f}), IPS "
+        f"{month.ips:.3f} (best baseline {month.best_baseline_ips:.3f}), {month.seconds:.0f} s"
+    )
+
+
+COLUMNS: Final = (
+    "month",
+    "status",
+    "train_rows",
+    "test_rows",
+    "test_calls",
+    "positives",
+    "auc",
+    "best_baseline_auc",
+    "best_baseline_auc_name",
+    "ips",
+    "ips_low",
+    "ips_high",
+    "best_baseline_ips",
+    "best_baseline_ips_name",
+    "logged_per_call",
+    "ece",
+    "oracle_ratio",
+    "best_baseline_oracle_ratio",
+    "until",
+    "note",
+    "seconds",
+)
+
+
+def backtest_frame(result: BacktestResult) -> pd.DataFrame:
+    """One row per month, the columns of COLUMNS (NaN where a month was skipped or has no such number)."""
+    records = []
+    for month in result.months:
+        record = asdict(month)
+        record["month"] = month.label
+        record["until"] = month.until.isoformat()
+        records.append({name: record[name] for name in COLUMNS})
+    return pd.DataFrame(records, columns=list(COLUMNS))
+
+
+def write_backtest(result: BacktestResult, out_dir: Path) -> dict[str, Path]:
+    """backtest.csv (the table), backtest.json (the table, the verdict, the as-of) and backtest.png."""
+    from training.plots import plot_backtest
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame = backtest_frame(result)
+    files = {
+        "csv": out_dir / "backtest.csv",
+        "json": out_dir / "backtest.json",
+        "png": out_dir / "backtest.png",
+    }
+    frame.to_csv(files["csv"], index=False)
+    payload: dict[str, Any] = {
+        "data_dir": str(result.data_dir),
+        "as_of": result.as_of.isoformat(),
+        "verdict": result.verdict(),
+        "seconds": result.seconds,
+        "months": [
+            {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+            for row in frame.to_dict(orient="records")
+        ],
+    }
+    files["json"].write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    plot_backtest(frame, files["png"])
+    return files
