@@ -17,9 +17,11 @@ import pandas as pd
 
 from nba.bundle import load_bundle
 from nba.errors import DataError
+from nba.features import FeatureConfig, load_feature_config
 from nba.tables import open_data
-from training.evaluate import BASELINES, Evaluation, evaluate_oracle, read_oracle
-from training.pairs import build_pair_matrix, compute_snapshots
+from training.evaluate import BASELINES, Evaluation, ScoringParts, evaluate_oracle, read_oracle
+from training.metrics import ranking_auc
+from training.pairs import PairMatrix, build_pair_matrix, compute_snapshots
 from training.presentations import LABEL_WINDOW_DAYS
 from training.progress import SILENT, Reporter
 from training.train_job import (
@@ -81,6 +83,57 @@ class BacktestMonth:
         return self.auc - self.best_baseline_auc
 
 
+@dataclass(frozen=True)
+class Breaking:
+    """The bank's own columns whose relation to adoption broke by the newest month, as the backtest found.
+
+    `shuffle_gain` holds, per column tried, how much the newest month's AUC rose when that column's
+    values were shuffled among its rows (mean of `SHUFFLES` shuffles): a column the model leans on the
+    wrong way. `suspects` are those above `MIN_SHUFFLE_GAIN`; `without` is the newest month backtested
+    again with them left out; `confirmed` says whether that model did better there on AUC and IPS.
+    """
+
+    month: date
+    shuffle_gain: dict[str, float]
+    suspects: tuple[str, ...]
+    with_them: BacktestMonth | None = None
+    without: BacktestMonth | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        if self.with_them is None or self.without is None or self.without.status != "evaluated":
+            return False
+        ips_ok = not (np.isfinite(self.without.ips) and np.isfinite(self.with_them.ips)) or (
+            self.without.ips >= self.with_them.ips
+        )
+        return bool(self.without.auc > self.with_them.auc and ips_ok)
+
+    def config_line(self) -> str:
+        return f"exclude: [{', '.join(self.suspects)}]"
+
+    def sentence(self) -> str:
+        """What a data scientist reads: the columns, the evidence, and the config line (or that none broke)."""
+        if not self.suspects:
+            return (
+                f"no column of the bank's own broke by {self.month:%Y-%m}: shuffling none of "
+                f"{len(self.shuffle_gain)} helped the model there"
+            )
+        names = ", ".join(self.suspects)
+        assert self.with_them is not None
+        if self.without is None or self.without.status != "evaluated":
+            return f"{names}: shuffling helped in {self.month:%Y-%m}, but a model without them could not be fitted"
+        measured = (
+            f"AUC {self.with_them.auc:.3f} → {self.without.auc:.3f}, IPS {self.with_them.ips:.3f} → "
+            f"{self.without.ips:.3f}"
+        )
+        if self.confirmed:
+            return (
+                f"BROKEN: {names}: a model without them does better on {self.month:%Y-%m} ({measured}); "
+                f"to leave them out, put `{self.config_line()}` in the features config (--config)"
+            )
+        return f"{names}: shuffling helped in {self.month:%Y-%m}, but a model without them is not better ({measured})"
+
+
 @dataclass
 class BacktestResult:
     """The months of a backtest, oldest first, and where their table and plot were written."""
@@ -90,6 +143,7 @@ class BacktestResult:
     months: list[BacktestMonth]
     out_dir: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    breaking: Breaking | None = None
     seconds: float = 0.0
 
     @property
@@ -169,13 +223,16 @@ def run_backtest(
     months: int = DEFAULT_MONTHS,
     out_dir: Path | None = None,
     progress: Reporter = SILENT,
+    check_features: bool = True,
 ) -> BacktestResult:
     """Fits everything on the rows before each of the last `months` months and evaluates on that month.
 
     `options` are the training options (feature config, catalog, seed, arbitration; `oracle` gives
     per-month oracle ratios when the oracle has an `as_of` column holding each month's first day);
     `options.as_of` bounds the data as everywhere. A month whose training fails for want of labels, or
-    that has no adoption to rank, is skipped and named. Writes `backtest.csv`, `backtest.json` and
+    that has no adoption to rank, is skipped and named. With `check_features`, the bank's own columns
+    (the cardholders table's extra columns) whose shuffling helps the newest month's model are refit
+    without, and named when that model does better on the newest month (`BacktestResult.breaking`). Writes `backtest.csv`, `backtest.json` and
     `backtest.png` to `out_dir` when given. Raises DataError for invalid data or too short a history.
     """
     started = time.perf_counter()
@@ -183,6 +240,8 @@ def run_backtest(
     catalog, mcc_map, _ = _load_inputs(data_dir, options)
     oracle = read_oracle(options.oracle) if options.oracle is not None else None
     results: list[BacktestMonth] = []
+    newest: tuple[BacktestMonth, _Fitted, date, date] | None = None
+    breaking: Breaking | None = None
     with open_data(data_dir) as data, tempfile.TemporaryDirectory(prefix="nba-backtest-") as scratch:
         with progress.query(data.con, "labelled presentations SQL"):
             run = _prepare_run(data, data_dir, catalog, mcc_map, options)
@@ -192,20 +251,49 @@ def run_backtest(
         for i, (start, end) in enumerate(windows, 1):
             progress.step(f"backtest {i}/{len(windows)}: {start:%Y-%m}, trained on the rows before {start}")
             month_started = time.perf_counter()
-            month = _backtest_month(run, data_dir, Path(scratch) / start.isoformat(), start, end, oracle)
+            month, fitted = _backtest_month(
+                run, data_dir, Path(scratch) / start.isoformat(), start, end, oracle
+            )
             results.append(replace(month, seconds=round(time.perf_counter() - month_started, 1)))
             progress.log(f"  {_month_line(results[-1])}")
+            if fitted is not None:
+                newest = (results[-1], fitted, start, end)
+        if newest is not None and check_features:
+            progress.step(f"features whose relation to adoption broke by {newest[2]:%Y-%m}")
+            breaking = _find_breaking(run, data_dir, Path(scratch) / "without", newest, oracle)
     result = BacktestResult(
-        data_dir, run.as_of, results, out_dir, seconds=round(time.perf_counter() - started, 1)
+        data_dir,
+        run.as_of,
+        results,
+        out_dir,
+        breaking=breaking,
+        seconds=round(time.perf_counter() - started, 1),
     )
     if out_dir is not None:
         result.files = write_backtest(result, out_dir)
     return result
 
 
+@dataclass(frozen=True)
+class _Fitted:
+    """An evaluated month's model and test rows, kept for the newest month's feature check."""
+
+    parts: ScoringParts
+    feature_names: tuple[str, ...]
+    extra_columns: tuple[str, ...]
+    rows: pd.DataFrame
+    matrix: PairMatrix
+
+
 def _backtest_month(
-    run: _Run, data_dir: Path, scratch: Path, start: date, end: date, oracle: pd.DataFrame | None
-) -> BacktestMonth:
+    run: _Run,
+    data_dir: Path,
+    scratch: Path,
+    start: date,
+    end: date,
+    oracle: pd.DataFrame | None,
+    options: TrainOptions | None = None,
+) -> tuple[BacktestMonth, _Fitted | None]:
     day = run.rows["as_of"].dt.date
     in_month = ((day >= start) & (day < end)).to_numpy()
     known_then = (day < start - timedelta(days=LABEL_WINDOW_DAYS)).to_numpy()
@@ -221,15 +309,13 @@ def _backtest_month(
         positives=int(rows.loc[heard, "adopted"].sum()),
     )
     if base.positives == 0:
-        return replace(
-            base, note=f"no positive labels: none of {base.test_rows:,} heard presentations was adopted"
-        )
+        note = f"no positive labels: none of {base.test_rows:,} heard presentations was adopted"
+        return replace(base, note=note), None
+    fit_options = replace(options or run.options, as_of=start, promote=False, oracle=None)
     try:
-        trained = train_model(
-            data_dir, scratch, replace(run.options, as_of=start, promote=False, oracle=None)
-        )
+        trained = train_model(data_dir, scratch, fit_options)
     except DataError as exc:
-        return replace(base, note=f"training before {start} failed: {exc}")
+        return replace(base, note=f"training before {start} failed: {exc}"), None
     bundle = load_bundle(trained.model_dir)
     parts = _bundle_parts(bundle, run.benefits)
     snapshots = compute_snapshots(run.data, _snapshots_of(rows), run.mcc_map, bundle.extra)
@@ -240,7 +326,66 @@ def _backtest_month(
     evaluation = evaluate_rows(run, parts, rows, matrix, snapshots, popularity, SILENT)
     if oracle is not None:
         _evaluate_month_oracle(evaluation, run, parts, popularity, start, oracle)
-    return _month_of(base, evaluation)
+    fitted = _Fitted(parts, tuple(bundle.manifest.feature_names), tuple(bundle.extra.taken), rows, matrix)
+    return _month_of(base, evaluation), fitted
+
+
+SHUFFLES: Final = 5
+MIN_SHUFFLE_GAIN: Final = 0.005
+
+
+def shuffle_gains(fitted: _Fitted, seed: int = 0) -> dict[str, float]:
+    """Per extra column: the newest month's AUC with the column shuffled among the rows, minus without.
+
+    A positive gain means the model does better on this month without the column's information.
+    """
+    heard = (fitted.rows["outcome"].fillna("") != "not_discussed").to_numpy()
+    y = fitted.rows["adopted"].to_numpy(dtype=np.float64)[heard]
+    if not heard.any() or y.min() == y.max():
+        return {}
+    base = ranking_auc(y, fitted.parts.score(fitted.matrix)[heard])
+    rng = np.random.default_rng(seed)
+    gains: dict[str, float] = {}
+    for column in fitted.extra_columns:
+        index = fitted.feature_names.index(column)
+        aucs = []
+        for _ in range(SHUFFLES):
+            shuffled = fitted.matrix.X.copy()
+            shuffled[:, index] = rng.permutation(shuffled[:, index])
+            matrix = replace(fitted.matrix, X=shuffled)
+            aucs.append(ranking_auc(y, fitted.parts.score(matrix)[heard]))
+        gains[column] = float(np.mean(aucs)) - base
+    return gains
+
+
+def _find_breaking(
+    run: _Run,
+    data_dir: Path,
+    scratch: Path,
+    newest: tuple[BacktestMonth, _Fitted, date, date],
+    oracle: pd.DataFrame | None,
+) -> Breaking:
+    month, fitted, start, end = newest
+    gains = shuffle_gains(fitted, run.options.seed)
+    suspects = tuple(sorted((c for c, g in gains.items() if g > MIN_SHUFFLE_GAIN), key=lambda c: -gains[c]))
+    if not suspects:
+        return Breaking(start, gains, ())
+    config = (
+        load_feature_config(run.options.feature_config) if run.options.feature_config else FeatureConfig()
+    )
+    without = config.model_copy(
+        update={
+            "exclude": (*config.exclude, *suspects),
+            "include": tuple(c for c in config.include if c not in suspects),
+        }
+    )
+    scratch.mkdir(parents=True, exist_ok=True)
+    path = scratch / "features.json"
+    path.write_text(without.model_dump_json(), encoding="utf-8")
+    again, _ = _backtest_month(
+        run, data_dir, scratch / "models", start, end, oracle, replace(run.options, feature_config=path)
+    )
+    return Breaking(start, gains, suspects, month, again)
 
 
 def _evaluate_month_oracle(
@@ -360,6 +505,7 @@ def write_backtest(result: BacktestResult, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = backtest_frame(result)
     files = {
+        "report": out_dir / "backtest.md",
         "csv": out_dir / "backtest.csv",
         "json": out_dir / "backtest.json",
         "png": out_dir / "backtest.png",
@@ -369,6 +515,16 @@ def write_backtest(result: BacktestResult, out_dir: Path) -> dict[str, Path]:
         "data_dir": str(result.data_dir),
         "as_of": result.as_of.isoformat(),
         "verdict": result.verdict(),
+        "breaking": None
+        if result.breaking is None
+        else {
+            "month": result.breaking.month.isoformat(),
+            "sentence": result.breaking.sentence(),
+            "shuffle_gain": result.breaking.shuffle_gain,
+            "suspects": list(result.breaking.suspects),
+            "confirmed": result.breaking.confirmed,
+            "config_line": result.breaking.config_line() if result.breaking.confirmed else None,
+        },
         "seconds": result.seconds,
         "months": [
             {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
@@ -377,4 +533,49 @@ def write_backtest(result: BacktestResult, out_dir: Path) -> dict[str, Path]:
     }
     files["json"].write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     plot_backtest(frame, files["png"])
+    files["report"].write_text(render_backtest(result), encoding="utf-8")
     return files
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if math.isfinite(value) else "–"
+    return str(value)
+
+
+def render_backtest(result: BacktestResult) -> str:
+    """The backtest as Markdown: the verdict, the months' table, skipped months and broken columns."""
+    lines = [
+        f"# Backtest of {result.data_dir} as of {result.as_of}",
+        "",
+        "Each month: the spend estimator and the model fitted on every presentation labelled before the "
+        f"month (dated more than {LABEL_WINDOW_DAYS} days before it), evaluated on the month's presentations "
+        "beside the best of the baselines fitted on the same rows (random, most popular, spend rule, "
+        "estimated value).",
+        "",
+        f"**{result.verdict()}**",
+        "",
+        "| month | trained on | tested | AUC | best baseline | IPS/call [95% CI] | best baseline | ECE | oracle ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in result.months:
+        if m.status == "skipped":
+            lines.append(f"| {m.label} | {m.train_rows:,} | {m.test_rows:,} | skipped: {m.note} | | | | | |")
+            continue
+        lines.append(
+            f"| {m.label} | {m.train_rows:,} | {m.test_rows:,} | {_cell(m.auc)} | {_cell(m.best_baseline_auc)} "
+            f"({m.best_baseline_auc_name}) | {_cell(m.ips)} [{_cell(m.ips_low)}, {_cell(m.ips_high)}] | "
+            f"{_cell(m.best_baseline_ips)} ({m.best_baseline_ips_name}) | {_cell(m.ece)} | {_cell(m.oracle_ratio)} |"
+        )
+    lines += ["", "![model against the best baseline per month](backtest.png)", ""]
+    if result.breaking is not None:
+        lines += ["## Columns whose relation to adoption broke", "", result.breaking.sentence(), ""]
+        if result.breaking.shuffle_gain:
+            lines += ["| column | AUC gain on the newest month when shuffled |", "|---|---:|"]
+            for column, gain in sorted(result.breaking.shuffle_gain.items(), key=lambda kv: -kv[1]):
+                lines.append(f"| {column} | {gain:+.4f} |")
+            lines.append("")
+    notes = [f"- {m.label}: {m.note}" for m in result.months if m.note]
+    if notes:
+        lines += ["## Notes", "", *notes, ""]
+    return "\n".join(lines)

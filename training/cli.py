@@ -236,6 +236,13 @@ def backtest(
         Path | None, typer.Option(help="Benefit catalog (default: DATA/catalog.yaml).")
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Random seed of the models.")] = 0,
+    feature_check: Annotated[
+        bool,
+        typer.Option(
+            help="Look for the bank's own columns whose relation to adoption broke by the newest month "
+            "(shuffled, then refit without): one more fit."
+        ),
+    ] = True,
     quiet: Quiet = False,
 ) -> None:
     """Backtest over time: for each of the last N months, fit on the rows before it, test on it."""
@@ -248,7 +255,7 @@ def backtest(
         as_of=_parse_date(as_of), feature_config=config, catalog_path=catalog, oracle=oracle, seed=seed
     )
     with cli_reporter(quiet) as progress:
-        result = run_backtest(data, options, months, out, progress)
+        result = run_backtest(data, options, months, out, progress, feature_check)
     print_backtest(result)
 
 

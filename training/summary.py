@@ -111,5 +111,8 @@ def print_backtest(result: BacktestResult, console: Console | None = None) -> No
             console.print(f"{m.label} skipped: {m.note}", style="bold red")
     verdict = result.verdict()
     console.print(verdict, style=None if verdict.startswith("STABLE") else "bold red")
+    if result.breaking is not None:
+        line = result.breaking.sentence()
+        console.print(line, style="bold red" if result.breaking.confirmed else None)
     for name, path in result.files.items():
         console.print(f"{name}: {path}")
