@@ -71,6 +71,7 @@ class Services:
         """The refused-artifact gauge follows ServingState.refused."""
         refused = self.state.refused
         self.metrics.set_refused(None if refused is None else refused.kind)
+
     def publish_drift(self, serving: Serving) -> None:
         """The drift measured when `serving` was loaded → the metrics; why there is none goes to the log."""
         drift = serving.drift

@@ -68,7 +68,6 @@ NOT_STORED_YET: Final = "feedback database unavailable: the call is not stored y
 NO_ANSWER: Final = "feedback database unavailable: it did not answer in time"
 
 
-
 class ContactLedger:
     """Outcomes recorded since the profile snapshot, per cardholder: one current outcome per suggestion."""
 
