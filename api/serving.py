@@ -38,8 +38,8 @@ from nba.profiles import Profiles
 from nba.registry import read_current
 from nba.snapshots import profiles_from_snapshot, read_current_snapshot
 
-# PSI needs thousands of rows, not millions: at most this many cardholders of a snapshot are measured
-# (every k-th), which keeps the drift computed at load to a fraction of a second per 100,000 rows.
+# PSI needs thousands of rows, not millions: at most this many cardholders of a snapshot (every k-th)
+# are measured at load, so a reload of a large snapshot does not wait on it.
 DRIFT_MAX_ROWS = 200_000
 
 

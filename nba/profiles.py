@@ -146,19 +146,19 @@ class HolderMatrix:
         joined: FloatArray = np.concatenate((self.floats[picked], _WIDEN.take(self.counts[picked])), axis=1)
         return joined.take(self._order, axis=1)
 
-    def column(self, j: int) -> FloatArray:
-        """Column `j` of every row as float64, NaN where it was: `rows`' values for that one column.
+    def column(self, j: int, step: int = 1) -> FloatArray:
+        """Column `j` of every `step`-th row as float64, NaN where it was: `rows`' values for that column.
 
         Raises IndexError for a column the matrix does not have.
         """
         at = int(np.searchsorted(self.count_columns, j))
         if at < len(self.count_columns) and self.count_columns[at] == j:
-            widened: FloatArray = _WIDEN.take(self.counts[:, at])
+            widened: FloatArray = _WIDEN.take(self.counts[::step, at])
             return widened
         at = int(np.searchsorted(self.float_columns, j))
         if at == len(self.float_columns) or self.float_columns[at] != j:
             raise IndexError(f"the holder matrix has no column {j} (it has {self.shape[1]})")
-        return self.floats[:, at].astype(np.float64)
+        return self.floats[::step, at].astype(np.float64)
 
     def to_float32(self) -> npt.NDArray[np.float32]:
         """The whole matrix as float32 (rows × columns), as it was before it was made compact."""

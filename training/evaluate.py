@@ -231,14 +231,30 @@ def evaluate_off_policy(
         evaluation.metrics["ope_effective_sample_size"] = model.ess
 
 
-def read_oracle(path: Path) -> pd.DataFrame:
-    """The generator's oracle: cardholder_id, benefit_id, p_true, value_usd."""
+def read_oracle(path: Path, as_of: date | None = None) -> pd.DataFrame:
+    """The generator's oracle: cardholder_id, benefit_id, p_true, value_usd.
+
+    A regime-shift world's oracle holds the truth as of several dates (its `as_of` column): the rows as of
+    `as_of` are returned, by default those of the latest date (the world's as-of). Raises DataError for a
+    file that is not an oracle, or an `as_of` it holds no truth for.
+    """
+    columns = ["cardholder_id", "benefit_id", "p_true", "value_usd"]
     try:
-        table = pq.read_table(path, columns=["cardholder_id", "benefit_id", "p_true", "value_usd"])
+        names = pq.read_schema(path).names
+        dated = "as_of" in names
+        table = pq.read_table(path, columns=[*columns, "as_of"] if dated else columns)
     except (OSError, pa.ArrowInvalid, KeyError) as exc:
         raise DataError(f"{path}: not an oracle file ({exc})") from None
     frame: pd.DataFrame = table.to_pandas()
-    return frame
+    if not dated:
+        return frame
+    days = sorted(set(frame["as_of"]))
+    wanted = as_of if as_of is not None else (days[-1] if days else None)
+    if as_of is not None and as_of not in days:
+        shown = ", ".join(str(d) for d in days)
+        raise DataError(f"{path}: the oracle holds no truth as of {as_of}; it has {shown}")
+    picked: pd.DataFrame = frame[frame["as_of"] == wanted].drop(columns="as_of").reset_index(drop=True)
+    return picked
 
 
 def evaluate_oracle(

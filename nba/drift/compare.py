@@ -126,9 +126,7 @@ def profile_shifts(
     position = {name: j for j, name in enumerate(feature_names)}
     n = len(profiles)
     step = max(1, -(-n // max_rows)) if max_rows else 1
-    shifts = [
-        shift_of(b, profiles.holder.column(position[b.name])[::step]) for b in bins if b.name in position
-    ]
+    shifts = [shift_of(b, profiles.holder.column(position[b.name], step)) for b in bins if b.name in position]
     return tuple(sorted(shifts, key=lambda s: (-s.psi, s.name)))
 
 

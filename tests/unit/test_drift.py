@@ -201,6 +201,7 @@ def test_a_holder_matrix_column_reads_back_exactly() -> None:
     holder = HolderMatrix.from_float32(X)
     for j in range(3):
         np.testing.assert_array_equal(holder.column(j), X[:, j].astype(np.float64))
+        np.testing.assert_array_equal(holder.column(j, step=2), X[::2, j].astype(np.float64))
     with pytest.raises(IndexError):
         holder.column(3)
 

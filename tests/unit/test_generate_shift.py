@@ -17,6 +17,7 @@ from nba.errors import DataError
 from nba.mcc import load_mcc_map
 from nba.validation import validate_data
 from nba.vocab import TRAVEL_CATEGORIES
+from training.evaluate import read_oracle
 from training.generate import (
     DEFAULT_AS_OF,
     LAUNCHED_BENEFIT,
@@ -193,3 +194,19 @@ def test_a_shift_outside_the_history_is_refused(shift: date, tmp_path: Path) -> 
         DataError, match=r"`regime_shift` must be a date inside the history, after 2025-07-01"
     ):
         generate_world(10, seed=1, out_dir=tmp_path / "data", regime_shift=shift)
+
+
+def test_read_oracle_picks_one_date_of_a_shifted_worlds_oracle(worlds: dict[str, Generated]) -> None:
+    path = worlds["shift"].out_dir.parent / "data.oracle.parquet"
+    oracle = worlds["shift"].oracle
+    latest = read_oracle(path)
+    expected = oracle[oracle[ORACLE_AS_OF_COLUMN] == DEFAULT_AS_OF].drop(columns=ORACLE_AS_OF_COLUMN)
+    pd.testing.assert_frame_equal(latest, expected.reset_index(drop=True))
+    may = read_oracle(path, as_of=date(2026, 5, 1))
+    assert len(may) == (oracle[ORACLE_AS_OF_COLUMN] == date(2026, 5, 1)).sum()
+    assert not may.duplicated(["cardholder_id", "benefit_id"]).any()
+    with pytest.raises(DataError, match=r"holds no truth as of 2026-05-02; it has 2026-04-01, 2026-05-01"):
+        read_oracle(path, as_of=date(2026, 5, 2))
+    # A stationary world's oracle has one date and no column for it.
+    plain = worlds["plain"].out_dir.parent / "data.oracle.parquet"
+    pd.testing.assert_frame_equal(read_oracle(plain), worlds["plain"].oracle)
