@@ -275,12 +275,15 @@ class DecisionLog:
 
     async def _until_stored(self, call_id: str | None, deadline: float) -> None:
         """Waits while the call's decision is queued for the writer or being replayed; UnavailableError
-        at the deadline, or at once when it waits in the buffer for a database that is down."""
+        at the deadline, or at once when it waits in the buffer for a database that is down or the
+        writer could write it nowhere."""
         if self._thread is None and call_id in self._unstored_calls:
             self.write_pending()  # no background writer (tests drive it by hand): write the queue now
         while call_id is not None and call_id in self._unstored_calls:
             in_buffer = self._unstored_calls.get(call_id, False)
-            if (in_buffer and not self._replaying) or time.monotonic() >= deadline:
+            # The writer backs off after neither the database nor the disk took a batch: no use waiting.
+            refused = self._next_write is not None or (in_buffer and not self._replaying)
+            if refused or time.monotonic() >= deadline:
                 raise UnavailableError(NOT_STORED_YET)
             await asyncio.sleep(POLL_S)
 
@@ -314,10 +317,12 @@ class DecisionLog:
             try:
                 with self.metrics.decision_write_seconds.time():
                     self._write_batch(batch)
-            except BaseException:
+            except BaseException as exc:
                 with self._cond:
                     self._pending.extendleft(reversed(batch))
                 self._next_write = self.clock() + RETRY_EVERY
+                if isinstance(exc, UnavailableError):  # neither the database nor the disk took them
+                    return written
                 raise
             with self._cond:
                 self._done += len(batch)

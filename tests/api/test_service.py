@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -53,9 +54,10 @@ class Clock:
 
 
 class FlakyStore(FeedbackStore):
-    """A real store whose database can be 'unplugged' by the test."""
+    """A real store whose database can be 'unplugged' (or made slow to find a call) by the test."""
 
     down = False
+    slow_s = 0.0
 
     def _check(self) -> None:
         if self.down:
@@ -75,6 +77,7 @@ class FlakyStore(FeedbackStore):
 
     def find_decision(self, *a: Any, **k: Any) -> Any:
         self._check()
+        time.sleep(self.slow_s)
         return super().find_decision(*a, **k)
 
     def ping(self) -> None:
@@ -665,3 +668,40 @@ def test_a_request_without_a_valid_key_is_refused_before_its_input_is_judged(
     ):
         assert client.post(path, json=body, headers={"X-API-Key": "wrong"}).status_code == 401, path
         assert client.post(path, json=body, headers={"X-API-Key": ADMIN}).status_code == 422, path
+
+
+def test_a_call_the_store_does_not_find_in_time_is_answered_anew_and_the_first_stored_wins(
+    client: TestClient, sample_deployment: Deployment
+) -> None:
+    services = services_of(client)
+    store: FlakyStore = services.store  # type: ignore[assignment]
+    store.reads_are_local = False  # as for PostgreSQL: the look-up runs on a thread, with a deadline
+    cardholder = first_with_suggestions(client, sample_deployment)["cardholder_id"]
+    url = f"/v1/cardholders/{cardholder}/suggestions?call_id=DESK-1"
+    first = client.get(url).json()
+    services.log.write_pending()
+    services.log._cache.clear()  # another replica, or a restart: only the store knows the call
+    store.slow_s = 0.05  # ten times the look-up's 5 ms deadline
+    later = client.get(url).json()
+    assert later["call_id"] == "DESK-1"
+    assert {s["suggestion_id"] for s in later["suggestions"]}.isdisjoint(
+        s["suggestion_id"] for s in first["suggestions"]
+    )
+    assert services.metrics.lookups_late._value.get() == 1
+    store.slow_s = 0.0
+    services.log.write_pending()
+    # The store keeps the first decision as the call; an outcome on the later one counts for it.
+    stored = store.find_decision("DESK-1")
+    assert stored is not None and [s.suggestion_id for s in stored.suggestions] == [
+        s["suggestion_id"] for s in first["suggestions"]
+    ]
+    outcome = client.post(
+        f"/v1/suggestions/{later['suggestions'][0]['suggestion_id']}/outcome", json={"outcome": "accepted"}
+    )
+    assert outcome.status_code == 200
+    same_benefit = {s["benefit_id"]: s["suggestion_id"] for s in first["suggestions"]}
+    expected = same_benefit.get(
+        later["suggestions"][0]["benefit_id"], first["suggestions"][0]["suggestion_id"]
+    )
+    assert outcome.json()["suggestion_id"] == expected
+    assert client.get(url).json()["call_id"] == "DESK-1"

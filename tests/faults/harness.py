@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +177,7 @@ class Exchange:
     outcome_latency_s: float = 0.0
     outcome_error: str | None = None
     outcome_retry_after: str | None = None
+    outcome_sent: float = 0.0
 
 
 class Load:
@@ -203,6 +205,11 @@ class Load:
         self.exchanges: list[Exchange] = []
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
+        # Outcomes go out from a pool of their own, right after their suggestions: one waiting for its
+        # deadline does not slow the calls down.
+        self._outcomes = ThreadPoolExecutor(64, thread_name_prefix="outcome")
+        self._local = threading.local()
+        self._clients: list[httpx.Client] = []
 
     def __enter__(self) -> Load:
         for i in range(self.threads):
@@ -218,6 +225,9 @@ class Load:
         self._stop.set()
         for worker in self._workers:
             worker.join(timeout=CLIENT_TIMEOUT_S * 3)
+        self._outcomes.shutdown(wait=True)
+        for client in self._clients:
+            client.close()
 
     def _run(self, worker: int) -> None:
         rng = random.Random(self.seed * 1000 + worker)
@@ -244,10 +254,17 @@ class Load:
         except httpx.HTTPError as exc:
             ex.error = type(exc).__name__
         ex.latency_s = time.monotonic() - ex.started
-        if not (self.with_outcome and ex.suggestion_ids):
-            return ex
-        ex.outcome = rng.choice(OUTCOMES)
-        sent = time.monotonic()
+        if self.with_outcome and ex.suggestion_ids:
+            ex.outcome = rng.choice(OUTCOMES)
+            self._outcomes.submit(self._post_outcome, ex)
+        return ex
+
+    def _post_outcome(self, ex: Exchange) -> None:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = httpx.Client(timeout=CLIENT_TIMEOUT_S)
+            self._clients.append(client)
+        ex.outcome_sent = time.monotonic()
         try:
             answer = client.post(
                 f"{self.base_url()}/v1/suggestions/{ex.suggestion_ids[0]}/outcome",
@@ -257,8 +274,7 @@ class Load:
             ex.outcome_retry_after = answer.headers.get("retry-after")
         except httpx.HTTPError as exc:
             ex.outcome_error = type(exc).__name__
-        ex.outcome_latency_s = time.monotonic() - sent
-        return ex
+        ex.outcome_latency_s = time.monotonic() - ex.outcome_sent
 
 
 def answered(exchanges: list[Exchange]) -> list[Exchange]:
@@ -390,7 +406,11 @@ def server_processes(data_dir: Path) -> list[int]:
 
 
 def pause_pg(server: PgServer) -> list[int]:
-    """SIGSTOP to the server and every backend: connections stay open and nothing answers (TCP hangs)."""
+    """SIGSTOP to the server and every backend: connections stay open and nothing answers (TCP hangs).
+    The postmaster first, so that no backend is forked after the children are listed."""
+    postmaster, *_ = server_processes(server.data_dir)
+    os.kill(postmaster, signal.SIGSTOP)
+    time.sleep(0.05)
     pids = server_processes(server.data_dir)
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
