@@ -160,6 +160,7 @@ class RefusedError(ModelError):
 Pointers = tuple[Path, Path, Path]
 # The child building profiles aside runs at this niceness: the core goes to the service first.
 BUILDER_NICENESS: Final = 10
+BUILD_TIMEOUT_S: Final = 600.0
 
 
 def build_profiles_aside(model_dir: Path, snapshot_dir: Path, catalog_path: Path) -> Profiles:
@@ -168,8 +169,8 @@ def build_profiles_aside(model_dir: Path, snapshot_dir: Path, catalog_path: Path
     too); the result comes back pickled (numpy arrays: ~20 ms to take in for 20,000 cardholders, against
     ~1 s to build).
 
-    The child loads and checks the model and the catalog itself, so it raises what a build here would;
-    ModelError if it dies.
+    The child loads and checks the model and the catalog itself; what it refuses comes back as a
+    ModelError with its message, as does its death or a build over BUILD_TIMEOUT_S.
     """
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
@@ -184,6 +185,9 @@ def build_profiles_aside(model_dir: Path, snapshot_dir: Path, catalog_path: Path
         os.setpriority(os.PRIO_PROCESS, child.pid or 0, BUILDER_NICENESS)
     sender.close()
     try:
+        if not receiver.poll(BUILD_TIMEOUT_S):
+            child.kill()
+            raise ModelError(f"building the profiles took over {BUILD_TIMEOUT_S:g} s; gave up")
         profiles, error = receiver.recv()
     except EOFError:
         raise ModelError("the process building the profiles died (out of memory?)") from None
@@ -191,7 +195,7 @@ def build_profiles_aside(model_dir: Path, snapshot_dir: Path, catalog_path: Path
         receiver.close()
         child.join()
     if error is not None:
-        raise error
+        raise ModelError(error)
     assert isinstance(profiles, Profiles)
     return profiles
 
@@ -200,12 +204,15 @@ def _profiles_in_child(sender: Connection, model_dir: Path, snapshot_dir: Path, 
     try:
         catalog = load_catalog(catalog_path)
         bundle = load_bundle(model_dir)
-        result: tuple[Profiles | None, Exception | None] = (
+        result: tuple[Profiles | None, str | None] = (
             profiles_from_snapshot(snapshot_dir, bundle, BenefitTable.from_catalog(catalog)),
             None,
         )
-    except (NbaError, OSError) as exc:
-        result = (None, exc)
+    # The message, not the exception: it comes back as a ModelError, which the reload refuses with.
+    except NbaError as exc:
+        result = (None, str(exc))
+    except OSError as exc:
+        result = (None, f"cannot read {exc.filename}: {exc.strerror}")
     sender.send(result)
     sender.close()
 

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
 from api.serving import build_profiles_aside
 from nba.bundle import load_bundle
 from nba.catalog import catalog_for, load_catalog
+from nba.errors import ModelError
 from nba.matrix import BenefitTable
 from nba.registry import set_current
 from nba.snapshots import profiles_from_snapshot
@@ -94,3 +96,11 @@ def test_profiles_built_aside_equal_the_ones_built_here(sample_deployment: Deplo
         np.testing.assert_array_equal(getattr(aside, name), getattr(here, name), err_msg=name)
     rows = np.arange(len(here))
     np.testing.assert_array_equal(aside.holder_rows(rows), here.holder_rows(rows))  # NaN equals NaN here
+
+
+def test_what_the_builder_refuses_comes_back_as_a_model_error(
+    sample_deployment: Deployment, tmp_path: Path
+) -> None:
+    model_dir = sample_deployment.models_dir / sample_deployment.version
+    with pytest.raises(ModelError, match="no such snapshot folder"):
+        build_profiles_aside(model_dir, tmp_path / "2026-01-01", catalog_for(sample_deployment.data_dir))
