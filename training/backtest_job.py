@@ -14,6 +14,7 @@ from typing import Any, Final, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from nba.bundle import load_bundle
 from nba.errors import DataError
@@ -238,7 +239,9 @@ def run_backtest(
     started = time.perf_counter()
     progress.step("validate: the data contract")
     catalog, mcc_map, _ = _load_inputs(data_dir, options)
-    oracle = read_oracle(options.oracle) if options.oracle is not None else None
+    oracle = options.oracle
+    if oracle is not None:
+        read_oracle(oracle)  # a file that is no oracle is one clear line before any month is fitted
     results: list[BacktestMonth] = []
     newest: tuple[BacktestMonth, _Fitted, date, date] | None = None
     breaking: Breaking | None = None
@@ -291,7 +294,7 @@ def _backtest_month(
     scratch: Path,
     start: date,
     end: date,
-    oracle: pd.DataFrame | None,
+    oracle: Path | None,
     options: TrainOptions | None = None,
 ) -> tuple[BacktestMonth, _Fitted | None]:
     day = run.rows["as_of"].dt.date
@@ -363,7 +366,7 @@ def _find_breaking(
     data_dir: Path,
     scratch: Path,
     newest: tuple[BacktestMonth, _Fitted, date, date],
-    oracle: pd.DataFrame | None,
+    oracle: Path | None,
 ) -> Breaking:
     month, fitted, start, end = newest
     gains = shuffle_gains(fitted, run.options.seed)
@@ -383,7 +386,7 @@ def _find_breaking(
     path = scratch / "features.json"
     path.write_text(without.model_dump_json(), encoding="utf-8")
     again, _ = _backtest_month(
-        run, data_dir, scratch / "models", start, end, oracle, replace(run.options, feature_config=path)
+        run, data_dir, scratch / "models", start, end, None, replace(run.options, feature_config=path)
     )
     return Breaking(start, gains, suspects, month, again)
 
@@ -391,23 +394,24 @@ def _find_breaking(
 def _evaluate_month_oracle(
     evaluation: Evaluation,
     run: _Run,
-    parts: Any,
+    parts: ScoringParts,
     popularity: dict[str, float],
     start: date,
-    oracle: pd.DataFrame,
+    oracle: Path,
 ) -> None:
-    if "as_of" not in oracle.columns:
+    if "as_of" not in pq.read_schema(oracle).names:
         evaluation.notes.append("the oracle has the truth at one date only: no oracle ratio per month")
         return
-    truth = oracle[pd.to_datetime(oracle["as_of"]).dt.date == start]
-    if truth.empty:
+    try:
+        truth = read_oracle(oracle, as_of=start)
+    except DataError:
         evaluation.notes.append(f"the oracle has no truth as of {start}")
         return
     evaluate_oracle(
         evaluation,
         run.data,
         pd.Timestamp(start),
-        truth.drop(columns=["as_of"]),
+        truth,
         parts,
         run.mcc_map,
         run.catalog,
