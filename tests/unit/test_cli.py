@@ -221,6 +221,7 @@ TRAIN_STEPS = [
     "training set",
     "model fit",
     "evaluation",
+    "refit",
     "drift",
     "model folder",
 ]
