@@ -26,12 +26,14 @@ from nba.drift import (
     DriftReference,
     DriftSection,
     FeatureShift,
+    RelationShift,
     ScoreShift,
     build_drift_reference,
     feature_shifts,
     load_drift_reference,
     profile_shifts,
     rates_beside,
+    relation_shifts,
     render_section,
     score_shift,
 )
@@ -259,6 +261,53 @@ def newest_presentations_drift(
         calibration=calibration,
         notes=tuple(notes),
     )
+
+
+def relation_drift(
+    data: DataSource,
+    catalog: Catalog,
+    scorer: DriftScorer,
+    then: tuple[date, date],
+    now: tuple[date, date],
+    *,
+    as_of: date,
+    repeats: int = 3,
+    seed: int = 0,
+    progress: Reporter = SILENT,
+) -> tuple[RelationShift, ...]:
+    """Features whose relation to the outcome changed between two windows of labelled presentations
+    ([from, to) each, labels complete by `as_of`): a fitted model's permutation importance on each (see
+    nba.drift.relation). A backtest calls it with the model fitted before a month, then = its training
+    window's end, now = the month. Raises DataError when a window has no adopters or no non-adopters.
+    """
+    benefits = BenefitTable.from_catalog(catalog)
+    override = data.data_dir / MCC_OVERRIDE_FILE
+    mcc_map = load_mcc_map(override if override.exists() else None)
+    rows = load_presentations(data, as_of).table.to_pandas()
+    rows["as_of"] = pd.to_datetime(rows["as_of"])
+    heard = rows[rows["outcome"].fillna("") != "not_discussed"]
+    sides = []
+    for start, end in (then, now):
+        window = heard[(heard["as_of"] >= pd.Timestamp(start)) & (heard["as_of"] < pd.Timestamp(end))]
+        window = window.reset_index(drop=True)
+        if window.empty:
+            raise DataError(
+                f"no labelled presentations from {start} to {end}; nothing to measure relations on"
+            )
+        progress.step(f"relations: presentations from {start} to {end}")
+        snapshots = compute_snapshots(data, _snapshot_keys(window), mcc_map, scorer.extra, progress)
+        matrix = build_pair_matrix(
+            window, snapshots, scorer.holder, scorer.estimator, benefits, scorer.benefit_codes(benefits)
+        )
+        sides.append((matrix.X, window["adopted"].to_numpy(dtype=np.float64)))
+    (X_then, y_then), (X_now, y_now) = sides
+    names = model_feature_names(scorer.holder.feature_names)
+
+    def score(X: FloatArray) -> FloatArray:
+        scores: FloatArray = scorer.model.predict_proba(X)[:, 1]
+        return scores
+
+    return relation_shifts(score, X_then, y_then, X_now, y_now, names, repeats=repeats, seed=seed)
 
 
 def _profiles_section(

@@ -3,7 +3,9 @@
 `reference` keeps what drift needs about a model's training rows in its folder (`drift.json`: bins and
 counts per feature, outcome rates per benefit, score bins); `stability` bins a feature and computes the
 population stability index (PSI); `compare` measures new values against a reference and renders the
-findings. The training job writes the reference, `nba drift` and the service read it.
+findings; `relation` finds the features whose relation to the outcome broke (permutation importance then
+and now, for a backtest to confirm). The training job writes the reference, `nba drift` and the service
+read it.
 """
 
 from nba.drift.compare import (
@@ -31,6 +33,7 @@ from nba.drift.reference import (
     drift_files,
     load_drift_reference,
 )
+from nba.drift.relation import RelationShift, auc, relation_shifts
 from nba.drift.stability import FeatureBins, count_bins, fit_bins, population_stability, psi_band
 
 __all__ = [
@@ -44,7 +47,9 @@ __all__ = [
     "FeatureShift",
     "PopulationReference",
     "RateBeside",
+    "RelationShift",
     "ScoreShift",
+    "auc",
     "benefit_outcomes",
     "build_drift_reference",
     "count_bins",
@@ -56,6 +61,7 @@ __all__ = [
     "profile_shifts",
     "psi_band",
     "rates_beside",
+    "relation_shifts",
     "render_section",
     "sampling_psi",
     "score_shift",

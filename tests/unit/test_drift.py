@@ -13,6 +13,7 @@ from nba.drift import (
     DRIFT_FILE,
     DriftReference,
     DriftSection,
+    auc,
     build_drift_reference,
     count_bins,
     drift_files,
@@ -22,6 +23,7 @@ from nba.drift import (
     population_stability,
     psi_band,
     rates_beside,
+    relation_shifts,
     render_section,
     sampling_psi,
 )
@@ -216,3 +218,65 @@ def test_the_sampling_psi_is_what_two_samples_of_one_distribution_show() -> None
     # No missing values here: the missing bin adds nothing, as the (bins − 1) degrees of freedom say.
     assert float(np.mean(observed)) == pytest.approx(sampling_psi(n, m), rel=0.2)
     assert sampling_psi(0, 10) == float("inf")
+
+
+def naive_auc(y: list[float], score: list[float]) -> float:
+    """The share of (adopter, non-adopter) pairs the score orders right, ties counting half."""
+    pos = [s for s, t in zip(score, y, strict=True) if t > 0]
+    neg = [s for s, t in zip(score, y, strict=True) if t <= 0]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def test_auc_equals_the_pairwise_count_with_ties() -> None:
+    rng = np.random.default_rng(2)
+    y = (rng.random(300) < 0.3).astype(float)
+    score = np.round(rng.random(300) + 0.3 * y, 1)  # rounded: many ties
+    assert auc(y, score) == pytest.approx(naive_auc(list(y), list(score)), rel=1e-12)
+    assert math.isnan(auc(np.zeros(5), np.arange(5.0)))
+
+
+def test_a_feature_whose_effect_flipped_is_named_broken_and_the_others_not() -> None:
+    rng = np.random.default_rng(11)
+    weights = np.array([1.5, 1.0, 0.0])  # the model leans on f0 and f1; f2 is noise to it
+
+    def score(X: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-(X @ weights)))
+
+    def rows(f0_effect: float, n: int = 3_000) -> tuple[np.ndarray, np.ndarray]:
+        X = rng.normal(0, 1, (n, 3))
+        logit = f0_effect * X[:, 0] + 1.0 * X[:, 1] - 1.0
+        return X, (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
+
+    X_then, y_then = rows(+1.5)
+    X_now, y_now = rows(-1.5)  # the relation of f0 to the outcome flipped
+    shifts = relation_shifts(score, X_then, y_then, X_now, y_now, ["f0", "f1", "f2"], seed=1)
+    by_name = {s.name: s for s in shifts}
+    assert shifts[0].name == "f0" and by_name["f0"].broken
+    assert by_name["f0"].auc_loss_then > 0.1 and by_name["f0"].auc_loss_now < -0.1
+    assert not by_name["f1"].broken and by_name["f1"].auc_loss_now > 0.05
+    assert abs(by_name["f2"].auc_loss_now) < 1e-12  # the model ignores it: shuffling changes nothing
+    assert relation_shifts(score, X_then, y_then, X_now, y_now, ["f0", "f1", "f2"], seed=1) == shifts
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"repeats": 0}, r"`repeats` must be a positive integer, got 0"),
+        (
+            {"X_now": np.zeros((4, 2))},
+            r"`X_now` must be rows × 3 features with one label per row, got \(4, 2\)",
+        ),
+        ({"y_then": np.zeros(4)}, r"`y_then` must hold adopters and non-adopters, got one class only"),
+    ],
+)
+def test_relation_shifts_refuses_bad_input(change: dict[str, object], message: str) -> None:
+    arguments: dict[str, object] = {
+        "X_then": np.zeros((4, 3)),
+        "y_then": np.array([0.0, 1.0, 0.0, 1.0]),
+        "X_now": np.zeros((4, 3)),
+        "y_now": np.array([0.0, 1.0, 0.0, 1.0]),
+        **change,
+    }
+    with pytest.raises(DataError, match=message):
+        relation_shifts(lambda X: X[:, 0], feature_names=["a", "b", "c"], **arguments)  # type: ignore[arg-type]
