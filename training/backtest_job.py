@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow.parquet as pq
 
 from nba.bundle import load_bundle
+from nba.drift.relation import RelationShift, relation_shifts
 from nba.errors import DataError
 from nba.features import FeatureConfig, load_feature_config
 from nba.tables import open_data
 from training.evaluate import BASELINES, Evaluation, ScoringParts, evaluate_oracle, read_oracle
-from training.metrics import ranking_auc
 from training.pairs import PairMatrix, build_pair_matrix, compute_snapshots
 from training.presentations import LABEL_WINDOW_DAYS
 from training.progress import SILENT, Reporter
@@ -88,15 +89,18 @@ class BacktestMonth:
 class Breaking:
     """The bank's own columns whose relation to adoption broke by the newest month, as the backtest found.
 
-    `shuffle_gain` holds, per column tried, how much the newest month's AUC rose when that column's
-    values were shuffled among its rows (mean of `SHUFFLES` shuffles): a column the model leans on the
-    wrong way. `suspects` are those above `MIN_SHUFFLE_GAIN`; `without` is the newest month backtested
-    again with them left out; `confirmed` says whether that model did better there on AUC and IPS.
+    `auc_loss` holds, for each of the bank's columns and each broken feature, the AUC lost when it is
+    shuffled (`nba.drift.relation_shifts`) on the model's latest training rows and on the newest month's
+    rows: (then, now). Broken: it helped then, and shuffling it gains more than `MIN_SHUFFLE_GAIN` now.
+    `suspects` are the broken bank's columns (a features config can leave them out), `others` the broken
+    built-in features (it cannot); `without` is the newest month backtested again without the suspects,
+    and `confirmed` says whether that model did better there on AUC and IPS.
     """
 
     month: date
-    shuffle_gain: dict[str, float]
+    auc_loss: dict[str, tuple[float, float]]
     suspects: tuple[str, ...]
+    others: tuple[str, ...] = ()
     with_them: BacktestMonth | None = None
     without: BacktestMonth | None = None
 
@@ -114,15 +118,18 @@ class Breaking:
 
     def sentence(self) -> str:
         """What a data scientist reads: the columns, the evidence, and the config line (or that none broke)."""
+        also = (
+            f"; built-in features whose relation broke too (the features config cannot leave them out): "
+            f"{', '.join(self.others)}"
+            if self.others
+            else ""
+        )
         if not self.suspects:
-            return (
-                f"no column of the bank's own broke by {self.month:%Y-%m}: shuffling none of "
-                f"{len(self.shuffle_gain)} helped the model there"
-            )
+            return f"no column of the bank's own broke by {self.month:%Y-%m}{also}"
         names = ", ".join(self.suspects)
         assert self.with_them is not None
         if self.without is None or self.without.status != "evaluated":
-            return f"{names}: shuffling helped in {self.month:%Y-%m}, but a model without them could not be fitted"
+            return f"{names}: shuffling helped in {self.month:%Y-%m}, but a model without them could not be fitted{also}"
         measured = (
             f"AUC {self.with_them.auc:.3f} → {self.without.auc:.3f}, IPS {self.with_them.ips:.3f} → "
             f"{self.without.ips:.3f}"
@@ -130,9 +137,12 @@ class Breaking:
         if self.confirmed:
             return (
                 f"BROKEN: {names}: a model without them does better on {self.month:%Y-%m} ({measured}); "
-                f"to leave them out, put `{self.config_line()}` in the features config (--config)"
+                f"to leave them out, put `{self.config_line()}` in the features config (--config){also}"
             )
-        return f"{names}: shuffling helped in {self.month:%Y-%m}, but a model without them is not better ({measured})"
+        return (
+            f"{names}: shuffling helped in {self.month:%Y-%m}, but a model without them is not better "
+            f"({measured}){also}"
+        )
 
 
 @dataclass
@@ -333,32 +343,39 @@ def _backtest_month(
     return _month_of(base, evaluation), fitted
 
 
-SHUFFLES: Final = 5
+# A column counts as broken when the newest month's AUC rises by more than this with it shuffled (and it
+# helped on the rows the model learnt from): smaller changes are within a month's noise.
 MIN_SHUFFLE_GAIN: Final = 0.005
+# The "then" side of the relation check: the model's latest training rows, this many days of them.
+THEN_DAYS: Final = 90
 
 
-def shuffle_gains(fitted: _Fitted, seed: int = 0) -> dict[str, float]:
-    """Per extra column: the newest month's AUC with the column shuffled among the rows, minus without.
+def relation_of(run: _Run, fitted: _Fitted, start: date) -> tuple[RelationShift, ...]:
+    """Each model feature's AUC loss when shuffled, on the month's model's latest training rows (then)
+    and on the month's rows (now): `nba.drift.relation_shifts`. Empty when a side has one class only."""
+    day = run.rows["as_of"].dt.date
+    until = start - timedelta(days=LABEL_WINDOW_DAYS)
+    recent = ((day < until) & (day >= until - timedelta(days=THEN_DAYS))).to_numpy()
+    then_rows = run.rows[recent].reset_index(drop=True)
+    sides = []
+    for rows, matrix in ((then_rows, None), (fitted.rows, fitted.matrix)):
+        heard = (rows["outcome"].fillna("") != "not_discussed").to_numpy()
+        if matrix is None:
+            snapshots = compute_snapshots(run.data, _snapshots_of(rows), run.mcc_map, fitted.parts.extra)
+            parts = fitted.parts
+            matrix = build_pair_matrix(
+                rows, snapshots, parts.holder, parts.estimator, run.benefits, parts.benefit_codes
+            )
+        y = rows["adopted"].to_numpy(dtype=np.float64)[heard]
+        if not heard.any() or y.min() == y.max():
+            return ()
+        sides.append((matrix.X[heard], y))
+    (x_then, y_then), (x_now, y_now) = sides
 
-    A positive gain means the model does better on this month without the column's information.
-    """
-    heard = (fitted.rows["outcome"].fillna("") != "not_discussed").to_numpy()
-    y = fitted.rows["adopted"].to_numpy(dtype=np.float64)[heard]
-    if not heard.any() or y.min() == y.max():
-        return {}
-    base = ranking_auc(y, fitted.parts.score(fitted.matrix)[heard])
-    rng = np.random.default_rng(seed)
-    gains: dict[str, float] = {}
-    for column in fitted.extra_columns:
-        index = fitted.feature_names.index(column)
-        aucs = []
-        for _ in range(SHUFFLES):
-            shuffled = fitted.matrix.X.copy()
-            shuffled[:, index] = rng.permutation(shuffled[:, index])
-            matrix = replace(fitted.matrix, X=shuffled)
-            aucs.append(ranking_auc(y, fitted.parts.score(matrix)[heard]))
-        gains[column] = float(np.mean(aucs)) - base
-    return gains
+    def score(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return fitted.parts.score(replace(fitted.matrix, X=x))
+
+    return relation_shifts(score, x_then, y_then, x_now, y_now, fitted.feature_names, seed=run.options.seed)
 
 
 def _find_breaking(
@@ -369,10 +386,17 @@ def _find_breaking(
     oracle: Path | None,
 ) -> Breaking:
     month, fitted, start, end = newest
-    gains = shuffle_gains(fitted, run.options.seed)
-    suspects = tuple(sorted((c for c, g in gains.items() if g > MIN_SHUFFLE_GAIN), key=lambda c: -gains[c]))
+    shifts = relation_of(run, fitted, start)
+    broken = [s for s in shifts if s.broken and -s.auc_loss_now > MIN_SHUFFLE_GAIN]
+    suspects = tuple(s.name for s in broken if s.name in fitted.extra_columns)
+    others = tuple(s.name for s in broken if s.name not in fitted.extra_columns)
+    tried = {
+        s.name: (s.auc_loss_then, s.auc_loss_now)
+        for s in shifts
+        if s.name in fitted.extra_columns or s.broken
+    }
     if not suspects:
-        return Breaking(start, gains, ())
+        return Breaking(start, tried, (), others)
     config = (
         load_feature_config(run.options.feature_config) if run.options.feature_config else FeatureConfig()
     )
@@ -388,7 +412,7 @@ def _find_breaking(
     again, _ = _backtest_month(
         run, data_dir, scratch / "models", start, end, None, replace(run.options, feature_config=path)
     )
-    return Breaking(start, gains, suspects, month, again)
+    return Breaking(start, tried, suspects, others, month, again)
 
 
 def _evaluate_month_oracle(
@@ -524,8 +548,9 @@ def write_backtest(result: BacktestResult, out_dir: Path) -> dict[str, Path]:
         else {
             "month": result.breaking.month.isoformat(),
             "sentence": result.breaking.sentence(),
-            "shuffle_gain": result.breaking.shuffle_gain,
+            "auc_loss_then_now": result.breaking.auc_loss,
             "suspects": list(result.breaking.suspects),
+            "others": list(result.breaking.others),
             "confirmed": result.breaking.confirmed,
             "config_line": result.breaking.config_line() if result.breaking.confirmed else None,
         },
@@ -574,10 +599,13 @@ def render_backtest(result: BacktestResult) -> str:
     lines += ["", "![model against the best baseline per month](backtest.png)", ""]
     if result.breaking is not None:
         lines += ["## Columns whose relation to adoption broke", "", result.breaking.sentence(), ""]
-        if result.breaking.shuffle_gain:
-            lines += ["| column | AUC gain on the newest month when shuffled |", "|---|---:|"]
-            for column, gain in sorted(result.breaking.shuffle_gain.items(), key=lambda kv: -kv[1]):
-                lines.append(f"| {column} | {gain:+.4f} |")
+        if result.breaking.auc_loss:
+            lines += [
+                "| feature | AUC lost when shuffled: training rows | newest month |",
+                "|---|---:|---:|",
+            ]
+            for column, (then, now) in sorted(result.breaking.auc_loss.items(), key=lambda kv: kv[1][1]):
+                lines.append(f"| {column} | {then:+.4f} | {now:+.4f} |")
             lines.append("")
     notes = [f"- {m.label}: {m.note}" for m in result.months if m.note]
     if notes:
