@@ -18,11 +18,12 @@ import argparse
 import json
 import platform
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
-from training.backtest_job import BacktestMonth, run_backtest
+from training.backtest_job import backtest_frame, run_backtest
 from training.generate import generate_world
 from training.train_job import TrainOptions
 
@@ -40,29 +41,6 @@ def _world(cardholders: int, seed: int, shift: date) -> tuple[Path, Path]:
     return data, oracle
 
 
-def _row(month: BacktestMonth) -> dict[str, object]:
-    keep = (
-        "status",
-        "train_rows",
-        "test_rows",
-        "positives",
-        "auc",
-        "best_baseline_auc",
-        "best_baseline_auc_name",
-        "ips",
-        "ips_low",
-        "ips_high",
-        "best_baseline_ips",
-        "best_baseline_ips_name",
-        "ece",
-        "oracle_ratio",
-        "best_baseline_oracle_ratio",
-        "seconds",
-    )
-    record = asdict(month)
-    return {"month": month.label, **{k: record[k] for k in keep}}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cardholders", type=int, default=12_000)
@@ -72,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     data, oracle = _world(args.cardholders, args.seed, args.shift)
     options = TrainOptions(oracle=oracle)
-    runs: dict[str, list[dict[str, object]]] = {}
+    runs: dict[str, list[dict[str, Any]]] = {}
     seconds: dict[str, float] = {}
     for name, ship_all in (("shipped_refit_on_every_row", True), ("held_out_fit_only", False)):
         started = time.perf_counter()
@@ -80,7 +58,7 @@ def main() -> None:
             data, replace(options, ship_all_rows=ship_all), args.months, check_features=False
         )
         seconds[name] = round(time.perf_counter() - started, 1)
-        runs[name] = [_row(m) for m in result.months]
+        runs[name] = backtest_frame(result).drop(columns=["note"]).to_dict(orient="records")
     print(f"regime shift on {args.shift}, {args.cardholders:,} cardholders, seed {args.seed}")
     print(f"{'month':8} {'model':28} {'AUC':>6} {'base':>6} {'IPS':>6} {'base':>6} {'oracle':>7} {'base':>6}")
     for name, rows in runs.items():

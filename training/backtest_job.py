@@ -22,13 +22,14 @@ from nba.drift.relation import RelationShift, relation_shifts
 from nba.errors import DataError
 from nba.features import FeatureConfig, load_feature_config
 from nba.tables import open_data
-from training.evaluate import BASELINES, Evaluation, ScoringParts, evaluate_oracle, read_oracle
+from training.evaluate import BASELINES, Evaluation, ScoringParts, read_oracle
 from training.pairs import PairMatrix, build_pair_matrix, compute_snapshots
 from training.presentations import LABEL_WINDOW_DAYS
 from training.progress import SILENT, Reporter
 from training.train_job import (
     TrainOptions,
     _bundle_parts,
+    _evaluate_against_oracle,
     _load_inputs,
     _popularity,
     _prepare_run,
@@ -431,19 +432,7 @@ def _evaluate_month_oracle(
     except DataError:
         evaluation.notes.append(f"the oracle has no truth as of {start}")
         return
-    evaluate_oracle(
-        evaluation,
-        run.data,
-        pd.Timestamp(start),
-        truth,
-        parts,
-        run.mcc_map,
-        run.catalog,
-        run.benefits,
-        popularity,
-        run.options.arbitration,
-        run.options.seed,
-    )
+    _evaluate_against_oracle(evaluation, run, parts, popularity, SILENT, truth, start)
 
 
 def _best(metrics: dict[str, float], prefix: str) -> tuple[float, str]:

@@ -646,14 +646,18 @@ def _evaluate_against_oracle(
     parts: ScoringParts,
     popularity: dict[str, float],
     progress: Reporter,
+    truth: pd.DataFrame | None = None,
+    day: date | None = None,
 ) -> None:
+    """The oracle comparison at `day` (default: the run's as-of) with `truth` (default: the oracle file's
+    truth as of the latest date it holds)."""
     if run.options.oracle is None:
         return
     evaluate_oracle(
         evaluation,
         run.data,
-        pd.Timestamp(run.as_of),
-        read_oracle(run.options.oracle),
+        pd.Timestamp(day or run.as_of),
+        truth if truth is not None else read_oracle(run.options.oracle),
         parts,
         run.mcc_map,
         run.catalog,
