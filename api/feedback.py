@@ -462,6 +462,7 @@ class DecisionLog:
             try:
                 self.write_pending()
                 self.retry_buffer()
+                self._migrated()  # a database down at start-up is migrated once it is back
             except Exception:  # the writer must survive anything; the error is logged, decisions are kept
                 get_logger().exception("decision log writer failed")
             if stop:
