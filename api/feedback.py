@@ -194,6 +194,8 @@ class DecisionLog:
         """`read()` within LOOKUP_DEADLINE_S, else None. SQLite inline (its fast pool's busy timeout is
         the deadline; a local primary-key read costs less than a thread hop); PostgreSQL on a worker
         thread, since a paused server never answers and only a deadline in this thread holds."""
+        if not self.store.migrated:  # down since start-up: no schema to read yet (the writer migrates)
+            return None
         if self.store.reads_are_local:
             try:
                 return read()
@@ -462,6 +464,7 @@ class DecisionLog:
             try:
                 self.write_pending()
                 self.retry_buffer()
+                self._migrated()  # a database down at start-up is migrated once it is back
             except Exception:  # the writer must survive anything; the error is logged, decisions are kept
                 get_logger().exception("decision log writer failed")
             if stop:

@@ -411,21 +411,25 @@ class FeedbackStore:
         )
 
     def _create_engine(
-        self, kind: Literal["background", "fast", "migration"], pool_size: int | None = None
+        self, kind: Literal["background", "fast", "unbounded"], pool_size: int | None = None
     ) -> Engine:
         """An engine on the store's URL with the limits of its `kind`: `fast` for the request path's reads
-        (a lock waited for at most FAST_READ_TIMEOUT_MS), `background` for the rest, `migration` without a
-        statement deadline (a data migration may take long; it waits for another process's migration);
-        `pool_size=0`: a connection of its own per use."""
+        (a lock waited for at most FAST_READ_TIMEOUT_MS), `background` for the service's writer and
+        feedback, `unbounded` without a statement deadline for work that may take long and is not on a
+        request (a migration, which also waits for another process's; the export; the start-up's read of
+        the outcomes); `pool_size=0`: a connection of its own per use."""
         if self.url.get_backend_name() == "sqlite":
             busy_ms = FAST_READ_TIMEOUT_MS if kind == "fast" else SQLITE_BUSY_TIMEOUT_MS
             return self._create_sqlite_engine(busy_ms, pool_size)
         statement_ms, lock_ms = {
             "fast": (FAST_READ_TIMEOUT_MS, FAST_READ_TIMEOUT_MS),
             "background": (PG_STATEMENT_TIMEOUT_MS, PG_LOCK_TIMEOUT_MS),
-            "migration": (0, 0),  # 0: no limit
+            "unbounded": (0, 0),  # 0: no limit
         }[kind]
         timeouts = f"-c statement_timeout={statement_ms} -c lock_timeout={lock_ms}"
+        given = self.url.query.get("options")  # the URL's own options come first; ours are added
+        if isinstance(given, str) and given:
+            timeouts = f"{given} {timeouts}"
         connect_args: dict[str, Any] = {"options": timeouts}
         if "connect_timeout" not in self.url.query:
             connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
@@ -515,6 +519,17 @@ class FeedbackStore:
             with conn.begin():
                 yield conn
 
+    @contextmanager
+    def _unbounded_connection(self) -> Iterator[Connection]:
+        """A connection of its own without a statement deadline (see `_create_engine`), closed after."""
+        engine = self._engine if self._in_memory else self._create_engine("unbounded", pool_size=0)
+        try:
+            with self._guard(), engine.connect() as conn:
+                yield conn
+        finally:
+            if engine is not self._engine:
+                engine.dispose()
+
     def _now(self) -> datetime:
         now = self.clock()
         if now.tzinfo is None:
@@ -542,7 +557,7 @@ class FeedbackStore:
         config = Config()
         # Config options go through ConfigParser interpolation: a '%' in the path must be doubled.
         config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
-        engine = self._engine if self._in_memory else self._create_engine("migration", pool_size=0)
+        engine = self._engine if self._in_memory else self._create_engine("unbounded", pool_size=0)
         try:
             with _MIGRATION_LOCK, self._migration_file_lock(), self._guard(), engine.connect() as conn:
                 conn.execution_options(nba_write=True)
@@ -886,7 +901,7 @@ class FeedbackStore:
         `since`, with its current outcome: what a restarted service replays into its contact policy."""
         if since.tzinfo is None:
             raise DataError(f"`since` must be timezone-aware, got {since.isoformat()}")
-        with self._transaction() as conn:
+        with self._unbounded_connection() as conn, conn.begin():
             rows = conn.execute(
                 select(
                     calls_table.c.cardholder_id,
@@ -929,7 +944,7 @@ class FeedbackStore:
                 )
         counts: dict[str, int] = {}
         files: list[Path] = []
-        with self._guard(), self._engine.connect() as conn:
+        with self._unbounded_connection() as conn:
             if conn.dialect.name == "postgresql":
                 # One snapshot for the three tables (SQLite's transaction is one already).
                 conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
@@ -1623,7 +1638,7 @@ class DecisionJournal:
         path = self._path
         if self._fd >= 0:
             os.close(self._fd)
-        self._fd, self._path = -1, None
+        self._fd, self._path, self.bytes_written = -1, None, 0
         return path
 
 
