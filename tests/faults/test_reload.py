@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from api.serving import build_profiles_aside
+from api.serving import build_profiles_aside, measure_drift
 from nba.bundle import load_bundle
 from nba.catalog import catalog_for, load_catalog
 from nba.errors import ModelError
@@ -80,7 +80,10 @@ def test_profiles_built_aside_equal_the_ones_built_here(sample_deployment: Deplo
     here = profiles_from_snapshot(
         snapshot_dir, load_bundle(model_dir), BenefitTable.from_catalog(load_catalog(catalog_path))
     )
-    aside = build_profiles_aside(model_dir, snapshot_dir, catalog_path)
+    aside, drift = build_profiles_aside(model_dir, snapshot_dir, catalog_path)
+    # The drift measured aside is the one measured here (the serving process no longer pays for it).
+    assert drift == measure_drift(load_bundle(model_dir), here)
+    assert drift.problem is None and drift.features
     assert list(aside.ids) == list(here.ids) and aside.as_of == here.as_of
     assert aside.model_version == here.model_version
     for name in (
