@@ -311,7 +311,12 @@ class ServingState:
                 drift = measure_drift(bundle, profiles)
             else:
                 profiles, drift = build_profiles_aside(model_dir, snapshot_dir, catalog_path)
-        engine = Engine(bundle, profiles, catalog, EngineConfig(epsilon=self.settings.epsilon))
+        # The reasoner depends on the model alone, and building it (a dump of every tree, parsed) held
+        # the GIL for 60-150 ms at a stretch: a new snapshot or catalog keeps the one in service.
+        reasoner = current.engine.reasoner if current is not None and same_model else None
+        engine = Engine(
+            bundle, profiles, catalog, EngineConfig(epsilon=self.settings.epsilon), reasoner=reasoner
+        )
         return Serving(engine, model_dir, snapshot_dir, catalog_sha256, drift)
 
     def reload(self, retry_refused: bool = True) -> ReloadResult:

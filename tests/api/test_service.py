@@ -519,7 +519,10 @@ def test_reload_swaps_models_and_snapshots_and_refuses_a_tampered_model(
                 earlier,
             )
         set_current_snapshot(root / "profiles", earlier)
+        reasoner = services_of(client).state.serving.engine.reasoner  # type: ignore[union-attr]
         assert check_for_changes(services_of(client)) is True
+        # The same model: its reasoner (costly to build, on the GIL) is kept, not built again.
+        assert services_of(client).state.serving.engine.reasoner is reasoner  # type: ignore[union-attr]
         model = client.get("/v1/model").json()
         assert model["profile_as_of"] == earlier.isoformat() and model["version"] == good
 
