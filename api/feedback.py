@@ -525,16 +525,16 @@ class DatabaseHealth:
         self._logged = self.reachable
 
     async def state(self) -> tuple[bool, str | None]:
-        """(reachable, reason when not), within PING_WAIT_S plus a thread hop."""
-        if self._future is None or self._future.done():
-            self._started = time.monotonic()
-            self._future = self._pool.submit(self._ping)
+        """(reachable, reason when not): waits up to PING_WAIT_S for a ping it starts itself; while an
+        earlier one is still waiting (the database does not answer) it answers at once."""
         future = self._future
-        if future is not None and not future.done():
+        if future is None or future.done():
+            self._started = time.monotonic()
+            future = self._future = self._pool.submit(self._ping)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self.PING_WAIT_S)
-            if not future.done() and time.monotonic() - self._started > self.PING_STALE_S:
-                return False, "feedback database unavailable: it does not answer"
+        if not future.done() and time.monotonic() - self._started > self.PING_STALE_S:
+            return False, "feedback database unavailable: it does not answer"
         return (True, None) if self.reachable else (False, DATABASE_DOWN)
 
     def close(self) -> None:
