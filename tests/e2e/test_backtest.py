@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -17,8 +18,17 @@ from training.generate import generate_world
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_world(1200, 21, tmp_path_factory.mktemp("backtest") / "data", fmt="parquet").out_dir
+def shifted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A small world whose regime shifts on 2026-06-01: its oracle holds the truth as of each month since."""
+    summary = generate_world(
+        1200, 21, tmp_path_factory.mktemp("backtest") / "data", fmt="parquet", regime_shift=date(2026, 6, 1)
+    )
+    return summary.out_dir, summary.oracle_path
+
+
+@pytest.fixture(scope="module")
+def world(shifted: tuple[Path, Path]) -> Path:
+    return shifted[0]
 
 
 def _rewrite(data_dir: Path, target: Path, name: str, edit: object) -> Path:
@@ -47,13 +57,15 @@ def _without_adoptions_after(data_dir: Path, month: str) -> pd.DataFrame:
 
 
 def test_backtest_fits_each_month_on_the_rows_before_it_and_names_a_month_with_nothing_adopted(
-    world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    shifted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    world, oracle = shifted
     data = _rewrite(
         world, tmp_path / "data", "benefit_usage", lambda _: _without_adoptions_after(world, "2026-07")
     )
     out = tmp_path / "backtest"
-    argv = ["backtest", "--data", str(data), "--months", "2", "--out", str(out), "--no-feature-check", "-q"]
+    argv = ["backtest", "--data", str(data), "--months", "2", "--out", str(out), "--oracle", str(oracle)]
+    argv += ["--no-feature-check", "-q"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "backtest.json").read_text())
@@ -71,6 +83,8 @@ def test_backtest_fits_each_month_on_the_rows_before_it_and_names_a_month_with_n
         assert 0.0 <= row["auc"] <= 1.0 and 0.0 <= row["best_baseline_auc"] <= 1.0
         assert row["best_baseline_auc_name"] in {"random", "most_popular", "spend_rule", "estimated_value"}
         assert row["ips_low"] <= row["ips"] <= row["ips_high"]
+        # The oracle ratio uses the truth as of the month's first day, which the shifted world's oracle holds.
+        assert 0.0 < row["oracle_ratio"] <= 1.0 and 0.0 < row["best_baseline_oracle_ratio"] <= 1.0
     frame = pd.read_csv(out / "backtest.csv")
     assert frame["month"].tolist() == list(months)
     assert report["verdict"].split(":")[0] in {"STABLE", "SHRINKING", "UNSTABLE", "GONE"}
