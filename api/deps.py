@@ -63,7 +63,9 @@ class Services:
             self.metrics.set_model_version(result.serving.model_version)
             self.publish_drift(result.serving)
             self.warm_ledger()
-            freeze_heap()
+            # The young generations only: a full pass walks every call the decision log holds (18 ms
+            # at 6,000, ~60 ms at its 20,000) with the GIL held, in the middle of serving.
+            freeze_heap(generation=1)
             get_logger().info("reloaded", extra={"model_version": result.serving.model_version})
         return result
 
@@ -99,15 +101,16 @@ class Services:
             self.metrics.outcome_window.record(suggestion_id, event.benefit_id, event.outcome)
 
 
-def freeze_heap() -> None:
+def freeze_heap(generation: int = 2) -> None:
     """Moves what is alive now (the engine, its profiles, the imports) out of the garbage collector's way.
 
     The cycle collector's full passes walk every tracked object: with a model and 100,000 profiles
     loaded that is ~300,000 objects and 100+ ms with the event loop stopped, a latency spike a few
     times a minute. Frozen objects are still freed when nothing refers to them (an engine replaced by
-    a reload); only a reference cycle among them would stay.
+    a reload); only a reference cycle among them would stay. `generation` is the oldest one collected
+    first: below 2, older garbage cycles are frozen too (and kept) rather than walked for.
     """
-    gc.collect()
+    gc.collect(generation)
     gc.freeze()
 
 
