@@ -221,6 +221,7 @@ TRAIN_STEPS = [
     "training set",
     "model fit",
     "evaluation",
+    "refit",
     "model folder",
 ]
 STEP_LINE = re.compile(r"  (?P<step>[a-z ]+): \d+\.\d s(?: \((?P<detail>[^()]+)\))?")
