@@ -69,6 +69,7 @@ def training_drift_reference(
     mcc_map: MccMap,
     extra: ExtraColumns,
     progress: Reporter = SILENT,
+    scored_by: tuple[PropensityModel, PairMatrix] | None = None,
 ) -> DriftReference:
     """The drift reference of a training run (`drift_files` makes it the model folder's `drift.json`): the
     latest rows the model was fitted on, and every cardholder as of the training as-of (what a profile
@@ -78,6 +79,9 @@ def training_drift_reference(
     rows the model learnt from; the reference keeps their latest DRIFT_REFERENCE_DAYS days. Cardholder
     features count once per snapshot (a call's presentations share them), the pair features once per row.
     """
+    # Scores as a model gives them to calls it has not learnt from: a model's scores of its own training
+    # rows are more spread than tomorrow's (`scored_by`: the held-out fit, which had not seen the latest).
+    score_model, score_matrix = scored_by if scored_by is not None else (model, matrix)
     presented = pd.to_datetime(rows["as_of"])
     recent = (
         fitted & (presented > presented[fitted].max() - pd.Timedelta(days=DRIFT_REFERENCE_DAYS)).to_numpy()
@@ -95,7 +99,7 @@ def training_drift_reference(
         benefit_id=used["benefit_id"].astype(str).tolist(),
         outcome=used["outcome"].where(used["outcome"].notna(), None).tolist(),
         adopted=used["adopted"].to_numpy(dtype=np.float64),
-        scores=model.predict_proba(matrix.X[recent])[:, 1] if recent.any() else np.zeros(0),
+        scores=score_model.predict_proba(score_matrix.X[recent])[:, 1] if recent.any() else np.zeros(0),
         population=(as_of, {name: encoded[:, j] for j, name in enumerate(holder.feature_names)}),
     )
     return reference

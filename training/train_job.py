@@ -377,11 +377,22 @@ def train_model(
             _evaluate_against_oracle(evaluation, run, shipped.parts, popularity, progress)
             t = timer.step("oracle", t)
         # Drift (training/drift_job.py): the reference kept in the model folder for `nba drift` and the
-        # service — the shipped model's rows and scores — and the calls of the last 30 days (labels not known
+        # service — the shipped model's rows, and scores as the held-out fit gives them to calls it had not
+        # learnt (the shipped model has learnt every row: its own scores of them are too spread) — and the calls of the last 30 days (labels not known
         # yet) measured against it for the report.
         shipped_rows = heard if options.ship_all_rows else (train_mask | valid_mask)
         drift_reference = training_drift_reference(
-            shipped.model, holder, shipped.matrix, rows, shipped_rows, data, as_of, mcc_map, extra, progress
+            shipped.model,
+            holder,
+            shipped.matrix,
+            rows,
+            shipped_rows,
+            data,
+            as_of,
+            mcc_map,
+            extra,
+            progress,
+            scored_by=(model, matrix),
         )
         drift_scorer = DriftScorer(
             extra, holder, shipped.estimator, shipped.model, lambda _: shipped.parts.benefit_codes

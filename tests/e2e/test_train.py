@@ -91,15 +91,36 @@ def test_model_refits_on_the_later_slice_and_the_report_describes_the_estimator(
     assert meta["smearing"] >= 1.0
 
 
-def test_second_run_is_compared_with_the_champion_on_the_same_data(
+def test_a_champion_that_learnt_every_held_out_call_is_compared_by_its_manifest(
     world: tuple[Path, Path], trained: tuple[Path, Path]
 ) -> None:
+    """The model in service was refit on every labelled row: no held-out call is new to it, so the
+    gate compares the manifests' own held-out numbers and says so."""
     data_dir, _ = world
     models, first = trained
     result = train_model(data_dir, models, TrainOptions(promote=True, seed=1))
-    assert "champion" in result.evaluation.off_policy
-    assert "same held-out data" in result.promotion_reason or "measured" in result.promotion_reason
+    assert "champion" not in result.evaluation.off_policy and result.evaluation.champion is None
+    assert any("no fair comparison on the same calls" in note for note in result.evaluation.notes)
+    assert "from the manifests" in result.promotion_reason
     assert read_current(models) in (first.name, result.version)
+
+
+def test_second_run_is_compared_with_the_champion_on_calls_it_did_not_learn_from(
+    world: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from datetime import date
+
+    data_dir, _ = world
+    models = tmp_path / "models"
+    first = train_model(data_dir, models, TrainOptions(as_of=date(2026, 7, 1), promote=True, force=True))
+    result = train_model(data_dir, models, TrainOptions(promote=True, seed=1))
+    comparison = result.evaluation.champion
+    assert comparison is not None and comparison.version == first.version and comparison.calls > 0
+    assert "champion" in result.evaluation.off_policy
+    until = date.fromisoformat(load_bundle(first.model_dir).manifest.data_summary["shipped_rows_until"])
+    assert comparison.since is None or comparison.since == until
+    assert "on the same held-out calls" in result.promotion_reason
+    assert read_current(models) in (first.version, result.version)
 
 
 def test_evaluate_command_reproduces_the_held_out_metrics(
