@@ -135,6 +135,28 @@ def render_report(
             + ", ".join(f"{k} {_fmt(v)}" for k, v in baselines.items())
             + ".",
         ]
+    if evaluation.months:
+        lines += [
+            "",
+            "Month by month (the same held-out fit, trained before the slice: a lead that shrinks from month to "
+            "month shows here; `nba backtest` refits for each month):",
+            "",
+        ]
+        lines += _table(
+            ["month", "rows", "adopted", "AUC", "best baseline AUC", "mean predicted", "observed rate"],
+            [
+                [
+                    h.month,
+                    f"{h.rows:,}",
+                    f"{h.positives:,}",
+                    _fmt(h.auc),
+                    f"{_fmt(h.best_baseline_auc)} ({h.best_baseline})",
+                    _fmt(h.mean_predicted),
+                    _fmt(h.observed_rate),
+                ]
+                for h in evaluation.months
+            ],
+        )
     if evaluation.champion is not None:
         lines += ["", champion_line(evaluation.champion)]
     if evaluation.off_policy:

@@ -59,6 +59,7 @@ from training.evaluate import (
     eligible_pairs,
     evaluate_baselines_logged,
     evaluate_logged,
+    evaluate_months,
     evaluate_off_policy,
     evaluate_oracle,
     read_oracle,
@@ -631,8 +632,10 @@ def evaluate_rows(
     options, benefits = run.options, run.benefits
     off_policy = run.labelled.label_source.startswith("conversations")
     with progress.track("parts", 1 + int(off_policy)) as done:  # logged metrics, off-policy
-        evaluate_logged(evaluation, test_rows, test_matrix, parts.score(test_matrix))
+        p_test = parts.score(test_matrix)
+        evaluate_logged(evaluation, test_rows, test_matrix, p_test)
         evaluate_baselines_logged(evaluation, test_rows, test_matrix, popularity, options.seed)
+        evaluate_months(evaluation, test_rows, test_matrix, p_test, popularity, options.seed)
         done.advance()
         if off_policy:
             candidates = _candidates_for(test_rows, snapshots, parts, run.catalog, benefits)

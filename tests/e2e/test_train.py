@@ -91,6 +91,24 @@ def test_model_refits_on_the_later_slice_and_the_report_describes_the_estimator(
     assert meta["smearing"] >= 1.0
 
 
+def test_the_report_shows_the_held_out_slice_month_by_month(trained: tuple[Path, Path]) -> None:
+    """Per calendar month of the held-out slice: its heard rows and adoptions (they add up to the slice's),
+    the model's AUC beside the best baseline's on those rows, and its mean prediction beside the rate."""
+    _, model_dir = trained
+    manifest = load_bundle(model_dir).manifest
+    report = (model_dir / "report.md").read_text()
+    table = report[report.index("Month by month (the same held-out fit") :].split("\n\n")[1]
+    months = [line.split(" | ") for line in table.splitlines()[2:]]
+    names = [cells[0].removeprefix("| ") for cells in months]
+    assert names == sorted(set(names)) and len(names) >= 2
+    assert names[0] == manifest.data_summary["test_from"][:7]
+    assert sum(int(cells[1].replace(",", "")) for cells in months) == manifest.metrics["test_rows"]
+    for cells in months:
+        rows, adopted = int(cells[1].replace(",", "")), int(cells[2].replace(",", ""))
+        assert 0 < adopted < rows and abs(float(cells[6].removesuffix(" |")) - adopted / rows) < 1e-4
+        assert 0.0 <= float(cells[3]) <= 1.0 and 0.0 <= float(cells[4].split(" ")[0]) <= 1.0
+
+
 def test_a_champion_that_learnt_every_held_out_call_is_compared_by_its_manifest(
     world: tuple[Path, Path], trained: tuple[Path, Path]
 ) -> None:
