@@ -155,6 +155,32 @@ class _Connection:
         return status
 
 
+async def get_pooled(idle: list[_Connection], host: str, port: int, path: str, headers: bytes) -> int:
+    """GET `path` on an idle keep-alive connection from `idle` (or a new one) and put it back; the status.
+
+    The server closes a keep-alive connection that sat idle (uvicorn: after 5 s), as any HTTP client
+    would find out: the request is sent again on a new connection and the time still counts. Raises
+    OSError, IncompleteReadError, TimeoutError or ValueError for a request that got no answer (the
+    connection is closed then).
+    """
+    reused = bool(idle)
+    connection = idle.pop() if idle else _Connection(*await asyncio.open_connection(host, port))
+    try:
+        try:
+            status = await asyncio.wait_for(connection.get(path, headers), timeout=10)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            if not reused:
+                raise
+            connection.writer.close()
+            connection = _Connection(*await asyncio.open_connection(host, port))
+            status = await asyncio.wait_for(connection.get(path, headers), timeout=10)
+    except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
+        connection.writer.close()
+        raise
+    idle.append(connection)
+    return status
+
+
 async def open_loop(base: str, ids: list[str], rate: float, seconds: float) -> dict[str, float]:
     """Sends at a fixed rate whatever the server does; latency counts from the scheduled send time.
 
@@ -180,24 +206,10 @@ async def _open_loop(base: str, ids: list[str], rate: float, seconds: float) -> 
     async def one(scheduled: float, cardholder_id: str) -> None:
         nonlocal errors
         path = f"/v1/cardholders/{cardholder_id}/suggestions"
-        reused = bool(idle)
-        connection = idle.pop() if idle else _Connection(*await asyncio.open_connection(host, int(port)))
         try:
-            try:
-                status = await asyncio.wait_for(connection.get(path, headers), timeout=10)
-            except (ConnectionError, asyncio.IncompleteReadError):
-                if not reused:
-                    raise
-                # The server closed a keep-alive connection that sat idle (uvicorn: after 5 s), as any
-                # HTTP client would find out: send again on a new one; the time still counts.
-                connection.writer.close()
-                connection = _Connection(*await asyncio.open_connection(host, int(port)))
-                status = await asyncio.wait_for(connection.get(path, headers), timeout=10)
-            errors += status != 200
-            idle.append(connection)
+            errors += await get_pooled(idle, host, int(port), path, headers) != 200
         except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
             errors += 1
-            connection.writer.close()
         latencies.append(time.perf_counter() - scheduled)
 
     start_at = time.perf_counter() + 0.1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -22,19 +23,21 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_api import LOAD_CORE, TOKEN, _Connection, ensure_deployment, start, wait_ready
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+from bench_api import LOAD_CORE, TOKEN, _Connection, ensure_deployment, get_pooled, start, wait_ready
 from bench_train import WORK_DIR, ensure_model, ensure_world, machine, save_run
 
 from api.keys import hash_token
-from nba.registry import load_model_dir, read_current, set_current, write_model_dir
+from nba.registry import read_current, set_current
 from nba.snapshots import read_current_snapshot, set_current_snapshot
+from tests.deployment import twin_model
 from training.engine_job import build_snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,23 +45,6 @@ RESULTS_PATH = ROOT / "bench" / "results" / "reload.json"
 ADMIN_TOKEN = "bench-admin-token"
 PORT = 8741
 GOAL_RATIO = 3.0
-
-
-def twin_model(models_dir: Path, version: str) -> str:
-    """A new model version holding the same artifacts (a retrain, as the service sees it)."""
-    manifest = load_model_dir(models_dir / version)
-    return write_model_dir(
-        models_dir,
-        {name: models_dir / version / name for name in manifest.files},
-        created_at=datetime.now(UTC),
-        feature_names=manifest.feature_names,
-        catalog_fingerprint=manifest.catalog_fingerprint,
-        data_summary=manifest.data_summary,
-        metrics=manifest.metrics,
-        params=manifest.params,
-        categorical_features=manifest.categorical_features,
-        extra=manifest.extra,
-    ).name
 
 
 def earlier_snapshot(data_dir: Path, model_dir: Path, profiles: Path, days: int = 7) -> str:
@@ -93,22 +79,8 @@ async def load_with_swaps(
     async def one(scheduled: float, cardholder_id: str) -> None:
         path = f"/v1/cardholders/{cardholder_id}/suggestions"
         status = 0
-        reused = bool(idle)
-        connection = idle.pop() if idle else _Connection(*await asyncio.open_connection(host, int(port)))
-        try:
-            try:
-                status = await asyncio.wait_for(connection.get(path, headers), timeout=10)
-            except (ConnectionError, asyncio.IncompleteReadError):
-                if not reused:
-                    raise
-                # uvicorn closed a keep-alive connection that sat idle for 5 s: send again on a new one
-                # (as bench_api does); the time still counts.
-                connection.writer.close()
-                connection = _Connection(*await asyncio.open_connection(host, int(port)))
-                status = await asyncio.wait_for(connection.get(path, headers), timeout=10)
-            idle.append(connection)
-        except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
-            connection.writer.close()
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
+            status = await get_pooled(idle, host, int(port), path, headers)
         done.append((scheduled - start_at, time.perf_counter() - scheduled, status))
 
     async def swap_each() -> None:

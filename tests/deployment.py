@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
 from api.settings import Settings
+from nba.registry import load_model_dir, write_model_dir
 from training.engine_job import build_snapshot
 from training.train_job import TrainOptions, train_model
 
@@ -55,3 +56,21 @@ def sample_deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
     data_dir = root / "data"
     shutil.copytree(SAMPLE_DATA, data_dir)
     return deploy(data_dir, root)
+
+
+def twin_model(models_dir: Path, version: str, created_at: datetime | None = None) -> str:
+    """A new model version holding the same artifacts as `version` (a retrain, as the service sees it),
+    written through the registry; its name."""
+    manifest = load_model_dir(models_dir / version)
+    return write_model_dir(
+        models_dir,
+        {name: models_dir / version / name for name in manifest.files},
+        created_at=created_at or datetime.now(UTC),
+        feature_names=manifest.feature_names,
+        catalog_fingerprint=manifest.catalog_fingerprint,
+        data_summary=manifest.data_summary,
+        metrics=manifest.metrics,
+        params=manifest.params,
+        categorical_features=manifest.categorical_features,
+        extra=manifest.extra,
+    ).name

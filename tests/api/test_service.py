@@ -25,11 +25,11 @@ from api.main import check_for_changes, create_app
 from nba.bundle import load_bundle
 from nba.errors import DataError, UnavailableError
 from nba.mcc import load_mcc_map
-from nba.registry import load_model_dir, set_current, write_model_dir
+from nba.registry import set_current
 from nba.snapshots import compute_profile_tables, set_current_snapshot, write_snapshot
 from nba.store import FeedbackStore
 from nba.tables import open_data
-from tests.deployment import Deployment
+from tests.deployment import Deployment, twin_model
 
 AGENT, ADMIN = "agent-token-for-tests", "admin-token-for-tests"
 KEYS = json.dumps(
@@ -451,23 +451,6 @@ def test_logs_are_json_lines_with_request_ids_and_no_ids_or_keys(
     assert cardholder_id not in text and AGENT not in text
 
 
-def _twin(models_dir: Path, version: str, created_at: datetime) -> str:
-    """A new version holding the same artifacts as `version`, written through the registry."""
-    manifest = load_model_dir(models_dir / version)
-    return write_model_dir(
-        models_dir,
-        {name: models_dir / version / name for name in manifest.files},
-        created_at=created_at,
-        feature_names=manifest.feature_names,
-        catalog_fingerprint=manifest.catalog_fingerprint,
-        data_summary=manifest.data_summary,
-        metrics=manifest.metrics,
-        params=manifest.params,
-        categorical_features=manifest.categorical_features,
-        extra=manifest.extra,
-    ).name
-
-
 def test_reload_swaps_models_and_snapshots_and_refuses_a_tampered_model(
     sample_deployment: Deployment, tmp_path: Path, clock: Clock
 ) -> None:
@@ -485,7 +468,7 @@ def test_reload_swaps_models_and_snapshots_and_refuses_a_tampered_model(
     with TestClient(app) as client:
         client.headers["X-API-Key"] = ADMIN
         assert client.post("/v1/admin/reload").json()["changed"] is False
-        good = _twin(models, version, clock.now)
+        good = twin_model(models, version, clock.now)
         set_current(models, good)
         swapped = client.post("/v1/admin/reload").json()
         assert swapped == {
@@ -494,7 +477,7 @@ def test_reload_swaps_models_and_snapshots_and_refuses_a_tampered_model(
             "changed": True,
         }
         assert client.get("/v1/model").json()["version"] == good
-        bad = _twin(models, version, clock.now + timedelta(seconds=1))
+        bad = twin_model(models, version, clock.now + timedelta(seconds=1))
         with (models / bad / "model.txt").open("a") as model_file:
             model_file.write("\n")
         (models / "CURRENT").write_text(bad + "\n")  # what a careless copy would do: no checks on the way

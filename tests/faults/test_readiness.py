@@ -19,8 +19,8 @@ from api.logs import JsonFormatter, get_logger
 from api.main import check_for_changes, create_app
 from api.serving import without_paths
 from nba.registry import set_current
-from tests.api.test_service import ADMIN, AGENT, KEYS, Clock, _twin, first_with_suggestions, services_of
-from tests.deployment import Deployment
+from tests.api.test_service import ADMIN, AGENT, KEYS, Clock, first_with_suggestions, services_of
+from tests.deployment import Deployment, twin_model
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_a_refused_model_keeps_the_service_ready_and_readyz_says_which_serves_an
     with TestClient(create_app(settings, clock=clock, start_background=False)) as client:
         client.headers["X-API-Key"] = ADMIN
         assert client.get("/readyz").json()["refused"] is None and refused_gauge(client, "model") == 0
-        bad = _twin(models, good, clock.now + timedelta(seconds=1))
+        bad = twin_model(models, good, clock.now + timedelta(seconds=1))
         with (models / bad / "model.txt").open("a") as model_file:
             model_file.write("\n")
         (models / "CURRENT").write_text(bad + "\n")

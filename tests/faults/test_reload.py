@@ -21,8 +21,8 @@ from nba.errors import ModelError
 from nba.matrix import BenefitTable
 from nba.registry import set_current
 from nba.snapshots import profiles_from_snapshot
-from tests.api.test_service import ADMIN, AGENT, Clock, _twin, some_cardholders
-from tests.deployment import Deployment
+from tests.api.test_service import ADMIN, AGENT, Clock, some_cardholders
+from tests.deployment import Deployment, twin_model
 from tests.faults.test_hostile_input import serve_process
 
 RATE_PER_S = 40
@@ -37,7 +37,7 @@ def test_a_model_promoted_under_load_swaps_with_no_error_and_no_stall(
     root = tmp_path / "deploy"
     shutil.copytree(sample_deployment.models_dir, root / "models")
     models = root / "models"
-    new_version = _twin(models, sample_deployment.version, Clock().now + timedelta(days=1))
+    new_version = twin_model(models, sample_deployment.version, Clock().now + timedelta(days=1))
     cardholders = some_cardholders(sample_deployment, 200)
     with serve_process(sample_deployment, tmp_path / "var", models_dir=models) as base:
         latencies: list[float] = []
