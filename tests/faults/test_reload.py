@@ -24,6 +24,7 @@ from nba.snapshots import profiles_from_snapshot
 from tests.api.test_service import ADMIN, AGENT, Clock, some_cardholders
 from tests.deployment import Deployment, twin_model
 from tests.faults.test_hostile_input import serve_process
+from tests.unit.test_snapshots import assert_same_profiles
 
 RATE_PER_S = 40
 # Generous: steady requests take a few ms; before the fix a swap held requests for ~230 ms on an idle
@@ -84,19 +85,7 @@ def test_profiles_built_aside_equal_the_ones_built_here(sample_deployment: Deplo
     # The drift measured aside is the one measured here (the serving process no longer pays for it).
     assert drift == measure_drift(load_bundle(model_dir), here)
     assert drift.problem is None and drift.features
-    assert list(aside.ids) == list(here.ids) and aside.as_of == here.as_of
-    assert aside.model_version == here.model_version
-    for name in (
-        "est_spend",
-        "product_index",
-        "offsets",
-        "history_benefit",
-        "history_used",
-        "history_values",
-        "history_days_since_declined",
-        "history_presented_90d",
-    ):
-        np.testing.assert_array_equal(getattr(aside, name), getattr(here, name), err_msg=name)
+    assert_same_profiles(aside, here)  # ids, index, as-of, model version and every array, bit for bit
     rows = np.arange(len(here))
     np.testing.assert_array_equal(aside.holder_rows(rows), here.holder_rows(rows))  # NaN equals NaN here
 
