@@ -70,6 +70,7 @@ def training_drift_reference(
     extra: ExtraColumns,
     progress: Reporter = SILENT,
     scored_by: tuple[PropensityModel, PairMatrix] | None = None,
+    population: FloatArray | None = None,
 ) -> DriftReference:
     """The drift reference of a training run (`drift_files` makes it the model folder's `drift.json`): the
     latest rows the model was fitted on, and every cardholder as of the training as-of (what a profile
@@ -87,11 +88,11 @@ def training_drift_reference(
         fitted & (presented > presented[fitted].max() - pd.Timedelta(days=DRIFT_REFERENCE_DAYS)).to_numpy()
     )
     used = rows[recent]
-    progress.step("drift reference: every cardholder's features at the as-of")
-    population = compute_snapshots(
-        data, data.con.sql(snapshot_all_sql(as_of)).to_arrow_table(), mcc_map, extra, progress
-    ).table
-    encoded = holder.encode(population)
+    if population is None:  # `population`: every cardholder's features at the as-of, already encoded
+        progress.step("drift reference: every cardholder's features at the as-of")
+        table = data.con.sql(snapshot_all_sql(as_of)).to_arrow_table()
+        population = holder.encode(compute_snapshots(data, table, mcc_map, extra, progress).table)
+    encoded = population
     reference = build_drift_reference(
         features=model_columns(holder, matrix.X[recent], used),
         categorical=set(model_categorical(holder.categorical)),

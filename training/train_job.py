@@ -311,7 +311,7 @@ def train_model(
         progress.step("spend estimator: a regression per category")
         names = feature_names(extra)
         holder = HolderEncoding.fit(snapshots.table, names, categorical_features(extra))
-        estimator = _fit_estimator(data, split.valid_from, mcc_map, extra, holder, names, progress)
+        estimator, _ = _fit_estimator(data, split.valid_from, mcc_map, extra, holder, names, progress)
         t = timer.step("spend estimator", t, estimator.describe())
 
         progress.step("training set: candidate matrix")
@@ -394,6 +394,7 @@ def train_model(
             extra,
             progress,
             scored_by=(model, matrix),
+            population=shipped.population,
         )
         drift_scorer = DriftScorer(
             extra, holder, shipped.estimator, shipped.model, lambda _: shipped.parts.benefit_codes
@@ -515,13 +516,15 @@ def _fit_estimator(
     holder: HolderEncoding,
     names: Sequence[str],
     progress: Reporter,
-) -> SpendEstimator:
-    """The spend estimator learnt from every cardholder's features as of `as_of` (data strictly before it)."""
+) -> tuple[SpendEstimator, np.ndarray[Any, np.dtype[np.float64]]]:
+    """The spend estimator learnt from every cardholder's features as of `as_of` (data strictly before it),
+    and those features encoded (the drift reference of a model shipped as of `as_of` counts them too)."""
     snapshot = data.con.sql(snapshot_all_sql(as_of)).to_arrow_table()
-    cardholders = compute_snapshots(data, snapshot, mcc_map, extra, progress)
-    return SpendEstimator(extra_inputs=tuple(extra.taken)).fit(
-        holder.encode(cardholders.table), names, holder.categorical, progress
+    cardholders = holder.encode(compute_snapshots(data, snapshot, mcc_map, extra, progress).table)
+    estimator = SpendEstimator(extra_inputs=tuple(extra.taken)).fit(
+        cardholders, names, holder.categorical, progress
     )
+    return estimator, cardholders
 
 
 @dataclass(frozen=True)
@@ -533,6 +536,8 @@ class _Shipped:
     benefit_encoder: CategoryEncoder
     parts: ScoringParts
     matrix: PairMatrix  # the presentations' rows as this model sees them (its spend estimator's values)
+    # Every cardholder's features at the as-of, encoded, when the refit computed them (else None).
+    population: np.ndarray[Any, np.dtype[np.float64]] | None = None
 
 
 def _refit_on_every_row(
@@ -555,7 +560,7 @@ def _refit_on_every_row(
     training + early-stopping rows → the evaluation slice.
     """
     split, rows = run.split, run.rows
-    estimator = _fit_estimator(run.data, run.as_of, run.mcc_map, extra, holder, names, progress)
+    estimator, population = _fit_estimator(run.data, run.as_of, run.mcc_map, extra, holder, names, progress)
     encoder = CategoryEncoder.fit(BENEFIT_ENCODER, rows.loc[heard, "benefit_id"].tolist())
     codes = np.array([encoder.code_of(b) for b in run.benefits.ids])
     every = build_pair_matrix(rows, snapshots, holder, estimator, run.benefits, codes)
@@ -570,7 +575,7 @@ def _refit_on_every_row(
     )
     shipped.calibration_losses_ = losses
     parts = ScoringParts(extra, holder, estimator, codes, _score_with(shipped))
-    return _Shipped(shipped, estimator, encoder, parts, every)
+    return _Shipped(shipped, estimator, encoder, parts, every, population)
 
 
 def _describe_fits(
