@@ -244,7 +244,7 @@ def _fit_child(conn: Connection, data_dir_s: str, model_dir_s: str, repeat: int,
     from nba.validation import MCC_OVERRIDE_FILE
     from training.pairs import build_pair_matrix, compute_snapshots
     from training.presentations import split_by_time
-    from training.train_job import _labelled_rows, _snapshots_of
+    from training.train_job import _labelled_rows, snapshots_of
 
     data_dir, model_dir = Path(data_dir_s), Path(model_dir_s)
     started = time.perf_counter()
@@ -259,7 +259,7 @@ def _fit_child(conn: Connection, data_dir_s: str, model_dir_s: str, repeat: int,
         rows = labelled.table.to_pandas()
         rows["as_of"] = pd.to_datetime(rows["as_of"])
         split = split_by_time(rows["as_of"].to_numpy(dtype="datetime64[D]"))
-        snapshots = compute_snapshots(data, _snapshots_of(rows), mcc_map, bundle.extra)
+        snapshots = compute_snapshots(data, snapshots_of(rows), mcc_map, bundle.extra)
     matrix = build_pair_matrix(
         rows, snapshots, bundle.holder, bundle.estimator, benefits, bundle.benefit_codes(benefits)
     )

@@ -27,15 +27,15 @@ from training.pairs import PairMatrix, build_pair_matrix, compute_snapshots
 from training.presentations import LABEL_WINDOW_DAYS
 from training.progress import SILENT, Reporter
 from training.train_job import (
+    TrainingRun,
     TrainOptions,
-    _bundle_parts,
-    _evaluate_against_oracle,
-    _load_inputs,
-    _popularity,
-    _prepare_run,
-    _Run,
-    _snapshots_of,
+    bundle_parts,
+    evaluate_against_oracle,
     evaluate_rows,
+    load_inputs,
+    popularity_of,
+    prepare_run,
+    snapshots_of,
     train_model,
 )
 
@@ -249,7 +249,7 @@ def run_backtest(
     """
     started = time.perf_counter()
     progress.step("validate: the data contract")
-    catalog, mcc_map, _ = _load_inputs(data_dir, options)
+    catalog, mcc_map, _ = load_inputs(data_dir, options)
     oracle = options.oracle
     if oracle is not None:
         read_oracle(oracle)  # a file that is no oracle is one clear line before any month is fitted
@@ -258,7 +258,7 @@ def run_backtest(
     breaking: Breaking | None = None
     with open_data(data_dir) as data, tempfile.TemporaryDirectory(prefix="nba-backtest-") as scratch:
         with progress.query(data.con, "labelled presentations SQL"):
-            run = _prepare_run(data, data_dir, catalog, mcc_map, options)
+            run = prepare_run(data, data_dir, catalog, mcc_map, options)
         if not run.labelled.label_source.startswith("conversations"):
             raise DataError(f"{data_dir}: no conversations: a backtest needs logged presentations per month")
         windows = backtest_months(run.rows["as_of"], run.as_of, months)
@@ -300,7 +300,7 @@ class _Fitted:
 
 
 def _backtest_month(
-    run: _Run,
+    run: TrainingRun,
     data_dir: Path,
     scratch: Path,
     start: date,
@@ -331,12 +331,12 @@ def _backtest_month(
     except DataError as exc:
         return replace(base, note=f"training before {start} failed: {exc}"), None
     bundle = load_bundle(trained.model_dir)
-    parts = _bundle_parts(bundle, run.benefits)
-    snapshots = compute_snapshots(run.data, _snapshots_of(rows), run.mcc_map, bundle.extra)
+    parts = bundle_parts(bundle, run.benefits)
+    snapshots = compute_snapshots(run.data, snapshots_of(rows), run.mcc_map, bundle.extra)
     matrix = build_pair_matrix(
         rows, snapshots, parts.holder, parts.estimator, run.benefits, parts.benefit_codes
     )
-    popularity = _popularity(run.rows[known_then])
+    popularity = popularity_of(run.rows[known_then])
     evaluation = evaluate_rows(run, parts, rows, matrix, snapshots, popularity, SILENT)
     if oracle is not None:
         _evaluate_month_oracle(evaluation, run, parts, popularity, start, oracle)
@@ -351,7 +351,7 @@ MIN_SHUFFLE_GAIN: Final = 0.005
 THEN_DAYS: Final = 90
 
 
-def relation_of(run: _Run, fitted: _Fitted, start: date) -> tuple[RelationShift, ...]:
+def relation_of(run: TrainingRun, fitted: _Fitted, start: date) -> tuple[RelationShift, ...]:
     """Each model feature's AUC loss when shuffled, on the month's model's latest training rows (then)
     and on the month's rows (now): `nba.drift.relation_shifts`. Empty when a side has one class only."""
     day = run.rows["as_of"].dt.date
@@ -362,7 +362,7 @@ def relation_of(run: _Run, fitted: _Fitted, start: date) -> tuple[RelationShift,
     for rows, matrix in ((then_rows, None), (fitted.rows, fitted.matrix)):
         heard = (rows["outcome"].fillna("") != "not_discussed").to_numpy()
         if matrix is None:
-            snapshots = compute_snapshots(run.data, _snapshots_of(rows), run.mcc_map, fitted.parts.extra)
+            snapshots = compute_snapshots(run.data, snapshots_of(rows), run.mcc_map, fitted.parts.extra)
             parts = fitted.parts
             matrix = build_pair_matrix(
                 rows, snapshots, parts.holder, parts.estimator, run.benefits, parts.benefit_codes
@@ -380,7 +380,7 @@ def relation_of(run: _Run, fitted: _Fitted, start: date) -> tuple[RelationShift,
 
 
 def _find_breaking(
-    run: _Run,
+    run: TrainingRun,
     data_dir: Path,
     scratch: Path,
     newest: tuple[BacktestMonth, _Fitted, date, date],
@@ -418,7 +418,7 @@ def _find_breaking(
 
 def _evaluate_month_oracle(
     evaluation: Evaluation,
-    run: _Run,
+    run: TrainingRun,
     parts: ScoringParts,
     popularity: dict[str, float],
     start: date,
@@ -432,7 +432,7 @@ def _evaluate_month_oracle(
     except DataError:
         evaluation.notes.append(f"the oracle has no truth as of {start}")
         return
-    _evaluate_against_oracle(evaluation, run, parts, popularity, SILENT, truth, start)
+    evaluate_against_oracle(evaluation, run, parts, popularity, SILENT, truth, start)
 
 
 def _best(metrics: dict[str, float], prefix: str) -> tuple[float, str]:

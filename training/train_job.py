@@ -130,7 +130,8 @@ class _Timer:
         return now
 
 
-def _load_inputs(data_dir: Path, options: TrainOptions) -> tuple[Catalog, MccMap, FeatureConfig]:
+def load_inputs(data_dir: Path, options: TrainOptions) -> tuple[Catalog, MccMap, FeatureConfig]:
+    """The validated data directory's catalog, MCC map and features config; ValidationError on bad data."""
     # Every row is checked, those on or after --as-of too, but not refused: training and evaluation use
     # only the rows before the as-of (each snapshot's features, each label's window), so a backtest can
     # train as of any earlier date on the full data directory.
@@ -178,7 +179,8 @@ def _labelled_rows(data: DataSource, as_of: date, catalog: Catalog) -> LabelledR
     return LabelledRows(pa.concat_tables([s.table for s in snapshots]), source, {})
 
 
-def _snapshots_of(frame: pd.DataFrame) -> pa.Table:
+def snapshots_of(frame: pd.DataFrame) -> pa.Table:
+    """The distinct (cardholder_id, as_of) pairs of `frame`: the feature snapshots its rows need."""
     keys = frame[["cardholder_id", "as_of"]].drop_duplicates()
     return pa.table(
         {
@@ -188,7 +190,8 @@ def _snapshots_of(frame: pd.DataFrame) -> pa.Table:
     )
 
 
-def _popularity(train_rows: pd.DataFrame) -> dict[str, float]:
+def popularity_of(train_rows: pd.DataFrame) -> dict[str, float]:
+    """Each benefit's adoption rate among the heard presentations of `train_rows` (the most-popular baseline)."""
     heard = train_rows[train_rows["outcome"].fillna("") != "not_discussed"]
     return {str(k): float(v) for k, v in heard.groupby("benefit_id")["adopted"].mean().items()}
 
@@ -200,7 +203,8 @@ def _score_with(model: PropensityModel) -> Callable[[PairMatrix], np.ndarray[Any
     return score
 
 
-def _bundle_parts(bundle: ModelBundle, benefits: BenefitTable) -> ScoringParts:
+def bundle_parts(bundle: ModelBundle, benefits: BenefitTable) -> ScoringParts:
+    """What scoring with a stored model needs: its extra columns, encoders, estimator and benefit codes."""
     return ScoringParts(
         extra=bundle.extra,
         holder=bundle.holder,
@@ -223,7 +227,7 @@ def _candidates_for(
 
 
 @dataclass(frozen=True)
-class _Run:
+class TrainingRun:
     """What training and evaluation both derive from a data directory: the labelled rows and their split."""
 
     data: DataSource
@@ -238,12 +242,16 @@ class _Run:
 
     @property
     def popularity(self) -> dict[str, float]:
-        return _popularity(self.rows[self.split.train])
+        return popularity_of(self.rows[self.split.train])
 
 
-def _prepare_run(
+def prepare_run(
     data: DataSource, data_dir: Path, catalog: Catalog, mcc_map: MccMap, options: TrainOptions
-) -> _Run:
+) -> TrainingRun:
+    """The labelled rows before the as-of (`options.as_of`, else the day after the data) and their split.
+
+    Raises DataError when the data has no dated rows, no labelled presentation, or rows that cannot be split.
+    """
     latest = data.latest_date()
     if latest is None:
         raise DataError(f"{data_dir}: no dated rows at all; nothing to train or evaluate on")
@@ -270,7 +278,7 @@ def _prepare_run(
         )
     except ValueError as exc:
         raise DataError(f"{data_dir}: {exc}") from None
-    return _Run(
+    return TrainingRun(
         data, as_of, labelled, rows, split, catalog, BenefitTable.from_catalog(catalog), mcc_map, options
     )
 
@@ -296,16 +304,16 @@ def train_model(
     timer = _Timer(progress)
     started = t = time.perf_counter()
     progress.step("validate: the data contract")
-    catalog, mcc_map, config = _load_inputs(data_dir, options)
+    catalog, mcc_map, config = load_inputs(data_dir, options)
     benefits = BenefitTable.from_catalog(catalog)
     t = timer.step("validate", t)
     with open_data(data_dir) as data:
         progress.step("features: each presentation's snapshot")
         extra = select_extra_columns(data.con, config)
         with progress.query(data.con, "labelled presentations SQL"):
-            run = _prepare_run(data, data_dir, catalog, mcc_map, options)
+            run = prepare_run(data, data_dir, catalog, mcc_map, options)
         as_of, labelled, rows, split = run.as_of, run.labelled, run.rows, run.split
-        snapshots = compute_snapshots(data, _snapshots_of(rows), mcc_map, extra, progress)
+        snapshots = compute_snapshots(data, snapshots_of(rows), mcc_map, extra, progress)
         t = timer.step("features", t, f"{snapshots.table.num_rows:,} snapshots")
 
         progress.step("spend estimator: a regression per category")
@@ -374,8 +382,8 @@ def train_model(
             t = timer.step("refit", t, f"{int(heard.sum()):,} rows, {shipped.model.best_iteration_:,} trees")
         if options.oracle is not None:
             progress.step("evaluation: against the oracle (the shipped model)")
-            popularity = _popularity(rows) if options.ship_all_rows else run.popularity
-            _evaluate_against_oracle(evaluation, run, shipped.parts, popularity, progress)
+            popularity = popularity_of(rows) if options.ship_all_rows else run.popularity
+            evaluate_against_oracle(evaluation, run, shipped.parts, popularity, progress)
             t = timer.step("oracle", t)
         # Drift (training/drift_job.py): the reference kept in the model folder for `nba drift` and the
         # service — the shipped model's rows, and scores as the held-out fit gives them to calls it had not
@@ -541,7 +549,7 @@ class _Shipped:
 
 
 def _refit_on_every_row(
-    run: _Run,
+    run: TrainingRun,
     model: PropensityModel,
     matrix: PairMatrix,
     snapshots: HolderSnapshots,
@@ -579,7 +587,7 @@ def _refit_on_every_row(
 
 
 def _describe_fits(
-    run: _Run, model: PropensityModel, shipped: _Shipped, shipped_rows: int, test_rows: int
+    run: TrainingRun, model: PropensityModel, shipped: _Shipped, shipped_rows: int, test_rows: int
 ) -> dict[str, str]:
     """Which fit the numbers come from and what ships, a sentence each (report, summary, manifest)."""
     split = run.split
@@ -613,7 +621,7 @@ def _rounds(model: PropensityModel, refitted: bool) -> str:
 
 
 def _evaluate_held_out(
-    run: _Run, parts: ScoringParts, matrix: PairMatrix, snapshots: HolderSnapshots, progress: Reporter
+    run: TrainingRun, parts: ScoringParts, matrix: PairMatrix, snapshots: HolderSnapshots, progress: Reporter
 ) -> Evaluation:
     """Held-out metrics and off-policy estimates, each beside the baselines' on the same rows and calls."""
     test_rows = run.rows[run.split.test].reset_index(drop=True)
@@ -623,7 +631,7 @@ def _evaluate_held_out(
 
 
 def evaluate_rows(
-    run: _Run,
+    run: TrainingRun,
     parts: ScoringParts,
     test_rows: pd.DataFrame,
     test_matrix: PairMatrix,
@@ -659,9 +667,9 @@ def evaluate_rows(
     return evaluation
 
 
-def _evaluate_against_oracle(
+def evaluate_against_oracle(
     evaluation: Evaluation,
-    run: _Run,
+    run: TrainingRun,
     parts: ScoringParts,
     popularity: dict[str, float],
     progress: Reporter,
@@ -697,7 +705,7 @@ def _trained_until(manifest: ModelManifest) -> date | None:
 
 def _compare_with_champion(
     evaluation: Evaluation,
-    run: _Run,
+    run: TrainingRun,
     champion: ModelBundle,
     parts: ScoringParts,
     matrix: PairMatrix,
@@ -724,11 +732,11 @@ def _compare_with_champion(
             return
         test, since = unseen, until
     rows = run.rows[test].reset_index(drop=True)
-    theirs = _bundle_parts(champion, run.benefits)
+    theirs = bundle_parts(champion, run.benefits)
     their_snapshots = (
         snapshots
         if champion.extra == parts.extra
-        else compute_snapshots(run.data, _snapshots_of(rows), run.mcc_map, champion.extra, progress)
+        else compute_snapshots(run.data, snapshots_of(rows), run.mcc_map, champion.extra, progress)
     )
     heard = (rows["outcome"].fillna("") != "not_discussed").to_numpy()
     y = rows["adopted"].to_numpy(dtype=np.float64)[heard]
@@ -781,16 +789,16 @@ def evaluate_model(
     t = time.perf_counter()
     progress.step("validate: the model folder and the data contract")
     bundle = load_bundle(model_dir)
-    catalog, mcc_map, _ = _load_inputs(data_dir, options)
+    catalog, mcc_map, _ = load_inputs(data_dir, options)
     bundle.check_catalog(catalog)
     benefits = BenefitTable.from_catalog(catalog)
-    parts = _bundle_parts(bundle, benefits)
+    parts = bundle_parts(bundle, benefits)
     t = timer.step("validate", t)
     with open_data(data_dir) as data:
         progress.step("features: each presentation's snapshot")
         with progress.query(data.con, "labelled presentations SQL"):
-            run = _prepare_run(data, data_dir, catalog, mcc_map, options)
-        snapshots = compute_snapshots(data, _snapshots_of(run.rows), mcc_map, bundle.extra, progress)
+            run = prepare_run(data, data_dir, catalog, mcc_map, options)
+        snapshots = compute_snapshots(data, snapshots_of(run.rows), mcc_map, bundle.extra, progress)
         t = timer.step("features", t, f"{snapshots.table.num_rows:,} snapshots")
         progress.step("evaluation: held-out period")
         matrix = build_pair_matrix(
@@ -798,7 +806,7 @@ def evaluate_model(
         )
         evaluation = _evaluate_held_out(run, parts, matrix, snapshots, progress)
         if options.oracle is not None:
-            _evaluate_against_oracle(evaluation, run, parts, run.popularity, progress)
+            evaluate_against_oracle(evaluation, run, parts, run.popularity, progress)
         until = _trained_until(bundle.manifest)
         if until is not None and (run.split.by == "cardholder" or until > run.split.test_from):
             evaluation.notes.append(
