@@ -28,15 +28,15 @@ from pathlib import Path
 from typing import Final, Literal
 
 from api.settings import Settings
-from nba.bundle import ModelBundle, load_bundle
-from nba.catalog import Catalog, catalog_for, load_catalog
+from nba.contract._catalog import Catalog, catalog_for, load_catalog
+from nba.decision._engine import Engine, EngineConfig
 from nba.drift import FeatureShift, load_drift_reference, profile_shifts
-from nba.engine import Engine, EngineConfig
 from nba.errors import DataError, ModelError, NbaError, NotFoundError
-from nba.matrix import BenefitTable
-from nba.profiles import Profiles
-from nba.registry import read_current
-from nba.snapshots import profiles_from_snapshot, read_current_snapshot
+from nba.features._matrix import BenefitTable
+from nba.model._bundle import ModelBundle, load_bundle
+from nba.model._registry import read_current
+from nba.profiles._profiles import Profiles
+from nba.profiles._snapshots import profiles_from_snapshot, read_current_snapshot
 
 # PSI needs thousands of rows, not millions: at most this many cardholders of a snapshot (every k-th)
 # are measured at load, so a reload of a large snapshot does not wait on it.

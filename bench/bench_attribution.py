@@ -39,8 +39,8 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from nba.attribution import PathAttributor, rank_contributions
-from nba.model import DEFAULT_PARAMS
+from nba.model._attribution import PathAttributor, rank_contributions
+from nba.model._propensity import DEFAULT_PARAMS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_PATH = ROOT / "bench" / "results" / "attribution.json"

@@ -8,7 +8,7 @@ labelled presentations — then, each in its own child process so its peak resid
 2. the fit alone: the same training matrix rebuilt with the functions `train_model` calls (labelled rows,
    snapshots, `build_pair_matrix`, with the holder encoding and spend estimator of the model step 1 stored),
    then `--repeat` rounds alternating `PropensityModel.fit` and a bare `lightgbm.train` with the same
-   parameters (`nba.model.DEFAULT_PARAMS`, the same seed, num_boost_round and early stopping) on identical
+   parameters (`nba.model._propensity.DEFAULT_PARAMS`, the same seed, num_boost_round and early stopping) on identical
    X/y; plus what the wrapper does besides (validation checks, predicting the validation slice,
    calibration) and what `train_model` does around it (the masked copies of X) timed on their own;
 3. `--refit-pairs` pairs of `train_model` runs, shipping the held-out fit (as before the refit) and
@@ -235,13 +235,13 @@ def _fit_child(conn: Connection, data_dir_s: str, model_dir_s: str, repeat: int,
     import numpy as np
     import pandas as pd
 
-    from nba.bundle import load_bundle, model_categorical, model_feature_names
-    from nba.catalog import catalog_for, load_catalog
-    from nba.matrix import BenefitTable
-    from nba.mcc import load_mcc_map
-    from nba.model import DEFAULT_PARAMS, PropensityModel, fit_calibrator
-    from nba.tables import open_data
-    from nba.validation import MCC_OVERRIDE_FILE
+    from nba.contract._catalog import catalog_for, load_catalog
+    from nba.contract._mcc import load_mcc_map
+    from nba.contract._tables import open_data
+    from nba.contract._validation import MCC_OVERRIDE_FILE
+    from nba.features._matrix import BenefitTable
+    from nba.model._bundle import load_bundle, model_categorical, model_feature_names
+    from nba.model._propensity import DEFAULT_PARAMS, PropensityModel, fit_calibrator
     from training.pairs import build_pair_matrix, compute_snapshots
     from training.presentations import split_by_time
     from training.train_job import _labelled_rows, snapshots_of

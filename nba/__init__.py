@@ -1,9 +1,11 @@
 """nba: the core library of the next-best-conversation engine (data contract, catalog, MCC map, ...)."""
 
-from nba.arbitration import ArbitrationConfig
-from nba.bundle import ModelBundle, load_bundle
-from nba.catalog import Benefit, Catalog, Product, load_catalog
-from nba.engine import ContactPolicy, Decision, Engine, EngineConfig, Suggestion
+from nba.contract._catalog import Benefit, Catalog, Product, load_catalog
+from nba.contract._mcc import MccMap, load_mcc_map
+from nba.contract._tables import TABLES, DataSource, open_data
+from nba.contract._validation import DataSummary, ValidationReport, validate_data
+from nba.decision._arbitration import ArbitrationConfig
+from nba.decision._engine import ContactPolicy, Decision, Engine, EngineConfig, Suggestion
 from nba.errors import (
     CatalogError,
     ConflictError,
@@ -17,12 +19,17 @@ from nba.errors import (
     UnknownIdError,
     ValidationError,
 )
-from nba.features import ExtraColumns, FeatureConfig, build_benefit_history, build_cardholder_features
-from nba.mcc import MccMap, load_mcc_map
-from nba.profiles import Profiles, build_profiles
-from nba.registry import ModelManifest, list_models, load_model_dir, read_current, rollback, set_current
-from nba.tables import TABLES, DataSource, open_data
-from nba.validation import DataSummary, ValidationReport, validate_data
+from nba.features._sql import ExtraColumns, FeatureConfig, build_benefit_history, build_cardholder_features
+from nba.model._bundle import ModelBundle, load_bundle
+from nba.model._registry import (
+    ModelManifest,
+    list_models,
+    load_model_dir,
+    read_current,
+    rollback,
+    set_current,
+)
+from nba.profiles._profiles import Profiles, build_profiles
 from nba.vocab import BENEFIT_KINDS, CALL_REASONS, OUTCOMES, SPEND_CATEGORIES
 
 __all__ = [

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from api.settings import Settings
-from nba.registry import load_model_dir, write_model_dir
+from nba.model._registry import load_model_dir, write_model_dir
 from training.engine_job import build_snapshot
 from training.train_job import TrainOptions, train_model
 

@@ -1,4 +1,4 @@
-"""MCC map build: iso18245's code lists and ranges → nba/data/mcc_map.csv (code ranges → spend category)."""
+"""MCC map build: iso18245's code lists and ranges → nba/contract/data/mcc_map.csv (code ranges → spend category)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import iso18245
 
 from nba.vocab import SpendCategory
 
-MCC_MAP_PATH: Final = Path(__file__).resolve().parents[1] / "nba" / "data" / "mcc_map.csv"
+MCC_MAP_PATH: Final = Path(__file__).resolve().parents[1] / "nba" / "contract" / "data" / "mcc_map.csv"
 N_CODES: Final = 10_000
 DEFAULT_CATEGORY: Final[SpendCategory] = "other"
 
@@ -206,7 +206,7 @@ def write_mcc_map(ranges: Iterable[tuple[int, int, str]], path: Path) -> None:
 
 
 def main() -> None:
-    """Regenerates nba/data/mcc_map.csv from the installed iso18245 package."""
+    """Regenerates nba/contract/data/mcc_map.csv from the installed iso18245 package."""
     ranges = build_mcc_ranges()
     MCC_MAP_PATH.parent.mkdir(parents=True, exist_ok=True)
     write_mcc_map(ranges, MCC_MAP_PATH)

@@ -14,8 +14,8 @@ from typing import Annotated
 
 import typer
 
+from nba.contract._validation import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
 from nba.errors import NbaError, ValidationError
-from nba.validation import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
 from training.db_cli import db_app
 from training.models_cli import models_app
 from training.profiles_cli import profiles_app

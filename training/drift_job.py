@@ -19,8 +19,10 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from nba.bundle import HolderEncoding, ModelBundle, load_bundle, model_categorical, model_feature_names
-from nba.catalog import DEFAULT_CATALOG_PATH, Catalog, catalog_for, load_catalog
+from nba.contract._catalog import DEFAULT_CATALOG_PATH, Catalog, catalog_for, load_catalog
+from nba.contract._mcc import MccMap, load_mcc_map
+from nba.contract._tables import DataSource, open_data
+from nba.contract._validation import MCC_OVERRIDE_FILE, validate_data
 from nba.drift import (
     CalibrationBeside,
     DriftReference,
@@ -38,14 +40,12 @@ from nba.drift import (
     score_shift,
 )
 from nba.errors import DataError, ModelError
-from nba.estimator import SpendEstimator
-from nba.features import ExtraColumns, snapshot_all_sql
-from nba.matrix import BenefitTable
-from nba.mcc import MccMap, load_mcc_map
-from nba.model import PropensityModel
-from nba.snapshots import profiles_from_snapshot, resolve_snapshot
-from nba.tables import DataSource, open_data
-from nba.validation import MCC_OVERRIDE_FILE, validate_data
+from nba.features._matrix import BenefitTable
+from nba.features._sql import ExtraColumns, snapshot_all_sql
+from nba.model._bundle import HolderEncoding, ModelBundle, load_bundle, model_categorical, model_feature_names
+from nba.model._propensity import PropensityModel
+from nba.model._spend import SpendEstimator
+from nba.profiles._snapshots import profiles_from_snapshot, resolve_snapshot
 from nba.vocab import DRIFT_REFERENCE_DAYS
 from training.pairs import PairMatrix, build_pair_matrix, compute_snapshots
 from training.presentations import LABEL_WINDOW_DAYS, load_presentations
@@ -282,7 +282,7 @@ def relation_drift(
 ) -> tuple[RelationShift, ...]:
     """Features whose relation to the outcome changed between two windows of labelled presentations
     ([from, to) each, labels complete by `as_of`): a fitted model's permutation importance on each (see
-    nba.drift.relation). A backtest calls it with the model fitted before a month, then = its training
+    nba.drift._relation). A backtest calls it with the model fitted before a month, then = its training
     window's end, now = the month. Raises DataError when a window has no adopters or no non-adopters.
     """
     benefits = BenefitTable.from_catalog(catalog)

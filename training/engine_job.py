@@ -10,15 +10,17 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from nba.bundle import load_bundle
-from nba.catalog import catalog_for, load_catalog
-from nba.engine import Decision, Engine, EngineConfig
+from nba.contract._catalog import catalog_for, load_catalog
+from nba.contract._mcc import MccMap, load_mcc_map
+from nba.contract._tables import DataSource, open_data
+from nba.contract._validation import MCC_OVERRIDE_FILE
+from nba.decision._engine import Decision, Engine, EngineConfig
 from nba.errors import DataError, NotFoundError
-from nba.matrix import BenefitTable
-from nba.mcc import MccMap, load_mcc_map
-from nba.profiles import build_profiles, compute_profile_tables, estimate_spend
-from nba.registry import read_current
-from nba.snapshots import (
+from nba.features._matrix import BenefitTable
+from nba.model._bundle import load_bundle
+from nba.model._registry import read_current
+from nba.profiles._profiles import build_profiles, compute_profile_tables, estimate_spend
+from nba.profiles._snapshots import (
     SnapshotManifest,
     new_snapshot_dir,
     parse_snapshot_name,
@@ -27,8 +29,6 @@ from nba.snapshots import (
     set_current_snapshot,
     write_snapshot,
 )
-from nba.tables import DataSource, open_data
-from nba.validation import MCC_OVERRIDE_FILE
 from training.features_job import write_table
 from training.progress import SILENT, Reporter
 

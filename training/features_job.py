@@ -12,8 +12,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from nba.contract._mcc import load_mcc_map
+from nba.contract._tables import open_data
+from nba.contract._validation import MCC_OVERRIDE_FILE
 from nba.errors import DataError
-from nba.features import (
+from nba.features._sql import (
     ExtraColumns,
     FeatureConfig,
     build_cardholder_features,
@@ -21,9 +24,6 @@ from nba.features import (
     select_extra_columns,
     snapshot_all_sql,
 )
-from nba.mcc import load_mcc_map
-from nba.tables import open_data
-from nba.validation import MCC_OVERRIDE_FILE
 from training.progress import SILENT, Reporter
 
 OUTPUT_SUFFIXES: Final = (".parquet", ".csv")

@@ -37,9 +37,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import yaml
 
-from nba.catalog import DEFAULT_CATALOG_PATH, Catalog, load_catalog
+from nba.contract._catalog import DEFAULT_CATALOG_PATH, Catalog, load_catalog
+from nba.contract._mcc import MccMap, load_mcc_map
 from nba.errors import DataError
-from nba.mcc import MccMap, load_mcc_map
 from nba.vocab import (
     CALL_REASONS,
     CATEGORY_INDEX,

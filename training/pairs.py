@@ -9,13 +9,24 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from nba.bundle import HolderEncoding
-from nba.estimator import SpendEstimator
-from nba.features import ExtraColumns, build_benefit_history, build_cardholder_features, register_snapshots
-from nba.matrix import HISTORY_COLUMNS, BenefitTable, HolderColumns, build_candidate_matrix, call_reason_code
-from nba.mcc import MccMap
+from nba.contract._mcc import MccMap
+from nba.contract._tables import DataSource
+from nba.features._matrix import (
+    HISTORY_COLUMNS,
+    BenefitTable,
+    HolderColumns,
+    build_candidate_matrix,
+    call_reason_code,
+)
+from nba.features._sql import (
+    ExtraColumns,
+    build_benefit_history,
+    build_cardholder_features,
+    register_snapshots,
+)
+from nba.model._bundle import HolderEncoding
+from nba.model._spend import SpendEstimator
 from nba.progress import NO_PROGRESS, ProgressHook
-from nba.tables import DataSource
 from nba.vocab import SPEND_CATEGORIES
 
 FloatArray = npt.NDArray[np.float64]

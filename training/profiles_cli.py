@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from nba.errors import DataError
-from nba.snapshots import (
+from nba.profiles._snapshots import (
     CURRENT_FILE,
     SnapshotInfo,
     list_snapshots,

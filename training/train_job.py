@@ -13,21 +13,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from nba.arbitration import ArbitrationConfig
-from nba.bundle import (
-    BENEFIT_ENCODER,
-    HolderEncoding,
-    ModelBundle,
-    bundle_files,
-    load_bundle,
-    model_categorical,
-    model_feature_names,
-)
-from nba.catalog import Catalog, catalog_for, load_catalog
+from nba.contract._catalog import Catalog, catalog_for, load_catalog
+from nba.contract._mcc import MccMap, load_mcc_map
+from nba.contract._tables import DataSource, open_data
+from nba.contract._validation import MCC_OVERRIDE_FILE, validate_data
+from nba.decision._arbitration import ArbitrationConfig
 from nba.drift import drift_files, render_section
 from nba.errors import DataError, ModelError, NotFoundError
-from nba.estimator import SpendEstimator
-from nba.features import (
+from nba.features._matrix import BenefitTable
+from nba.features._sql import (
     ExtraColumns,
     FeatureConfig,
     categorical_features,
@@ -36,10 +30,17 @@ from nba.features import (
     select_extra_columns,
     snapshot_all_sql,
 )
-from nba.matrix import BenefitTable
-from nba.mcc import MccMap, load_mcc_map
-from nba.model import Calibrator, CategoryEncoder, PropensityModel, fit_calibrator
-from nba.registry import (
+from nba.model._bundle import (
+    BENEFIT_ENCODER,
+    HolderEncoding,
+    ModelBundle,
+    bundle_files,
+    load_bundle,
+    model_categorical,
+    model_feature_names,
+)
+from nba.model._propensity import Calibrator, CategoryEncoder, PropensityModel, fit_calibrator
+from nba.model._registry import (
     CHAMPION_KEY,
     ModelManifest,
     baseline_problem,
@@ -48,8 +49,7 @@ from nba.registry import (
     set_current,
     write_model_dir,
 )
-from nba.tables import DataSource, open_data
-from nba.validation import MCC_OVERRIDE_FILE, validate_data
+from nba.model._spend import SpendEstimator
 from training.drift_job import DriftScorer, newest_presentations_drift, training_drift_reference
 from training.evaluate import (
     ChampionComparison,

@@ -8,7 +8,7 @@ and now, for a backtest to confirm). The training job writes the reference, `nba
 read it.
 """
 
-from nba.drift.compare import (
+from nba.drift._compare import (
     CalibrationBeside,
     DriftSection,
     FeatureShift,
@@ -22,7 +22,7 @@ from nba.drift.compare import (
     score_shift,
     shift_of,
 )
-from nba.drift.reference import (
+from nba.drift._reference import (
     DRIFT_FILE,
     SCORE_FEATURE,
     BenefitOutcomes,
@@ -33,8 +33,8 @@ from nba.drift.reference import (
     drift_files,
     load_drift_reference,
 )
-from nba.drift.relation import RelationShift, auc, relation_shifts
-from nba.drift.stability import FeatureBins, count_bins, fit_bins, population_stability, psi_band
+from nba.drift._relation import RelationShift, auc, relation_shifts
+from nba.drift._stability import FeatureBins, count_bins, fit_bins, population_stability, psi_band
 
 __all__ = [
     "DRIFT_FILE",

@@ -22,13 +22,13 @@ from api.deps import Services
 from api.keys import hash_token
 from api.logs import JsonFormatter, get_logger
 from api.main import check_for_changes, create_app
-from nba.bundle import load_bundle
+from nba.contract._mcc import load_mcc_map
+from nba.contract._tables import open_data
 from nba.errors import DataError, UnavailableError
-from nba.mcc import load_mcc_map
-from nba.registry import set_current
-from nba.snapshots import compute_profile_tables, set_current_snapshot, write_snapshot
-from nba.store import FeedbackStore
-from nba.tables import open_data
+from nba.feedback._store import FeedbackStore
+from nba.model._bundle import load_bundle
+from nba.model._registry import set_current
+from nba.profiles._snapshots import compute_profile_tables, set_current_snapshot, write_snapshot
 from tests.deployment import Deployment, twin_model
 
 AGENT, ADMIN = "agent-token-for-tests", "admin-token-for-tests"

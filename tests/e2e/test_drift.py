@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nba.bundle import load_bundle
-from nba.catalog import load_catalog
+from nba.contract._catalog import load_catalog
+from nba.contract._tables import open_data
 from nba.drift import DRIFT_FILE, DriftSection, load_drift_reference
-from nba.tables import open_data
+from nba.model._bundle import load_bundle
 from nba.vocab import PSI_MODERATE, TRAVEL_CATEGORIES
 from tests.deployment import Deployment
 from training.cli import main

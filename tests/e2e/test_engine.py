@@ -11,16 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nba.bundle import load_bundle
-from nba.catalog import load_catalog
-from nba.engine import ContactPolicy, Engine, EngineConfig, RecentContact
+from nba.contract._catalog import load_catalog
+from nba.contract._mcc import load_mcc_map
+from nba.contract._tables import open_data
+from nba.decision._engine import ContactPolicy, Engine, EngineConfig, RecentContact
+from nba.decision._talking_points import category_words
 from nba.errors import DataError, ModelError, NotFoundError
-from nba.matrix import BenefitTable
-from nba.mcc import load_mcc_map
-from nba.profiles import HolderMatrix, build_profiles
-from nba.store import feature_values
-from nba.tables import open_data
-from nba.talking_points import category_words
+from nba.features._matrix import BenefitTable
+from nba.feedback._store import feature_values
+from nba.model._bundle import load_bundle
+from nba.profiles._profiles import HolderMatrix, build_profiles
 from nba.vocab import SPEND_CATEGORIES, TRAVEL_CATEGORIES
 from training.generate import generate_world
 from training.pairs import build_pair_matrix, compute_snapshots

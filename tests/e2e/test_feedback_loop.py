@@ -10,8 +10,8 @@ import pandas as pd
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from nba.tables import open_data
-from nba.validation import validate_data
+from nba.contract._tables import open_data
+from nba.contract._validation import validate_data
 from tests.deployment import Deployment
 from training.cli import main
 from training.presentations import load_presentations

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nba.validation import validate_data
+from nba.contract._validation import validate_data
 from training.generate import TABLE_NAMES, generate_world
 
 ROOT = Path(__file__).resolve().parents[2]

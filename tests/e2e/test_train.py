@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from nba.bundle import load_bundle
 from nba.errors import DataError, ModelError
-from nba.registry import read_current, set_current
+from nba.model._bundle import load_bundle
+from nba.model._registry import read_current, set_current
 from training.cli import main
 from training.generate import generate_world
 from training.train_job import TrainOptions, evaluate_model, train_model
@@ -384,8 +384,8 @@ def test_one_month_of_conversations_still_trains_and_a_too_recent_one_says_why_i
 ) -> None:
     import pandas as pd
 
-    from nba.catalog import catalog_for, load_catalog
-    from nba.tables import open_data
+    from nba.contract._catalog import catalog_for, load_catalog
+    from nba.contract._tables import open_data
     from training.train_job import _labelled_rows
 
     data_dir, _ = world

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from api.serving import build_profiles_aside, measure_drift
-from nba.bundle import load_bundle
-from nba.catalog import catalog_for, load_catalog
+from nba.contract._catalog import catalog_for, load_catalog
 from nba.errors import ModelError
-from nba.matrix import BenefitTable
-from nba.registry import set_current
-from nba.snapshots import profiles_from_snapshot
+from nba.features._matrix import BenefitTable
+from nba.model._bundle import load_bundle
+from nba.model._registry import set_current
+from nba.profiles._snapshots import profiles_from_snapshot
 from tests.api.test_service import ADMIN, AGENT, Clock, some_cardholders
 from tests.deployment import Deployment, twin_model
 from tests.faults.test_hostile_input import serve_process

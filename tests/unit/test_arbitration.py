@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nba.arbitration import ArbitrationConfig, compute_priority, select_by_group, select_diverse
+from nba.decision._arbitration import ArbitrationConfig, compute_priority, select_by_group, select_diverse
 
 
 def test_priority_with_gamma_zero_ignores_value_and_applies_lever() -> None:

@@ -10,8 +10,8 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from nba.attribution import PathAttributor, rank_contributions
 from nba.errors import ModelError
+from nba.model._attribution import PathAttributor, rank_contributions
 
 N_FEATURES = 8
 CATEGORICAL = 1  # column index of the categorical feature (integer codes)

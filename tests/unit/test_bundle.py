@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from nba.bundle import HolderEncoding
 from nba.errors import ModelError
-from nba.model import CategoryEncoder
+from nba.model._bundle import HolderEncoding
+from nba.model._propensity import CategoryEncoder
 
 
 def test_string_columns_are_encoded_like_the_encoder_does_it_row_by_row() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from nba.catalog import DEFAULT_CATALOG_PATH, PLACEHOLDER_KINDS, load_catalog, parse_catalog
+from nba.contract._catalog import DEFAULT_CATALOG_PATH, PLACEHOLDER_KINDS, load_catalog, parse_catalog
 from nba.errors import CatalogError, ValidationError
 from nba.vocab import BENEFIT_KINDS
 

@@ -28,8 +28,8 @@ from nba.drift import (
     sampling_psi,
 )
 from nba.errors import DataError, ModelError
-from nba.profiles import HolderMatrix
-from nba.registry import load_model_dir, write_model_dir
+from nba.model._registry import load_model_dir, write_model_dir
+from nba.profiles._profiles import HolderMatrix
 from nba.vocab import PSI_SHARE_FLOOR
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nba.errors import ModelError
-from nba.estimator import ESTIMATOR_FILE, SpendEstimator, category_columns
+from nba.model._spend import ESTIMATOR_FILE, SpendEstimator, category_columns
 from nba.vocab import CATEGORY_INDEX, SPEND_CATEGORIES
 
 

@@ -14,8 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from nba.contract._mcc import MccMap, load_mcc_map
+from nba.contract._tables import open_data
 from nba.errors import DataError, SchemaError
-from nba.features import (
+from nba.features._sql import (
     BENEFIT_HISTORY_COLUMNS,
     ExtraColumns,
     FeatureConfig,
@@ -28,8 +30,6 @@ from nba.features import (
     select_extra_columns,
     snapshot_all_sql,
 )
-from nba.mcc import MccMap, load_mcc_map
-from nba.tables import open_data
 from nba.vocab import SPEND_CATEGORIES
 from tests.conftest import VALID_TABLES, write_tables
 from training.features_job import run_features

@@ -15,10 +15,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from nba.catalog import DEFAULT_CATALOG_PATH, Catalog, load_catalog
+from nba.contract._catalog import DEFAULT_CATALOG_PATH, Catalog, load_catalog
+from nba.contract._mcc import load_mcc_map
+from nba.contract._validation import validate_data
 from nba.errors import DataError
-from nba.mcc import load_mcc_map
-from nba.validation import validate_data
 from nba.vocab import SENSITIVE_CALL_REASONS, SPEND_CATEGORIES
 from training.generate import (
     DEFAULT_AS_OF,

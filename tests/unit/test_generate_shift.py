@@ -12,10 +12,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from nba.catalog import load_catalog
+from nba.contract._catalog import load_catalog
+from nba.contract._mcc import load_mcc_map
+from nba.contract._validation import validate_data
 from nba.errors import DataError
-from nba.mcc import load_mcc_map
-from nba.validation import validate_data
 from nba.vocab import TRAVEL_CATEGORIES
 from training.evaluate import read_oracle
 from training.generate import (

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from nba.catalog import Benefit, Catalog, load_catalog
-from nba.matrix import (
+from nba.contract._catalog import Benefit, Catalog, load_catalog
+from nba.features._matrix import (
     HISTORY_COLUMNS,
     PAIR_FEATURES,
     BenefitTable,

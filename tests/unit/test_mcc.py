@@ -1,4 +1,4 @@
-"""Tests for nba.mcc: the shipped MCC map against its iso18245 source, overrides and file validation."""
+"""Tests for nba.contract._mcc: the shipped MCC map against its iso18245 source, overrides and file validation."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-import nba.mcc
+import nba.contract._mcc
+from nba.contract._mcc import MccMap, load_mcc_map, read_mcc_ranges
 from nba.errors import CatalogError, SchemaError, ValidationError
-from nba.mcc import MccMap, load_mcc_map, read_mcc_ranges
 from nba.vocab import CATEGORY_INDEX, SPEND_CATEGORIES
 from training.build_mcc_map import build_mcc_ranges, write_mcc_map
 
-SHIPPED_PATH = Path(nba.mcc.__file__).with_name("data") / "mcc_map.csv"
+SHIPPED_PATH = Path(nba.contract._mcc.__file__).with_name("data") / "mcc_map.csv"
 HEADER = "mcc_from,mcc_to,category\n"
 
 
@@ -70,7 +70,7 @@ def test_shipped_ranges_are_compact_sorted_and_leave_out_other(
 
 
 def test_shipped_file_is_in_package_data() -> None:
-    text = (files("nba") / "data" / "mcc_map.csv").read_text(encoding="utf-8")
+    text = (files("nba.contract") / "data" / "mcc_map.csv").read_text(encoding="utf-8")
     assert text.startswith(HEADER)
     assert text == SHIPPED_PATH.read_text(encoding="utf-8")
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nba.errors import ModelError
-from nba.model import (
+from nba.model._propensity import (
     Calibrator,
     CategoryEncoder,
     PropensityModel,

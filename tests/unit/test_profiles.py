@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from nba.errors import ModelError
-from nba.profiles import COUNT_NAN, CardholderIds, HolderMatrix, whole_number_columns
+from nba.profiles._profiles import COUNT_NAN, CardholderIds, HolderMatrix, whole_number_columns
 
 NAN = np.nan
 

@@ -15,6 +15,6 @@ def test_all_names_exist_and_are_sorted_within_groups() -> None:
 
 
 def test_nba_does_not_import_training_or_api() -> None:
-    code = "import sys, nba, nba.engine, nba.profiles, nba.features; print(sorted(m for m in sys.modules if m.split('.')[0] in ('training', 'api')))"
+    code = "import sys, nba, nba.decision._engine, nba.profiles._profiles, nba.features._sql; print(sorted(m for m in sys.modules if m.split('.')[0] in ('training', 'api')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -6,8 +6,8 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from nba.attribution import PathAttributor
-from nba.reasons import Reasoner, feature_category, phrase_for
+from nba.decision._reasons import Reasoner, feature_category, phrase_for
+from nba.model._attribution import PathAttributor
 from nba.vocab import SPEND_CATEGORIES
 
 

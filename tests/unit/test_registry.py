@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nba.errors import ModelError, NotFoundError
-from nba.registry import (
+from nba.model._registry import (
     CHAMPION_KEY,
     CURRENT_FILE,
     HISTORY_FILE,

@@ -15,14 +15,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from nba import snapshots
-from nba.bundle import ModelBundle, load_bundle
-from nba.catalog import catalog_for, load_catalog
+from nba.profiles import _snapshots as snapshots
+from nba.contract._catalog import catalog_for, load_catalog
+from nba.contract._mcc import load_mcc_map
+from nba.contract._tables import open_data
 from nba.errors import DataError, ModelError, NotFoundError
-from nba.features import ExtraColumns
-from nba.matrix import HISTORY_COLUMNS, BenefitTable
-from nba.mcc import load_mcc_map
-from nba.profiles import (
+from nba.features._matrix import HISTORY_COLUMNS, BenefitTable
+from nba.features._sql import ExtraColumns
+from nba.model._bundle import ModelBundle, load_bundle
+from nba.profiles._profiles import (
     Profiles,
     ProfileTables,
     assemble_profiles_from_batches,
@@ -31,7 +32,7 @@ from nba.profiles import (
     compute_profile_tables,
     estimate_spend,
 )
-from nba.snapshots import (
+from nba.profiles._snapshots import (
     CONTACT_FILE,
     CURRENT_FILE,
     FEATURES_FILE,
@@ -49,7 +50,6 @@ from nba.snapshots import (
     snapshot_dir,
     write_snapshot,
 )
-from nba.tables import open_data
 from training.train_job import TrainOptions, train_model
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data_samples"

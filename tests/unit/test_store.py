@@ -22,8 +22,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from nba.contract._validation import validate_data
 from nba.errors import ConflictError, DataError, NotFoundError, UnavailableError
-from nba.store import (
+from nba.feedback._store import (
     MIGRATIONS_DIR,
     CallDecision,
     ContactEvent,
@@ -38,7 +39,6 @@ from nba.store import (
     feature_values,
     suggestions_table,
 )
-from nba.validation import validate_data
 from tests import pg
 from tests.pg import PgServer, create_database
 
@@ -609,7 +609,7 @@ def test_a_database_that_is_down_is_unavailable(down_url: str) -> None:
 def test_a_sqlite_database_locked_beyond_the_timeout_is_unavailable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("nba.store.SQLITE_BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr("nba.feedback._store.SQLITE_BUSY_TIMEOUT_MS", 50)
     path = tmp_path / "feedback.db"
     store = FeedbackStore(f"sqlite:///{path}")
     store.migrate()

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from nba.catalog import load_catalog
-from nba.talking_points import (
+from nba.contract._catalog import load_catalog
+from nba.decision._talking_points import (
     TalkingPointNumbers,
     category_words,
     format_rate,

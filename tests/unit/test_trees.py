@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from nba.errors import ModelError
-from nba.trees import K_ZERO_THRESHOLD, flatten_trees, leaves_of
+from nba.model._trees import K_ZERO_THRESHOLD, flatten_trees, leaves_of
 
 N_FEATURES = 6
 CATEGORICAL = 0  # column of the categorical feature in the categorical models
@@ -379,8 +379,8 @@ def test_works_where_numba_cannot_cache() -> None:
     # No cache locator that works (as for a read-only install without a writable home): numba refuses
     # `cache=True` at import. The modules must still import and their functions compile in memory.
     code = (
-        "import nba.attribution\n"
-        "from nba.trees import compiled\n"
+        "import nba.model._attribution\n"
+        "from nba.model._trees import compiled\n"
         "@compiled\n"
         "def add(a: int, b: int) -> int:\n"
         "    return a + b\n"

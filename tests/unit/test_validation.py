@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from nba.contract._tables import TABLES, open_data
+from nba.contract._validation import validate_data
 from nba.errors import ValidationError
-from nba.tables import TABLES, open_data
-from nba.validation import validate_data
 from tests.conftest import VALID_TABLES, write_tables
 
 

@@ -26,7 +26,7 @@ from nba.errors import CatalogError, Problem, ValidationError
 from nba.vocab import BenefitKind, CallReason, SpendCategory
 
 CATALOG_FILE: Final = "catalog.yaml"
-DEFAULT_CATALOG_PATH: Final = Path(__file__).resolve().parents[1] / "data_samples" / CATALOG_FILE
+DEFAULT_CATALOG_PATH: Final = Path(__file__).resolve().parents[2] / "data_samples" / CATALOG_FILE
 
 # Fields the engine fills in a talking point, and which benefit kinds can fill each one.
 _ALL_KINDS: Final = frozenset({"earn_rate", "statement_credit", "perk", "protection"})

@@ -13,9 +13,9 @@ import numpy as np
 import numpy.typing as npt
 
 from nba.errors import ModelError
+from nba.model._registry import REQUIRED_FILE
+from nba.model._trees import compiled
 from nba.progress import NO_PROGRESS, ProgressHook, advance_each_round
-from nba.registry import REQUIRED_FILE
-from nba.trees import compiled
 
 FloatArray = npt.NDArray[np.float64]
 

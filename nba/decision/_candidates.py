@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from nba.catalog import Catalog
+from nba.contract._catalog import Catalog
 from nba.vocab import CALL_REASONS, SENSITIVE_CALL_REASONS
 
 BoolArray = npt.NDArray[np.bool_]

@@ -19,10 +19,10 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from nba.drift.stability import FeatureBins, fit_bins
+from nba.drift._stability import FeatureBins, fit_bins
 from nba.errors import DataError, ModelError
 from nba.files import one_line
-from nba.registry import ModelManifest, dump_json_artifact, load_json_artifact, read_model_file
+from nba.model._registry import ModelManifest, dump_json_artifact, load_json_artifact, read_model_file
 
 DRIFT_FILE: Final = "drift.json"
 SCORE_FEATURE: Final = "p_adopt"

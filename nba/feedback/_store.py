@@ -71,7 +71,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, StaticPool
 
 if TYPE_CHECKING:
-    from nba.engine import Suggestion
+    from nba.decision._engine import Suggestion
 
 from nba.errors import ConflictError, DataError, NotFoundError, UnavailableError
 from nba.vocab import CALL_REASONS, OUTCOMES
@@ -215,7 +215,7 @@ class ExportCounts:
 
 
 # ---------------------------------------------------------------------------------------------
-# Schema (the migrations in nba/migrations create it; these are the store's view of it)
+# Schema (the migrations in nba/feedback/migrations create it; these are the store's view of it)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -544,7 +544,7 @@ class FeedbackStore:
         One migration at a time: in this process (Alembic's `context` is one module-level object shared
         by every thread, so two threads migrating at once run on each other's connections), on this
         machine for a SQLite file (a lock file beside it) and across machines for PostgreSQL (an
-        advisory lock, nba/migrations/env.py). It runs on a connection of its own, never a pooled one.
+        advisory lock, nba/feedback/migrations/env.py). It runs on a connection of its own, never a pooled one.
         The service calls it at start-up and from its one background writer, never on a request.
 
         Raises UnavailableError when the database cannot be reached, DataError when it holds a

@@ -10,9 +10,9 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from nba.drift.reference import BenefitOutcomes, DriftReference
-from nba.drift.stability import FeatureBins, PsiBand, count_bins, population_stability, psi_band
-from nba.profiles import Profiles
+from nba.drift._reference import BenefitOutcomes, DriftReference
+from nba.drift._stability import FeatureBins, PsiBand, count_bins, population_stability, psi_band
+from nba.profiles._profiles import Profiles
 from nba.vocab import DRIFT_QUANTILE_BINS, PSI_MAJOR, PSI_MODERATE
 
 # Below this expected sampling PSI the report does not warn about small samples.

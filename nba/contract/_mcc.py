@@ -191,7 +191,7 @@ def load_mcc_map(override: Path | None = None) -> MccMap:
     maps to exactly one category, `other` where no range covers it. Raises CatalogError or
     ValidationError (see `read_mcc_ranges`) for a bad shipped or override file.
     """
-    with as_file(files("nba") / "data" / MCC_MAP_FILE) as shipped:
+    with as_file(files("nba.contract") / "data" / MCC_MAP_FILE) as shipped:
         ranges = read_mcc_ranges(shipped)
     if override is not None:
         ranges = ranges + read_mcc_ranges(override)

@@ -10,10 +10,9 @@ from typing import Final
 import duckdb
 import pyarrow as pa
 
-from nba.catalog import Catalog, catalog_for, load_catalog
-from nba.errors import DataError, Problem, ValidationError
-from nba.mcc import MccMap, load_mcc_map
-from nba.tables import (
+from nba.contract._catalog import Catalog, catalog_for, load_catalog
+from nba.contract._mcc import MccMap, load_mcc_map
+from nba.contract._tables import (
     Column,
     ParsedColumn,
     TableFile,
@@ -24,6 +23,7 @@ from nba.tables import (
     query_one,
     quote_ident,
 )
+from nba.errors import DataError, Problem, ValidationError
 
 DEFAULT_MAX_PROBLEMS: Final = 100
 MCC_OVERRIDE_FILE: Final = "mcc_map.csv"

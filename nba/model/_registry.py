@@ -42,7 +42,7 @@ from nba.files import (
 
 FORMAT_VERSION: Final = 1
 MANIFEST_FILE: Final = "manifest.json"
-# The one file every model folder must have (nba.model writes it under the same name).
+# The one file every model folder must have (nba.model._propensity writes it under the same name).
 REQUIRED_FILE: Final = "model.txt"
 CURRENT_FILE: Final = "CURRENT"
 HISTORY_FILE: Final = "HISTORY"

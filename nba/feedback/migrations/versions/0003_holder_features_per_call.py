@@ -30,7 +30,7 @@ branch_labels: str | None = None
 depends_on: str | None = None
 
 CHUNK = 1000
-# The benefit's and the pair's columns after the cardholder's (nba.matrix.PAIR_FEATURES when this was
+# The benefit's and the pair's columns after the cardholder's (nba.features._matrix.PAIR_FEATURES when this was
 # written); a constant here, so that what the migration does never changes with the code.
 PAIR_WIDTH = 21
 F64 = 8

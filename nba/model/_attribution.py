@@ -5,7 +5,7 @@ Each suggestion shows two or three plain-language reasons, and the request path 
 tree is fixed by the leaf it lands in: its contribution vector (for every split on the path, the value of
 the child taken minus the value of the split node, credited to the split feature) depends only on
 (tree, leaf). `PathAttributor` precomputes that vector for every leaf of every tree once, as a sparse
-table; at request time a compiled walk of the trees (`nba.trees`, the same leaves as the booster's
+table; at request time a compiled walk of the trees (`nba.model._trees`, the same leaves as the booster's
 `pred_leaf`, without a booster call) gives the leaves, and the raw score and contributions are compiled
 sums over the leaf table. The sum of a row's contributions plus `bias_` (the root values) is its raw score
 (log-odds for a binary model).
@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nba.errors import ModelError
-from nba.trees import FlatTrees, compiled, flatten_trees, leaves_of
+from nba.model._trees import FlatTrees, compiled, flatten_trees, leaves_of
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -143,7 +143,7 @@ class PathAttributor:
 
     Learned attributes:
         booster_: the booster it was built from (requests do not call it).
-        trees_: its first `num_iteration_` trees as flat arrays, which `route` walks (`nba.trees`).
+        trees_: its first `num_iteration_` trees as flat arrays, which `route` walks (`nba.model._trees`).
         num_iteration_: how many trees are used (the booster's best iteration unless told otherwise).
         n_features_, feature_names_: the booster's input columns.
         bias_: the sum of the trees' root values; contributions + `bias_` = raw score.

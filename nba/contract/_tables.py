@@ -418,7 +418,7 @@ def open_data(data_dir: Path, threads: int | None = None) -> DataSource:
     """Opens a data directory as typed DuckDB views, one per contract table.
 
     This checks that the tables and required columns exist, not the values: run
-    `nba.validation.validate_data` for that before trusting the numbers.
+    `nba.contract._validation.validate_data` for that before trusting the numbers.
 
     Raises ValidationError naming every missing table or column.
     """

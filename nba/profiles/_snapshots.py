@@ -36,9 +36,9 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from nba.bundle import ModelBundle
 from nba.errors import DataError, ModelError, NotFoundError
-from nba.features import KEY_COLUMNS, ExtraColumns
+from nba.features._matrix import HISTORY_COLUMNS, BenefitTable
+from nba.features._sql import KEY_COLUMNS, ExtraColumns
 from nba.files import (
     folder_problem,
     move_into_place,
@@ -50,8 +50,9 @@ from nba.files import (
     staging_dir,
     write_file,
 )
-from nba.matrix import HISTORY_COLUMNS, BenefitTable
-from nba.profiles import (
+from nba.model._bundle import ModelBundle
+from nba.model._registry import dump_json_artifact, is_version, load_json_artifact
+from nba.profiles._profiles import (
     ASSEMBLY_ROWS,
     CONTACT_COLUMNS,
     Profiles,
@@ -60,10 +61,9 @@ from nba.profiles import (
     build_profile_history,
 )
 
-# Re-exported: what a snapshot is made of and how it is computed (see nba.profiles).
-from nba.profiles import ProfileTables as ProfileTables
-from nba.profiles import compute_profile_tables as compute_profile_tables
-from nba.registry import dump_json_artifact, is_version, load_json_artifact
+# Re-exported: what a snapshot is made of and how it is computed (see nba.profiles._profiles).
+from nba.profiles._profiles import ProfileTables as ProfileTables
+from nba.profiles._profiles import compute_profile_tables as compute_profile_tables
 from nba.vocab import SPEND_CATEGORIES
 
 FORMAT_VERSION: Final = 1

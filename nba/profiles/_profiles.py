@@ -1,6 +1,6 @@
 """Profiles: a data directory as of a date + a model bundle → every cardholder's features in compact arrays.
 
-Two steps, so a profile snapshot can be stored once and served by any model (`nba.snapshots`):
+Two steps, so a profile snapshot can be stored once and served by any model (`nba.profiles._snapshots`):
 `compute_profile_tables` runs the feature SQL (model-independent Arrow tables), and
 `assemble_profiles` encodes them for one model (its encoders and spend estimator).
 """
@@ -18,13 +18,13 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nba.bundle import ModelBundle
+from nba.contract._mcc import MccMap
+from nba.contract._tables import DataSource
 from nba.errors import ModelError
-from nba.features import ExtraColumns, build_benefit_history, build_cardholder_features, snapshot_all_sql
-from nba.matrix import HISTORY_COLUMNS, BenefitTable
-from nba.mcc import MccMap
+from nba.features._matrix import HISTORY_COLUMNS, BenefitTable
+from nba.features._sql import ExtraColumns, build_benefit_history, build_cardholder_features, snapshot_all_sql
+from nba.model._bundle import ModelBundle
 from nba.progress import NO_PROGRESS, ProgressHook
-from nba.tables import DataSource
 from nba.vocab import SPEND_CATEGORIES
 
 FloatArray = npt.NDArray[np.float64]

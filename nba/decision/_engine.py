@@ -9,13 +9,13 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from nba.arbitration import ArbitrationConfig, compute_priority, select_diverse
-from nba.attribution import PathAttributor
-from nba.bundle import ModelBundle
-from nba.candidates import suitability_matrix
-from nba.catalog import Catalog
+from nba.contract._catalog import Catalog
+from nba.decision._arbitration import ArbitrationConfig, compute_priority, select_diverse
+from nba.decision._candidates import suitability_matrix
+from nba.decision._reasons import Reasoner as PathReasoner
+from nba.decision._talking_points import TalkingPointNumbers, render_talking_point
 from nba.errors import DataError, ModelError, NotFoundError
-from nba.matrix import (
+from nba.features._matrix import (
     HISTORY_COLUMNS,
     BenefitTable,
     HolderColumns,
@@ -24,10 +24,10 @@ from nba.matrix import (
     call_reason_code,
     sum_like_numpy,
 )
-from nba.profiles import Profiles
-from nba.reasons import Reasoner as PathReasoner
-from nba.talking_points import TalkingPointNumbers, render_talking_point
-from nba.trees import compiled
+from nba.model._attribution import PathAttributor
+from nba.model._bundle import ModelBundle
+from nba.model._trees import compiled
+from nba.profiles._profiles import Profiles
 from nba.vocab import CALL_REASONS, SENSITIVE_CALL_REASONS, SPEND_CATEGORIES
 
 FloatArray = npt.NDArray[np.float64]
@@ -95,7 +95,9 @@ class Suggestion:
     score: float
     p_adopt: float
     logging_prob: float
-    features: bytes  # the model's input row, little-endian float64 (nba.store.feature_values reads it)
+    features: (
+        bytes  # the model's input row, little-endian float64 (nba.feedback._store.feature_values reads it)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nba.errors import ModelError
-from nba.features import CARD_FEATURES
+from nba.features._sql import CARD_FEATURES
 from nba.progress import NO_PROGRESS, ProgressHook, advance_each_round
 from nba.vocab import SPEND_CATEGORIES
 

@@ -40,9 +40,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from nba.contract._mcc import N_CODES, MccMap
+from nba.contract._tables import TABLES, quote_ident
 from nba.errors import DataError, SchemaError
-from nba.mcc import N_CODES, MccMap
-from nba.tables import TABLES, quote_ident
 from nba.vocab import CATEGORY_INDEX, SPEND_CATEGORIES
 
 # Feature "as of D" uses rows dated strictly before D. Every window below counts whole days back from D:

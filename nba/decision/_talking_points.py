@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from nba.catalog import Benefit, Product
+from nba.contract._catalog import Benefit, Product
 
 _CATEGORY_WORDS: Final[dict[str, str]] = {
     "dining": "dining out",

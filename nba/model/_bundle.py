@@ -12,12 +12,11 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nba.catalog import Catalog
+from nba.contract._catalog import Catalog
 from nba.errors import ModelError
-from nba.estimator import ESTIMATOR_FILE, SpendEstimator, estimator_file
-from nba.features import ExtraColumns
-from nba.matrix import PAIR_CATEGORICAL, PAIR_FEATURES, BenefitTable
-from nba.model import (
+from nba.features._matrix import PAIR_CATEGORICAL, PAIR_FEATURES, BenefitTable
+from nba.features._sql import ExtraColumns
+from nba.model._propensity import (
     CALIBRATOR_FILE,
     ENCODERS_FILE,
     MODEL_FILE,
@@ -26,7 +25,8 @@ from nba.model import (
     encoders_from_json,
     encoders_to_json,
 )
-from nba.registry import ModelManifest, load_model_dir, read_model_file
+from nba.model._registry import ModelManifest, load_model_dir, read_model_file
+from nba.model._spend import ESTIMATOR_FILE, SpendEstimator, estimator_file
 from nba.vocab import SPEND_CATEGORIES
 
 FloatArray = npt.NDArray[np.float64]
