@@ -9,6 +9,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from nba._compiled import compiled
 from nba.contract._catalog import Catalog
 from nba.decision._arbitration import ArbitrationConfig, compute_priority, select_diverse
 from nba.decision._candidates import suitability_matrix
@@ -26,7 +27,6 @@ from nba.features._matrix import (
 )
 from nba.model._attribution import PathAttributor
 from nba.model._bundle import ModelBundle
-from nba.model._trees import compiled
 from nba.profiles._profiles import Profiles
 from nba.vocab import CALL_REASONS, SENSITIVE_CALL_REASONS, SPEND_CATEGORIES
 

@@ -9,9 +9,9 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from nba._compiled import compiled
 from nba.decision._talking_points import category_words
 from nba.model._attribution import PathAttributor, top_contributions
-from nba.model._trees import compiled
 from nba.vocab import CALL_REASONS, SPEND_CATEGORIES, TRAVEL_CATEGORIES
 
 FloatArray = npt.NDArray[np.float64]

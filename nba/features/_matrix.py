@@ -14,8 +14,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from nba._compiled import compiled
 from nba.contract._catalog import Catalog
-from nba.model._trees import compiled
 from nba.vocab import BENEFIT_KINDS, CALL_REASONS, CATEGORY_INDEX, SPEND_CATEGORIES
 
 FloatArray = npt.NDArray[np.float64]

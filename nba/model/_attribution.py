@@ -34,8 +34,9 @@ import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
+from nba._compiled import compiled
 from nba.errors import ModelError
-from nba.model._trees import FlatTrees, compiled, flatten_trees, leaves_of
+from nba.model._trees import FlatTrees, flatten_trees, leaves_of
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]

@@ -12,9 +12,9 @@ import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
+from nba._compiled import compiled
 from nba.errors import ModelError
 from nba.model._registry import REQUIRED_FILE
-from nba.model._trees import compiled
 from nba.progress import NO_PROGRESS, ProgressHook, advance_each_round
 
 FloatArray = npt.NDArray[np.float64]

@@ -27,14 +27,14 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
+from nba._compiled import compiled
 from nba.errors import ModelError
 
 FloatArray = npt.NDArray[np.float64]
@@ -50,21 +50,6 @@ MISSING_NAN: Final = 2
 _MISSING_TYPES: Final = {"None": MISSING_NONE, "Zero": MISSING_ZERO, "NaN": MISSING_NAN}
 # What dump_model writes for a threshold of +inf (Common::AvoidInf clamps them to ±1e300).
 _DUMPED_INFINITY: Final = 1e300
-
-_Function = TypeVar("_Function", bound=Callable[..., Any])
-
-
-def compiled(function: _Function) -> _Function:
-    """`function` compiled by numba (`njit`), its machine code cached on disk for the next process.
-
-    numba caches next to the module (`__pycache__`) or else in the user's cache directory; when it can
-    write to neither (a read-only install and no writable home) it refuses `cache=True` outright, so the
-    function is then compiled in memory, once per process.
-    """
-    try:
-        return cast(_Function, numba.njit(cache=True)(function))
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return cast(_Function, numba.njit(function))
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,7 +15,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from nba.profiles import _snapshots as snapshots
 from nba.contract._catalog import catalog_for, load_catalog
 from nba.contract._mcc import load_mcc_map
 from nba.contract._tables import open_data
@@ -23,6 +22,7 @@ from nba.errors import DataError, ModelError, NotFoundError
 from nba.features._matrix import HISTORY_COLUMNS, BenefitTable
 from nba.features._sql import ExtraColumns
 from nba.model._bundle import ModelBundle, load_bundle
+from nba.profiles import _snapshots as snapshots
 from nba.profiles._profiles import (
     Profiles,
     ProfileTables,

@@ -380,7 +380,7 @@ def test_works_where_numba_cannot_cache() -> None:
     # `cache=True` at import. The modules must still import and their functions compile in memory.
     code = (
         "import nba.model._attribution\n"
-        "from nba.model._trees import compiled\n"
+        "from nba._compiled import compiled\n"
         "@compiled\n"
         "def add(a: int, b: int) -> int:\n"
         "    return a + b\n"
