@@ -18,7 +18,7 @@ from api.metrics import Metrics
 from api.serving import ReloadResult, Serving, ServingState
 from api.settings import Settings
 from nba.errors import ModelError, NbaError, UnavailableError
-from nba.feedback._store import FeedbackStore
+from nba.feedback import FeedbackStore
 
 API_KEY_HEADER = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="The caller's API key (role agent or admin)."

@@ -26,9 +26,9 @@ from typing import Final, TypeVar
 from api.errors import DATABASE_DOWN
 from api.logs import get_logger
 from api.metrics import Metrics
-from nba.decision._engine import RecentContact
+from nba.decision import RecentContact
 from nba.errors import NbaError, NotFoundError, UnavailableError
-from nba.feedback._store import (
+from nba.feedback import (
     CallDecision,
     DecisionBuffer,
     DecisionJournal,

@@ -32,7 +32,7 @@ from api.routes import admin, feedback, suggestions
 from api.serving import ServingState
 from api.settings import Settings
 from nba.errors import DataError, NbaError, UnavailableError
-from nba.feedback._store import DecisionBuffer, DecisionJournal, FeedbackStore
+from nba.feedback import DecisionBuffer, DecisionJournal, FeedbackStore
 
 MAX_BODY_BYTES: Final = 16 * 1024
 BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})

@@ -28,15 +28,13 @@ from pathlib import Path
 from typing import Final, Literal
 
 from api.settings import Settings
-from nba.contract._catalog import Catalog, catalog_for, load_catalog
-from nba.decision._engine import Engine, EngineConfig
+from nba.contract import Catalog, catalog_for, load_catalog
+from nba.decision import Engine, EngineConfig
 from nba.drift import FeatureShift, load_drift_reference, profile_shifts
 from nba.errors import DataError, ModelError, NbaError, NotFoundError
-from nba.features._matrix import BenefitTable
-from nba.model._bundle import ModelBundle, load_bundle
-from nba.model._registry import read_current
-from nba.profiles._profiles import Profiles
-from nba.profiles._snapshots import profiles_from_snapshot, read_current_snapshot
+from nba.features import BenefitTable
+from nba.model import ModelBundle, load_bundle, read_current
+from nba.profiles import Profiles, profiles_from_snapshot, read_current_snapshot
 
 # PSI needs thousands of rows, not millions: at most this many cardholders of a snapshot (every k-th)
 # are measured at load, so a reload of a large snapshot does not wait on it.

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import WORK_DIR, ensure_model, ensure_world, machine, save_run
 
 from api.keys import hash_token
-from nba.model._registry import set_current
+from nba.model import set_current
 from training.engine_job import build_snapshot
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -39,8 +39,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from nba.model._attribution import PathAttributor, rank_contributions
-from nba.model._propensity import DEFAULT_PARAMS
+from nba.model import DEFAULT_PARAMS, PathAttributor, rank_contributions
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_PATH = ROOT / "bench" / "results" / "attribution.json"

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import ROOT, machine, save_run
 
 from api.routes.suggestions import new_ids
-from nba.feedback._store import CallDecision, FeedbackStore, ShownSuggestion
+from nba.feedback import CallDecision, FeedbackStore, ShownSuggestion
 
 RESULTS_PATH = ROOT / "bench" / "results" / "decision_log.json"
 T0 = datetime(2026, 8, 15, 10, 30, tzinfo=UTC)

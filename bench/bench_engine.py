@@ -73,8 +73,8 @@ def _engine_child(
     every_benefit: bool = False,
 ) -> None:
     sys.path.insert(0, str(ROOT))
-    from nba.decision._arbitration import compute_priority
-    from nba.model._bundle import load_bundle
+    from nba.decision import compute_priority
+    from nba.model import load_bundle
     from training.engine_job import load_engine
 
     rss_before = _current_rss_gb()

@@ -194,9 +194,8 @@ def _measure_child(
     conn: Connection, data_dir: str, repeat: int, memory_limit: str | None, bare: bool
 ) -> None:
     sys.path.insert(0, str(ROOT))
-    from nba.contract._mcc import load_mcc_map
-    from nba.contract._tables import open_data
-    from nba.features._sql import (
+    from nba.contract import load_mcc_map, open_data
+    from nba.features import (
         FeatureConfig,
         build_cardholder_features,
         select_extra_columns,

@@ -38,7 +38,7 @@ from bench_train import ROOT, machine, save_run
 
 from api.feedback import DecisionLog
 from api.metrics import Metrics
-from nba.feedback._store import CallDecision, DecisionBuffer, DecisionJournal, FeedbackStore
+from nba.feedback import CallDecision, DecisionBuffer, DecisionJournal, FeedbackStore
 
 RESULTS_PATH = ROOT / "bench" / "results" / "journal.json"
 BEFORE = "dabeb91"  # the last commit before the journal

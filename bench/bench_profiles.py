@@ -61,10 +61,9 @@ def _cpu_s() -> float:
 
 def _build_child(conn: Connection, data_dir_s: str, model_dir_s: str, root_s: str) -> None:
     sys.path.insert(0, str(ROOT))
-    from nba.contract._tables import open_data
-    from nba.model._bundle import load_bundle
-    from nba.profiles._profiles import compute_profile_tables, estimate_spend
-    from nba.profiles._snapshots import write_snapshot
+    from nba.contract import open_data
+    from nba.model import load_bundle
+    from nba.profiles import compute_profile_tables, estimate_spend, write_snapshot
     from training.engine_job import as_of_for, mcc_map_for
 
     data_dir, root = Path(data_dir_s), Path(root_s)
@@ -101,10 +100,10 @@ def _build_child(conn: Connection, data_dir_s: str, model_dir_s: str, root_s: st
 
 def _load_child(conn: Connection, folder_s: str, model_dir_s: str, data_dir_s: str) -> None:
     sys.path.insert(0, str(ROOT))
-    from nba.contract._catalog import catalog_for, load_catalog
-    from nba.features._matrix import BenefitTable
-    from nba.model._bundle import load_bundle
-    from nba.profiles._snapshots import check_snapshot, profiles_from_snapshot
+    from nba.contract import catalog_for, load_catalog
+    from nba.features import BenefitTable
+    from nba.model import load_bundle
+    from nba.profiles import check_snapshot, profiles_from_snapshot
 
     folder = Path(folder_s)
     bundle = load_bundle(Path(model_dir_s))
@@ -136,9 +135,8 @@ def _reference_child(conn: Connection, folder_s: str, model_dir_s: str) -> None:
     sys.path.insert(0, str(ROOT))
     import pyarrow.parquet as pq
 
-    from nba.model._bundle import load_bundle
-    from nba.profiles._profiles import CONTACT_COLUMNS
-    from nba.profiles._snapshots import CONTACT_FILE, FEATURES_FILE, HISTORY_FILE, HISTORY_TABLE_COLUMNS
+    from nba.model import load_bundle
+    from nba.profiles import CONTACT_COLUMNS, CONTACT_FILE, FEATURES_FILE, HISTORY_FILE, HISTORY_TABLE_COLUMNS
 
     folder = Path(folder_s)
     names = load_bundle(Path(model_dir_s)).holder.feature_names

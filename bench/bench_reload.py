@@ -35,8 +35,8 @@ from bench_api import LOAD_CORE, TOKEN, _Connection, ensure_deployment, get_pool
 from bench_train import WORK_DIR, ensure_model, ensure_world, machine, save_run
 
 from api.keys import hash_token
-from nba.model._registry import read_current, set_current
-from nba.profiles._snapshots import read_current_snapshot, set_current_snapshot
+from nba.model import read_current, set_current
+from nba.profiles import read_current_snapshot, set_current_snapshot
 from tests.deployment import twin_model
 from training.engine_job import build_snapshot
 

@@ -235,13 +235,16 @@ def _fit_child(conn: Connection, data_dir_s: str, model_dir_s: str, repeat: int,
     import numpy as np
     import pandas as pd
 
-    from nba.contract._catalog import catalog_for, load_catalog
-    from nba.contract._mcc import load_mcc_map
-    from nba.contract._tables import open_data
-    from nba.contract._validation import MCC_OVERRIDE_FILE
-    from nba.features._matrix import BenefitTable
-    from nba.model._bundle import load_bundle, model_categorical, model_feature_names
-    from nba.model._propensity import DEFAULT_PARAMS, PropensityModel, fit_calibrator
+    from nba.contract import MCC_OVERRIDE_FILE, catalog_for, load_catalog, load_mcc_map, open_data
+    from nba.features import BenefitTable
+    from nba.model import (
+        DEFAULT_PARAMS,
+        PropensityModel,
+        fit_calibrator,
+        load_bundle,
+        model_categorical,
+        model_feature_names,
+    )
     from training.pairs import build_pair_matrix, compute_snapshots
     from training.presentations import split_by_time
     from training.train_job import _labelled_rows, snapshots_of

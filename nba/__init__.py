@@ -1,11 +1,20 @@
 """nba: the core library of the next-best-conversation engine (data contract, catalog, MCC map, ...)."""
 
-from nba.contract._catalog import Benefit, Catalog, Product, load_catalog
-from nba.contract._mcc import MccMap, load_mcc_map
-from nba.contract._tables import TABLES, DataSource, open_data
-from nba.contract._validation import DataSummary, ValidationReport, validate_data
-from nba.decision._arbitration import ArbitrationConfig
-from nba.decision._engine import ContactPolicy, Decision, Engine, EngineConfig, Suggestion
+from nba.contract import (
+    TABLES,
+    Benefit,
+    Catalog,
+    DataSource,
+    DataSummary,
+    MccMap,
+    Product,
+    ValidationReport,
+    load_catalog,
+    load_mcc_map,
+    open_data,
+    validate_data,
+)
+from nba.decision import ArbitrationConfig, ContactPolicy, Decision, Engine, EngineConfig, Suggestion
 from nba.errors import (
     CatalogError,
     ConflictError,
@@ -19,17 +28,18 @@ from nba.errors import (
     UnknownIdError,
     ValidationError,
 )
-from nba.features._sql import ExtraColumns, FeatureConfig, build_benefit_history, build_cardholder_features
-from nba.model._bundle import ModelBundle, load_bundle
-from nba.model._registry import (
+from nba.features import ExtraColumns, FeatureConfig, build_benefit_history, build_cardholder_features
+from nba.model import (
+    ModelBundle,
     ModelManifest,
     list_models,
+    load_bundle,
     load_model_dir,
     read_current,
     rollback,
     set_current,
 )
-from nba.profiles._profiles import Profiles, build_profiles
+from nba.profiles import Profiles, build_profiles
 from nba.vocab import BENEFIT_KINDS, CALL_REASONS, OUTCOMES, SPEND_CATEGORIES
 
 __all__ = [

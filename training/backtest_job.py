@@ -17,11 +17,11 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow.parquet as pq
 
-from nba.contract._tables import open_data
-from nba.drift._relation import RelationShift, relation_shifts
+from nba.contract import open_data
+from nba.drift import RelationShift, relation_shifts
 from nba.errors import DataError
-from nba.features._sql import FeatureConfig, load_feature_config
-from nba.model._bundle import load_bundle
+from nba.features import FeatureConfig, load_feature_config
+from nba.model import load_bundle
 from training.evaluate import BASELINES, Evaluation, ScoringParts, read_oracle
 from training.pairs import PairMatrix, build_pair_matrix, compute_snapshots
 from training.presentations import LABEL_WINDOW_DAYS

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from nba.contract._validation import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
+from nba.contract import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
 from nba.errors import NbaError, ValidationError
 from training.db_cli import db_app
 from training.models_cli import models_app

@@ -30,7 +30,7 @@ def upgrade(
 
     The service migrates at start-up too, under a lock; with many replicas, run this once before them.
     """
-    from nba.feedback._store import FeedbackStore
+    from nba.feedback import FeedbackStore
 
     store = FeedbackStore(database_url)
     try:

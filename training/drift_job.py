@@ -19,10 +19,18 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from nba.contract._catalog import DEFAULT_CATALOG_PATH, Catalog, catalog_for, load_catalog
-from nba.contract._mcc import MccMap, load_mcc_map
-from nba.contract._tables import DataSource, open_data
-from nba.contract._validation import MCC_OVERRIDE_FILE, validate_data
+from nba.contract import (
+    DEFAULT_CATALOG_PATH,
+    MCC_OVERRIDE_FILE,
+    Catalog,
+    DataSource,
+    MccMap,
+    catalog_for,
+    load_catalog,
+    load_mcc_map,
+    open_data,
+    validate_data,
+)
 from nba.drift import (
     CalibrationBeside,
     DriftReference,
@@ -40,12 +48,17 @@ from nba.drift import (
     score_shift,
 )
 from nba.errors import DataError, ModelError
-from nba.features._matrix import BenefitTable
-from nba.features._sql import ExtraColumns, snapshot_all_sql
-from nba.model._bundle import HolderEncoding, ModelBundle, load_bundle, model_categorical, model_feature_names
-from nba.model._propensity import PropensityModel
-from nba.model._spend import SpendEstimator
-from nba.profiles._snapshots import profiles_from_snapshot, resolve_snapshot
+from nba.features import BenefitTable, ExtraColumns, snapshot_all_sql
+from nba.model import (
+    HolderEncoding,
+    ModelBundle,
+    PropensityModel,
+    SpendEstimator,
+    load_bundle,
+    model_categorical,
+    model_feature_names,
+)
+from nba.profiles import profiles_from_snapshot, resolve_snapshot
 from nba.vocab import DRIFT_REFERENCE_DAYS
 from training.pairs import PairMatrix, build_pair_matrix, compute_snapshots
 from training.presentations import LABEL_WINDOW_DAYS, load_presentations

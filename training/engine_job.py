@@ -10,18 +10,24 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from nba.contract._catalog import catalog_for, load_catalog
-from nba.contract._mcc import MccMap, load_mcc_map
-from nba.contract._tables import DataSource, open_data
-from nba.contract._validation import MCC_OVERRIDE_FILE
-from nba.decision._engine import Decision, Engine, EngineConfig
+from nba.contract import (
+    MCC_OVERRIDE_FILE,
+    DataSource,
+    MccMap,
+    catalog_for,
+    load_catalog,
+    load_mcc_map,
+    open_data,
+)
+from nba.decision import Decision, Engine, EngineConfig
 from nba.errors import DataError, NotFoundError
-from nba.features._matrix import BenefitTable
-from nba.model._bundle import load_bundle
-from nba.model._registry import read_current
-from nba.profiles._profiles import build_profiles, compute_profile_tables, estimate_spend
-from nba.profiles._snapshots import (
+from nba.features import BenefitTable
+from nba.model import load_bundle, read_current
+from nba.profiles import (
     SnapshotManifest,
+    build_profiles,
+    compute_profile_tables,
+    estimate_spend,
     new_snapshot_dir,
     parse_snapshot_name,
     profiles_from_snapshot,

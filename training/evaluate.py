@@ -14,16 +14,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nba.contract._catalog import Catalog
-from nba.contract._mcc import MccMap
-from nba.contract._tables import DataSource
-from nba.decision._arbitration import ArbitrationConfig, compute_priority, select_by_group
-from nba.decision._candidates import suitability_matrix
+from nba.contract import Catalog, DataSource, MccMap
+from nba.decision import ArbitrationConfig, compute_priority, select_by_group, suitability_matrix
 from nba.errors import DataError
-from nba.features._matrix import PAIR_FEATURES, BenefitTable
-from nba.features._sql import ExtraColumns, snapshot_all_sql
-from nba.model._bundle import HolderEncoding
-from nba.model._spend import SpendEstimator
+from nba.features import PAIR_FEATURES, BenefitTable, ExtraColumns, snapshot_all_sql
+from nba.model import HolderEncoding, SpendEstimator
 from nba.progress import NO_PROGRESS, ProgressHook
 from nba.vocab import CALL_REASONS
 from training.metrics import (

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from nba.errors import DataError
-from nba.feedback._store import ExportCounts, FeedbackStore, parse_store_url
+from nba.feedback import ExportCounts, FeedbackStore, parse_store_url
 
 
 @dataclass(frozen=True)

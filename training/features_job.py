@@ -12,11 +12,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from nba.contract._mcc import load_mcc_map
-from nba.contract._tables import open_data
-from nba.contract._validation import MCC_OVERRIDE_FILE
+from nba.contract import MCC_OVERRIDE_FILE, load_mcc_map, open_data
 from nba.errors import DataError
-from nba.features._sql import (
+from nba.features import (
     ExtraColumns,
     FeatureConfig,
     build_cardholder_features,

@@ -37,8 +37,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import yaml
 
-from nba.contract._catalog import DEFAULT_CATALOG_PATH, Catalog, load_catalog
-from nba.contract._mcc import MccMap, load_mcc_map
+from nba.contract import DEFAULT_CATALOG_PATH, Catalog, MccMap, load_catalog, load_mcc_map
 from nba.errors import DataError
 from nba.vocab import (
     CALL_REASONS,

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from nba.errors import ModelError, NotFoundError
-from nba.model._registry import (
+from nba.model import (
     CURRENT_FILE,
     DEFAULT_PROMOTION_METRIC,
     ModelInfo,

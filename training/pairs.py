@@ -9,23 +9,19 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from nba.contract._mcc import MccMap
-from nba.contract._tables import DataSource
-from nba.features._matrix import (
+from nba.contract import DataSource, MccMap
+from nba.features import (
     HISTORY_COLUMNS,
     BenefitTable,
-    HolderColumns,
-    build_candidate_matrix,
-    call_reason_code,
-)
-from nba.features._sql import (
     ExtraColumns,
+    HolderColumns,
     build_benefit_history,
+    build_candidate_matrix,
     build_cardholder_features,
+    call_reason_code,
     register_snapshots,
 )
-from nba.model._bundle import HolderEncoding
-from nba.model._spend import SpendEstimator
+from nba.model import HolderEncoding, SpendEstimator
 from nba.progress import NO_PROGRESS, ProgressHook
 from nba.vocab import SPEND_CATEGORIES
 

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from nba.contract._tables import DataSource, query_one
+from nba.contract import DataSource, query_one
 
 LABEL_WINDOW_DAYS: Final = 30
 NATURAL_WINDOW_DAYS: Final = 90

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from nba.errors import DataError
-from nba.profiles._snapshots import (
+from nba.profiles import (
     CURRENT_FILE,
     SnapshotInfo,
     list_snapshots,

@@ -8,9 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nba.features._sql import ExtraColumns
-from nba.model._propensity import PropensityModel
-from nba.model._spend import SpendEstimator
+from nba.features import ExtraColumns
+from nba.model import PropensityModel, SpendEstimator
 from nba.vocab import SPEND_CATEGORIES
 from training.evaluate import BASELINES, ChampionComparison, Evaluation
 from training.plots import plot_calibration, plot_feature_importance, plot_lift, plot_model_vs_baselines

@@ -13,15 +13,22 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from nba.contract._catalog import Catalog, catalog_for, load_catalog
-from nba.contract._mcc import MccMap, load_mcc_map
-from nba.contract._tables import DataSource, open_data
-from nba.contract._validation import MCC_OVERRIDE_FILE, validate_data
-from nba.decision._arbitration import ArbitrationConfig
+from nba.contract import (
+    MCC_OVERRIDE_FILE,
+    Catalog,
+    DataSource,
+    MccMap,
+    catalog_for,
+    load_catalog,
+    load_mcc_map,
+    open_data,
+    validate_data,
+)
+from nba.decision import ArbitrationConfig
 from nba.drift import drift_files, render_section
 from nba.errors import DataError, ModelError, NotFoundError
-from nba.features._matrix import BenefitTable
-from nba.features._sql import (
+from nba.features import (
+    BenefitTable,
     ExtraColumns,
     FeatureConfig,
     categorical_features,
@@ -30,26 +37,27 @@ from nba.features._sql import (
     select_extra_columns,
     snapshot_all_sql,
 )
-from nba.model._bundle import (
+from nba.model import (
     BENEFIT_ENCODER,
+    CHAMPION_KEY,
+    Calibrator,
+    CategoryEncoder,
     HolderEncoding,
     ModelBundle,
+    ModelManifest,
+    PropensityModel,
+    SpendEstimator,
+    baseline_problem,
     bundle_files,
+    fit_calibrator,
+    gate_promotion,
     load_bundle,
     model_categorical,
     model_feature_names,
-)
-from nba.model._propensity import Calibrator, CategoryEncoder, PropensityModel, fit_calibrator
-from nba.model._registry import (
-    CHAMPION_KEY,
-    ModelManifest,
-    baseline_problem,
-    gate_promotion,
     read_current,
     set_current,
     write_model_dir,
 )
-from nba.model._spend import SpendEstimator
 from training.drift_job import DriftScorer, newest_presentations_drift, training_drift_reference
 from training.evaluate import (
     ChampionComparison,

@@ -16,9 +16,9 @@ from pydantic import BaseModel, Field
 from api.asgi import ASGIApp, Receive, Scope, Send
 from api.deps import AgentDep, Services, authorize, serving_of
 from api.schemas import ID_PATTERN, ErrorOut, QueryInt, SuggestionsOut
-from nba.decision._engine import Decision
+from nba.decision import Decision
 from nba.errors import ConflictError, DataError
-from nba.feedback._store import CallDecision, ShownSuggestion
+from nba.feedback import CallDecision, ShownSuggestion
 from nba.vocab import CallReason
 
 router = APIRouter(tags=["suggestions"])

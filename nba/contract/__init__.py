@@ -1,1 +1,36 @@
-"""contract"""
+"""The data contract: the tables nba reads (`tables`), their checks (`validation`), the benefit catalog
+(`catalog`) and the MCC map that sorts spend into categories (`mcc`, shipped in `data/`).
+
+Every later room reads data through this one; it imports no other room.
+"""
+
+from nba.contract._catalog import DEFAULT_CATALOG_PATH, Benefit, Catalog, Product, catalog_for, load_catalog
+from nba.contract._mcc import MccMap, load_mcc_map
+from nba.contract._tables import TABLES, DataSource, open_data, query_one
+from nba.contract._validation import (
+    DEFAULT_MAX_PROBLEMS,
+    MCC_OVERRIDE_FILE,
+    DataSummary,
+    ValidationReport,
+    validate_data,
+)
+
+__all__ = [
+    "DEFAULT_CATALOG_PATH",
+    "DEFAULT_MAX_PROBLEMS",
+    "MCC_OVERRIDE_FILE",
+    "TABLES",
+    "Benefit",
+    "Catalog",
+    "DataSource",
+    "DataSummary",
+    "MccMap",
+    "Product",
+    "ValidationReport",
+    "catalog_for",
+    "load_catalog",
+    "load_mcc_map",
+    "open_data",
+    "query_one",
+    "validate_data",
+]

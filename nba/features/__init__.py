@@ -1,1 +1,45 @@
-"""features"""
+"""Features: the point-in-time feature SQL over the contract's tables (`_sql`, run by DuckDB) and the
+candidate matrix that lays a cardholder's features beside each benefit's (`_matrix`).
+
+Imports the contract room only.
+"""
+
+from nba.features._matrix import (
+    HISTORY_COLUMNS,
+    PAIR_FEATURES,
+    BenefitTable,
+    HolderColumns,
+    build_candidate_matrix,
+    call_reason_code,
+)
+from nba.features._sql import (
+    ExtraColumns,
+    FeatureConfig,
+    build_benefit_history,
+    build_cardholder_features,
+    categorical_features,
+    feature_names,
+    load_feature_config,
+    register_snapshots,
+    select_extra_columns,
+    snapshot_all_sql,
+)
+
+__all__ = [
+    "HISTORY_COLUMNS",
+    "PAIR_FEATURES",
+    "BenefitTable",
+    "ExtraColumns",
+    "FeatureConfig",
+    "HolderColumns",
+    "build_benefit_history",
+    "build_candidate_matrix",
+    "build_cardholder_features",
+    "call_reason_code",
+    "categorical_features",
+    "feature_names",
+    "load_feature_config",
+    "register_snapshots",
+    "select_extra_columns",
+    "snapshot_all_sql",
+]

@@ -1,1 +1,55 @@
-"""profiles"""
+"""Profiles: every cardholder's features at a snapshot date, encoded for one model (`_profiles`), and the
+checked, immutable snapshot folders they are served from (`_snapshots`).
+
+Imports the contract, features and model rooms.
+"""
+
+from nba.profiles._profiles import (
+    CONTACT_COLUMNS,
+    Profiles,
+    build_profiles,
+    compute_profile_tables,
+    estimate_spend,
+)
+from nba.profiles._snapshots import (
+    CONTACT_FILE,
+    CURRENT_FILE,
+    FEATURES_FILE,
+    HISTORY_FILE,
+    HISTORY_TABLE_COLUMNS,
+    SnapshotInfo,
+    SnapshotManifest,
+    check_snapshot,
+    list_snapshots,
+    new_snapshot_dir,
+    parse_snapshot_name,
+    profiles_from_snapshot,
+    read_current_snapshot,
+    resolve_snapshot,
+    set_current_snapshot,
+    write_snapshot,
+)
+
+__all__ = [
+    "CONTACT_COLUMNS",
+    "CONTACT_FILE",
+    "CURRENT_FILE",
+    "FEATURES_FILE",
+    "HISTORY_FILE",
+    "HISTORY_TABLE_COLUMNS",
+    "Profiles",
+    "SnapshotInfo",
+    "SnapshotManifest",
+    "build_profiles",
+    "check_snapshot",
+    "compute_profile_tables",
+    "estimate_spend",
+    "list_snapshots",
+    "new_snapshot_dir",
+    "parse_snapshot_name",
+    "profiles_from_snapshot",
+    "read_current_snapshot",
+    "resolve_snapshot",
+    "set_current_snapshot",
+    "write_snapshot",
+]
