@@ -668,12 +668,15 @@ def test_a_call_the_store_does_not_find_in_time_is_answered_anew_and_the_first_s
     services.log.write_pending()
     services.log._cache.clear()  # another replica, or a restart: only the store knows the call
     store.slow_s = 0.05  # ten times the look-up's 5 ms deadline
+    late_before = (
+        services.metrics.lookups_late._value.get()
+    )  # the first call's look-up may be late on a busy machine
     later = client.get(url).json()
     assert later["call_id"] == "DESK-1"
     assert {s["suggestion_id"] for s in later["suggestions"]}.isdisjoint(
         s["suggestion_id"] for s in first["suggestions"]
     )
-    assert services.metrics.lookups_late._value.get() == 1
+    assert services.metrics.lookups_late._value.get() - late_before == 1
     store.slow_s = 0.0
     services.log.write_pending()
     # The store keeps the first decision as the call; an outcome on the later one counts for it.
