@@ -25,7 +25,7 @@ from api.main import check_for_changes, create_app
 from nba.contract._mcc import load_mcc_map
 from nba.contract._tables import open_data
 from nba.errors import DataError, UnavailableError
-from nba.feedback._store import FeedbackStore
+from nba.feedback import FeedbackStore
 from nba.model._bundle import load_bundle
 from nba.model._registry import set_current
 from nba.profiles._snapshots import compute_profile_tables, set_current_snapshot, write_snapshot

@@ -24,21 +24,10 @@ import sqlalchemy as sa
 
 from nba.contract._validation import validate_data
 from nba.errors import ConflictError, DataError, NotFoundError, UnavailableError
-from nba.feedback._store import (
-    MIGRATIONS_DIR,
-    CallDecision,
-    ContactEvent,
-    DecisionBuffer,
-    DecisionJournal,
-    FeedbackStore,
-    ShownSuggestion,
-    calls_table,
-    decision_line,
-    decision_to_json,
-    feature_bytes,
-    feature_values,
-    suggestions_table,
-)
+from nba.feedback._buffer import DecisionBuffer, DecisionJournal, decision_line, decision_to_json
+from nba.feedback._records import CallDecision, ContactEvent, ShownSuggestion, feature_bytes, feature_values
+from nba.feedback._schema import calls_table, suggestions_table
+from nba.feedback._store import MIGRATIONS_DIR, FeedbackStore
 from tests import pg
 from tests.pg import PgServer, create_database
 
