@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from operator import attrgetter
 from typing import Annotated, Any, Final
 from urllib.parse import parse_qsl
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from api.asgi import ASGIApp, Receive, Scope, Send
 from api.deps import AgentDep, Services, authorize, serving_of
-from api.schemas import ID_PATTERN, ErrorOut, QueryInt, SuggestionsOut
+from api.schemas import ID_PATTERN, ErrorOut, QueryInt, SuggestionOut, SuggestionsOut
 from nba.decision import Decision
 from nba.errors import ConflictError, DataError
 from nba.feedback import CallDecision, ShownSuggestion
@@ -75,6 +76,12 @@ def to_call_decision(
     )
 
 
+# What the answer shows of each suggestion: SuggestionOut's fields, the suggestion record's but
+# `logging_prob` (tests/api/test_schema.py holds them to it), then the outcome recorded on the call.
+_SHOWN: Final = tuple(name for name in SuggestionOut.model_fields if name != "outcome")
+_shown_of: Final = attrgetter(*_SHOWN)
+
+
 def answer(call: CallDecision, outcomes: dict[str, str], closed: bool) -> bytes:
     """The call's suggestions as the JSON body `SuggestionsOut` documents (the schema tests check it).
 
@@ -89,18 +96,7 @@ def answer(call: CallDecision, outcomes: dict[str, str], closed: bool) -> bytes:
             "model_version": call.model_version,
             "profile_as_of": call.profile_as_of,
             "suggestions": [
-                {
-                    "suggestion_id": s.suggestion_id,
-                    "rank": s.rank,
-                    "benefit_id": s.benefit_id,
-                    "benefit_name": s.benefit_name,
-                    "talking_point": s.talking_point,
-                    "reasons": s.reasons,
-                    "value_usd": s.value_usd,
-                    "score": s.score,
-                    "p_adopt": s.p_adopt,
-                    "outcome": outcomes.get(s.suggestion_id),
-                }
+                {**dict(zip(_SHOWN, _shown_of(s), strict=True)), "outcome": outcomes.get(s.suggestion_id)}
                 for s in call.suggestions
             ],
             "note": call.note,

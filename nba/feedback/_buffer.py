@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from nba.errors import ConflictError, DataError
-from nba.feedback._records import CallDecision, ShownSuggestion, check_decision, feature_bytes
+from nba.feedback._records import SHOWN_FIELDS, CallDecision, ShownSuggestion, check_decision, feature_bytes
 
 if TYPE_CHECKING:
     from nba.feedback._store import FeedbackStore
@@ -272,15 +272,7 @@ def decision_to_json(decision: CallDecision) -> dict[str, Any]:
         "suggestions": [
             {
                 "suggestion_id": s.suggestion_id,
-                "rank": s.rank,
-                "benefit_id": s.benefit_id,
-                "benefit_name": s.benefit_name,
-                "talking_point": s.talking_point,
-                "reasons": list(s.reasons),
-                "value_usd": s.value_usd,
-                "score": s.score,
-                "p_adopt": s.p_adopt,
-                "logging_prob": s.logging_prob,
+                **dict(zip(SHOWN_FIELDS, s.plain(), strict=True)),
                 "pair_features": base64.b64encode(s.pair_features).decode("ascii"),
             }
             for s in decision.suggestions
@@ -310,19 +302,7 @@ def decision_from_json(body: Mapping[str, Any]) -> CallDecision:
         note=body["note"],
         agent_id=body["agent_id"],
         suggestions=tuple(
-            ShownSuggestion(
-                suggestion_id=s["suggestion_id"],
-                rank=s["rank"],
-                benefit_id=s["benefit_id"],
-                benefit_name=s["benefit_name"],
-                talking_point=s["talking_point"],
-                reasons=tuple(s["reasons"]),
-                value_usd=s["value_usd"],
-                score=s["score"],
-                p_adopt=s["p_adopt"],
-                logging_prob=s["logging_prob"],
-                pair_features=pair,
-            )
+            ShownSuggestion.from_plain(s["suggestion_id"], [s[name] for name in SHOWN_FIELDS], pair)
             for s, pair in zip(body["suggestions"], pairs, strict=True)
         ),
         holder_features=holder,

@@ -4,26 +4,26 @@ outcomes, NPS answers, contact events — and the rules a decision must meet to 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Final
+from operator import attrgetter
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
+from nba.decision._engine import Suggestion, SuggestionBase
 from nba.errors import DataError
 from nba.vocab import CALL_REASONS
-
-if TYPE_CHECKING:
-    from nba.decision._engine import Suggestion
 
 NOT_DISCUSSED: Final = "not_discussed"
 
 
-@dataclass(frozen=True, slots=True)
-class ShownSuggestion:
-    """One suggestion as the agent saw it, with what offline evaluation needs about it later.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShownSuggestion(SuggestionBase):
+    """One suggestion as the agent saw it, with what offline evaluation needs about it later: the record's
+    fields (`SuggestionBase`, listed in order in SHOWN_FIELDS), the id it was shown under and its features.
 
     `pair_features` is the part of the model's input row after the cardholder's columns, as
     little-endian float64 bytes; `CallDecision.features_of` gives the whole row (`feature_values` reads
@@ -31,29 +31,55 @@ class ShownSuggestion:
     """
 
     suggestion_id: str
-    rank: int
-    benefit_id: str
-    benefit_name: str
-    talking_point: str
-    reasons: tuple[str, ...]
-    value_usd: float
-    score: float
-    p_adopt: float
-    logging_prob: float
     pair_features: bytes
 
     @classmethod
     def of(cls, suggestion_id: str, suggestion: Suggestion, holder_bytes: int) -> ShownSuggestion:
-        """The engine's suggestion as shown under `suggestion_id` (the fields are the engine's, by name),
-        with its feature row after the first `holder_bytes` (the cardholder's columns, kept by the call)."""
-        values = [getattr(suggestion, name) for name in _SHARED_WITH_ENGINE]
-        values.append(suggestion.features[holder_bytes:])
-        return cls(suggestion_id, *values)
+        """The engine's suggestion as shown under `suggestion_id`, with its feature row after the first
+        `holder_bytes` (the cardholder's columns, kept by the call)."""
+        return cls(
+            suggestion_id=suggestion_id,
+            pair_features=suggestion.features[holder_bytes:],
+            **dict(zip(SHOWN_FIELDS, shown_values(suggestion), strict=True)),
+        )
+
+    def plain(self) -> list[Any]:
+        """The record's fields in SHOWN_FIELDS order as plain values, for a table row or a JSON body:
+        numbers as Python floats, `reasons` as a list."""
+        values = list(shown_values(self))
+        for i, convert in _TO_PLAIN:
+            values[i] = convert(values[i])
+        return values
+
+    @classmethod
+    def from_plain(cls, suggestion_id: str, values: Sequence[Any], pair_features: bytes) -> ShownSuggestion:
+        """A suggestion from its plain values in SHOWN_FIELDS order (a table row's, a JSON body's, `plain`'s);
+        `reasons` becomes a tuple."""
+        fields_ = dict(zip(SHOWN_FIELDS, values, strict=True))
+        for name in _TUPLES:
+            fields_[name] = tuple(fields_[name])
+        return cls(suggestion_id=suggestion_id, pair_features=pair_features, **fields_)
 
 
-# ShownSuggestion's fields between suggestion_id and pair_features, in order: the engine's Suggestion
-# has them by name.
-_SHARED_WITH_ENGINE: Final = tuple(f.name for f in fields(ShownSuggestion))[1:-1]
+# The record's fields, in order: a suggestion's columns in the `suggestions` table, its keys in a buffer
+# line, and (but `logging_prob`) in the API's answer.
+SHOWN_FIELDS: Final = tuple(f.name for f in fields(SuggestionBase))
+SHOWN_TYPES: Final = {f.name: str(f.type) for f in fields(SuggestionBase)}
+# Anything with the record's fields by name (a suggestion, a table row) → their values in that order.
+shown_values: Final = attrgetter(*SHOWN_FIELDS)
+# A field's type → how its value becomes a plain one (an engine's numpy float a Python float; JSON and the
+# JSON column hold a list) and what reads it back; a new field of a new type must say.
+_PLAIN_OF_TYPE: Final[dict[str, Callable[[Any], Any] | None]] = {
+    "int": None,
+    "str": None,
+    "float": float,
+    "tuple[str, ...]": list,
+}
+_TO_PLAIN: Final = tuple(
+    (i, convert) for i, name in enumerate(SHOWN_FIELDS) if (convert := _PLAIN_OF_TYPE[SHOWN_TYPES[name]])
+)
+_TUPLES: Final = tuple(name for name, type_ in SHOWN_TYPES.items() if type_.startswith("tuple["))
+_FLOATS: Final = tuple(name for name, type_ in SHOWN_TYPES.items() if type_ == "float")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +191,7 @@ def check_decision(decision: CallDecision) -> None:
             )
         if not 0.0 < s.logging_prob <= 1.0:
             raise DataError(f"{at}: `logging_prob` must be a float in (0, 1], got {s.logging_prob!r}")
-        for name in ("value_usd", "score", "p_adopt"):
+        for name in _FLOATS:
             value = getattr(s, name)
             if not math.isfinite(value):
                 raise DataError(f"{at}: `{name}` must be a finite number, got {value!r}")

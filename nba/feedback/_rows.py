@@ -15,7 +15,7 @@ from sqlalchemy import (
     select,
 )
 
-from nba.feedback._records import CallDecision, OutcomeRecord, ShownSuggestion
+from nba.feedback._records import SHOWN_FIELDS, CallDecision, OutcomeRecord, ShownSuggestion, shown_values
 from nba.feedback._schema import calls_table, suggestion_repeats_table, suggestions_table
 
 
@@ -92,21 +92,7 @@ _INSERT_CALLS: Final = _BatchInsert(
     ),
 )
 _INSERT_SUGGESTIONS: Final = _BatchInsert(
-    suggestions_table,
-    (
-        "suggestion_id",
-        "call_id",
-        "rank",
-        "benefit_id",
-        "benefit_name",
-        "talking_point",
-        "reasons",
-        "value_usd",
-        "score",
-        "p_adopt",
-        "logging_prob",
-        "pair_features_f64",
-    ),
+    suggestions_table, ("suggestion_id", "call_id", *SHOWN_FIELDS, "pair_features_f64")
 )
 
 
@@ -130,22 +116,7 @@ def insert_decisions(conn: Connection, decisions: Sequence[CallDecision]) -> Non
         ],
     )
     rows = [
-        [
-            s.suggestion_id,
-            d.call_id,
-            s.rank,
-            s.benefit_id,
-            s.benefit_name,
-            s.talking_point,
-            list(s.reasons),
-            float(s.value_usd),
-            float(s.score),
-            float(s.p_adopt),
-            float(s.logging_prob),
-            s.pair_features,
-        ]
-        for d in decisions
-        for s in d.suggestions
+        [s.suggestion_id, d.call_id, *s.plain(), s.pair_features] for d in decisions for s in d.suggestions
     ]
     if rows:
         _INSERT_SUGGESTIONS.execute(conn, rows)
@@ -215,19 +186,7 @@ def read_decision(conn: Connection, call_id: str) -> CallDecision | None:
         served_at=call.served_at,
         note=call.note,
         suggestions=tuple(
-            ShownSuggestion(
-                suggestion_id=row.suggestion_id,
-                rank=row.rank,
-                benefit_id=row.benefit_id,
-                benefit_name=row.benefit_name,
-                talking_point=row.talking_point,
-                reasons=tuple(row.reasons),
-                value_usd=row.value_usd,
-                score=row.score,
-                p_adopt=row.p_adopt,
-                logging_prob=row.logging_prob,
-                pair_features=bytes(row.pair_features_f64),
-            )
+            ShownSuggestion.from_plain(row.suggestion_id, shown_values(row), bytes(row.pair_features_f64))
             for row in rows
         ),
         agent_id=call.agent_id,
@@ -246,19 +205,7 @@ def read_back(decision: CallDecision) -> CallDecision:
         served_at=decision.served_at.astimezone(UTC),
         note=decision.note,
         suggestions=tuple(
-            ShownSuggestion(
-                suggestion_id=s.suggestion_id,
-                rank=s.rank,
-                benefit_id=s.benefit_id,
-                benefit_name=s.benefit_name,
-                talking_point=s.talking_point,
-                reasons=tuple(s.reasons),
-                value_usd=float(s.value_usd),
-                score=float(s.score),
-                p_adopt=float(s.p_adopt),
-                logging_prob=float(s.logging_prob),
-                pair_features=bytes(s.pair_features),
-            )
+            ShownSuggestion.from_plain(s.suggestion_id, s.plain(), bytes(s.pair_features))
             for s in sorted(decision.suggestions, key=lambda s: (s.rank, s.suggestion_id))
         ),
         agent_id=decision.agent_id,

@@ -25,8 +25,10 @@ from sqlalchemy import (
     TypeDecorator,
     and_,
 )
+from sqlalchemy.types import TypeEngine
 
 from nba.errors import DataError
+from nba.feedback._records import SHOWN_TYPES
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -49,6 +51,13 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# A suggestion field's type (SHOWN_TYPES) → its column's.
+_COLUMN_OF_TYPE: Final[dict[str, type[TypeEngine[Any]]]] = {
+    "int": Integer,
+    "str": String,
+    "float": Double,
+    "tuple[str, ...]": JSON,
+}
 _metadata = MetaData()
 calls_table: Final = Table(
     "calls",
@@ -70,15 +79,9 @@ suggestions_table: Final = Table(
     _metadata,
     Column("suggestion_id", String(), primary_key=True),
     Column("call_id", String(), ForeignKey("calls.call_id"), nullable=False),
-    Column("rank", Integer(), nullable=False),
-    Column("benefit_id", String(), nullable=False),
-    Column("benefit_name", String(), nullable=False),
-    Column("talking_point", Text(), nullable=False),
-    Column("reasons", JSON(), nullable=False),
-    Column("value_usd", Double(), nullable=False),
-    Column("score", Double(), nullable=False),
-    Column("p_adopt", Double(), nullable=False),
-    Column("logging_prob", Double(), nullable=False),
+    # The suggestion record's fields (SHOWN_FIELDS), a column each. (The migrations made talking_point TEXT
+    # and the other strings VARCHAR: both unbounded, the same to the store, which never creates tables.)
+    *(Column(name, _COLUMN_OF_TYPE[type_](), nullable=False) for name, type_ in SHOWN_TYPES.items()),
     # The rest of the feature vector: calls.holder_features_f64 + this is the whole one (feature_bytes).
     Column("pair_features_f64", LargeBinary(), nullable=False),
 )

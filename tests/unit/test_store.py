@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import pandas as pd
 import pytest
@@ -831,6 +831,48 @@ def test_a_buffer_line_written_before_0003_still_replays(tmp_path: Path, store: 
     vectors = whole_vectors(store.find_decision("T1"))
     assert vectors == dict.fromkeys(("s_T1_1", "s_T1_2"), feature_bytes((1.5, math.nan, -2.0, 0.1 + 0.2)))
     assert not buffer.rejected_path.exists()
+
+
+# Buffer lines as nba wrote them before the suggestion record was defined once (version 2, by this
+# module's decision_line, and version 1, before 0003): files on disk hold such lines; they must replay,
+# and a decision must still be written to the very same bytes.
+GOLDEN_V2_LINES: Final = tuple(
+    line.encode()
+    for line in (
+        '{"v":2,"call_id":"c_golden","cardholder_id":"C0000001","call_reason":"travel_notice","model_version":"v1","profile_as_of":"2026-08-01","served_at":"2026-08-15T10:30:00.000250+00:00","note":null,"agent_id":"A7","holder_features":"AAAAAAAA+D8AAAAAAAD4fwAAAAAAAPD/","suggestions":[{"suggestion_id":"s_1","rank":1,"benefit_id":"dining_4x","benefit_name":"4x points at restaurants","talking_point":"Spends about $3,100 a year dining out.","reasons":["spends on dining","new cardholder"],"value_usd":93.0,"score":0.3125,"p_adopt":0.31,"logging_prob":0.9,"pair_features":"AAAAAAAAAEAAAAAAAADwfw=="},{"suggestion_id":"s_2","rank":2,"benefit_id":"lounge","benefit_name":"Lounge access","talking_point":"Flies often — \\"lounge\\" ✈","reasons":[],"value_usd":0.0,"score":0.1,"p_adopt":0.05,"logging_prob":0.05,"pair_features":"AAAAAAAAAIABAAAAAAAAAA=="}]}',
+        '{"v":2,"call_id":"c_empty","cardholder_id":"C2","call_reason":"general","model_version":"v1","profile_as_of":"2026-08-01","served_at":"2026-08-15T10:31:00+00:00","note":"nothing to suggest","agent_id":null,"holder_features":"","suggestions":[]}',
+    )
+)
+GOLDEN_V1_LINE: Final = (
+    b'{"v":1,"call_id":"c_v1","cardholder_id":"C0000001","call_reason":"general","model_version":"v0",'
+    b'"profile_as_of":"2026-07-01","served_at":"2026-07-15T09:00:00+00:00","note":null,"agent_id":null,'
+    b'"suggestions":[{"suggestion_id":"s_v1","rank":1,"benefit_id":"dining_4x","benefit_name":"4x points",'
+    b'"talking_point":"Dines out.","reasons":["spends on dining"],"value_usd":93.0,"score":0.3,'
+    b'"p_adopt":0.31,"logging_prob":1.0,"features":[1.5,null,-2.0]}]}'
+)
+
+
+def test_buffer_lines_of_both_versions_replay_and_are_written_again_byte_for_byte(tmp_path: Path) -> None:
+    store = FeedbackStore(f"sqlite:///{tmp_path}/feedback.db")
+    store.migrate()
+    buffer = DecisionBuffer(tmp_path / "buffer.jsonl")
+    buffer.append_lines(b"\n".join((*GOLDEN_V2_LINES, GOLDEN_V1_LINE)))
+    assert buffer.replay(store) == 3 and not buffer.rejected_path.exists()
+    stored = [store.find_decision(call_id) for call_id in ("c_golden", "c_empty", "c_v1")]
+    store.dispose()
+    assert [decision_line(d) for d in stored[:2] if d is not None] == [
+        line + b"\n" for line in GOLDEN_V2_LINES
+    ]
+    v1 = stored[2]
+    assert v1 is not None and v1.holder_features == b""
+    (suggestion,) = v1.suggestions
+    assert (suggestion.suggestion_id, suggestion.benefit_id, suggestion.reasons, suggestion.p_adopt) == (
+        "s_v1",
+        "dining_4x",
+        ("spends on dining",),
+        0.31,
+    )
+    assert v1.features_of(suggestion) == feature_bytes((1.5, math.nan, -2.0))
 
 
 def test_replay_while_the_store_is_down_keeps_the_file(tmp_path: Path, down_url: str) -> None:
