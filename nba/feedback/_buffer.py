@@ -18,6 +18,7 @@ import orjson
 
 from nba.errors import ConflictError, DataError
 from nba.feedback._records import SHOWN_FIELDS, CallDecision, ShownSuggestion, check_decision, feature_bytes
+from nba.files import fsync_dir, replace_file
 
 if TYPE_CHECKING:
     from nba.feedback._store import FeedbackStore
@@ -143,15 +144,10 @@ class DecisionBuffer:
             # Keep whatever was appended after the read; swap the file atomically.
             rest = self.path.read_bytes()[size:]
             if rest:
-                temp = self.path.with_name(self.path.name + ".tmp")
-                with temp.open("wb") as handle:
-                    handle.write(rest)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temp, self.path)
+                replace_file(self.path, rest)
             else:
                 self.path.unlink()
-            _fsync_dir(self.path.parent)
+                fsync_dir(self.path.parent)
         return logged
 
 
@@ -242,14 +238,6 @@ class DecisionJournal:
             os.close(self._fd)
         self._fd, self._path, self.bytes_written = -1, None, 0
         return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def decision_to_json(decision: CallDecision) -> dict[str, Any]:

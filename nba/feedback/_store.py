@@ -29,9 +29,7 @@ from sqlalchemy import (
     Engine,
     create_engine,
     event,
-    func,
     inspect,
-    literal,
     select,
     text,
     update,
@@ -446,8 +444,9 @@ class FeedbackStore:
             return read_decision(conn, call_id)
 
     def call_state(self, call_id: str, *, fast: bool = False) -> tuple[dict[str, str], bool] | None:
-        """A stored call's current outcomes (as `current_outcomes`) and whether it is closed (as
-        `is_closed`), read in one transaction; None for an unknown call. `fast` as in `find_decision`."""
+        """A stored call's current outcomes (suggestion_id → outcome, for the suggestions that have one) and
+        whether it is closed (its NPS is recorded or `call_open` has passed), read in one transaction; None
+        for an unknown call. `fast` as in `find_decision`."""
         with self._transaction(fast=fast) as conn:
             row = conn.execute(
                 select(calls_table.c.served_at, calls_table.c.closed_at).where(
@@ -463,36 +462,6 @@ class FeedbackStore:
             ).all()
         closed = self._closed_since(row.served_at, row.closed_at) is not None
         return {o.suggestion_id: o.outcome for o in outcomes}, closed
-
-    def current_outcomes(self, call_id: str) -> dict[str, str]:
-        """suggestion_id → current outcome, for the call's suggestions that have one (unmarked: left out).
-
-        Raises NotFoundError for an unknown call.
-        """
-        with self._transaction() as conn:
-            if conn.scalar(select(calls_table.c.call_id).where(calls_table.c.call_id == call_id)) is None:
-                raise NotFoundError(f"unknown call_id {call_id!r}")
-            rows = conn.execute(
-                select(outcomes_table.c.suggestion_id, outcomes_table.c.outcome)
-                .join(suggestions_table)
-                .where(suggestions_table.c.call_id == call_id, outcomes_table.c.is_current)
-            ).all()
-        return {row.suggestion_id: row.outcome for row in rows}
-
-    def is_closed(self, call_id: str) -> bool:
-        """Whether a call no longer takes outcome changes: its NPS is recorded or `call_open` has passed.
-
-        Raises NotFoundError for an unknown call.
-        """
-        with self._transaction() as conn:
-            row = conn.execute(
-                select(calls_table.c.served_at, calls_table.c.closed_at).where(
-                    calls_table.c.call_id == call_id
-                )
-            ).one_or_none()
-        if row is None:
-            raise NotFoundError(f"unknown call_id {call_id!r}")
-        return self._closed_since(row.served_at, row.closed_at) is not None
 
     def _closed_since(self, served_at: datetime, closed_at: datetime | None) -> datetime | None:
         expires = served_at + self.call_open
@@ -620,24 +589,6 @@ class FeedbackStore:
                     update(calls_table).where(calls_table.c.call_id == call_id).values(closed_at=now)
                 )
         return NpsRecord(call_id, score, now)
-
-    def recent_contacts(self, cardholder_id: str, since: datetime) -> tuple[ContactEvent, ...]:
-        """Every suggestion shown to a cardholder on calls served at or after `since`, oldest first.
-
-        Each comes with its current outcome (`not_discussed` when it was never marked) and the time it
-        was served: what the contact policy needs (declined lately, presented twice in 90 days).
-        """
-        if since.tzinfo is None:
-            raise DataError(f"`since` must be timezone-aware, got {since.isoformat()}")
-        outcome = func.coalesce(outcomes_table.c.outcome, literal(NOT_DISCUSSED))
-        with self._transaction() as conn:
-            rows = conn.execute(
-                select(suggestions_table.c.benefit_id, outcome.label("outcome"), calls_table.c.served_at)
-                .select_from(conversations_join())
-                .where(calls_table.c.cardholder_id == cardholder_id, calls_table.c.served_at >= since)
-                .order_by(calls_table.c.served_at, calls_table.c.call_id, suggestions_table.c.rank)
-            ).all()
-        return tuple(ContactEvent(row.benefit_id, row.outcome, row.served_at) for row in rows)
 
     def outcomes_since(self, since: datetime) -> tuple[tuple[str, str, ContactEvent], ...]:
         """(cardholder_id, suggestion_id, event) for every marked suggestion of calls served at or after

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from nba.contract._validation import validate_data
 from nba.errors import ConflictError, DataError, NotFoundError, UnavailableError
 from nba.feedback._buffer import DecisionBuffer, DecisionJournal, decision_line, decision_to_json
-from nba.feedback._records import CallDecision, ContactEvent, ShownSuggestion, feature_bytes, feature_values
+from nba.feedback._records import CallDecision, ShownSuggestion, feature_bytes, feature_values
 from nba.feedback._schema import calls_table, suggestions_table
 from nba.feedback._store import MIGRATIONS_DIR, FeedbackStore
 from tests import pg
@@ -475,7 +475,7 @@ def test_a_changed_outcome_while_open_keeps_the_history(
     changed = store.record_outcome("s_T1_1", "declined", decline_reason="not now", agent_id="A7")
     assert changed.changed is True
     assert (changed.outcome, changed.decline_reason, changed.agent_id) == ("declined", "not now", "A7")
-    assert store.current_outcomes("T1") == {"s_T1_1": "declined"}
+    assert store.call_state("T1") == ({"s_T1_1": "declined"}, False)
     history = sorted(table_rows(db_url, "outcomes"), key=lambda row: str(row["id"]))
     assert [(row["outcome"], bool(row["is_current"])) for row in history] == [
         ("accepted", False),
@@ -486,9 +486,9 @@ def test_a_changed_outcome_while_open_keeps_the_history(
 def test_after_the_call_closes_an_outcome_cannot_change(store: FeedbackStore, clock: FakeClock) -> None:
     store.log_decision(make_decision())
     store.record_outcome("s_T1_1", "accepted")
-    assert store.is_closed("T1") is False
+    assert store.call_state("T1") == ({"s_T1_1": "accepted"}, False)
     clock.now = T0 + timedelta(minutes=30)
-    assert store.is_closed("T1") is True
+    assert store.call_state("T1") == ({"s_T1_1": "accepted"}, True)
     assert store.record_outcome("s_T1_1", "accepted").changed is False
     with pytest.raises(
         ConflictError,
@@ -498,7 +498,7 @@ def test_after_the_call_closes_an_outcome_cannot_change(store: FeedbackStore, cl
         store.record_outcome("s_T1_1", "declined")
     with pytest.raises(ConflictError, match="it was never marked, so it counts as 'not_discussed'"):
         store.record_outcome("s_T1_2", "accepted")
-    assert store.current_outcomes("T1") == {"s_T1_1": "accepted"}
+    assert store.call_state("T1") == ({"s_T1_1": "accepted"}, True)
 
 
 def test_nps_closes_the_call(store: FeedbackStore, clock: FakeClock, db_url: str) -> None:
@@ -507,7 +507,7 @@ def test_nps_closes_the_call(store: FeedbackStore, clock: FakeClock, db_url: str
     clock.advance(minutes=2)
     nps = store.record_nps("T1", 9)
     assert (nps.call_id, nps.score, nps.recorded_at) == ("T1", 9, T0 + timedelta(minutes=2, seconds=5))
-    assert store.is_closed("T1") is True
+    assert store.call_state("T1") == ({"s_T1_1": "declined"}, True)
     with pytest.raises(ConflictError, match=r"closed at 2026-08-15 10:32:05 UTC \(its NPS was recorded\)"):
         store.record_outcome("s_T1_1", "accepted")
     clock.advance(minutes=5)
@@ -525,10 +525,7 @@ def test_unknown_ids_are_not_found(store: FeedbackStore) -> None:
         store.record_outcome("s_nope", "accepted")
     with pytest.raises(NotFoundError, match="unknown call_id 'K404'"):
         store.record_nps("K404", 7)
-    with pytest.raises(NotFoundError, match="unknown call_id 'K404'"):
-        store.is_closed("K404")
-    with pytest.raises(NotFoundError, match="unknown call_id 'K404'"):
-        store.current_outcomes("K404")
+    assert store.call_state("K404") is None
 
 
 @pytest.mark.parametrize(
@@ -555,31 +552,6 @@ def test_bad_nps_scores_are_refused(store: FeedbackStore, score: object) -> None
     store.log_decision(make_decision())
     with pytest.raises(DataError, match=r"`score` must be an int in \[0, 10\], got "):
         store.record_nps("T1", score)  # type: ignore[arg-type]
-
-
-def test_recent_contacts_are_the_current_outcomes_since_a_time(
-    store: FeedbackStore, clock: FakeClock
-) -> None:
-    old = make_decision("T0", served_at=T0 - timedelta(days=100), benefits=("air_5x",))
-    first = make_decision("T1", served_at=T0 - timedelta(days=20), benefits=("dining_4x", "grocery_4x"))
-    other = make_decision("T9", "C0000009", served_at=T0 - timedelta(days=10), benefits=("dining_4x",))
-    clock.now = T0 - timedelta(days=20)
-    for decision in (old, first, other):
-        store.log_decision(decision)
-    store.record_outcome("s_T1_1", "declined")
-    clock.now = T0
-    store.log_decision(make_decision("T2", served_at=T0, benefits=("dining_4x",)))
-    store.record_outcome("s_T2_1", "already_aware")
-
-    events = store.recent_contacts("C0000006", T0 - timedelta(days=90))
-    assert events == (
-        ContactEvent("dining_4x", "declined", T0 - timedelta(days=20)),
-        ContactEvent("grocery_4x", "not_discussed", T0 - timedelta(days=20)),
-        ContactEvent("dining_4x", "already_aware", T0),
-    )
-    assert all(event.at.tzinfo is UTC for event in events)
-    assert store.recent_contacts("C0000006", T0 + timedelta(seconds=1)) == ()
-    assert store.recent_contacts("C-unknown", T0 - timedelta(days=400)) == ()
 
 
 # -- availability, migrations, URLs --------------------------------------------------------------
@@ -1071,7 +1043,7 @@ def test_a_later_decision_under_a_stored_call_id_is_kept_as_a_repeat_and_its_out
     assert by_benefit.suggestion_id == "s_T1_2" and by_benefit.benefit_id == "grocery_4x"
     by_rank = store.record_outcome("s_later_1", "declined")  # travel_3x at rank 2: the stored rank 2
     assert by_rank.suggestion_id == "s_T1_2" and by_rank.changed is True
-    assert store.current_outcomes("T1") == {"s_T1_2": "declined"}
+    assert store.call_state("T1") == ({"s_T1_2": "declined"}, False)
     assert store.log_decision(later) is not None  # a replay of the repeat changes nothing
     other_holder = replace(
         later, cardholder_id="C0000099", suggestions=(replace(later.suggestions[0], suggestion_id="s_x"),)
