@@ -20,8 +20,8 @@ from sqlalchemy import (
     select,
 )
 
-from nba.feedback._records import NOT_DISCUSSED
 from nba.feedback._schema import calls_table, conversations_join, nps_table, outcomes_table, suggestions_table
+from nba.vocab import NOT_DISCUSSED
 
 EXPORT_BATCH_ROWS: Final = 10_000
 

@@ -17,8 +17,6 @@ from nba.decision._engine import Suggestion, SuggestionBase
 from nba.errors import DataError
 from nba.vocab import CALL_REASONS
 
-NOT_DISCUSSED: Final = "not_discussed"
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ShownSuggestion(SuggestionBase):

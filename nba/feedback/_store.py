@@ -40,7 +40,6 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool, StaticPool
 from nba.errors import ConflictError, DataError, NotFoundError, UnavailableError
 from nba.feedback._export import EXPORT_BATCH_ROWS, EXPORT_COLUMNS, ExportCounts, export_queries, write_table
 from nba.feedback._records import (
-    NOT_DISCUSSED,
     CallDecision,
     ContactEvent,
     NpsRecord,
@@ -66,7 +65,7 @@ from nba.feedback._schema import (
     suggestions_table,
 )
 from nba.feedback._urls import parse_store_url, redact_url
-from nba.vocab import OUTCOMES
+from nba.vocab import NOT_DISCUSSED, OUTCOMES
 
 MIGRATIONS_DIR: Final = Path(__file__).parent / "migrations"
 # How long a SQLite writer waits for another one before the store gives up (UnavailableError).
