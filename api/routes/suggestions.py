@@ -139,11 +139,11 @@ async def suggestions_body(
         # The desktop's call id: a repeat is answered as first served. The store has 5 ms to say; past
         # that the call is answered as a new decision, and the store keeps the first one it got for
         # the call id (the later as a repeat of it: outcomes for either's suggestions count).
-        earlier = await services.log.lookup(call_id)
+        earlier = await services.decisions.lookup(call_id)
         if earlier is not None:
             if earlier.cardholder_id != cardholder_id:
                 raise ConflictError(f"call {call_id!r} was served for another cardholder")
-            outcomes, closed = await services.log.call_state(call_id)
+            outcomes, closed = await services.decisions.call_state(call_id)
             return answer(earlier, outcomes, closed)
     since = serving.profile_as_of_time
     decision = serving.engine.decide(
@@ -151,7 +151,7 @@ async def suggestions_body(
     )
     call = to_call_decision(call_id, decision, services, serving.engine.holder_bytes)
     body = answer(call, {}, False)
-    services.log.add(call)
+    services.decisions.add(call)
     for s in call.suggestions:
         services.metrics.suggestions.labels(benefit_id=s.benefit_id).inc()
     return body
