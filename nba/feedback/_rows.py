@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import replace
 from datetime import UTC, date
 from typing import Any, Final
 
@@ -195,21 +196,17 @@ def read_decision(conn: Connection, call_id: str) -> CallDecision | None:
 
 
 def read_back(decision: CallDecision) -> CallDecision:
-    """The decision as the database now holds it (UTC time, floats), without a query."""
-    return CallDecision(
-        call_id=decision.call_id,
-        cardholder_id=decision.cardholder_id,
-        call_reason=decision.call_reason,
-        model_version=decision.model_version,
+    """The decision as the database now holds it (UTC time, floats, suggestions in rank order), without
+    a query."""
+    return replace(
+        decision,
         profile_as_of=date.fromisoformat(decision.profile_as_of).isoformat(),
         served_at=decision.served_at.astimezone(UTC),
-        note=decision.note,
+        holder_features=bytes(decision.holder_features),
         suggestions=tuple(
             ShownSuggestion.from_plain(s.suggestion_id, s.plain(), bytes(s.pair_features))
             for s in sorted(decision.suggestions, key=lambda s: (s.rank, s.suggestion_id))
         ),
-        agent_id=decision.agent_id,
-        holder_features=bytes(decision.holder_features),
     )
 
 
