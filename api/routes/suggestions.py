@@ -82,6 +82,12 @@ _SHOWN: Final = tuple(name for name in SuggestionOut.model_fields if name != "ou
 _shown_of: Final = attrgetter(*_SHOWN)
 
 
+def _shown(suggestion: ShownSuggestion, outcomes: dict[str, str]) -> dict[str, Any]:
+    shown = dict(zip(_SHOWN, _shown_of(suggestion)))  # noqa: B905 (_SHOWN names what _shown_of gets)
+    shown["outcome"] = outcomes.get(suggestion.suggestion_id)
+    return shown
+
+
 def answer(call: CallDecision, outcomes: dict[str, str], closed: bool) -> bytes:
     """The call's suggestions as the JSON body `SuggestionsOut` documents (the schema tests check it).
 
@@ -95,10 +101,7 @@ def answer(call: CallDecision, outcomes: dict[str, str], closed: bool) -> bytes:
             "call_reason": call.call_reason,
             "model_version": call.model_version,
             "profile_as_of": call.profile_as_of,
-            "suggestions": [
-                {**dict(zip(_SHOWN, _shown_of(s), strict=True)), "outcome": outcomes.get(s.suggestion_id)}
-                for s in call.suggestions
-            ],
+            "suggestions": [_shown(s, outcomes) for s in call.suggestions],
             "note": call.note,
             "call_closed": closed,
         }
