@@ -66,7 +66,8 @@ SHOWN_TYPES: Final = {f.name: str(f.type) for f in fields(SuggestionBase)}
 # Anything with the record's fields by name (a suggestion, a table row) → their values in that order.
 shown_values: Final = attrgetter(*SHOWN_FIELDS)
 # A field's type → how its value becomes a plain one (an engine's numpy float a Python float; JSON and the
-# JSON column hold a list) and what reads it back; a new field of a new type must say.
+# JSON column hold a list; `from_plain` makes tuples again). A field of a new type must be given one here
+# (and a column type in _schema): importing the room fails until it is.
 _PLAIN_OF_TYPE: Final[dict[str, Callable[[Any], Any] | None]] = {
     "int": None,
     "str": None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -23,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from nba.contract._validation import validate_data
+from nba.decision._engine import SuggestionBase
 from nba.errors import ConflictError, DataError, NotFoundError, UnavailableError
 from nba.feedback._buffer import DecisionBuffer, DecisionJournal, decision_line, decision_to_json
 from nba.feedback._records import CallDecision, ShownSuggestion, feature_bytes, feature_values
@@ -803,6 +805,17 @@ def test_a_buffer_line_written_before_0003_still_replays(tmp_path: Path, store: 
     vectors = whole_vectors(store.find_decision("T1"))
     assert vectors == dict.fromkeys(("s_T1_1", "s_T1_2"), feature_bytes((1.5, math.nan, -2.0, 0.1 + 0.2)))
     assert not buffer.rejected_path.exists()
+
+
+def test_the_suggestions_table_derived_from_the_record_is_the_one_the_migrations_make(tmp_path: Path) -> None:
+    store = FeedbackStore(f"sqlite:///{tmp_path}/feedback.db")
+    store.migrate()
+    store.dispose()
+    with sqlite3.connect(tmp_path / "feedback.db") as conn:
+        migrated = [(row[1], bool(row[3])) for row in conn.execute("PRAGMA table_info(suggestions)")]
+    conn.close()
+    assert migrated == [(column.name, not column.nullable) for column in suggestions_table.columns]
+    assert [name for name, _ in migrated][2:-1] == [f.name for f in dataclasses.fields(SuggestionBase)]
 
 
 # Buffer lines as nba wrote them before the suggestion record was defined once (version 2, by this
