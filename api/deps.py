@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
-from api.feedback import ContactLedger, DatabaseHealth, DecisionLog
+from api.decision_log import ContactLedger, DatabaseHealth, DecisionLog
 from api.keys import ApiKey, KeyRing, Role
 from api.logs import get_logger
 from api.metrics import Metrics
@@ -33,7 +33,7 @@ class Services:
     clock: Callable[[], datetime]
     state: ServingState
     store: FeedbackStore
-    log: DecisionLog
+    decisions: DecisionLog
     ledger: ContactLedger
     keys: KeyRing
     metrics: Metrics

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 LOGGER_NAME: Final = "nba.api"
 request_id_var: ContextVar[str | None] = ContextVar("nba_request_id", default=None)
-# `scheme://user:password@host` → `scheme://user:***@host` (the rule nba.feedback._store applies to its own messages).
+# `scheme://user:password@host` → `scheme://user:***@host` (the rule nba.feedback._urls applies to its own messages).
 _PASSWORD_IN_URL: Final = re.compile(r"(://[^:/@\s\"]*:)[^@\s\"]*@")
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 

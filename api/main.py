@@ -22,9 +22,9 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.asgi import ASGIApp, Message, Receive, Scope, Send
+from api.decision_log import ContactLedger, DatabaseHealth, DecisionLog, journal_folder
 from api.deps import Services, freeze_heap
 from api.errors import install_error_handlers
-from api.feedback import ContactLedger, DatabaseHealth, DecisionLog, journal_folder
 from api.keys import KeyRing
 from api.logs import configure_logging, get_logger, request_id_var
 from api.metrics import Metrics
@@ -313,7 +313,7 @@ def start_up(services: Services) -> None:
     except UnavailableError as exc:
         get_logger().error("feedback database unavailable at start-up", extra={"reason": str(exc)})
     # What a process that died left unwritten goes to the buffer; the writer replays it.
-    services.log.open_journal()
+    services.decisions.open_journal()
     services.state.load_at_start()
     services.publish_refusal()
     serving = services.state.serving

@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from nba.drift import FeatureShift
+from nba.vocab import NOT_DISCUSSED
 
 # Request latency buckets in seconds: the suggestions budget is a few milliseconds.
 LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -39,7 +40,7 @@ class OutcomeWindow(Collector):
         self._lock = threading.Lock()
 
     def _count(self, benefit_id: str, outcome: str, sign: int) -> None:
-        if outcome != "not_discussed":
+        if outcome != NOT_DISCUSSED:
             self._heard[benefit_id] = self._heard.get(benefit_id, 0) + sign
         if outcome == "accepted":
             self._accepted[benefit_id] = self._accepted.get(benefit_id, 0) + sign

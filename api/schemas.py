@@ -36,6 +36,11 @@ class _Out(BaseModel):
 
 
 class SuggestionOut(_Out):
+    """A suggestion as the agent sees it: the id it was shown under, the suggestion record's fields in their
+    order (nba.decision's SuggestionBase) but `logging_prob`, and the outcome recorded so far. The route
+    writes its body from these names (api/routes/suggestions.py); tests/api/test_schema.py holds them to
+    the record."""
+
     suggestion_id: str = Field(max_length=64, examples=["s_3f2a9c0d41e84b7c"])
     rank: int = Field(ge=1, le=10, examples=[1])
     benefit_id: str = Field(max_length=64, examples=["dining_4x"])

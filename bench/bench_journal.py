@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_decision_log import make_decisions
 from bench_train import ROOT, machine, save_run
 
-from api.feedback import DecisionLog
+from api.decision_log import DecisionLog
 from api.metrics import Metrics
 from nba.feedback import CallDecision, DecisionBuffer, DecisionJournal, FeedbackStore
 
@@ -45,7 +45,7 @@ BEFORE = "dabeb91"  # the last commit before the journal
 
 
 def load_before(revision: str) -> ModuleType:
-    """api/feedback.py at `revision`, as a module of its own (it imports today's nba and api otherwise)."""
+    """api/feedback.py (now api/decision_log.py) at `revision`, as a module of its own (it imports today's nba and api otherwise)."""
     source = subprocess.run(
         ["git", "-C", str(ROOT), "show", f"{revision}:api/feedback.py"],
         capture_output=True,

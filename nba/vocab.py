@@ -42,6 +42,9 @@ SPEND_CATEGORIES: Final[tuple[str, ...]] = get_args(SpendCategory)
 CALL_REASONS: Final[tuple[str, ...]] = get_args(CallReason)
 OUTCOMES: Final[tuple[str, ...]] = get_args(Outcome)
 BENEFIT_KINDS: Final[tuple[str, ...]] = get_args(BenefitKind)
+# The outcome of a suggestion the agent did not bring up, or never marked: the cardholder did not hear it,
+# so it counts as a presentation in no feature, no contact rule, no acceptance rate and no training label.
+NOT_DISCUSSED: Final = "not_discussed"
 
 # On these calls nothing is pitched unless the catalog names the call reason in a benefit's
 # `suitable_call_reasons` explicitly.

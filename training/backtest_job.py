@@ -22,6 +22,7 @@ from nba.drift import RelationShift, relation_shifts
 from nba.errors import DataError
 from nba.features import FeatureConfig, load_feature_config
 from nba.model import load_bundle
+from nba.vocab import NOT_DISCUSSED
 from training.evaluate import BASELINES, Evaluation, ScoringParts, read_oracle
 from training.pairs import PairMatrix, build_pair_matrix, compute_snapshots
 from training.presentations import LABEL_WINDOW_DAYS
@@ -312,7 +313,7 @@ def _backtest_month(
     in_month = ((day >= start) & (day < end)).to_numpy()
     known_then = (day < start - timedelta(days=LABEL_WINDOW_DAYS)).to_numpy()
     rows = run.rows[in_month].reset_index(drop=True)
-    heard = (rows["outcome"].fillna("") != "not_discussed").to_numpy()
+    heard = (rows["outcome"].fillna("") != NOT_DISCUSSED).to_numpy()
     base = BacktestMonth(
         start,
         end,
@@ -360,7 +361,7 @@ def relation_of(run: TrainingRun, fitted: _Fitted, start: date) -> tuple[Relatio
     then_rows = run.rows[recent].reset_index(drop=True)
     sides = []
     for rows, matrix in ((then_rows, None), (fitted.rows, fitted.matrix)):
-        heard = (rows["outcome"].fillna("") != "not_discussed").to_numpy()
+        heard = (rows["outcome"].fillna("") != NOT_DISCUSSED).to_numpy()
         if matrix is None:
             snapshots = compute_snapshots(run.data, snapshots_of(rows), run.mcc_map, fitted.parts.extra)
             parts = fitted.parts

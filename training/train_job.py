@@ -58,6 +58,7 @@ from nba.model import (
     set_current,
     write_model_dir,
 )
+from nba.vocab import NOT_DISCUSSED
 from training.drift_job import DriftScorer, newest_presentations_drift, training_drift_reference
 from training.evaluate import (
     ChampionComparison,
@@ -200,7 +201,7 @@ def snapshots_of(frame: pd.DataFrame) -> pa.Table:
 
 def popularity_of(train_rows: pd.DataFrame) -> dict[str, float]:
     """Each benefit's adoption rate among the heard presentations of `train_rows` (the most-popular baseline)."""
-    heard = train_rows[train_rows["outcome"].fillna("") != "not_discussed"]
+    heard = train_rows[train_rows["outcome"].fillna("") != NOT_DISCUSSED]
     return {str(k): float(v) for k, v in heard.groupby("benefit_id")["adopted"].mean().items()}
 
 
@@ -331,7 +332,7 @@ def train_model(
         t = timer.step("spend estimator", t, estimator.describe())
 
         progress.step("training set: candidate matrix")
-        heard = (rows["outcome"].fillna("") != "not_discussed").to_numpy()
+        heard = (rows["outcome"].fillna("") != NOT_DISCUSSED).to_numpy()
         benefit_encoder = CategoryEncoder.fit(
             BENEFIT_ENCODER, rows.loc[split.train & heard, "benefit_id"].tolist()
         )
@@ -746,7 +747,7 @@ def _compare_with_champion(
         if champion.extra == parts.extra
         else compute_snapshots(run.data, snapshots_of(rows), run.mcc_map, champion.extra, progress)
     )
-    heard = (rows["outcome"].fillna("") != "not_discussed").to_numpy()
+    heard = (rows["outcome"].fillna("") != NOT_DISCUSSED).to_numpy()
     y = rows["adopted"].to_numpy(dtype=np.float64)[heard]
     their_matrix = build_pair_matrix(
         rows, their_snapshots, theirs.holder, theirs.estimator, run.benefits, theirs.benefit_codes

@@ -50,7 +50,7 @@ async def post_outcome(
 
     Answered within 1.5 s: 503 with Retry-After when the database does not answer in time, or when the
     suggestion's call is not stored yet (it waits in the local buffer for the database)."""
-    record = await services.log.record_outcome(
+    record = await services.decisions.record_outcome(
         suggestion_id, body.outcome, body.decline_reason, body.agent_id
     )
     services.ledger.record(
@@ -81,6 +81,6 @@ async def post_nps(
     body: NpsIn,
 ) -> NpsOut:
     """How likely the cardholder is to recommend us (0–10). Recording it ends the call."""
-    record = await services.log.record_nps(call_id, body.score)
+    record = await services.decisions.record_nps(call_id, body.score)
     services.metrics.nps.labels(score=str(record.score)).inc()
     return NpsOut(call_id=record.call_id, score=record.score, recorded_at=record.recorded_at)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from operator import attrgetter
 from typing import Annotated, Any, Final
 from urllib.parse import parse_qsl
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from api.asgi import ASGIApp, Receive, Scope, Send
 from api.deps import AgentDep, Services, authorize, serving_of
-from api.schemas import ID_PATTERN, ErrorOut, QueryInt, SuggestionsOut
+from api.schemas import ID_PATTERN, ErrorOut, QueryInt, SuggestionOut, SuggestionsOut
 from nba.decision import Decision
 from nba.errors import ConflictError, DataError
 from nba.feedback import CallDecision, ShownSuggestion
@@ -75,6 +76,18 @@ def to_call_decision(
     )
 
 
+# What the answer shows of each suggestion: SuggestionOut's fields, the suggestion record's but
+# `logging_prob` (tests/api/test_schema.py holds them to it), then the outcome recorded on the call.
+_SHOWN: Final = tuple(name for name in SuggestionOut.model_fields if name != "outcome")
+_shown_of: Final = attrgetter(*_SHOWN)
+
+
+def _shown(suggestion: ShownSuggestion, outcomes: dict[str, str]) -> dict[str, Any]:
+    shown = dict(zip(_SHOWN, _shown_of(suggestion)))  # noqa: B905 (_SHOWN names what _shown_of gets)
+    shown["outcome"] = outcomes.get(suggestion.suggestion_id)
+    return shown
+
+
 def answer(call: CallDecision, outcomes: dict[str, str], closed: bool) -> bytes:
     """The call's suggestions as the JSON body `SuggestionsOut` documents (the schema tests check it).
 
@@ -88,21 +101,7 @@ def answer(call: CallDecision, outcomes: dict[str, str], closed: bool) -> bytes:
             "call_reason": call.call_reason,
             "model_version": call.model_version,
             "profile_as_of": call.profile_as_of,
-            "suggestions": [
-                {
-                    "suggestion_id": s.suggestion_id,
-                    "rank": s.rank,
-                    "benefit_id": s.benefit_id,
-                    "benefit_name": s.benefit_name,
-                    "talking_point": s.talking_point,
-                    "reasons": s.reasons,
-                    "value_usd": s.value_usd,
-                    "score": s.score,
-                    "p_adopt": s.p_adopt,
-                    "outcome": outcomes.get(s.suggestion_id),
-                }
-                for s in call.suggestions
-            ],
+            "suggestions": [_shown(s, outcomes) for s in call.suggestions],
             "note": call.note,
             "call_closed": closed,
         }
@@ -143,11 +142,11 @@ async def suggestions_body(
         # The desktop's call id: a repeat is answered as first served. The store has 5 ms to say; past
         # that the call is answered as a new decision, and the store keeps the first one it got for
         # the call id (the later as a repeat of it: outcomes for either's suggestions count).
-        earlier = await services.log.lookup(call_id)
+        earlier = await services.decisions.lookup(call_id)
         if earlier is not None:
             if earlier.cardholder_id != cardholder_id:
                 raise ConflictError(f"call {call_id!r} was served for another cardholder")
-            outcomes, closed = await services.log.call_state(call_id)
+            outcomes, closed = await services.decisions.call_state(call_id)
             return answer(earlier, outcomes, closed)
     since = serving.profile_as_of_time
     decision = serving.engine.decide(
@@ -155,7 +154,7 @@ async def suggestions_body(
     )
     call = to_call_decision(call_id, decision, services, serving.engine.holder_bytes)
     body = answer(call, {}, False)
-    services.log.add(call)
+    services.decisions.add(call)
     for s in call.suggestions:
         services.metrics.suggestions.labels(benefit_id=s.benefit_id).inc()
     return body

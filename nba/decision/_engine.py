@@ -82,22 +82,31 @@ class EngineConfig:
             raise ValueError(f"`epsilon` must be a float in [0, 1], got {self.epsilon}")
 
 
-@dataclass(frozen=True, slots=True)
-class Suggestion:
-    """One talking point and everything offline evaluation will need about it later."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SuggestionBase:
+    """What a suggestion is wherever it goes: the benefit, its words and why, its numbers.
 
-    rank: int
+    Defined once, here. The engine's `Suggestion` adds the model's input row; the feedback store's
+    `ShownSuggestion` adds the id it was shown under (its table's columns, its reads and the buffer's
+    JSON lines come from these fields); the API's `SuggestionOut` shows them but `logging_prob`.
+    """
+
+    rank: int  # 1 = shown first
     benefit_id: str
     benefit_name: str
     talking_point: str
     reasons: tuple[str, ...]
-    value_usd: float
-    score: float
-    p_adopt: float
-    logging_prob: float
-    features: (
-        bytes  # the model's input row, little-endian float64 (nba.feedback._store.feature_values reads it)
-    )
+    value_usd: float  # the estimate of the benefit's yearly value to the cardholder
+    score: float  # the arbitration priority the suggestions are ranked by
+    p_adopt: float  # the model's chance that the cardholder starts using it
+    logging_prob: float  # the chance the policy had of showing it (what off-policy evaluation needs)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Suggestion(SuggestionBase):
+    """One talking point and everything offline evaluation will need about it later."""
+
+    features: bytes  # the model's input row, little-endian float64 (nba.feedback's feature_values reads it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from nba.drift._stability import FeatureBins, fit_bins
 from nba.errors import DataError, ModelError
 from nba.files import one_line
 from nba.model._registry import ModelManifest, dump_json_artifact, load_json_artifact, read_model_file
+from nba.vocab import NOT_DISCUSSED
 
 DRIFT_FILE: Final = "drift.json"
 SCORE_FEATURE: Final = "p_adopt"
@@ -89,7 +90,7 @@ def benefit_outcomes(
     ids = np.asarray(benefit_id, dtype=object)
     said = np.asarray(["" if o is None else o for o in outcome], dtype=object)
     took = np.asarray(adopted, dtype=np.float64) > 0
-    heard = said != "not_discussed"
+    heard = said != NOT_DISCUSSED
     records = []
     for benefit in sorted(set(ids[heard].tolist())):
         rows = heard & (ids == benefit)

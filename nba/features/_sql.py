@@ -43,7 +43,7 @@ from pydantic import ValidationError as PydanticValidationError
 from nba.contract._mcc import N_CODES, MccMap
 from nba.contract._tables import TABLES, quote_ident
 from nba.errors import DataError, SchemaError
-from nba.vocab import CATEGORY_INDEX, SPEND_CATEGORIES
+from nba.vocab import CATEGORY_INDEX, NOT_DISCUSSED, SPEND_CATEGORIES
 
 # Feature "as of D" uses rows dated strictly before D. Every window below counts whole days back from D:
 # a row `age_days = D - date` days old is in the last w days when 1 <= age_days <= w.
@@ -53,8 +53,6 @@ TREND_DAYS: Final = 90
 PERIOD_DAYS: Final = 30
 HISTORY_WINDOW_DAYS: Final = 180
 PRESENTATION_WINDOWS_DAYS: Final = (60, 180)
-# The outcome of a presentation the cardholder did not hear: it counts as a presentation in no feature.
-UNHEARD_OUTCOME: Final = "not_discussed"
 
 BASE_CATEGORICAL: Final = ("product_id", "region", "segment")
 CARD_FEATURES: Final = ("product_id", "tenure_months", "age_years", "region", "segment")
@@ -491,7 +489,7 @@ def _history_ctes() -> Iterator[str]:
         "GROUP BY s.snap_id)"
     )
     day = "CAST(c.presented_at AS DATE)"
-    heard = f"c.outcome <> '{UNHEARD_OUTCOME}'"
+    heard = f"c.outcome <> '{NOT_DISCUSSED}'"
     yield (
         f"presentation_history AS (SELECT s.snap_id, count(*) FILTER (WHERE {heard}) AS presentations_so_far, "
         "count(*) FILTER (WHERE c.outcome = 'accepted') AS accepted_so_far, "
@@ -672,7 +670,7 @@ def benefit_history_sql(snapshots_sql: str) -> str:
         "count(*) FILTER (WHERE c.outcome = 'accepted') AS accepted, "
         f"min({age}) AS days_since_last_presented "
         f"FROM snap AS s JOIN conversations AS c ON c.cardholder_id = s.cardholder_id AND {day} < s.as_of "
-        f"AND c.outcome <> '{UNHEARD_OUTCOME}' GROUP BY s.cardholder_id, s.as_of, c.benefit_id)"
+        f"AND c.outcome <> '{NOT_DISCUSSED}' GROUP BY s.cardholder_id, s.as_of, c.benefit_id)"
     )
     used = (
         "used AS (SELECT s.cardholder_id, s.as_of, u.benefit_id FROM snap AS s JOIN benefit_usage AS u "

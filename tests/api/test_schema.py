@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +16,10 @@ from schemathesis.checks import (
 )
 
 from api.main import create_app, start_up
+from api.routes.suggestions import answer
+from api.schemas import SuggestionOut, SuggestionsOut
+from nba.decision._engine import SuggestionBase
+from nba.feedback import CallDecision, ShownSuggestion
 from tests.deployment import Deployment
 
 
@@ -61,3 +68,51 @@ def test_every_operation_documents_its_errors_and_bounds_its_inputs(
                 schema_of = next(s for s in schema_of["anyOf"] if s.get("type") != "null")
             bounded = {"maxLength", "enum", "maximum", "$ref"} & set(schema_of)
             assert bounded, f"{method} {path}: parameter {parameter['name']} is unbounded"
+
+
+def test_a_suggestion_out_is_the_suggestion_record_but_its_logging_probability() -> None:
+    record = [field.name for field in dataclasses.fields(SuggestionBase)]
+    assert list(SuggestionOut.model_fields) == [
+        "suggestion_id",
+        *(name for name in record if name != "logging_prob"),
+        "outcome",
+    ]
+
+
+def test_the_routes_body_is_what_the_response_schema_writes() -> None:
+    # The route writes its body with orjson from the record (faster than pydantic): byte for byte the
+    # JSON that SuggestionsOut itself would give, outcomes and the call's state included.
+    shown = [
+        ShownSuggestion(
+            suggestion_id=f"s_{rank}",
+            rank=rank,
+            benefit_id=benefit_id,
+            benefit_name="4x points at restaurants",
+            talking_point="Spends about $3,100 a year dining out — “4x” here.",
+            reasons=reasons,
+            value_usd=93.0 / rank,
+            score=0.1 + 0.2,
+            p_adopt=0.31,
+            logging_prob=0.9,
+            pair_features=b"",
+        )
+        for rank, benefit_id, reasons in ((1, "dining_4x", ("dines out", "new")), (2, "lounge", ()))
+    ]
+    call = CallDecision(
+        call_id="c_1",
+        cardholder_id="C0000001",
+        call_reason="travel_notice",
+        model_version="v1",
+        profile_as_of="2026-08-01",
+        served_at=datetime(2026, 8, 15, tzinfo=UTC),
+        note=None,
+        holder_features=b"",
+        suggestions=tuple(shown),
+    )
+    body = answer(call, {"s_2": "declined"}, True)
+    assert body == SuggestionsOut.model_validate_json(body).model_dump_json().encode()
+    assert [s["outcome"] for s in SuggestionsOut.model_validate_json(body).model_dump()["suggestions"]] == [
+        None,
+        "declined",
+    ]
+    assert b'"logging_prob"' not in body

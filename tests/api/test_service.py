@@ -25,7 +25,7 @@ from api.main import check_for_changes, create_app
 from nba.contract._mcc import load_mcc_map
 from nba.contract._tables import open_data
 from nba.errors import DataError, UnavailableError
-from nba.feedback._store import FeedbackStore
+from nba.feedback import FeedbackStore
 from nba.model._bundle import load_bundle
 from nba.model._registry import set_current
 from nba.profiles._snapshots import compute_profile_tables, set_current_snapshot, write_snapshot
@@ -132,7 +132,7 @@ def test_suggestions_carry_everything_the_agent_and_the_log_need(
         assert "{" not in s["talking_point"] and len(s["talking_point"]) > 20
         assert s["value_usd"] >= 0 and 0 <= s["p_adopt"] <= 1 and s["outcome"] is None
     services = services_of(client)
-    assert services.log.write_pending() >= 1
+    assert services.decisions.write_pending() >= 1
     stored = services.store.find_decision(body["call_id"])
     assert stored is not None
     assert [s.suggestion_id for s in stored.suggestions] == [s["suggestion_id"] for s in body["suggestions"]]
@@ -150,21 +150,21 @@ def test_a_repeated_call_returns_the_same_suggestions_and_is_logged_once(
     body = first_with_suggestions(client, sample_deployment)
     cardholder_id, call_id = body["cardholder_id"], body["call_id"]
     services = services_of(client)
-    services.log.write_pending()
+    services.decisions.write_pending()
     again = client.get(
         f"/v1/cardholders/{cardholder_id}/suggestions", params={"call_id": call_id, "limit": 5}
     )
     assert again.json()["suggestions"] == body["suggestions"]
     header = client.get(f"/v1/cardholders/{cardholder_id}/suggestions", headers={"X-Call-Id": call_id})
     assert header.json()["suggestions"] == body["suggestions"]
-    assert services.log.write_pending() == 0
+    assert services.decisions.write_pending() == 0
     # The given call id of a new call is kept; asked again after the process forgot it, it comes from the store.
     fresh = client.get(
         f"/v1/cardholders/{cardholder_id}/suggestions", params={"call_id": "desk-call-1"}
     ).json()
     assert fresh["call_id"] == "desk-call-1"
-    services.log.write_pending()
-    services.log._cache.clear()
+    services.decisions.write_pending()
+    services.decisions.forget_cached()
     assert (
         client.get(f"/v1/cardholders/{cardholder_id}/suggestions", params={"call_id": "desk-call-1"}).json()[
             "suggestions"
@@ -365,8 +365,8 @@ def test_database_down_still_serves_buffers_and_loses_nothing(
     store: FlakyStore = services.store  # type: ignore[assignment]
     store.down = True
     body = first_with_suggestions(client, sample_deployment)
-    services.log.write_pending()
-    assert services.log.buffer.pending() >= 1
+    services.decisions.write_pending()
+    assert services.decisions.buffer.pending() >= 1
     outcome = client.post(
         f"/v1/suggestions/{body['suggestions'][0]['suggestion_id']}/outcome", json={"outcome": "accepted"}
     )
@@ -379,14 +379,14 @@ def test_database_down_still_serves_buffers_and_loses_nothing(
         f"/v1/suggestions/{body['suggestions'][0]['suggestion_id']}/outcome", json={"outcome": "accepted"}
     )
     assert again.status_code == 503 and again.headers["Retry-After"] == "5"
-    assert services.log.retry_buffer(force=True) >= 1
+    assert services.decisions.retry_buffer(force=True) >= 1
     assert (
         client.post(
             f"/v1/suggestions/{body['suggestions'][0]['suggestion_id']}/outcome", json={"outcome": "accepted"}
         ).status_code
         == 200
     )
-    assert services.log.buffer.pending() == 0
+    assert services.decisions.buffer.pending() == 0
     assert store.find_decision(body["call_id"]) is not None
     assert client.get("/readyz").status_code == 200
 
@@ -415,12 +415,12 @@ def test_metrics_show_whether_the_decision_log_keeps_up(
         return float(match.group(1))
 
     services = services_of(client)
-    services.log.write_pending()
+    services.decisions.write_pending()
     assert pending() == 0.0
     for cardholder_id in some_cardholders(sample_deployment, 3):
         client.get(f"/v1/cardholders/{cardholder_id}/suggestions")
     assert pending() == 3.0  # shown, not written yet (the tests drive the writer by hand)
-    assert services.log.write_pending() == 3
+    assert services.decisions.write_pending() == 3
     text = client.get("/metrics").text
     assert pending() == 0.0
     written = re.search(r'^nba_decisions_written_total\{to="store"\} (\S+)$', text, re.M)
@@ -523,8 +523,8 @@ def test_a_database_down_at_start_up_still_serves_and_buffers(
         assert ready.json()["reason"] == "feedback database unavailable"
         body = first_with_suggestions(client, sample_deployment)
         services = services_of(client)
-        services.log.write_pending()
-        assert services.log.buffer.pending() >= 1
+        services.decisions.write_pending()
+        assert services.decisions.buffer.pending() >= 1
         outcome = client.post(
             f"/v1/suggestions/{body['suggestions'][0]['suggestion_id']}/outcome", json={"outcome": "accepted"}
         )
@@ -665,8 +665,8 @@ def test_a_call_the_store_does_not_find_in_time_is_answered_anew_and_the_first_s
     cardholder = first_with_suggestions(client, sample_deployment)["cardholder_id"]
     url = f"/v1/cardholders/{cardholder}/suggestions?call_id=DESK-1"
     first = client.get(url).json()
-    services.log.write_pending()
-    services.log._cache.clear()  # another replica, or a restart: only the store knows the call
+    services.decisions.write_pending()
+    services.decisions.forget_cached()  # another replica, or a restart: only the store knows the call
     store.slow_s = 0.05  # ten times the look-up's 5 ms deadline
     late_before = (
         services.metrics.lookups_late._value.get()
@@ -678,7 +678,7 @@ def test_a_call_the_store_does_not_find_in_time_is_answered_anew_and_the_first_s
     )
     assert services.metrics.lookups_late._value.get() - late_before == 1
     store.slow_s = 0.0
-    services.log.write_pending()
+    services.decisions.write_pending()
     # The store keeps the first decision as the call; an outcome on the later one counts for it.
     stored = store.find_decision("DESK-1")
     assert stored is not None and [s.suggestion_id for s in stored.suggestions] == [

@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, s
 
 from api.keys import hash_token
 from api.main import create_app
-from nba.feedback._store import nps_table, outcomes_table, suggestions_table
+from nba.feedback._schema import nps_table, outcomes_table, suggestions_table
 from tests.deployment import Deployment
 from tests.serving import running_server
 

@@ -18,7 +18,7 @@ from nba.decision._engine import ContactPolicy, Engine, EngineConfig, RecentCont
 from nba.decision._talking_points import category_words
 from nba.errors import DataError, ModelError, NotFoundError
 from nba.features._matrix import BenefitTable
-from nba.feedback._store import feature_values
+from nba.feedback._records import feature_values
 from nba.model._bundle import load_bundle
 from nba.profiles._profiles import HolderMatrix, build_profiles
 from nba.vocab import SPEND_CATEGORIES, TRAVEL_CATEGORIES

@@ -34,7 +34,7 @@ from tests.pg import PgServer, create_database, restart_pg_server, stop_pg_serve
 
 pytestmark = pytest.mark.slow
 
-# The service's own deadlines (api/feedback.py), and what the client allows beyond them on a small,
+# The service's own deadlines (api/decision_log.py), and what the client allows beyond them on a small,
 # shared machine: a thread scheduled late, a GC pause. A hang (the defects) is many times more.
 FEEDBACK_DEADLINE_S = 1.5
 SLACK_S = 2.5

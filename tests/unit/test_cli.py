@@ -115,7 +115,7 @@ def test_export_feedback_writes_the_tables_and_prints_counts(
 ) -> None:
     from datetime import UTC, datetime
 
-    from nba.feedback._store import CallDecision, FeedbackStore
+    from nba.feedback import CallDecision, FeedbackStore
 
     url = f"sqlite:///{tmp_path}/feedback.db"
     store = FeedbackStore(url)

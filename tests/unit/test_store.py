@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -16,29 +17,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from nba.contract._validation import validate_data
+from nba.decision._engine import SuggestionBase
 from nba.errors import ConflictError, DataError, NotFoundError, UnavailableError
-from nba.feedback._store import (
-    MIGRATIONS_DIR,
-    CallDecision,
-    ContactEvent,
-    DecisionBuffer,
-    DecisionJournal,
-    FeedbackStore,
-    ShownSuggestion,
-    calls_table,
-    decision_line,
-    decision_to_json,
-    feature_bytes,
-    feature_values,
-    suggestions_table,
-)
+from nba.feedback._buffer import DecisionBuffer, DecisionJournal, decision_line, decision_to_json
+from nba.feedback._records import CallDecision, ShownSuggestion, feature_bytes, feature_values
+from nba.feedback._schema import calls_table, suggestions_table
+from nba.feedback._store import MIGRATIONS_DIR, FeedbackStore
 from tests import pg
 from tests.pg import PgServer, create_database
 
@@ -486,7 +477,7 @@ def test_a_changed_outcome_while_open_keeps_the_history(
     changed = store.record_outcome("s_T1_1", "declined", decline_reason="not now", agent_id="A7")
     assert changed.changed is True
     assert (changed.outcome, changed.decline_reason, changed.agent_id) == ("declined", "not now", "A7")
-    assert store.current_outcomes("T1") == {"s_T1_1": "declined"}
+    assert store.call_state("T1") == ({"s_T1_1": "declined"}, False)
     history = sorted(table_rows(db_url, "outcomes"), key=lambda row: str(row["id"]))
     assert [(row["outcome"], bool(row["is_current"])) for row in history] == [
         ("accepted", False),
@@ -497,9 +488,9 @@ def test_a_changed_outcome_while_open_keeps_the_history(
 def test_after_the_call_closes_an_outcome_cannot_change(store: FeedbackStore, clock: FakeClock) -> None:
     store.log_decision(make_decision())
     store.record_outcome("s_T1_1", "accepted")
-    assert store.is_closed("T1") is False
+    assert store.call_state("T1") == ({"s_T1_1": "accepted"}, False)
     clock.now = T0 + timedelta(minutes=30)
-    assert store.is_closed("T1") is True
+    assert store.call_state("T1") == ({"s_T1_1": "accepted"}, True)
     assert store.record_outcome("s_T1_1", "accepted").changed is False
     with pytest.raises(
         ConflictError,
@@ -509,7 +500,7 @@ def test_after_the_call_closes_an_outcome_cannot_change(store: FeedbackStore, cl
         store.record_outcome("s_T1_1", "declined")
     with pytest.raises(ConflictError, match="it was never marked, so it counts as 'not_discussed'"):
         store.record_outcome("s_T1_2", "accepted")
-    assert store.current_outcomes("T1") == {"s_T1_1": "accepted"}
+    assert store.call_state("T1") == ({"s_T1_1": "accepted"}, True)
 
 
 def test_nps_closes_the_call(store: FeedbackStore, clock: FakeClock, db_url: str) -> None:
@@ -518,7 +509,7 @@ def test_nps_closes_the_call(store: FeedbackStore, clock: FakeClock, db_url: str
     clock.advance(minutes=2)
     nps = store.record_nps("T1", 9)
     assert (nps.call_id, nps.score, nps.recorded_at) == ("T1", 9, T0 + timedelta(minutes=2, seconds=5))
-    assert store.is_closed("T1") is True
+    assert store.call_state("T1") == ({"s_T1_1": "declined"}, True)
     with pytest.raises(ConflictError, match=r"closed at 2026-08-15 10:32:05 UTC \(its NPS was recorded\)"):
         store.record_outcome("s_T1_1", "accepted")
     clock.advance(minutes=5)
@@ -536,10 +527,7 @@ def test_unknown_ids_are_not_found(store: FeedbackStore) -> None:
         store.record_outcome("s_nope", "accepted")
     with pytest.raises(NotFoundError, match="unknown call_id 'K404'"):
         store.record_nps("K404", 7)
-    with pytest.raises(NotFoundError, match="unknown call_id 'K404'"):
-        store.is_closed("K404")
-    with pytest.raises(NotFoundError, match="unknown call_id 'K404'"):
-        store.current_outcomes("K404")
+    assert store.call_state("K404") is None
 
 
 @pytest.mark.parametrize(
@@ -566,31 +554,6 @@ def test_bad_nps_scores_are_refused(store: FeedbackStore, score: object) -> None
     store.log_decision(make_decision())
     with pytest.raises(DataError, match=r"`score` must be an int in \[0, 10\], got "):
         store.record_nps("T1", score)  # type: ignore[arg-type]
-
-
-def test_recent_contacts_are_the_current_outcomes_since_a_time(
-    store: FeedbackStore, clock: FakeClock
-) -> None:
-    old = make_decision("T0", served_at=T0 - timedelta(days=100), benefits=("air_5x",))
-    first = make_decision("T1", served_at=T0 - timedelta(days=20), benefits=("dining_4x", "grocery_4x"))
-    other = make_decision("T9", "C0000009", served_at=T0 - timedelta(days=10), benefits=("dining_4x",))
-    clock.now = T0 - timedelta(days=20)
-    for decision in (old, first, other):
-        store.log_decision(decision)
-    store.record_outcome("s_T1_1", "declined")
-    clock.now = T0
-    store.log_decision(make_decision("T2", served_at=T0, benefits=("dining_4x",)))
-    store.record_outcome("s_T2_1", "already_aware")
-
-    events = store.recent_contacts("C0000006", T0 - timedelta(days=90))
-    assert events == (
-        ContactEvent("dining_4x", "declined", T0 - timedelta(days=20)),
-        ContactEvent("grocery_4x", "not_discussed", T0 - timedelta(days=20)),
-        ContactEvent("dining_4x", "already_aware", T0),
-    )
-    assert all(event.at.tzinfo is UTC for event in events)
-    assert store.recent_contacts("C0000006", T0 + timedelta(seconds=1)) == ()
-    assert store.recent_contacts("C-unknown", T0 - timedelta(days=400)) == ()
 
 
 # -- availability, migrations, URLs --------------------------------------------------------------
@@ -844,6 +807,59 @@ def test_a_buffer_line_written_before_0003_still_replays(tmp_path: Path, store: 
     assert not buffer.rejected_path.exists()
 
 
+def test_the_suggestions_table_derived_from_the_record_is_the_one_the_migrations_make(tmp_path: Path) -> None:
+    store = FeedbackStore(f"sqlite:///{tmp_path}/feedback.db")
+    store.migrate()
+    store.dispose()
+    with sqlite3.connect(tmp_path / "feedback.db") as conn:
+        migrated = [(row[1], bool(row[3])) for row in conn.execute("PRAGMA table_info(suggestions)")]
+    conn.close()
+    assert migrated == [(column.name, not column.nullable) for column in suggestions_table.columns]
+    assert [name for name, _ in migrated][2:-1] == [f.name for f in dataclasses.fields(SuggestionBase)]
+
+
+# Buffer lines as nba wrote them before the suggestion record was defined once (version 2, by this
+# module's decision_line, and version 1, before 0003): files on disk hold such lines; they must replay,
+# and a decision must still be written to the very same bytes.
+GOLDEN_V2_LINES: Final = tuple(
+    line.encode()
+    for line in (
+        '{"v":2,"call_id":"c_golden","cardholder_id":"C0000001","call_reason":"travel_notice","model_version":"v1","profile_as_of":"2026-08-01","served_at":"2026-08-15T10:30:00.000250+00:00","note":null,"agent_id":"A7","holder_features":"AAAAAAAA+D8AAAAAAAD4fwAAAAAAAPD/","suggestions":[{"suggestion_id":"s_1","rank":1,"benefit_id":"dining_4x","benefit_name":"4x points at restaurants","talking_point":"Spends about $3,100 a year dining out.","reasons":["spends on dining","new cardholder"],"value_usd":93.0,"score":0.3125,"p_adopt":0.31,"logging_prob":0.9,"pair_features":"AAAAAAAAAEAAAAAAAADwfw=="},{"suggestion_id":"s_2","rank":2,"benefit_id":"lounge","benefit_name":"Lounge access","talking_point":"Flies often — \\"lounge\\" ✈","reasons":[],"value_usd":0.0,"score":0.1,"p_adopt":0.05,"logging_prob":0.05,"pair_features":"AAAAAAAAAIABAAAAAAAAAA=="}]}',
+        '{"v":2,"call_id":"c_empty","cardholder_id":"C2","call_reason":"general","model_version":"v1","profile_as_of":"2026-08-01","served_at":"2026-08-15T10:31:00+00:00","note":"nothing to suggest","agent_id":null,"holder_features":"","suggestions":[]}',
+    )
+)
+GOLDEN_V1_LINE: Final = (
+    b'{"v":1,"call_id":"c_v1","cardholder_id":"C0000001","call_reason":"general","model_version":"v0",'
+    b'"profile_as_of":"2026-07-01","served_at":"2026-07-15T09:00:00+00:00","note":null,"agent_id":null,'
+    b'"suggestions":[{"suggestion_id":"s_v1","rank":1,"benefit_id":"dining_4x","benefit_name":"4x points",'
+    b'"talking_point":"Dines out.","reasons":["spends on dining"],"value_usd":93.0,"score":0.3,'
+    b'"p_adopt":0.31,"logging_prob":1.0,"features":[1.5,null,-2.0]}]}'
+)
+
+
+def test_buffer_lines_of_both_versions_replay_and_are_written_again_byte_for_byte(tmp_path: Path) -> None:
+    store = FeedbackStore(f"sqlite:///{tmp_path}/feedback.db")
+    store.migrate()
+    buffer = DecisionBuffer(tmp_path / "buffer.jsonl")
+    buffer.append_lines(b"\n".join((*GOLDEN_V2_LINES, GOLDEN_V1_LINE)))
+    assert buffer.replay(store) == 3 and not buffer.rejected_path.exists()
+    stored = [store.find_decision(call_id) for call_id in ("c_golden", "c_empty", "c_v1")]
+    store.dispose()
+    assert [decision_line(d) for d in stored[:2] if d is not None] == [
+        line + b"\n" for line in GOLDEN_V2_LINES
+    ]
+    v1 = stored[2]
+    assert v1 is not None and v1.holder_features == b""
+    (suggestion,) = v1.suggestions
+    assert (suggestion.suggestion_id, suggestion.benefit_id, suggestion.reasons, suggestion.p_adopt) == (
+        "s_v1",
+        "dining_4x",
+        ("spends on dining",),
+        0.31,
+    )
+    assert v1.features_of(suggestion) == feature_bytes((1.5, math.nan, -2.0))
+
+
 def test_replay_while_the_store_is_down_keeps_the_file(tmp_path: Path, down_url: str) -> None:
     buffer = DecisionBuffer(tmp_path / "buffer.jsonl")
     buffer.append(make_decision("T1"))
@@ -1040,7 +1056,7 @@ def test_a_later_decision_under_a_stored_call_id_is_kept_as_a_repeat_and_its_out
     assert by_benefit.suggestion_id == "s_T1_2" and by_benefit.benefit_id == "grocery_4x"
     by_rank = store.record_outcome("s_later_1", "declined")  # travel_3x at rank 2: the stored rank 2
     assert by_rank.suggestion_id == "s_T1_2" and by_rank.changed is True
-    assert store.current_outcomes("T1") == {"s_T1_2": "declined"}
+    assert store.call_state("T1") == ({"s_T1_2": "declined"}, False)
     assert store.log_decision(later) is not None  # a replay of the repeat changes nothing
     other_holder = replace(
         later, cardholder_id="C0000099", suggestions=(replace(later.suggestions[0], suggestion_id="s_x"),)

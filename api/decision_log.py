@@ -1,4 +1,4 @@
-"""Feedback on the request path: decisions shown → the store in the background; outcomes → the contact policy.
+"""Decision log: decisions shown → the store, in the background; outcomes → the contact policy.
 
 Suggestions never wait for the database beyond a deadline. A decision is appended to a local journal
 before it is answered (a restart replays what the store does not have: a crash loses nothing),
@@ -174,6 +174,12 @@ class DecisionLog:
     def cached(self, call_id: str) -> CallDecision | None:
         with self._cond:
             return self._cache.get(call_id)
+
+    def forget_cached(self) -> None:
+        """Forgets the decisions held in memory for repeats: a call asked again is then looked up in the
+        store, as after a restart or on another replica."""
+        with self._cond:
+            self._cache.clear()
 
     async def lookup(self, call_id: str) -> CallDecision | None:
         """The decision already shown on this call: from memory, else from the store within
