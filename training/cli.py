@@ -16,6 +16,7 @@ import typer
 
 from nba.contract import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
 from nba.errors import NbaError, ValidationError
+from nba.vocab import MAX_SUGGESTIONS
 from training.db_cli import db_app
 from training.models_cli import models_app
 from training.profiles_cli import profiles_app
@@ -285,7 +286,10 @@ ModelOption = Annotated[
 CallReason = Annotated[
     str, typer.Option(help="Why the cardholder called: general, payment, travel_notice, ...")
 ]
-TopK = Annotated[int, typer.Option("--top", min=1, max=10, help="How many suggestions (1-10).")]
+TopK = Annotated[
+    int,
+    typer.Option("--top", min=1, max=MAX_SUGGESTIONS, help=f"How many suggestions (1-{MAX_SUGGESTIONS})."),
+]
 ProfilesOption = Annotated[
     Path | None,
     typer.Option(

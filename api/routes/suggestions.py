@@ -19,7 +19,7 @@ from api.schemas import ID_PATTERN, ErrorOut, QueryInt, SuggestionsOut
 from nba.decision import Decision
 from nba.errors import ConflictError, DataError
 from nba.feedback import CallDecision, ShownSuggestion
-from nba.vocab import CallReason
+from nba.vocab import MAX_SUGGESTIONS, CallReason
 
 router = APIRouter(tags=["suggestions"])
 
@@ -116,7 +116,7 @@ class SuggestionsQuery(BaseModel):
     """The route's query parameters, in one model: `SuggestionsFastPath` validates with it too."""
 
     call_reason: CallReason = Field("general", description="why the cardholder called")
-    limit: QueryInt = Field(3, ge=1, le=10, description="at most this many suggestions")
+    limit: QueryInt = Field(3, ge=1, le=MAX_SUGGESTIONS, description="at most this many suggestions")
     call_id: str | None = Field(
         None, pattern=ID_PATTERN, max_length=64, description="the desktop's call id (else created)"
     )

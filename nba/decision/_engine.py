@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -28,11 +27,10 @@ from nba.features._matrix import (
 from nba.model._attribution import PathAttributor
 from nba.model._bundle import ModelBundle
 from nba.profiles._profiles import Profiles
-from nba.vocab import CALL_REASONS, SENSITIVE_CALL_REASONS, SPEND_CATEGORIES
+from nba.vocab import CALL_REASONS, MAX_SUGGESTIONS, SENSITIVE_CALL_REASONS, SPEND_CATEGORIES
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-MAX_TOP_K: Final = 10
 
 
 @dataclass(frozen=True)
@@ -53,8 +51,10 @@ class ContactPolicy:
             raise ValueError(
                 f"`max_presentations_90d` must be a positive integer, got {self.max_presentations_90d}"
             )
-        if not 0 <= self.complaint_max <= MAX_TOP_K:
-            raise ValueError(f"`complaint_max` must be an int in [0, {MAX_TOP_K}], got {self.complaint_max}")
+        if not 0 <= self.complaint_max <= MAX_SUGGESTIONS:
+            raise ValueError(
+                f"`complaint_max` must be an int in [0, {MAX_SUGGESTIONS}], got {self.complaint_max}"
+            )
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,7 @@ class Engine:
         """The talking points for one call; `recent` are outcomes recorded since the profile snapshot.
 
         Raises NotFoundError for an unknown cardholder and DataError for an unknown call reason or a
-        `top_k` outside 1–10.
+        `top_k` outside 1–MAX_SUGGESTIONS.
         """
         self._check_request(call_reason, top_k)
         row = self.profiles.index.get(cardholder_id)
@@ -281,8 +281,8 @@ class Engine:
     def _check_request(call_reason: str, top_k: int) -> None:
         if call_reason not in CALL_REASONS:
             raise DataError(f"`call_reason` must be one of {', '.join(CALL_REASONS)}; got {call_reason!r}")
-        if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
-            raise DataError(f"`top_k` must be an int in [1, {MAX_TOP_K}], got {top_k!r}")
+        if not isinstance(top_k, int) or not 1 <= top_k <= MAX_SUGGESTIONS:
+            raise DataError(f"`top_k` must be an int in [1, {MAX_SUGGESTIONS}], got {top_k!r}")
 
     def _decision(
         self,
