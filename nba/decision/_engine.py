@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from nba._compiled import compiled
 from nba.contract._catalog import Catalog
 from nba.decision._arbitration import ArbitrationConfig, compute_priority, select_diverse
 from nba.decision._candidates import suitability_matrix
+from nba.decision._contact import ContactHistory, ContactPolicy, RecentContact, contact_exclusions
 from nba.decision._reasons import Reasoner as PathReasoner
-from nba.decision._talking_points import TalkingPointNumbers, render_talking_point
+from nba.decision._talking_points import TalkingPointNumbers, render_talking_point, talking_point_numbers
 from nba.errors import DataError, ModelError, NotFoundError
 from nba.features._matrix import (
     HISTORY_COLUMNS,
@@ -22,51 +22,14 @@ from nba.features._matrix import (
     PairTables,
     assemble_candidate_matrix,
     call_reason_code,
-    sum_like_numpy,
 )
 from nba.model._attribution import PathAttributor
 from nba.model._bundle import ModelBundle
 from nba.profiles._profiles import Profiles
-from nba.vocab import CALL_REASONS, MAX_SUGGESTIONS, SENSITIVE_CALL_REASONS, SPEND_CATEGORIES
+from nba.vocab import CALL_REASONS, MAX_SUGGESTIONS, SENSITIVE_CALL_REASONS
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-
-@dataclass(frozen=True)
-class ContactPolicy:
-    """What is not offered again: declined in the last N days, or presented M times in 90 days.
-
-    On complaint calls at most `complaint_max` suggestions are shown.
-    """
-
-    decline_cooldown_days: int = 90
-    max_presentations_90d: int = 2
-    complaint_max: int = 1
-
-    def __post_init__(self) -> None:
-        if self.decline_cooldown_days < 0:
-            raise ValueError(f"`decline_cooldown_days` must be >= 0, got {self.decline_cooldown_days}")
-        if self.max_presentations_90d < 1:
-            raise ValueError(
-                f"`max_presentations_90d` must be a positive integer, got {self.max_presentations_90d}"
-            )
-        if not 0 <= self.complaint_max <= MAX_SUGGESTIONS:
-            raise ValueError(
-                f"`complaint_max` must be an int in [0, {MAX_SUGGESTIONS}], got {self.complaint_max}"
-            )
-
-
-@dataclass(frozen=True)
-class RecentContact:
-    """An outcome recorded after the profile snapshot was taken (from the feedback store).
-
-    The contact policy applies it at once: a decline or an acceptance takes the benefit off the next
-    calls, and every presentation counts towards `max_presentations_90d`.
-    """
-
-    benefit_id: str
-    outcome: str
 
 
 @dataclass(frozen=True)
@@ -231,7 +194,7 @@ class Engine:
         if row is None:
             raise NotFoundError(f"cardholder {cardholder_id!r} is not in the profile snapshot")
         candidates, note = self._candidates(row, call_reason, recent)
-        limit = min(top_k, self.config.contact.complaint_max) if call_reason == "complaint" else top_k
+        limit = self.config.contact.shown_at_most(call_reason, top_k)
         base = self._decision(cardholder_id, call_reason, (), len(candidates), note)
         if len(candidates) == 0 or limit == 0:
             if limit == 0 and note is None:
@@ -311,24 +274,15 @@ class Engine:
         keep = suitable
         # Without history or recent contacts the contact policy excludes nothing.
         if end > start or recent:
-            excluded = np.zeros(len(self.benefits.ids), dtype=bool)
-            policy = self.config.contact
-            presented_90d = np.zeros(len(self.benefits.ids), dtype=np.float32)
+            history = None
             if end > start:
-                hist_benefit = self.profiles.history_benefit[start:end].astype(np.int64)
-                declined_days = self.profiles.history_days_since_declined[start:end]
-                used = self.profiles.history_used[start:end]
-                presented_90d[hist_benefit] = self.profiles.history_presented_90d[start:end]
-                blocked = used | (declined_days <= policy.decline_cooldown_days)
-                excluded[hist_benefit[blocked]] = True
-            for contact in recent:
-                benefit = self.benefit_position.get(contact.benefit_id)
-                if benefit is None or contact.outcome == "not_discussed":
-                    continue
-                presented_90d[benefit] += 1
-                if contact.outcome in ("declined", "accepted"):
-                    excluded[benefit] = True
-            excluded |= presented_90d >= policy.max_presentations_90d
+                history = ContactHistory(
+                    benefit=self.profiles.history_benefit[start:end].astype(np.int64),
+                    days_since_declined=self.profiles.history_days_since_declined[start:end],
+                    used=self.profiles.history_used[start:end],
+                    presented_90d=self.profiles.history_presented_90d[start:end],
+                )
+            excluded = contact_exclusions(self.config.contact, self.benefit_position, history, recent)
             keep = suitable[~excluded[suitable]]
         note = None
         if len(suitable) == 0:
@@ -408,7 +362,7 @@ class Engine:
             if row is None:
                 raise NotFoundError(f"cardholder {cardholder_id!r} is not in the profile snapshot")
             rows.append(row)
-        limit = min(top_k, self.config.contact.complaint_max) if call_reason == "complaint" else top_k
+        limit = self.config.contact.shown_at_most(call_reason, top_k)
         candidates = [self._candidates(row, call_reason, ())[0] for row in rows]
         out: list[tuple[tuple[str, ...], FloatArray]] = [((), np.zeros(0))] * len(rows)
         if limit == 0 or not any(len(c) for c in candidates):
@@ -458,29 +412,13 @@ class Engine:
     def _talking_point_numbers(
         self, row: int, holder: FloatArray, benefits: IntArray, values: FloatArray
     ) -> list[TalkingPointNumbers]:
-        """The cardholder's numbers each shown benefit's talking point may use, all at once.
+        """The numbers each shown benefit's talking point may use (see `talking_point_numbers`).
 
-        Spend in the benefit's categories over 90 and 365 days and the estimated yearly spend there
-        (NaN when a covered category's figure is missing; None for a benefit with no categories), the
-        estimated value, and the cardholder's top category over 90 days. `holder` is the cardholder's
-        row of `Profiles.holder_rows` (float64, NaN where missing).
+        `holder` is the cardholder's row of `Profiles.holder_rows` (float64, NaN where missing).
         """
-        masks = self.covers[benefits]
-        sums, covered, top, top_spend = _talking_point_sums(
-            holder, self._talking_point_columns, self.profiles.est_spend[row], masks
+        return talking_point_numbers(
+            holder, self._talking_point_columns, self.profiles.est_spend[row], self.covers[benefits], values
         )
-        top_category = SPEND_CATEGORIES[top] if top_spend > 0 else None
-        return [
-            TalkingPointNumbers(
-                spend_90d_usd=spend[0] if has else None,
-                spend_365d_usd=spend[1] if has else None,
-                est_annual_spend_usd=spend[2] if has else None,
-                est_annual_value_usd=value,
-                top_category=top_category,
-                top_category_spend_90d_usd=top_spend if top_spend > 0 else None,
-            )
-            for spend, has, value in zip(sums.tolist(), covered.tolist(), values.tolist(), strict=True)
-        ]
 
     def _suggestion(
         self,
@@ -510,34 +448,3 @@ class Engine:
             logging_prob=logging_prob,
             features=x.astype("<f8", copy=False).tobytes(),
         )
-
-
-@compiled
-def _talking_point_sums(
-    holder: FloatArray,
-    columns: IntArray,
-    est_spend: npt.NDArray[np.float32],
-    masks: npt.NDArray[np.bool_],
-) -> tuple[FloatArray, npt.NDArray[np.bool_], int, float]:
-    """Per shown benefit (a row of `masks`): spend 90d, spend 365d and estimated yearly spend summed over
-    its categories (NaN when a covered category's figure is missing, added in numpy's order), whether it
-    covers any category; and the cardholder's top category over 90 days with its spend (numpy's argmax:
-    the first largest, or the first NaN)."""
-    n_categories = columns.shape[1]
-    series = np.empty((3, n_categories))
-    for c in range(n_categories):
-        series[0, c] = holder[columns[0, c]]
-        series[1, c] = holder[columns[1, c]]
-        series[2, c] = est_spend[c]
-    sums = np.empty((masks.shape[0], 3))
-    covered = np.zeros(masks.shape[0], dtype=np.bool_)
-    masked = np.empty(n_categories)
-    for b in range(masks.shape[0]):
-        for kind in range(3):
-            for c in range(n_categories):
-                masked[c] = series[kind, c] if masks[b, c] else 0.0
-            sums[b, kind] = sum_like_numpy(masked)
-        for c in range(n_categories):
-            covered[b] |= masks[b, c]
-    top = int(np.argmax(series[0]))
-    return sums, covered, top, series[0, top]

@@ -14,7 +14,7 @@ import pytest
 from nba.contract._catalog import load_catalog
 from nba.contract._mcc import load_mcc_map
 from nba.contract._tables import open_data
-from nba.decision._engine import ContactPolicy, Engine, EngineConfig, RecentContact
+from nba.decision import ContactPolicy, Engine, EngineConfig, RecentContact
 from nba.decision._talking_points import category_words
 from nba.errors import DataError, ModelError, NotFoundError
 from nba.features._matrix import BenefitTable
