@@ -109,6 +109,9 @@ class ModelOut(_Out):
     metrics: dict[str, float]
     profile_as_of: str = Field(max_length=10)
     profile_cardholders: int = Field(ge=0)
+    scorer: str = Field(
+        max_length=32, description="how the engine scores candidates: 'tree_walk' or 'booster'"
+    )
 
 
 class ReloadOut(_Out):

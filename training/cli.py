@@ -323,6 +323,7 @@ def recommend(
         body = dataclasses.asdict(decision)
         for suggestion in body["suggestions"]:
             suggestion.pop("features")
+        body["scorer"] = engine.scorer.name
         typer.echo(json.dumps(body, indent=2))
     else:
         typer.echo(format_decision(decision))

@@ -1,6 +1,7 @@
 """Decision: one call → the talking points. Suitability for the call (`_candidates`), the contact policy
-(`_contact`), scoring (`_engine`), arbitration with its diversity rule (`_arbitration`), the reasons
-(`_reasons`) and the words with the cardholder's numbers (`_talking_points`).
+(`_contact`), the scorer chosen by name (`_scoring`), one call end to end (`_engine`), arbitration with
+its diversity rule (`_arbitration`), the reasons (`_reasons`) and the words with the cardholder's
+numbers (`_talking_points`).
 
 Imports every room before it (contract, features, model, profiles); never feedback.
 """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,7 +12,8 @@ from nba.contract._catalog import Catalog
 from nba.decision._arbitration import ArbitrationConfig, compute_priority, select_diverse
 from nba.decision._candidates import suitability_matrix
 from nba.decision._contact import ContactHistory, ContactPolicy, RecentContact, contact_exclusions
-from nba.decision._reasons import Reasoner as PathReasoner
+from nba.decision._reasons import Reasoner
+from nba.decision._scoring import SCORERS, Scorer, ScorerName, make_scorer
 from nba.decision._talking_points import TalkingPointNumbers, render_talking_point, talking_point_numbers
 from nba.errors import DataError, ModelError, NotFoundError
 from nba.features._matrix import (
@@ -23,7 +24,6 @@ from nba.features._matrix import (
     assemble_candidate_matrix,
     call_reason_code,
 )
-from nba.model._attribution import PathAttributor
 from nba.model._bundle import ModelBundle
 from nba.profiles._profiles import Profiles
 from nba.vocab import CALL_REASONS, MAX_SUGGESTIONS, SENSITIVE_CALL_REASONS
@@ -34,15 +34,19 @@ IntArray = npt.NDArray[np.int64]
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """The engine's knobs: arbitration, contact policy and optional ε-exploration for off-policy learning."""
+    """The engine's knobs: arbitration, contact policy, optional ε-exploration for off-policy learning, and
+    the scorer by name (`nba.decision._scoring`: 'tree_walk', the default, or 'booster')."""
 
     arbitration: ArbitrationConfig = field(default_factory=ArbitrationConfig)
     contact: ContactPolicy = field(default_factory=ContactPolicy)
     epsilon: float = 0.0
+    scorer: ScorerName = "tree_walk"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.epsilon <= 1.0:
             raise ValueError(f"`epsilon` must be a float in [0, 1], got {self.epsilon}")
+        if self.scorer not in SCORERS:
+            raise ValueError(f"`scorer` must be one of {', '.join(SCORERS)}, got {self.scorer!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,36 +80,16 @@ class Decision:
     note: str | None = None
 
 
-# (candidate rows, the chosen positions, the chosen benefits' spend categories) → phrases per chosen row.
-Reasoner = Callable[[FloatArray, IntArray, npt.NDArray[np.bool_]], list[tuple[str, ...]]]
-
-
-def default_reasoner(bundle: ModelBundle) -> Reasoner:
-    """Reasons from path attributions over the model's trees (precomputed per leaf at load)."""
-    model = bundle.model
-    attributor = PathAttributor.from_booster(model.booster_, num_iteration=model.best_iteration_)
-    return PathReasoner(attributor, bundle.manifest.feature_names)
-
-
-def reasoner_with_leaves(reasoner: Reasoner, bundle: ModelBundle) -> PathReasoner | None:
-    """The reasoner when its leaf table also reproduces the model's scores (binary log-odds, the
-    model's own trees), so one routing serves both; None otherwise (two calls, still correct)."""
-    if not isinstance(reasoner, PathReasoner):
-        return None
-    booster = bundle.model.booster_
-    objective = str(booster.dump_model(num_iteration=1).get("objective", ""))
-    if objective.split() != ["binary", "sigmoid:1"]:
-        return None
-    if getattr(reasoner.attributor, "booster_", None) is not booster:
-        return None
-    return reasoner
-
-
 class Engine:
     """Decides the talking points for one call, in process, in well under a millisecond per call.
 
-    Everything per-model and per-catalog is prepared once here; `decide` does numpy work on one
-    cardholder's candidates and one LightGBM call.
+    Everything per-model and per-catalog is prepared once here, the scorer too (chosen by name in
+    `EngineConfig.scorer`, reported as `scorer.name`): `decide` does numpy work on one cardholder's
+    candidates and scores them with it — by default ('tree_walk') one walk through the model's flattened
+    trees gives both the scores and the reasons' contributions, no LightGBM call; 'booster' calls
+    LightGBM's predict and walks the chosen rows again for the reasons. `rank_batch` scores many
+    cardholders with one batched LightGBM predict. `reasoner` reuses the reasons built for the same model
+    by an earlier engine (building them parses every tree).
     """
 
     def __init__(
@@ -172,9 +156,8 @@ class Engine:
         self.first_holder = np.zeros(n_benefits, dtype=np.int64)
         for constant in (self.call_reason_codes, self.base_earn_rates, self.first_rank, self.first_holder):
             constant.flags.writeable = False
-        self.reasoner = reasoner or default_reasoner(bundle)
-        # The default reasoner shares the model's trees: its leaves also give the score (see `decide`).
-        self.path_reasoner = reasoner_with_leaves(self.reasoner, bundle)
+        self.scorer: Scorer = make_scorer(self.config.scorer, bundle, reasoner)
+        self.reasoner = self.scorer.reasoner
         self.rng = rng or np.random.default_rng()
 
     def decide(
@@ -204,23 +187,14 @@ class Engine:
             return base
         holder = self.profiles.holder_rows(row)
         X, value = self._matrix(row, holder, candidates, call_reason)
-        routes = None
-        if self.path_reasoner is not None:
-            # One walk through the trees for both: the leaves give the score and the reasons' contributions.
-            routes, raw = self.path_reasoner.attributor.route_and_score(X)
-            p_adopt = self.bundle.model.calibrator_.of_log_odds(raw)
-        else:
-            p_adopt = self.bundle.model.predict_proba(X)[:, 1]
+        scores = self.scorer.score(X)
+        p_adopt = scores.p_adopt
         priority = compute_priority(
             p_adopt, value, self.benefits.lever[candidates], self.config.arbitration.gamma
         )
         categories = self.covers[candidates]
         chosen, logging_prob = self._choose(priority, categories, limit)
-        if self.path_reasoner is not None and routes is not None:
-            contributions = self.path_reasoner.attributor.contributions_of(routes, chosen)
-            reasons = self.path_reasoner.phrases(X[chosen], contributions, categories[chosen])
-        else:
-            reasons = self.reasoner(X, chosen, categories[chosen])
+        reasons = self.scorer.reasons(X, scores, chosen, categories[chosen])
         shown = candidates[chosen]
         numbers = self._talking_point_numbers(row, holder[0], shown, value[chosen])
         suggestions = tuple(

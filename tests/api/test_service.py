@@ -348,6 +348,7 @@ def test_keys_and_roles(client: TestClient, sample_deployment: Deployment) -> No
     assert client.post("/v1/admin/reload").status_code == 403
     model = client.get("/v1/model", headers={"X-API-Key": ADMIN}).json()
     assert model["version"] == sample_deployment.version and "auc" in json.dumps(model["metrics"])
+    assert model["scorer"] == "tree_walk"
 
 
 def test_production_mode_refuses_to_start_without_keys(sample_deployment: Deployment, tmp_path: Path) -> None:

@@ -246,9 +246,15 @@ def test_exploration_logs_the_real_probability(setup: tuple[Path, Engine]) -> No
 
 def test_one_routing_gives_the_model_s_own_scores_and_reasons(setup: tuple[Path, Engine]) -> None:
     _, engine = setup
-    assert engine.path_reasoner is not None  # the default: the rows walk the trees once per decision
-    two_calls = Engine(engine.bundle, engine.profiles, engine.catalog, reasoner=engine.reasoner.__call__)
-    assert two_calls.path_reasoner is None
+    assert engine.scorer.name == "tree_walk"  # the default: the rows walk the trees once per decision
+    two_calls = Engine(
+        engine.bundle,
+        engine.profiles,
+        engine.catalog,
+        EngineConfig(scorer="booster"),
+        reasoner=engine.reasoner,
+    )
+    assert two_calls.scorer.name == "booster" and two_calls.reasoner is engine.reasoner
     compared = 0
     for cardholder_id in engine.profiles.ids[:100]:
         fast, slow = engine.decide(cardholder_id, "general"), two_calls.decide(cardholder_id, "general")
