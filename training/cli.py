@@ -321,8 +321,15 @@ def recommend(
     decision = engine.decide(cardholder_id, call_reason, top)
     if as_json:
         body = dataclasses.asdict(decision)
-        for suggestion in body["suggestions"]:
-            suggestion.pop("features")
+        # The engine's priority is the `score` of the public outputs (API, score files, feedback store).
+        body["suggestions"] = [
+            {
+                ("score" if name == "priority" else name): value
+                for name, value in suggestion.items()
+                if name != "features"
+            }
+            for suggestion in body["suggestions"]
+        ]
         body["scorer"] = engine.scorer.name
         typer.echo(json.dumps(body, indent=2))
     else:

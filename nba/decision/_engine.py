@@ -59,7 +59,7 @@ class Suggestion:
     talking_point: str
     reasons: tuple[str, ...]
     value_usd: float
-    score: float
+    priority: float  # the arbitration priority (p_adopt × value^gamma × lever): `score` in the public outputs
     p_adopt: float
     logging_prob: float
     features: (
@@ -417,7 +417,7 @@ class Engine:
             talking_point=text,
             reasons=reasons,
             value_usd=round(value, 2),
-            score=priority,
+            priority=priority,
             p_adopt=p_adopt,
             logging_prob=logging_prob,
             features=x.astype("<f8", copy=False).tobytes(),

@@ -129,7 +129,7 @@ class ShownSuggestion:
     def of(cls, suggestion_id: str, suggestion: Suggestion, holder_bytes: int) -> ShownSuggestion:
         """The engine's suggestion as shown under `suggestion_id` (the fields are the engine's, by name),
         with its feature row after the first `holder_bytes` (the cardholder's columns, kept by the call)."""
-        values = [getattr(suggestion, name) for name in _SHARED_WITH_ENGINE]
+        values = [getattr(suggestion, _ENGINE_NAMES.get(name, name)) for name in _SHARED_WITH_ENGINE]
         values.append(suggestion.features[holder_bytes:])
         return cls(suggestion_id, *values)
 
@@ -137,6 +137,8 @@ class ShownSuggestion:
 # ShownSuggestion's fields between suggestion_id and pair_features, in order: the engine's Suggestion
 # has them by name.
 _SHARED_WITH_ENGINE: Final = tuple(f.name for f in fields(ShownSuggestion))[1:-1]
+# The store's `score` column (the contract's name) holds what the engine calls the suggestion's priority.
+_ENGINE_NAMES: Final = {"score": "priority"}
 
 
 @dataclass(frozen=True, slots=True)

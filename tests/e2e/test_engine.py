@@ -59,15 +59,15 @@ def test_suggestions_are_on_the_card_unused_diverse_and_deterministic(setup: tup
         assert set(ids) <= on_card
         assert not {(cardholder_id, b) for b in ids} & used
         assert [s.rank for s in decision.suggestions] == list(range(1, len(ids) + 1))
-        scores = [s.score for s in decision.suggestions]
+        scores = [s.priority for s in decision.suggestions]
         categories = [set(engine.catalog.benefit_by_id[b].spend_categories) for b in ids]
         if len(ids) == 2 and decision.candidates > 2:
             assert not (categories[0] & categories[1]) or scores == sorted(scores, reverse=True)
         assert all(s.logging_prob == 1.0 for s in decision.suggestions)
         assert all("{" not in s.talking_point for s in decision.suggestions)
         again = engine.decide(cardholder_id, "general")
-        assert [(s.benefit_id, s.score, s.talking_point) for s in again.suggestions] == [
-            (s.benefit_id, s.score, s.talking_point) for s in decision.suggestions
+        assert [(s.benefit_id, s.priority, s.talking_point) for s in again.suggestions] == [
+            (s.benefit_id, s.priority, s.talking_point) for s in decision.suggestions
         ]
         shown += len(ids)
     assert shown > 300
@@ -298,6 +298,6 @@ def test_batch_ranking_chooses_what_decide_chooses(
     for cardholder_id, (chosen, priority) in zip(holders, batch, strict=True):
         decision = engine.decide(cardholder_id, call_reason, top_k)
         assert chosen == tuple(s.benefit_id for s in decision.suggestions)
-        np.testing.assert_allclose(priority, [s.score for s in decision.suggestions], rtol=1e-9)
+        np.testing.assert_allclose(priority, [s.priority for s in decision.suggestions], rtol=1e-9)
     with pytest.raises(NotFoundError):
         engine.rank_batch(["nobody"])
