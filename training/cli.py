@@ -287,8 +287,13 @@ CallReason = Annotated[
     str, typer.Option(help="Why the cardholder called: general, payment, travel_notice, ...")
 ]
 TopK = Annotated[
-    int,
-    typer.Option("--top", min=1, max=MAX_SUGGESTIONS, help=f"How many suggestions (1-{MAX_SUGGESTIONS})."),
+    int | None,
+    typer.Option(
+        "--top",
+        min=1,
+        max=MAX_SUGGESTIONS,
+        help=f"How many suggestions (1-{MAX_SUGGESTIONS}; default: the arbitration's top_k, 3).",
+    ),
 ]
 ProfilesOption = Annotated[
     Path | None,
@@ -306,7 +311,7 @@ def recommend(
     data: DataDir,
     model: ModelOption = Path("models"),
     call_reason: CallReason = "general",
-    top: TopK = 3,
+    top: TopK = None,
     as_of: AsOf = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
     profiles: ProfilesOption = None,
@@ -342,7 +347,7 @@ def score(
     out: Annotated[Path, typer.Option(help="Output file, .csv or .parquet.")],
     model: ModelOption = Path("models"),
     as_of: AsOf = None,
-    top: TopK = 3,
+    top: TopK = None,
     call_reason: CallReason = "general",
     profiles: ProfilesOption = None,
 ) -> None:

@@ -117,7 +117,12 @@ class SuggestionsQuery(BaseModel):
     """The route's query parameters, in one model: `SuggestionsFastPath` validates with it too."""
 
     call_reason: CallReason = Field("general", description="why the cardholder called")
-    limit: QueryInt = Field(3, ge=1, le=MAX_SUGGESTIONS, description="at most this many suggestions")
+    limit: QueryInt | None = Field(
+        None,
+        ge=1,
+        le=MAX_SUGGESTIONS,
+        description="at most this many suggestions (default: the engine's top_k, 3)",
+    )
     call_id: str | None = Field(
         None, pattern=ID_PATTERN, max_length=64, description="the desktop's call id (else created)"
     )

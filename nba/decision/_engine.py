@@ -164,15 +164,16 @@ class Engine:
         self,
         cardholder_id: str,
         call_reason: str = "general",
-        top_k: int = 3,
+        top_k: int | None = None,
         recent: Sequence[RecentContact] = (),
     ) -> Decision:
-        """The talking points for one call; `recent` are outcomes recorded since the profile snapshot.
+        """The talking points for one call: at most `top_k` (default: `config.arbitration.top_k`);
+        `recent` are outcomes recorded since the profile snapshot.
 
         Raises NotFoundError for an unknown cardholder and DataError for an unknown call reason or a
         `top_k` outside 1–MAX_SUGGESTIONS.
         """
-        self._check_request(call_reason, top_k)
+        top_k = self._checked_top_k(call_reason, top_k)
         row = self.profiles.index.get(cardholder_id)
         if row is None:
             raise NotFoundError(f"cardholder {cardholder_id!r} is not in the profile snapshot")
@@ -214,12 +215,15 @@ class Engine:
         )
         return self._decision(cardholder_id, call_reason, suggestions, len(candidates), None)
 
-    @staticmethod
-    def _check_request(call_reason: str, top_k: int) -> None:
+    def _checked_top_k(self, call_reason: str, top_k: int | None) -> int:
+        """The request's `top_k`, the configured one when None; DataError for a bad call reason or K."""
         if call_reason not in CALL_REASONS:
             raise DataError(f"`call_reason` must be one of {', '.join(CALL_REASONS)}; got {call_reason!r}")
+        if top_k is None:
+            return self.config.arbitration.top_k
         if not isinstance(top_k, int) or not 1 <= top_k <= MAX_SUGGESTIONS:
             raise DataError(f"`top_k` must be an int in [1, {MAX_SUGGESTIONS}], got {top_k!r}")
+        return top_k
 
     def _decision(
         self,
@@ -321,7 +325,7 @@ class Engine:
         )
 
     def rank_batch(
-        self, cardholder_ids: Sequence[str], call_reason: str = "general", top_k: int = 3
+        self, cardholder_ids: Sequence[str], call_reason: str = "general", top_k: int | None = None
     ) -> list[tuple[tuple[str, ...], FloatArray]]:
         """For batch scoring: each cardholder's chosen benefit ids and priorities, as `decide` chooses
         them without ε-exploration, from one candidate matrix and one batched booster predict for all of them
@@ -329,7 +333,7 @@ class Engine:
 
         Raises as `decide` does.
         """
-        self._check_request(call_reason, top_k)
+        top_k = self._checked_top_k(call_reason, top_k)
         rows = []
         for cardholder_id in cardholder_ids:
             row = self.profiles.index.get(cardholder_id)

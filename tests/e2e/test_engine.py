@@ -14,7 +14,7 @@ import pytest
 from nba.contract._catalog import load_catalog
 from nba.contract._mcc import load_mcc_map
 from nba.contract._tables import open_data
-from nba.decision import ContactPolicy, Engine, EngineConfig, RecentContact
+from nba.decision import ArbitrationConfig, ContactPolicy, Engine, EngineConfig, RecentContact
 from nba.decision._talking_points import category_words
 from nba.errors import DataError, ModelError, NotFoundError
 from nba.features._matrix import BenefitTable
@@ -223,6 +223,26 @@ def test_recent_outcomes_apply_to_the_contact_policy_at_once(setup: tuple[Path, 
         assert after == set(shown) - {first, second, third}
         checked += 1
     assert checked > 10
+
+
+def test_the_arbitration_s_top_k_is_the_k_a_call_gets_unless_it_asks(setup: tuple[Path, Engine]) -> None:
+    _, engine = setup
+    five = Engine(
+        engine.bundle,
+        engine.profiles,
+        engine.catalog,
+        EngineConfig(arbitration=ArbitrationConfig(top_k=5)),
+        reasoner=engine.reasoner,
+    )
+    counts = []
+    for cardholder_id in engine.profiles.ids[:100]:
+        decision = five.decide(cardholder_id, "general")
+        counts.append(len(decision.suggestions))
+        assert len(decision.suggestions) == min(5, decision.candidates)
+        assert len(five.decide(cardholder_id, "general", top_k=2).suggestions) == min(2, decision.candidates)
+        ((chosen, _),) = five.rank_batch([cardholder_id], "general")
+        assert list(chosen) == [s.benefit_id for s in decision.suggestions]
+    assert max(counts) == 5
 
 
 def test_exploration_logs_the_real_probability(setup: tuple[Path, Engine]) -> None:
