@@ -22,6 +22,9 @@ def _plain_digits(value: object) -> object:
 
 
 QueryInt = Annotated[int, BeforeValidator(_plain_digits)]
+# How many suggestions a query asks for. Its bounds sit inside the annotation, before the digits check, so
+# that the OpenAPI schema shows them when the parameter is optional (`QueryLimit | None`).
+QueryLimit = Annotated[int, Field(ge=1, le=MAX_SUGGESTIONS), BeforeValidator(_plain_digits)]
 
 
 class _In(BaseModel):

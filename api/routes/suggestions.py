@@ -16,11 +16,11 @@ from pydantic import BaseModel, Field, ValidationError
 from api.asgi import ASGIApp, Receive, Scope, Send
 from api.deps import AgentDep, Services, ServicesDep, authorize, serving_of
 from api.errors import http_error_response, nba_error_response
-from api.schemas import ID_PATTERN, ErrorOut, QueryInt, SuggestionsOut
+from api.schemas import ID_PATTERN, ErrorOut, QueryLimit, SuggestionsOut
 from nba.decision import Decision
 from nba.errors import ConflictError, DataError, NbaError
 from nba.feedback import CallDecision, ShownSuggestion
-from nba.vocab import MAX_SUGGESTIONS, CallReason
+from nba.vocab import CallReason
 
 router = APIRouter(tags=["suggestions"])
 
@@ -117,11 +117,8 @@ class SuggestionsQuery(BaseModel):
     """The route's query parameters, in one model: `SuggestionsFastPath` validates with it too."""
 
     call_reason: CallReason = Field("general", description="why the cardholder called")
-    limit: QueryInt | None = Field(
-        None,
-        ge=1,
-        le=MAX_SUGGESTIONS,
-        description="at most this many suggestions (default: the engine's top_k, 3)",
+    limit: QueryLimit | None = Field(
+        None, description="at most this many suggestions (default: the engine's top_k, 3)"
     )
     call_id: str | None = Field(
         None, pattern=ID_PATTERN, max_length=64, description="the desktop's call id (else created)"
