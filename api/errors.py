@@ -59,16 +59,26 @@ def describe_validation(errors: list[Any]) -> str:
     return f"{where}: {error.get('msg', 'invalid')}{shown}{more}"
 
 
+def nba_error_response(exc: NbaError) -> JSONResponse:
+    """The answer to an NbaError: its status (STATUS_OF) and message; an outage says only when to retry."""
+    status = status_of(exc)
+    if isinstance(exc, UnavailableError):
+        # The caller learns what happened and when to retry; the driver's words and the database's
+        # address are for the log. Only an outage passes by itself, so only it has a Retry-After.
+        get_logger().warning("feedback database unavailable", extra={"reason": str(exc)})
+        return error_response(status, DATABASE_UNAVAILABLE, {"Retry-After": RETRY_AFTER_S})
+    return error_response(status, str(exc))
+
+
+def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
+    """The answer to an HTTPException (401, 403, 404 of an unknown path...): its status, detail and headers."""
+    return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def nba_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, NbaError)
-        status = status_of(exc)
-        if isinstance(exc, UnavailableError):
-            # The caller learns what happened and when to retry; the driver's words and the database's
-            # address are for the log. Only an outage passes by itself, so only it has a Retry-After.
-            get_logger().warning("feedback database unavailable", extra={"reason": str(exc)})
-            return error_response(status, DATABASE_UNAVAILABLE, {"Retry-After": RETRY_AFTER_S})
-        return error_response(status, str(exc))
+        return nba_error_response(exc)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -76,7 +86,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+        return http_error_response(exc)
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         get_logger().error("unexpected error", exc_info=exc)

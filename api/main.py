@@ -300,7 +300,12 @@ def create_app(
         r for r in suggestions.router.routes if getattr(r, "path", None) == suggestions.SUGGESTIONS_PATH
     )
     if fast_path:
-        app.add_middleware(suggestions.SuggestionsFastPath, services=services, route=route)
+        app.add_middleware(
+            suggestions.SuggestionsFastPath,
+            services=services,
+            route=route,
+            overrides=app.dependency_overrides,
+        )
     app.add_middleware(RequestContext, metrics=metrics, read_deadline_s=settings.read_deadline_s)
     return app
 

@@ -7,7 +7,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from nba.vocab import CallReason, Outcome
+from nba.vocab import MAX_SUGGESTIONS, CallReason, Outcome
 
 ID_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,64}$"
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN, min_length=1, max_length=64)]
@@ -22,6 +22,9 @@ def _plain_digits(value: object) -> object:
 
 
 QueryInt = Annotated[int, BeforeValidator(_plain_digits)]
+# How many suggestions a query asks for. Its bounds sit inside the annotation, before the digits check, so
+# that the OpenAPI schema shows them when the parameter is optional (`QueryLimit | None`).
+QueryLimit = Annotated[int, Field(ge=1, le=MAX_SUGGESTIONS), BeforeValidator(_plain_digits)]
 
 
 class _In(BaseModel):
@@ -42,7 +45,7 @@ class SuggestionOut(_Out):
     the record."""
 
     suggestion_id: str = Field(max_length=64, examples=["s_3f2a9c0d41e84b7c"])
-    rank: int = Field(ge=1, le=10, examples=[1])
+    rank: int = Field(ge=1, le=MAX_SUGGESTIONS, examples=[1])
     benefit_id: str = Field(max_length=64, examples=["dining_4x"])
     benefit_name: str = Field(max_length=200, examples=["4x points at restaurants"])
     talking_point: str = Field(
@@ -73,7 +76,7 @@ class SuggestionsOut(_Out):
     call_reason: CallReason = Field(examples=["general"])
     model_version: str = Field(max_length=64, examples=["20261123T101500Z-3f2a9c"])
     profile_as_of: str = Field(max_length=10, examples=["2026-10-01"])
-    suggestions: list[SuggestionOut] = Field(max_length=10)
+    suggestions: list[SuggestionOut] = Field(max_length=MAX_SUGGESTIONS)
     note: str | None = Field(
         default=None,
         max_length=300,
@@ -114,6 +117,9 @@ class ModelOut(_Out):
     metrics: dict[str, float]
     profile_as_of: str = Field(max_length=10)
     profile_cardholders: int = Field(ge=0)
+    scorer: str = Field(
+        max_length=32, description="how the engine scores candidates: 'tree_walk' or 'booster'"
+    )
 
 
 class ReloadOut(_Out):

@@ -149,9 +149,11 @@ def _engine_child(
         )
     }
     gamma = engine.config.arbitration.gamma
-    reasoner = engine.path_reasoner
-    if reasoner is None:
-        raise SystemExit("the engine has no path reasoner: the stage timings follow decide's default path")
+    if engine.scorer.name != "tree_walk":
+        raise SystemExit(
+            "the engine's scorer is not 'tree_walk': the stage timings follow decide's default path"
+        )
+    reasoner = engine.reasoner
     for cardholder_id in ids:
         t0 = clock()
         row = profiles.index[cardholder_id]

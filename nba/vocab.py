@@ -50,6 +50,10 @@ NOT_DISCUSSED: Final = "not_discussed"
 # `suitable_call_reasons` explicitly.
 SENSITIVE_CALL_REASONS: Final[frozenset[str]] = frozenset({"fraud", "bereavement", "hardship"})
 
+# The most suggestions one call may ask for (`top_k`, the API's `limit`, `nba recommend --top`): an agent
+# reads two or three; past ten a list is no longer a talking point.
+MAX_SUGGESTIONS: Final = 10
+
 CATEGORY_INDEX: Final[dict[str, int]] = {name: i for i, name in enumerate(SPEND_CATEGORIES)}
 # The categories a trip spends in: what a travel notice call is about.
 TRAVEL_CATEGORIES: Final[frozenset[str]] = frozenset({"air_travel", "lodging", "car_rental", "travel_agency"})

@@ -15,7 +15,9 @@ from typing import Annotated
 import typer
 
 from nba.contract import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
+from nba.decision import PUBLIC_FIELD_NAMES
 from nba.errors import NbaError, ValidationError
+from nba.vocab import MAX_SUGGESTIONS
 from training.db_cli import db_app
 from training.models_cli import models_app
 from training.profiles_cli import profiles_app
@@ -285,7 +287,15 @@ ModelOption = Annotated[
 CallReason = Annotated[
     str, typer.Option(help="Why the cardholder called: general, payment, travel_notice, ...")
 ]
-TopK = Annotated[int, typer.Option("--top", min=1, max=10, help="How many suggestions (1-10).")]
+TopK = Annotated[
+    int | None,
+    typer.Option(
+        "--top",
+        min=1,
+        max=MAX_SUGGESTIONS,
+        help=f"How many suggestions (1-{MAX_SUGGESTIONS}; default: the arbitration's top_k, 3).",
+    ),
+]
 ProfilesOption = Annotated[
     Path | None,
     typer.Option(
@@ -302,7 +312,7 @@ def recommend(
     data: DataDir,
     model: ModelOption = Path("models"),
     call_reason: CallReason = "general",
-    top: TopK = 3,
+    top: TopK = None,
     as_of: AsOf = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
     profiles: ProfilesOption = None,
@@ -317,8 +327,16 @@ def recommend(
     decision = engine.decide(cardholder_id, call_reason, top)
     if as_json:
         body = dataclasses.asdict(decision)
-        for suggestion in body["suggestions"]:
-            suggestion.pop("features")
+        # The engine's priority is the `score` of the public outputs (API, score files, feedback store).
+        body["suggestions"] = [
+            {
+                PUBLIC_FIELD_NAMES.get(name, name): value
+                for name, value in suggestion.items()
+                if name != "features"
+            }
+            for suggestion in body["suggestions"]
+        ]
+        body["scorer"] = engine.scorer.name
         typer.echo(json.dumps(body, indent=2))
     else:
         typer.echo(format_decision(decision))
@@ -330,7 +348,7 @@ def score(
     out: Annotated[Path, typer.Option(help="Output file, .csv or .parquet.")],
     model: ModelOption = Path("models"),
     as_of: AsOf = None,
-    top: TopK = 3,
+    top: TopK = None,
     call_reason: CallReason = "general",
     profiles: ProfilesOption = None,
 ) -> None:

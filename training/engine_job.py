@@ -167,7 +167,7 @@ class ScoreResult:
 SCORE_CHUNK = 4096
 
 
-def score_all(engine: Engine, top_k: int, call_reason: str, out: Path) -> ScoreResult:
+def score_all(engine: Engine, top_k: int | None, call_reason: str, out: Path) -> ScoreResult:
     """Every cardholder with at least one candidate: their top K as (cardholder_id, rank, benefit_id, score)."""
     started = time.perf_counter()
     ids: list[str] = []

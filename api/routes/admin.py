@@ -31,6 +31,7 @@ async def get_model(serving: ServingDep, _caller: AdminDep) -> ModelOut:
         metrics=dict(manifest.metrics),
         profile_as_of=serving.profile_as_of.isoformat(),
         profile_cardholders=len(serving.engine.profiles),
+        scorer=serving.engine.scorer.name,
     )
 
 

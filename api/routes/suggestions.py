@@ -10,15 +10,16 @@ from typing import Annotated, Any, Final
 from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from api.asgi import ASGIApp, Receive, Scope, Send
-from api.deps import AgentDep, Services, authorize, serving_of
-from api.schemas import ID_PATTERN, ErrorOut, QueryInt, SuggestionOut, SuggestionsOut
-from nba.decision import Decision
-from nba.errors import ConflictError, DataError
+from api.deps import AgentDep, Services, ServicesDep, authorize, serving_of
+from api.errors import http_error_response, nba_error_response
+from api.schemas import ID_PATTERN, ErrorOut, QueryLimit, SuggestionOut, SuggestionsOut
+from nba.decision import PUBLIC_FIELD_NAMES, Decision
+from nba.errors import ConflictError, DataError, NbaError
 from nba.feedback import CallDecision, ShownSuggestion
 from nba.vocab import CallReason
 
@@ -79,7 +80,8 @@ def to_call_decision(
 # What the answer shows of each suggestion: SuggestionOut's fields, the suggestion record's but
 # `logging_prob` (tests/api/test_schema.py holds them to it), then the outcome recorded on the call.
 _SHOWN: Final = tuple(name for name in SuggestionOut.model_fields if name != "outcome")
-_shown_of: Final = attrgetter(*_SHOWN)
+_FIELD_OF: Final = {public: field for field, public in PUBLIC_FIELD_NAMES.items()}
+_shown_of: Final = attrgetter(*(_FIELD_OF.get(name, name) for name in _SHOWN))
 
 
 def _shown(suggestion: ShownSuggestion, outcomes: dict[str, str]) -> dict[str, Any]:
@@ -115,24 +117,22 @@ class SuggestionsQuery(BaseModel):
     """The route's query parameters, in one model: `SuggestionsFastPath` validates with it too."""
 
     call_reason: CallReason = Field("general", description="why the cardholder called")
-    limit: QueryInt = Field(3, ge=1, le=10, description="at most this many suggestions")
+    limit: QueryLimit | None = Field(
+        None, description="at most this many suggestions (default: the engine's top_k, 3)"
+    )
     call_id: str | None = Field(
         None, pattern=ID_PATTERN, max_length=64, description="the desktop's call id (else created)"
     )
 
 
 async def suggestions_body(
-    services: Services,
-    api_key: str | None,
-    cardholder_id: str,
-    query: SuggestionsQuery,
-    x_call_id: str | None,
+    services: Services, cardholder_id: str, query: SuggestionsQuery, x_call_id: str | None
 ) -> bytes:
-    """The answer to a valid request: checks the key, decides (or finds the call's earlier answer), logs it.
+    """The answer to a valid request from an authorized caller: decides (or finds the call's earlier
+    answer), logs it.
 
-    Raises HTTPException (401/403) and NbaError (404/409/422/503) as the route answers them.
+    Raises NbaError (404/409/422/503) before anything is logged; the decision is logged last.
     """
-    authorize(services, api_key, "agent")
     serving = serving_of(services)
     call_id = query.call_id
     if call_id is not None and x_call_id is not None and call_id != x_call_id:
@@ -168,8 +168,8 @@ async def suggestions_body(
 )
 async def get_suggestions(
     request: Request,
+    services: ServicesDep,
     # The key first, as on every route: a caller without one learns nothing from 422s about the input.
-    # (Valid requests never get here; the fast path checks the key in suggestions_body.)
     _caller: AgentDep,
     cardholder_id: IdPath,
     query: Annotated[SuggestionsQuery, Query()],
@@ -182,14 +182,13 @@ async def get_suggestions(
     The same `call_id` asked again returns the same suggestions (logged once) with the outcomes
     recorded so far.
     """
-    # Valid requests are answered by SuggestionsFastPath before they get here; this route answers the
-    # rest (every error, in the service's one error format) and documents the operation.
-    services: Services = request.app.state.services
+    # Requests SuggestionsFastPath can check cheaply are answered there; this route answers the rest
+    # (requests it hands on unjudged, every dependency override) and documents the operation.
     names = [name for name, _ in request.query_params.multi_items()]
     repeated = next((name for name in _QUERY_NAMES if names.count(name) > 1), None)
     if repeated is not None:  # the parser would keep the last silently; the fast path hands these on
         raise DataError(f"`{repeated}` (query): given more than once; send it once")
-    body = await suggestions_body(services, request.headers.get("x-api-key"), cardholder_id, query, x_call_id)
+    body = await suggestions_body(services, cardholder_id, query, x_call_id)
     return Response(body, media_type="application/json")
 
 
@@ -199,33 +198,47 @@ _QUERY_NAMES: Final = frozenset(SuggestionsQuery.model_fields)
 
 
 class SuggestionsFastPath:
-    """Pure ASGI: a valid suggestions request answered without FastAPI's routing and parameter machinery.
+    """Pure ASGI: a suggestions request answered without FastAPI's routing and parameter machinery.
 
     FastAPI 0.165 spends ~0.35 ms of a core per request on this route around the handler's own work
     (routing, parameter parsing recomputed per request, dependency solving, response classes): more than
-    the decision. This answers the requests it can check cheaply — the path id and header match
-    ID_PATTERN, the query validates as SuggestionsQuery with each name once, and `suggestions_body`
-    succeeds — with the route's exact body; anything else, every error included, goes on to the route,
-    so there is one error format and one place that documents the operation. Sits inside RequestContext
-    (request id, metrics, logs) and tells it the route, for the metrics' route label.
+    the decision. This answers the requests whose input it can check cheaply — the path id and header
+    match ID_PATTERN, the query validates as SuggestionsQuery with each name once — with the route's
+    exact answer: it checks the key once, then `suggestions_body` decides and logs, and the errors either
+    raises (401/403, 404/409/422/503) are answered here in the service's one error format by the app's own
+    error handlers' functions; nothing runs twice. Input it cannot judge goes on to the route untouched
+    (nothing was looked up or checked yet), and so does every request while the app's
+    `dependency_overrides` hold anything, so that an overridden dependency is the one used. Sits inside
+    RequestContext (request id, metrics, logs) and tells it the route, for the metrics' route label.
     """
 
-    def __init__(self, app: ASGIApp, services: Services, route: Any) -> None:
+    def __init__(
+        self, app: ASGIApp, services: Services, route: Any, overrides: dict[Any, Any] | None = None
+    ) -> None:
         self.app = app
         self.services = services
         self.route = route
+        self.overrides = {} if overrides is None else overrides
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await self._answer(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
-        if body is None:
+        answer = (
+            await self._answer(scope)
+            if scope["type"] == "http" and scope["method"] == "GET" and not self.overrides
+            else None
+        )
+        if answer is None:
             await self.app(scope, receive, send)
             return
         scope["route"] = self.route
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if isinstance(answer, Response):  # an error, in the one error format
+            await answer(scope, receive, send)
+            return
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.body", "body": answer})
 
-    async def _answer(self, scope: Scope) -> bytes | None:
+    async def _answer(self, scope: Scope) -> bytes | Response | None:
+        """The body of a valid request's answer, an error response, or None to hand the request on."""
         match = _PATH_ID.match(scope["path"])
         if match is None:
             return None
@@ -242,13 +255,18 @@ class SuggestionsFastPath:
             return None
         try:
             query = SuggestionsQuery.model_validate(values)
-            api_key = headers.get(b"x-api-key")
+        except ValidationError:  # the route answers it, after checking the key as on every route
+            return None
+        api_key = headers.get(b"x-api-key")
+        try:
+            authorize(self.services, None if api_key is None else api_key.decode("latin-1"), "agent")
             return await suggestions_body(
                 self.services,
-                None if api_key is None else api_key.decode("latin-1"),
                 match.group(1),
                 query,
                 None if x_call_id is None else x_call_id.decode("latin-1"),
             )
-        except Exception:  # the route answers it again, in the one error format
-            return None
+        except HTTPException as exc:
+            return http_error_response(exc)
+        except NbaError as exc:
+            return nba_error_response(exc)

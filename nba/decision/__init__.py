@@ -1,15 +1,25 @@
-"""Decision: one call → the talking points. Suitability for the call (`_candidates`), scoring and the
-contact policy (`_engine`), arbitration with its diversity rule (`_arbitration`), the reasons
-(`_reasons`) and the words (`_talking_points`).
+"""Decision: one call → the talking points. Suitability for the call (`_candidates`), the contact policy
+(`_contact`), the scorer chosen by name (`_scoring`), one call end to end (`_engine`), arbitration with
+its diversity rule (`_arbitration`), the reasons (`_reasons`) and the words with the cardholder's
+numbers (`_talking_points`).
 
 Imports every room before it (contract, features, model, profiles); never feedback.
 """
 
 from nba.decision._arbitration import ArbitrationConfig, compute_priority, select_by_group
 from nba.decision._candidates import suitability_matrix
-from nba.decision._engine import ContactPolicy, Decision, Engine, EngineConfig, RecentContact, Suggestion
+from nba.decision._contact import ContactPolicy, RecentContact
+from nba.decision._engine import (
+    PUBLIC_FIELD_NAMES,
+    Decision,
+    Engine,
+    EngineConfig,
+    Suggestion,
+    SuggestionBase,
+)
 
 __all__ = [
+    "PUBLIC_FIELD_NAMES",
     "ArbitrationConfig",
     "ContactPolicy",
     "Decision",
@@ -17,6 +27,7 @@ __all__ = [
     "EngineConfig",
     "RecentContact",
     "Suggestion",
+    "SuggestionBase",
     "compute_priority",
     "select_by_group",
     "suitability_matrix",

@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nba._compiled import compiled
+from nba.vocab import MAX_SUGGESTIONS
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -29,8 +30,10 @@ class ArbitrationConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.gamma <= 3.0:
             raise ValueError(f"The 'gamma' parameter must be a float in [0, 3]. Got {self.gamma} instead.")
-        if not 1 <= self.top_k <= 10:
-            raise ValueError(f"The 'top_k' parameter must be an int in [1, 10]. Got {self.top_k} instead.")
+        if not 1 <= self.top_k <= MAX_SUGGESTIONS:
+            raise ValueError(
+                f"The 'top_k' parameter must be an int in [1, {MAX_SUGGESTIONS}]. Got {self.top_k} instead."
+            )
 
 
 def compute_priority(

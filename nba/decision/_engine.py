@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-from nba._compiled import compiled
 from nba.contract._catalog import Catalog
 from nba.decision._arbitration import ArbitrationConfig, compute_priority, select_diverse
 from nba.decision._candidates import suitability_matrix
-from nba.decision._reasons import Reasoner as PathReasoner
-from nba.decision._talking_points import TalkingPointNumbers, render_talking_point
+from nba.decision._contact import ContactHistory, ContactPolicy, RecentContact, contact_exclusions
+from nba.decision._reasons import Reasoner
+from nba.decision._scoring import SCORERS, Scorer, ScorerName, make_scorer
+from nba.decision._talking_points import TalkingPointNumbers, render_talking_point, talking_point_numbers
 from nba.errors import DataError, ModelError, NotFoundError
 from nba.features._matrix import (
     HISTORY_COLUMNS,
@@ -23,63 +24,30 @@ from nba.features._matrix import (
     PairTables,
     assemble_candidate_matrix,
     call_reason_code,
-    sum_like_numpy,
 )
-from nba.model._attribution import PathAttributor
 from nba.model._bundle import ModelBundle
 from nba.profiles._profiles import Profiles
-from nba.vocab import CALL_REASONS, SENSITIVE_CALL_REASONS, SPEND_CATEGORIES
+from nba.vocab import CALL_REASONS, MAX_SUGGESTIONS, SENSITIVE_CALL_REASONS
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-MAX_TOP_K: Final = 10
-
-
-@dataclass(frozen=True)
-class ContactPolicy:
-    """What is not offered again: declined in the last N days, or presented M times in 90 days.
-
-    On complaint calls at most `complaint_max` suggestions are shown.
-    """
-
-    decline_cooldown_days: int = 90
-    max_presentations_90d: int = 2
-    complaint_max: int = 1
-
-    def __post_init__(self) -> None:
-        if self.decline_cooldown_days < 0:
-            raise ValueError(f"`decline_cooldown_days` must be >= 0, got {self.decline_cooldown_days}")
-        if self.max_presentations_90d < 1:
-            raise ValueError(
-                f"`max_presentations_90d` must be a positive integer, got {self.max_presentations_90d}"
-            )
-        if not 0 <= self.complaint_max <= MAX_TOP_K:
-            raise ValueError(f"`complaint_max` must be an int in [0, {MAX_TOP_K}], got {self.complaint_max}")
-
-
-@dataclass(frozen=True)
-class RecentContact:
-    """An outcome recorded after the profile snapshot was taken (from the feedback store).
-
-    The contact policy applies it at once: a decline or an acceptance takes the benefit off the next
-    calls, and every presentation counts towards `max_presentations_90d`.
-    """
-
-    benefit_id: str
-    outcome: str
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """The engine's knobs: arbitration, contact policy and optional ε-exploration for off-policy learning."""
+    """The engine's knobs: arbitration, contact policy, optional ε-exploration for off-policy learning, and
+    the scorer by name (`nba.decision._scoring`: 'tree_walk', the default, or 'booster')."""
 
     arbitration: ArbitrationConfig = field(default_factory=ArbitrationConfig)
     contact: ContactPolicy = field(default_factory=ContactPolicy)
     epsilon: float = 0.0
+    scorer: ScorerName = "tree_walk"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.epsilon <= 1.0:
             raise ValueError(f"`epsilon` must be a float in [0, 1], got {self.epsilon}")
+        if self.scorer not in SCORERS:
+            raise ValueError(f"`scorer` must be one of {', '.join(SCORERS)}, got {self.scorer!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,9 +65,14 @@ class SuggestionBase:
     talking_point: str
     reasons: tuple[str, ...]
     value_usd: float  # the estimate of the benefit's yearly value to the cardholder
-    score: float  # the arbitration priority the suggestions are ranked by
+    priority: float  # the arbitration priority (p_adopt × value^gamma × lever): `score` in the public outputs
     p_adopt: float  # the model's chance that the cardholder starts using it
     logging_prob: float  # the chance the policy had of showing it (what off-policy evaluation needs)
+
+
+# The data contract's names for the record's fields where the engine's differ: the API's answer, the score
+# files and the feedback store's columns call the priority `score`.
+PUBLIC_FIELD_NAMES: Final = {"priority": "score"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,36 +95,16 @@ class Decision:
     note: str | None = None
 
 
-# (candidate rows, the chosen positions, the chosen benefits' spend categories) → phrases per chosen row.
-Reasoner = Callable[[FloatArray, IntArray, npt.NDArray[np.bool_]], list[tuple[str, ...]]]
-
-
-def default_reasoner(bundle: ModelBundle) -> Reasoner:
-    """Reasons from path attributions over the model's trees (precomputed per leaf at load)."""
-    model = bundle.model
-    attributor = PathAttributor.from_booster(model.booster_, num_iteration=model.best_iteration_)
-    return PathReasoner(attributor, bundle.manifest.feature_names)
-
-
-def reasoner_with_leaves(reasoner: Reasoner, bundle: ModelBundle) -> PathReasoner | None:
-    """The reasoner when its leaf table also reproduces the model's scores (binary log-odds, the
-    model's own trees), so one routing serves both; None otherwise (two calls, still correct)."""
-    if not isinstance(reasoner, PathReasoner):
-        return None
-    booster = bundle.model.booster_
-    objective = str(booster.dump_model(num_iteration=1).get("objective", ""))
-    if objective.split() != ["binary", "sigmoid:1"]:
-        return None
-    if getattr(reasoner.attributor, "booster_", None) is not booster:
-        return None
-    return reasoner
-
-
 class Engine:
     """Decides the talking points for one call, in process, in well under a millisecond per call.
 
-    Everything per-model and per-catalog is prepared once here; `decide` does numpy work on one
-    cardholder's candidates and one LightGBM call.
+    Everything per-model and per-catalog is prepared once here, the scorer too (chosen by name in
+    `EngineConfig.scorer`, reported as `scorer.name`): `decide` does numpy work on one cardholder's
+    candidates and scores them with it — by default ('tree_walk') one walk through the model's flattened
+    trees gives both the scores and the reasons' contributions, no LightGBM call; 'booster' calls
+    LightGBM's predict and walks the chosen rows again for the reasons. `rank_batch` scores many
+    cardholders with one batched LightGBM predict. `reasoner` reuses the reasons built for the same model
+    by an earlier engine (building them parses every tree).
     """
 
     def __init__(
@@ -218,29 +171,29 @@ class Engine:
         self.first_holder = np.zeros(n_benefits, dtype=np.int64)
         for constant in (self.call_reason_codes, self.base_earn_rates, self.first_rank, self.first_holder):
             constant.flags.writeable = False
-        self.reasoner = reasoner or default_reasoner(bundle)
-        # The default reasoner shares the model's trees: its leaves also give the score (see `decide`).
-        self.path_reasoner = reasoner_with_leaves(self.reasoner, bundle)
+        self.scorer: Scorer = make_scorer(self.config.scorer, bundle, reasoner)
+        self.reasoner = self.scorer.reasoner
         self.rng = rng or np.random.default_rng()
 
     def decide(
         self,
         cardholder_id: str,
         call_reason: str = "general",
-        top_k: int = 3,
+        top_k: int | None = None,
         recent: Sequence[RecentContact] = (),
     ) -> Decision:
-        """The talking points for one call; `recent` are outcomes recorded since the profile snapshot.
+        """The talking points for one call: at most `top_k` (default: `config.arbitration.top_k`);
+        `recent` are outcomes recorded since the profile snapshot.
 
         Raises NotFoundError for an unknown cardholder and DataError for an unknown call reason or a
-        `top_k` outside 1–10.
+        `top_k` outside 1–MAX_SUGGESTIONS.
         """
-        self._check_request(call_reason, top_k)
+        top_k = self._checked_top_k(call_reason, top_k)
         row = self.profiles.index.get(cardholder_id)
         if row is None:
             raise NotFoundError(f"cardholder {cardholder_id!r} is not in the profile snapshot")
         candidates, note = self._candidates(row, call_reason, recent)
-        limit = min(top_k, self.config.contact.complaint_max) if call_reason == "complaint" else top_k
+        limit = self.config.contact.shown_at_most(call_reason, top_k)
         base = self._decision(cardholder_id, call_reason, (), len(candidates), note)
         if len(candidates) == 0 or limit == 0:
             if limit == 0 and note is None:
@@ -250,23 +203,14 @@ class Engine:
             return base
         holder = self.profiles.holder_rows(row)
         X, value = self._matrix(row, holder, candidates, call_reason)
-        routes = None
-        if self.path_reasoner is not None:
-            # One walk through the trees for both: the leaves give the score and the reasons' contributions.
-            routes, raw = self.path_reasoner.attributor.route_and_score(X)
-            p_adopt = self.bundle.model.calibrator_.of_log_odds(raw)
-        else:
-            p_adopt = self.bundle.model.predict_proba(X)[:, 1]
+        scores = self.scorer.score(X)
+        p_adopt = scores.p_adopt
         priority = compute_priority(
             p_adopt, value, self.benefits.lever[candidates], self.config.arbitration.gamma
         )
         categories = self.covers[candidates]
         chosen, logging_prob = self._choose(priority, categories, limit)
-        if self.path_reasoner is not None and routes is not None:
-            contributions = self.path_reasoner.attributor.contributions_of(routes, chosen)
-            reasons = self.path_reasoner.phrases(X[chosen], contributions, categories[chosen])
-        else:
-            reasons = self.reasoner(X, chosen, categories[chosen])
+        reasons = self.scorer.reasons(X, scores, chosen, categories[chosen])
         shown = candidates[chosen]
         numbers = self._talking_point_numbers(row, holder[0], shown, value[chosen])
         suggestions = tuple(
@@ -286,12 +230,15 @@ class Engine:
         )
         return self._decision(cardholder_id, call_reason, suggestions, len(candidates), None)
 
-    @staticmethod
-    def _check_request(call_reason: str, top_k: int) -> None:
+    def _checked_top_k(self, call_reason: str, top_k: int | None) -> int:
+        """The request's `top_k`, the configured one when None; DataError for a bad call reason or K."""
         if call_reason not in CALL_REASONS:
             raise DataError(f"`call_reason` must be one of {', '.join(CALL_REASONS)}; got {call_reason!r}")
-        if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
-            raise DataError(f"`top_k` must be an int in [1, {MAX_TOP_K}], got {top_k!r}")
+        if top_k is None:
+            return self.config.arbitration.top_k
+        if not isinstance(top_k, int) or not 1 <= top_k <= MAX_SUGGESTIONS:
+            raise DataError(f"`top_k` must be an int in [1, {MAX_SUGGESTIONS}], got {top_k!r}")
+        return top_k
 
     def _decision(
         self,
@@ -320,24 +267,15 @@ class Engine:
         keep = suitable
         # Without history or recent contacts the contact policy excludes nothing.
         if end > start or recent:
-            excluded = np.zeros(len(self.benefits.ids), dtype=bool)
-            policy = self.config.contact
-            presented_90d = np.zeros(len(self.benefits.ids), dtype=np.float32)
+            history = None
             if end > start:
-                hist_benefit = self.profiles.history_benefit[start:end].astype(np.int64)
-                declined_days = self.profiles.history_days_since_declined[start:end]
-                used = self.profiles.history_used[start:end]
-                presented_90d[hist_benefit] = self.profiles.history_presented_90d[start:end]
-                blocked = used | (declined_days <= policy.decline_cooldown_days)
-                excluded[hist_benefit[blocked]] = True
-            for contact in recent:
-                benefit = self.benefit_position.get(contact.benefit_id)
-                if benefit is None or contact.outcome == "not_discussed":
-                    continue
-                presented_90d[benefit] += 1
-                if contact.outcome in ("declined", "accepted"):
-                    excluded[benefit] = True
-            excluded |= presented_90d >= policy.max_presentations_90d
+                history = ContactHistory(
+                    benefit=self.profiles.history_benefit[start:end].astype(np.int64),
+                    days_since_declined=self.profiles.history_days_since_declined[start:end],
+                    used=self.profiles.history_used[start:end],
+                    presented_90d=self.profiles.history_presented_90d[start:end],
+                )
+            excluded = contact_exclusions(self.config.contact, self.benefit_position, history, recent)
             keep = suitable[~excluded[suitable]]
         note = None
         if len(suitable) == 0:
@@ -402,7 +340,7 @@ class Engine:
         )
 
     def rank_batch(
-        self, cardholder_ids: Sequence[str], call_reason: str = "general", top_k: int = 3
+        self, cardholder_ids: Sequence[str], call_reason: str = "general", top_k: int | None = None
     ) -> list[tuple[tuple[str, ...], FloatArray]]:
         """For batch scoring: each cardholder's chosen benefit ids and priorities, as `decide` chooses
         them without ε-exploration, from one candidate matrix and one batched booster predict for all of them
@@ -410,14 +348,14 @@ class Engine:
 
         Raises as `decide` does.
         """
-        self._check_request(call_reason, top_k)
+        top_k = self._checked_top_k(call_reason, top_k)
         rows = []
         for cardholder_id in cardholder_ids:
             row = self.profiles.index.get(cardholder_id)
             if row is None:
                 raise NotFoundError(f"cardholder {cardholder_id!r} is not in the profile snapshot")
             rows.append(row)
-        limit = min(top_k, self.config.contact.complaint_max) if call_reason == "complaint" else top_k
+        limit = self.config.contact.shown_at_most(call_reason, top_k)
         candidates = [self._candidates(row, call_reason, ())[0] for row in rows]
         out: list[tuple[tuple[str, ...], FloatArray]] = [((), np.zeros(0))] * len(rows)
         if limit == 0 or not any(len(c) for c in candidates):
@@ -467,29 +405,13 @@ class Engine:
     def _talking_point_numbers(
         self, row: int, holder: FloatArray, benefits: IntArray, values: FloatArray
     ) -> list[TalkingPointNumbers]:
-        """The cardholder's numbers each shown benefit's talking point may use, all at once.
+        """The numbers each shown benefit's talking point may use (see `talking_point_numbers`).
 
-        Spend in the benefit's categories over 90 and 365 days and the estimated yearly spend there
-        (NaN when a covered category's figure is missing; None for a benefit with no categories), the
-        estimated value, and the cardholder's top category over 90 days. `holder` is the cardholder's
-        row of `Profiles.holder_rows` (float64, NaN where missing).
+        `holder` is the cardholder's row of `Profiles.holder_rows` (float64, NaN where missing).
         """
-        masks = self.covers[benefits]
-        sums, covered, top, top_spend = _talking_point_sums(
-            holder, self._talking_point_columns, self.profiles.est_spend[row], masks
+        return talking_point_numbers(
+            holder, self._talking_point_columns, self.profiles.est_spend[row], self.covers[benefits], values
         )
-        top_category = SPEND_CATEGORIES[top] if top_spend > 0 else None
-        return [
-            TalkingPointNumbers(
-                spend_90d_usd=spend[0] if has else None,
-                spend_365d_usd=spend[1] if has else None,
-                est_annual_spend_usd=spend[2] if has else None,
-                est_annual_value_usd=value,
-                top_category=top_category,
-                top_category_spend_90d_usd=top_spend if top_spend > 0 else None,
-            )
-            for spend, has, value in zip(sums.tolist(), covered.tolist(), values.tolist(), strict=True)
-        ]
 
     def _suggestion(
         self,
@@ -514,39 +436,8 @@ class Engine:
             talking_point=text,
             reasons=reasons,
             value_usd=round(value, 2),
-            score=priority,
+            priority=priority,
             p_adopt=p_adopt,
             logging_prob=logging_prob,
             features=x.astype("<f8", copy=False).tobytes(),
         )
-
-
-@compiled
-def _talking_point_sums(
-    holder: FloatArray,
-    columns: IntArray,
-    est_spend: npt.NDArray[np.float32],
-    masks: npt.NDArray[np.bool_],
-) -> tuple[FloatArray, npt.NDArray[np.bool_], int, float]:
-    """Per shown benefit (a row of `masks`): spend 90d, spend 365d and estimated yearly spend summed over
-    its categories (NaN when a covered category's figure is missing, added in numpy's order), whether it
-    covers any category; and the cardholder's top category over 90 days with its spend (numpy's argmax:
-    the first largest, or the first NaN)."""
-    n_categories = columns.shape[1]
-    series = np.empty((3, n_categories))
-    for c in range(n_categories):
-        series[0, c] = holder[columns[0, c]]
-        series[1, c] = holder[columns[1, c]]
-        series[2, c] = est_spend[c]
-    sums = np.empty((masks.shape[0], 3))
-    covered = np.zeros(masks.shape[0], dtype=np.bool_)
-    masked = np.empty(n_categories)
-    for b in range(masks.shape[0]):
-        for kind in range(3):
-            for c in range(n_categories):
-                masked[c] = series[kind, c] if masks[b, c] else 0.0
-            sums[b, kind] = sum_like_numpy(masked)
-        for c in range(n_categories):
-            covered[b] |= masks[b, c]
-    top = int(np.argmax(series[0]))
-    return sums, covered, top, series[0, top]

@@ -9,7 +9,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
+import numpy.typing as npt
+
+from nba._compiled import compiled
 from nba.contract._catalog import Benefit, Product
+from nba.features._matrix import sum_like_numpy
+from nba.vocab import SPEND_CATEGORIES
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 _CATEGORY_WORDS: Final[dict[str, str]] = {
     "dining": "dining out",
@@ -67,6 +76,69 @@ class TalkingPointNumbers:
     est_annual_value_usd: float | None = None
     top_category: str | None = None
     top_category_spend_90d_usd: float | None = None
+
+
+def talking_point_numbers(
+    holder: FloatArray,
+    columns: IntArray,
+    est_spend: npt.NDArray[np.float32],
+    covers: npt.NDArray[np.bool_],
+    values: FloatArray,
+) -> list[TalkingPointNumbers]:
+    """The cardholder's numbers each shown benefit's talking point may use, all at once.
+
+    Takes the cardholder's feature row `holder` (float64, NaN where missing), the positions in it of the
+    spend over 90 and 365 days per spend category (`columns`, 2 × SPEND_CATEGORIES), the estimated yearly
+    spend per category on any card (`est_spend`), each shown benefit's categories (`covers`, shown ×
+    SPEND_CATEGORIES) and estimated yearly value (`values`). Returns, per shown benefit: spend in its
+    categories over 90 and 365 days and the estimated yearly spend there (NaN when a covered category's
+    figure is missing; None for a benefit with no categories), the estimated value, and the cardholder's
+    top category over 90 days.
+    """
+    sums, covered, top, top_spend = _talking_point_sums(holder, columns, est_spend, covers)
+    top_category = SPEND_CATEGORIES[top] if top_spend > 0 else None
+    return [
+        TalkingPointNumbers(
+            spend_90d_usd=spend[0] if has else None,
+            spend_365d_usd=spend[1] if has else None,
+            est_annual_spend_usd=spend[2] if has else None,
+            est_annual_value_usd=value,
+            top_category=top_category,
+            top_category_spend_90d_usd=top_spend if top_spend > 0 else None,
+        )
+        for spend, has, value in zip(sums.tolist(), covered.tolist(), values.tolist(), strict=True)
+    ]
+
+
+@compiled
+def _talking_point_sums(
+    holder: FloatArray,
+    columns: IntArray,
+    est_spend: npt.NDArray[np.float32],
+    masks: npt.NDArray[np.bool_],
+) -> tuple[FloatArray, npt.NDArray[np.bool_], int, float]:
+    """Per shown benefit (a row of `masks`): spend 90d, spend 365d and estimated yearly spend summed over
+    its categories (NaN when a covered category's figure is missing, added in numpy's order), whether it
+    covers any category; and the cardholder's top category over 90 days with its spend (numpy's argmax:
+    the first largest, or the first NaN)."""
+    n_categories = columns.shape[1]
+    series = np.empty((3, n_categories))
+    for c in range(n_categories):
+        series[0, c] = holder[columns[0, c]]
+        series[1, c] = holder[columns[1, c]]
+        series[2, c] = est_spend[c]
+    sums = np.empty((masks.shape[0], 3))
+    covered = np.zeros(masks.shape[0], dtype=np.bool_)
+    masked = np.empty(n_categories)
+    for b in range(masks.shape[0]):
+        for kind in range(3):
+            for c in range(n_categories):
+                masked[c] = series[kind, c] if masks[b, c] else 0.0
+            sums[b, kind] = sum_like_numpy(masked)
+        for c in range(n_categories):
+            covered[b] |= masks[b, c]
+    top = int(np.argmax(series[0]))
+    return sums, covered, top, series[0, top]
 
 
 def _money(value: float | None, estimate: bool) -> str | None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from nba.errors import ConflictError, DataError
-from nba.feedback._records import SHOWN_FIELDS, CallDecision, ShownSuggestion, check_decision, feature_bytes
+from nba.feedback._records import SHOWN_COLUMNS, CallDecision, ShownSuggestion, check_decision, feature_bytes
 from nba.files import fsync_dir, replace_file
 
 if TYPE_CHECKING:
@@ -260,7 +260,7 @@ def decision_to_json(decision: CallDecision) -> dict[str, Any]:
         "suggestions": [
             {
                 "suggestion_id": s.suggestion_id,
-                **dict(zip(SHOWN_FIELDS, s.plain(), strict=True)),
+                **dict(zip(SHOWN_COLUMNS, s.plain(), strict=True)),
                 "pair_features": base64.b64encode(s.pair_features).decode("ascii"),
             }
             for s in decision.suggestions
@@ -290,7 +290,7 @@ def decision_from_json(body: Mapping[str, Any]) -> CallDecision:
         note=body["note"],
         agent_id=body["agent_id"],
         suggestions=tuple(
-            ShownSuggestion.from_plain(s["suggestion_id"], [s[name] for name in SHOWN_FIELDS], pair)
+            ShownSuggestion.from_plain(s["suggestion_id"], [s[name] for name in SHOWN_COLUMNS], pair)
             for s, pair in zip(body["suggestions"], pairs, strict=True)
         ),
         holder_features=holder,

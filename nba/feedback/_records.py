@@ -13,7 +13,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from nba.decision._engine import Suggestion, SuggestionBase
+from nba.decision._engine import PUBLIC_FIELD_NAMES, Suggestion, SuggestionBase
 from nba.errors import DataError
 from nba.vocab import CALL_REASONS
 
@@ -63,6 +63,10 @@ class ShownSuggestion(SuggestionBase):
 # line, and (but `logging_prob`) in the API's answer.
 SHOWN_FIELDS: Final = tuple(f.name for f in fields(SuggestionBase))
 SHOWN_TYPES: Final = {f.name: str(f.type) for f in fields(SuggestionBase)}
+# The same fields in the contract's words (`score` for the priority): the table's columns, a buffer line's keys.
+SHOWN_COLUMNS: Final = tuple(PUBLIC_FIELD_NAMES.get(name, name) for name in SHOWN_FIELDS)
+# A table row → the record's values in SHOWN_FIELDS order.
+shown_columns: Final = attrgetter(*SHOWN_COLUMNS)
 # Anything with the record's fields by name (a suggestion, a table row) → their values in that order.
 shown_values: Final = attrgetter(*SHOWN_FIELDS)
 # A field's type → how its value becomes a plain one (an engine's numpy float a Python float; JSON and the

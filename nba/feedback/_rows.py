@@ -16,7 +16,7 @@ from sqlalchemy import (
     select,
 )
 
-from nba.feedback._records import SHOWN_FIELDS, CallDecision, OutcomeRecord, ShownSuggestion, shown_values
+from nba.feedback._records import SHOWN_COLUMNS, CallDecision, OutcomeRecord, ShownSuggestion, shown_columns
 from nba.feedback._schema import calls_table, suggestion_repeats_table, suggestions_table
 
 
@@ -93,7 +93,7 @@ _INSERT_CALLS: Final = _BatchInsert(
     ),
 )
 _INSERT_SUGGESTIONS: Final = _BatchInsert(
-    suggestions_table, ("suggestion_id", "call_id", *SHOWN_FIELDS, "pair_features_f64")
+    suggestions_table, ("suggestion_id", "call_id", *SHOWN_COLUMNS, "pair_features_f64")
 )
 
 
@@ -187,7 +187,7 @@ def read_decision(conn: Connection, call_id: str) -> CallDecision | None:
         served_at=call.served_at,
         note=call.note,
         suggestions=tuple(
-            ShownSuggestion.from_plain(row.suggestion_id, shown_values(row), bytes(row.pair_features_f64))
+            ShownSuggestion.from_plain(row.suggestion_id, shown_columns(row), bytes(row.pair_features_f64))
             for row in rows
         ),
         agent_id=call.agent_id,

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from nba.errors import DataError
-from nba.feedback._records import SHOWN_TYPES
+from nba.feedback._records import SHOWN_COLUMNS, SHOWN_TYPES
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -79,9 +79,12 @@ suggestions_table: Final = Table(
     _metadata,
     Column("suggestion_id", String(), primary_key=True),
     Column("call_id", String(), ForeignKey("calls.call_id"), nullable=False),
-    # The suggestion record's fields (SHOWN_FIELDS), a column each. (The migrations made talking_point TEXT
+    # The suggestion record's fields, a column each under the contract's name (SHOWN_COLUMNS). (The migrations made talking_point TEXT
     # and the other strings VARCHAR: both unbounded, the same to the store, which never creates tables.)
-    *(Column(name, _COLUMN_OF_TYPE[type_](), nullable=False) for name, type_ in SHOWN_TYPES.items()),
+    *(
+        Column(name, _COLUMN_OF_TYPE[type_](), nullable=False)
+        for name, type_ in zip(SHOWN_COLUMNS, SHOWN_TYPES.values(), strict=True)
+    ),
     # The rest of the feature vector: calls.holder_features_f64 + this is the whole one (feature_bytes).
     Column("pair_features_f64", LargeBinary(), nullable=False),
 )

@@ -18,7 +18,7 @@ from schemathesis.checks import (
 from api.main import create_app, start_up
 from api.routes.suggestions import answer
 from api.schemas import SuggestionOut, SuggestionsOut
-from nba.decision._engine import SuggestionBase
+from nba.decision import PUBLIC_FIELD_NAMES, SuggestionBase
 from nba.feedback import CallDecision, ShownSuggestion
 from tests.deployment import Deployment
 
@@ -71,7 +71,8 @@ def test_every_operation_documents_its_errors_and_bounds_its_inputs(
 
 
 def test_a_suggestion_out_is_the_suggestion_record_but_its_logging_probability() -> None:
-    record = [field.name for field in dataclasses.fields(SuggestionBase)]
+    # In the contract's words: the engine's `priority` is the answer's `score`.
+    record = [PUBLIC_FIELD_NAMES.get(field.name, field.name) for field in dataclasses.fields(SuggestionBase)]
     assert list(SuggestionOut.model_fields) == [
         "suggestion_id",
         *(name for name in record if name != "logging_prob"),
@@ -91,7 +92,7 @@ def test_the_routes_body_is_what_the_response_schema_writes() -> None:
             talking_point="Spends about $3,100 a year dining out — “4x” here.",
             reasons=reasons,
             value_usd=93.0 / rank,
-            score=0.1 + 0.2,
+            priority=0.1 + 0.2,
             p_adopt=0.31,
             logging_prob=0.9,
             pair_features=b"",

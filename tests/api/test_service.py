@@ -348,6 +348,7 @@ def test_keys_and_roles(client: TestClient, sample_deployment: Deployment) -> No
     assert client.post("/v1/admin/reload").status_code == 403
     model = client.get("/v1/model", headers={"X-API-Key": ADMIN}).json()
     assert model["version"] == sample_deployment.version and "auc" in json.dumps(model["metrics"])
+    assert model["scorer"] == "tree_walk"
 
 
 def test_production_mode_refuses_to_start_without_keys(sample_deployment: Deployment, tmp_path: Path) -> None:
@@ -567,7 +568,7 @@ def test_new_ids_are_unique_and_grow_with_time_so_the_store_appends_them() -> No
     assert all(len({i[:12] for i in batch}) == 1 for batch in batches)  # one time per call
 
 
-def test_valid_suggestion_requests_take_the_fast_path_and_everything_else_the_route(
+def test_the_fast_path_answers_what_it_can_judge_and_hands_the_rest_on_unjudged(
     client: TestClient, sample_deployment: Deployment
 ) -> None:
     from api.routes.suggestions import SUGGESTIONS_PATH, SuggestionsFastPath, router
@@ -583,7 +584,9 @@ def test_valid_suggestion_requests_take_the_fast_path_and_everything_else_the_ro
 
     fast = SuggestionsFastPath(the_route, services, route)
 
-    def ask(path: str, query: str = "", key: str | None = AGENT, method: str = "GET", **headers: str) -> int:
+    def ask(
+        path: str, query: str = "", key: str | None = AGENT, method: str = "GET", **headers: str
+    ) -> tuple[int, str]:
         sent: list[dict[str, Any]] = []
         raw = [(b"x-api-key", key.encode())] if key is not None else []
         raw += [(name.replace("_", "-").encode(), value.encode()) for name, value in headers.items()]
@@ -602,31 +605,122 @@ def test_valid_suggestion_requests_take_the_fast_path_and_everything_else_the_ro
             sent.append(message)
 
         asyncio.run(fast(scope, receive, send))
-        if sent[0]["status"] == 200:
-            assert scope["route"] is route  # RequestContext labels the metrics by its template
-            assert "suggestions" in json.loads(sent[1]["body"])
-        return int(sent[0]["status"])
+        status = int(sent[0]["status"])
+        if status == 599:
+            return status, ""
+        assert scope["route"] is route  # RequestContext labels the metrics by its template
+        body = json.loads(sent[1]["body"])
+        if status == 200:
+            assert "suggestions" in body
+            return status, ""
+        return status, body["detail"]
 
     cardholder = some_cardholders(sample_deployment)[0]
     path = f"/v1/cardholders/{cardholder}/suggestions"
-    assert ask(path) == 200
-    assert ask(path, "call_reason=travel_notice&limit=2&call_id=desk-1") == 200
-    assert ask(path, "", x_call_id="desk-2") == 200
+    assert ask(path) == (200, "")
+    assert ask(path, "call_reason=travel_notice&limit=2&call_id=desk-1") == (200, "")
+    assert ask(path, "", x_call_id="desk-2") == (200, "")
     assert handed_on == []
+    # Errors raised before anything is logged are answered here, in the one error format.
+    assert ask(path, key=None) == (401, "missing API key: send it in the X-API-Key header")
+    assert ask(path, key="wrong") == (401, "unknown API key")
+    assert ask(path, "call_id=desk-1&", x_call_id="desk-9") == (
+        422,
+        "`call_id` (query) and `X-Call-Id` (header) differ; send one",
+    )
+    assert ask(path, "call_id=desk-1") == (200, "")  # a repeat, answered as first served
+    other = some_cardholders(sample_deployment)[1]
+    assert ask(f"/v1/cardholders/{other}/suggestions", "call_id=desk-1") == (
+        409,
+        "call 'desk-1' was served for another cardholder",
+    )
+    assert ask("/v1/cardholders/nobody-here/suggestions") == (
+        404,
+        "cardholder 'nobody-here' is not in the profile snapshot",
+    )
+    assert handed_on == []
+    # Input it cannot judge cheaply goes on to the route, which checks the key first as every route does.
     for query in ("limit=11", "limit=two", "call_reason=chat", "limit=1&limit=2", "page=2", "call_id=a%20b"):
-        assert ask(path, query) == 599, query
-    assert ask(path, key=None) == 599  # no key: the route answers 401
-    assert ask(path, key="wrong") == 599
-    assert ask(path, "call_id=desk-1&", x_call_id="desk-9") == 599  # ids differ: 422
-    assert ask(path, "call_id=desk-1") == 200  # a repeat, answered as first served
-    assert (
-        ask(f"/v1/cardholders/{some_cardholders(sample_deployment)[1]}/suggestions", "call_id=desk-1") == 599
-    )  # 409
-    assert ask("/v1/cardholders/nobody-here/suggestions") == 599  # unknown cardholder: 404
-    assert ask("/v1/cardholders/a b/suggestions") == 599
-    assert ask(path, method="POST") == 599
-    assert ask("/v1/model") == 599
-    assert len(handed_on) == 14
+        assert ask(path, query) == (599, ""), query
+    assert ask("/v1/cardholders/a b/suggestions") == (599, "")
+    assert ask(path, method="POST") == (599, "")
+    assert ask("/v1/model") == (599, "")
+    assert len(handed_on) == 9
+
+
+def test_a_refused_suggestions_request_is_looked_up_decided_and_key_checked_once(
+    client: TestClient, sample_deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = services_of(client)
+    engine = services.state.serving.engine  # type: ignore[union-attr]
+    counts = {"identify": 0, "lookup": 0, "decide": 0}
+
+    def counted(name: str, method: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            counts[name] += 1
+            return method(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(services.keys, "identify", counted("identify", services.keys.identify))
+    monkeypatch.setattr(services.log, "lookup", counted("lookup", services.log.lookup))
+    monkeypatch.setattr(engine, "decide", counted("decide", engine.decide))
+
+    def asked(url: str, status: int, **headers: str) -> dict[str, int]:
+        counts.update(identify=0, lookup=0, decide=0)
+        answer = client.get(url, headers=headers)
+        assert answer.status_code == status, answer.text
+        return dict(counts)
+
+    first, other = some_cardholders(sample_deployment)[:2]
+    assert asked(f"/v1/cardholders/{first}/suggestions?call_id=once-1", 200) == {
+        "identify": 1,
+        "lookup": 1,
+        "decide": 1,
+    }
+    assert asked("/v1/cardholders/nobody-here/suggestions?call_id=once-2", 404) == {
+        "identify": 1,
+        "lookup": 1,
+        "decide": 1,
+    }
+    assert asked(f"/v1/cardholders/{other}/suggestions?call_id=once-1", 409) == {
+        "identify": 1,
+        "lookup": 1,
+        "decide": 0,
+    }
+    assert asked(f"/v1/cardholders/{first}/suggestions", 401, **{"X-API-Key": "wrong"}) == {
+        "identify": 1,
+        "lookup": 0,
+        "decide": 0,
+    }
+    assert asked(f"/v1/cardholders/{first}/suggestions?limit=99", 422) == {
+        "identify": 1,
+        "lookup": 0,
+        "decide": 0,
+    }
+
+
+def test_the_suggestions_route_takes_its_services_from_an_overridable_dependency(
+    client: TestClient, sample_deployment: Deployment
+) -> None:
+    from api.deps import get_services
+    from api.keys import KeyRing
+
+    url = f"/v1/cardholders/{some_cardholders(sample_deployment)[0]}/suggestions"
+    assert client.get(url, headers={"X-API-Key": ""}).status_code == 401
+    without_keys = replace(services_of(client), keys=KeyRing([]))  # development mode: no key needed
+
+    async def overridden() -> Services:
+        return without_keys
+
+    client.app.dependency_overrides[get_services] = overridden  # type: ignore[attr-defined]
+    try:
+        answer = client.get(url, headers={"X-API-Key": ""})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["cardholder_id"] == some_cardholders(sample_deployment)[0]
+    finally:
+        client.app.dependency_overrides.clear()  # type: ignore[attr-defined]
+    assert client.get(url, headers={"X-API-Key": ""}).status_code == 401
 
 
 def test_a_repeat_before_the_writer_wrote_the_call_gets_the_same_answer(

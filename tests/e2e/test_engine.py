@@ -14,7 +14,7 @@ import pytest
 from nba.contract._catalog import load_catalog
 from nba.contract._mcc import load_mcc_map
 from nba.contract._tables import open_data
-from nba.decision._engine import ContactPolicy, Engine, EngineConfig, RecentContact
+from nba.decision import ArbitrationConfig, ContactPolicy, Engine, EngineConfig, RecentContact
 from nba.decision._talking_points import category_words
 from nba.errors import DataError, ModelError, NotFoundError
 from nba.features._matrix import BenefitTable
@@ -59,15 +59,15 @@ def test_suggestions_are_on_the_card_unused_diverse_and_deterministic(setup: tup
         assert set(ids) <= on_card
         assert not {(cardholder_id, b) for b in ids} & used
         assert [s.rank for s in decision.suggestions] == list(range(1, len(ids) + 1))
-        scores = [s.score for s in decision.suggestions]
+        scores = [s.priority for s in decision.suggestions]
         categories = [set(engine.catalog.benefit_by_id[b].spend_categories) for b in ids]
         if len(ids) == 2 and decision.candidates > 2:
             assert not (categories[0] & categories[1]) or scores == sorted(scores, reverse=True)
         assert all(s.logging_prob == 1.0 for s in decision.suggestions)
         assert all("{" not in s.talking_point for s in decision.suggestions)
         again = engine.decide(cardholder_id, "general")
-        assert [(s.benefit_id, s.score, s.talking_point) for s in again.suggestions] == [
-            (s.benefit_id, s.score, s.talking_point) for s in decision.suggestions
+        assert [(s.benefit_id, s.priority, s.talking_point) for s in again.suggestions] == [
+            (s.benefit_id, s.priority, s.talking_point) for s in decision.suggestions
         ]
         shown += len(ids)
     assert shown > 300
@@ -225,6 +225,26 @@ def test_recent_outcomes_apply_to_the_contact_policy_at_once(setup: tuple[Path, 
     assert checked > 10
 
 
+def test_the_arbitration_s_top_k_is_the_k_a_call_gets_unless_it_asks(setup: tuple[Path, Engine]) -> None:
+    _, engine = setup
+    five = Engine(
+        engine.bundle,
+        engine.profiles,
+        engine.catalog,
+        EngineConfig(arbitration=ArbitrationConfig(top_k=5)),
+        reasoner=engine.reasoner,
+    )
+    counts = []
+    for cardholder_id in engine.profiles.ids[:100]:
+        decision = five.decide(cardholder_id, "general")
+        counts.append(len(decision.suggestions))
+        assert len(decision.suggestions) == min(5, decision.candidates)
+        assert len(five.decide(cardholder_id, "general", top_k=2).suggestions) == min(2, decision.candidates)
+        ((chosen, _),) = five.rank_batch([cardholder_id], "general")
+        assert list(chosen) == [s.benefit_id for s in decision.suggestions]
+    assert max(counts) == 5
+
+
 def test_exploration_logs_the_real_probability(setup: tuple[Path, Engine]) -> None:
     _, engine = setup
     explorer = Engine(
@@ -246,9 +266,15 @@ def test_exploration_logs_the_real_probability(setup: tuple[Path, Engine]) -> No
 
 def test_one_routing_gives_the_model_s_own_scores_and_reasons(setup: tuple[Path, Engine]) -> None:
     _, engine = setup
-    assert engine.path_reasoner is not None  # the default: the rows walk the trees once per decision
-    two_calls = Engine(engine.bundle, engine.profiles, engine.catalog, reasoner=engine.reasoner.__call__)
-    assert two_calls.path_reasoner is None
+    assert engine.scorer.name == "tree_walk"  # the default: the rows walk the trees once per decision
+    two_calls = Engine(
+        engine.bundle,
+        engine.profiles,
+        engine.catalog,
+        EngineConfig(scorer="booster"),
+        reasoner=engine.reasoner,
+    )
+    assert two_calls.scorer.name == "booster" and two_calls.reasoner is engine.reasoner
     compared = 0
     for cardholder_id in engine.profiles.ids[:100]:
         fast, slow = engine.decide(cardholder_id, "general"), two_calls.decide(cardholder_id, "general")
@@ -292,6 +318,6 @@ def test_batch_ranking_chooses_what_decide_chooses(
     for cardholder_id, (chosen, priority) in zip(holders, batch, strict=True):
         decision = engine.decide(cardholder_id, call_reason, top_k)
         assert chosen == tuple(s.benefit_id for s in decision.suggestions)
-        np.testing.assert_allclose(priority, [s.score for s in decision.suggestions], rtol=1e-9)
+        np.testing.assert_allclose(priority, [s.priority for s in decision.suggestions], rtol=1e-9)
     with pytest.raises(NotFoundError):
         engine.rank_batch(["nobody"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -200,6 +201,7 @@ def test_recommend_and_score_from_a_snapshot_equal_computing_from_the_data(
         assert main(["recommend", "C0000008", "--data", SAMPLE_DIR, *model, "--json", *profiles]) == 0
         decisions.append(capsys.readouterr().out)
     assert decisions[0] == decisions[1] == decisions[2] and '"profile_as_of": "2026-10-01"' in decisions[0]
+    assert json.loads(decisions[0])["scorer"] == "tree_walk"
     scores = []
     for name, profiles in (("data", []), ("snapshot", ["--profiles", str(root)])):
         out_file = tmp_path / f"{name}.csv"

@@ -1,0 +1,99 @@
+"""Contact policy: a cardholder's contact history and the outcomes recorded since → the benefits not offered again."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from nba.vocab import MAX_SUGGESTIONS
+
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class ContactPolicy:
+    """What is not offered again: declined in the last N days, or presented M times in 90 days.
+
+    On complaint calls at most `complaint_max` suggestions are shown.
+    """
+
+    decline_cooldown_days: int = 90
+    max_presentations_90d: int = 2
+    complaint_max: int = 1
+
+    def __post_init__(self) -> None:
+        if self.decline_cooldown_days < 0:
+            raise ValueError(f"`decline_cooldown_days` must be >= 0, got {self.decline_cooldown_days}")
+        if self.max_presentations_90d < 1:
+            raise ValueError(
+                f"`max_presentations_90d` must be a positive integer, got {self.max_presentations_90d}"
+            )
+        if not 0 <= self.complaint_max <= MAX_SUGGESTIONS:
+            raise ValueError(
+                f"`complaint_max` must be an int in [0, {MAX_SUGGESTIONS}], got {self.complaint_max}"
+            )
+
+    def shown_at_most(self, call_reason: str, top_k: int) -> int:
+        """How many suggestions a call may show: `top_k`, or fewer on a complaint call."""
+        return min(top_k, self.complaint_max) if call_reason == "complaint" else top_k
+
+
+@dataclass(frozen=True)
+class RecentContact:
+    """An outcome recorded after the profile snapshot was taken (from the feedback store).
+
+    The contact policy applies it at once: a decline or an acceptance takes the benefit off the next
+    calls, and every presentation counts towards `max_presentations_90d`.
+    """
+
+    benefit_id: str
+    outcome: str
+
+
+@dataclass(frozen=True)
+class ContactHistory:
+    """A cardholder's contact history in the profile snapshot: one entry per benefit ever presented or used.
+
+    `benefit` holds positions in the catalog's benefits; `days_since_declined` is NaN for a benefit
+    never declined.
+    """
+
+    benefit: npt.NDArray[np.int64]
+    days_since_declined: npt.NDArray[np.floating]
+    used: BoolArray
+    presented_90d: npt.NDArray[np.floating]
+
+
+def contact_exclusions(
+    policy: ContactPolicy,
+    benefit_position: Mapping[str, int],
+    history: ContactHistory | None,
+    recent: Sequence[RecentContact] = (),
+) -> BoolArray:
+    """One flag per catalog benefit (`benefit_position`'s positions): True where the policy keeps it off the call.
+
+    Off: a benefit already used; declined within `decline_cooldown_days` (in the snapshot) or declined or
+    accepted since the snapshot (`recent`); presented `max_presentations_90d` times or more in 90 days,
+    counting the snapshot's presentations and every recent outcome except `not_discussed` (a suggestion
+    the agent did not bring up was not a contact). Recent outcomes for benefits not in the catalog are
+    ignored.
+    """
+    n_benefits = len(benefit_position)
+    excluded = np.zeros(n_benefits, dtype=bool)
+    presented_90d = np.zeros(n_benefits, dtype=np.float32)
+    if history is not None and len(history.benefit):
+        presented_90d[history.benefit] = history.presented_90d
+        blocked = history.used | (history.days_since_declined <= policy.decline_cooldown_days)
+        excluded[history.benefit[blocked]] = True
+    for contact in recent:
+        benefit = benefit_position.get(contact.benefit_id)
+        if benefit is None or contact.outcome == "not_discussed":
+            continue
+        presented_90d[benefit] += 1
+        if contact.outcome in ("declined", "accepted"):
+            excluded[benefit] = True
+    excluded |= presented_90d >= policy.max_presentations_90d
+    return excluded
