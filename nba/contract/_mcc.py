@@ -19,6 +19,7 @@ import pyarrow as pa
 from nba.errors import CatalogError, Problem, SchemaError, ValidationError
 from nba.vocab import CATEGORY_INDEX, SPEND_CATEGORIES
 
+# The shipped map, and a data directory's patch of it, go by one file name.
 MCC_MAP_FILE: Final = "mcc_map.csv"
 MCC_COLUMNS: Final = ("mcc_from", "mcc_to", "category")
 N_CODES: Final = 10_000

@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from nba.contract._catalog import Catalog, catalog_for, load_catalog
-from nba.contract._mcc import MccMap, load_mcc_map
+from nba.contract._mcc import MCC_MAP_FILE, MccMap, load_mcc_map
 from nba.contract._tables import (
     Column,
     ParsedColumn,
@@ -26,7 +26,7 @@ from nba.contract._tables import (
 from nba.errors import DataError, Problem, ValidationError
 
 DEFAULT_MAX_PROBLEMS: Final = 100
-MCC_OVERRIDE_FILE: Final = "mcc_map.csv"
+MCC_OVERRIDE_FILE: Final = MCC_MAP_FILE  # a data directory's patch of the shipped MCC map
 
 
 @dataclass(frozen=True)
