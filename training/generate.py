@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from nba.contract import DEFAULT_CATALOG_PATH, MCC_OVERRIDE_FILE, Catalog, MccMap, load_catalog, load_mcc_map
-from nba.errors import DataError
+from nba.errors import DataError, check_param
 from nba.vocab import (
     BENEFIT_KINDS,
     CALL_REASONS,
@@ -1720,16 +1720,13 @@ def _csv_ready(table: pa.Table) -> pa.Table:
 
 
 def _check_arguments(n_cardholders: int, seed: int, fmt: str, out_dir: Path, oracle_path: Path) -> None:
-    if (
-        isinstance(n_cardholders, bool)
-        or not isinstance(n_cardholders, int)
-        or not 1 <= n_cardholders <= 99_999_999
-    ):
-        raise DataError(f"`n_cardholders` must be an int in [1, 99999999], got {n_cardholders!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise DataError(f"`seed` must be a non-negative int, got {seed!r}")
-    if fmt not in ("csv", "parquet"):
-        raise DataError(f"`fmt` must be 'csv' or 'parquet', got {fmt!r}")
+    def is_int(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    in_range = is_int(n_cardholders) and 1 <= n_cardholders <= 99_999_999
+    check_param("n_cardholders", n_cardholders, in_range, "an int in [1, 99999999]", DataError)
+    check_param("seed", seed, is_int(seed) and seed >= 0, "a non-negative int", DataError)
+    check_param("fmt", fmt, fmt in ("csv", "parquet"), "'csv' or 'parquet'", DataError)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"`out_dir` must be a directory, got the file {out_dir}")
     if out_dir.resolve() in oracle_path.resolve().parents:
