@@ -673,7 +673,7 @@ def test_a_call_the_store_does_not_find_in_time_is_answered_anew_and_the_first_s
     assert {s["suggestion_id"] for s in later["suggestions"]}.isdisjoint(
         s["suggestion_id"] for s in first["suggestions"]
     )
-    assert services.metrics.lookups_late._value.get() == 1
+    assert services.metrics.registry.get_sample_value("nba_call_lookups_late_total") == 1
     store.slow_s = 0.0
     services.log.write_pending()
     # The store keeps the first decision as the call; an outcome on the later one counts for it.
