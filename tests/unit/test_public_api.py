@@ -149,12 +149,14 @@ def test_all_is_sorted_constants_then_classes_then_functions(face: str) -> None:
     assert names == sorted(names, key=lambda name: (group(name), name))
 
 
-def test_api_training_and_bench_use_only_the_public_faces() -> None:
+def _private_uses(root: Path) -> list[str]:
+    """Every import in `root`/api, training and bench of a private nba module, or of a name a face does
+    not list in its `__all__`."""
     wrong = []
     for folder in ("api", "training", "bench"):
-        for path in sorted((ROOT / folder).rglob("*.py")):
+        for path in sorted((root / folder).rglob("*.py")):
             for line, imported, names in _nba_imports(path):
-                where = f"{path.relative_to(ROOT)}:{line}"
+                where = f"{path.relative_to(root)}:{line}"
                 if imported not in PUBLIC_MODULES and imported not in FACES:
                     wrong.append(f"{where} imports the private module {imported}")
                 elif imported in FACES:
@@ -164,7 +166,34 @@ def test_api_training_and_bench_use_only_the_public_faces() -> None:
                         for name in names
                         if name not in public
                     ]
-    assert wrong == []
+    return wrong
+
+
+def test_api_training_and_bench_use_only_the_public_faces() -> None:
+    assert _private_uses(ROOT) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        (
+            "from nba.decision._engine import Engine\n",
+            "api/x.py:1 imports the private module nba.decision._engine",
+        ),
+        ("import nba.model._trees\n", "imports the private module nba.model._trees"),
+        ("from nba.decision import _engine\n", "imports _engine from nba.decision (not in its __all__)"),
+        ("from nba import feature_values\n", "imports feature_values from nba (not in its __all__)"),
+        ("from nba.decision import Engine\nfrom nba.errors import DataError\n", None),
+    ],
+)
+def test_the_face_rule_fails_on_a_private_import(tmp_path: Path, source: str, found: str | None) -> None:
+    (tmp_path / "api").mkdir()
+    (tmp_path / "api" / "x.py").write_text(source, encoding="utf-8")
+    wrong = _private_uses(tmp_path)
+    if found is None:
+        assert wrong == []
+    else:
+        assert len(wrong) == 1 and found in wrong[0], wrong
 
 
 def _nba_modules() -> list[str]:
