@@ -1,4 +1,5 @@
-# Two entry points: `make run` and `make test`. Everything else is a step they share.
+# Two entry points: `make run` and `make test`. Everything else is a step they share
+# (`make test-fast` is the quick loop while working: the tests not marked slow, no linters).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ SAMPLE_CARDHOLDERS := 3000
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test system-deps install sample-data model profiles bench clean
+.PHONY: run test test-fast system-deps install sample-data model profiles bench clean
 
 run: install sample-data model profiles
 	@echo "Model in service: $$(cat models/CURRENT); profile snapshot: $$(cat profiles/CURRENT)."
@@ -24,6 +25,9 @@ test: install
 	$(BIN)/ruff format --check nba training api tests bench
 	$(BIN)/mypy nba api training
 	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" -q
 
 system-deps:
 	bash scripts/install-system-deps.sh

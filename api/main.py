@@ -385,7 +385,7 @@ def serve(settings: Settings) -> None:
     logger = configure_logging(settings.log_level)
     config = uvicorn_config(app, settings)
     for name in ("uvicorn", "uvicorn.error"):
-        uv = __import__("logging").getLogger(name)
+        uv = logging.getLogger(name)
         uv.handlers = list(logger.handlers)
         uv.propagate = False
     uvicorn.Server(config).run()

@@ -10,7 +10,8 @@
     ├── ConflictError          a change that the state no longer allows (an outcome after the call closed)
     └── UnavailableError       a dependency is down (the feedback database); retrying later may work
 
-Messages are one line that names the file, row, column and value where there is one.
+Messages are one line that names the file, row, column and value where there is one. A bad parameter
+gets one form, from `check_param`: "`top_k` must be an int in [1, 10], got 0".
 """
 
 from __future__ import annotations
@@ -96,3 +97,19 @@ class ValidationError(SchemaError):
         first = str(problems[0]) if problems else "no problems"
         more = f" (and {total - 1} more problem{'s' if total != 2 else ''})" if total > 1 else ""
         super().__init__(first + more)
+
+
+def check_param(name: str, value: object, ok: bool, rule: str, error: type[Exception] = ValueError) -> None:
+    """Raises `error` unless `ok`, with nba's one form of a parameter error: the name, the rule, the value.
+
+    `rule` completes "must be ..."; the value is shown as its repr (a numpy scalar as the plain number).
+    The caller computes `ok`, so the rule can be anything a sentence can say:
+
+    >>> check_param("top_k", 0, 1 <= 0 <= 10, "an int in [1, 10]")
+    Traceback (most recent call last):
+    ValueError: `top_k` must be an int in [1, 10], got 0
+    """
+    if not ok:
+        item = getattr(value, "item", None)
+        shown = item() if callable(item) and type(value).__module__ == "numpy" else value
+        raise error(f"`{name}` must be {rule}, got {shown!r}")

@@ -1,8 +1,15 @@
-"""Shared fixtures: small, hand-written data directories in the data contract."""
+"""Shared fixtures: small, hand-written data directories in the data contract, and the sample model.
+
+The slowest thing a test can do is train: tests that need *a* model of the sample data share `sample_model`,
+trained once per session; tests that need a model of their own variant (another world, other options) train
+it themselves and carry the `slow` marker, so `pytest -m "not slow"` is the quick loop.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,8 +19,10 @@ import pytest
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 # The throwaway PostgreSQL server (`pg_server`, `pg_url`) for the feedback store's tests, and the
-# sample data trained and deployed once (`sample_deployment`) for the service's tests.
+# sample model deployed with its profile snapshot (`sample_deployment`) for the service's tests.
 pytest_plugins = ["tests.pg", "tests.deployment"]
+
+SAMPLE_DATA = Path(__file__).resolve().parents[1] / "data_samples"
 
 VALID_TABLES: dict[str, str] = {
     "cardholders": (
@@ -60,3 +69,25 @@ def write_tables(data_dir: Path, tables: dict[str, str]) -> Path:
 def valid_dir(tmp_path: Path) -> Path:
     """A small valid data directory (CSV, default catalog)."""
     return write_tables(tmp_path / "data", VALID_TABLES)
+
+
+@dataclass(frozen=True)
+class SampleModel:
+    """A copy of data_samples/ and the model trained on it, in service in its models folder."""
+
+    data_dir: Path
+    models_dir: Path
+    model_dir: Path
+
+
+@pytest.fixture(scope="session")
+def sample_model(tmp_path_factory: pytest.TempPathFactory) -> SampleModel:
+    """The sample data trained with the default options and promoted, once per test session (read-only:
+    copy it to change it)."""
+    from training.train_job import TrainOptions, train_model  # after GOMP_SPINCOUNT is set, above
+
+    root = tmp_path_factory.mktemp("sample")
+    data_dir = root / "data"
+    shutil.copytree(SAMPLE_DATA, data_dir)
+    result = train_model(data_dir, root / "models", TrainOptions(promote=True))
+    return SampleModel(data_dir, root / "models", result.model_dir)

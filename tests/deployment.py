@@ -1,8 +1,7 @@
-"""Fixtures for the service: the sample data → a trained model in service and a profile snapshot, once per run."""
+"""Fixtures for the service: the shared sample model → in service beside its profile snapshot, once per run."""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -11,10 +10,8 @@ import pytest
 
 from api.settings import Settings
 from nba.model._registry import load_model_dir, write_model_dir
+from tests.conftest import SampleModel
 from training.engine_job import build_snapshot
-from training.train_job import TrainOptions, train_model
-
-SAMPLE_DATA = Path(__file__).resolve().parents[1] / "data_samples"
 
 
 @dataclass(frozen=True)
@@ -40,22 +37,19 @@ class Deployment:
         return Settings.model_validate(values)
 
 
-def deploy(data_dir: Path, root: Path) -> Deployment:
-    """Trains on `data_dir`, promotes the model and builds + promotes its profile snapshot under `root`."""
-    models = root / "models"
-    result = train_model(data_dir, models, TrainOptions(promote=True))
-    profiles = root / "profiles"
-    snapshot = build_snapshot(data_dir, result.model_dir, profiles, promote=True)
-    return Deployment(data_dir, models, profiles, result.model_dir.name, snapshot.manifest.as_of)
-
-
 @pytest.fixture(scope="session")
-def sample_deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
-    """The sample data trained and deployed once per test run (read-only: copy it to change it)."""
-    root = tmp_path_factory.mktemp("deployment")
-    data_dir = root / "data"
-    shutil.copytree(SAMPLE_DATA, data_dir)
-    return deploy(data_dir, root)
+def sample_deployment(sample_model: SampleModel) -> Deployment:
+    """The session's sample model with the sample cardholders' profile snapshot built and promoted beside
+    it, once per test run (read-only: copy it to change it)."""
+    profiles = sample_model.models_dir.parent / "profiles"
+    snapshot = build_snapshot(sample_model.data_dir, sample_model.model_dir, profiles, promote=True)
+    return Deployment(
+        sample_model.data_dir,
+        sample_model.models_dir,
+        profiles,
+        sample_model.model_dir.name,
+        snapshot.manifest.as_of,
+    )
 
 
 def twin_model(models_dir: Path, version: str, created_at: datetime | None = None) -> str:

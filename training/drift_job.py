@@ -47,7 +47,7 @@ from nba.drift import (
     render_section,
     score_shift,
 )
-from nba.errors import DataError, ModelError
+from nba.errors import DataError, ModelError, check_param
 from nba.features import BenefitTable, ExtraColumns, snapshot_all_sql
 from nba.model import (
     HolderEncoding,
@@ -367,8 +367,7 @@ def run_drift(
     Raises ModelError for a model folder without a drift reference, DataError (or ValidationError) for
     invalid data or an as-of after the data, NotFoundError for a missing snapshot.
     """
-    if not 1 <= window_days <= 366:
-        raise DataError(f"`window_days` must be an int in [1, 366], got {window_days}")
+    check_param("window_days", window_days, 1 <= window_days <= 366, "an int in [1, 366]", DataError)
     if data_dir is None and profiles is None:
         raise DataError("give a data directory (--data), a profile snapshot (--profiles) or both")
     progress.step("drift: the model's reference")

@@ -37,11 +37,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import yaml
 
-from nba.contract import DEFAULT_CATALOG_PATH, Catalog, MccMap, load_catalog, load_mcc_map
-from nba.errors import DataError
+from nba.contract import DEFAULT_CATALOG_PATH, MCC_OVERRIDE_FILE, Catalog, MccMap, load_catalog, load_mcc_map
+from nba.errors import DataError, check_param
 from nba.vocab import (
+    BENEFIT_KINDS,
     CALL_REASONS,
     CATEGORY_INDEX,
+    OUTCOMES,
     SENSITIVE_CALL_REASONS,
     SPEND_CATEGORIES,
     TRAVEL_CATEGORIES,
@@ -70,7 +72,6 @@ ORACLE_AS_OF_COLUMN: Final = "as_of"
 _N_CATS: Final = len(SPEND_CATEGORIES)
 _NEVER: Final = 2**30  # a day number after any as_of: "not (yet) happened"
 _EPOCH: Final = date(1970, 1, 1)
-_MCC_OVERRIDE_FILE: Final = "mcc_map.csv"  # a data directory's patch of the shipped MCC map
 _US_PER_DAY: Final = 86_400_000_000
 
 
@@ -186,10 +187,10 @@ MCC_SHARES: Final[Mapping[str, Mapping[int, float]]] = {
 
 # --- benefits, calls and the truth model --------------------------------------------------------------------
 
-_KINDS: Final = ("earn_rate", "statement_credit", "perk", "protection")
-_EARN: Final = 0
-_PERK: Final = 2
-_PROTECTION: Final = 3
+_EARN: Final = BENEFIT_KINDS.index("earn_rate")
+_CREDIT: Final = BENEFIT_KINDS.index("statement_credit")
+_PERK: Final = BENEFIT_KINDS.index("perk")
+_PROTECTION: Final = BENEFIT_KINDS.index("protection")
 _DIGITAL_CATEGORIES: Final = frozenset({"streaming_digital", "online_retail", "transit", "telecom_utilities"})
 # Groups of categories people tend to spend in together; a benefit's "affinity" is the share of spend in
 # categories related to its own (travellers who fly also book hotels; homeowners buy groceries and fuel).
@@ -364,7 +365,7 @@ class TrueAdoptionModel:
         travel_notice = (reason == CALL_REASONS.index("travel_notice")) & benefit.travel
         logit: F64 = (
             self.intercept
-            + np.array([self.kind[k] for k in _KINDS])[benefit.kind]
+            + np.array([self.kind[k] for k in BENEFIT_KINDS])[benefit.kind]
             + self.headline * (benefit.typical_log_value - _log_value(np.asarray(60.0)))
             + relevance
             + self.affinity * affinity
@@ -546,7 +547,7 @@ def _catalog_arrays(catalog: Catalog) -> _CatalogArrays:
     total = weights.sum(axis=1, keepdims=True)
     weights = np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
     mean_shares = _ARCHETYPE_SHARES.mean(axis=0)
-    kind = np.array([_KINDS.index(b.kind) for b in benefits], dtype=np.int8)
+    kind = np.array([BENEFIT_KINDS.index(b.kind) for b in benefits], dtype=np.int8)
     width = max(len(p.benefits) for p in catalog.products)
     slots = np.full((len(catalog.products), width), -1, dtype=np.int64)
     position = {b.id: i for i, b in enumerate(benefits)}
@@ -570,7 +571,7 @@ def _catalog_arrays(catalog: Catalog) -> _CatalogArrays:
         presentable=presentable,
         affinity_weights=weights,
         affinity_base=weights @ mean_shares,
-        popularity=np.array([LEGACY_POPULARITY[k] for k in _KINDS])[kind],
+        popularity=np.array([LEGACY_POPULARITY[k] for k in BENEFIT_KINDS])[kind],
         product_slots=slots,
         product_base_rate=np.array([p.base_earn_rate for p in catalog.products]),
         product_fee_usd=np.array([p.annual_fee_usd for p in catalog.products]),
@@ -796,7 +797,7 @@ def _benefit_values(cat: _CatalogArrays, true_spend: F64, base_rate: F64) -> F64
     credit = np.minimum(cat.credit_usd, spend) * _CREDIT_USAGE
     relevance = np.where(cat.member.sum(axis=1) > 0, 1.0 - np.exp(-spend / _RELEVANCE_SPEND_USD), 0.5)
     kind = cat.view.kind
-    return np.where(kind == _EARN, earn, np.where(kind == 1, credit, cat.nominal_usd * relevance))
+    return np.where(kind == _EARN, earn, np.where(kind == _CREDIT, credit, cat.nominal_usd * relevance))
 
 
 def _spend_shares(cat: _CatalogArrays, true_spend: F64) -> F64:
@@ -1048,7 +1049,7 @@ def _natural_adoption_days(
     value_term = np.log1p(values) - np.log1p(60.0)
     wallet_in = (persona.wallet[:, None, :] * member).sum(axis=2) / np.maximum(member.sum(axis=2), 1)
     start_logit = (
-        np.array([_STARTS_USING_LOGIT[k] for k in _KINDS])[np.maximum(kind, 0)]
+        np.array([_STARTS_USING_LOGIT[k] for k in BENEFIT_KINDS])[np.maximum(kind, 0)]
         + 0.8 * value_term
         + 0.5 * persona.engagement[:, None]
         + 0.4 * affinity
@@ -1222,8 +1223,9 @@ class _Presentations:
     adopted: list[Bool]
 
 
-_OUTCOME_NAMES: Final = ("accepted", "declined", "not_discussed", "already_aware")
-_ACCEPTED, _DECLINED, _NOT_DISCUSSED, _ALREADY_AWARE = range(4)
+_ACCEPTED, _DECLINED, _NOT_DISCUSSED, _ALREADY_AWARE = (
+    OUTCOMES.index(name) for name in ("accepted", "declined", "not_discussed", "already_aware")
+)
 
 
 def _draw_calls(
@@ -1493,7 +1495,7 @@ def _finish_calls(
                 np.asarray(cat.benefit_ids, dtype=object)[chunk.slot_benefit[holder, slot]], pa.string()
             ),
             "presented_at": _timestamps(presented_us),
-            "outcome": pa.array(np.asarray(_OUTCOME_NAMES, dtype=object)[outcome], pa.string()),
+            "outcome": pa.array(np.asarray(OUTCOMES, dtype=object)[outcome], pa.string()),
             "agent_id": agents.take(picks),
             "rank": pa.array(rank, pa.int64()),
             "call_reason": reasons.take(picks),
@@ -1718,16 +1720,13 @@ def _csv_ready(table: pa.Table) -> pa.Table:
 
 
 def _check_arguments(n_cardholders: int, seed: int, fmt: str, out_dir: Path, oracle_path: Path) -> None:
-    if (
-        isinstance(n_cardholders, bool)
-        or not isinstance(n_cardholders, int)
-        or not 1 <= n_cardholders <= 99_999_999
-    ):
-        raise DataError(f"`n_cardholders` must be an int in [1, 99999999], got {n_cardholders!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise DataError(f"`seed` must be a non-negative int, got {seed!r}")
-    if fmt not in ("csv", "parquet"):
-        raise DataError(f"`fmt` must be 'csv' or 'parquet', got {fmt!r}")
+    def is_int(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    in_range = is_int(n_cardholders) and 1 <= n_cardholders <= 99_999_999
+    check_param("n_cardholders", n_cardholders, in_range, "an int in [1, 99999999]", DataError)
+    check_param("seed", seed, is_int(seed) and seed >= 0, "a non-negative int", DataError)
+    check_param("fmt", fmt, fmt in ("csv", "parquet"), "'csv' or 'parquet'", DataError)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"`out_dir` must be a directory, got the file {out_dir}")
     if out_dir.resolve() in oracle_path.resolve().parents:
@@ -1797,7 +1796,7 @@ def generate_world(
     # spawning it still keeps the others as they were.
     _, agent_seed, chunks_seed = root.spawn(3)
     # Transactions are drawn with the MCC map the data directory will be read with (its override too).
-    override = out_dir / _MCC_OVERRIDE_FILE
+    override = out_dir / MCC_OVERRIDE_FILE
     mcc = _mcc_sampler(load_mcc_map(override if override.exists() else None))
     arrays = _catalog_arrays(catalog)
     launch_day, choice_slots = None, None

@@ -23,6 +23,8 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
+from nba.errors import check_param
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -448,8 +450,7 @@ def estimate_off_policy(
             f"`n_calls` must be at least the number of distinct `call_ids` ({calls.n_groups}), got {total_calls}"
         )
     n_bootstrap = _positive_int("n_bootstrap", n_bootstrap)
-    if not 0 < confidence < 1:
-        raise ValueError(f"`confidence` must be in (0, 1), got {confidence}")
+    check_param("confidence", confidence, 0 < confidence < 1, "in (0, 1)")
 
     w = np.where(shown, 1.0 / prob, 0.0)
     # Per call sums; calls without logged rows are the trailing zeros.
@@ -598,8 +599,8 @@ def _same_length(first: tuple[str, npt.NDArray[Any]], *others: tuple[str, npt.ND
 
 
 def _positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+    is_int = isinstance(value, int | np.integer) and not isinstance(value, bool)
+    check_param(name, value, is_int and value >= 1, "a positive integer")
     return int(value)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from nba.errors import check_param
 from training.metrics import CalibrationTable, LiftTable, OracleRatio
 
 if TYPE_CHECKING:
@@ -90,8 +91,9 @@ def plot_feature_importance(
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise ValueError(f"`gains` must be finite and ≥ 0, got {gain[row]} for {names[row]!r}")
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise ValueError(f"`top` must be a positive integer, got {top!r}")
+    check_param(
+        "top", top, isinstance(top, int) and not isinstance(top, bool) and top >= 1, "a positive integer"
+    )
     total = float(gain.sum())
     share = gain / total * 100.0 if total > 0 else np.zeros_like(gain)
     shown = np.argsort(-gain, kind="stable")[:top]

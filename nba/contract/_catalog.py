@@ -23,13 +23,13 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 
 from nba.errors import CatalogError, Problem, ValidationError
-from nba.vocab import BenefitKind, CallReason, SpendCategory
+from nba.vocab import BENEFIT_KINDS, BenefitKind, CallReason, SpendCategory
 
 CATALOG_FILE: Final = "catalog.yaml"
 DEFAULT_CATALOG_PATH: Final = Path(__file__).resolve().parents[2] / "data_samples" / CATALOG_FILE
 
 # Fields the engine fills in a talking point, and which benefit kinds can fill each one.
-_ALL_KINDS: Final = frozenset({"earn_rate", "statement_credit", "perk", "protection"})
+_ALL_KINDS: Final = frozenset(BENEFIT_KINDS)
 PLACEHOLDER_KINDS: Final[dict[str, frozenset[str]]] = {
     "benefit_name": _ALL_KINDS,
     "product_name": _ALL_KINDS,

@@ -16,14 +16,16 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from nba.errors import CatalogError, Problem, SchemaError, ValidationError
+from nba.errors import CatalogError, Problem, SchemaError, ValidationError, check_param
 from nba.vocab import CATEGORY_INDEX, SPEND_CATEGORIES
 
+# The shipped map, and a data directory's patch of it, go by one file name.
 MCC_MAP_FILE: Final = "mcc_map.csv"
 MCC_COLUMNS: Final = ("mcc_from", "mcc_to", "category")
 N_CODES: Final = 10_000
 MAX_CODE: Final = N_CODES - 1
 DEFAULT_CATEGORY: Final = "other"
+_CODE_RULE: Final = f"an int in [0, {MAX_CODE}]"
 # A ValidationError keeps this many problems for its message and callers; `total` counts them all.
 _MAX_PROBLEMS: Final = 100
 _INTEGER: Final = re.compile(r"[+-]?[0-9]+")
@@ -72,10 +74,8 @@ class MccMap:
         >>> load_mcc_map().category_of(5812)
         'dining'
         """
-        if isinstance(mcc, bool) or not isinstance(mcc, int | np.integer):
-            raise SchemaError(f"`mcc` must be an int in [0, {MAX_CODE}], got {mcc!r}")
-        if not 0 <= mcc <= MAX_CODE:
-            raise SchemaError(f"`mcc` must be an int in [0, {MAX_CODE}], got {int(mcc)}")
+        is_int = isinstance(mcc, int | np.integer) and not isinstance(mcc, bool)
+        check_param("mcc", mcc, is_int and 0 <= mcc <= MAX_CODE, _CODE_RULE, SchemaError)
         return SPEND_CATEGORIES[int(self.category_index[int(mcc)])]
 
     def categories_of(self, mccs: npt.ArrayLike) -> npt.NDArray[np.int8]:

@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from nba.contract._catalog import Catalog, catalog_for, load_catalog
-from nba.contract._mcc import MccMap, load_mcc_map
+from nba.contract._mcc import MCC_MAP_FILE, MccMap, load_mcc_map
 from nba.contract._tables import (
     Column,
     ParsedColumn,
@@ -23,10 +23,10 @@ from nba.contract._tables import (
     query_one,
     quote_ident,
 )
-from nba.errors import DataError, Problem, ValidationError
+from nba.errors import DataError, Problem, ValidationError, check_param
 
 DEFAULT_MAX_PROBLEMS: Final = 100
-MCC_OVERRIDE_FILE: Final = "mcc_map.csv"
+MCC_OVERRIDE_FILE: Final = MCC_MAP_FILE  # a data directory's patch of the shipped MCC map
 
 
 @dataclass(frozen=True)
@@ -374,8 +374,7 @@ def validate_data(
         >>> report = validate_data(Path("data_samples"))
         >>> report.ok, report.summary.cardholders
     """
-    if max_problems < 1:
-        raise ValueError(f"`max_problems` must be a positive integer, got {max_problems}")
+    check_param("max_problems", max_problems, max_problems >= 1, "a positive integer")
     out = _Collector(max_problems)
     catalog, mcc_map = _load_config(data_dir, catalog_path, out)
     con = connect(threads)

@@ -29,11 +29,9 @@ class ArbitrationConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.gamma <= 3.0:
-            raise ValueError(f"The 'gamma' parameter must be a float in [0, 3]. Got {self.gamma} instead.")
+            raise ValueError(f"`gamma` must be a float in [0, 3], got {self.gamma!r}")
         if not 1 <= self.top_k <= MAX_SUGGESTIONS:
-            raise ValueError(
-                f"The 'top_k' parameter must be an int in [1, {MAX_SUGGESTIONS}]. Got {self.top_k} instead."
-            )
+            raise ValueError(f"`top_k` must be an int in [1, {MAX_SUGGESTIONS}], got {self.top_k!r}")
 
 
 def compute_priority(

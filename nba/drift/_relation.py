@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from nba.errors import DataError
+from nba.errors import DataError, check_param
 
 FloatArray = npt.NDArray[np.float64]
 Scorer = Callable[[FloatArray], FloatArray]
@@ -90,8 +90,7 @@ def relation_shifts(
     `y_*` (adopted 0/1). The same seed gives the same result. Raises DataError when the columns do not
     match the names or either side has a single class.
     """
-    if repeats < 1:
-        raise DataError(f"`repeats` must be a positive integer, got {repeats}")
+    check_param("repeats", repeats, repeats >= 1, "a positive integer", DataError)
     then_y, now_y = np.asarray(y_then, dtype=np.float64), np.asarray(y_now, dtype=np.float64)
     for side, X, y in (("then", X_then, then_y), ("now", X_now, now_y)):
         if X.ndim != 2 or X.shape[1] != len(feature_names) or len(X) != len(y):

@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nba._compiled import compiled
-from nba.errors import ModelError
+from nba.errors import ModelError, check_param
 from nba.model._trees import FlatTrees, flatten_trees, leaves_of
 
 FloatArray = npt.NDArray[np.float64]
@@ -116,8 +116,8 @@ def _top_k(
 
 def _check_k(k: int, n_features: int) -> None:
     highest = min(MAX_K, n_features)
-    if isinstance(k, bool) or not isinstance(k, Integral) or not 1 <= k <= highest:
-        raise ValueError(f"The 'k' parameter must be an int in [1, {highest}]. Got {k!r} instead.")
+    is_int = isinstance(k, Integral) and not isinstance(k, bool)
+    check_param("k", k, is_int and 1 <= k <= highest, f"an int in [1, {highest}]")
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,9 +174,7 @@ class PathAttributor:
         per iteration (multiclass), averaged output (random forest) or linear trees.
         """
         if not isinstance(booster, lgb.Booster):
-            raise TypeError(
-                f"The 'booster' parameter must be a lightgbm.Booster. Got {type(booster).__name__} instead."
-            )
+            raise TypeError(f"`booster` must be a lightgbm.Booster, got a {type(booster).__name__}")
         trained = booster.current_iteration()
         if trained < 1:
             raise ModelError("The booster has no trees: train it before building a PathAttributor.")
@@ -184,14 +182,13 @@ class PathAttributor:
         if num_iteration is None:
             # What `booster.predict` uses when it is not told: the best iteration if early stopping set one.
             num_iteration = booster.best_iteration if booster.best_iteration > 0 else trained
-        if (
-            isinstance(num_iteration, bool)
-            or not isinstance(num_iteration, Integral)
-            or not 1 <= num_iteration <= trained
-        ):
-            raise ValueError(
-                f"The 'num_iteration' parameter must be an int in [1, {trained}]. Got {num_iteration!r} instead."
-            )
+        is_int = isinstance(num_iteration, Integral) and not isinstance(num_iteration, bool)
+        check_param(
+            "num_iteration",
+            num_iteration,
+            is_int and 1 <= num_iteration <= trained,
+            f"an int in [1, {trained}]",
+        )
         num_iteration = int(num_iteration)
         model = booster.dump_model(num_iteration=num_iteration)
         per_iteration = int(model.get("num_tree_per_iteration", 1))

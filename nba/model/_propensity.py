@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nba._compiled import compiled
-from nba.errors import ModelError
+from nba.errors import ModelError, check_param
 from nba.model._registry import REQUIRED_FILE
 from nba.progress import NO_PROGRESS, ProgressHook, advance_each_round
 
@@ -320,10 +320,8 @@ class PropensityModel:
         categorical_features: Sequence[str],
         y_valid: FloatArray | None = None,
     ) -> None:
-        if not 1 <= self.num_boost_round <= 100_000:
-            raise ValueError(
-                f"The 'num_boost_round' parameter must be an int in [1, 100000]. Got {self.num_boost_round} instead."
-            )
+        rounds = self.num_boost_round
+        check_param("num_boost_round", rounds, 1 <= rounds <= 100_000, "an int in [1, 100000]")
         if X.ndim != 2 or X.shape[1] != len(feature_names):
             raise ValueError(
                 f"`X` must have one column per feature name ({len(feature_names)}), got shape {X.shape}"

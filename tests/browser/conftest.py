@@ -79,6 +79,11 @@ class PanelApp:
             self._db = sa.create_engine(self.database_url)
         return self._db
 
+    def close(self) -> None:
+        """Closes the connections `db` opened, if any."""
+        if self._db is not None:
+            self._db.dispose()
+
     def stored_outcomes(self, call_id: str) -> dict[str, str]:
         """suggestion_id → current outcome, read from the feedback database itself."""
         query = (
@@ -121,8 +126,7 @@ def panel_app(sample_deployment: Deployment, tmp_path_factory: pytest.TempPathFa
         try:
             yield app
         finally:
-            if app._db is not None:
-                app._db.dispose()
+            app.close()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -17,6 +18,8 @@ from starlette.routing import Route as StarletteRoute
 
 from tests.browser.conftest import AGENT_TOKEN, KEY_STORAGE, PanelApp, open_context
 from tests.serving import running_server
+
+pytestmark = pytest.mark.slow  # a real browser (Chromium) against a served app
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "agent-panel.png"
 OUTCOME_BUTTONS = ("Accepted", "Declined", "Not discussed", "Already aware")

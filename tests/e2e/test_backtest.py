@@ -16,6 +16,8 @@ import pytest
 from training.cli import main
 from training.generate import generate_world
 
+pytestmark = pytest.mark.slow  # a world of its own, a model fit per month
+
 
 @pytest.fixture(scope="module")
 def shifted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:

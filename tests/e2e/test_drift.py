@@ -83,6 +83,7 @@ def test_the_snapshot_the_model_was_trained_with_shows_no_drift(sample_deploymen
     assert len(snapshot.features) > 100 and snapshot.max_psi < 0.01
 
 
+@pytest.mark.slow  # two generated worlds of 10,000 cardholders
 def test_a_stationary_world_drifts_little(newer: dict[str, DriftResult]) -> None:
     section = _section(newer["stationary"], "Training window")
     assert section.current_rows > 500
@@ -94,6 +95,7 @@ def test_a_stationary_world_drifts_little(newer: dict[str, DriftResult]) -> None
     assert _section(newer["stationary"], "Training data").max_psi < PSI_MODERATE
 
 
+@pytest.mark.slow
 def test_after_the_shift_the_report_names_what_moved(newer: dict[str, DriftResult]) -> None:
     before = _psi(_section(newer["stationary"], "Training window"))
     section = _section(newer["shifted"], "Training window")

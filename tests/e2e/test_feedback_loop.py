@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
@@ -16,6 +17,8 @@ from tests.deployment import Deployment
 from training.cli import main
 from training.presentations import load_presentations
 from training.train_job import TrainOptions, train_model
+
+pytestmark = pytest.mark.slow  # retrains on the feedback it records
 
 SERVED_AT = datetime(2026, 7, 20, 10, 0, tzinfo=UTC)  # inside the sample world, labels known by its as-of
 

@@ -29,6 +29,7 @@ def test_sample_validates_and_is_small() -> None:
     assert total < 5 * 1024 * 1024
 
 
+@pytest.mark.slow  # regenerates the 3,000 sample cardholders
 @pytest.mark.parametrize("table", TABLE_NAMES)
 def test_regenerating_with_the_same_seed_gives_the_same_rows(
     table: str, tmp_path_factory: pytest.TempPathFactory

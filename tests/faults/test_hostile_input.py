@@ -27,6 +27,8 @@ from tests.api.test_service import ADMIN, AGENT, KEYS, some_cardholders
 from tests.deployment import Deployment
 from tests.serving import free_port
 
+pytestmark = pytest.mark.slow  # a served process (`nba serve`) per module
+
 READ_DEADLINE_S = 1.0
 NBA = Path(sys.executable).parent / "nba"
 

@@ -26,6 +26,8 @@ from tests.deployment import Deployment, twin_model
 from tests.faults.test_hostile_input import serve_process
 from tests.unit.test_snapshots import assert_same_profiles
 
+pytestmark = pytest.mark.slow  # a served process under load while models swap
+
 RATE_PER_S = 40
 # Generous: steady requests take a few ms; before the fix a swap held requests for ~230 ms on an idle
 # machine; a test machine shared with other jobs can stall a process for a while.

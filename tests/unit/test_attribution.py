@@ -430,7 +430,7 @@ def _linear() -> lgb.Booster:
             lambda: {"trees": []},
             None,
             TypeError,
-            r"The 'booster' parameter must be a lightgbm\.Booster\. Got dict instead\.",
+            r"`booster` must be a lightgbm\.Booster, got a dict$",
         ),
         (
             _untrained,
@@ -442,19 +442,19 @@ def _linear() -> lgb.Booster:
             lambda: _train(rounds=5),
             0,
             ValueError,
-            r"The 'num_iteration' parameter must be an int in \[1, 5\]\. Got 0 instead\.",
+            r"`num_iteration` must be an int in \[1, 5\], got 0$",
         ),
         (
             lambda: _train(rounds=5),
             6,
             ValueError,
-            r"The 'num_iteration' parameter must be an int in \[1, 5\]\. Got 6 instead\.",
+            r"`num_iteration` must be an int in \[1, 5\], got 6$",
         ),
         (
             lambda: _train(rounds=5),
             True,
             ValueError,
-            r"The 'num_iteration' parameter must be an int in \[1, 5\]\. Got True",
+            r"`num_iteration` must be an int in \[1, 5\], got True$",
         ),
         (_multiclass, None, ModelError, r"one tree per iteration \(binary or regression\); this one has 3"),
         (_random_forest, None, ModelError, r"this model averages them \(boosting='rf'\)"),
@@ -511,11 +511,11 @@ def test_bad_rows_are_refused_with_their_shape_or_dtype(X: Any, message: str) ->
 @pytest.mark.parametrize(
     ("contributions", "k", "message"),
     [
-        (np.zeros((2, 5)), 0, r"The 'k' parameter must be an int in \[1, 5\]\. Got 0 instead\."),
-        (np.zeros((2, 5)), 6, r"The 'k' parameter must be an int in \[1, 5\]\. Got 6 instead\."),
-        (np.zeros((2, 5)), True, r"The 'k' parameter must be an int in \[1, 5\]\. Got True instead\."),
-        (np.zeros((2, 5)), "3", r"The 'k' parameter must be an int in \[1, 5\]\. Got '3' instead\."),
-        (np.zeros((2, 80)), 51, r"The 'k' parameter must be an int in \[1, 50\]\. Got 51 instead\."),
+        (np.zeros((2, 5)), 0, r"`k` must be an int in \[1, 5\], got 0$"),
+        (np.zeros((2, 5)), 6, r"`k` must be an int in \[1, 5\], got 6$"),
+        (np.zeros((2, 5)), True, r"`k` must be an int in \[1, 5\], got True$"),
+        (np.zeros((2, 5)), "3", r"`k` must be an int in \[1, 5\], got '3'$"),
+        (np.zeros((2, 80)), 51, r"`k` must be an int in \[1, 50\], got 51$"),
         (np.zeros(5), 3, r"`contributions` must be a 2-D array \(rows × features\), got shape \(5,\)"),
     ],
 )
@@ -526,7 +526,7 @@ def test_bad_k_or_contributions_are_refused(contributions: np.ndarray, k: Any, m
 
 def test_top_features_checks_k_before_routing_the_rows() -> None:
     attributor = PathAttributor.from_booster(_train(rounds=3))
-    with pytest.raises(ValueError, match=r"The 'k' parameter must be an int in \[1, 8\]\. Got 9 instead\."):
+    with pytest.raises(ValueError, match=r"`k` must be an int in \[1, 8\], got 9$"):
         attributor.top_features(np.zeros((2, N_FEATURES)), k=9)
 
 

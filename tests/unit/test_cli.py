@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import VALID_TABLES, write_tables
+from tests.conftest import VALID_TABLES, SampleModel, write_tables
 from training.cli import main
 
 
@@ -54,6 +54,7 @@ def test_bad_arguments_are_one_line(
     assert err[0].startswith(message), err
 
 
+@pytest.mark.slow  # a fresh interpreter per command
 def test_console_script_has_help_for_every_command() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "training.cli", "--help"], capture_output=True, text=True, check=True
@@ -137,22 +138,20 @@ def test_export_feedback_writes_the_tables_and_prints_counts(
 SAMPLE_DIR = str(Path(__file__).resolve().parents[2] / "data_samples")
 
 
-@pytest.fixture(scope="module")
-def sample_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.unit.test_snapshots import trained_sample_model
-
-    return trained_sample_model(tmp_path_factory)
+@pytest.fixture
+def sample_model_dir(sample_model: SampleModel) -> Path:
+    return sample_model.model_dir
 
 
 def test_profiles_build_list_promote(
-    sample_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sample_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "profiles"
-    argv = ["profiles", "build", "--data", SAMPLE_DIR, "--model", str(sample_model), "--out", str(root)]
+    argv = ["profiles", "build", "--data", SAMPLE_DIR, "--model", str(sample_model_dir), "--out", str(root)]
     assert main([*argv, "--as-of", "2026-09-01"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"{root / '2026-09-01'}: 2,930 cardholders × 210 features as of 2026-09-01 in ")
-    assert out.endswith(f" s (spend estimates of model {sample_model.name})\n")
+    assert out.endswith(f" s (spend estimates of model {sample_model_dir.name})\n")
     assert main([*argv, "--promote"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "promoted 2026-10-01 (was none)"
     assert main(["profiles", "list", "--dir", str(root)]) == 0
@@ -180,9 +179,9 @@ def test_profiles_build_list_promote(
     ],
 )
 def test_profiles_errors_are_one_line(
-    argv: str, message: str, sample_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    argv: str, message: str, sample_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    names = {"root": str(tmp_path), "model": str(sample_model), "sample": SAMPLE_DIR}
+    names = {"root": str(tmp_path), "model": str(sample_model_dir), "sample": SAMPLE_DIR}
     assert main(argv.format(**names).split()) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
@@ -190,10 +189,10 @@ def test_profiles_errors_are_one_line(
 
 
 def test_recommend_and_score_from_a_snapshot_equal_computing_from_the_data(
-    sample_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sample_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "profiles"
-    model = ["--model", str(sample_model)]
+    model = ["--model", str(sample_model_dir)]
     assert main(["profiles", "build", "--data", SAMPLE_DIR, *model, "--out", str(root), "--promote"]) == 0
     capsys.readouterr()
     decisions = []
@@ -237,6 +236,7 @@ def not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.mark.slow  # a training of its own: the command is what it tests
 @pytest.mark.usefixtures("not_a_terminal")
 def test_train_off_a_terminal_writes_one_plain_line_per_step(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -255,9 +255,9 @@ def test_train_off_a_terminal_writes_one_plain_line_per_step(
 
 @pytest.mark.usefixtures("not_a_terminal")
 def test_evaluate_writes_its_steps_unless_quiet(
-    sample_model: Path, capsys: pytest.CaptureFixture[str]
+    sample_model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["evaluate", "--model", str(sample_model), "--data", SAMPLE_DIR]
+    argv = ["evaluate", "--model", str(sample_model_dir), "--data", SAMPLE_DIR]
     assert main(argv) == 0
     steps = [line.split(":")[0] for line in capsys.readouterr().err.splitlines()]
     assert steps == ["  validate", "  features", "  evaluation"]

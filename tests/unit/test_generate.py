@@ -461,6 +461,7 @@ def test_p_true_depends_on_more_than_spend_value(world: World) -> None:
     assert residual[new].mean() > residual[~new & ~declined].mean() + 0.2
 
 
+@pytest.mark.slow  # a world of 3,000 cardholders
 def test_who_the_cardholder_is_matters_more_than_which_benefit_is_popular(tmp_path: Path) -> None:
     """Each cardholder's best 3 unused benefits by p_true, against 3 picked by popularity or at random."""
     oracle = pq.read_table(generate_world(3_000, seed=11, out_dir=tmp_path / "data").oracle_path).to_pandas()

@@ -26,6 +26,8 @@ from training.generate import (
     generate_world,
 )
 
+pytestmark = pytest.mark.slow  # four generated worlds, two of 3,000 cardholders
+
 SHIFT = date(2026, 4, 1)
 CARDHOLDERS = 3_000
 NEW_BENEFIT = str(LAUNCHED_BENEFIT["id"])

@@ -63,6 +63,7 @@ def test_spend_in_another_category_is_no_reason_for_a_benefit() -> None:
     )
     reasoner = Reasoner(PathAttributor.from_booster(booster), names)
     chosen = np.flatnonzero(X[:, 1] > 500)[:20]
+    assert len(chosen) == 20
     # Unfiltered, fuel spend is what pushes these rows up the most.
     assert all("spends on fuel" in phrases for phrases in reasoner(X, chosen))
     dining_only = np.zeros((len(chosen), len(SPEND_CATEGORIES)), dtype=bool)

@@ -50,7 +50,7 @@ from nba.profiles._snapshots import (
     snapshot_dir,
     write_snapshot,
 )
-from training.train_job import TrainOptions, train_model
+from tests.conftest import SampleModel
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data_samples"
 AS_OF = date(2026, 10, 1)
@@ -71,16 +71,6 @@ PROFILE_ARRAYS = (
 )
 
 
-def trained_sample_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model trained on data_samples/, once per test session (kept in the session's temp folder)."""
-    models = tmp_path_factory.getbasetemp() / "sample-models"
-    marker = models / "trained-model.txt"
-    if not marker.exists():
-        result = train_model(SAMPLE, models, TrainOptions(num_boost_round=50))
-        marker.write_text(str(result.model_dir))
-    return Path(marker.read_text())
-
-
 class Sample:
     """The sample data's profile tables as of AS_OF, the model, and `build_profiles`' answer."""
 
@@ -94,8 +84,8 @@ class Sample:
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
-    return Sample(trained_sample_model(tmp_path_factory))
+def sample(sample_model: SampleModel) -> Sample:
+    return Sample(sample_model.model_dir)
 
 
 def _write(root: Path, sample: Sample, as_of: date = AS_OF, **kwargs: Any) -> Path:

@@ -375,6 +375,7 @@ def test_unexpected_dumps_are_refused(edit: Callable[[dict[str, Any]], None], me
 # --- compiling -------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # compiles every kernel afresh in a new interpreter
 def test_works_where_numba_cannot_cache() -> None:
     # No cache locator that works (as for a read-only install without a writable home): numba refuses
     # `cache=True` at import. The modules must still import and their functions compile in memory.
