@@ -8,18 +8,21 @@ import sys
 # Before LightGBM's OpenMP runtime loads: a short spin-wait keeps training from crawling when the
 # machine is busy (a 5 s fit took 150 s under contention with the default, 10 s with this).
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
-from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from nba.contract import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
 from nba.errors import NbaError, ValidationError
+from training.cli_options import AsOf, Quiet, parse_date
 from training.db_cli import db_app
 from training.models_cli import models_app
 from training.profiles_cli import profiles_app
 from training.serve_cli import keys_app, serve
+
+if TYPE_CHECKING:
+    from training.generate import WorldSummary
 
 app = typer.Typer(
     name="nba",
@@ -37,24 +40,6 @@ app.add_typer(db_app, name="db", help="Migrate the feedback database (nba db upg
 app.command("serve")(serve)
 
 
-def _parse_date(value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError:
-        raise typer.BadParameter(f"must be a date in YYYY-MM-DD form, got {value!r}") from None
-
-
-AsOf = Annotated[
-    str | None,
-    typer.Option(
-        "--as-of",
-        help="Use only data dated strictly before this day (YYYY-MM-DD). Default: the day after the latest date.",
-    ),
-]
-
-
 @app.command()
 def validate(
     data_dir: Annotated[Path, typer.Argument(help="Data directory with the contract's tables.")],
@@ -67,9 +52,7 @@ def validate(
     ] = (DEFAULT_MAX_PROBLEMS),
 ) -> None:
     """Check a data directory against the data contract: a summary and exit 0, or every problem and exit 1."""
-    report = validate_data(
-        data_dir, as_of=_parse_date(as_of), catalog_path=catalog, max_problems=max_problems
-    )
+    report = validate_data(data_dir, as_of=parse_date(as_of), catalog_path=catalog, max_problems=max_problems)
     if not report.ok:
         for problem in report.problems:
             typer.echo(str(problem), err=True)
@@ -96,6 +79,9 @@ def format_summary(data_dir: Path, summary: DataSummary) -> str:
     lines.append(f"  net card spend          ${summary.net_spend_usd:,.2f}")
     share = "n/a" if summary.other_spend_share is None else f"{summary.other_spend_share:.1%}"
     lines.append(f"  spend mapped to other   {share}")
+    if summary.rows_after_as_of:
+        later = ", ".join(f"{file} {rows:,}" for file, rows in summary.rows_after_as_of)
+        lines.append(f"  on or after the as-of   {later} rows (not checked: nothing uses them as of it)")
     return "\n".join(lines)
 
 
@@ -105,7 +91,13 @@ def generate(
     out: Annotated[Path, typer.Option(help="Data directory to write (created if missing).")],
     seed: Annotated[int, typer.Option(min=0, help="Random seed: the same seed gives the same rows.")] = 0,
     file_format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "parquet",
-    as_of: AsOf = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The world's as-of (YYYY-MM-DD): every row is dated strictly before it. Default: 2026-10-01.",
+        ),
+    ] = None,
     oracle: Annotated[
         Path | None, typer.Option(help="Where to write the oracle (default: beside DIR, never inside it).")
     ] = None,
@@ -132,12 +124,25 @@ def generate(
         seed,
         out,
         fmt="csv" if file_format == "csv" else "parquet",
-        as_of=_parse_date(as_of) or DEFAULT_AS_OF,
+        as_of=parse_date(as_of) or DEFAULT_AS_OF,
         oracle_path=oracle,
         catalog_path=catalog,
-        regime_shift=_parse_date(regime_shift),
+        regime_shift=parse_date(regime_shift),
     )
-    typer.echo(str(summary))
+    typer.echo(format_world(summary))
+
+
+def format_world(summary: WorldSummary) -> str:
+    """What `nba generate` wrote, for a person: the folder, rows per table, the oracle, the time."""
+    shift = f", changing from {summary.regime_shift}" if summary.regime_shift else ""
+    lines = [
+        f"{summary.out_dir}: a synthetic world as of {summary.as_of} (seed {summary.seed}, "
+        f"{summary.fmt}{shift}) in {summary.seconds:.1f} s"
+    ]
+    for table, rows in summary.rows_by_table.items():
+        lines.append(f"  {table:<24} {rows:>12,} rows")
+    lines.append(f"  oracle (hidden truth)    {summary.oracle_rows:>12,} rows in {summary.oracle_path}")
+    return "\n".join(lines)
 
 
 ModelsDir = Annotated[
@@ -146,12 +151,6 @@ ModelsDir = Annotated[
 DataDir = Annotated[Path, typer.Option("--data", help="Data directory with the contract's tables.")]
 OracleFile = Annotated[
     Path | None, typer.Option(help="Oracle file from `nba generate`, to report the oracle ratio.")
-]
-Quiet = Annotated[
-    bool,
-    typer.Option(
-        "--quiet", "-q", help="No progress on stderr: no bars, no line per step (errors still print)."
-    ),
 ]
 
 
@@ -170,7 +169,7 @@ def features(
     from training.progress import cli_reporter
 
     with cli_reporter(quiet) as progress:
-        result = run_features(data, _parse_date(as_of), out, config, progress=progress)
+        result = run_features(data, parse_date(as_of), out, config, progress=progress)
     taken = ", ".join(result.extra_columns.taken) or "none"
     typer.echo(
         f"{result.out}: {result.rows:,} cardholders × {result.columns} columns as of {result.as_of} "
@@ -207,7 +206,7 @@ def train(
     from training.train_job import TrainOptions, train_model
 
     options = TrainOptions(
-        as_of=_parse_date(as_of),
+        as_of=parse_date(as_of),
         feature_config=config,
         catalog_path=catalog,
         oracle=oracle,
@@ -252,7 +251,7 @@ def backtest(
     from training.train_job import TrainOptions
 
     options = TrainOptions(
-        as_of=_parse_date(as_of), feature_config=config, catalog_path=catalog, oracle=oracle, seed=seed
+        as_of=parse_date(as_of), feature_config=config, catalog_path=catalog, oracle=oracle, seed=seed
     )
     with cli_reporter(quiet) as progress:
         result = run_backtest(data, options, months, out, progress, feature_check)
@@ -274,7 +273,7 @@ def evaluate(
 
     with cli_reporter(quiet) as progress:
         evaluation = evaluate_model(
-            model, data, TrainOptions(as_of=_parse_date(as_of), oracle=oracle), progress
+            model, data, TrainOptions(as_of=parse_date(as_of), oracle=oracle), progress
         )
     print_evaluation(evaluation)
 
@@ -313,7 +312,7 @@ def recommend(
 
     from training.engine_job import format_decision, load_engine
 
-    engine = load_engine(model, data, _parse_date(as_of), profiles=profiles)
+    engine = load_engine(model, data, parse_date(as_of), profiles=profiles)
     decision = engine.decide(cardholder_id, call_reason, top)
     if as_json:
         body = dataclasses.asdict(decision)
@@ -344,7 +343,7 @@ def score(
         )
     if out.suffix not in (".csv", ".parquet"):
         raise typer.BadParameter(f"must end in .csv or .parquet, got {out.name!r}", param_hint="--out")
-    engine = load_engine(model, data, _parse_date(as_of), profiles=profiles)
+    engine = load_engine(model, data, parse_date(as_of), profiles=profiles)
     result = score_all(engine, top, call_reason, out)
     typer.echo(
         f"{result.out}: {result.rows:,} rows for {result.cardholders:,} cardholders in {result.seconds:.1f} s"
@@ -392,7 +391,7 @@ def drift(
             resolve_model_dir(model),
             data,
             profiles=profiles,
-            as_of=_parse_date(as_of),
+            as_of=parse_date(as_of),
             window_days=window_days,
             catalog_path=catalog,
             progress=progress,

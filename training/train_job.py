@@ -140,10 +140,9 @@ class _Timer:
 
 def load_inputs(data_dir: Path, options: TrainOptions) -> tuple[Catalog, MccMap, FeatureConfig]:
     """The validated data directory's catalog, MCC map and features config; ValidationError on bad data."""
-    # Every row is checked, those on or after --as-of too, but not refused: training and evaluation use
-    # only the rows before the as-of (each snapshot's features, each label's window), so a backtest can
-    # train as of any earlier date on the full data directory.
-    report = validate_data(data_dir, catalog_path=options.catalog_path)
+    # The rows before --as-of are checked; later ones are not used (each snapshot's features, each
+    # label's window end before it), so a backtest can train as of any earlier date on the full data.
+    report = validate_data(data_dir, as_of=options.as_of, catalog_path=options.catalog_path)
     report.raise_for_problems()
     catalog = load_catalog(options.catalog_path or catalog_for(data_dir))
     override = data_dir / MCC_OVERRIDE_FILE
@@ -260,12 +259,7 @@ def prepare_run(
 
     Raises DataError when the data has no dated rows, no labelled presentation, or rows that cannot be split.
     """
-    latest = data.latest_date()
-    if latest is None:
-        raise DataError(f"{data_dir}: no dated rows at all; nothing to train or evaluate on")
-    as_of = options.as_of or latest + timedelta(days=1)
-    if options.as_of is not None and options.as_of > latest + timedelta(days=1):
-        raise DataError(f"--as-of {as_of} is after the data, which ends on {latest}")
+    as_of = data.resolve_as_of(options.as_of)
     labelled = _labelled_rows(data, as_of, catalog)
     rows = labelled.table.to_pandas()
     if rows.empty:
@@ -459,7 +453,14 @@ def train_model(
         evaluation.notes.append(split.note)
     files = bundle_files(shipped.model, shipped.estimator, holder, shipped.benefit_encoder)
     report_files = write_report(
-        evaluation, model, data_summary, extra, labelled, options, shipped.estimator, shipped.model
+        evaluation,
+        model,
+        data_summary,
+        extra,
+        labelled,
+        options.arbitration,
+        shipped.estimator,
+        shipped.model,
     )
     files.update(drift_files(drift_reference))
     report_files["report.md"] += ("\n" + render_section(drift_newest)).encode()
