@@ -166,17 +166,64 @@ class TableFile:
         known = {c.name for c in self.spec.columns}
         return tuple(name for name in self.source_types if name not in known)
 
-    def scan_sql(self) -> str:
-        """SQL that reads the file as it is, with `__row`, the 1-based data row number."""
+    def scan_sql(self, skip_rejected: str | None = None) -> str:
+        """SQL that reads the file as it is, with `__row`, the 1-based data row number.
+
+        `skip_rejected` (CSV only) names the table `reject_malformed_lines` filled: the lines it set
+        aside are skipped and the other rows keep their row numbers in the file.
+        """
         path = _sql_string(str(self.path))
         if self.path.suffix == ".parquet":
             return f"SELECT file_row_number + 1 AS __row, * EXCLUDE (file_row_number) FROM read_parquet({path}, file_row_number = true)"
+        if skip_rejected is None:
+            return f"SELECT row_number() OVER () AS __row, * FROM {self.read_csv_sql()}"
+        # The k-th row read is row k + (how many set-aside rows come before it) of the file; set-aside
+        # row r_i (the i-th, 1-based) comes before it when the r_i - i rows read before r_i are < k.
+        return (
+            f"SELECT __k + (SELECT count(*) FROM {skip_rejected} WHERE data_row - position < __k) AS __row, "
+            f"* EXCLUDE (__k) FROM (SELECT row_number() OVER () AS __k, * FROM "
+            f"{self.read_csv_sql('ignore_errors = true')})"
+        )
+
+    def read_csv_sql(self, extra: str = "") -> str:
+        """DuckDB's read_csv over the file as the contract reads it: every column text, strict; `extra` options."""
         columns = ", ".join(f"{_sql_string(name)}: 'VARCHAR'" for name in self.source_types)
         return (
-            f"SELECT row_number() OVER () AS __row, * FROM read_csv({path}, header = true, auto_detect = false, "
-            f"delim = ',', quote = '\"', escape = '\"', strict_mode = true, null_padding = false, "
-            f"columns = {{{columns}}})"
+            f"read_csv({_sql_string(str(self.path))}, header = true, auto_detect = false, delim = ',', "
+            f"quote = '\"', escape = '\"', strict_mode = true, null_padding = false, "
+            f"columns = {{{columns}}}{', ' + extra if extra else ''})"
         )
+
+
+def reject_malformed_lines(con: duckdb.DuckDBPyConnection, table: TableFile, name: str) -> list[Problem]:
+    """Reads a CSV file once, setting aside the lines DuckDB cannot read as rows of the table (too few or
+    too many columns, an unterminated quote), so that the rest of the file can still be checked.
+
+    Writes the set-aside data rows into the temp table `name` (`data_row`, `position`) for
+    `TableFile.scan_sql(skip_rejected=name)` and returns one problem per set-aside line.
+    """
+    rejects, scans = f"{name}_errors", f"{name}_scans"
+    con.execute(
+        f"SELECT count(*) FROM "
+        f"{table.read_csv_sql(f'store_rejects = true, rejects_table = {_sql_string(rejects)}, rejects_scan = {_sql_string(scans)}')}"
+    ).fetchall()
+    lines = con.execute(
+        f"SELECT line, arg_min(error_type, column_idx), arg_min(error_message, column_idx), "
+        f"arg_min(csv_line, column_idx) FROM {rejects} GROUP BY line ORDER BY line"
+    ).fetchall()
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT line - 1 AS data_row, "
+        f"row_number() OVER (ORDER BY line) AS position FROM (SELECT DISTINCT line FROM {rejects})"
+    )
+    problems = []
+    for line, error_type, message, text in lines:
+        if error_type in ("MISSING COLUMNS", "TOO MANY COLUMNS"):
+            found = len(next(csv.reader([text]), []))
+            what = f"expected {len(table.source_types)} columns, found {found}"
+        else:
+            what = str(message).strip().splitlines()[0]
+        problems.append(Problem(table.file_name, f"line {line}: {what}"))
+    return problems
 
 
 def _sql_string(text: str) -> str:

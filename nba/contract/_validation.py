@@ -24,6 +24,7 @@ from nba.contract._tables import (
     parse_column,
     query_one,
     quote_ident,
+    reject_malformed_lines,
 )
 from nba.errors import DataError, Problem, ValidationError
 
@@ -135,7 +136,9 @@ def _value_checks(parsed: ParsedColumn) -> list[_Check]:
     return checks
 
 
-def _checked_sql(table: TableFile, as_of: date | None) -> tuple[str, list[ParsedColumn]]:
+def _checked_sql(
+    table: TableFile, as_of: date | None, skip_rejected: str | None = None
+) -> tuple[str, list[ParsedColumn]]:
     """SELECT with `__row`, per contract column its typed value `t:NAME` and raw text `r:NAME`, and
     `__later`: the row has a date on or after `as_of` (always false without one)."""
     parsed = [parse_column(table, column) for column in table.spec.columns]
@@ -149,7 +152,8 @@ def _checked_sql(table: TableFile, as_of: date | None) -> tuple[str, list[Parsed
         if as_of is not None and item.present and item.column.type in ("date", "timestamp")
     ]
     later = f"coalesce({' OR '.join(dated)}, false)" if dated else "false"
-    return f"SELECT *, {later} AS __later FROM (SELECT {', '.join(parts)} FROM ({table.scan_sql()}))", parsed
+    scan = table.scan_sql(skip_rejected)
+    return f"SELECT *, {later} AS __later FROM (SELECT {', '.join(parts)} FROM ({scan}))", parsed
 
 
 def _report_rows(
@@ -395,8 +399,24 @@ def validate_data(
             try:
                 query_one(con, f"SELECT count(*) FROM __checked_{name}")
             except duckdb.Error as exc:
-                out.add(csv_error_problem(table.file_name, exc))
-                continue
+                # A malformed line is one problem among the others: set it aside, check the rest.
+                rejected = (
+                    reject_malformed_lines(con, table, f"__rejected_{name}")
+                    if table.path.suffix == ".csv"
+                    else []
+                )
+                if not rejected:
+                    out.add(csv_error_problem(table.file_name, exc))
+                    continue
+                for problem in rejected:
+                    out.add(problem)
+                sql, parsed = _checked_sql(table, as_of, f"__rejected_{name}")
+                con.execute(f"CREATE OR REPLACE TEMP VIEW __checked_{name} AS {sql}")
+                try:
+                    query_one(con, f"SELECT count(*) FROM __checked_{name}")
+                except duckdb.Error as again:
+                    out.add(csv_error_problem(table.file_name, again))
+                    continue
             checked[name] = table
             parsed_by_table[name] = parsed
             for item in parsed:

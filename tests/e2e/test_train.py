@@ -240,7 +240,7 @@ def test_recommend_and_score_commands(
         main(["score", "--data", str(data_dir), "--model", str(models), "--top", "2", "--out", str(out)]) == 0
     )
     scores = pd.read_parquet(out)
-    assert list(scores.columns) == ["cardholder_id", "rank", "benefit_id", "score"]
+    assert list(scores.columns) == ["cardholder_id", "rank", "benefit_id", "score", "diversity"]
     assert scores.groupby("cardholder_id")["rank"].max().max() <= 2
     assert not scores.duplicated(["cardholder_id", "benefit_id"]).any()
     assert scores["cardholder_id"].nunique() > 3000

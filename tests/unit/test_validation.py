@@ -225,6 +225,21 @@ def test_ragged_csv_line_is_named(tmp_path: Path) -> None:
     assert messages == ["transactions.csv: line 2: expected 4 columns, found 3"]
 
 
+def test_a_malformed_line_is_one_problem_among_the_others_of_its_file(tmp_path: Path) -> None:
+    lines = VALID_TABLES["transactions"].splitlines()
+    lines[2] = "C1,2025-01-09,abc,5411"  # data row 2: an amount that is not a number
+    lines[3] = "C1,2025-01-12"  # data row 3: two columns short
+    lines[4] = "C2,2025-02-01,410.25,12000,x"  # data row 4: one column too many
+    lines[5] = "C2,2025-02-02,12.99,12000"  # data row 5: MCC out of range
+    data_dir = write_tables(tmp_path / "data", dict(VALID_TABLES, transactions="\n".join(lines) + "\n"))
+    assert _messages(data_dir) == [
+        "transactions.csv: line 4: expected 4 columns, found 2",
+        "transactions.csv: line 5: expected 4 columns, found 5",
+        "transactions.csv, row 2, column amount: 'abc': is not a finite number",
+        "transactions.csv, row 5, column mcc: '12000': is outside 0–9999",
+    ]
+
+
 def test_unterminated_quote_is_named(tmp_path: Path) -> None:
     text = 'cardholder_id,transaction_date,amount,mcc\nC1,2025-01-03,4.0,5812\n"C1,2025-01-04,4.0,5812\n'
     messages = _messages(write_tables(tmp_path / "data", dict(VALID_TABLES, transactions=text)))
