@@ -333,7 +333,12 @@ def score(
     call_reason: CallReason = "general",
     profiles: ProfilesOption = None,
 ) -> None:
-    """Batch-score every cardholder: cardholder_id, rank, benefit_id, score for the top K of each."""
+    """Batch-score every cardholder: cardholder_id, rank, benefit_id, score, diversity for the top K of each.
+
+    score is the arbitration priority. Ranks follow it, except that the diversity rule puts a suggestion
+    that shares a spend category with one ranked above it after the others: such a row ranks below a
+    lower score and has diversity true.
+    """
     from nba.vocab import CALL_REASONS
     from training.engine_job import load_engine, score_all
 
