@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import sys
 
-# Before LightGBM's OpenMP runtime loads: a short spin-wait keeps training from crawling when the
-# machine is busy (a 5 s fit took 150 s under contention with the default, 10 s with this).
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+# Before LightGBM's OpenMP runtime loads: threads that wait at a barrier sleep at once instead of
+# spinning, so on a busy machine a lagging thread gets the core (bench/bench_train_busy.py measured it;
+# an earlier short spin, GOMP_SPINCOUNT=10000, still let a 5 s fit take 150 s). Either variable set by
+# the caller wins.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "passive"
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,7 +18,7 @@ import typer
 
 from nba.contract import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
 from nba.errors import NbaError, ValidationError
-from training.cli_options import AsOf, Quiet, parse_date
+from training.cli_options import AsOf, Quiet, Threads, parse_date, usable_cpus
 from training.db_cli import db_app
 from training.models_cli import models_app
 from training.profiles_cli import profiles_app
@@ -198,6 +201,7 @@ def train(
         Path | None, typer.Option(help="Benefit catalog (default: DATA/catalog.yaml).")
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Random seed of the model.")] = 0,
+    threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a model version: features, training set, spend estimator, LightGBM model, evaluation, report."""
@@ -213,6 +217,7 @@ def train(
         promote=promote,
         force=force,
         seed=seed,
+        threads=threads or usable_cpus(),
     )
     with cli_reporter(quiet) as progress:
         result = train_model(data, out, options, progress)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date, datetime
 from typing import Annotated
 
@@ -29,3 +30,19 @@ def parse_date(value: str | None) -> date | None:
         return datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
         raise typer.BadParameter(f"must be a date in YYYY-MM-DD form, got {value!r}") from None
+
+
+def usable_cpus() -> int:
+    """How many CPUs this process may run on (its affinity mask: taskset, a container's cpuset)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        max=256,
+        help="LightGBM's threads. Default: the CPUs this process may use (its affinity mask).",
+    ),
+]

@@ -41,6 +41,7 @@ def test_validate_lists_problems_and_exits_1(tmp_path: Path, capsys: pytest.Capt
             "error: Invalid value: must be a date in YYYY-MM-DD form, got '2025-13-01'",
         ),
         (["validate", ".", "--max-problems", "0"], "error: Invalid value for '--max-problems'"),
+        (["train", "--data", ".", "--threads", "0"], "error: Invalid value for '--threads'"),
         (["frobnicate"], "error: No such command 'frobnicate'."),
     ],
 )
