@@ -247,6 +247,7 @@ def backtest(
             "(shuffled, then refit without): one more fit."
         ),
     ] = True,
+    threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
     """Backtest over time: for each of the last N months, fit on the rows before it, test on it."""
@@ -256,7 +257,12 @@ def backtest(
     from training.train_job import TrainOptions
 
     options = TrainOptions(
-        as_of=parse_date(as_of), feature_config=config, catalog_path=catalog, oracle=oracle, seed=seed
+        as_of=parse_date(as_of),
+        feature_config=config,
+        catalog_path=catalog,
+        oracle=oracle,
+        seed=seed,
+        threads=threads or usable_cpus(),
     )
     with cli_reporter(quiet) as progress:
         result = run_backtest(data, options, months, out, progress, feature_check)
