@@ -1,16 +1,22 @@
-"""Benchmark: `nba train` on a quiet machine vs beside one other CPU-bound process → medians and ratios per
-OpenMP setting (wait policy, LightGBM threads).
+"""Benchmark: `nba train`'s LightGBM work on a quiet machine vs beside one other CPU-bound process → medians
+and ratios per OpenMP setting (wait policy, LightGBM threads).
 
-Each run is the real command (`python -m training.cli train`, a fresh process, so the OpenMP variables
-take effect before LightGBM loads) on the same data directory. Runs are interleaved — for each repeat,
-every setting quiet and busy, the order flipped every other repeat — so the machine's own load drifts
-across all of them alike. "Busy" is one extra process spinning in a Python loop for the whole run.
-Reports per setting the median wall time of the command and of its LightGBM steps (spend estimator, model
-fit, refit), the busy/quiet ratio of each, and the machine's load average around the runs, and writes
-bench/results/train_busy.json.
+Every run is a fresh process (so the OpenMP variables take effect before LightGBM loads). Runs are
+interleaved — for each repeat, every setting quiet and busy, the order flipped every other repeat — so the
+machine's own load drifts across all of them alike. "Busy" is one extra process spinning in a Python loop
+for the whole run. Two modes:
 
-    python bench/bench_train_busy.py                           # data_samples, 2 repeats
-    python bench/bench_train_busy.py --data /tmp/world --repeats 3 --settings today,passive
+- `train`: the real command, `python -m training.cli train`, on the data directory: its wall time and
+  its LightGBM steps (spend estimator, model fit, refit) from its step lines;
+- `estimator` (cheaper, for a loaded machine): the spend estimator's fit — 16 LightGBM regressions of
+  150 rounds, the step that went from 8 s to 127 s under contention — on every cardholder's features
+  as `nba features` computes them for the data directory, timed inside the process.
+
+Reports per setting the medians, the busy/quiet ratio and the machine's load average around the runs,
+and writes bench/results/train_busy.json (one entry per mode).
+
+    python bench/bench_train_busy.py --mode train               # data_samples, 2 repeats
+    python bench/bench_train_busy.py --mode estimator --repeats 3 --settings today,passive
 """
 
 from __future__ import annotations
@@ -86,12 +92,67 @@ def run_train(data: Path, setting: str, busy: bool) -> dict[str, float]:
     return {"wall": wall, "lightgbm": sum(steps.get(s, 0.0) for s in LIGHTGBM_STEPS), **steps}
 
 
+def _fit_estimator_child(features: str, threads: int) -> None:
+    """In the child: the spend estimator's fit on the features file; prints its seconds."""
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from nba.model import SpendEstimator
+
+    table = pq.read_table(features)
+    names = [f.name for f in table.schema if str(f.type).startswith(("double", "int", "float"))]
+    X = np.column_stack([table.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in names])
+    started = time.perf_counter()
+    SpendEstimator(num_threads=threads).fit(X, names)
+    print(json.dumps({"wall": time.perf_counter() - started}))
+
+
+def run_estimator(features: Path, setting: str, busy: bool) -> dict[str, float]:
+    """One spend estimator fit in a fresh process: its seconds (imports and loading not counted)."""
+    variables, threads = SETTINGS[setting]
+    env = {k: v for k, v in os.environ.items() if k not in OMP_VARIABLES} | variables
+    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.bench_train_busy import _fit_estimator_child; "
+    code += f"_fit_estimator_child({str(features)!r}, {threads})"
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+        )
+    finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()
+    if done.returncode != 0:
+        raise SystemExit(f"estimator fit failed ({setting}, busy={busy}): {done.stderr.strip()[-500:]}")
+    seconds = float(json.loads(done.stdout.strip().splitlines()[-1])["wall"])
+    return {"wall": seconds, "lightgbm": seconds}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT / "data_samples")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--settings", default="today,passive,passive-1thread")
+    parser.add_argument("--mode", choices=("train", "estimator"), default="train")
     args = parser.parse_args()
+    features = Path(tempfile.gettempdir()) / "nba-busy-features.parquet"
+    if args.mode == "estimator":
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "training.cli",
+                "features",
+                "--data",
+                str(args.data),
+                "--out",
+                str(features),
+                "-q",
+            ],
+            cwd=ROOT,
+            check=True,
+        )
     settings = args.settings.split(",")
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
@@ -103,7 +164,11 @@ def main() -> None:
     for repeat in range(args.repeats):
         for setting in settings:
             for busy in (False, True) if repeat % 2 == 0 else (True, False):
-                measured = run_train(args.data, setting, busy)
+                measured = (
+                    run_train(args.data, setting, busy)
+                    if args.mode == "train"
+                    else run_estimator(features, setting, busy)
+                )
                 runs[(setting, busy)].append(measured)
                 loads.append(os.getloadavg()[0])
                 print(
@@ -135,7 +200,7 @@ def main() -> None:
     print(
         f"load average (1 min) during the runs: {min(loads):.1f} to {max(loads):.1f}, median {statistics.median(loads):.1f}"
     )
-    result = {
+    entry = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "data": str(args.data),
         "repeats": args.repeats,
@@ -144,8 +209,10 @@ def main() -> None:
         "load_average_1min": {"min": min(loads), "max": max(loads), "median": statistics.median(loads)},
         "settings": summary,
     }
+    results = json.loads(RESULTS_PATH.read_text(encoding="utf-8")) if RESULTS_PATH.exists() else {}
+    results[args.mode] = entry
     RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    RESULTS_PATH.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {RESULTS_PATH}")
 
 
