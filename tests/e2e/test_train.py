@@ -188,7 +188,9 @@ def test_as_of_after_the_data_is_refused(world: tuple[Path, Path], tmp_path: Pat
     from datetime import date
 
     data_dir, _ = world
-    with pytest.raises(DataError, match=r"--as-of 2030-01-01 is after the data"):
+    with pytest.raises(
+        DataError, match=r"^--as-of 2030-01-01 is after \d{4}-\d{2}-\d{2}, the day after the last date in "
+    ):
         train_model(data_dir, tmp_path / "m", TrainOptions(as_of=date(2030, 1, 1)))
 
 
