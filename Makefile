@@ -3,14 +3,16 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 SAMPLE_SEED := 7
 SAMPLE_CARDHOLDERS := 3000
 
-HOST ?= 127.0.0.1
-PORT ?= 8000
+# `make run PORT=8001` or `NBA_PORT=8001 make run` (the command line wins); the same for HOST / NBA_HOST.
+HOST ?= $(or $(NBA_HOST),127.0.0.1)
+PORT ?= $(or $(NBA_PORT),8000)
 
-.PHONY: run test test-fast system-deps install sample-data model profiles bench clean
+.PHONY: run test test-fast system-deps install install-test sample-data model profiles bench clean
 
 run: install sample-data model profiles
 	@echo "Model in service: $$(cat models/CURRENT); profile snapshot: $$(cat profiles/CURRENT)."
@@ -20,28 +22,37 @@ run: install sample-data model profiles
 	$(BIN)/nba serve --host $(HOST) --port $(PORT) --models-dir models --profiles-dir profiles \
 		--data-dir data_samples --database-url sqlite:///var/feedback.db
 
-test: install
+test: install-test
 	$(BIN)/ruff check nba training api tests bench
 	$(BIN)/ruff format --check nba training api tests bench
 	$(BIN)/mypy nba api training
 	$(BIN)/python -m pytest
 
-test-fast: install
+test-fast: install-test
 	$(BIN)/python -m pytest -m "not slow" -q
 
+# What running needs (scripts/apt-run.txt, the package); the tests add scripts/apt-test.txt and the
+# [test] extra (pytest, ruff, mypy, Playwright, ...).
 system-deps:
-	bash scripts/install-system-deps.sh
+	bash scripts/install-system-deps.sh run test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(BIN)/python pyproject.toml scripts/install-system-deps.sh
-	bash scripts/install-system-deps.sh
+$(RUN_STAMP): $(BIN)/python pyproject.toml scripts/install-system-deps.sh scripts/apt-run.txt
+	bash scripts/install-system-deps.sh run
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
 
-install: $(STAMP)
+$(TEST_STAMP): $(RUN_STAMP) scripts/apt-test.txt
+	bash scripts/install-system-deps.sh run test
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
+
+install: $(RUN_STAMP)
+
+install-test: $(TEST_STAMP)
 
 # The committed sample world; regenerating with the same seed gives the same rows (a test checks it).
 sample-data: install
@@ -57,7 +68,7 @@ model: sample-data
 profiles: model
 	@test -f profiles/CURRENT || $(BIN)/nba profiles build --data data_samples --model models --out profiles --promote
 
-bench: install
+bench: install-test
 	$(BIN)/python bench/bench_generate.py
 
 clean:

@@ -64,7 +64,7 @@ def _build_child(conn: Connection, data_dir_s: str, model_dir_s: str, root_s: st
     from nba.contract import open_data
     from nba.model import load_bundle
     from nba.profiles import compute_profile_tables, estimate_spend, write_snapshot
-    from training.engine_job import as_of_for, mcc_map_for
+    from training.engine_job import mcc_map_for
 
     data_dir, root = Path(data_dir_s), Path(root_s)
     started = time.perf_counter()
@@ -72,7 +72,7 @@ def _build_child(conn: Connection, data_dir_s: str, model_dir_s: str, root_s: st
     timings: dict[str, float] = {}
     t = time.perf_counter()
     with open_data(data_dir) as data:
-        as_of = as_of_for(data, data_dir, None)
+        as_of = data.resolve_as_of(None)
         tables = compute_profile_tables(data, as_of, mcc_map_for(data_dir), bundle.extra)
     timings["feature_sql_s"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite needs; idempotent: does nothing when they are all present.
+# Installs the Debian packages of the named lists (scripts/apt-LIST.txt; default: run), e.g. `run test`.
+# Idempotent: does nothing when they are all present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t wanted < <(grep -vE '^\s*(#|$)' scripts/apt-packages.txt)
+lists=("${@:-run}")
+wanted=()
+for list in "${lists[@]}"; do
+  file="scripts/apt-${list}.txt"
+  [ -f "$file" ] || { echo "install-system-deps: no package list $file" >&2; exit 2; }
+  mapfile -t -O "${#wanted[@]}" wanted < <(grep -vE '^\s*(#|$)' "$file")
+done
 missing=()
 for pkg in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 
 # Before anything loads LightGBM's OpenMP runtime: its threads spin-wait for work by default, which on
-# a busy 2-core machine turns a 5 s fit into minutes (measured: 150 s; with a short spin, 10 s).
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+# a busy 2-core machine turns a 5 s fit into minutes. Waiting threads sleep at once, as in `nba`
+# (training/cli.py): a short spin (GOMP_SPINCOUNT=10000, used here before) was still ~20× slower on a
+# loaded machine (bench/bench_train_busy.py). A policy the caller sets wins.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "passive"
 
 # The throwaway PostgreSQL server (`pg_server`, `pg_url`) for the feedback store's tests, and the
 # sample model deployed with its profile snapshot (`sample_deployment`) for the service's tests.

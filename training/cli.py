@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import sys
 
-# Before LightGBM's OpenMP runtime loads: a short spin-wait keeps training from crawling when the
-# machine is busy (a 5 s fit took 150 s under contention with the default, 10 s with this).
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")
-from datetime import date, datetime
+# Before LightGBM's OpenMP runtime loads: threads that wait at a barrier sleep at once instead of
+# spinning, so on a busy machine a lagging thread gets the core (bench/bench_train_busy.py measured it;
+# an earlier short spin, GOMP_SPINCOUNT=10000, still let a 5 s fit take 150 s). Either variable set by
+# the caller wins.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "passive"
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,10 +20,14 @@ from nba.contract import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
 from nba.decision import PUBLIC_FIELD_NAMES
 from nba.errors import NbaError, ValidationError
 from nba.vocab import MAX_SUGGESTIONS
+from training.cli_options import AsOf, Quiet, Threads, parse_date, usable_cpus
 from training.db_cli import db_app
 from training.models_cli import models_app
 from training.profiles_cli import profiles_app
 from training.serve_cli import keys_app, serve
+
+if TYPE_CHECKING:
+    from training.generate import WorldSummary
 
 app = typer.Typer(
     name="nba",
@@ -39,24 +45,6 @@ app.add_typer(db_app, name="db", help="Migrate the feedback database (nba db upg
 app.command("serve")(serve)
 
 
-def _parse_date(value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError:
-        raise typer.BadParameter(f"must be a date in YYYY-MM-DD form, got {value!r}") from None
-
-
-AsOf = Annotated[
-    str | None,
-    typer.Option(
-        "--as-of",
-        help="Use only data dated strictly before this day (YYYY-MM-DD). Default: the day after the latest date.",
-    ),
-]
-
-
 @app.command()
 def validate(
     data_dir: Annotated[Path, typer.Argument(help="Data directory with the contract's tables.")],
@@ -69,9 +57,7 @@ def validate(
     ] = (DEFAULT_MAX_PROBLEMS),
 ) -> None:
     """Check a data directory against the data contract: a summary and exit 0, or every problem and exit 1."""
-    report = validate_data(
-        data_dir, as_of=_parse_date(as_of), catalog_path=catalog, max_problems=max_problems
-    )
+    report = validate_data(data_dir, as_of=parse_date(as_of), catalog_path=catalog, max_problems=max_problems)
     if not report.ok:
         for problem in report.problems:
             typer.echo(str(problem), err=True)
@@ -98,6 +84,9 @@ def format_summary(data_dir: Path, summary: DataSummary) -> str:
     lines.append(f"  net card spend          ${summary.net_spend_usd:,.2f}")
     share = "n/a" if summary.other_spend_share is None else f"{summary.other_spend_share:.1%}"
     lines.append(f"  spend mapped to other   {share}")
+    if summary.rows_after_as_of:
+        later = ", ".join(f"{file} {rows:,}" for file, rows in summary.rows_after_as_of)
+        lines.append(f"  on or after the as-of   {later} rows (not checked: nothing uses them as of it)")
     return "\n".join(lines)
 
 
@@ -107,7 +96,13 @@ def generate(
     out: Annotated[Path, typer.Option(help="Data directory to write (created if missing).")],
     seed: Annotated[int, typer.Option(min=0, help="Random seed: the same seed gives the same rows.")] = 0,
     file_format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "parquet",
-    as_of: AsOf = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The world's as-of (YYYY-MM-DD): every row is dated strictly before it. Default: 2026-10-01.",
+        ),
+    ] = None,
     oracle: Annotated[
         Path | None, typer.Option(help="Where to write the oracle (default: beside DIR, never inside it).")
     ] = None,
@@ -134,12 +129,25 @@ def generate(
         seed,
         out,
         fmt="csv" if file_format == "csv" else "parquet",
-        as_of=_parse_date(as_of) or DEFAULT_AS_OF,
+        as_of=parse_date(as_of) or DEFAULT_AS_OF,
         oracle_path=oracle,
         catalog_path=catalog,
-        regime_shift=_parse_date(regime_shift),
+        regime_shift=parse_date(regime_shift),
     )
-    typer.echo(str(summary))
+    typer.echo(format_world(summary))
+
+
+def format_world(summary: WorldSummary) -> str:
+    """What `nba generate` wrote, for a person: the folder, rows per table, the oracle, the time."""
+    shift = f", changing from {summary.regime_shift}" if summary.regime_shift else ""
+    lines = [
+        f"{summary.out_dir}: a synthetic world as of {summary.as_of} (seed {summary.seed}, "
+        f"{summary.fmt}{shift}) in {summary.seconds:.1f} s"
+    ]
+    for table, rows in summary.rows_by_table.items():
+        lines.append(f"  {table:<24} {rows:>12,} rows")
+    lines.append(f"  oracle (hidden truth)    {summary.oracle_rows:>12,} rows in {summary.oracle_path}")
+    return "\n".join(lines)
 
 
 ModelsDir = Annotated[
@@ -148,12 +156,6 @@ ModelsDir = Annotated[
 DataDir = Annotated[Path, typer.Option("--data", help="Data directory with the contract's tables.")]
 OracleFile = Annotated[
     Path | None, typer.Option(help="Oracle file from `nba generate`, to report the oracle ratio.")
-]
-Quiet = Annotated[
-    bool,
-    typer.Option(
-        "--quiet", "-q", help="No progress on stderr: no bars, no line per step (errors still print)."
-    ),
 ]
 
 
@@ -172,7 +174,7 @@ def features(
     from training.progress import cli_reporter
 
     with cli_reporter(quiet) as progress:
-        result = run_features(data, _parse_date(as_of), out, config, progress=progress)
+        result = run_features(data, parse_date(as_of), out, config, progress=progress)
     taken = ", ".join(result.extra_columns.taken) or "none"
     typer.echo(
         f"{result.out}: {result.rows:,} cardholders × {result.columns} columns as of {result.as_of} "
@@ -201,6 +203,7 @@ def train(
         Path | None, typer.Option(help="Benefit catalog (default: DATA/catalog.yaml).")
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Random seed of the model.")] = 0,
+    threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a model version: features, training set, spend estimator, LightGBM model, evaluation, report."""
@@ -209,13 +212,14 @@ def train(
     from training.train_job import TrainOptions, train_model
 
     options = TrainOptions(
-        as_of=_parse_date(as_of),
+        as_of=parse_date(as_of),
         feature_config=config,
         catalog_path=catalog,
         oracle=oracle,
         promote=promote,
         force=force,
         seed=seed,
+        threads=threads or usable_cpus(),
     )
     with cli_reporter(quiet) as progress:
         result = train_model(data, out, options, progress)
@@ -245,6 +249,7 @@ def backtest(
             "(shuffled, then refit without): one more fit."
         ),
     ] = True,
+    threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
     """Backtest over time: for each of the last N months, fit on the rows before it, test on it."""
@@ -254,7 +259,12 @@ def backtest(
     from training.train_job import TrainOptions
 
     options = TrainOptions(
-        as_of=_parse_date(as_of), feature_config=config, catalog_path=catalog, oracle=oracle, seed=seed
+        as_of=parse_date(as_of),
+        feature_config=config,
+        catalog_path=catalog,
+        oracle=oracle,
+        seed=seed,
+        threads=threads or usable_cpus(),
     )
     with cli_reporter(quiet) as progress:
         result = run_backtest(data, options, months, out, progress, feature_check)
@@ -276,7 +286,7 @@ def evaluate(
 
     with cli_reporter(quiet) as progress:
         evaluation = evaluate_model(
-            model, data, TrainOptions(as_of=_parse_date(as_of), oracle=oracle), progress
+            model, data, TrainOptions(as_of=parse_date(as_of), oracle=oracle), progress
         )
     print_evaluation(evaluation)
 
@@ -323,7 +333,7 @@ def recommend(
 
     from training.engine_job import format_decision, load_engine
 
-    engine = load_engine(model, data, _parse_date(as_of), profiles=profiles)
+    engine = load_engine(model, data, parse_date(as_of), profiles=profiles)
     decision = engine.decide(cardholder_id, call_reason, top)
     if as_json:
         body = dataclasses.asdict(decision)
@@ -352,7 +362,12 @@ def score(
     call_reason: CallReason = "general",
     profiles: ProfilesOption = None,
 ) -> None:
-    """Batch-score every cardholder: cardholder_id, rank, benefit_id, score for the top K of each."""
+    """Batch-score every cardholder: cardholder_id, rank, benefit_id, score, diversity for the top K of each.
+
+    score is the arbitration priority. Ranks follow it, except that the diversity rule puts a suggestion
+    that shares a spend category with one ranked above it after the others: such a row ranks below a
+    lower score and has diversity true.
+    """
     from nba.vocab import CALL_REASONS
     from training.engine_job import load_engine, score_all
 
@@ -362,7 +377,7 @@ def score(
         )
     if out.suffix not in (".csv", ".parquet"):
         raise typer.BadParameter(f"must end in .csv or .parquet, got {out.name!r}", param_hint="--out")
-    engine = load_engine(model, data, _parse_date(as_of), profiles=profiles)
+    engine = load_engine(model, data, parse_date(as_of), profiles=profiles)
     result = score_all(engine, top, call_reason, out)
     typer.echo(
         f"{result.out}: {result.rows:,} rows for {result.cardholders:,} cardholders in {result.seconds:.1f} s"
@@ -410,7 +425,7 @@ def drift(
             resolve_model_dir(model),
             data,
             profiles=profiles,
-            as_of=_parse_date(as_of),
+            as_of=parse_date(as_of),
             window_days=window_days,
             catalog_path=catalog,
             progress=progress,

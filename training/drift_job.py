@@ -379,12 +379,7 @@ def run_drift(
         progress.step("validate: the data contract")
         validate_data(data_dir, as_of=as_of, catalog_path=catalog_path).raise_for_problems()
         with open_data(data_dir) as data:
-            latest = data.latest_date()
-            if latest is None:
-                raise DataError(f"{data_dir}: no dated rows at all; nothing to measure drift on")
-            if as_of is not None and as_of > latest + timedelta(days=1):
-                raise DataError(f"--as-of {as_of} is after the data, which ends on {latest}")
-            measured_as_of = as_of or latest + timedelta(days=1)
+            measured_as_of = data.resolve_as_of(as_of)
             catalog = load_catalog(catalog_path or catalog_for(data_dir))
             sections.append(
                 newest_presentations_drift(

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
 
 from nba.contract import (
     MCC_OVERRIDE_FILE,
-    DataSource,
     MccMap,
     catalog_for,
     load_catalog,
@@ -55,16 +54,6 @@ def mcc_map_for(data_dir: Path) -> MccMap:
     return load_mcc_map(override if override.exists() else None)
 
 
-def as_of_for(data: DataSource, data_dir: Path, as_of: date | None) -> date:
-    """`as_of`, or the day after the data's latest date."""
-    if as_of is not None:
-        return as_of
-    latest = data.latest_date()
-    if latest is None:
-        raise DataError(f"{data_dir}: no dated rows to take the as-of date from; pass --as-of")
-    return latest + timedelta(days=1)
-
-
 def load_engine(
     model: Path,
     data_dir: Path,
@@ -89,9 +78,7 @@ def load_engine(
             raise DataError(f"{folder}: the snapshot is as of {folder.name}, not {as_of}; leave out --as-of")
         return Engine(bundle, profiles_from_snapshot(folder, bundle, benefits), catalog, config)
     with open_data(data_dir) as data:
-        built = build_profiles(
-            data, as_of_for(data, data_dir, as_of), bundle, mcc_map_for(data_dir), benefits
-        )
+        built = build_profiles(data, data.resolve_as_of(as_of), bundle, mcc_map_for(data_dir), benefits)
     return Engine(bundle, built, catalog, config)
 
 
@@ -126,7 +113,7 @@ def build_snapshot(
     bundle = load_bundle(resolve_model_dir(model))
     with open_data(data_dir) as data:
         progress.step(f"{data_dir}: the data's last date")
-        day = as_of_for(data, data_dir, as_of)
+        day = data.resolve_as_of(as_of)
         new_snapshot_dir(out, day)  # before minutes of work, not after
         progress.step(f"profiles as of {day}")
         tables = compute_profile_tables(data, day, mcc_map_for(data_dir), bundle.extra, progress)
@@ -168,12 +155,19 @@ SCORE_CHUNK = 4096
 
 
 def score_all(engine: Engine, top_k: int | None, call_reason: str, out: Path) -> ScoreResult:
-    """Every cardholder with at least one candidate: their top K as (cardholder_id, rank, benefit_id, score)."""
+    """Every cardholder with at least one candidate: their top K as (cardholder_id, rank, benefit_id, score,
+    diversity).
+
+    `score` is the arbitration priority; ranks follow it except where the diversity rule moved a
+    suggestion that shares a spend category with one ranked above it after the others: that row has
+    `diversity` true (it ranks below a row with a lower score). Every other row has it false.
+    """
     started = time.perf_counter()
     ids: list[str] = []
     ranks: list[int] = []
     benefits: list[str] = []
     scores: list[float] = []
+    moved: list[bool] = []
     served = 0
     holders = engine.profiles.ids
     # One candidate matrix and one booster call per chunk, the same choice as `Engine.decide`.
@@ -183,17 +177,21 @@ def score_all(engine: Engine, top_k: int | None, call_reason: str, out: Path) ->
             chunk, engine.rank_batch(chunk, call_reason, top_k), strict=True
         ):
             served += bool(chosen)
+            lowest_above = float("inf")
             for rank, (benefit_id, score) in enumerate(zip(chosen, priority.tolist(), strict=True), start=1):
                 ids.append(cardholder_id)
                 ranks.append(rank)
                 benefits.append(benefit_id)
                 scores.append(score)
+                moved.append(score > lowest_above)
+                lowest_above = min(lowest_above, score)
     table = pa.table(
         {
             "cardholder_id": pa.array(ids, pa.string()),
             "rank": pa.array(ranks, pa.int32()),
             "benefit_id": pa.array(benefits, pa.string()),
             "score": pa.array(scores, pa.float64()),
+            "diversity": pa.array(moved, pa.bool_()),
         }
     )
     write_table(table, out)

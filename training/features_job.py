@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Final
 
@@ -53,7 +53,7 @@ def run_features(
     patches the shipped MCC map; `config_path` (YAML or JSON, see FeatureConfig) chooses extra
     cardholder columns. `out` ends in .parquet or .csv. `progress` is told each step and watches the SQL.
 
-    Raises DataError for a bad output name, an empty data directory or a bad config, and the errors of
+    Raises DataError for a bad output name, an as-of outside the data (`check_as_of`) or a bad config, and the errors of
     `open_data` and `load_mcc_map` for bad input files.
     """
     started = time.perf_counter()
@@ -65,11 +65,7 @@ def run_features(
     with open_data(data_dir) as data:
         progress.step(f"{data_dir}: choosing extra cardholder columns")
         extra = select_extra_columns(data.con, config)
-        if as_of is None:
-            latest = data.latest_date()
-            if latest is None:
-                raise DataError(f"{data_dir}: no dated rows to take the as-of date from; pass --as-of")
-            as_of = latest + timedelta(days=1)
+        as_of = data.resolve_as_of(as_of)
         progress.step(f"{data_dir}: computing features as of {as_of}")
         with progress.query(data.con, "features SQL, every cardholder"):
             table = build_cardholder_features(data.con, snapshot_all_sql(as_of), mcc_map, extra)

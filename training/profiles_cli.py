@@ -15,6 +15,7 @@ from nba.profiles import (
     read_current_snapshot,
     set_current_snapshot,
 )
+from training.cli_options import AsOf, Quiet, parse_date
 
 profiles_app = typer.Typer(
     help="Build profile snapshots, list them, or put one in service.",
@@ -40,25 +41,16 @@ def build_command(
         typer.Option(help="Model folder, or a models folder (its CURRENT version): gives the extra columns."),
     ],
     out: Annotated[Path, typer.Option(help="Profiles folder to write the snapshot into.")] = Path("profiles"),
-    as_of: Annotated[
-        str | None,
-        typer.Option(
-            "--as-of",
-            help="Use only data dated strictly before this day (YYYY-MM-DD). Default: the day after the latest date.",
-        ),
-    ] = None,
+    as_of: AsOf = None,
     promote: Annotated[bool, typer.Option(help="Put the new snapshot in service (CURRENT).")] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress on stderr (errors still print).")
-    ] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Compute every cardholder's features as of a date and write them as a checked snapshot folder."""
-    from training.cli import _parse_date  # here: training.cli imports this module
     from training.engine_job import build_snapshot
     from training.progress import cli_reporter
 
     with cli_reporter(quiet) as progress:
-        result = build_snapshot(data, model, out, _parse_date(as_of), promote, progress)
+        result = build_snapshot(data, model, out, parse_date(as_of), promote, progress)
     m = result.manifest
     typer.echo(
         f"{result.folder}: {m.cardholders:,} cardholders × {len(m.feature_names)} features as of {m.as_of} "

@@ -6,17 +6,15 @@ import math
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from nba.decision import ArbitrationConfig
 from nba.features import ExtraColumns
 from nba.model import PropensityModel, SpendEstimator
 from nba.vocab import SPEND_CATEGORIES
 from training.evaluate import BASELINES, ChampionComparison, Evaluation
 from training.plots import plot_calibration, plot_feature_importance, plot_lift, plot_model_vs_baselines
 from training.presentations import LabelledRows
-
-if TYPE_CHECKING:
-    from training.train_job import TrainOptions
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -93,7 +91,7 @@ def render_report(
     data_summary: Mapping[str, Any],
     extra: ExtraColumns,
     labelled: LabelledRows,
-    options: TrainOptions,
+    arbitration: ArbitrationConfig,
     estimator: SpendEstimator | None = None,
 ) -> str:
     """The human-readable report of a training run (markdown).
@@ -116,8 +114,8 @@ def render_report(
         f"train {data_summary['train_rows']}, valid {data_summary['valid_rows']}, test {data_summary['test_rows']}. "
         f"Left out: {', '.join(f'{k} {v}' for k, v in labelled.left_out.items()) or 'none'}.",
         *_fit_lines(model, data_summary),
-        f"Arbitration: priority = p_adopt × value^{options.arbitration.gamma:g} × lever, top {options.arbitration.top_k}, "
-        f"diversity {'on' if options.arbitration.diversity else 'off'}.",
+        f"Arbitration: priority = p_adopt × value^{arbitration.gamma:g} × lever, top {arbitration.top_k}, "
+        f"diversity {'on' if arbitration.diversity else 'off'}.",
         "",
         "## Held-out presentations",
         "",
@@ -181,7 +179,7 @@ def render_report(
             "",
             f"Oracle's best top 3: {_fmt(evaluation.oracle_best)} expected adoptions per cardholder. "
             f"The true probabilities sent through the same arbitration (diversity "
-            f"{'on' if options.arbitration.diversity else 'off'}) reach an oracle ratio of "
+            f"{'on' if arbitration.diversity else 'off'}) reach an oracle ratio of "
             f"{_fmt(m.get('oracle_ratio_arbitration_cap'), 3)}: no model can do better under these rules.",
             "",
         ]
@@ -218,12 +216,12 @@ def write_report(
     data_summary: Mapping[str, Any],
     extra: ExtraColumns,
     labelled: LabelledRows,
-    options: TrainOptions,
+    arbitration: ArbitrationConfig,
     estimator: SpendEstimator | None = None,
     shipped: PropensityModel | None = None,
 ) -> dict[str, bytes]:
     """report.md and the PNG plots (feature importance: of the `shipped` model), as files for the model folder."""
-    report = render_report(evaluation, model, data_summary, extra, labelled, options, estimator)
+    report = render_report(evaluation, model, data_summary, extra, labelled, arbitration, estimator)
     files = {"report.md": report.encode()}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

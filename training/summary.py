@@ -68,16 +68,19 @@ def print_train_summary(result: TrainResult, console: Console | None = None) -> 
     """The one-screen summary at the end of `nba train`."""
     console = console or Console()
     console.print(f"model {result.version} → {result.model_dir}")
+    parts = dict(result.rows)
+    labelled = parts.pop("rows", None)
+    split = ", ".join(f"{k} {v:,}" for k, v in parts.items())
     console.print(
-        "rows: "
-        + ", ".join(f"{k} {v:,}" for k, v in result.rows.items())
+        (f"rows: {labelled:,} labelled ({split})" if labelled is not None else f"rows: {split}")
         + "   time: "
         + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings_s.items())
     )
     for what, sentence in result.fits.items():
         console.print(f"{what.replace('_', ' ')}: {sentence}")
     print_evaluation(result.evaluation, console)
-    console.print(f"{'promoted' if result.promoted else 'not promoted'}: {result.promotion_reason}")
+    # The reason starts with what happened ("promote V: ...", "keep C: ...", "not asked to promote").
+    console.print(f"promotion: {result.promotion_reason}")
     for warning in result.warnings:
         console.print(warning, style="bold red")
     console.print(f"report: {result.model_dir / 'report.md'}")

@@ -108,6 +108,8 @@ class TrainOptions:
     ship_all_rows: bool = True
     # Promote past the promotion gate (recorded as forced in the registry's HISTORY).
     force: bool = False
+    # LightGBM's threads (0: OpenMP's default, every core); `nba train` passes --threads.
+    threads: int = 0
 
 
 @dataclass
@@ -141,10 +143,9 @@ class _Timer:
 
 def load_inputs(data_dir: Path, options: TrainOptions) -> tuple[Catalog, MccMap, FeatureConfig]:
     """The validated data directory's catalog, MCC map and features config; ValidationError on bad data."""
-    # Every row is checked, those on or after --as-of too, but not refused: training and evaluation use
-    # only the rows before the as-of (each snapshot's features, each label's window), so a backtest can
-    # train as of any earlier date on the full data directory.
-    report = validate_data(data_dir, catalog_path=options.catalog_path)
+    # The rows before --as-of are checked; later ones are not used (each snapshot's features, each
+    # label's window end before it), so a backtest can train as of any earlier date on the full data.
+    report = validate_data(data_dir, as_of=options.as_of, catalog_path=options.catalog_path)
     report.raise_for_problems()
     catalog = load_catalog(options.catalog_path or catalog_for(data_dir))
     override = data_dir / MCC_OVERRIDE_FILE
@@ -261,12 +262,7 @@ def prepare_run(
 
     Raises DataError when the data has no dated rows, no labelled presentation, or rows that cannot be split.
     """
-    latest = data.latest_date()
-    if latest is None:
-        raise DataError(f"{data_dir}: no dated rows at all; nothing to train or evaluate on")
-    as_of = options.as_of or latest + timedelta(days=1)
-    if options.as_of is not None and options.as_of > latest + timedelta(days=1):
-        raise DataError(f"--as-of {as_of} is after the data, which ends on {latest}")
+    as_of = data.resolve_as_of(options.as_of)
     labelled = _labelled_rows(data, as_of, catalog)
     rows = labelled.table.to_pandas()
     if rows.empty:
@@ -328,7 +324,9 @@ def train_model(
         progress.step("spend estimator: a regression per category")
         names = feature_names(extra)
         holder = HolderEncoding.fit(snapshots.table, names, categorical_features(extra))
-        estimator, _ = _fit_estimator(data, split.valid_from, mcc_map, extra, holder, names, progress)
+        estimator, _ = _fit_estimator(
+            data, split.valid_from, mcc_map, extra, holder, names, progress, options.threads
+        )
         t = timer.step("spend estimator", t, estimator.describe())
 
         progress.step("training set: candidate matrix")
@@ -360,7 +358,10 @@ def train_model(
         all_names = model_feature_names(names)
         categorical = model_categorical(holder.categorical)
         model = PropensityModel(
-            num_boost_round=options.num_boost_round, params={"seed": options.seed}, refit=options.refit
+            num_boost_round=options.num_boost_round,
+            params={"seed": options.seed},
+            refit=options.refit,
+            num_threads=options.threads,
         )
         model.fit(
             matrix.X[train_mask],
@@ -460,7 +461,14 @@ def train_model(
         evaluation.notes.append(split.note)
     files = bundle_files(shipped.model, shipped.estimator, holder, shipped.benefit_encoder)
     report_files = write_report(
-        evaluation, model, data_summary, extra, labelled, options, shipped.estimator, shipped.model
+        evaluation,
+        model,
+        data_summary,
+        extra,
+        labelled,
+        options.arbitration,
+        shipped.estimator,
+        shipped.model,
     )
     files.update(drift_files(drift_reference))
     report_files["report.md"] += ("\n" + render_section(drift_newest)).encode()
@@ -533,12 +541,13 @@ def _fit_estimator(
     holder: HolderEncoding,
     names: Sequence[str],
     progress: Reporter,
+    threads: int = 0,
 ) -> tuple[SpendEstimator, np.ndarray[Any, np.dtype[np.float64]]]:
     """The spend estimator learnt from every cardholder's features as of `as_of` (data strictly before it),
     and those features encoded (the drift reference of a model shipped as of `as_of` counts them too)."""
     snapshot = data.con.sql(snapshot_all_sql(as_of)).to_arrow_table()
     cardholders = holder.encode(compute_snapshots(data, snapshot, mcc_map, extra, progress).table)
-    estimator = SpendEstimator(extra_inputs=tuple(extra.taken)).fit(
+    estimator = SpendEstimator(extra_inputs=tuple(extra.taken), num_threads=threads).fit(
         cardholders, names, holder.categorical, progress
     )
     return estimator, cardholders
@@ -577,7 +586,9 @@ def _refit_on_every_row(
     training + early-stopping rows → the evaluation slice.
     """
     split, rows = run.split, run.rows
-    estimator, population = _fit_estimator(run.data, run.as_of, run.mcc_map, extra, holder, names, progress)
+    estimator, population = _fit_estimator(
+        run.data, run.as_of, run.mcc_map, extra, holder, names, progress, run.options.threads
+    )
     encoder = CategoryEncoder.fit(BENEFIT_ENCODER, rows.loc[heard, "benefit_id"].tolist())
     codes = np.array([encoder.code_of(b) for b in run.benefits.ids])
     every = build_pair_matrix(rows, snapshots, holder, estimator, run.benefits, codes)
@@ -587,7 +598,9 @@ def _refit_on_every_row(
     p_later = np.concatenate([model.valid_raw_proba_, model.predict_raw(matrix.X[test])])
     calibrator, losses = fit_calibrator(y_later, p_later) if model.calibrate else (Calibrator("identity"), {})
     trees = max(1, round(model.early_stopping_iteration_ * heard.sum() / max((split.train & heard).sum(), 1)))
-    shipped = PropensityModel(num_boost_round=trees, params=model.params).fit_rounds(
+    shipped = PropensityModel(
+        num_boost_round=trees, params=model.params, num_threads=model.num_threads
+    ).fit_rounds(
         every.X[heard], y[heard], model.feature_names_, model.categorical_features_, calibrator, progress
     )
     shipped.calibration_losses_ = losses

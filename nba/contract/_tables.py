@@ -5,14 +5,15 @@ from __future__ import annotations
 import csv
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import duckdb
 
-from nba.errors import Problem, SchemaError, ValidationError
+from nba.errors import DataError, Problem, SchemaError, ValidationError
 from nba.vocab import CALL_REASONS, OUTCOMES
 
 # Where DuckDB spills what does not fit in memory (DuckDB's default is a relative `.tmp`).
@@ -165,17 +166,64 @@ class TableFile:
         known = {c.name for c in self.spec.columns}
         return tuple(name for name in self.source_types if name not in known)
 
-    def scan_sql(self) -> str:
-        """SQL that reads the file as it is, with `__row`, the 1-based data row number."""
+    def scan_sql(self, skip_rejected: str | None = None) -> str:
+        """SQL that reads the file as it is, with `__row`, the 1-based data row number.
+
+        `skip_rejected` (CSV only) names the table `reject_malformed_lines` filled: the lines it set
+        aside are skipped and the other rows keep their row numbers in the file.
+        """
         path = _sql_string(str(self.path))
         if self.path.suffix == ".parquet":
             return f"SELECT file_row_number + 1 AS __row, * EXCLUDE (file_row_number) FROM read_parquet({path}, file_row_number = true)"
+        if skip_rejected is None:
+            return f"SELECT row_number() OVER () AS __row, * FROM {self.read_csv_sql()}"
+        # The k-th row read is row k + (how many set-aside rows come before it) of the file; set-aside
+        # row r_i (the i-th, 1-based) comes before it when the r_i - i rows read before r_i are < k.
+        return (
+            f"SELECT __k + (SELECT count(*) FROM {skip_rejected} WHERE data_row - position < __k) AS __row, "
+            f"* EXCLUDE (__k) FROM (SELECT row_number() OVER () AS __k, * FROM "
+            f"{self.read_csv_sql('ignore_errors = true')})"
+        )
+
+    def read_csv_sql(self, extra: str = "") -> str:
+        """DuckDB's read_csv over the file as the contract reads it: every column text, strict; `extra` options."""
         columns = ", ".join(f"{_sql_string(name)}: 'VARCHAR'" for name in self.source_types)
         return (
-            f"SELECT row_number() OVER () AS __row, * FROM read_csv({path}, header = true, auto_detect = false, "
-            f"delim = ',', quote = '\"', escape = '\"', strict_mode = true, null_padding = false, "
-            f"columns = {{{columns}}})"
+            f"read_csv({_sql_string(str(self.path))}, header = true, auto_detect = false, delim = ',', "
+            f"quote = '\"', escape = '\"', strict_mode = true, null_padding = false, "
+            f"columns = {{{columns}}}{', ' + extra if extra else ''})"
         )
+
+
+def reject_malformed_lines(con: duckdb.DuckDBPyConnection, table: TableFile, name: str) -> list[Problem]:
+    """Reads a CSV file once, setting aside the lines DuckDB cannot read as rows of the table (too few or
+    too many columns, an unterminated quote), so that the rest of the file can still be checked.
+
+    Writes the set-aside data rows into the temp table `name` (`data_row`, `position`) for
+    `TableFile.scan_sql(skip_rejected=name)` and returns one problem per set-aside line.
+    """
+    rejects, scans = f"{name}_errors", f"{name}_scans"
+    con.execute(
+        f"SELECT count(*) FROM "
+        f"{table.read_csv_sql(f'store_rejects = true, rejects_table = {_sql_string(rejects)}, rejects_scan = {_sql_string(scans)}')}"
+    ).fetchall()
+    lines = con.execute(
+        f"SELECT line, arg_min(error_type, column_idx), arg_min(error_message, column_idx), "
+        f"arg_min(csv_line, column_idx) FROM {rejects} GROUP BY line ORDER BY line"
+    ).fetchall()
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT line - 1 AS data_row, "
+        f"row_number() OVER (ORDER BY line) AS position FROM (SELECT DISTINCT line FROM {rejects})"
+    )
+    problems = []
+    for line, error_type, message, text in lines:
+        if error_type in ("MISSING COLUMNS", "TOO MANY COLUMNS"):
+            found = len(next(csv.reader([text]), []))
+            what = f"expected {len(table.source_types)} columns, found {found}"
+        else:
+            what = str(message).strip().splitlines()[0]
+        problems.append(Problem(table.file_name, f"line {line}: {what}"))
+    return problems
 
 
 def _sql_string(text: str) -> str:
@@ -356,15 +404,77 @@ class DataSource:
 
     def latest_date(self) -> date | None:
         """The latest date or timestamp (as a UTC calendar date) in any table, or None if all are empty."""
-        parts = []
-        for spec in TABLES.values():
-            for column in spec.columns:
-                if column.type in ("date", "timestamp"):
-                    parts.append(
-                        f"SELECT max(CAST({quote_ident(column.name)} AS DATE)) AS d FROM {spec.name}"
-                    )
-        latest: date | None = query_one(self.con, f"SELECT max(d) FROM ({' UNION ALL '.join(parts)})")[0]
-        return latest
+        return self.date_range()[1]
+
+    def date_range(self) -> tuple[date | None, date | None]:
+        """The data's first date (of its transactions: every feature rests on spend; of any table when
+        there are none) and its latest date or timestamp in any table, as UTC calendar dates; (None,
+        None) when every table is empty."""
+        return first_and_last_dates(
+            self.con, {name: (spec, name) for name, spec in TABLES.items()}, quote_ident
+        )
+
+    def resolve_as_of(self, as_of: date | None) -> date:
+        """The as-of a job uses: `as_of` checked against the data's dates, or the day after the latest.
+
+        Raises DataError as `check_as_of` does.
+        """
+        first, last = self.date_range()
+        return check_as_of(as_of, first, last, str(self.data_dir))
+
+
+def first_and_last_dates(
+    con: duckdb.DuckDBPyConnection,
+    tables: dict[str, tuple[TableSpec, str]],
+    column_sql: Callable[[str], str],
+) -> tuple[date | None, date | None]:
+    """(first, last) as `DataSource.date_range` defines them, over `tables` (name → its spec and the
+    relation to read) with each column read as `column_sql(column name)`."""
+    parts = []
+    for name, (spec, relation) in tables.items():
+        for column in spec.columns:
+            if column.type in ("date", "timestamp"):
+                day = f"CAST({column_sql(column.name)} AS DATE)"
+                spend = "true" if name == "transactions" else "false"
+                parts.append(f"SELECT {spend} AS spend, min({day}) AS lo, max({day}) AS hi FROM {relation}")
+    if not parts:
+        return None, None
+    first_spend, first_any, last = query_one(
+        con, f"SELECT min(lo) FILTER (spend), min(lo), max(hi) FROM ({' UNION ALL '.join(parts)})"
+    )
+    return first_spend or first_any, last
+
+
+def check_as_of(as_of: date | None, first: date | None, last: date | None, source: str) -> date:
+    """The one meaning of `--as-of D` everywhere: use only data dated strictly before D.
+
+    Takes the requested as-of (None: the day after `last`), the earliest and latest date in the data
+    (None when it has no dated rows; see `DataSource.date_range`) and the data's name for the message.
+    D must leave some data before it (D after `first`) and no gap of days without data (D at most the
+    day after `last`).
+    Returns the as-of to use; raises DataError in one line otherwise.
+
+    Example:
+        >>> check_as_of(date(2030, 1, 1), date(2025, 1, 1), date(2026, 9, 30), "data")
+        Traceback (most recent call last):
+        DataError: --as-of 2030-01-01 is after 2026-10-01, the day after the last date in data (2026-09-30) ...
+    """
+    if first is None or last is None:
+        raise DataError(f"{source}: no dated rows at all, so there is no data before any as-of date")
+    day_after = last + timedelta(days=1)
+    if as_of is None:
+        return day_after
+    if as_of <= first:
+        raise DataError(
+            f"--as-of {as_of} is not after the first date in {source} ({first}): no spend is dated "
+            f"before it; use a day from {first + timedelta(days=1)} to {day_after}"
+        )
+    if as_of > day_after:
+        raise DataError(
+            f"--as-of {as_of} is after {day_after}, the day after the last date in {source} ({last}): "
+            f"the days between hold no data; use a day from {first + timedelta(days=1)} to {day_after}"
+        )
+    return as_of
 
 
 def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Final
 
@@ -16,12 +16,15 @@ from nba.contract._tables import (
     Column,
     ParsedColumn,
     TableFile,
+    check_as_of,
     connect,
     csv_error_problem,
+    first_and_last_dates,
     locate_tables,
     parse_column,
     query_one,
     quote_ident,
+    reject_malformed_lines,
 )
 from nba.errors import DataError, Problem, ValidationError, check_param
 
@@ -50,6 +53,8 @@ class DataSummary:
     as_of: date | None
     net_spend_usd: float
     other_spend_share: float | None
+    # With an as-of: per table, the rows dated on or after it (not checked; no job uses them as of it).
+    rows_after_as_of: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,7 @@ def _number(value: float | None) -> str:
     return f"{value:g}" if value is not None else ""
 
 
-def _value_checks(parsed: ParsedColumn, as_of: date | None) -> list[_Check]:
+def _value_checks(parsed: ParsedColumn) -> list[_Check]:
     column = parsed.column
     typed = quote_ident(f"t:{column.name}")
     text = quote_ident(f"r:{column.name}")
@@ -128,25 +133,27 @@ def _value_checks(parsed: ParsedColumn, as_of: date | None) -> list[_Check]:
         listed = ", ".join(column.choices)
         values = ", ".join(f"'{choice}'" for choice in column.choices)
         checks.append(_Check(column, f"{typed} NOT IN ({values})", f"is not one of: {listed}"))
-    if as_of is not None and column.type in ("date", "timestamp"):
-        checks.append(
-            _Check(
-                column,
-                f"CAST({typed} AS DATE) >= DATE '{as_of.isoformat()}'",
-                f"is on or after the as-of date {as_of.isoformat()}; data must be dated before it",
-            )
-        )
     return checks
 
 
-def _checked_sql(table: TableFile) -> tuple[str, list[ParsedColumn]]:
-    """SELECT with `__row`, and per contract column its typed value `t:NAME` and raw text `r:NAME`."""
+def _checked_sql(
+    table: TableFile, as_of: date | None, skip_rejected: str | None = None
+) -> tuple[str, list[ParsedColumn]]:
+    """SELECT with `__row`, per contract column its typed value `t:NAME` and raw text `r:NAME`, and
+    `__later`: the row has a date on or after `as_of` (always false without one)."""
     parsed = [parse_column(table, column) for column in table.spec.columns]
     parts = ["__row"]
     for item in parsed:
         parts.append(f"{item.typed_sql} AS {quote_ident('t:' + item.column.name)}")
         parts.append(f"{item.text_sql} AS {quote_ident('r:' + item.column.name)}")
-    return f"SELECT {', '.join(parts)} FROM ({table.scan_sql()})", parsed
+    dated = [
+        f"CAST({quote_ident('t:' + item.column.name)} AS DATE) >= DATE '{as_of.isoformat()}'"
+        for item in parsed
+        if as_of is not None and item.present and item.column.type in ("date", "timestamp")
+    ]
+    later = f"coalesce({' OR '.join(dated)}, false)" if dated else "false"
+    scan = table.scan_sql(skip_rejected)
+    return f"SELECT *, {later} AS __later FROM (SELECT {', '.join(parts)} FROM ({scan}))", parsed
 
 
 def _report_rows(
@@ -155,7 +162,8 @@ def _report_rows(
     """One pass counts every check; then the first failing rows of each are fetched for the report."""
     if not checks:
         return
-    counts_sql = ", ".join(f"count_if({check.condition_sql})" for check in checks)
+    # Rows dated on or after the as-of are counted in the summary, not checked: no job uses them.
+    counts_sql = ", ".join(f"count_if({check.condition_sql} AND NOT __later)" for check in checks)
     counts = query_one(con, f"SELECT {counts_sql} FROM {relation}")
     for check, count in zip(checks, counts, strict=True):
         if not count:
@@ -164,7 +172,8 @@ def _report_rows(
         if shown:
             text = quote_ident(f"r:{check.column.name}")
             rows = con.execute(
-                f"SELECT __row, {text} FROM {relation} WHERE {check.condition_sql} ORDER BY __row LIMIT {shown}"
+                f"SELECT __row, {text} FROM {relation} WHERE {check.condition_sql} AND NOT __later "
+                f"ORDER BY __row LIMIT {shown}"
             ).fetchall()
             for row_no, value in rows:
                 value_text = str(value) if check.show_value and value is not None else None
@@ -185,7 +194,7 @@ def _report_duplicates(
 ) -> None:
     for key in table.spec.unique:
         typed = [quote_ident(f"t:{name}") for name in key]
-        not_null = " AND ".join(f"{column} IS NOT NULL" for column in typed)
+        not_null = " AND ".join([*(f"{column} IS NOT NULL" for column in typed), "NOT __later"])
         sql = (
             f"SELECT __row, first_row, {', '.join(typed)} FROM ("
             f"SELECT __row, {', '.join(typed)}, min(__row) OVER (PARTITION BY {', '.join(typed)}) AS first_row "
@@ -269,7 +278,7 @@ def _report_references(
             continue
         column = quote_ident(f"t:{ref.column}")
         sql = (
-            f"SELECT __row, {column} FROM __checked_{ref.table} WHERE {column} IS NOT NULL "
+            f"SELECT __row, {column} FROM __checked_{ref.table} WHERE {column} IS NOT NULL AND NOT __later "
             f"AND {column} NOT IN (SELECT id FROM ({ref.target_sql}) WHERE id IS NOT NULL)"
         )
         count = int(query_one(con, f"SELECT count(*) FROM ({sql})")[0])
@@ -289,18 +298,8 @@ def _report_references(
         out.total += count
 
 
-def _latest_date(con: duckdb.DuckDBPyConnection, checked: dict[str, TableFile]) -> date | None:
-    parts = []
-    for name, table in checked.items():
-        for column in table.spec.columns:
-            if column.type in ("date", "timestamp"):
-                parts.append(
-                    f"SELECT max(CAST({quote_ident('t:' + column.name)} AS DATE)) AS d FROM __checked_{name}"
-                )
-    if not parts:
-        return None
-    latest: date | None = query_one(con, f"SELECT max(d) FROM ({' UNION ALL '.join(parts)})")[0]
-    return latest
+def _typed(name: str) -> str:
+    return quote_ident(f"t:{name}")
 
 
 def _summarise(
@@ -319,7 +318,12 @@ def _summarise(
     )
     holders = next(t.rows for t in tables if t.name == "cardholders")
     share = float(other) / float(total) if total else None
-    return DataSummary(tuple(tables), holders, first, last, as_of, float(total), share)
+    later = tuple(
+        (table.file_name, count)
+        for name, table in checked.items()
+        if (count := int(query_one(con, f"SELECT count_if(__later) FROM __checked_{name}")[0] or 0))
+    )
+    return DataSummary(tuple(tables), holders, first, last, as_of, float(total), share, later)
 
 
 def _catalog_tables(con: duckdb.DuckDBPyConnection, catalog: Catalog | None) -> None:
@@ -364,11 +368,13 @@ def validate_data(
 ) -> ValidationReport:
     """Checks a data directory against the data contract and reports every problem found.
 
-    Takes the directory, an optional as-of date (rows dated on or after it are problems; without it
-    the as-of is the day after the latest date in the data), an optional catalog (default: the
+    Takes the directory, an optional as-of date (rows dated on or after it are not checked but counted
+    in the summary, as no job uses them as of it; without it the as-of is the day after the latest
+    date in the data), an optional catalog (default: the
     directory's catalog.yaml, else the shipped one) and a cap on the problems listed (all are counted).
     Returns a ValidationReport; its summary is filled when there are no problems. Never raises for
-    bad data: that is what the report is for.
+    bad data: that is what the report is for; raises DataError (one line) for an as-of that leaves no
+    data before it or lies past the day after the data's last date (see `check_as_of`).
 
     Example:
         >>> report = validate_data(Path("data_samples"))
@@ -386,29 +392,47 @@ def validate_data(
         checked: dict[str, TableFile] = {}
         parsed_by_table: dict[str, list[ParsedColumn]] = {}
         for name, table in files.items():
-            sql, parsed = _checked_sql(table)
+            sql, parsed = _checked_sql(table, as_of)
             # A view, not a table: 100 M transactions are checked in passes over the file, out of core.
             con.execute(f"CREATE TEMP VIEW __checked_{name} AS {sql}")
             try:
                 query_one(con, f"SELECT count(*) FROM __checked_{name}")
             except duckdb.Error as exc:
-                out.add(csv_error_problem(table.file_name, exc))
-                continue
+                # A malformed line is one problem among the others: set it aside, check the rest.
+                rejected = (
+                    reject_malformed_lines(con, table, f"__rejected_{name}")
+                    if table.path.suffix == ".csv"
+                    else []
+                )
+                if not rejected:
+                    out.add(csv_error_problem(table.file_name, exc))
+                    continue
+                for problem in rejected:
+                    out.add(problem)
+                sql, parsed = _checked_sql(table, as_of, f"__rejected_{name}")
+                con.execute(f"CREATE OR REPLACE TEMP VIEW __checked_{name} AS {sql}")
+                try:
+                    query_one(con, f"SELECT count(*) FROM __checked_{name}")
+                except duckdb.Error as again:
+                    out.add(csv_error_problem(table.file_name, again))
+                    continue
             checked[name] = table
             parsed_by_table[name] = parsed
             for item in parsed:
                 if item.type_problem:
                     out.add(Problem(table.file_name, item.type_problem, column=item.column.name))
-        effective_as_of = as_of
-        if effective_as_of is None:
-            latest = _latest_date(con, checked)
-            effective_as_of = latest + timedelta(days=1) if latest else None
+        first, last = first_and_last_dates(
+            con, {name: (table.spec, f"__checked_{name}") for name, table in checked.items()}, _typed
+        )
+        effective_as_of: date | None = None
+        if as_of is not None or last is not None:
+            effective_as_of = check_as_of(as_of, first, last, str(data_dir))
         for name, table in checked.items():
             checks = [
                 check
                 for item in parsed_by_table[name]
                 if item.present and not item.type_problem
-                for check in _value_checks(item, as_of)
+                for check in _value_checks(item)
             ]
             _report_rows(con, f"__checked_{name}", checks, table, out)
             _report_duplicates(con, f"__checked_{name}", table, out)

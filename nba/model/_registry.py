@@ -693,13 +693,16 @@ def gate_promotion(
     if champion is None:
         if against_baselines is None:
             return PromotionDecision(
-                True, f"promote {challenger.version}: no model is in service to compare with"
+                True,
+                f"promote {challenger.version}: it goes in service because no model is in service to compare it with",
             )
         warning = (
             f"WARNING: {challenger.version} goes in service only because nothing else is: {against_baselines}"
         )
         return PromotionDecision(
-            True, f"promote {challenger.version}: no model is in service", warning=warning
+            True,
+            f"promote {challenger.version}: it goes in service because no model is in service (see the warning)",
+            warning=warning,
         )
     against_champion, comparison = champion_problem(challenger, champion)
     problem = against_baselines or against_champion

@@ -98,12 +98,14 @@ class SpendEstimator:
         min_rows: int = 50,
         num_boost_round: int = 150,
         extra_inputs: Sequence[str] = (),
+        num_threads: int = 0,
     ) -> None:
         self.min_transactions = min_transactions
         self.min_tenure_months = min_tenure_months
         self.min_rows = min_rows
         self.num_boost_round = num_boost_round
         self.extra_inputs = extra_inputs
+        self.num_threads = num_threads
 
     def fit(
         self,
@@ -181,7 +183,12 @@ class SpendEstimator:
         )
         what = f"{category}: rounds on {len(chosen):,} spenders"
         with progress.track(what, self.num_boost_round) as rounds:
-            booster = lgb.train(_PARAMS, train, self.num_boost_round, callbacks=[advance_each_round(rounds)])
+            booster = lgb.train(
+                {**_PARAMS, "num_threads": self.num_threads},
+                train,
+                self.num_boost_round,
+                callbacks=[advance_each_round(rounds)],
+            )
         self.boosters_[category] = booster
         fitted = np.asarray(booster.predict(X[chosen][:, columns]), dtype=np.float64)
         self.smearing_[category] = _smearing_factor(target, fitted)

@@ -190,7 +190,9 @@ def test_as_of_after_the_data_is_refused(world: tuple[Path, Path], tmp_path: Pat
     from datetime import date
 
     data_dir, _ = world
-    with pytest.raises(DataError, match=r"--as-of 2030-01-01 is after the data"):
+    with pytest.raises(
+        DataError, match=r"^--as-of 2030-01-01 is after \d{4}-\d{2}-\d{2}, the day after the last date in "
+    ):
         train_model(data_dir, tmp_path / "m", TrainOptions(as_of=date(2030, 1, 1)))
 
 
@@ -242,7 +244,7 @@ def test_recommend_and_score_commands(
         main(["score", "--data", str(data_dir), "--model", str(models), "--top", "2", "--out", str(out)]) == 0
     )
     scores = pd.read_parquet(out)
-    assert list(scores.columns) == ["cardholder_id", "rank", "benefit_id", "score"]
+    assert list(scores.columns) == ["cardholder_id", "rank", "benefit_id", "score", "diversity"]
     assert scores.groupby("cardholder_id")["rank"].max().max() <= 2
     assert not scores.duplicated(["cardholder_id", "benefit_id"]).any()
     assert scores["cardholder_id"].nunique() > 3000

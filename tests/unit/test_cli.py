@@ -42,6 +42,7 @@ def test_validate_lists_problems_and_exits_1(tmp_path: Path, capsys: pytest.Capt
             "error: Invalid value: must be a date in YYYY-MM-DD form, got '2025-13-01'",
         ),
         (["validate", ".", "--max-problems", "0"], "error: Invalid value for '--max-problems'"),
+        (["train", "--data", ".", "--threads", "0"], "error: Invalid value for '--threads'"),
         (["frobnicate"], "error: No such command 'frobnicate'."),
     ],
 )
@@ -188,8 +189,16 @@ def test_profiles_errors_are_one_line(
     assert err[0].startswith("error: " + message.format(**names)), err
 
 
+@pytest.fixture(scope="module")
+def sample_scores(sample_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`nba score` of the sample data with the sample model, computed from the data (CSV)."""
+    out = tmp_path_factory.mktemp("scores") / "scores.csv"
+    assert main(["score", "--data", SAMPLE_DIR, "--model", str(sample_model_dir), "--out", str(out)]) == 0
+    return out
+
+
 def test_recommend_and_score_from_a_snapshot_equal_computing_from_the_data(
-    sample_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sample_model_dir: Path, sample_scores: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "profiles"
     model = ["--model", str(sample_model_dir)]
@@ -201,12 +210,10 @@ def test_recommend_and_score_from_a_snapshot_equal_computing_from_the_data(
         decisions.append(capsys.readouterr().out)
     assert decisions[0] == decisions[1] == decisions[2] and '"profile_as_of": "2026-10-01"' in decisions[0]
     assert json.loads(decisions[0])["scorer"] == "tree_walk"
-    scores = []
-    for name, profiles in (("data", []), ("snapshot", ["--profiles", str(root)])):
-        out_file = tmp_path / f"{name}.csv"
-        assert main(["score", "--data", SAMPLE_DIR, *model, "--out", str(out_file), *profiles]) == 0
-        scores.append(out_file.read_text())
-    assert scores[0] == scores[1] and scores[0].count("\n") > 3000
+    out_file = tmp_path / "snapshot.csv"
+    assert main(["score", "--data", SAMPLE_DIR, *model, "--out", str(out_file), "--profiles", str(root)]) == 0
+    from_data = sample_scores.read_text()
+    assert out_file.read_text() == from_data and from_data.count("\n") > 3000
     as_of = ["--profiles", str(root), "--as-of", "2026-09-01"]
     assert main(["recommend", "C0000008", "--data", SAMPLE_DIR, *model, *as_of]) != 0
     err = capsys.readouterr().err.strip()
@@ -278,3 +285,62 @@ def test_db_upgrade_migrates_once_and_says_the_revision(
     assert main(["db", "upgrade", "--database-url", f"postgresql://nba:pw@127.0.0.1:{port}/nba"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: feedback database ") and "pw@" not in err and len(err.splitlines()) == 1
+
+
+# --- one meaning of --as-of, the generate and score outputs (issue 15) --------------------------------
+
+AS_OF_COMMANDS = [
+    "validate {sample}",
+    "features --data {sample} --out {tmp}/f.parquet",
+    "train --data {sample} --out {tmp}/models",
+    "evaluate --model {model} --data {sample}",
+    "profiles build --data {sample} --model {model} --out {tmp}/profiles",
+    "score --data {sample} --model {model} --out {tmp}/s.csv",
+    "recommend C0000001 --data {sample} --model {model}",
+    "drift --model {model} --data {sample}",
+]
+
+
+@pytest.mark.parametrize("command", AS_OF_COMMANDS)
+def test_every_command_refuses_an_as_of_outside_the_data_in_one_line(
+    command: str, sample_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = {"sample": SAMPLE_DIR, "model": str(sample_model_dir), "tmp": str(tmp_path)}
+    argv = command.format(**names).split()
+    # The sample world's spend starts on 2025-07-01 and its last row is dated 2026-09-30.
+    for as_of, message in (
+        ("2030-01-01", "is after 2026-10-01, the day after the last date in"),
+        ("2020-01-01", "is not after the first date in"),
+    ):
+        assert main([*argv, "--as-of", as_of]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert err[0].startswith(f"error: --as-of {as_of} {message} {SAMPLE_DIR}"), err
+    assert not (tmp_path / "f.parquet").exists() and not (tmp_path / "profiles").exists()
+
+
+def test_generate_prints_a_summary_a_person_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "world"
+    assert main(["generate", "--cardholders", "30", "--seed", "3", "--out", str(out), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(rf"{out}: a synthetic world as of 2026-10-01 \(seed 3, csv\) in \d+\.\d s", lines[0])
+    rows = {line.split()[0]: line.split()[1] for line in lines[1:-1]}
+    assert rows["transactions"] == f"{(out / 'transactions.csv').read_text().count(chr(10)) - 1:,}"
+    assert set(rows) == {"cardholders", "transactions", "benefit_usage", "conversations", "calls", "nps"}
+    assert lines[-1].startswith("  oracle (hidden truth)") and "WorldSummary" not in "\n".join(lines)
+
+
+def test_score_marks_the_rows_the_diversity_rule_ranked_below_a_lower_score(sample_scores: Path) -> None:
+    import pandas as pd
+
+    scores = pd.read_csv(sample_scores)
+    assert list(scores.columns) == ["cardholder_id", "rank", "benefit_id", "score", "diversity"]
+    # A naive reference: a row is marked when some row ranked above it for the same cardholder has a
+    # lower score (the file lists each cardholder's rows in rank order).
+    expected = []
+    for i, row in enumerate(scores.itertuples()):
+        above = scores.iloc[i - row.rank + 1 : i]
+        assert (above["cardholder_id"] == row.cardholder_id).all()
+        expected.append(bool((above["score"] < row.score).any()))
+    assert scores["diversity"].tolist() == expected
+    assert scores["diversity"].any() and not scores["diversity"].all()

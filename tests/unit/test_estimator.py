@@ -189,3 +189,12 @@ def test_progress_has_a_bar_over_the_categories_and_one_over_each_regressions_ro
     assert [(bar.description.split(":")[0], bar.total, bar.advanced) for bar in rounds] == [
         (c, 30, 30) for c in SPEND_CATEGORIES if c in estimator.boosters_
     ]
+
+
+def test_threads_reach_lightgbm_and_change_speed_not_estimates() -> None:
+    X, names, _ = _world(2000, 5)
+    one = SpendEstimator(num_boost_round=20, num_threads=1).fit(X, names)
+    two = SpendEstimator(num_boost_round=20, num_threads=2).fit(X, names)
+    assert one.boosters_ and all(b.params["num_threads"] == 1 for b in one.boosters_.values())
+    assert all(b.params["num_threads"] == 2 for b in two.boosters_.values())
+    np.testing.assert_array_equal(one.predict(X, names), two.predict(X, names))

@@ -510,7 +510,7 @@ SAME_RUN = {CHAMPION_KEY: CHAMPION.version}
 @pytest.mark.parametrize(
     ("challenger", "champion", "force", "promote", "reason"),
     [
-        ({}, None, False, True, "no model is in service to compare with"),
+        ({}, None, False, True, "goes in service because no model is in service to compare it with"),
         (
             {},
             CHAMPION,

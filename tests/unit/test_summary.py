@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from rich.console import Console
 
+from nba.model import gate_promotion
+from tests.unit.test_registry import T0, _gate_manifest
 from training.evaluate import Evaluation
 from training.metrics import OffPolicyEstimate
-from training.summary import print_evaluation
+from training.summary import print_evaluation, print_train_summary
+from training.train_job import TrainResult
 
 POLICIES = ("model", "random", "most_popular", "spend_rule", "estimated_value")
 
@@ -61,3 +65,24 @@ def test_the_oracle_columns_appear_when_an_oracle_was_given() -> None:
     (row,) = [line for line in lines if line.startswith("│ model ")]
     assert row.split("│")[3:5] == [f"{2600.0:>14.4f} ", f"{0.785:>13.3f} "]
     assert "model over the best baseline 10.6%" in " ".join(" ".join(lines).split())
+
+
+def test_train_summary_says_rows_once_and_why_the_model_went_in_service(tmp_path: Path) -> None:
+    manifest = _gate_manifest(T0)
+    result = TrainResult(
+        model_dir=tmp_path / manifest.version,
+        version=manifest.version,
+        evaluation=Evaluation(),
+        promoted=True,
+        promotion_reason=gate_promotion(manifest, None).reason,
+        timings_s={"total": 12.0},
+        rows={"rows": 22_439, "train": 14_000, "valid": 3_000, "test": 5_439},
+    )
+    out = io.StringIO()
+    print_train_summary(result, Console(file=out, width=200, color_system=None))
+    lines = out.getvalue().splitlines()
+    assert "rows: 22,439 labelled (train 14,000, valid 3,000, test 5,439)   time: total 12.0s" in lines
+    assert (
+        f"promotion: promote {manifest.version}: it goes in service because no model is in service to "
+        "compare it with" in lines
+    )

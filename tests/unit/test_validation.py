@@ -13,9 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from nba.contract import check_as_of
 from nba.contract._tables import TABLES, open_data
 from nba.contract._validation import validate_data
-from nba.errors import ValidationError
+from nba.errors import DataError, ValidationError
 from tests.conftest import VALID_TABLES, write_tables
 
 
@@ -224,20 +225,77 @@ def test_ragged_csv_line_is_named(tmp_path: Path) -> None:
     assert messages == ["transactions.csv: line 2: expected 4 columns, found 3"]
 
 
+def test_a_malformed_line_is_one_problem_among_the_others_of_its_file(tmp_path: Path) -> None:
+    lines = VALID_TABLES["transactions"].splitlines()
+    lines[2] = "C1,2025-01-09,abc,5411"  # data row 2: an amount that is not a number
+    lines[3] = "C1,2025-01-12"  # data row 3: two columns short
+    lines[4] = "C2,2025-02-01,410.25,12000,x"  # data row 4: one column too many
+    lines[5] = "C2,2025-02-02,12.99,12000"  # data row 5: MCC out of range
+    data_dir = write_tables(tmp_path / "data", dict(VALID_TABLES, transactions="\n".join(lines) + "\n"))
+    assert _messages(data_dir) == [
+        "transactions.csv: line 4: expected 4 columns, found 2",
+        "transactions.csv: line 5: expected 4 columns, found 5",
+        "transactions.csv, row 2, column amount: 'abc': is not a finite number",
+        "transactions.csv, row 5, column mcc: '12000': is outside 0–9999",
+    ]
+
+
 def test_unterminated_quote_is_named(tmp_path: Path) -> None:
     text = 'cardholder_id,transaction_date,amount,mcc\nC1,2025-01-03,4.0,5812\n"C1,2025-01-04,4.0,5812\n'
     messages = _messages(write_tables(tmp_path / "data", dict(VALID_TABLES, transactions=text)))
     assert messages == ["transactions.csv: line 3: Value with unterminated quote found."]
 
 
-def test_rows_on_or_after_an_explicit_as_of_are_future(valid_dir: Path) -> None:
-    messages = _messages(valid_dir, as_of=date(2025, 3, 1))
-    assert (
-        "transactions.csv, row 6, column transaction_date: '2025-03-01': is on or after the as-of date 2025-03-01; data must be dated before it"
-        in messages
+def test_rows_on_or_after_an_explicit_as_of_are_counted_not_checked(tmp_path: Path) -> None:
+    # A broken MCC on the last transaction (dated 2025-03-01) and on the first (2025-01-03).
+    text = _set_cell(_set_cell(VALID_TABLES["transactions"], 6, "mcc", "12000"), 1, "mcc", "-1")
+    data_dir = write_tables(tmp_path / "data", dict(VALID_TABLES, transactions=text))
+    messages = _messages(data_dir, as_of=date(2025, 3, 1))
+    assert messages == ["transactions.csv, row 1, column mcc: '-1': is outside 0–9999"]
+    fixed = write_tables(
+        tmp_path / "fixed", dict(VALID_TABLES, transactions=_set_cell(text, 1, "mcc", "5812"))
     )
-    assert any(m.startswith("calls.csv, row 3, column started_at") for m in messages)
+    report = validate_data(fixed, as_of=date(2025, 3, 1))
+    assert report.ok, report.problems
+    assert report.summary is not None and report.summary.as_of == date(2025, 3, 1)
+    # The transaction of 03-01, the conversation of 03-02, the calls of 03-02 and 03-03.
+    assert report.summary.rows_after_as_of == (
+        ("transactions.csv", 1),
+        ("conversations.csv", 1),
+        ("calls.csv", 2),
+    )
+    # Without an as-of every row is checked.
+    assert _messages(fixed) == ["transactions.csv, row 6, column mcc: '12000': is outside 0–9999"]
+
+
+@pytest.mark.parametrize(
+    ("as_of", "message"),
+    [
+        (
+            date(2025, 1, 3),
+            "--as-of 2025-01-03 is not after the first date in {dir} (2025-01-03): no spend is dated before "
+            "it; use a day from 2025-01-04 to 2025-03-04",
+        ),
+        (date(2020, 1, 1), "--as-of 2020-01-01 is not after the first date in {dir} (2025-01-03)"),
+        (
+            date(2025, 3, 5),
+            "--as-of 2025-03-05 is after 2025-03-04, the day after the last date in {dir} (2025-03-03): the "
+            "days between hold no data; use a day from 2025-01-04 to 2025-03-04",
+        ),
+    ],
+)
+def test_an_as_of_outside_the_data_is_one_error(valid_dir: Path, as_of: date, message: str) -> None:
+    with pytest.raises(DataError, match="^" + re.escape(message.format(dir=valid_dir))):
+        validate_data(valid_dir, as_of=as_of)
+    # The first and last days it allows: the day after the first transaction, the day after the data.
+    assert validate_data(valid_dir, as_of=date(2025, 1, 4)).ok
     assert validate_data(valid_dir, as_of=date(2025, 3, 4)).ok
+
+
+def test_check_as_of_defaults_to_the_day_after_the_data() -> None:
+    assert check_as_of(None, date(2025, 1, 3), date(2025, 3, 3), "d") == date(2025, 3, 4)
+    with pytest.raises(DataError, match=r"^d: no dated rows at all"):
+        check_as_of(date(2025, 3, 1), None, None, "d")
 
 
 def test_both_csv_and_parquet_is_ambiguous(valid_dir: Path) -> None:

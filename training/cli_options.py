@@ -1,0 +1,48 @@
+"""Command-line options: the words every `nba` command shares (a date, `--as-of`, `--quiet`) → typer options."""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime
+from typing import Annotated
+
+import typer
+
+AS_OF_HELP = (
+    "Use only data dated strictly before this day (YYYY-MM-DD); between the day after the data's first date "
+    "and the day after its last date. Default: the day after the latest date."
+)
+
+AsOf = Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)]
+Quiet = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="No progress on stderr: no bars, no line per step (errors still print)."
+    ),
+]
+
+
+def parse_date(value: str | None) -> date | None:
+    """A YYYY-MM-DD option as a date (None stays None); typer.BadParameter naming the value otherwise."""
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise typer.BadParameter(f"must be a date in YYYY-MM-DD form, got {value!r}") from None
+
+
+def usable_cpus() -> int:
+    """How many CPUs this process may run on (its affinity mask: taskset, a container's cpuset)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        max=256,
+        help="LightGBM's threads. Default: the CPUs this process may use (its affinity mask).",
+    ),
+]
