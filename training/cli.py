@@ -199,6 +199,15 @@ def train(
         Path | None, typer.Option(help="Benefit catalog (default: DATA/catalog.yaml).")
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Random seed of the model.")] = 0,
+    backtest_months: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=12,
+            help="How many of the latest months to backtest within the run (each refit on the rows "
+            "labelled before it; 0: none). `nba backtest` fits everything per month.",
+        ),
+    ] = 2,
     quiet: Quiet = False,
 ) -> None:
     """Train a model version: features, training set, spend estimator, LightGBM model, evaluation, report."""
@@ -214,6 +223,7 @@ def train(
         promote=promote,
         force=force,
         seed=seed,
+        backtest_months=backtest_months,
     )
     with cli_reporter(quiet) as progress:
         result = train_model(data, out, options, progress)

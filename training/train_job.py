@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import pandas as pd
@@ -77,6 +77,16 @@ from training.presentations import (
 from training.progress import SILENT, Reporter
 from training.report import write_report
 
+if TYPE_CHECKING:
+    from training.backtest_job import BacktestResult
+
+
+# `nba train`'s own backtest (training/backtest_job.py::backtest_in_training): how many of the latest months
+# it refits by default. A month costs one LightGBM fit of fixed rounds and the month's evaluation
+# (bench/bench_train_cost.py); the refit on every row and these months stay within 2x a train without them.
+TRAIN_BACKTEST_MONTHS: Final = 2
+MAX_TRAIN_BACKTEST_MONTHS: Final = 12
+
 
 @dataclass(frozen=True)
 class TrainOptions:
@@ -99,6 +109,8 @@ class TrainOptions:
     ship_all_rows: bool = True
     # Promote past the promotion gate (recorded as forced in the registry's HISTORY).
     force: bool = False
+    # The latest months backtested within the run, shown in the report (0: none).
+    backtest_months: int = TRAIN_BACKTEST_MONTHS
 
 
 @dataclass
@@ -115,6 +127,8 @@ class TrainResult:
     # What the numbers come from and what ships, in a sentence each; warnings a data scientist must see.
     fits: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # The latest months backtested within the run (TrainOptions.backtest_months).
+    backtest: BacktestResult | None = None
 
 
 @dataclass
@@ -196,7 +210,9 @@ def popularity_of(train_rows: pd.DataFrame) -> dict[str, float]:
     return {str(k): float(v) for k, v in heard.groupby("benefit_id")["adopted"].mean().items()}
 
 
-def _score_with(model: PropensityModel) -> Callable[[PairMatrix], np.ndarray[Any, np.dtype[np.float64]]]:
+def score_with(model: PropensityModel) -> Callable[[PairMatrix], np.ndarray[Any, np.dtype[np.float64]]]:
+    """The scorer of ScoringParts for a fitted model: a pair matrix → p_adopt per row."""
+
     def score(matrix: PairMatrix) -> np.ndarray[Any, np.dtype[np.float64]]:
         return model.predict_proba(matrix.X)[:, 1] if len(matrix.X) else np.zeros(0)
 
@@ -210,7 +226,7 @@ def bundle_parts(bundle: ModelBundle, benefits: BenefitTable) -> ScoringParts:
         holder=bundle.holder,
         estimator=bundle.estimator,
         benefit_codes=bundle.benefit_codes(benefits),
-        score=_score_with(bundle.model),
+        score=score_with(bundle.model),
     )
 
 
@@ -301,6 +317,18 @@ def train_model(
     `progress` is told each step, and gets bars for the long ones (SQL, fits, evaluation parts).
     Raises DataError for invalid data or no labels, ModelError when the model cannot be trained.
     """
+    # backtest_job builds on this module, so it is imported where it is used.
+    from training.backtest_job import (
+        backtest_in_training,
+        render_training_backtest,
+        training_backtest_summary,
+    )
+
+    if not 0 <= options.backtest_months <= MAX_TRAIN_BACKTEST_MONTHS:
+        raise DataError(
+            f"`--backtest-months` must be an integer in [0, {MAX_TRAIN_BACKTEST_MONTHS}]. "
+            f"Got {options.backtest_months} instead."
+        )
     timer = _Timer(progress)
     started = t = time.perf_counter()
     progress.step("validate: the data contract")
@@ -365,13 +393,18 @@ def train_model(
         t = timer.step("model fit", t, _rounds(model, refitted=model.refit and bool(valid_mask.any())))
 
         progress.step("evaluation: held-out period")
-        parts = ScoringParts(extra, holder, estimator, benefit_codes, _score_with(model))
+        parts = ScoringParts(extra, holder, estimator, benefit_codes, score_with(model))
         champion = _champion(models_root)
         evaluation = _evaluate_held_out(run, parts, matrix, snapshots, progress)
         if champion is not None and labelled.label_source.startswith("conversations"):
             progress.step(f"evaluation: the model in service ({champion.version})")
             _compare_with_champion(evaluation, run, champion, parts, matrix, snapshots, progress)
         t = timer.step("evaluation", t)
+        backtest = backtest_in_training(
+            run, model, matrix, parts, snapshots, options.backtest_months, data_dir, progress
+        )
+        if backtest.months:
+            t = timer.step("backtest", t, training_backtest_summary(backtest))
 
         shipped = _Shipped(model, estimator, benefit_encoder, parts, matrix)
         if options.ship_all_rows:
@@ -444,6 +477,7 @@ def train_model(
             else split.test_from
         ).isoformat(),
         "spend_estimator": shipped.estimator.describe(),
+        "backtest": training_backtest_summary(backtest),
     }
     if evaluation.champion is not None:
         data_summary[CHAMPION_KEY] = evaluation.champion.version
@@ -454,6 +488,7 @@ def train_model(
         evaluation, model, data_summary, extra, labelled, options, shipped.estimator, shipped.model
     )
     files.update(drift_files(drift_reference))
+    report_files["report.md"] += ("\n" + render_training_backtest(backtest)).encode()
     report_files["report.md"] += ("\n" + render_section(drift_newest)).encode()
     files.update(report_files)
     params: dict[str, Any] = {
@@ -506,7 +541,7 @@ def train_model(
         "test": int(split.test.sum()),
     }
     return TrainResult(
-        model_dir, version, evaluation, promoted, reason, timer.timings, counts, fits, warnings
+        model_dir, version, evaluation, promoted, reason, timer.timings, counts, fits, warnings, backtest
     )
 
 
@@ -582,7 +617,7 @@ def _refit_on_every_row(
         every.X[heard], y[heard], model.feature_names_, model.categorical_features_, calibrator, progress
     )
     shipped.calibration_losses_ = losses
-    parts = ScoringParts(extra, holder, estimator, codes, _score_with(shipped))
+    parts = ScoringParts(extra, holder, estimator, codes, score_with(shipped))
     return _Shipped(shipped, estimator, encoder, parts, every, population)
 
 
@@ -626,7 +661,7 @@ def _evaluate_held_out(
     """Held-out metrics and off-policy estimates, each beside the baselines' on the same rows and calls."""
     test_rows = run.rows[run.split.test].reset_index(drop=True)
     return evaluate_rows(
-        run, parts, test_rows, _subset(matrix, run.split.test), snapshots, run.popularity, progress
+        run, parts, test_rows, matrix_rows(matrix, run.split.test), snapshots, run.popularity, progress
     )
 
 
@@ -745,7 +780,7 @@ def _compare_with_champion(
     )
     nan = float("nan")
     auc = {
-        "model": ranking_auc(y, parts.score(_subset(matrix, test))[heard]) if heard.any() else nan,
+        "model": ranking_auc(y, parts.score(matrix_rows(matrix, test))[heard]) if heard.any() else nan,
         "champion": ranking_auc(y, theirs.score(their_matrix)[heard]) if heard.any() else nan,
     }
     ips: dict[str, float] = {}
@@ -817,7 +852,8 @@ def evaluate_model(
     return evaluation
 
 
-def _subset(matrix: PairMatrix, mask: np.ndarray[Any, np.dtype[np.bool_]]) -> PairMatrix:
+def matrix_rows(matrix: PairMatrix, mask: np.ndarray[Any, np.dtype[np.bool_]]) -> PairMatrix:
+    """The rows of `matrix` where `mask` holds, every part of it."""
     return PairMatrix(
         matrix.X[mask],
         matrix.value_usd[mask],
