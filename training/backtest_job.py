@@ -445,7 +445,6 @@ def backtest_in_training(
         month_started = time.perf_counter()
         month = _refit_month(run, model, matrix, parts, snapshots, *month_window(start, run.as_of))
         result.months.append(replace(month, seconds=round(time.perf_counter() - month_started, 1)))
-        progress.log(f"  {_month_line(result.months[-1])}")
     result.seconds = round(time.perf_counter() - started, 1)
     return result
 
@@ -749,6 +748,13 @@ def render_backtest(result: BacktestResult) -> str:
     if notes:
         lines += ["## Notes", "", *notes, ""]
     return "\n".join(lines)
+
+
+def training_backtest_step(result: BacktestResult) -> str:
+    """The detail of `nba train`'s backtest step line: the months and the verdict's first word."""
+    if not result.months:
+        return "no month: see the report"
+    return f"{', '.join(m.label for m in result.months)}: {result.verdict().split(':')[0]}"
 
 
 def training_backtest_summary(result: BacktestResult) -> str:

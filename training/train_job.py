@@ -321,6 +321,7 @@ def train_model(
     from training.backtest_job import (
         backtest_in_training,
         render_training_backtest,
+        training_backtest_step,
         training_backtest_summary,
     )
 
@@ -403,8 +404,8 @@ def train_model(
         backtest = backtest_in_training(
             run, model, matrix, parts, snapshots, options.backtest_months, data_dir, progress
         )
-        if backtest.months:
-            t = timer.step("backtest", t, training_backtest_summary(backtest))
+        if options.backtest_months:
+            t = timer.step("backtest", t, training_backtest_step(backtest))
 
         shipped = _Shipped(model, estimator, benefit_encoder, parts, matrix)
         if options.ship_all_rows:
