@@ -11,8 +11,9 @@ labelled presentations — then, each in its own child process so its peak resid
    parameters (`nba.model._propensity.DEFAULT_PARAMS`, the same seed, num_boost_round and early stopping) on identical
    X/y; plus what the wrapper does besides (validation checks, predicting the validation slice,
    calibration) and what `train_model` does around it (the masked copies of X) timed on their own;
-3. `--refit-pairs` pairs of `train_model` runs, shipping the held-out fit (as before the refit) and
-   the model refit on every labelled row (the default), alternating: the ratio of their medians.
+3. `--refit-pairs` pairs of `train_model` runs, as before issue 14 (shipping the held-out fit, no backtest
+   month) and as now (the model refit on every labelled row and the latest months backtested within the
+   run), alternating: the ratio of their medians (goal: at most 2).
 
 Prints the numbers and merges them into bench/results/train.json under the cardholder count.
 `bench_engine.py` and `bench_score.py` reuse the world and model helpers here.
@@ -141,13 +142,16 @@ def _train_child(
     conn: Connection, data_dir: str, models_root: str, profile: bool, ship_all_rows: bool = True
 ) -> None:
     sys.path.insert(0, str(ROOT))
-    from training.train_job import TrainOptions, train_model
+    from training.train_job import TRAIN_BACKTEST_MONTHS, TrainOptions, train_model
 
     profiler = cProfile.Profile() if profile else None
     started = time.perf_counter()
     if profiler is not None:
         profiler.enable()
-    result = train_model(Path(data_dir), Path(models_root), TrainOptions(ship_all_rows=ship_all_rows))
+    # ship_all_rows=False is `nba train` as it was before issue 14: the held-out fit ships, no backtest months.
+    months = TRAIN_BACKTEST_MONTHS if ship_all_rows else 0
+    options = TrainOptions(ship_all_rows=ship_all_rows, backtest_months=months)
+    result = train_model(Path(data_dir), Path(models_root), options)
     if profiler is not None:
         profiler.disable()
     seconds = time.perf_counter() - started
@@ -180,13 +184,15 @@ def train_once(
 ) -> Measured:
     """`train_model` on `data_dir` into `models_root` (which should hold no CURRENT model), in a child process.
 
-    `ship_all_rows=False` ships the held-out fit, as `nba train` did before the refit on every row.
+    `ship_all_rows=False` is `nba train` before issue 14: it ships the held-out fit and backtests no month
+    within the run; True is `nba train` now (the refit on every row and TRAIN_BACKTEST_MONTHS months).
     """
     return in_child(_train_child, str(data_dir), str(models_root), profile, ship_all_rows)
 
 
 def refit_cost(data_dir: Path, models_root: Path, pairs: int) -> dict[str, Any]:
-    """`train_model` with and without the refit on every labelled row, alternating `pairs` times."""
+    """`train_model` with and without the refit on every labelled row (and the backtest months within the
+    run, which came with it), alternating `pairs` times."""
     with_refit: list[float] = []
     without: list[float] = []
     steps: dict[str, float] = {}
@@ -199,7 +205,10 @@ def refit_cost(data_dir: Path, models_root: Path, pairs: int) -> dict[str, Any]:
             if ship_all_rows:
                 steps = measured.detail["timings_s"]
     ratio = statistics.median(with_refit) / statistics.median(without)
+    from training.train_job import TRAIN_BACKTEST_MONTHS
+
     return {
+        "backtest_months": TRAIN_BACKTEST_MONTHS,
         "with_refit_s": [round(x, 2) for x in with_refit],
         "held_out_fit_only_s": [round(x, 2) for x in without],
         "ratio_median": round(ratio, 3),
@@ -511,7 +520,8 @@ def main(argv: list[str] | None = None) -> None:
     if "refit_on_every_row" in result:
         refit = result["refit_on_every_row"]
         print(
-            f"refit on every labelled row: train_model {refit['with_refit_s']} s vs the held-out fit alone "
+            f"refit on every labelled row and {refit['backtest_months']} backtest months: train_model "
+            f"{refit['with_refit_s']} s vs the held-out fit alone, no backtest month "
             f"{refit['held_out_fit_only_s']} s = {refit['ratio_median']:.2f}x (goal <= 2)"
         )
     if "profile" in result:

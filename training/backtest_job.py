@@ -21,10 +21,10 @@ from nba.contract import open_data
 from nba.drift import RelationShift, relation_shifts
 from nba.errors import DataError
 from nba.features import FeatureConfig, load_feature_config
-from nba.model import load_bundle
+from nba.model import Calibrator, ModelBundle, PropensityModel, load_bundle
 from nba.vocab import NOT_DISCUSSED
 from training.evaluate import BASELINES, Evaluation, ScoringParts, read_oracle
-from training.pairs import PairMatrix, build_pair_matrix, compute_snapshots
+from training.pairs import HolderSnapshots, PairMatrix, build_pair_matrix, compute_snapshots
 from training.presentations import LABEL_WINDOW_DAYS
 from training.progress import SILENT, Reporter
 from training.train_job import (
@@ -34,8 +34,10 @@ from training.train_job import (
     evaluate_against_oracle,
     evaluate_rows,
     load_inputs,
+    matrix_rows,
     popularity_of,
     prepare_run,
+    score_with,
     snapshots_of,
     train_model,
 )
@@ -158,6 +160,8 @@ class BacktestResult:
     files: dict[str, Path] = field(default_factory=dict)
     breaking: Breaking | None = None
     seconds: float = 0.0
+    # Why fewer months were backtested than asked for, or none (`nba train`'s own backtest).
+    note: str = ""
 
     @property
     def evaluated(self) -> list[BacktestMonth]:
@@ -198,36 +202,48 @@ def _next_month(day: date) -> date:
     return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
-def backtest_months(dates: pd.Series, as_of: date, months: int) -> list[tuple[date, date]]:
-    """The last `months` months that can be backtested: each has labelled presentations (all before
-    as_of − 30 days) and labelled presentations to train on before it (dated 30 days or more earlier).
-
-    Returns (first day, end) pairs, oldest first; the newest month may end early, at the label cut-off.
-    Raises DataError when the data's history holds fewer such months than asked for, or none.
+def possible_months(dates: pd.Series, as_of: date) -> list[date]:
+    """The first days of every month that can be backtested, oldest first: each has labelled presentations
+    (all before as_of − 30 days) and labelled presentations to train on before it (dated 30 days or more
+    earlier). Raises DataError ("no backtest possible: …", naming the span) when none can.
     """
-    if not 1 <= months <= MAX_MONTHS:
-        raise DataError(f"`--months` must be an integer in [1, {MAX_MONTHS}]. Got {months} instead.")
-    cutoff = as_of - timedelta(days=LABEL_WINDOW_DAYS)
     days = sorted({d.date() for d in pd.to_datetime(dates)})
     if not days:
         raise DataError(f"no presentations with a known label before {as_of}: nothing to backtest")
     first = days[0]
     starts = sorted({_month_start(d) for d in days})
     possible = [s for s in starts if first < s - timedelta(days=LABEL_WINDOW_DAYS)]
-    span = f"{starts[0]:%Y-%m} … {starts[-1]:%Y-%m}"
     if not possible:
+        span = f"{starts[0]:%Y-%m} … {starts[-1]:%Y-%m}"
         raise DataError(
             f"no backtest possible: the labelled presentations span {len(starts)} month(s) ({span}); a "
             f"backtest month needs presentations to train on dated more than {LABEL_WINDOW_DAYS} days before "
             "it (give a longer history)"
         )
+    return possible
+
+
+def month_window(start: date, as_of: date) -> tuple[date, date]:
+    """A backtest month's (first day, end): the next month's first day, or the label cut-off if earlier."""
+    return start, min(_next_month(start), as_of - timedelta(days=LABEL_WINDOW_DAYS))
+
+
+def backtest_months(dates: pd.Series, as_of: date, months: int) -> list[tuple[date, date]]:
+    """The last `months` months that can be backtested (`possible_months`).
+
+    Returns (first day, end) pairs, oldest first; the newest month may end early, at the label cut-off.
+    Raises DataError when the data's history holds fewer such months than asked for, or none.
+    """
+    if not 1 <= months <= MAX_MONTHS:
+        raise DataError(f"`--months` must be an integer in [1, {MAX_MONTHS}]. Got {months} instead.")
+    possible = possible_months(dates, as_of)
     if months > len(possible):
         raise DataError(
             f"`--months` {months} is more than the data's history allows: {len(possible)} month(s) "
             f"({possible[0]:%Y-%m} … {possible[-1]:%Y-%m}) have presentations to test and earlier ones to "
             f"train on; use --months {len(possible)} or fewer"
         )
-    return [(s, min(_next_month(s), cutoff)) for s in possible[-months:]]
+    return [month_window(s, as_of) for s in possible[-months:]]
 
 
 def run_backtest(
@@ -300,15 +316,11 @@ class _Fitted:
     matrix: PairMatrix
 
 
-def _backtest_month(
-    run: TrainingRun,
-    data_dir: Path,
-    scratch: Path,
-    start: date,
-    end: date,
-    oracle: Path | None,
-    options: TrainOptions | None = None,
-) -> tuple[BacktestMonth, _Fitted | None]:
+def _month_rows(
+    run: TrainingRun, start: date, end: date
+) -> tuple[BacktestMonth, pd.DataFrame, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """A month's counts (skipped, with a note, when none of its heard presentations was adopted), its
+    rows, and the masks over the run's rows of the month and of the rows labelled before it."""
     day = run.rows["as_of"].dt.date
     in_month = ((day >= start) & (day < end)).to_numpy()
     known_then = (day < start - timedelta(days=LABEL_WINDOW_DAYS)).to_numpy()
@@ -324,14 +336,52 @@ def _backtest_month(
         positives=int(rows.loc[heard, "adopted"].sum()),
     )
     if base.positives == 0:
-        note = f"no positive labels: none of {base.test_rows:,} heard presentations was adopted"
-        return replace(base, note=note), None
-    fit_options = replace(options or run.options, as_of=start, promote=False, oracle=None)
+        base = replace(
+            base, note=f"no positive labels: none of {base.test_rows:,} heard presentations was adopted"
+        )
+    return base, rows, in_month, known_then
+
+
+def _backtest_month(
+    run: TrainingRun,
+    data_dir: Path,
+    scratch: Path,
+    start: date,
+    end: date,
+    oracle: Path | None,
+    options: TrainOptions | None = None,
+) -> tuple[BacktestMonth, _Fitted | None]:
+    base, rows, _, known_then = _month_rows(run, start, end)
+    if base.note:
+        return base, None
+    fit_options = replace(options or run.options, as_of=start, promote=False, oracle=None, backtest_months=0)
     try:
         trained = train_model(data_dir, scratch, fit_options)
     except DataError as exc:
         return replace(base, note=f"training before {start} failed: {exc}"), None
-    bundle = load_bundle(trained.model_dir)
+    return _evaluate_bundle(run, load_bundle(trained.model_dir), base, rows, known_then, oracle)
+
+
+def evaluate_month(
+    run: TrainingRun, bundle: ModelBundle, start: date, end: date, oracle: Path | None = None
+) -> BacktestMonth:
+    """A stored model (trained on any rows: a model in service, a stale one) on a backtest month's rows, as
+    `nba backtest` measures the month's own model: beside the best baseline fitted on the rows labelled
+    before the month (`train_rows` are those, not what the model learnt from)."""
+    base, rows, _, known_then = _month_rows(run, start, end)
+    if base.note:
+        return base
+    return _evaluate_bundle(run, bundle, base, rows, known_then, oracle)[0]
+
+
+def _evaluate_bundle(
+    run: TrainingRun,
+    bundle: ModelBundle,
+    base: BacktestMonth,
+    rows: pd.DataFrame,
+    known_then: npt.NDArray[np.bool_],
+    oracle: Path | None,
+) -> tuple[BacktestMonth, _Fitted]:
     parts = bundle_parts(bundle, run.benefits)
     snapshots = compute_snapshots(run.data, snapshots_of(rows), run.mcc_map, bundle.extra)
     matrix = build_pair_matrix(
@@ -340,9 +390,99 @@ def _backtest_month(
     popularity = popularity_of(run.rows[known_then])
     evaluation = evaluate_rows(run, parts, rows, matrix, snapshots, popularity, SILENT)
     if oracle is not None:
-        _evaluate_month_oracle(evaluation, run, parts, popularity, start, oracle)
+        _evaluate_month_oracle(evaluation, run, parts, popularity, base.month, oracle)
     fitted = _Fitted(parts, tuple(bundle.manifest.feature_names), tuple(bundle.extra.taken), rows, matrix)
     return _month_of(base, evaluation), fitted
+
+
+def backtest_in_training(
+    run: TrainingRun,
+    model: PropensityModel,
+    matrix: PairMatrix,
+    parts: ScoringParts,
+    snapshots: HolderSnapshots,
+    months: int,
+    data_dir: Path,
+    progress: Reporter = SILENT,
+) -> BacktestResult:
+    """`nba train`'s backtest of its latest `months` months, at a fraction of `nba backtest`'s cost.
+
+    Each month's model is the held-out fit (`model`) refit on the rows labelled before the month
+    (presentations dated more than 30 days before it) with as many trees as its early stopping chose,
+    scaled by the rows; its candidate rows (`matrix`, all of `run.rows`) are the held-out fit's, built with
+    its spend estimator as of the early-stopping slice's first day, so only months from that day on
+    qualify (the estimator saw nothing of them). Uncalibrated: no ECE. What `nba backtest` adds per month
+    (its own spend estimator, calibration, oracle ratio and feature check) costs a whole `nba train` each.
+    Never raises for want of months: `BacktestResult.note` says why there are fewer than asked, or none.
+    """
+    result = BacktestResult(data_dir, run.as_of, [])
+    if months == 0:
+        result.note = "not asked for (--backtest-months 0)"
+        return result
+    if run.split.by != "date":
+        result.note = "no backtest possible: the presentations fall on too few dates to split by time"
+        return result
+    if not run.labelled.label_source.startswith("conversations"):
+        result.note = f"no backtest possible: no logged presentations to test on (labels are {run.labelled.label_source})"
+        return result
+    try:
+        possible = possible_months(run.rows["as_of"], run.as_of)
+    except DataError as exc:
+        result.note = str(exc)
+        return result
+    since = run.split.valid_from
+    eligible = [s for s in possible if s >= since]
+    chosen = eligible[-months:]
+    if len(chosen) < months:
+        result.note = (
+            f"{len(chosen)} of the {months} month(s) asked for: in training, only months from {since} (the "
+            f"held-out fit's spend estimator date) can be backtested; `nba backtest --months {months}` fits "
+            f"everything for each of the {len(possible)} possible month(s)"
+        )
+    started = time.perf_counter()
+    for i, start in enumerate(chosen, 1):
+        progress.step(f"backtest {i}/{len(chosen)}: {start:%Y-%m}, refit on the rows labelled before it")
+        month_started = time.perf_counter()
+        month = _refit_month(run, model, matrix, parts, snapshots, *month_window(start, run.as_of))
+        result.months.append(replace(month, seconds=round(time.perf_counter() - month_started, 1)))
+    result.seconds = round(time.perf_counter() - started, 1)
+    return result
+
+
+def _refit_month(
+    run: TrainingRun,
+    model: PropensityModel,
+    matrix: PairMatrix,
+    parts: ScoringParts,
+    snapshots: HolderSnapshots,
+    start: date,
+    end: date,
+) -> BacktestMonth:
+    base, rows, in_month, known_then = _month_rows(run, start, end)
+    if base.note:
+        return base
+    heard = (run.rows["outcome"].fillna("") != "not_discussed").to_numpy()
+    y = run.rows["adopted"].to_numpy(dtype=np.float64)
+    fit = known_then & heard
+    if y[fit].sum() == 0:
+        return replace(
+            base, note=f"no positive labels among the {int(fit.sum()):,} heard rows labelled before it"
+        )
+    trained_on = max(int((run.split.train & heard).sum()), 1)
+    trees = max(1, round(model.early_stopping_iteration_ * int(fit.sum()) / trained_on))
+    refit = PropensityModel(num_boost_round=trees, params=model.params).fit_rounds(
+        matrix.X[fit], y[fit], model.feature_names_, model.categorical_features_, Calibrator("identity")
+    )
+    evaluation = evaluate_rows(
+        run,
+        replace(parts, score=score_with(refit)),
+        rows,
+        matrix_rows(matrix, in_month),
+        snapshots,
+        popularity_of(run.rows[known_then]),
+        SILENT,
+    )
+    return replace(_month_of(base, evaluation), ece=math.nan)
 
 
 # A column counts as broken when the newest month's AUC rises by more than this with it shuffled (and it
@@ -562,18 +702,8 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def render_backtest(result: BacktestResult) -> str:
-    """The backtest as Markdown: the verdict, the months' table, skipped months and broken columns."""
+def _month_table(result: BacktestResult) -> list[str]:
     lines = [
-        f"# Backtest of {result.data_dir} as of {result.as_of}",
-        "",
-        "Each month: the spend estimator and the model fitted on every presentation labelled before the "
-        f"month (dated more than {LABEL_WINDOW_DAYS} days before it), evaluated on the month's presentations "
-        "beside the best of the baselines fitted on the same rows (random, most popular, spend rule, "
-        "estimated value).",
-        "",
-        f"**{result.verdict()}**",
-        "",
         "| month | trained on | tested | AUC | best baseline | IPS/call [95% CI] | best baseline | ECE | oracle ratio |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -586,6 +716,23 @@ def render_backtest(result: BacktestResult) -> str:
             f"({m.best_baseline_auc_name}) | {_cell(m.ips)} [{_cell(m.ips_low)}, {_cell(m.ips_high)}] | "
             f"{_cell(m.best_baseline_ips)} ({m.best_baseline_ips_name}) | {_cell(m.ece)} | {_cell(m.oracle_ratio)} |"
         )
+    return lines
+
+
+def render_backtest(result: BacktestResult) -> str:
+    """The backtest as Markdown: the verdict, the months' table, skipped months and broken columns."""
+    lines = [
+        f"# Backtest of {result.data_dir} as of {result.as_of}",
+        "",
+        "Each month: the spend estimator and the model fitted on every presentation labelled before the "
+        f"month (dated more than {LABEL_WINDOW_DAYS} days before it), evaluated on the month's presentations "
+        "beside the best of the baselines fitted on the same rows (random, most popular, spend rule, "
+        "estimated value).",
+        "",
+        f"**{result.verdict()}**",
+        "",
+        *_month_table(result),
+    ]
     lines += ["", "![model against the best baseline per month](backtest.png)", ""]
     if result.breaking is not None:
         lines += ["## Columns whose relation to adoption broke", "", result.breaking.sentence(), ""]
@@ -600,4 +747,48 @@ def render_backtest(result: BacktestResult) -> str:
     notes = [f"- {m.label}: {m.note}" for m in result.months if m.note]
     if notes:
         lines += ["## Notes", "", *notes, ""]
+    return "\n".join(lines)
+
+
+def training_backtest_step(result: BacktestResult) -> str:
+    """The detail of `nba train`'s backtest step line: the months and the verdict's first word."""
+    if not result.months:
+        return "no month: see the report"
+    return f"{', '.join(m.label for m in result.months)}: {result.verdict().split(':')[0]}"
+
+
+def training_backtest_summary(result: BacktestResult) -> str:
+    """One line for `nba train`'s summary and manifest: the verdict, or why there is none."""
+    if not result.months:
+        return f"no backtest month: {result.note}"
+    months = ", ".join(m.label for m in result.months)
+    note = f" ({result.note})" if result.note else ""
+    return f"{months}: {result.verdict()}{note}"
+
+
+def render_training_backtest(result: BacktestResult) -> str:
+    """`nba train`'s report section on its own backtest of the latest months (`backtest_in_training`)."""
+    lines = [
+        "## Backtest: the latest months",
+        "",
+    ]
+    if not result.months:
+        return "\n".join([*lines, f"No backtest month: {result.note}.", ""])
+    lines += [
+        "Each month: the held-out fit refit on every presentation labelled before the month (dated more than "
+        f"{LABEL_WINDOW_DAYS} days before it; as many trees as early stopping chose, scaled by the rows; "
+        "uncalibrated, so no ECE) and evaluated on the month's presentations beside the best baseline fitted "
+        "on the same rows. The candidate rows and spend estimator are the held-out fit's. `nba backtest` fits "
+        "everything, spend estimator and calibration included, for each month.",
+        "",
+        f"**{result.verdict()}**",
+        "",
+        *_month_table(result),
+        "",
+    ]
+    notes = [f"- {m.label}: {m.note}" for m in result.months if m.note]
+    if result.note:
+        notes.insert(0, f"- {result.note}")
+    if notes:
+        lines += ["Notes:", "", *notes, ""]
     return "\n".join(lines)

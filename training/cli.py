@@ -204,6 +204,15 @@ def train(
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Random seed of the model.")] = 0,
     threads: Threads = None,
+    backtest_months: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=12,
+            help="How many of the latest months to backtest within the run (each refit on the rows "
+            "labelled before it; 0: none). `nba backtest` fits everything per month.",
+        ),
+    ] = 2,
     quiet: Quiet = False,
 ) -> None:
     """Train a model version: features, training set, spend estimator, LightGBM model, evaluation, report."""
@@ -220,6 +229,7 @@ def train(
         force=force,
         seed=seed,
         threads=threads or usable_cpus(),
+        backtest_months=backtest_months,
     )
     with cli_reporter(quiet) as progress:
         result = train_model(data, out, options, progress)

@@ -79,11 +79,32 @@ def print_train_summary(result: TrainResult, console: Console | None = None) -> 
     for what, sentence in result.fits.items():
         console.print(f"{what.replace('_', ' ')}: {sentence}")
     print_evaluation(result.evaluation, console)
+    if result.backtest is not None:
+        _print_training_backtest(result.backtest, console)
     # The reason starts with what happened ("promote V: ...", "keep C: ...", "not asked to promote").
     console.print(f"promotion: {result.promotion_reason}")
     for warning in result.warnings:
         console.print(warning, style="bold red")
     console.print(f"report: {result.model_dir / 'report.md'}")
+
+
+def _print_training_backtest(result: BacktestResult, console: Console) -> None:
+    """`nba train`'s own backtest: a line per month (model vs best baseline), the verdict, or why none."""
+    if not result.months:
+        console.print(f"backtest: no month: {result.note}")
+        return
+    for m in result.months:
+        if m.status == "skipped":
+            console.print(f"backtest {m.label} skipped: {m.note}", style="bold red")
+            continue
+        console.print(
+            f"backtest {m.label}: AUC {_fmt(m.auc, 3)} (best baseline {_fmt(m.best_baseline_auc, 3)}), "
+            f"IPS/call {_fmt(m.ips, 3)} (best baseline {_fmt(m.best_baseline_ips, 3)}), {m.test_rows:,} rows"
+        )
+    verdict = result.verdict()
+    console.print(f"backtest: {verdict}", style=None if verdict.startswith("STABLE") else "bold red")
+    if result.note:
+        console.print(f"backtest: {result.note}")
 
 
 def print_backtest(result: BacktestResult, console: Console | None = None) -> None:

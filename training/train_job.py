@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import pandas as pd
@@ -86,6 +86,16 @@ from training.presentations import (
 from training.progress import SILENT, Reporter
 from training.report import write_report
 
+if TYPE_CHECKING:
+    from training.backtest_job import BacktestResult
+
+
+# `nba train`'s own backtest (training/backtest_job.py::backtest_in_training): how many of the latest months
+# it refits by default. A month costs one LightGBM fit of fixed rounds and the month's evaluation
+# (bench/bench_train_cost.py); the refit on every row and these months stay within 2x a train without them.
+TRAIN_BACKTEST_MONTHS: Final = 2
+MAX_TRAIN_BACKTEST_MONTHS: Final = 12
+
 
 @dataclass(frozen=True)
 class TrainOptions:
@@ -110,6 +120,8 @@ class TrainOptions:
     force: bool = False
     # LightGBM's threads (0: OpenMP's default, every core); `nba train` passes --threads.
     threads: int = 0
+    # The latest months backtested within the run, shown in the report (0: none).
+    backtest_months: int = TRAIN_BACKTEST_MONTHS
 
 
 @dataclass
@@ -126,6 +138,8 @@ class TrainResult:
     # What the numbers come from and what ships, in a sentence each; warnings a data scientist must see.
     fits: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # The latest months backtested within the run (TrainOptions.backtest_months).
+    backtest: BacktestResult | None = None
 
 
 @dataclass
@@ -206,7 +220,9 @@ def popularity_of(train_rows: pd.DataFrame) -> dict[str, float]:
     return {str(k): float(v) for k, v in heard.groupby("benefit_id")["adopted"].mean().items()}
 
 
-def _score_with(model: PropensityModel) -> Callable[[PairMatrix], np.ndarray[Any, np.dtype[np.float64]]]:
+def score_with(model: PropensityModel) -> Callable[[PairMatrix], np.ndarray[Any, np.dtype[np.float64]]]:
+    """The scorer of ScoringParts for a fitted model: a pair matrix → p_adopt per row."""
+
     def score(matrix: PairMatrix) -> np.ndarray[Any, np.dtype[np.float64]]:
         return model.predict_proba(matrix.X)[:, 1] if len(matrix.X) else np.zeros(0)
 
@@ -220,7 +236,7 @@ def bundle_parts(bundle: ModelBundle, benefits: BenefitTable) -> ScoringParts:
         holder=bundle.holder,
         estimator=bundle.estimator,
         benefit_codes=bundle.benefit_codes(benefits),
-        score=_score_with(bundle.model),
+        score=score_with(bundle.model),
     )
 
 
@@ -306,6 +322,19 @@ def train_model(
     `progress` is told each step, and gets bars for the long ones (SQL, fits, evaluation parts).
     Raises DataError for invalid data or no labels, ModelError when the model cannot be trained.
     """
+    # backtest_job builds on this module, so it is imported where it is used.
+    from training.backtest_job import (
+        backtest_in_training,
+        render_training_backtest,
+        training_backtest_step,
+        training_backtest_summary,
+    )
+
+    if not 0 <= options.backtest_months <= MAX_TRAIN_BACKTEST_MONTHS:
+        raise DataError(
+            f"`--backtest-months` must be an integer in [0, {MAX_TRAIN_BACKTEST_MONTHS}]. "
+            f"Got {options.backtest_months} instead."
+        )
     timer = _Timer(progress)
     started = t = time.perf_counter()
     progress.step("validate: the data contract")
@@ -375,13 +404,18 @@ def train_model(
         t = timer.step("model fit", t, _rounds(model, refitted=model.refit and bool(valid_mask.any())))
 
         progress.step("evaluation: held-out period")
-        parts = ScoringParts(extra, holder, estimator, benefit_codes, _score_with(model))
+        parts = ScoringParts(extra, holder, estimator, benefit_codes, score_with(model))
         champion = _champion(models_root)
         evaluation = _evaluate_held_out(run, parts, matrix, snapshots, progress)
         if champion is not None and labelled.label_source.startswith("conversations"):
             progress.step(f"evaluation: the model in service ({champion.version})")
             _compare_with_champion(evaluation, run, champion, parts, matrix, snapshots, progress)
         t = timer.step("evaluation", t)
+        backtest = backtest_in_training(
+            run, model, matrix, parts, snapshots, options.backtest_months, data_dir, progress
+        )
+        if options.backtest_months:
+            t = timer.step("backtest", t, training_backtest_step(backtest))
 
         shipped = _Shipped(model, estimator, benefit_encoder, parts, matrix)
         if options.ship_all_rows:
@@ -454,6 +488,7 @@ def train_model(
             else split.test_from
         ).isoformat(),
         "spend_estimator": shipped.estimator.describe(),
+        "backtest": training_backtest_summary(backtest),
     }
     if evaluation.champion is not None:
         data_summary[CHAMPION_KEY] = evaluation.champion.version
@@ -471,6 +506,7 @@ def train_model(
         shipped.model,
     )
     files.update(drift_files(drift_reference))
+    report_files["report.md"] += ("\n" + render_training_backtest(backtest)).encode()
     report_files["report.md"] += ("\n" + render_section(drift_newest)).encode()
     files.update(report_files)
     params: dict[str, Any] = {
@@ -523,7 +559,7 @@ def train_model(
         "test": int(split.test.sum()),
     }
     return TrainResult(
-        model_dir, version, evaluation, promoted, reason, timer.timings, counts, fits, warnings
+        model_dir, version, evaluation, promoted, reason, timer.timings, counts, fits, warnings, backtest
     )
 
 
@@ -604,7 +640,7 @@ def _refit_on_every_row(
         every.X[heard], y[heard], model.feature_names_, model.categorical_features_, calibrator, progress
     )
     shipped.calibration_losses_ = losses
-    parts = ScoringParts(extra, holder, estimator, codes, _score_with(shipped))
+    parts = ScoringParts(extra, holder, estimator, codes, score_with(shipped))
     return _Shipped(shipped, estimator, encoder, parts, every, population)
 
 
@@ -648,7 +684,7 @@ def _evaluate_held_out(
     """Held-out metrics and off-policy estimates, each beside the baselines' on the same rows and calls."""
     test_rows = run.rows[run.split.test].reset_index(drop=True)
     return evaluate_rows(
-        run, parts, test_rows, _subset(matrix, run.split.test), snapshots, run.popularity, progress
+        run, parts, test_rows, matrix_rows(matrix, run.split.test), snapshots, run.popularity, progress
     )
 
 
@@ -767,7 +803,7 @@ def _compare_with_champion(
     )
     nan = float("nan")
     auc = {
-        "model": ranking_auc(y, parts.score(_subset(matrix, test))[heard]) if heard.any() else nan,
+        "model": ranking_auc(y, parts.score(matrix_rows(matrix, test))[heard]) if heard.any() else nan,
         "champion": ranking_auc(y, theirs.score(their_matrix)[heard]) if heard.any() else nan,
     }
     ips: dict[str, float] = {}
@@ -839,7 +875,8 @@ def evaluate_model(
     return evaluation
 
 
-def _subset(matrix: PairMatrix, mask: np.ndarray[Any, np.dtype[np.bool_]]) -> PairMatrix:
+def matrix_rows(matrix: PairMatrix, mask: np.ndarray[Any, np.dtype[np.bool_]]) -> PairMatrix:
+    """The rows of `matrix` where `mask` holds, every part of it."""
     return PairMatrix(
         matrix.X[mask],
         matrix.value_usd[mask],

@@ -638,14 +638,31 @@ def baseline_problem(challenger: ModelManifest) -> str | None:
     return None
 
 
+def _learnt_until(manifest: ModelManifest) -> str | None:
+    """The first presentation date (ISO) a model did not learn from, as its manifest says, or None."""
+    summary = manifest.data_summary
+    value = summary.get("shipped_rows_until", summary.get("test_from"))
+    return value if isinstance(value, str) else None
+
+
 def champion_problem(challenger: ModelManifest, champion: ModelManifest) -> tuple[str | None, str]:
     """Why the challenger is not above the champion, or None; and what the comparison was.
 
     The fair comparison is on the same held-out calls in one training run (the challenger's
     `vs_champion_*` and `champion_*` metrics, when `data_summary.champion_version` names this champion);
     otherwise each manifest's own held-out numbers, which the comparison says are only roughly comparable.
+    A challenger that learnt only from older presentations than the champion is refused outright: its
+    held-out numbers come from an older period (before a regime shift, say) and cannot show it is better now.
     """
     same_run = challenger.data_summary.get(CHAMPION_KEY) == champion.version
+    if not same_run:
+        learnt, learnt_by_champion = _learnt_until(challenger), _learnt_until(champion)
+        if learnt is not None and learnt_by_champion is not None and learnt < learnt_by_champion:
+            return (
+                f"it learnt only from presentations before {learnt} and {champion.version} from those "
+                f"before {learnt_by_champion}: held-out numbers from an older period cannot show it is better now "
+                "(`nba models rollback` goes back to the previous model)"
+            ), ""
     compared: list[str] = []
     for metric, label, _ in GATE_METRICS:
         if same_run:

@@ -78,3 +78,37 @@ def test_the_verdict_says_whether_the_lead_is_stable_shrinking_or_gone(
     months = [_month(f"2026-0{i + 1}", 0.7, 0.6, ips, base) for i, (ips, base) in enumerate(leads)]
     result = BacktestResult(data_dir=__import__("pathlib").Path("d"), as_of=date(2026, 7, 1), months=months)
     assert result.verdict().startswith(verdict)
+
+
+def test_nba_trains_own_backtest_says_its_months_and_verdict_or_why_none() -> None:
+    """`nba train`'s report section, summary line and step detail for its own backtest of the latest months."""
+    from pathlib import Path
+
+    from training.backtest_job import (
+        render_training_backtest,
+        training_backtest_step,
+        training_backtest_summary,
+    )
+
+    none = BacktestResult(Path("d"), date(2026, 7, 1), [], note="no backtest possible: one month")
+    assert training_backtest_summary(none) == "no backtest month: no backtest possible: one month"
+    assert "No backtest month: no backtest possible: one month." in render_training_backtest(none)
+    assert training_backtest_step(none) == "no month: see the report"
+
+    skipped = BacktestMonth(
+        date(2026, 5, 1),
+        date(2026, 6, 1),
+        "skipped",
+        note="no positive labels: none of 40 heard presentations was adopted",
+    )
+    months = [skipped, _month("2026-06", 0.7, 0.6, 0.3, 0.2)]
+    some = BacktestResult(Path("d"), date(2026, 7, 1), months, note="2 of the 3 month(s) asked for: …")
+    assert training_backtest_summary(some).startswith("2026-05, 2026-06: STABLE: ")
+    assert training_backtest_summary(some).endswith("(2 of the 3 month(s) asked for: …)")
+    assert training_backtest_step(some) == "2026-05, 2026-06: STABLE"
+    section = render_training_backtest(some)
+    assert (
+        "| 2026-05 | 0 | 0 | skipped: no positive labels: none of 40 heard presentations was adopted |"
+        in section
+    )
+    assert "- 2026-05: no positive labels" in section and "- 2 of the 3 month(s) asked for" in section

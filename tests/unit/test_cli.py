@@ -229,6 +229,7 @@ TRAIN_STEPS = [
     "training set",
     "model fit",
     "evaluation",
+    "backtest",
     "refit",
     "drift",
     "model folder",
@@ -257,6 +258,7 @@ def test_train_off_a_terminal_writes_one_plain_line_per_step(
     details = {m["step"]: m["detail"] for m in matches if m}
     assert details["features"] == "1,488 snapshots"
     assert re.fullmatch(r"early stopping chose \d+ of up to 2,000 rounds, refit \d+", details["model fit"])
+    assert re.fullmatch(r"2026-07, 2026-08: (STABLE|SHRINKING|UNSTABLE|GONE)", details["backtest"])
     assert captured.out.startswith("model ")
 
 

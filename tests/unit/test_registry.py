@@ -505,6 +505,9 @@ def _gate_manifest(when: datetime, summary: dict[str, Any] | None = None, **metr
 
 CHAMPION = _gate_manifest(T0 - timedelta(days=30), auc=0.66, expected_adoptions_top3=0.38)
 SAME_RUN = {CHAMPION_KEY: CHAMPION.version}
+CHAMPION_NEWER = _gate_manifest(
+    T0 - timedelta(days=30), {"shipped_rows_until": "2026-09-01"}, auc=0.66, expected_adoptions_top3=0.38
+)
 
 
 @pytest.mark.parametrize(
@@ -534,6 +537,23 @@ SAME_RUN = {CHAMPION_KEY: CHAMPION.version}
             r"IPS adoptions/call 0\.3500 is not above the best baseline's \(most_popular 0\.3500\)",
         ),
         ({"auc": 0.65}, CHAMPION, False, False, r"AUC 0\.6500 is not above 0\.6600 of .* from the manifests"),
+        # A model that learnt only from older presentations than the one in service (a stale one), however
+        # good its own held-out numbers were on its own, older, period.
+        (
+            {"summary": {"shipped_rows_until": "2026-04-01"}, "auc": 0.9},
+            CHAMPION_NEWER,
+            False,
+            False,
+            r"is refused, it learnt only from presentations before 2026-04-01 and .* from those before "
+            r"2026-09-01: held-out numbers from an older period cannot show it is better now",
+        ),
+        (
+            {"summary": {"shipped_rows_until": "2026-09-01"}},
+            CHAMPION_NEWER,
+            False,
+            True,
+            r"from the manifests",
+        ),
         # The same held-out calls in one run decide, not each manifest's own numbers.
         (
             {"summary": SAME_RUN, "vs_champion_auc": 0.69, "champion_auc": 0.70},
