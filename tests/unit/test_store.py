@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from nba.contract._validation import validate_data
-from nba.decision._engine import SuggestionBase
+from nba.decision import PUBLIC_FIELD_NAMES, SuggestionBase
 from nba.errors import ConflictError, DataError, NotFoundError, UnavailableError
 from nba.feedback._buffer import DecisionBuffer, DecisionJournal, decision_line, decision_to_json
 from nba.feedback._records import CallDecision, ShownSuggestion, feature_bytes, feature_values
@@ -444,7 +444,7 @@ def test_a_suggestion_id_of_another_call_is_a_conflict(store: FeedbackStore) -> 
         ),
         (
             {"suggestions": (make_suggestion("a", 1, "dining_4x", priority=math.inf),)},
-            "`score` must be a finite number, got inf",
+            "`priority` must be a finite number, got inf",
         ),
     ],
 )
@@ -815,7 +815,10 @@ def test_the_suggestions_table_derived_from_the_record_is_the_one_the_migrations
         migrated = [(row[1], bool(row[3])) for row in conn.execute("PRAGMA table_info(suggestions)")]
     conn.close()
     assert migrated == [(column.name, not column.nullable) for column in suggestions_table.columns]
-    assert [name for name, _ in migrated][2:-1] == [f.name for f in dataclasses.fields(SuggestionBase)]
+    # The record's fields in the contract's words (the engine's `priority` is the column `score`).
+    assert [name for name, _ in migrated][2:-1] == [
+        PUBLIC_FIELD_NAMES.get(f.name, f.name) for f in dataclasses.fields(SuggestionBase)
+    ]
 
 
 # Buffer lines as nba wrote them before the suggestion record was defined once (version 2, by this
