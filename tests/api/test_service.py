@@ -663,7 +663,7 @@ def test_a_refused_suggestions_request_is_looked_up_decided_and_key_checked_once
         return call
 
     monkeypatch.setattr(services.keys, "identify", counted("identify", services.keys.identify))
-    monkeypatch.setattr(services.log, "lookup", counted("lookup", services.log.lookup))
+    monkeypatch.setattr(services.decisions, "lookup", counted("lookup", services.decisions.lookup))
     monkeypatch.setattr(engine, "decide", counted("decide", engine.decide))
 
     def asked(url: str, status: int, **headers: str) -> dict[str, int]:
