@@ -461,7 +461,7 @@ def _refit_month(
     base, rows, in_month, known_then = _month_rows(run, start, end)
     if base.note:
         return base
-    heard = (run.rows["outcome"].fillna("") != "not_discussed").to_numpy()
+    heard = (run.rows["outcome"].fillna("") != NOT_DISCUSSED).to_numpy()
     y = run.rows["adopted"].to_numpy(dtype=np.float64)
     fit = known_then & heard
     if y[fit].sum() == 0:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from nba.vocab import MAX_SUGGESTIONS
+from nba.vocab import MAX_SUGGESTIONS, NOT_DISCUSSED
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -90,7 +90,7 @@ def contact_exclusions(
         excluded[history.benefit[blocked]] = True
     for contact in recent:
         benefit = benefit_position.get(contact.benefit_id)
-        if benefit is None or contact.outcome == "not_discussed":
+        if benefit is None or contact.outcome == NOT_DISCUSSED:
             continue
         presented_90d[benefit] += 1
         if contact.outcome in ("declined", "accepted"):
