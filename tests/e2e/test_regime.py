@@ -27,6 +27,8 @@ from training.drift_job import run_drift
 from training.generate import generate_world
 from training.train_job import TrainOptions, TrainResult, train_model
 
+pytestmark = pytest.mark.slow  # six trainings on 6,000 cardholders
+
 SHIFT = date(2026, 5, 1)
 CARDHOLDERS = 6_000
 SEED = 8
