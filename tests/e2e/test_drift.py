@@ -204,3 +204,41 @@ def test_relation_drift_measures_every_feature_of_a_fitted_model_then_and_now(
     assert changes == sorted(changes) and all(np.isfinite(changes))
     # The features the model leans on most cost AUC when scrambled in both windows.
     assert max(s.auc_loss_then for s in shifts) > 0.01 and max(s.auc_loss_now for s in shifts) > 0.01
+
+
+def test_a_profile_snapshot_whose_columns_do_not_match_the_model_is_one_clear_line(
+    sample_deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A snapshot built without the bank's extra columns the model takes: `nba drift --profiles` and
+    `nba score --profiles` each stop with one line naming the missing columns and what to do."""
+    from nba.features import ExtraColumns
+    from nba.mcc import load_mcc_map
+    from nba.profiles import compute_profile_tables
+    from nba.snapshots import write_snapshot
+
+    as_of = sample_deployment.as_of
+    with open_data(sample_deployment.data_dir) as data:
+        tables = compute_profile_tables(data, as_of, load_mcc_map(), ExtraColumns())
+    write_snapshot(tmp_path / "profiles", tables, as_of)
+    folder = str(tmp_path / "profiles" / as_of.isoformat())
+    model, data_dir = str(sample_deployment.models_dir), str(sample_deployment.data_dir)
+    for argv in (
+        ["drift", "--model", model, "--profiles", folder, "-q"],
+        [
+            "score",
+            "--model",
+            model,
+            "--data",
+            data_dir,
+            "--profiles",
+            folder,
+            "--out",
+            str(tmp_path / "s.csv"),
+        ],
+    ):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert f"lacks cardholder features model {sample_deployment.version} needs: " in err[0]
+        assert "credit_limit_usd, income_band" in err[0] and "build a snapshot with this model" in err[0]
+    assert not (tmp_path / "s.csv").exists()

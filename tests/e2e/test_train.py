@@ -381,6 +381,11 @@ def test_a_campaign_on_one_day_is_split_by_cardholder_and_trains(
     assert 0.5 < manifest.metrics["auc"] <= 1.0
     assert any("fall on 1 date(s), too few to split by time" in n for n in result.evaluation.notes)
     assert "split by cardholder at random" in (result.model_dir / "report.md").read_text()
+    # No month to backtest within the run either, and the report says why.
+    assert manifest.data_summary["backtest"] == (
+        "no backtest month: no backtest possible: the presentations fall on too few dates to split by time"
+    )
+    assert result.backtest is not None and not result.backtest.months
 
 
 def test_one_month_of_conversations_still_trains_and_a_too_recent_one_says_why_it_is_not_used(
@@ -412,6 +417,13 @@ def test_one_month_of_conversations_still_trains_and_a_too_recent_one_says_why_i
     result = train_model(june, tmp_path / "models", TrainOptions())
     summary = load_bundle(result.model_dir).manifest.data_summary
     assert summary["split_by"] == "date" and summary["first_presentation"] >= "2026-06-01"
+    # One month: nothing earlier to train a backtest month on. Said in the summary, manifest and report.
+    no_backtest = (
+        "no backtest possible: the labelled presentations span 1 month(s) (2026-06 … 2026-06); a backtest "
+        "month needs presentations to train on dated more than 30 days before it"
+    )
+    assert str(summary["backtest"]).startswith(f"no backtest month: {no_backtest}")
+    assert f"No backtest month: {no_backtest}" in (result.model_dir / "report.md").read_text()
 
     # The last month before the as-of: no label is known yet, so natural adoption, and it says why.
     september = _rewrite(data_dir, tmp_path / "september", month("2026-09-01", "2026-10-01"))
@@ -438,3 +450,56 @@ def test_data_without_transactions_trains_scores_and_says_the_estimator_learnt_n
     scores = tmp_path / "scores.csv"
     assert main(["score", "--data", str(crm_only), "--model", str(models), "--out", str(scores)]) == 0
     assert len(scores.read_text().splitlines()) > 1000
+
+
+def test_the_report_backtests_the_latest_months_each_refit_on_the_rows_labelled_before_it(
+    world: tuple[Path, Path], trained: tuple[Path, Path]
+) -> None:
+    """`nba train`'s own backtest (TrainOptions.backtest_months, default 2): the latest months from the
+    early-stopping slice on, each fitted on the heard rows dated more than 30 days before it."""
+    import pandas as pd
+
+    from nba.catalog import catalog_for, load_catalog
+    from nba.mcc import load_mcc_map
+    from nba.tables import open_data
+    from training.train_job import TRAIN_BACKTEST_MONTHS, prepare_run
+
+    data_dir, _ = world
+    _, model_dir = trained
+    summary = load_bundle(model_dir).manifest.data_summary
+    assert TRAIN_BACKTEST_MONTHS == 2
+    assert str(summary["backtest"]).startswith("2026-07, 2026-08: ")
+    verdict = str(summary["backtest"]).removeprefix("2026-07, 2026-08: ")
+    assert verdict.split(":")[0] in {"STABLE", "SHRINKING", "UNSTABLE", "GONE"}
+    report = (model_dir / "report.md").read_text()
+    section = report[report.index("## Backtest: the latest months") :]
+    assert f"**{verdict}**" in " ".join(section.split())
+    with open_data(data_dir) as data:
+        run = prepare_run(data, data_dir, load_catalog(catalog_for(data_dir)), load_mcc_map(), TrainOptions())
+        dates = run.rows["as_of"]
+    assert str(summary["valid_from"]) <= "2026-07-01"
+    for month, label_cutoff, until in (
+        ("2026-07", "2026-06-01", "2026-08-01"),
+        ("2026-08", "2026-07-02", "2026-09-01"),
+    ):
+        line = next(line for line in section.splitlines() if line.startswith(f"| {month} | "))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        trained_on = int((dates < pd.Timestamp(label_cutoff)).sum())
+        in_month = (dates >= pd.Timestamp(f"{month}-01")) & (dates < pd.Timestamp(until))
+        heard = run.rows["outcome"].fillna("") != "not_discussed"
+        assert cells[1] == f"{trained_on:,}" and cells[2] == f"{int((in_month & heard).sum()):,}"
+        assert 0.5 < float(cells[3]) < 1.0 and cells[7] == "–"  # AUC; no ECE (uncalibrated)
+
+
+def test_backtest_months_outside_their_range_are_one_clear_error(
+    world: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir, _ = world
+    with pytest.raises(
+        DataError, match=r"`--backtest-months` must be an integer in \[0, 12\]. Got 13 instead."
+    ):
+        train_model(data_dir, tmp_path / "m", TrainOptions(backtest_months=13))
+    argv = ["train", "--data", str(data_dir), "--out", str(tmp_path / "m"), "--backtest-months", "-1"]
+    assert main(argv) == 2
+    assert "--backtest-months" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
