@@ -211,11 +211,10 @@ def test_a_profile_snapshot_whose_columns_do_not_match_the_model_is_one_clear_li
 ) -> None:
     """A snapshot built without the bank's extra columns the model takes: `nba drift --profiles` and
     `nba score --profiles` each stop with one line naming the missing columns and what to do."""
-    from nba.mcc import load_mcc_map
-    from nba.snapshots import write_snapshot
-
+    from nba.contract import load_mcc_map
     from nba.features import ExtraColumns
     from nba.profiles import compute_profile_tables
+    from nba.profiles._snapshots import write_snapshot
 
     as_of = sample_deployment.as_of
     with open_data(sample_deployment.data_dir) as data:

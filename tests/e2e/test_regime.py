@@ -18,8 +18,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from nba.registry import read_current
 
+from nba.model import read_current
 from nba.vocab import PSI_MODERATE
 from training.backtest_job import BacktestResult, run_backtest
 from training.cli import main

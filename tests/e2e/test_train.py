@@ -458,10 +458,8 @@ def test_the_report_backtests_the_latest_months_each_refit_on_the_rows_labelled_
     """`nba train`'s own backtest (TrainOptions.backtest_months, default 2): the latest months from the
     early-stopping slice on, each fitted on the heard rows dated more than 30 days before it."""
     import pandas as pd
-    from nba.catalog import catalog_for, load_catalog
-    from nba.mcc import load_mcc_map
-    from nba.tables import open_data
 
+    from nba.contract import catalog_for, load_catalog, load_mcc_map, open_data
     from training.train_job import TRAIN_BACKTEST_MONTHS, prepare_run
 
     data_dir, _ = world
