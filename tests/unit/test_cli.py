@@ -190,10 +190,11 @@ def test_profiles_errors_are_one_line(
 
 
 @pytest.fixture(scope="module")
-def sample_scores(sample_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sample_scores(sample_model: SampleModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`nba score` of the sample data with the sample model, computed from the data (CSV)."""
     out = tmp_path_factory.mktemp("scores") / "scores.csv"
-    assert main(["score", "--data", SAMPLE_DIR, "--model", str(sample_model_dir), "--out", str(out)]) == 0
+    model = str(sample_model.model_dir)
+    assert main(["score", "--data", SAMPLE_DIR, "--model", model, "--out", str(out)]) == 0
     return out
 
 
