@@ -19,13 +19,38 @@ import secrets
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Annotated, BinaryIO, Final
 
+from pydantic import AfterValidator, Field
 from pydantic import ValidationError as PydanticValidationError
 
 CHUNK_BYTES: Final = 1 << 20
 SHOWN_DIGEST_LENGTH: Final = 12
+
+
+def _in_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must carry a time zone (UTC), got a naive time")
+    return value.astimezone(UTC)
+
+
+def _distinct_names(value: list[str]) -> list[str]:
+    seen: set[str] = set()
+    for name in value:
+        if not name:
+            raise ValueError("a feature name is empty")
+        if name in seen:
+            raise ValueError(f"feature {name!r} is listed twice")
+        seen.add(name)
+    return value
+
+
+# A manifest's creation time: time-zone aware, kept in UTC (a naive time is refused, not guessed).
+UtcTime = Annotated[datetime, AfterValidator(_in_utc)]
+# A manifest's feature columns in order: at least one, none empty, none twice.
+FeatureNames = Annotated[list[str], Field(min_length=1), AfterValidator(_distinct_names)]
 
 
 def sha256_of_file(path: Path) -> str:

@@ -30,6 +30,8 @@ from pydantic import ValidationError as PydanticValidationError
 from nba.errors import ModelError, NotFoundError
 from nba.files import (
     SHOWN_DIGEST_LENGTH,
+    FeatureNames,
+    UtcTime,
     folder_problem,
     move_into_place,
     one_line,
@@ -102,8 +104,8 @@ class ModelManifest(BaseModel):
 
     format_version: Literal[1] = FORMAT_VERSION
     version: str
-    created_at: datetime
-    feature_names: list[str] = Field(min_length=1)
+    created_at: UtcTime
+    feature_names: FeatureNames
     categorical_features: list[str] = Field(default_factory=list)
     catalog_fingerprint: str = Field(min_length=1)
     data_summary: dict[str, JsonValue]
@@ -117,25 +119,6 @@ class ModelManifest(BaseModel):
     def _check_version(cls, value: str) -> str:
         if not _VERSION_RE.fullmatch(value):
             raise ValueError(f"must look like {VERSION_EXAMPLE}, got {value!r}")
-        return value
-
-    @field_validator("created_at")
-    @classmethod
-    def _check_created_at(cls, value: datetime) -> datetime:
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("must carry a time zone (UTC), got a naive time")
-        return value.astimezone(UTC)
-
-    @field_validator("feature_names")
-    @classmethod
-    def _check_feature_names(cls, value: list[str]) -> list[str]:
-        seen: set[str] = set()
-        for name in value:
-            if not name:
-                raise ValueError("a feature name is empty")
-            if name in seen:
-                raise ValueError(f"feature {name!r} is listed twice")
-            seen.add(name)
         return value
 
     @field_validator("metrics")

@@ -40,6 +40,8 @@ from nba.errors import DataError, ModelError, NotFoundError
 from nba.features._matrix import HISTORY_COLUMNS, BenefitTable
 from nba.features._sql import KEY_COLUMNS, ExtraColumns
 from nba.files import (
+    FeatureNames,
+    UtcTime,
     folder_problem,
     move_into_place,
     one_line,
@@ -100,30 +102,21 @@ class SnapshotManifest(BaseModel):
 
     format_version: Literal[1] = FORMAT_VERSION
     as_of: date
-    created_at: datetime
+    created_at: UtcTime
     cardholders: int = Field(ge=0)
     history_rows: int = Field(ge=0)
     contact_rows: int = Field(ge=0)
-    feature_names: list[str] = Field(min_length=1)
+    feature_names: FeatureNames
     extra_columns: ExtraColumns
     estimates: dict[str, str] = Field(default_factory=dict)
     files: dict[str, str]
 
-    @field_validator("created_at")
-    @classmethod
-    def _check_created_at(cls, value: datetime) -> datetime:
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("must carry a time zone (UTC), got a naive time")
-        return value.astimezone(UTC)
-
     @field_validator("feature_names")
     @classmethod
-    def _check_feature_names(cls, value: list[str]) -> list[str]:
-        seen: set[str] = set()
-        for name in value:
-            if not name or name in KEY_COLUMNS or name in seen:
-                raise ValueError(f"{name!r} is empty, a key column or listed twice")
-            seen.add(name)
+    def _check_not_keys(cls, value: list[str]) -> list[str]:
+        keys = [name for name in value if name in KEY_COLUMNS]
+        if keys:
+            raise ValueError(f"{keys[0]!r} is a key column, not a feature")
         return value
 
     @model_validator(mode="after")

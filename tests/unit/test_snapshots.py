@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pydantic import ValidationError as PydanticValidationError
 
 from nba.contract._catalog import catalog_for, load_catalog
 from nba.contract._mcc import load_mcc_map
@@ -39,6 +40,7 @@ from nba.profiles._snapshots import (
     HISTORY_FILE,
     MANIFEST_FILE,
     LoadedSnapshot,
+    SnapshotManifest,
     check_snapshot,
     estimates_file,
     list_snapshots,
@@ -245,6 +247,24 @@ def test_manifest_records_the_tables(sample: Sample, tmp_path: Path) -> None:
     assert loaded.tables.features.equals(sample.tables.features)
     assert loaded.tables.history.equals(sample.tables.history)
     assert loaded.tables.contact.equals(sample.tables.contact)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"created_at": "2026-10-01T09:00:00"}, "naive time"),
+        ({"feature_names": ["spend_dining", "spend_dining"]}, "'spend_dining' is listed twice"),
+        ({"feature_names": ["spend_dining", ""]}, "a feature name is empty"),
+        ({"feature_names": ["cardholder_id"]}, "'cardholder_id' is a key column"),
+        ({"feature_names": []}, "at least 1 item"),
+    ],
+)
+def test_a_manifest_with_a_bad_time_or_feature_list_is_refused(
+    sample: Sample, tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    manifest = write_snapshot(tmp_path, sample.tables, AS_OF, now=T0)
+    with pytest.raises(PydanticValidationError, match=message):
+        SnapshotManifest.model_validate({**manifest.model_dump(mode="json"), **change})
 
 
 # --- nothing tampered with, incomplete or unfit loads -------------------------------------------------
