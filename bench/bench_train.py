@@ -142,7 +142,8 @@ def _train_child(
     conn: Connection, data_dir: str, models_root: str, profile: bool, ship_all_rows: bool = True
 ) -> None:
     sys.path.insert(0, str(ROOT))
-    from training.train_job import TRAIN_BACKTEST_MONTHS, TrainOptions, train_model
+    from training.cli_options import TRAIN_BACKTEST_MONTHS
+    from training.train_job import TrainOptions, train_model
 
     profiler = cProfile.Profile() if profile else None
     started = time.perf_counter()
@@ -205,7 +206,7 @@ def refit_cost(data_dir: Path, models_root: Path, pairs: int) -> dict[str, Any]:
             if ship_all_rows:
                 steps = measured.detail["timings_s"]
     ratio = statistics.median(with_refit) / statistics.median(without)
-    from training.train_job import TRAIN_BACKTEST_MONTHS
+    from training.cli_options import TRAIN_BACKTEST_MONTHS
 
     return {
         "backtest_months": TRAIN_BACKTEST_MONTHS,

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--pairs", type=int, default=3)
     args = parser.parse_args(argv)
-    from training.train_job import TRAIN_BACKTEST_MONTHS
+    from training.cli_options import TRAIN_BACKTEST_MONTHS
 
     data_dir, _ = ensure_world(args.cardholders, args.seed)
     load_before = [round(x, 2) for x in os.getloadavg()]

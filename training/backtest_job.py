@@ -19,10 +19,11 @@ import pyarrow.parquet as pq
 
 from nba.contract import open_data
 from nba.drift import RelationShift, relation_shifts
-from nba.errors import DataError
+from nba.errors import DataError, check_param
 from nba.features import FeatureConfig, load_feature_config
 from nba.model import Calibrator, ModelBundle, PropensityModel, load_bundle
 from nba.vocab import NOT_DISCUSSED
+from training.cli_options import DEFAULT_MONTHS, MAX_MONTHS
 from training.evaluate import BASELINES, Evaluation, ScoringParts, read_oracle
 from training.pairs import HolderSnapshots, PairMatrix, build_pair_matrix, compute_snapshots
 from training.presentations import LABEL_WINDOW_DAYS
@@ -42,8 +43,6 @@ from training.train_job import (
     train_model,
 )
 
-DEFAULT_MONTHS: Final = 6
-MAX_MONTHS: Final = 36
 # The model's lead over the best baseline is "shrinking" when the newest months' mean lead is below this
 # share of the oldest months' (and still above zero).
 SHRINKING_SHARE: Final = 0.5
@@ -234,8 +233,7 @@ def backtest_months(dates: pd.Series, as_of: date, months: int) -> list[tuple[da
     Returns (first day, end) pairs, oldest first; the newest month may end early, at the label cut-off.
     Raises DataError when the data's history holds fewer such months than asked for, or none.
     """
-    if not 1 <= months <= MAX_MONTHS:
-        raise DataError(f"`--months` must be an integer in [1, {MAX_MONTHS}]. Got {months} instead.")
+    check_param("--months", months, 1 <= months <= MAX_MONTHS, f"an integer in [1, {MAX_MONTHS}]", DataError)
     possible = possible_months(dates, as_of)
     if months > len(possible):
         raise DataError(

@@ -20,7 +20,20 @@ from nba.contract import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
 from nba.decision import PUBLIC_FIELD_NAMES
 from nba.errors import NbaError, ValidationError
 from nba.vocab import MAX_SUGGESTIONS
-from training.cli_options import AsOf, Quiet, Threads, parse_date, usable_cpus
+from training.cli_options import (
+    DEFAULT_MONTHS,
+    MAX_MONTHS,
+    MAX_TRAIN_BACKTEST_MONTHS,
+    TRAIN_BACKTEST_MONTHS,
+    AsOf,
+    CatalogFile,
+    FeaturesConfig,
+    Quiet,
+    Seed,
+    Threads,
+    parse_date,
+    usable_cpus,
+)
 from training.db_cli import db_app
 from training.models_cli import models_app
 from training.profiles_cli import profiles_app
@@ -198,21 +211,19 @@ def train(
     force: Annotated[
         bool, typer.Option(help="With --promote: promote past that check (recorded as forced in HISTORY).")
     ] = False,
-    config: Annotated[Path | None, typer.Option(help="Features config (YAML/JSON).")] = None,
-    catalog: Annotated[
-        Path | None, typer.Option(help="Benefit catalog (default: DATA/catalog.yaml).")
-    ] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Random seed of the model.")] = 0,
+    config: FeaturesConfig = None,
+    catalog: CatalogFile = None,
+    seed: Seed = 0,
     threads: Threads = None,
     backtest_months: Annotated[
         int,
         typer.Option(
             min=0,
-            max=12,
+            max=MAX_TRAIN_BACKTEST_MONTHS,
             help="How many of the latest months to backtest within the run (each refit on the rows "
             "labelled before it; 0: none). `nba backtest` fits everything per month.",
         ),
-    ] = 2,
+    ] = TRAIN_BACKTEST_MONTHS,
     quiet: Quiet = False,
 ) -> None:
     """Train a model version: features, training set, spend estimator, LightGBM model, evaluation, report."""
@@ -240,18 +251,17 @@ def train(
 def backtest(
     data: DataDir,
     months: Annotated[
-        int, typer.Option(min=1, max=36, help="How many of the latest months to test, one model each.")
-    ] = 6,
+        int,
+        typer.Option(min=1, max=MAX_MONTHS, help="How many of the latest months to test, one model each."),
+    ] = DEFAULT_MONTHS,
     as_of: AsOf = None,
     oracle: OracleFile = None,
     out: Annotated[
         Path, typer.Option(help="Folder for backtest.csv, backtest.json and backtest.png.")
     ] = Path("var/backtest"),
-    config: Annotated[Path | None, typer.Option(help="Features config (YAML/JSON).")] = None,
-    catalog: Annotated[
-        Path | None, typer.Option(help="Benefit catalog (default: DATA/catalog.yaml).")
-    ] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Random seed of the models.")] = 0,
+    config: FeaturesConfig = None,
+    catalog: CatalogFile = None,
+    seed: Seed = 0,
     feature_check: Annotated[
         bool,
         typer.Option(

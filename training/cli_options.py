@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import os
 from datetime import date, datetime
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Final
 
 import typer
+
+# `nba backtest --months`: how many of the latest months to test, one model each.
+DEFAULT_MONTHS: Final = 6
+MAX_MONTHS: Final = 36
+# `nba train --backtest-months`: the latest months backtested within a training run (each a refit).
+TRAIN_BACKTEST_MONTHS: Final = 2
+MAX_TRAIN_BACKTEST_MONTHS: Final = 12
 
 AS_OF_HELP = (
     "Use only data dated strictly before this day (YYYY-MM-DD); between the day after the data's first date "
@@ -20,6 +28,12 @@ Quiet = Annotated[
         "--quiet", "-q", help="No progress on stderr: no bars, no line per step (errors still print)."
     ),
 ]
+
+FeaturesConfig = Annotated[Path | None, typer.Option("--config", help="Features config (YAML/JSON).")]
+CatalogFile = Annotated[
+    Path | None, typer.Option("--catalog", help="Benefit catalog (default: DATA/catalog.yaml).")
+]
+Seed = Annotated[int, typer.Option("--seed", min=0, help="Random seed of the model (each model of a run).")]
 
 
 def parse_date(value: str | None) -> date | None:

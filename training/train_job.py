@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ from nba.contract import (
 )
 from nba.decision import ArbitrationConfig
 from nba.drift import drift_files, render_section
-from nba.errors import DataError, ModelError, NotFoundError
+from nba.errors import DataError, ModelError, NotFoundError, check_param
 from nba.features import (
     BenefitTable,
     ExtraColumns,
@@ -59,6 +59,7 @@ from nba.model import (
     write_model_dir,
 )
 from nba.vocab import NOT_DISCUSSED
+from training.cli_options import MAX_TRAIN_BACKTEST_MONTHS, TRAIN_BACKTEST_MONTHS
 from training.drift_job import DriftScorer, newest_presentations_drift, training_drift_reference
 from training.evaluate import (
     ChampionComparison,
@@ -93,8 +94,6 @@ if TYPE_CHECKING:
 # `nba train`'s own backtest (training/backtest_job.py::backtest_in_training): how many of the latest months
 # it refits by default. A month costs one LightGBM fit of fixed rounds and the month's evaluation
 # (bench/bench_train_cost.py); the refit on every row and these months stay within 2x a train without them.
-TRAIN_BACKTEST_MONTHS: Final = 2
-MAX_TRAIN_BACKTEST_MONTHS: Final = 12
 
 
 @dataclass(frozen=True)
@@ -330,11 +329,14 @@ def train_model(
         training_backtest_summary,
     )
 
-    if not 0 <= options.backtest_months <= MAX_TRAIN_BACKTEST_MONTHS:
-        raise DataError(
-            f"`--backtest-months` must be an integer in [0, {MAX_TRAIN_BACKTEST_MONTHS}]. "
-            f"Got {options.backtest_months} instead."
-        )
+    months = options.backtest_months
+    check_param(
+        "--backtest-months",
+        months,
+        0 <= months <= MAX_TRAIN_BACKTEST_MONTHS,
+        f"an integer in [0, {MAX_TRAIN_BACKTEST_MONTHS}]",
+        DataError,
+    )
     timer = _Timer(progress)
     started = t = time.perf_counter()
     progress.step("validate: the data contract")

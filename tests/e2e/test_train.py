@@ -460,7 +460,8 @@ def test_the_report_backtests_the_latest_months_each_refit_on_the_rows_labelled_
     import pandas as pd
 
     from nba.contract import catalog_for, load_catalog, load_mcc_map, open_data
-    from training.train_job import TRAIN_BACKTEST_MONTHS, prepare_run
+    from training.cli_options import TRAIN_BACKTEST_MONTHS
+    from training.train_job import prepare_run
 
     data_dir, _ = world
     _, model_dir = trained
@@ -493,9 +494,7 @@ def test_backtest_months_outside_their_range_are_one_clear_error(
     world: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data_dir, _ = world
-    with pytest.raises(
-        DataError, match=r"`--backtest-months` must be an integer in \[0, 12\]. Got 13 instead."
-    ):
+    with pytest.raises(DataError, match=r"`--backtest-months` must be an integer in \[0, 12\], got 13"):
         train_model(data_dir, tmp_path / "m", TrainOptions(backtest_months=13))
     argv = ["train", "--data", str(data_dir), "--out", str(tmp_path / "m"), "--backtest-months", "-1"]
     assert main(argv) == 2

@@ -46,8 +46,8 @@ def test_a_month_needs_rows_more_than_30_days_before_it() -> None:
             1,
             r"no backtest possible: the labelled presentations span 1 month",
         ),
-        (_days("2026-03-02"), 0, r"`--months` must be an integer in \[1, 36\]. Got 0 instead."),
-        (_days("2026-03-02"), 37, r"`--months` must be an integer in \[1, 36\]. Got 37 instead."),
+        (_days("2026-03-02"), 0, r"`--months` must be an integer in \[1, 36\], got 0"),
+        (_days("2026-03-02"), 37, r"`--months` must be an integer in \[1, 36\], got 37"),
         (_days(), 1, r"no presentations with a known label before 2026-06-01"),
     ],
 )
