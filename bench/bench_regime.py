@@ -25,7 +25,7 @@ from typing import Any
 
 from training.backtest_job import backtest_frame, run_backtest
 from training.generate import generate_world
-from training.train_job import TrainOptions
+from training.training_run import TrainOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_PATH = ROOT / "bench" / "results" / "regime.json"

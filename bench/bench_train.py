@@ -143,7 +143,8 @@ def _train_child(
 ) -> None:
     sys.path.insert(0, str(ROOT))
     from training.cli_options import TRAIN_BACKTEST_MONTHS
-    from training.train_job import TrainOptions, train_model
+    from training.train_job import train_model
+    from training.training_run import TrainOptions
 
     profiler = cProfile.Profile() if profile else None
     started = time.perf_counter()
@@ -259,7 +260,7 @@ def _fit_child(conn: Connection, data_dir_s: str, model_dir_s: str, repeat: int,
     )
     from training.pairs import build_pair_matrix, compute_snapshots
     from training.presentations import split_by_time
-    from training.train_job import _labelled_rows, snapshots_of
+    from training.training_run import _labelled_rows, snapshots_of
 
     data_dir, model_dir = Path(data_dir_s), Path(model_dir_s)
     started = time.perf_counter()

@@ -87,7 +87,8 @@ class SampleModel:
 def sample_model(tmp_path_factory: pytest.TempPathFactory) -> SampleModel:
     """The sample data trained with the default options and promoted, once per test session (read-only:
     copy it to change it)."""
-    from training.train_job import TrainOptions, train_model  # after GOMP_SPINCOUNT is set, above
+    from training.train_job import train_model  # after GOMP_SPINCOUNT is set, above
+    from training.training_run import TrainOptions
 
     root = tmp_path_factory.mktemp("sample")
     data_dir = root / "data"

@@ -229,7 +229,8 @@ def train(
     """Train a model version: features, training set, spend estimator, LightGBM model, evaluation, report."""
     from training.progress import cli_reporter
     from training.summary import print_train_summary
-    from training.train_job import TrainOptions, train_model
+    from training.train_job import train_model
+    from training.training_run import TrainOptions
 
     options = TrainOptions(
         as_of=parse_date(as_of),
@@ -276,7 +277,7 @@ def backtest(
     from training.backtest_job import run_backtest
     from training.progress import cli_reporter
     from training.summary import print_backtest
-    from training.train_job import TrainOptions
+    from training.training_run import TrainOptions
 
     options = TrainOptions(
         as_of=parse_date(as_of),
@@ -302,7 +303,8 @@ def evaluate(
     """Evaluate a stored model on a data directory's held-out period, beside the baselines."""
     from training.progress import cli_reporter
     from training.summary import print_evaluation
-    from training.train_job import TrainOptions, evaluate_model
+    from training.train_job import evaluate_model
+    from training.training_run import TrainOptions
 
     with cli_reporter(quiet) as progress:
         evaluation = evaluate_model(

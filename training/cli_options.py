@@ -12,7 +12,9 @@ import typer
 # `nba backtest --months`: how many of the latest months to test, one model each.
 DEFAULT_MONTHS: Final = 6
 MAX_MONTHS: Final = 36
-# `nba train --backtest-months`: the latest months backtested within a training run (each a refit).
+# `nba train --backtest-months`: the latest months backtested within a training run (each a refit). A month
+# costs one LightGBM fit of fixed rounds and the month's evaluation: with the refit on every row, 2 months
+# keep `nba train` within 2x a run without either (1.70x at 20,000 cardholders, bench/bench_train_cost.py).
 TRAIN_BACKTEST_MONTHS: Final = 2
 MAX_TRAIN_BACKTEST_MONTHS: Final = 12
 

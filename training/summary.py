@@ -7,7 +7,7 @@ import math
 from rich.console import Console
 from rich.table import Table
 
-from training.backtest_job import BacktestResult
+from training.backtest_months import BacktestResult
 from training.evaluate import Evaluation
 from training.report import champion_line
 from training.train_job import TrainResult

@@ -16,7 +16,8 @@ from nba.contract._validation import validate_data
 from tests.deployment import Deployment
 from training.cli import main
 from training.presentations import load_presentations
-from training.train_job import TrainOptions, train_model
+from training.train_job import train_model
+from training.training_run import TrainOptions
 
 pytestmark = pytest.mark.slow  # retrains on the feedback it records
 

@@ -21,11 +21,13 @@ import pytest
 
 from nba.model import read_current
 from nba.vocab import PSI_MODERATE
-from training.backtest_job import BacktestResult, run_backtest
+from training.backtest_job import run_backtest
+from training.backtest_months import BacktestResult
 from training.cli import main
 from training.drift_job import run_drift
 from training.generate import generate_world
-from training.train_job import TrainOptions, TrainResult, train_model
+from training.train_job import TrainResult, train_model
+from training.training_run import TrainOptions
 
 pytestmark = pytest.mark.slow  # six trainings on 6,000 cardholders
 

@@ -14,7 +14,8 @@ from nba.model._bundle import load_bundle
 from nba.model._registry import read_current, set_current
 from training.cli import main
 from training.generate import generate_world
-from training.train_job import TrainOptions, evaluate_model, train_model
+from training.train_job import evaluate_model, train_model
+from training.training_run import TrainOptions
 
 pytestmark = pytest.mark.slow  # a world of its own and a dozen trainings
 
@@ -395,7 +396,7 @@ def test_one_month_of_conversations_still_trains_and_a_too_recent_one_says_why_i
 
     from nba.contract._catalog import catalog_for, load_catalog
     from nba.contract._tables import open_data
-    from training.train_job import _labelled_rows
+    from training.training_run import _labelled_rows
 
     data_dir, _ = world
 
@@ -461,7 +462,7 @@ def test_the_report_backtests_the_latest_months_each_refit_on_the_rows_labelled_
 
     from nba.contract import catalog_for, load_catalog, load_mcc_map, open_data
     from training.cli_options import TRAIN_BACKTEST_MONTHS
-    from training.train_job import prepare_run
+    from training.training_run import prepare_run
 
     data_dir, _ = world
     _, model_dir = trained

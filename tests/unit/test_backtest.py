@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from nba.errors import DataError
-from training.backtest_job import BacktestMonth, BacktestResult, backtest_months
+from training.backtest_job import backtest_months
+from training.backtest_months import BacktestMonth, BacktestResult
 
 
 def _days(*days: str) -> pd.Series:
@@ -84,7 +85,7 @@ def test_nba_trains_own_backtest_says_its_months_and_verdict_or_why_none() -> No
     """`nba train`'s report section, summary line and step detail for its own backtest of the latest months."""
     from pathlib import Path
 
-    from training.backtest_job import (
+    from training.backtest_months import (
         render_training_backtest,
         training_backtest_step,
         training_backtest_summary,

@@ -67,14 +67,8 @@ def test_imports_inside_functions_and_type_checking_blocks_count(tmp_path: Path)
     assert _imports_of(module, wanted) == {"training.x", "training.y", "training.z"}
 
 
-# Open work, named so it is not forgotten: `nba train` backtests its latest months with backtest_job's
-# month functions, which build on train_job's run (imported inside train_model). Breaking it means
-# moving the run's pieces (prepare_run, score_with, ...) out of train_job into a module of their own.
-KNOWN_CYCLES: Final = (["training.backtest_job", "training.train_job", "training.backtest_job"],)
-
-
-def test_training_modules_have_no_import_cycles_but_the_known_one() -> None:
+def test_training_modules_have_no_import_cycles() -> None:
     graph = _import_graph()
     assert "training.cli" in graph and "training.profiles_cli" in graph["training.cli"]
-    cycles = [cycle for cycle in _cycles(graph) if cycle not in KNOWN_CYCLES]
+    cycles = _cycles(graph)
     assert cycles == [], "import cycles in training/: " + "; ".join(" → ".join(cycle) for cycle in cycles)
