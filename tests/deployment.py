@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from operator import attrgetter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from api.settings import Settings
 from nba.model._registry import load_model_dir, write_model_dir
+from nba.profiles import Profiles
 from tests.conftest import SampleModel
 from training.engine_job import build_snapshot
 
@@ -68,3 +71,31 @@ def twin_model(models_dir: Path, version: str, created_at: datetime | None = Non
         categorical_features=manifest.categorical_features,
         extra=manifest.extra,
     ).name
+
+
+# Every array of a Profiles, by attribute path: two profiles are the same when all of these are.
+PROFILE_ARRAYS = (
+    "holder.counts",
+    "holder.floats",
+    "holder.count_columns",
+    "holder.float_columns",
+    "est_spend",
+    "product_index",
+    "offsets",
+    "history_benefit",
+    "history_used",
+    "history_values",
+    "history_days_since_declined",
+    "history_presented_90d",
+)
+
+
+def assert_same_profiles(got: Profiles, expected: Profiles) -> None:
+    assert got.as_of == expected.as_of
+    assert got.model_version == expected.model_version
+    assert list(got.ids) == list(expected.ids)
+    assert dict(got.index) == dict(expected.index) == {c: i for i, c in enumerate(expected.ids)}
+    for name in PROFILE_ARRAYS:
+        a, b = attrgetter(name)(got), attrgetter(name)(expected)
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name

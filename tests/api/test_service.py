@@ -11,7 +11,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.deps import Services
-from api.keys import hash_token
 from api.logs import JsonFormatter, get_logger
 from api.main import check_for_changes, create_app
 from nba.contract._mcc import load_mcc_map
@@ -30,27 +29,15 @@ from nba.model._bundle import load_bundle
 from nba.model._registry import set_current
 from nba.profiles._snapshots import compute_profile_tables, set_current_snapshot, write_snapshot
 from tests.deployment import Deployment, twin_model
-
-AGENT, ADMIN = "agent-token-for-tests", "admin-token-for-tests"
-KEYS = json.dumps(
-    [
-        {"name": "desk", "role": "agent", "sha256": hash_token(AGENT)},
-        {"name": "oncall", "role": "admin", "sha256": hash_token(ADMIN)},
-    ]
+from tests.serving import (
+    ADMIN,
+    AGENT,
+    KEYS,
+    Clock,
+    first_with_suggestions,
+    services_of,
+    some_cardholders,
 )
-
-
-class Clock:
-    """A clock the test moves by hand: nothing here sleeps."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 10, 2, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
 
 
 class FlakyStore(FeedbackStore):
@@ -98,25 +85,6 @@ def client(sample_deployment: Deployment, tmp_path: Path, clock: Clock) -> Itera
     with TestClient(app) as test_client:
         test_client.headers["X-API-Key"] = AGENT
         yield test_client
-
-
-def services_of(client: TestClient) -> Services:
-    services: Services = client.app.state.services  # type: ignore[attr-defined]
-    return services
-
-
-def some_cardholders(deployment: Deployment, n: int = 50) -> list[str]:
-    import pandas as pd
-
-    return list(pd.read_parquet(deployment.data_dir / "cardholders.parquet")["cardholder_id"][:n])
-
-
-def first_with_suggestions(client: TestClient, deployment: Deployment, k: int = 2) -> dict[str, Any]:
-    for cardholder_id in some_cardholders(deployment, 200):
-        body: dict[str, Any] = client.get(f"/v1/cardholders/{cardholder_id}/suggestions").json()
-        if len(body["suggestions"]) >= k:
-            return body
-    raise AssertionError("no sample cardholder has suggestions")
 
 
 def test_suggestions_carry_everything_the_agent_and_the_log_need(

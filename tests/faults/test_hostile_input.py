@@ -5,15 +5,11 @@ never a cardholder id or an API key in the log. The suggestions fast path and th
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,14 +19,18 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from tests.api.test_service import ADMIN, AGENT, KEYS, some_cardholders
 from tests.deployment import Deployment
-from tests.serving import free_port
+from tests.serving import (
+    ADMIN,
+    AGENT,
+    KEYS,
+    serve_process,
+    some_cardholders,
+)
 
 pytestmark = pytest.mark.slow  # a served process (`nba serve`) per module
 
 READ_DEADLINE_S = 1.0
-NBA = Path(sys.executable).parent / "nba"
 
 
 @dataclass(frozen=True)
@@ -44,51 +44,6 @@ class Live:
     @property
     def base(self) -> str:
         return f"http://{self.host}:{self.port}"
-
-
-@contextmanager
-def serve_process(deployment: Deployment, var: Path, **env_overrides: object) -> Iterator[str]:
-    """`nba serve` as its own process with the production HTTP settings; yields its base URL once ready.
-
-    Its log goes to `var/serve.log`; `env_overrides` are settings (`models_dir=...`) as NBA_ variables.
-    """
-    var.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = {
-        **os.environ,
-        "NBA_MODELS_DIR": str(deployment.models_dir),
-        "NBA_PROFILES_DIR": str(deployment.profiles_dir),
-        "NBA_DATA_DIR": str(deployment.data_dir),
-        "NBA_DATABASE_URL": f"sqlite:///{var / 'feedback.db'}",
-        "NBA_BUFFER_PATH": str(var / "buffer.jsonl"),
-        "NBA_API_KEYS": KEYS,
-        "NBA_PORT": str(port),
-        "NBA_LOG_LEVEL": "debug",
-        "NBA_WATCH_INTERVAL_S": "0",
-        **{f"NBA_{name.upper()}": str(value) for name, value in env_overrides.items()},
-    }
-    log = var / "serve.log"
-    with log.open("wb") as sink:
-        server = subprocess.Popen([str(NBA), "serve"], env=env, stdout=sink, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"nba serve did not become ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 @pytest.fixture(scope="module")

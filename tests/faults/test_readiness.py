@@ -19,8 +19,15 @@ from api.logs import JsonFormatter, get_logger
 from api.main import check_for_changes, create_app
 from api.serving import without_paths
 from nba.model._registry import set_current
-from tests.api.test_service import ADMIN, AGENT, KEYS, Clock, first_with_suggestions, services_of
 from tests.deployment import Deployment, twin_model
+from tests.serving import (
+    ADMIN,
+    AGENT,
+    KEYS,
+    Clock,
+    first_with_suggestions,
+    services_of,
+)
 
 
 @pytest.fixture

@@ -21,10 +21,14 @@ from nba.features._matrix import BenefitTable
 from nba.model._bundle import load_bundle
 from nba.model._registry import set_current
 from nba.profiles._snapshots import profiles_from_snapshot
-from tests.api.test_service import ADMIN, AGENT, Clock, some_cardholders
-from tests.deployment import Deployment, twin_model
-from tests.faults.test_hostile_input import serve_process
-from tests.unit.test_snapshots import assert_same_profiles
+from tests.deployment import Deployment, assert_same_profiles, twin_model
+from tests.serving import (
+    ADMIN,
+    AGENT,
+    Clock,
+    serve_process,
+    some_cardholders,
+)
 
 pytestmark = pytest.mark.slow  # a served process under load while models swap
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,9 @@ from nba.model._registry import (
     set_current,
     write_model_dir,
 )
+from tests.manifests import GOOD, T0, gate_manifest
 from training.models_cli import models_app
 
-T0 = datetime(2026, 11, 23, 12, 5, 1, tzinfo=UTC)
 MODEL_TEXT = b"tree\nversion=v4\nnum_class=1\n"
 
 
@@ -479,33 +479,9 @@ def test_list_models_of_a_missing_folder_is_not_found(tmp_path: Path) -> None:
 # --- champion and challenger -----------------------------------------------------------------------
 
 
-GOOD = {
-    "auc": 0.70,
-    "expected_adoptions_top3": 0.40,
-    "baseline_auc_most_popular": 0.62,
-    "baseline_auc_random": 0.50,
-    "baseline_ips_most_popular": 0.35,
-    "baseline_ips_random": 0.30,
-}
-
-
-def _gate_manifest(when: datetime, summary: dict[str, Any] | None = None, **metrics: float) -> ModelManifest:
-    values = {**GOOD, **metrics}
-    return ModelManifest(
-        version=new_version(when, repr(sorted(values.items())).encode()),
-        created_at=when,
-        feature_names=["x"],
-        catalog_fingerprint="c",
-        data_summary=summary or {},
-        metrics={k: v for k, v in values.items() if v == v},  # NaN: leave the metric out
-        params={},
-        files={"model.txt": "0" * 64},
-    )
-
-
-CHAMPION = _gate_manifest(T0 - timedelta(days=30), auc=0.66, expected_adoptions_top3=0.38)
+CHAMPION = gate_manifest(T0 - timedelta(days=30), auc=0.66, expected_adoptions_top3=0.38)
 SAME_RUN = {CHAMPION_KEY: CHAMPION.version}
-CHAMPION_NEWER = _gate_manifest(
+CHAMPION_NEWER = gate_manifest(
     T0 - timedelta(days=30), {"shipped_rows_until": "2026-09-01"}, auc=0.66, expected_adoptions_top3=0.38
 )
 
@@ -589,7 +565,7 @@ def test_promotion_gate(
     challenger: dict[str, Any], champion: ModelManifest | None, force: bool, promote: bool, reason: str
 ) -> None:
     summary = challenger.pop("summary", None)
-    manifest = _gate_manifest(T0, summary, **challenger)
+    manifest = gate_manifest(T0, summary, **challenger)
     decision = gate_promotion(manifest, champion, force=force)
     assert decision.promote is promote
     assert decision.forced is (force and promote)
@@ -599,14 +575,14 @@ def test_promotion_gate(
 
 
 def test_promotion_gate_with_nothing_in_service_promotes_a_model_no_better_than_a_baseline_loudly() -> None:
-    decision = gate_promotion(_gate_manifest(T0, auc=0.55), None)
+    decision = gate_promotion(gate_manifest(T0, auc=0.55), None)
     assert decision.promote and not decision.forced
     assert decision.warning is not None and decision.warning.startswith("WARNING: ")
     assert (
         "goes in service only because nothing else is: its held-out AUC 0.5500 is not above"
         in decision.warning
     )
-    assert baseline_problem(_gate_manifest(T0)) is None
+    assert baseline_problem(gate_manifest(T0)) is None
 
 
 # --- the `nba models` commands ---------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 from datetime import UTC, date, datetime, timedelta
-from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ from nba.features._sql import ExtraColumns
 from nba.model._bundle import ModelBundle, load_bundle
 from nba.profiles import _snapshots as snapshots
 from nba.profiles._profiles import (
-    Profiles,
     ProfileTables,
     assemble_profiles_from_batches,
     build_profile_history,
@@ -53,24 +51,11 @@ from nba.profiles._snapshots import (
     write_snapshot,
 )
 from tests.conftest import SampleModel
+from tests.deployment import assert_same_profiles
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data_samples"
 AS_OF = date(2026, 10, 1)
 T0 = datetime(2026, 10, 1, 3, 0, tzinfo=UTC)
-PROFILE_ARRAYS = (
-    "holder.counts",
-    "holder.floats",
-    "holder.count_columns",
-    "holder.float_columns",
-    "est_spend",
-    "product_index",
-    "offsets",
-    "history_benefit",
-    "history_used",
-    "history_values",
-    "history_days_since_declined",
-    "history_presented_90d",
-)
 
 
 class Sample:
@@ -98,17 +83,6 @@ def _write(root: Path, sample: Sample, as_of: date = AS_OF, **kwargs: Any) -> Pa
         tables = ProfileTables(features, tables.history, tables.contact, tables.extra)
     write_snapshot(root, tables, as_of, now=T0, **kwargs)
     return root / as_of.isoformat()
-
-
-def assert_same_profiles(got: Profiles, expected: Profiles) -> None:
-    assert got.as_of == expected.as_of
-    assert got.model_version == expected.model_version
-    assert list(got.ids) == list(expected.ids)
-    assert dict(got.index) == dict(expected.index) == {c: i for i, c in enumerate(expected.ids)}
-    for name in PROFILE_ARRAYS:
-        a, b = attrgetter(name)(got), attrgetter(name)(expected)
-        assert a.dtype == b.dtype and a.shape == b.shape, name
-        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
 
 
 # --- the same profiles whichever way they are made --------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from nba.model import gate_promotion
-from tests.unit.test_registry import T0, _gate_manifest
+from tests.manifests import T0, gate_manifest
 from training.evaluate import Evaluation
 from training.metrics import OffPolicyEstimate
 from training.summary import print_evaluation, print_train_summary
@@ -68,7 +68,7 @@ def test_the_oracle_columns_appear_when_an_oracle_was_given() -> None:
 
 
 def test_train_summary_says_rows_once_and_why_the_model_went_in_service(tmp_path: Path) -> None:
-    manifest = _gate_manifest(T0)
+    manifest = gate_manifest(T0)
     result = TrainResult(
         model_dir=tmp_path / manifest.version,
         version=manifest.version,
