@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from nba.errors import ConflictError, DataError
-from nba.feedback._records import SHOWN_COLUMNS, CallDecision, ShownSuggestion, check_decision, feature_bytes
+from nba.feedback._records import (
+    CALL_FIELDS,
+    SHOWN_COLUMNS,
+    CallDecision,
+    ShownSuggestion,
+    check_decision,
+    feature_bytes,
+)
 from nba.files import fsync_dir, replace_file
 
 if TYPE_CHECKING:
@@ -248,14 +255,8 @@ def decision_to_json(decision: CallDecision) -> dict[str, Any]:
     """
     return {
         "v": 2,
-        "call_id": decision.call_id,
-        "cardholder_id": decision.cardholder_id,
-        "call_reason": decision.call_reason,
-        "model_version": decision.model_version,
-        "profile_as_of": decision.profile_as_of,
+        **{name: getattr(decision, name) for name in CALL_FIELDS},
         "served_at": decision.served_at.isoformat(),
-        "note": decision.note,
-        "agent_id": decision.agent_id,
         "holder_features": base64.b64encode(decision.holder_features).decode("ascii"),
         "suggestions": [
             {
@@ -280,15 +281,10 @@ def decision_from_json(body: Mapping[str, Any]) -> CallDecision:
     else:
         holder = base64.b64decode(body["holder_features"], validate=True)
         pairs = [base64.b64decode(s["pair_features"], validate=True) for s in body["suggestions"]]
+    call = {name: body[name] for name in CALL_FIELDS}
+    call["served_at"] = datetime.fromisoformat(body["served_at"])
     return CallDecision(
-        call_id=body["call_id"],
-        cardholder_id=body["cardholder_id"],
-        call_reason=body["call_reason"],
-        model_version=body["model_version"],
-        profile_as_of=body["profile_as_of"],
-        served_at=datetime.fromisoformat(body["served_at"]),
-        note=body["note"],
-        agent_id=body["agent_id"],
+        **call,
         suggestions=tuple(
             ShownSuggestion.from_plain(s["suggestion_id"], [s[name] for name in SHOWN_COLUMNS], pair)
             for s, pair in zip(body["suggestions"], pairs, strict=True)

@@ -129,6 +129,15 @@ class OutcomeRecord:
     changed: bool
 
 
+# A call's own fields, in CallDecision's order (not its feature bytes or its suggestions): the calls table's
+# columns, the buffer file's keys and the reads come from this list. `profile_as_of` is a date column.
+CALL_FIELDS: Final = tuple(
+    f.name for f in fields(CallDecision) if f.name not in ("holder_features", "suggestions")
+)
+# What an outcome row holds of an OutcomeRecord (the rest is the suggestion's call and benefit).
+OUTCOME_COLUMNS: Final = ("outcome", "decline_reason", "agent_id", "recorded_at")
+
+
 @dataclass(frozen=True)
 class NpsRecord:
     """A call's Net Promoter Score answer."""

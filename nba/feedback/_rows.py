@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, date
 from typing import Any, Final
@@ -16,7 +16,15 @@ from sqlalchemy import (
     select,
 )
 
-from nba.feedback._records import SHOWN_COLUMNS, CallDecision, OutcomeRecord, ShownSuggestion, shown_columns
+from nba.feedback._records import (
+    CALL_FIELDS,
+    OUTCOME_COLUMNS,
+    SHOWN_COLUMNS,
+    CallDecision,
+    OutcomeRecord,
+    ShownSuggestion,
+    shown_columns,
+)
 from nba.feedback._schema import calls_table, suggestion_repeats_table, suggestions_table
 
 
@@ -78,43 +86,24 @@ class _BatchInsert:
         conn.exec_driver_sql(sql, [tuple(row) for row in rows])
 
 
-_INSERT_CALLS: Final = _BatchInsert(
-    calls_table,
-    (
-        "call_id",
-        "cardholder_id",
-        "call_reason",
-        "agent_id",
-        "served_at",
-        "model_version",
-        "profile_as_of",
-        "note",
-        "holder_features_f64",
-    ),
-)
+_INSERT_CALLS: Final = _BatchInsert(calls_table, (*CALL_FIELDS, "holder_features_f64"))
 _INSERT_SUGGESTIONS: Final = _BatchInsert(
     suggestions_table, ("suggestion_id", "call_id", *SHOWN_COLUMNS, "pair_features_f64")
 )
+
+
+def _call_values(decision: CallDecision) -> list[Any]:
+    """The call's CALL_FIELDS as its table's columns hold them (`profile_as_of` a date)."""
+    values = {name: getattr(decision, name) for name in CALL_FIELDS}
+    values["profile_as_of"] = date.fromisoformat(decision.profile_as_of)
+    return list(values.values())
 
 
 def insert_decisions(conn: Connection, decisions: Sequence[CallDecision]) -> None:
     """Inserts calls and their suggestions with one executemany per table."""
     _INSERT_CALLS.execute(
         conn,
-        [
-            [
-                d.call_id,
-                d.cardholder_id,
-                d.call_reason,
-                d.agent_id,
-                d.served_at,
-                d.model_version,
-                date.fromisoformat(d.profile_as_of),
-                d.note,
-                d.holder_features,
-            ]
-            for d in decisions
-        ],
+        [[*_call_values(d), d.holder_features] for d in decisions],
     )
     rows = [
         [s.suggestion_id, d.call_id, *s.plain(), s.pair_features] for d in decisions for s in d.suggestions
@@ -178,19 +167,14 @@ def read_decision(conn: Connection, call_id: str) -> CallDecision | None:
         .where(suggestions_table.c.call_id == call_id)
         .order_by(suggestions_table.c.rank, suggestions_table.c.suggestion_id)
     ).all()
+    values = {name: getattr(call, name) for name in CALL_FIELDS}
+    values["profile_as_of"] = call.profile_as_of.isoformat()
     return CallDecision(
-        call_id=call.call_id,
-        cardholder_id=call.cardholder_id,
-        call_reason=call.call_reason,
-        model_version=call.model_version,
-        profile_as_of=call.profile_as_of.isoformat(),
-        served_at=call.served_at,
-        note=call.note,
+        **values,
         suggestions=tuple(
             ShownSuggestion.from_plain(row.suggestion_id, shown_columns(row), bytes(row.pair_features_f64))
             for row in rows
         ),
-        agent_id=call.agent_id,
         holder_features=bytes(call.holder_features_f64),
     )
 
@@ -211,16 +195,15 @@ def read_back(decision: CallDecision) -> CallDecision:
 
 
 def outcome_record(
-    found: Row[Any, Any, Any, Any, Any], current: Row[Any], suggestion_id: str, *, changed: bool
+    found: Row[Any, Any, Any, Any, Any], current: Mapping[Any, Any], suggestion_id: str, *, changed: bool
 ) -> OutcomeRecord:
+    """The OutcomeRecord of suggestion `found` (its call and benefit) whose outcome row holds `current`
+    (an outcome row's mapping, or the values just inserted: OUTCOME_COLUMNS)."""
     return OutcomeRecord(
         suggestion_id=suggestion_id,
         call_id=found.call_id,
         cardholder_id=found.cardholder_id,
         benefit_id=found.benefit_id,
-        outcome=current.outcome,
-        decline_reason=current.decline_reason,
-        agent_id=current.agent_id,
-        recorded_at=current.recorded_at,
+        **{name: current[name] for name in OUTCOME_COLUMNS},
         changed=changed,
     )

@@ -40,6 +40,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool, StaticPool
 from nba.errors import ConflictError, DataError, NotFoundError, UnavailableError
 from nba.feedback._export import EXPORT_BATCH_ROWS, EXPORT_COLUMNS, ExportCounts, export_queries, write_table
 from nba.feedback._records import (
+    OUTCOME_COLUMNS,
     CallDecision,
     ContactEvent,
     NpsRecord,
@@ -521,7 +522,7 @@ class FeedbackStore:
                 )
             ).one_or_none()
             if current is not None and current.outcome == outcome:
-                return outcome_record(found, current, suggestion_id, changed=False)
+                return outcome_record(found, current._mapping, suggestion_id, changed=False)
             if self._closed_since(found.served_at, found.closed_at) is not None:
                 closed = self._closed_message(found.call_id, found.served_at, found.closed_at)
                 stays = (
@@ -536,28 +537,11 @@ class FeedbackStore:
                 conn.execute(
                     update(outcomes_table).where(outcomes_table.c.id == current.id).values(is_current=False)
                 )
-            now = self._now()
+            stored = dict(zip(OUTCOME_COLUMNS, (outcome, decline_reason, agent_id, self._now()), strict=True))
             conn.execute(
-                outcomes_table.insert().values(
-                    suggestion_id=suggestion_id,
-                    outcome=outcome,
-                    decline_reason=decline_reason,
-                    agent_id=agent_id,
-                    recorded_at=now,
-                    is_current=True,
-                )
+                outcomes_table.insert().values(suggestion_id=suggestion_id, is_current=True, **stored)
             )
-        return OutcomeRecord(
-            suggestion_id=suggestion_id,
-            call_id=found.call_id,
-            cardholder_id=found.cardholder_id,
-            benefit_id=found.benefit_id,
-            outcome=outcome,
-            decline_reason=decline_reason,
-            agent_id=agent_id,
-            recorded_at=now,
-            changed=current is not None,
-        )
+        return outcome_record(found, stored, suggestion_id, changed=current is not None)
 
     def record_nps(self, call_id: str, score: int) -> NpsRecord:
         """Records a call's NPS (0–10) and closes the call for outcome changes.
