@@ -29,7 +29,7 @@ test: install-test
 	$(BIN)/python -m pytest
 
 test-fast: install-test
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -n auto -q
 
 # What running needs (scripts/apt-run.txt, the package); the tests add scripts/apt-test.txt and the
 # [test] extra (pytest, ruff, mypy, Playwright, ...).

@@ -1,15 +1,21 @@
 """Shared fixtures: small, hand-written data directories in the data contract, and the sample model.
 
 The slowest thing a test can do is train: tests that need *a* model of the sample data share `sample_model`,
-trained once per session; tests that need a model of their own variant (another world, other options) train
-it themselves and carry the `slow` marker, so `pytest -m "not slow"` is the quick loop.
+trained once per session and kept between sessions under var/test-cache/ for as long as nothing it is made
+from changes (the sample data, `nba/`, `training/`, the installed libraries: see `_sample_model_key`), so
+the quick loop does not train at all; tests that need a model of their own variant (another world, other
+options) train it themselves and carry the `slow` marker, so `pytest -m "not slow"` is the quick loop.
+NBA_TEST_MODEL_CACHE=0 trains afresh.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+from contextlib import suppress
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -25,7 +31,11 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
 # sample model deployed with its profile snapshot (`sample_deployment`) for the service's tests.
 pytest_plugins = ["tests.pg", "tests.deployment"]
 
-SAMPLE_DATA = Path(__file__).resolve().parents[1] / "data_samples"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_DATA = ROOT / "data_samples"
+MODEL_CACHE = ROOT / "var" / "test-cache" / "sample-model"
+# What a trained model depends on besides the files of these folders.
+MODEL_LIBRARIES = ("lightgbm", "numpy", "pandas", "pyarrow", "duckdb", "scikit-learn", "scipy", "numba")
 
 VALID_TABLES: dict[str, str] = {
     "cardholders": (
@@ -87,11 +97,39 @@ class SampleModel:
 def sample_model(tmp_path_factory: pytest.TempPathFactory) -> SampleModel:
     """The sample data trained with the default options and promoted, once per test session (read-only:
     copy it to change it)."""
+    from nba.files import move_into_place, read_pointer, staging_dir
+    from nba.model import load_model_dir
     from training.train_job import train_model  # after GOMP_SPINCOUNT is set, above
     from training.training_run import TrainOptions
 
     root = tmp_path_factory.mktemp("sample")
-    data_dir = root / "data"
+    data_dir, models_dir = root / "data", root / "models"
     shutil.copytree(SAMPLE_DATA, data_dir)
-    result = train_model(data_dir, root / "models", TrainOptions(promote=True))
-    return SampleModel(data_dir, root / "models", result.model_dir)
+    cached = MODEL_CACHE / _sample_model_key()
+    if os.environ.get("NBA_TEST_MODEL_CACHE") != "0" and cached.is_dir():
+        shutil.copytree(cached, models_dir)
+        model_dir = models_dir / str(read_pointer(models_dir / "CURRENT"))
+        load_model_dir(model_dir)  # its checksums: a cache entry changed since is refused, not used
+        return SampleModel(data_dir, models_dir, model_dir)
+    result = train_model(data_dir, models_dir, TrainOptions(promote=True))
+    MODEL_CACHE.mkdir(parents=True, exist_ok=True)
+    with staging_dir(MODEL_CACHE, "tmp-model") as temp:
+        shutil.copytree(models_dir, temp, dirs_exist_ok=True)
+        # Another session may have put the same model there meanwhile: theirs stays.
+        with suppress(OSError):
+            move_into_place(temp, cached)
+    return SampleModel(data_dir, models_dir, result.model_dir)
+
+
+def _sample_model_key() -> str:
+    """A digest of everything the sample model is made from: the files of data_samples/, nba/ and
+    training/ (names and bytes) and the versions of the libraries that fit and feed it."""
+    digest = hashlib.sha256()
+    for folder in (SAMPLE_DATA, ROOT / "nba", ROOT / "training"):
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(f"{path.relative_to(ROOT)}\0{path.stat().st_size}\0".encode())
+                digest.update(path.read_bytes())
+    for library in MODEL_LIBRARIES:
+        digest.update(f"{library}=={metadata.version(library)}\0".encode())
+    return digest.hexdigest()[:32]

@@ -420,6 +420,7 @@ def test_logs_are_json_lines_with_request_ids_and_no_ids_or_keys(
     assert cardholder_id not in text and AGENT not in text
 
 
+@pytest.mark.slow  # three reloads and a new profile snapshot computed from the data
 def test_reload_swaps_models_and_snapshots_and_refuses_a_tampered_model(
     sample_deployment: Deployment, tmp_path: Path, clock: Clock
 ) -> None:

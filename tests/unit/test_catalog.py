@@ -139,7 +139,9 @@ BAD_CATALOGS = [
 
 
 @pytest.mark.parametrize(
-    ("path", "value", "message"), BAD_CATALOGS, ids=[f"{p}={v}" for p, v, _ in BAD_CATALOGS]
+    ("path", "value", "message"),
+    BAD_CATALOGS,
+    ids=[f"{p}={'(deleted)' if v is _DELETE else v}" for p, v, _ in BAD_CATALOGS],
 )
 def test_bad_catalog_is_reported_with_its_place(path: str, value: Any, message: str) -> None:
     with pytest.raises(ValidationError, match=message) as info:
