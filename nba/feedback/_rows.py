@@ -213,6 +213,7 @@ def read_back(decision: CallDecision) -> CallDecision:
 def outcome_record(
     found: Row[Any, Any, Any, Any, Any], current: Row[Any], suggestion_id: str, *, changed: bool
 ) -> OutcomeRecord:
+    """The outcome already stored, as the answer to a request that repeats it (nothing written)."""
     return OutcomeRecord(
         suggestion_id=suggestion_id,
         call_id=found.call_id,
@@ -223,4 +224,5 @@ def outcome_record(
         agent_id=current.agent_id,
         recorded_at=current.recorded_at,
         changed=changed,
+        stored=False,
     )

@@ -37,7 +37,13 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, StaticPool
 
-from nba.errors import ConflictError, DataError, NotFoundError, UnavailableError
+from nba.errors import (
+    CallNotFoundError,
+    ConflictError,
+    DataError,
+    SuggestionNotFoundError,
+    UnavailableError,
+)
 from nba.feedback._export import EXPORT_BATCH_ROWS, EXPORT_COLUMNS, ExportCounts, export_queries, write_table
 from nba.feedback._records import (
     CallDecision,
@@ -496,7 +502,7 @@ class FeedbackStore:
         becomes the current one, the earlier staying in the history (`changed=True`). Once the call
         is closed a different outcome raises ConflictError, and so does a first outcome. Raises
         DataError for an outcome outside `nba.vocab.OUTCOMES` or a decline reason on another outcome,
-        NotFoundError for an unknown suggestion.
+        SuggestionNotFoundError for an unknown suggestion.
         """
         if outcome not in OUTCOMES:
             raise DataError(f"`outcome` must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
@@ -514,7 +520,7 @@ class FeedbackStore:
                     suggestion_id = str(stored_id)
                     found = conn.execute(outcome_target(suggestion_id)).one_or_none()
             if found is None:
-                raise NotFoundError(f"unknown suggestion_id {suggestion_id!r}")
+                raise SuggestionNotFoundError(f"unknown suggestion_id {suggestion_id!r}")
             current = conn.execute(
                 select(outcomes_table).where(
                     outcomes_table.c.suggestion_id == suggestion_id, outcomes_table.c.is_current
@@ -563,7 +569,7 @@ class FeedbackStore:
         """Records a call's NPS (0–10) and closes the call for outcome changes.
 
         The same score again writes nothing and returns the stored record; a different score raises
-        ConflictError. Raises DataError for a score outside 0–10, NotFoundError for an unknown call.
+        ConflictError. Raises DataError for a score outside 0–10, CallNotFoundError for an unknown call.
         """
         if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
             raise DataError(f"`score` must be an int in [0, 10], got {score!r}")
@@ -572,7 +578,7 @@ class FeedbackStore:
                 select(calls_table.c.closed_at).where(calls_table.c.call_id == call_id).with_for_update()
             ).one_or_none()
             if call is None:
-                raise NotFoundError(f"unknown call_id {call_id!r}")
+                raise CallNotFoundError(f"unknown call_id {call_id!r}")
             stored = conn.execute(select(nps_table).where(nps_table.c.call_id == call_id)).one_or_none()
             if stored is not None:
                 if stored.score != score:
@@ -580,7 +586,7 @@ class FeedbackStore:
                         f"call {call_id!r} already has NPS {stored.score} (recorded "
                         f"{_show_time(stored.recorded_at)}); got {score}"
                     )
-                return NpsRecord(call_id, stored.score, stored.recorded_at)
+                return NpsRecord(call_id, stored.score, stored.recorded_at, stored=False)
             now = self._now()
             conn.execute(nps_table.insert().values(call_id=call_id, score=score, recorded_at=now))
             if call.closed_at is None:

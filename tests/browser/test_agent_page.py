@@ -134,6 +134,20 @@ def test_an_unknown_cardholder_is_named_and_nothing_else_is_shown(page: Page, pa
     expect(page.locator("#nps")).to_be_hidden()
 
 
+def test_a_404_is_told_apart_by_its_code_not_its_words(
+    page: Page, panel_app: PanelApp, cardholder: str
+) -> None:
+    # An unknown call whose detail happens to say "cardholder": the words would mislead, the code does not.
+    body = '{"code": "unknown_call", "detail": "no call for this cardholder", "request_id": "r1"}'
+    page.route(
+        "**/v1/cardholders/**",
+        lambda route: route.fulfill(status=404, content_type="application/json", body=body),
+    )
+    page.goto(panel_app.agent_url(cardholder_id=cardholder, call_reason="general"))
+    expect(page.locator("#state")).to_contain_text("This call is not known to nba.")
+    page.unroute("**/v1/cardholders/**")
+
+
 def test_service_unavailable_says_so_and_try_again_recovers(
     page: Page, panel_app: PanelApp, unavailable_app: str, cardholder: str
 ) -> None:
