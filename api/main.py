@@ -264,6 +264,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         start_up(services)
+        # Warmed in a thread, so that /readyz can say "warming" meanwhile; without background work
+        # (tests driving the app by hand) before the first request instead.
+        services.warming.set()
+        warmer = (
+            asyncio.create_task(asyncio.to_thread(suggestions.warm, services)) if start_background else None
+        )
+        if warmer is None:
+            suggestions.warm(services)
         watcher = (
             asyncio.create_task(watch_current(services))
             if start_background and settings.watch_interval_s > 0
@@ -274,6 +282,9 @@ def create_app(
         try:
             yield
         finally:
+            if warmer is not None:
+                with suppress(Exception):  # it logged its own failure
+                    await warmer
             if watcher is not None:
                 watcher.cancel()
                 with suppress(asyncio.CancelledError):
@@ -355,9 +366,14 @@ async def watch_current(services: Services) -> None:
 def check_for_changes(services: Services) -> bool:
     """One watch step: reload if something changed; a refused artifact is logged, the old one keeps serving."""
     try:
-        return services.reload(retry_refused=False).changed
+        changed = services.reload(retry_refused=False).changed
     except NbaError:
         return False
+    if changed:
+        suggestions.warm(
+            services
+        )  # milliseconds once the process has warmed; the whole cost if nothing served at start
+    return changed
 
 
 def add_agent_page(app: FastAPI, frame_ancestors: str) -> None:
