@@ -72,7 +72,7 @@ def test_shows_the_calls_talking_points_as_the_api_gives_them(
     assert all("{" not in s["talking_point"] and "$" in s["talking_point"] for s in answer["suggestions"])
     expect(page.locator("#nps")).to_be_visible()
 
-    # The panel as an agent sees it once a talking point went well: a test artifact, and the README's picture.
+    # The panel as an agent sees it once a talking point went well: a test artifact, and the picture in docs/panel.md.
     outcome_button(cards.first, "Accepted").click()
     expect(cards.first.locator(".save-status")).to_have_text("Saved: Accepted.")
     shot = artifacts / "agent-panel.png"
