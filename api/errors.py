@@ -47,9 +47,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"  # 404: no such path
     METHOD_NOT_ALLOWED = "method_not_allowed"  # 405
     REQUEST_TIMEOUT = "request_timeout"  # 408: the body did not arrive in time
-    CONFLICT = (
-        "conflict"  # 409: a call id of another cardholder, an ended call, another NPS, a refused reload
-    )
+    CONFLICT = "conflict"  # 409: a call id reused, an ended call, a second NPS, a refused reload
     BODY_TOO_LARGE = "body_too_large"  # 413
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # 415: a body that is not application/json
     BAD_REQUEST = "bad_request"  # any other 4xx the HTTP layer answers
@@ -79,9 +77,6 @@ CODE_OF_STATUS: Final[dict[int, ErrorCode]] = {
     408: ErrorCode.REQUEST_TIMEOUT,
     413: ErrorCode.BODY_TOO_LARGE,
     415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-    422: ErrorCode.INVALID_REQUEST,
-    500: ErrorCode.INTERNAL_ERROR,
-    503: ErrorCode.NOT_READY,
 }
 
 
@@ -105,10 +100,6 @@ def error_response(
 def answer_of(exc: NbaError) -> tuple[int, ErrorCode]:
     """The status and code of an NbaError (ANSWER_OF)."""
     return next((status, code) for cls, status, code in ANSWER_OF if isinstance(exc, cls))
-
-
-def status_of(exc: NbaError) -> int:
-    return answer_of(exc)[0]
 
 
 def json_syntax_detail(message: str, document: str | bytes, position: int) -> str:
@@ -146,6 +137,7 @@ def nba_error_response(exc: NbaError) -> JSONResponse:
 
 
 def code_of_status(status: int) -> ErrorCode:
+    """The code of an error answered by its status alone (an HTTPException, the HTTP layer's refusals)."""
     return CODE_OF_STATUS.get(status, ErrorCode.INTERNAL_ERROR if status >= 500 else ErrorCode.BAD_REQUEST)
 
 
