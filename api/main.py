@@ -369,10 +369,8 @@ def check_for_changes(services: Services) -> bool:
         changed = services.reload(retry_refused=False).changed
     except NbaError:
         return False
-    if changed:
-        suggestions.warm(
-            services
-        )  # milliseconds once the process has warmed; the whole cost if nothing served at start
+    if changed:  # milliseconds once the process is warm; the whole cost if nothing served at start
+        suggestions.warm(services)
     return changed
 
 

@@ -235,7 +235,7 @@ def warm(services: Services) -> None:
     started = time.perf_counter()
     try:
         exercised = warm_up(services)
-    except Exception as exc:
+    except Exception as exc:  # a background task's boundary: logged here, or seen by no one until exit
         get_logger().error("warm-up failed; the first requests may be slow", exc_info=exc)
     else:
         if exercised:
