@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 
@@ -38,6 +39,8 @@ class Services:
     keys: KeyRing
     metrics: Metrics
     health: DatabaseHealth
+    # Set while `warm_up` runs the request path once after a load: /readyz says so and is not ready yet.
+    warming: threading.Event = field(default_factory=threading.Event)
 
     def reload(self, retry_refused: bool = True) -> ReloadResult:
         """Reloads what the CURRENT files name (see ServingState.reload), counted and logged; on a change

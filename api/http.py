@@ -18,6 +18,7 @@ import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from api.errors import code_of_status, error_body
 from api.settings import Settings
 
 # The request line and headers together: an agent desktop sends well under 2 KiB.
@@ -32,7 +33,7 @@ class _HeadTooLarge(Exception):
 
 def error_bytes(status: int, reason: bytes, detail: str) -> bytes:
     """A whole HTTP/1.1 error response in the service's JSON format, closing the connection."""
-    body = json.dumps({"detail": detail, "request_id": ""}).encode()
+    body = json.dumps(error_body(code_of_status(status), detail, "")).encode()
     return b"".join(
         [
             b"HTTP/1.1 %d %s\r\n" % (status, reason),

@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from api.asgi import ASGIApp, Message, Receive, Scope, Send
 from api.decision_log import ContactLedger, DatabaseHealth, DecisionLog, journal_folder
 from api.deps import Services, freeze_heap
-from api.errors import install_error_handlers
+from api.errors import ErrorCode, code_of_status, error_body, install_error_handlers, json_syntax_detail
 from api.keys import KeyRing
 from api.logs import configure_logging, get_logger, request_id_var
 from api.metrics import Metrics
@@ -69,10 +69,9 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def json_problem(body: bytes) -> str | None:
-    """What is wrong with a JSON body that the routes' parser would take silently or answer with a
-    generic 400: a key twice in one object (it keeps the last), bytes that are not UTF-8, nesting past
-    the parser's depth. None otherwise (a syntax error is the route's to describe, with its position).
-    """
+    """What is wrong with a JSON body, in the caller's terms: a syntax error (where, by line and column),
+    a key twice in one object (the routes' parser keeps the last silently), bytes that are not UTF-8,
+    nesting past the parser's depth. None for a well-formed body."""
     try:
         json.loads(body, object_pairs_hook=_refuse_duplicates)
     except _DuplicateKey as exc:
@@ -82,13 +81,15 @@ def json_problem(body: bytes) -> str | None:
         return "the request body is not UTF-8 text"
     except RecursionError:
         return "the request body's JSON is nested too deeply"
-    except ValueError:
-        return None
+    except json.JSONDecodeError as exc:
+        return json_syntax_detail(exc.msg, exc.doc, exc.pos)
     return None
 
 
-async def _send_json(send: Send, status: int, detail: str, request_id: str, close: bool = False) -> None:
-    body = json.dumps({"detail": detail, "request_id": request_id}).encode()
+async def _send_json(
+    send: Send, status: int, code: ErrorCode, detail: str, request_id: str, close: bool = False
+) -> None:
+    body = json.dumps(error_body(code, detail, request_id)).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -163,9 +164,11 @@ class RequestContext:
                 if problem is None:
                     problem, receive = await self._read_whole_body(receive)
                 if problem is not None:
-                    status = problem[0]
+                    status, detail = problem
                     if status != CLIENT_GONE:
-                        await _send_json(send, status, problem[1], request_id, close=status in (408, 413))
+                        # A body the parser refused is invalid JSON; every other refusal is its status's.
+                        code = ErrorCode.INVALID_JSON if status == 422 else code_of_status(status)
+                        await _send_json(send, status, code, detail, request_id, close=status in (408, 413))
                     return
 
             async def send_with_id(message: Message) -> None:
@@ -261,6 +264,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         start_up(services)
+        # Warmed in a thread, so that /readyz can say "warming" meanwhile; without background work
+        # (tests driving the app by hand) before the first request instead.
+        services.warming.set()
+        warmer = (
+            asyncio.create_task(asyncio.to_thread(suggestions.warm, services)) if start_background else None
+        )
+        if warmer is None:
+            suggestions.warm(services)
         watcher = (
             asyncio.create_task(watch_current(services))
             if start_background and settings.watch_interval_s > 0
@@ -271,6 +282,9 @@ def create_app(
         try:
             yield
         finally:
+            if warmer is not None:
+                with suppress(Exception):  # it logged its own failure
+                    await warmer
             if watcher is not None:
                 watcher.cancel()
                 with suppress(asyncio.CancelledError):
@@ -352,9 +366,12 @@ async def watch_current(services: Services) -> None:
 def check_for_changes(services: Services) -> bool:
     """One watch step: reload if something changed; a refused artifact is logged, the old one keeps serving."""
     try:
-        return services.reload(retry_refused=False).changed
+        changed = services.reload(retry_refused=False).changed
     except NbaError:
         return False
+    if changed:  # milliseconds once the process is warm; the whole cost if nothing served at start
+        suggestions.warm(services)
+    return changed
 
 
 def add_agent_page(app: FastAPI, frame_ancestors: str) -> None:

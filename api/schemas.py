@@ -7,6 +7,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
+from api.errors import ErrorCode
 from nba.vocab import MAX_SUGGESTIONS, CallReason, Outcome
 
 ID_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -155,5 +156,6 @@ class ReadyOut(_Out):
 
 
 class ErrorOut(_Out):
+    code: ErrorCode = Field(description="stable and machine-readable: branch on this, not on `detail`")
     detail: str = Field(max_length=500, examples=["cardholder 'ch_9' is not in the profile snapshot"])
     request_id: str = Field(max_length=64)

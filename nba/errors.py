@@ -7,6 +7,9 @@
     │   └── CatalogError       the benefit catalog or MCC map is malformed
     ├── ModelError             a model artifact is missing, tampered with or incompatible
     ├── NotFoundError          a requested thing (cardholder, model version) is not there
+    │   ├── CardholderNotFoundError   a cardholder the profile snapshot does not hold
+    │   ├── CallNotFoundError         a call id the feedback store does not hold
+    │   └── SuggestionNotFoundError   a suggestion id the feedback store does not hold
     ├── ConflictError          a change that the state no longer allows (an outcome after the call closed)
     └── UnavailableError       a dependency is down (the feedback database); retrying later may work
 
@@ -53,6 +56,18 @@ class UnavailableError(NbaError):
 
 class NotFoundError(NbaError):
     """A requested thing does not exist."""
+
+
+class CardholderNotFoundError(NotFoundError):
+    """A cardholder id the profile snapshot in service does not hold."""
+
+
+class CallNotFoundError(NotFoundError):
+    """A call id the feedback store does not hold."""
+
+
+class SuggestionNotFoundError(NotFoundError):
+    """A suggestion id the feedback store does not hold."""
 
 
 @dataclass(frozen=True)

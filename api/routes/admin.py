@@ -9,11 +9,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import AdminDep, ServicesDep, ServingDep
+from api.deps import AdminDep, Services, ServicesDep, ServingDep
+from api.routes.suggestions import warm
 from api.schemas import ErrorOut, HealthOut, ModelOut, ReadyOut, RefusedOut, ReloadOut
+from api.serving import ReloadResult
 from nba.errors import ConflictError, NbaError
 
 router = APIRouter()
+WARMING: Final = "warming up: running the request path once before taking calls (seconds after a start)"
 ADMIN_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     401: {"model": ErrorOut, "description": "missing or unknown API key"},
     403: {"model": ErrorOut, "description": "the key's role is not admin"},
@@ -49,7 +52,7 @@ async def post_reload(services: ServicesDep, _caller: AdminDep) -> ReloadOut:
 
     A model or snapshot that fails its checks is refused with the reason; the old one keeps serving."""
     try:
-        result = await run_in_threadpool(services.reload)
+        result = await run_in_threadpool(reload_and_warm, services)
     except NbaError as exc:
         serving = services.state.serving
         still = f"; still serving {serving.model_version}" if serving is not None else ""
@@ -59,6 +62,14 @@ async def post_reload(services: ServicesDep, _caller: AdminDep) -> ReloadOut:
         profile_as_of=result.serving.profile_as_of.isoformat(),
         changed=result.changed,
     )
+
+
+def reload_and_warm(services: Services) -> ReloadResult:
+    """`services.reload()`, then the request path warmed when something new serves."""
+    result = services.reload()
+    if result.changed:
+        warm(services)
+    return result
 
 
 @router.get("/healthz", response_model=HealthOut, tags=["health"])
@@ -74,7 +85,8 @@ async def healthz() -> HealthOut:
     tags=["health"],
 )
 async def readyz(services: ServicesDep) -> JSONResponse:
-    """Ready when a model and a profile snapshot are loaded and the feedback database answers.
+    """Ready when a model and a profile snapshot are loaded, the request path is warm (while it warms,
+    the reason says so) and the feedback database answers.
 
     Answers within 100 ms whatever the database does: the database's state is the last ping's (a ping
     still waiting after a second counts as unreachable). Says which model and snapshot serve, and a newer
@@ -83,9 +95,12 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     state = services.state
     serving = state.serving
     reason = None if serving is not None else state.problem
+    warming = serving is not None and services.warming.is_set()
+    if warming:
+        reason = WARMING
     reachable, why = await services.health.state()
     reason = reason or why
-    ready = serving is not None and reachable
+    ready = serving is not None and reachable and not warming
     refused = state.refused if serving is not None else None
     body = ReadyOut(
         ready=ready,

@@ -56,8 +56,9 @@ async def post_outcome(
     services.ledger.record(
         record.cardholder_id, suggestion_id, record.benefit_id, record.outcome, record.recorded_at
     )
-    services.metrics.outcomes.labels(benefit_id=record.benefit_id, outcome=record.outcome).inc()
-    services.metrics.outcome_window.record(suggestion_id, record.benefit_id, record.outcome)
+    if record.stored:  # the metrics count what was stored: a repeat of the same outcome is not a new one
+        services.metrics.outcomes.labels(benefit_id=record.benefit_id, outcome=record.outcome).inc()
+        services.metrics.outcome_window.record(suggestion_id, record.benefit_id, record.outcome)
     return OutcomeOut(
         suggestion_id=record.suggestion_id,
         call_id=record.call_id,
@@ -82,5 +83,6 @@ async def post_nps(
 ) -> NpsOut:
     """How likely the cardholder is to recommend us (0–10). Recording it ends the call."""
     record = await services.decisions.record_nps(call_id, body.score)
-    services.metrics.nps.labels(score=str(record.score)).inc()
+    if record.stored:  # the same score again is an idempotent repeat, not a second answer
+        services.metrics.nps.labels(score=str(record.score)).inc()
     return NpsOut(call_id=record.call_id, score=record.score, recorded_at=record.recorded_at)

@@ -15,13 +15,14 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 
 from api.asgi import ASGIApp, Receive, Scope, Send
-from api.deps import AgentDep, Services, ServicesDep, authorize, serving_of
+from api.deps import AgentDep, Services, ServicesDep, authorize, freeze_heap, serving_of
 from api.errors import http_error_response, nba_error_response
+from api.logs import get_logger
 from api.schemas import ID_PATTERN, ErrorOut, QueryLimit, SuggestionOut, SuggestionsOut
 from nba.decision import PUBLIC_FIELD_NAMES, Decision
 from nba.errors import ConflictError, DataError, NbaError
 from nba.feedback import CallDecision, ShownSuggestion
-from nba.vocab import CallReason
+from nba.vocab import CALL_REASONS, CallReason
 
 router = APIRouter(tags=["suggestions"])
 
@@ -190,6 +191,61 @@ async def get_suggestions(
         raise DataError(f"`{repeated}` (query): given more than once; send it once")
     body = await suggestions_body(services, cardholder_id, query, x_call_id)
     return Response(body, media_type="application/json")
+
+
+# Cardholders tried by `warm_up` for one with suggestions to show (the first usually has some).
+WARM_UP_TRIES: Final = 50
+
+
+def warm_up(services: Services) -> bool:
+    """Runs the request path once per call reason on a real cardholder of the snapshot in service —
+    the query's validation, the decision (its compiled kernels loaded, the scorer called), the call's
+    ids, the answer's JSON — so the first agent's request does not pay for it (3 s before, on a fresh
+    process: numba's cached machine code loaded on first call, lazy imports, the first LightGBM call).
+    Nothing is logged to the decision store and nothing is counted in the metrics. Returns whether a
+    decision with suggestions was made (False: nothing in service, or no cardholder had any).
+    """
+    serving = services.state.serving
+    if serving is None:
+        return False
+    engine = serving.engine
+    since = serving.profile_as_of_time
+    for row in range(min(WARM_UP_TRIES, len(engine.profiles))):
+        cardholder_id = engine.profiles.ids[row]
+        decisions = [
+            engine.decide(
+                cardholder_id,
+                SuggestionsQuery.model_validate({"call_reason": reason}).call_reason,
+                None,
+                services.ledger.recent(cardholder_id, since),
+            )
+            for reason in CALL_REASONS
+        ]
+        for decision in decisions:
+            answer(to_call_decision(None, decision, services, engine.holder_bytes), {}, False)
+        if any(decision.suggestions for decision in decisions):
+            return True
+    return False
+
+
+def warm(services: Services) -> None:
+    """The request path run once (`warm_up`) while `services.warming` is set; a failure is
+    logged, never raised (the service serves cold rather than not at all)."""
+    services.warming.set()
+    started = time.perf_counter()
+    try:
+        exercised = warm_up(services)
+    except Exception as exc:  # a background task's boundary: logged here, or seen by no one until exit
+        get_logger().error("warm-up failed; the first requests may be slow", exc_info=exc)
+    else:
+        if exercised:
+            freeze_heap(generation=1)  # what warming loaded stays out of the collector's way too
+        get_logger().info(
+            "warmed up",
+            extra={"duration_ms": round((time.perf_counter() - started) * 1e3, 1), "exercised": exercised},
+        )
+    finally:
+        services.warming.clear()
 
 
 _PATH_ID: Final = re.compile(r"^/v1/cardholders/(" + ID_PATTERN.strip("^$") + r")/suggestions$")

@@ -163,6 +163,7 @@
         ok: false,
         kind: "http",
         status: response.status,
+        code: data && typeof data.code === "string" ? data.code : "",
         detail: readDetail(data),
         retryAfter: response.headers.get("Retry-After"),
       };
@@ -303,7 +304,7 @@
         ["This call id was used for another cardholder. Look the cardholder up again to start a new call.", null],
         [result.detail, "detail"],
       ]);
-    } else if (result.status === 404 && /call/i.test(result.detail) && !/cardholder/i.test(result.detail)) {
+    } else if (result.code === "unknown_call" || result.code === "unknown_suggestion") {
       showState("error", [
         ["This call is not known to nba. Look the cardholder up again to start a new one.", null],
         [result.detail, "detail"],

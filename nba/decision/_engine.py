@@ -16,7 +16,7 @@ from nba.decision._contact import ContactHistory, ContactPolicy, RecentContact, 
 from nba.decision._reasons import Reasoner
 from nba.decision._scoring import SCORERS, Scorer, ScorerName, make_scorer
 from nba.decision._talking_points import TalkingPointNumbers, render_talking_point, talking_point_numbers
-from nba.errors import DataError, ModelError, NotFoundError
+from nba.errors import CardholderNotFoundError, DataError, ModelError
 from nba.features._matrix import (
     HISTORY_COLUMNS,
     BenefitTable,
@@ -185,13 +185,13 @@ class Engine:
         """The talking points for one call: at most `top_k` (default: `config.arbitration.top_k`);
         `recent` are outcomes recorded since the profile snapshot.
 
-        Raises NotFoundError for an unknown cardholder and DataError for an unknown call reason or a
+        Raises CardholderNotFoundError for an unknown cardholder and DataError for an unknown call reason or a
         `top_k` outside 1–MAX_SUGGESTIONS.
         """
         top_k = self._checked_top_k(call_reason, top_k)
         row = self.profiles.index.get(cardholder_id)
         if row is None:
-            raise NotFoundError(f"cardholder {cardholder_id!r} is not in the profile snapshot")
+            raise CardholderNotFoundError(f"cardholder {cardholder_id!r} is not in the profile snapshot")
         candidates, note = self._candidates(row, call_reason, recent)
         limit = self.config.contact.shown_at_most(call_reason, top_k)
         base = self._decision(cardholder_id, call_reason, (), len(candidates), note)
@@ -353,7 +353,7 @@ class Engine:
         for cardholder_id in cardholder_ids:
             row = self.profiles.index.get(cardholder_id)
             if row is None:
-                raise NotFoundError(f"cardholder {cardholder_id!r} is not in the profile snapshot")
+                raise CardholderNotFoundError(f"cardholder {cardholder_id!r} is not in the profile snapshot")
             rows.append(row)
         limit = self.config.contact.shown_at_most(call_reason, top_k)
         candidates = [self._candidates(row, call_reason, ())[0] for row in rows]

@@ -116,7 +116,8 @@ class CallDecision:
 
 @dataclass(frozen=True)
 class OutcomeRecord:
-    """The current outcome of a suggestion; `changed` says it replaced an earlier, different one."""
+    """The current outcome of a suggestion; `changed` says it replaced an earlier, different one, and
+    `stored` that this request wrote it (False: the same outcome again, an idempotent repeat)."""
 
     suggestion_id: str
     call_id: str
@@ -127,6 +128,7 @@ class OutcomeRecord:
     agent_id: str | None
     recorded_at: datetime
     changed: bool
+    stored: bool = True
 
 
 # A call's own fields, in CallDecision's order (not its feature bytes or its suggestions): the calls table's
@@ -140,11 +142,13 @@ OUTCOME_COLUMNS: Final = ("outcome", "decline_reason", "agent_id", "recorded_at"
 
 @dataclass(frozen=True)
 class NpsRecord:
-    """A call's Net Promoter Score answer."""
+    """A call's Net Promoter Score answer; `stored` says this request wrote it (False: the same score
+    again, an idempotent repeat)."""
 
     call_id: str
     score: int
     recorded_at: datetime
+    stored: bool = True
 
 
 @dataclass(frozen=True)

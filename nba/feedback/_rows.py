@@ -195,10 +195,16 @@ def read_back(decision: CallDecision) -> CallDecision:
 
 
 def outcome_record(
-    found: Row[Any, Any, Any, Any, Any], current: Mapping[Any, Any], suggestion_id: str, *, changed: bool
+    found: Row[Any, Any, Any, Any, Any],
+    current: Mapping[Any, Any],
+    suggestion_id: str,
+    *,
+    changed: bool,
+    stored: bool,
 ) -> OutcomeRecord:
     """The OutcomeRecord of suggestion `found` (its call and benefit) whose outcome row holds `current`
-    (an outcome row's mapping, or the values just inserted: OUTCOME_COLUMNS)."""
+    (an outcome row's mapping, or the values just inserted: OUTCOME_COLUMNS); `stored`: this request
+    wrote it."""
     return OutcomeRecord(
         suggestion_id=suggestion_id,
         call_id=found.call_id,
@@ -206,4 +212,5 @@ def outcome_record(
         benefit_id=found.benefit_id,
         **{name: current[name] for name in OUTCOME_COLUMNS},
         changed=changed,
+        stored=stored,
     )

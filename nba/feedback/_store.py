@@ -37,7 +37,13 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, StaticPool
 
-from nba.errors import ConflictError, DataError, NotFoundError, UnavailableError
+from nba.errors import (
+    CallNotFoundError,
+    ConflictError,
+    DataError,
+    SuggestionNotFoundError,
+    UnavailableError,
+)
 from nba.feedback._export import EXPORT_BATCH_ROWS, EXPORT_COLUMNS, ExportCounts, export_queries, write_table
 from nba.feedback._records import (
     OUTCOME_COLUMNS,
@@ -497,7 +503,7 @@ class FeedbackStore:
         becomes the current one, the earlier staying in the history (`changed=True`). Once the call
         is closed a different outcome raises ConflictError, and so does a first outcome. Raises
         DataError for an outcome outside `nba.vocab.OUTCOMES` or a decline reason on another outcome,
-        NotFoundError for an unknown suggestion.
+        SuggestionNotFoundError for an unknown suggestion.
         """
         if outcome not in OUTCOMES:
             raise DataError(f"`outcome` must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
@@ -515,14 +521,14 @@ class FeedbackStore:
                     suggestion_id = str(stored_id)
                     found = conn.execute(outcome_target(suggestion_id)).one_or_none()
             if found is None:
-                raise NotFoundError(f"unknown suggestion_id {suggestion_id!r}")
+                raise SuggestionNotFoundError(f"unknown suggestion_id {suggestion_id!r}")
             current = conn.execute(
                 select(outcomes_table).where(
                     outcomes_table.c.suggestion_id == suggestion_id, outcomes_table.c.is_current
                 )
             ).one_or_none()
             if current is not None and current.outcome == outcome:
-                return outcome_record(found, current._mapping, suggestion_id, changed=False)
+                return outcome_record(found, current._mapping, suggestion_id, changed=False, stored=False)
             if self._closed_since(found.served_at, found.closed_at) is not None:
                 closed = self._closed_message(found.call_id, found.served_at, found.closed_at)
                 stays = (
@@ -537,17 +543,17 @@ class FeedbackStore:
                 conn.execute(
                     update(outcomes_table).where(outcomes_table.c.id == current.id).values(is_current=False)
                 )
-            stored = dict(zip(OUTCOME_COLUMNS, (outcome, decline_reason, agent_id, self._now()), strict=True))
+            values = dict(zip(OUTCOME_COLUMNS, (outcome, decline_reason, agent_id, self._now()), strict=True))
             conn.execute(
-                outcomes_table.insert().values(suggestion_id=suggestion_id, is_current=True, **stored)
+                outcomes_table.insert().values(suggestion_id=suggestion_id, is_current=True, **values)
             )
-        return outcome_record(found, stored, suggestion_id, changed=current is not None)
+        return outcome_record(found, values, suggestion_id, changed=current is not None, stored=True)
 
     def record_nps(self, call_id: str, score: int) -> NpsRecord:
         """Records a call's NPS (0–10) and closes the call for outcome changes.
 
         The same score again writes nothing and returns the stored record; a different score raises
-        ConflictError. Raises DataError for a score outside 0–10, NotFoundError for an unknown call.
+        ConflictError. Raises DataError for a score outside 0–10, CallNotFoundError for an unknown call.
         """
         if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
             raise DataError(f"`score` must be an int in [0, 10], got {score!r}")
@@ -556,7 +562,7 @@ class FeedbackStore:
                 select(calls_table.c.closed_at).where(calls_table.c.call_id == call_id).with_for_update()
             ).one_or_none()
             if call is None:
-                raise NotFoundError(f"unknown call_id {call_id!r}")
+                raise CallNotFoundError(f"unknown call_id {call_id!r}")
             stored = conn.execute(select(nps_table).where(nps_table.c.call_id == call_id)).one_or_none()
             if stored is not None:
                 if stored.score != score:
@@ -564,7 +570,7 @@ class FeedbackStore:
                         f"call {call_id!r} already has NPS {stored.score} (recorded "
                         f"{_show_time(stored.recorded_at)}); got {score}"
                     )
-                return NpsRecord(call_id, stored.score, stored.recorded_at)
+                return NpsRecord(call_id, stored.score, stored.recorded_at, stored=False)
             now = self._now()
             conn.execute(nps_table.insert().values(call_id=call_id, score=score, recorded_at=now))
             if call.closed_at is None:

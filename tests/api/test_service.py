@@ -204,20 +204,29 @@ def test_sensitive_calls_pitch_nothing_and_say_why(client: TestClient, sample_de
     assert body["suggestions"] == [] and body["note"] == "nothing is pitched on fraud calls"
 
 
-BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
+BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str, str]] = [
     (
         "GET",
         "/v1/cardholders/bad id!/suggestions",
         {},
         422,
+        "invalid_request",
         "`cardholder_id` (path): String should match pattern",
     ),
-    ("GET", "/v1/cardholders/" + "x" * 65 + "/suggestions", {}, 422, "`cardholder_id` (path)"),
+    (
+        "GET",
+        "/v1/cardholders/" + "x" * 65 + "/suggestions",
+        {},
+        422,
+        "invalid_request",
+        "`cardholder_id` (path)",
+    ),
     (
         "GET",
         "/v1/cardholders/CH/suggestions?limit=0",
         {},
         422,
+        "invalid_request",
         "`limit` (query): Input should be greater than or equal to 1",
     ),
     (
@@ -225,6 +234,7 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
         "/v1/cardholders/CH/suggestions?limit=11",
         {},
         422,
+        "invalid_request",
         "`limit` (query): Input should be less than or equal to 10",
     ),
     (
@@ -232,22 +242,32 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
         "/v1/cardholders/CH/suggestions?call_reason=sales",
         {},
         422,
+        "invalid_request",
         "`call_reason` (query): Input should be",
     ),
-    ("GET", "/v1/cardholders/CH/suggestions?call_id=a%20b", {}, 422, "`call_id` (query)"),
+    ("GET", "/v1/cardholders/CH/suggestions?call_id=a%20b", {}, 422, "invalid_request", "`call_id` (query)"),
     (
         "GET",
         "/v1/cardholders/nobody/suggestions",
         {},
         404,
+        "unknown_cardholder",
         "cardholder 'nobody' is not in the profile snapshot",
     ),
-    ("POST", "/v1/suggestions/s_unknown/outcome", {"json": {"outcome": "accepted"}}, 404, "s_unknown"),
+    (
+        "POST",
+        "/v1/suggestions/s_unknown/outcome",
+        {"json": {"outcome": "accepted"}},
+        404,
+        "unknown_suggestion",
+        "s_unknown",
+    ),
     (
         "POST",
         "/v1/suggestions/s_1/outcome",
         {"json": {"outcome": "maybe"}},
         422,
+        "invalid_request",
         "`outcome` (body): Input should be",
     ),
     (
@@ -255,6 +275,7 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
         "/v1/suggestions/s_1/outcome",
         {"json": {"outcome": "accepted", "extra": 1}},
         422,
+        "invalid_request",
         "`extra` (body)",
     ),
     (
@@ -262,6 +283,7 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
         "/v1/suggestions/s_1/outcome",
         {"content": b"outcome=accepted", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
         415,
+        "unsupported_media_type",
         "send the body as application/json",
     ),
     (
@@ -269,6 +291,7 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
         "/v1/suggestions/s_1/outcome",
         {"content": b"{" + b" " * 20000 + b"}", "headers": {"Content-Type": "application/json"}},
         413,
+        "body_too_large",
         "larger than 16384 bytes",
     ),
     (
@@ -276,30 +299,41 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
         "/v1/suggestions/s_1/outcome",
         {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
         422,
-        "JSON decode error",
+        "invalid_json",
+        "request body is not valid JSON: Expecting property name enclosed in double quotes at line 1 column 2",
+    ),
+    (
+        "POST",
+        "/v1/calls/c_1/nps",
+        {"content": b'{\n  "score": 9,\n}', "headers": {"Content-Type": "application/json"}},
+        422,
+        "invalid_json",
+        "request body is not valid JSON: Expecting property name enclosed in double quotes at line 3 column 1",
     ),
     (
         "POST",
         "/v1/calls/c_1/nps",
         {"json": {"score": 11}},
         422,
+        "invalid_request",
         "`score` (body): Input should be less than or equal to 10",
     ),
-    ("POST", "/v1/calls/c_unknown/nps", {"json": {"score": 7}}, 404, "c_unknown"),
-    ("GET", "/v1/nowhere", {}, 404, "Not Found"),
-    ("DELETE", "/v1/model", {}, 405, "Method Not Allowed"),
+    ("POST", "/v1/calls/c_unknown/nps", {"json": {"score": 7}}, 404, "unknown_call", "c_unknown"),
+    ("GET", "/v1/nowhere", {}, 404, "not_found", "Not Found"),
+    ("DELETE", "/v1/model", {}, 405, "method_not_allowed", "Method Not Allowed"),
 ]
 
 
-@pytest.mark.parametrize(("method", "url", "kwargs", "status", "detail"), BAD_REQUESTS)
+@pytest.mark.parametrize(("method", "url", "kwargs", "status", "code", "detail"), BAD_REQUESTS)
 def test_bad_input_is_a_clear_json_error_never_a_500(
-    client: TestClient, method: str, url: str, kwargs: dict[str, Any], status: int, detail: str
+    client: TestClient, method: str, url: str, kwargs: dict[str, Any], status: int, code: str, detail: str
 ) -> None:
     if url.startswith("/v1/cardholders/CH/"):
         url = url.replace("CH", "nobody")
     response = client.request(method, url, **kwargs)
     assert response.status_code == status, response.text
     body = response.json()
+    assert body["code"] == code, body
     assert detail in body["detail"]
     assert body["request_id"] == response.headers["X-Request-Id"]
 
@@ -373,6 +407,23 @@ def test_metrics_count_requests_suggestions_and_outcomes(
     assert f'nba_model_info{{version="{sample_deployment.version}"}} 1.0' in text
     assert "nba_profile_age_seconds" in text and "nba_model_age_seconds" in text
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_metrics_count_what_was_stored_not_each_repeat(
+    client: TestClient, sample_deployment: Deployment
+) -> None:
+    body = first_with_suggestions(client, sample_deployment)
+    s = body["suggestions"][0]
+    outcome_url = f"/v1/suggestions/{s['suggestion_id']}/outcome"
+    for outcome in ("declined", "declined", "accepted", "accepted"):  # a repeat, a change, a repeat
+        assert client.post(outcome_url, json={"outcome": outcome}).status_code == 200
+    for _ in range(2):
+        assert client.post(f"/v1/calls/{body['call_id']}/nps", json={"score": 9}).status_code == 200
+    text = client.get("/metrics").text
+    benefit = s["benefit_id"]
+    assert f'nba_outcomes_total{{benefit_id="{benefit}",outcome="declined"}} 1.0' in text
+    assert f'nba_outcomes_total{{benefit_id="{benefit}",outcome="accepted"}} 1.0' in text
+    assert 'nba_nps_total{score="9"} 1.0' in text
 
 
 def test_metrics_show_whether_the_decision_log_keeps_up(

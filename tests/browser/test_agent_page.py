@@ -72,7 +72,7 @@ def test_shows_the_calls_talking_points_as_the_api_gives_them(
     assert all("{" not in s["talking_point"] and "$" in s["talking_point"] for s in answer["suggestions"])
     expect(page.locator("#nps")).to_be_visible()
 
-    # The panel as an agent sees it once a talking point went well: a test artifact, and the README's picture.
+    # The panel as an agent sees it once a talking point went well: a test artifact, and the picture in docs/panel.md.
     outcome_button(cards.first, "Accepted").click()
     expect(cards.first.locator(".save-status")).to_have_text("Saved: Accepted.")
     shot = artifacts / "agent-panel.png"
@@ -132,6 +132,20 @@ def test_an_unknown_cardholder_is_named_and_nothing_else_is_shown(page: Page, pa
     expect(page.locator("#state")).to_contain_text("No cardholder with the id C9999999 is known to nba.")
     expect(page.locator("#cards > li")).to_have_count(0)
     expect(page.locator("#nps")).to_be_hidden()
+
+
+def test_a_404_is_told_apart_by_its_code_not_its_words(
+    page: Page, panel_app: PanelApp, cardholder: str
+) -> None:
+    # An unknown call whose detail happens to say "cardholder": the words would mislead, the code does not.
+    body = '{"code": "unknown_call", "detail": "no call for this cardholder", "request_id": "r1"}'
+    page.route(
+        "**/v1/cardholders/**",
+        lambda route: route.fulfill(status=404, content_type="application/json", body=body),
+    )
+    page.goto(panel_app.agent_url(cardholder_id=cardholder, call_reason="general"))
+    expect(page.locator("#state")).to_contain_text("This call is not known to nba.")
+    page.unroute("**/v1/cardholders/**")
 
 
 def test_service_unavailable_says_so_and_try_again_recovers(

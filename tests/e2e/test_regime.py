@@ -8,7 +8,7 @@ the model trained before the shift names what moved; with a retrained model in s
 the stale one.
 
 One world, two backtests and two trainings shared by the module. The generator is deterministic per seed;
-the margins are about half the smallest seen on seeds 8 and 9 (README, "Learning under a regime shift").
+the margins are about half the smallest seen on seeds 8 and 9 (docs/training.md, "Learning under a regime shift").
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def test_evaluation_beats_random_and_finds_no_invalid_suggestions(trained: tuple
     _, model_dir = trained
     metrics = load_bundle(model_dir).manifest.metrics
     # A small world (4,000 cardholders) trains on ~3,000 rows: the bar here is beating chance clearly;
-    # the quality targets are measured on 50,000 cardholders (README).
+    # the quality targets are measured on 50,000 cardholders (docs/quality.md).
     assert metrics["oracle_ratio"] > metrics["oracle_ratio_random"] + 0.03
     assert {"oracle_ratio_most_popular", "oracle_ratio_spend_rule", "oracle_ratio_estimated_value"} <= set(
         metrics

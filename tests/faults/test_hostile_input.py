@@ -18,6 +18,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from api.errors import ErrorCode
 from api.main import create_app
 from tests.deployment import Deployment
 from tests.serving import (
@@ -118,7 +119,8 @@ def assert_clean(answer: Answer, live: Live) -> None:
         assert internal not in text, (internal, text[:500])
     if answer.status >= 400:
         assert answer.headers.get("content-type") == "application/json", answer
-        assert set(json.loads(answer.body)) == {"detail", "request_id"}
+        body = json.loads(answer.body)
+        assert set(body) == {"code", "detail", "request_id"} and body["code"] in set(ErrorCode), body
 
 
 CH = "{ch}"  # replaced by a real cardholder id

@@ -115,7 +115,7 @@ def test_recent_outcomes_for_benefits_outside_the_catalog_are_ignored() -> None:
 def _reference(
     policy: ContactPolicy, history: list[tuple[str, float, bool, float]], recent: list[RecentContact]
 ) -> set[str]:
-    """The policy as the README says it, one benefit at a time."""
+    """The policy as docs/engine.md says it, one benefit at a time."""
     off = set()
     for benefit_id in BENEFITS:
         presented = 0.0

@@ -462,7 +462,8 @@ def test_the_same_outcome_twice_is_one_row(store: FeedbackStore, clock: FakeCloc
     clock.advance(minutes=1)
     again = store.record_outcome("s_T1_1", "accepted", agent_id="A8")
     assert first.changed is False and again.changed is False
-    assert again == first
+    assert first.stored is True and again.stored is False  # the repeat wrote nothing
+    assert again == dataclasses.replace(first, stored=False)
     assert (again.call_id, again.cardholder_id, again.benefit_id) == ("T1", "C0000006", "dining_4x")
     assert again.recorded_at == clock.now - timedelta(minutes=1) and again.recorded_at.tzinfo is UTC
     assert len(table_rows(db_url, "outcomes")) == 1
@@ -513,7 +514,8 @@ def test_nps_closes_the_call(store: FeedbackStore, clock: FakeClock, db_url: str
     with pytest.raises(ConflictError, match=r"closed at 2026-08-15 10:32:05 UTC \(its NPS was recorded\)"):
         store.record_outcome("s_T1_1", "accepted")
     clock.advance(minutes=5)
-    assert store.record_nps("T1", 9) == nps
+    assert nps.stored is True
+    assert store.record_nps("T1", 9) == dataclasses.replace(nps, stored=False)
     with pytest.raises(
         ConflictError, match=r"call 'T1' already has NPS 9 \(recorded 2026-08-15 10:32:05 UTC\); got 3"
     ):
