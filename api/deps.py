@@ -15,6 +15,7 @@ from api.decision_log import ContactLedger, DatabaseHealth, DecisionLog
 from api.keys import ApiKey, KeyRing, Role
 from api.logs import get_logger
 from api.metrics import Metrics
+from api.replicas import Drain
 from api.serving import ReloadResult, Serving, ServingState
 from api.settings import Settings
 from nba.errors import ModelError, NbaError, UnavailableError
@@ -38,6 +39,7 @@ class Services:
     keys: KeyRing
     metrics: Metrics
     health: DatabaseHealth
+    drain: Drain
 
     def reload(self, retry_refused: bool = True) -> ReloadResult:
         """Reloads what the CURRENT files name (see ServingState.reload), counted and logged; on a change

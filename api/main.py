@@ -28,6 +28,7 @@ from api.errors import install_error_handlers
 from api.keys import KeyRing
 from api.logs import configure_logging, get_logger, request_id_var
 from api.metrics import Metrics
+from api.replicas import ContactFeed, Drain
 from api.routes import admin, feedback, suggestions
 from api.serving import ServingState
 from api.settings import Settings
@@ -251,7 +252,19 @@ def create_app(
     journal = DecisionJournal(journal_folder(settings.buffer_path))
     log = DecisionLog(store, DecisionBuffer(settings.buffer_path), metrics, clock, journal=journal)
     health = DatabaseHealth(store)
-    services = Services(settings, clock, state, store, log, ContactLedger(), keys, metrics, health)
+    drain = Drain(settings.drain_s)
+    ledger = ContactLedger()
+    services = Services(settings, clock, state, store, log, ledger, keys, metrics, health, drain)
+    feed = ContactFeed(
+        store,
+        ledger,
+        metrics,
+        clock,
+        lambda: state.serving.profile_as_of_time if state.serving else None,
+        settings.contact_poll_s,
+    )
+    metrics.database_reachable.set_function(lambda: float(health.reachable))
+    metrics.draining.set_function(lambda: float(drain.draining))
     metrics.watch_ages(
         clock,
         lambda: state.serving.model_created_at if state.serving else None,
@@ -268,9 +281,13 @@ def create_app(
         )
         if start_background:
             log.start()
+            feed.start()
+            drain.install()
         try:
             yield
         finally:
+            drain.uninstall()
+            feed.stop()
             if watcher is not None:
                 watcher.cancel()
                 with suppress(asyncio.CancelledError):
@@ -373,19 +390,70 @@ def add_agent_page(app: FastAPI, frame_ancestors: str) -> None:
 
 
 def serve(settings: Settings) -> None:
-    """Runs the service with uvicorn on settings.host:settings.port (one worker; logs as JSON lines)."""
+    """Runs the service with uvicorn on settings.host:settings.port, logs as JSON lines.
+
+    One worker: in this process. `settings.workers` > 1: uvicorn's supervisor binds the port once and
+    runs that many worker processes on it, each building its own app from the environment
+    (`app_from_environment`: the settings are handed down as NBA_ variables); it restarts a worker that
+    dies, passes SIGTERM to every worker (each drains: see api/replicas.py) and, on SIGHUP, replaces the
+    workers one by one, each new one serving before the old one stops.
+    """
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
-    from api.http import uvicorn_config
+    from api.http import GuardedHttpTools, uvicorn_config
 
-    # The event loop shares the GIL with the decision-log writer: with Python's default 5 ms switch
-    # interval a request arriving during a write batch waits up to 5 ms for it; 0.5 ms bounds that.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    app = create_app(settings)
+    _log_uvicorn_as_json(settings)
+    if settings.workers == 1:
+        _tune_interpreter()
+        uvicorn.Server(uvicorn_config(create_app(settings), settings)).run()
+        return
+    os.environ.update(settings_environment(settings))
+    for name in Settings.model_fields:
+        if getattr(settings, name) is None:
+            os.environ.pop(f"NBA_{name.upper()}", None)
+    # The protocol class itself (a worker imports it again): its head deadline is set by the factory.
+    config = uvicorn_config(
+        f"{__name__}:app_from_environment",
+        settings,
+        factory=True,
+        workers=settings.workers,
+        http=GuardedHttpTools,
+    )
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+def _log_uvicorn_as_json(settings: Settings) -> None:
     logger = configure_logging(settings.log_level)
-    config = uvicorn_config(app, settings)
     for name in ("uvicorn", "uvicorn.error"):
         uv = logging.getLogger(name)
         uv.handlers = list(logger.handlers)
         uv.propagate = False
-    uvicorn.Server(config).run()
+
+
+def _tune_interpreter() -> None:
+    # The event loop shares the GIL with the decision-log writer: with Python's default 5 ms switch
+    # interval a request arriving during a write batch waits up to 5 ms for it; 0.5 ms bounds that.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """`settings` as the NBA_ environment variables that read back to it (None fields left out)."""
+    values = settings.model_dump(mode="json", exclude_none=True)
+    return {
+        f"NBA_{name.upper()}": (str(value).lower() if isinstance(value, bool) else str(value))
+        for name, value in values.items()
+    }
+
+
+def app_from_environment() -> FastAPI:
+    """A worker's app (uvicorn's factory, one call per worker process): the NBA_ settings from the
+    environment `serve` set."""
+    from api.http import GuardedHttpTools
+
+    settings = Settings()
+    # This worker's copy of the protocol class: uvicorn gives it no per-server settings.
+    GuardedHttpTools.head_deadline_s = settings.read_deadline_s
+    _tune_interpreter()
+    _log_uvicorn_as_json(settings)
+    return create_app(settings)

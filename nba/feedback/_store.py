@@ -612,6 +612,36 @@ class FeedbackStore:
             for row in rows
         )
 
+    def outcomes_recorded_since(
+        self, recorded_since: datetime, served_since: datetime
+    ) -> tuple[tuple[str, str, ContactEvent], ...]:
+        """What `outcomes_since` gives, for the current outcomes recorded at or after `recorded_since`
+        only (calls served at or after `served_since`): what the service's workers and replicas read
+        from each other every few tenths of a second (an index on `recorded_at` keeps it small)."""
+        for name, value in (("recorded_since", recorded_since), ("served_since", served_since)):
+            if value.tzinfo is None:
+                raise DataError(f"`{name}` must be timezone-aware, got {value.isoformat()}")
+        with self._transaction() as conn:
+            rows = conn.execute(
+                select(
+                    calls_table.c.cardholder_id,
+                    suggestions_table.c.suggestion_id,
+                    suggestions_table.c.benefit_id,
+                    outcomes_table.c.outcome,
+                    calls_table.c.served_at,
+                )
+                .select_from(conversations_join())
+                .where(
+                    outcomes_table.c.recorded_at >= recorded_since,
+                    calls_table.c.served_at >= served_since,
+                )
+                .order_by(outcomes_table.c.recorded_at)
+            ).all()
+        return tuple(
+            (row.cardholder_id, row.suggestion_id, ContactEvent(row.benefit_id, row.outcome, row.served_at))
+            for row in rows
+        )
+
     # -- export -----------------------------------------------------------------------------
 
     def export(self, out: Path, fmt: Literal["csv", "parquet"] = "csv") -> ExportCounts:
