@@ -39,6 +39,10 @@ MAX_BODY_BYTES: Final = 16 * 1024
 BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 CLIENT_GONE: Final = 499  # counted under this status (nginx's); nothing is sent
 SWITCH_INTERVAL_S: Final = 0.0005
+# uvicorn's supervisor pings each worker over a pipe and kills one that does not answer within this
+# (its default, 5 s, killed workers still importing and loading the model on a busy 2-core machine,
+# over and over). A worker that dies (kill -9, a crash) is seen at once, whatever this is.
+WORKER_HEALTHCHECK_S: Final = 60
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 STATIC = resources.files("api") / "static"
 # Request ids: this process's random prefix and a counter — unique, and no system call per request.
@@ -419,6 +423,7 @@ def serve(settings: Settings) -> None:
         factory=True,
         workers=settings.workers,
         http=GuardedHttpTools,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )
     Multiprocess(config, sockets=[config.bind_socket()]).run()
 
