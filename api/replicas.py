@@ -3,7 +3,7 @@
 The service runs as several worker processes per machine and several machines over one feedback store.
 What one worker must know of the others goes through that store, never a second database:
 
-- `ContactFeed` reads the current outcomes recorded in the last OVERLAP_S (by anyone) every
+- `ContactFeed` reads the outcomes recorded since its last read (by anyone; by outcome id) every
   `contact_poll_s` on a thread of its own and records them in this worker's `ContactLedger`. The request
   path stays as it was (a dict look-up in the ledger): the cost is off it. An outcome recorded anywhere
   applies everywhere within `contact_poll_s` plus one read (bound stated in docs/replicas.md).
@@ -28,14 +28,15 @@ from api.metrics import Metrics
 from nba.errors import UnavailableError
 from nba.feedback import FeedbackStore
 
-# Each read goes this far back before the newest outcome it has seen: an outcome is stamped by its
-# replica's clock before its transaction commits, so one committed late (or stamped by a clock behind)
-# by up to this much is still read. Re-reading an outcome is harmless (the ledger keeps one per suggestion).
+# Outcome ids come from one sequence but commit in any order on PostgreSQL: an id missing below the
+# newest one seen is waited for (read again from the id before it) for this long, then given up as a
+# rolled-back insert. Also how far back the first read goes (outcomes stamped by a replica's clock
+# before their commit).
 OVERLAP_S: Final = 1.0
 
 
 class ContactFeed:
-    """Every `poll_s`: the outcomes recorded since the last read (less OVERLAP_S) → `ledger`.
+    """Every `poll_s`: the outcomes recorded since the last read → `ledger`.
 
     `served_since` gives the profile snapshot's time in service (None while nothing serves): older calls
     are in the snapshot already. Runs on a daemon thread between `start` and `stop`; `poll` is one step
@@ -57,34 +58,58 @@ class ContactFeed:
         self.clock = clock
         self.served_since = served_since
         self.poll_s = poll_s
-        # Start-up's `warm_ledger` read everything before now; the feed carries on from here.
-        self._cursor = clock() - timedelta(seconds=OVERLAP_S)
+        # Start-up's `warm_ledger` read everything before now; the first read goes back OVERLAP_S from
+        # here (by time), later ones read the ids above `_low_id`, every id up to which was seen.
+        self._first_since = clock() - timedelta(seconds=OVERLAP_S)
+        self._low_id: int | None = None
+        self._seen_above: set[int] = set()
+        self._gap_since: tuple[int, float] | None = None  # the missing id waited for, since when
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
 
     def poll(self) -> int:
-        """Reads the outcomes recorded since the cursor into the ledger; returns how many rows were read
-        (0 too when the database is down or nothing serves: the next step tries again)."""
+        """Reads the outcomes recorded since the last read into the ledger; returns how many rows were
+        read (0 too when the database is down or nothing serves: the next step tries again)."""
         since = self.served_since()
         if since is None or not self.store.migrated:
             return 0
-        started = self.clock()
         try:
-            rows = self.store.outcomes_recorded_since(self._cursor, since)
+            if self._low_id is None:
+                rows = self.store.outcomes_after(None, since, recorded_since=self._first_since)
+            else:
+                rows = self.store.outcomes_after(self._low_id, since)
         except UnavailableError as exc:
             if not self._failing:
                 get_logger().warning("contact feed: database unavailable", extra={"reason": str(exc)})
             self._failing = True
             return 0
         self._failing = False
-        for cardholder_id, suggestion_id, event in rows:
+        for outcome_id, cardholder_id, suggestion_id, event in rows:
+            if outcome_id in self._seen_above:
+                continue  # read again while waiting for a gap below it
+            self._seen_above.add(outcome_id)
             self.ledger.record(cardholder_id, suggestion_id, event.benefit_id, event.outcome, event.at)
-        # Outcomes are stamped by the store's clock before they commit: anything stamped before the
-        # read started less the overlap has committed by now (or is later than the bound says).
-        self._cursor = max(self._cursor, started - timedelta(seconds=OVERLAP_S))
+        self._advance(rows[0][0] - 1 if rows and self._low_id is None else self._low_id)
         self.metrics.contact_feed_rows.inc(len(rows))
         return len(rows)
+
+    def _advance(self, low_id: int | None) -> None:
+        """Moves `_low_id` up over the ids seen; past a missing one once it has been missing OVERLAP_S."""
+        if low_id is None:
+            return
+        now = time.monotonic()
+        while self._seen_above:
+            if low_id + 1 in self._seen_above:
+                low_id += 1
+                self._seen_above.discard(low_id)
+                continue
+            if self._gap_since is None or self._gap_since[0] != low_id + 1:
+                self._gap_since = (low_id + 1, now)
+            if now - self._gap_since[1] < OVERLAP_S:
+                break
+            low_id += 1  # given up: a rolled-back insert, or later than the bound says
+        self._low_id = low_id
 
     def start(self) -> None:
         if self.poll_s <= 0:
