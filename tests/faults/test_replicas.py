@@ -54,11 +54,13 @@ def worker_pids(supervisor: int) -> set[int]:
     return pids
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, log: Service | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
+            raise AssertionError(
+                f"{what}: not within {timeout_s:.0f} s" + (f"\n{log.log_tail(30)}" if log else "")
+            )
         time.sleep(0.1)
 
 
@@ -92,7 +94,7 @@ def test_a_worker_killed_under_load_is_restarted_and_every_decision_it_answered_
             os.kill(victim, signal.SIGKILL)
             killed = time.monotonic()
             # The supervisor checks its workers every 0.5 s and starts a new one; it serves once loaded.
-            wait_for(lambda: len(worker_pids(service.pid) - {victim}) == 2, 60, "a new worker")
+            wait_for(lambda: len(worker_pids(service.pid) - {victim}) == 2, 60, "a new worker", service)
             time.sleep(2.0)
         exchanges = load.exchanges
         stored, waited = wait_until_stored(url, exchanges, REPLAY_WITHIN_S)
