@@ -245,9 +245,7 @@ def create_app(
     Raises DataError when production mode has no API keys, or the keys are malformed.
     """
     configure_logging(settings.log_level)
-    keys = KeyRing.load(settings.api_keys_file, settings.api_keys)
-    if settings.production and len(keys) == 0:
-        raise DataError("production mode needs API keys: set NBA_API_KEYS_FILE or NBA_API_KEYS (see README)")
+    keys = load_keys(settings)
     if len(keys) == 0:
         get_logger().warning("no API keys configured: every caller is let in (development mode)")
     metrics = Metrics()
@@ -331,6 +329,14 @@ def create_app(
     return app
 
 
+def load_keys(settings: Settings) -> KeyRing:
+    """The API keys the settings name; DataError when they are malformed, or production mode has none."""
+    keys = KeyRing.load(settings.api_keys_file, settings.api_keys)
+    if settings.production and len(keys) == 0:
+        raise DataError("production mode needs API keys: set NBA_API_KEYS_FILE or NBA_API_KEYS (see README)")
+    return keys
+
+
 def start_up(services: Services) -> None:
     """Migrations, the journal, the first load and the ledger: failures leave the service up and say why
     on /readyz. A database down now is migrated later by the decision-log writer, never by a request."""
@@ -412,6 +418,7 @@ def serve(settings: Settings) -> None:
         _tune_interpreter()
         uvicorn.Server(uvicorn_config(create_app(settings), settings)).run()
         return
+    load_keys(settings)  # refused here, in one line, rather than by every worker as it starts
     os.environ.update(settings_environment(settings))
     for name in Settings.model_fields:
         if getattr(settings, name) is None:

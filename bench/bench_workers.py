@@ -4,9 +4,9 @@ For each server (`nba serve --workers N`, `bench/bare_app.py PORT N`) and N in 1
 - capacity: wrk, 1 thread, 32 connections for `--seconds` s, random cardholders: requests/s, p50/p99;
 - with 2 workers, an open loop at `--rate` (500) requests/s for `--seconds` s across both workers:
   p50/p99/max from the scheduled send time, errors (bench_api's generator).
-The core split is the same for every server and worker count: this machine has 2 cores and wrk and the
-open-loop generator need one's worth too, so nothing is pinned (server workers and the load generator
-share both cores, as they would on a 2-core replica fed over loopback). Ratios reported: ours/bare at
+The core split is the same for every server and worker count: wrk is pinned to core 0 (bench_api's
+`run_wrk`), the open-loop generator (this process) and the server's workers are not pinned: with 2
+cores, pinning the server to one would leave a second worker nothing to run on. Ratios reported: ours/bare at
 each N, ours(2)/ours(1) against bare(2)/bare(1) (goal: ≥ 0.9 × it). Results → bench/results/workers.json.
 Numbers taken while other work runs on the machine are inflated: the result records the load average.
 """
@@ -51,7 +51,10 @@ def measure(
         wait_ready(f"{base}/healthz/lb" if name.startswith("nba") else f"{base}/v1/cardholders/x/suggestions")
         # Every worker warms up (the first requests pay imports and caches): enough calls to reach each.
         asyncio.run(open_loop(base, ids, 200, 3))
-        capacity = run_wrk(base, ids_file, args.seconds)
+        try:
+            capacity = run_wrk(base, ids_file, args.seconds)
+        except subprocess.CalledProcessError as exc:
+            raise SystemExit(f"{name}: wrk failed: {exc.stdout} {exc.stderr}") from None
         fixed = asyncio.run(open_loop(base, ids, args.rate, args.seconds)) if "2" in name else None
     finally:
         server.terminate()

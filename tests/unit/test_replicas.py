@@ -14,9 +14,11 @@ from types import FrameType
 import pytest
 
 from api.decision_log import ContactLedger, issued_within
+from api.main import settings_environment
 from api.metrics import Metrics
 from api.replicas import OVERLAP_S, ContactFeed, Drain
 from api.routes.suggestions import new_ids
+from api.settings import Settings
 from nba.feedback import FeedbackStore
 from tests.unit.test_store import T0, FakeClock, make_decision
 
@@ -154,3 +156,24 @@ def test_outside_the_main_thread_the_drain_leaves_sigterm_alone() -> None:
     thread.start()
     thread.join()
     assert installed == [False]
+
+
+def test_the_settings_handed_to_workers_read_back_to_the_same_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(
+        models_dir=tmp_path / "models",
+        database_url="postgresql://nba@db.internal/nba",
+        api_keys_file=tmp_path / "keys.json",
+        production=True,
+        workers=3,
+        drain_s=2.5,
+        contact_poll_s=0.1,
+        epsilon=0.05,
+    )
+    for name in list(os.environ):
+        if name.startswith("NBA_"):
+            monkeypatch.delenv(name)
+    for name, value in settings_environment(settings).items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == settings
