@@ -39,10 +39,12 @@ MAX_BODY_BYTES: Final = 16 * 1024
 BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 CLIENT_GONE: Final = 499  # counted under this status (nginx's); nothing is sent
 SWITCH_INTERVAL_S: Final = 0.0005
-# uvicorn's supervisor pings each worker over a pipe and kills one that does not answer within this
-# (its default, 5 s, killed workers still importing and loading the model on a busy 2-core machine,
-# over and over). A worker that dies (kill -9, a crash) is seen at once, whatever this is.
-WORKER_HEALTHCHECK_S: Final = 60
+# uvicorn's supervisor pings each worker over a pipe every 0.5 s and kills one that does not answer
+# within this: its default, 5 s, killed workers still importing on a busy 2-core machine (imports take
+# ~10 s there), over and over. A worker that dies is seen at its next ping, at once, unless it died
+# with a ping in flight: the supervisor then waits this long for the answer (it holds both ends of the
+# pipe, so it never sees the end of it).
+WORKER_HEALTHCHECK_S: Final = 20
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 STATIC = resources.files("api") / "static"
 # Request ids: this process's random prefix and a counter — unique, and no system call per request.
