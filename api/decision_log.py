@@ -64,6 +64,11 @@ FEEDBACK_THREADS: Final = 8
 JOURNAL_SEGMENT_BYTES: Final = 1 << 20
 POLL_S: Final = 0.005
 
+# An outcome for a suggestion the store does not know, whose id says it was issued this recently (by
+# another worker or replica: its writer has not stored it yet), is asked for again every
+# NOT_FOUND_RETRY_S until the deadline (then 503 + Retry-After), rather than answered 404.
+ISSUED_RECENTLY: Final = timedelta(seconds=30)
+NOT_FOUND_RETRY_S: Final = 0.025
 NOT_STORED_YET: Final = "feedback database unavailable: the call is not stored yet; try again"
 NO_ANSWER: Final = "feedback database unavailable: it did not answer in time"
 
@@ -263,12 +268,19 @@ class DecisionLog:
             decline_reason=decline_reason,
             agent_id=agent_id,
         )
-        try:
-            return await self._in_time(write, deadline)
-        except NotFoundError:
-            if self._buffer_in_use:  # it may be one of the buffered decisions
-                raise UnavailableError(NOT_STORED_YET) from None
-            raise
+        while True:
+            try:
+                return await self._in_time(write, deadline)
+            except NotFoundError:
+                if self._buffer_in_use or self.buffer.path.exists():  # a worker's buffer may hold it
+                    raise UnavailableError(NOT_STORED_YET) from None
+                if not issued_within(suggestion_id, self.clock(), ISSUED_RECENTLY):
+                    raise
+                # Served a moment ago by another worker or replica, whose writer stores it within
+                # WRITE_EVERY_S or so: asked again until the deadline.
+                if time.monotonic() + NOT_FOUND_RETRY_S >= deadline:
+                    raise UnavailableError(NOT_STORED_YET) from None
+                await asyncio.sleep(NOT_FOUND_RETRY_S)
 
     async def record_nps(self, call_id: str, score: int) -> NpsRecord:
         """`FeedbackStore.record_nps` with the same deadline and waiting as `record_outcome`."""
@@ -545,6 +557,19 @@ class DatabaseHealth:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def issued_within(suggestion_id: str, now: datetime, window: timedelta) -> bool:
+    """Whether a suggestion id made by the service (`s_` + its time in milliseconds as 12 hex digits +
+    64 random bits: api/routes/suggestions.py's `new_ids`) was issued within `window` of `now` (either
+    side: replicas' clocks differ a little); False for an id in any other form."""
+    if len(suggestion_id) != 30 or not suggestion_id.startswith("s_"):
+        return False
+    try:
+        issued_ms = int(suggestion_id[2:14], 16)
+    except ValueError:
+        return False
+    return abs(now.timestamp() * 1000 - issued_ms) <= window.total_seconds() * 1000
 
 
 def journal_folder(buffer_path: Path) -> Path:

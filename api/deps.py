@@ -16,6 +16,7 @@ from api.decision_log import ContactLedger, DatabaseHealth, DecisionLog
 from api.keys import ApiKey, KeyRing, Role
 from api.logs import get_logger
 from api.metrics import Metrics
+from api.replicas import Drain
 from api.serving import ReloadResult, Serving, ServingState
 from api.settings import Settings
 from nba.errors import ModelError, NbaError, UnavailableError
@@ -39,6 +40,7 @@ class Services:
     keys: KeyRing
     metrics: Metrics
     health: DatabaseHealth
+    drain: Drain
     # Set while `warm_up` runs the request path once after a load: /readyz says so and is not ready yet.
     warming: threading.Event = field(default_factory=threading.Event)
 

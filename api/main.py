@@ -28,6 +28,7 @@ from api.errors import ErrorCode, code_of_status, error_body, install_error_hand
 from api.keys import KeyRing
 from api.logs import configure_logging, get_logger, request_id_var
 from api.metrics import Metrics
+from api.replicas import ContactFeed, Drain
 from api.routes import admin, feedback, suggestions
 from api.serving import ServingState
 from api.settings import Settings
@@ -38,6 +39,12 @@ MAX_BODY_BYTES: Final = 16 * 1024
 BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 CLIENT_GONE: Final = 499  # counted under this status (nginx's); nothing is sent
 SWITCH_INTERVAL_S: Final = 0.0005
+# uvicorn's supervisor pings each worker over a pipe every 0.5 s and kills one that does not answer
+# within this: its default, 5 s, killed workers still importing on a busy 2-core machine (imports take
+# ~10 s there), over and over. A worker that dies is seen at its next ping, at once, unless it died
+# with a ping in flight: the supervisor then waits this long for the answer (it holds both ends of the
+# pipe, so it never sees the end of it).
+WORKER_HEALTHCHECK_S: Final = 20
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 STATIC = resources.files("api") / "static"
 # Request ids: this process's random prefix and a counter — unique, and no system call per request.
@@ -243,9 +250,7 @@ def create_app(
     Raises DataError when production mode has no API keys, or the keys are malformed.
     """
     configure_logging(settings.log_level)
-    keys = KeyRing.load(settings.api_keys_file, settings.api_keys)
-    if settings.production and len(keys) == 0:
-        raise DataError("production mode needs API keys: set NBA_API_KEYS_FILE or NBA_API_KEYS (see README)")
+    keys = load_keys(settings)
     if len(keys) == 0:
         get_logger().warning("no API keys configured: every caller is let in (development mode)")
     metrics = Metrics()
@@ -254,7 +259,19 @@ def create_app(
     journal = DecisionJournal(journal_folder(settings.buffer_path))
     log = DecisionLog(store, DecisionBuffer(settings.buffer_path), metrics, clock, journal=journal)
     health = DatabaseHealth(store)
-    services = Services(settings, clock, state, store, log, ContactLedger(), keys, metrics, health)
+    drain = Drain(settings.drain_s)
+    ledger = ContactLedger()
+    services = Services(settings, clock, state, store, log, ledger, keys, metrics, health, drain)
+    feed = ContactFeed(
+        store,
+        ledger,
+        metrics,
+        clock,
+        lambda: state.serving.profile_as_of_time if state.serving else None,
+        settings.contact_poll_s,
+    )
+    metrics.database_reachable.set_function(lambda: float(health.reachable))
+    metrics.draining.set_function(lambda: float(drain.draining))
     metrics.watch_ages(
         clock,
         lambda: state.serving.model_created_at if state.serving else None,
@@ -279,9 +296,13 @@ def create_app(
         )
         if start_background:
             log.start()
+            feed.start()
+            drain.install()
         try:
             yield
         finally:
+            drain.uninstall()
+            feed.stop()
             if warmer is not None:
                 with suppress(Exception):  # it logged its own failure
                     await warmer
@@ -322,6 +343,14 @@ def create_app(
         )
     app.add_middleware(RequestContext, metrics=metrics, read_deadline_s=settings.read_deadline_s)
     return app
+
+
+def load_keys(settings: Settings) -> KeyRing:
+    """The API keys the settings name; DataError when they are malformed, or production mode has none."""
+    keys = KeyRing.load(settings.api_keys_file, settings.api_keys)
+    if settings.production and len(keys) == 0:
+        raise DataError("production mode needs API keys: set NBA_API_KEYS_FILE or NBA_API_KEYS (see README)")
+    return keys
 
 
 def start_up(services: Services) -> None:
@@ -390,19 +419,72 @@ def add_agent_page(app: FastAPI, frame_ancestors: str) -> None:
 
 
 def serve(settings: Settings) -> None:
-    """Runs the service with uvicorn on settings.host:settings.port (one worker; logs as JSON lines)."""
+    """Runs the service with uvicorn on settings.host:settings.port, logs as JSON lines.
+
+    One worker: in this process. `settings.workers` > 1: uvicorn's supervisor binds the port once and
+    runs that many worker processes on it, each building its own app from the environment
+    (`app_from_environment`: the settings are handed down as NBA_ variables); it restarts a worker that
+    dies, passes SIGTERM to every worker (each drains: see api/replicas.py) and, on SIGHUP, replaces the
+    workers one by one, each new one serving before the old one stops.
+    """
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
-    from api.http import uvicorn_config
+    from api.http import GuardedHttpTools, uvicorn_config
 
-    # The event loop shares the GIL with the decision-log writer: with Python's default 5 ms switch
-    # interval a request arriving during a write batch waits up to 5 ms for it; 0.5 ms bounds that.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    app = create_app(settings)
+    _log_uvicorn_as_json(settings)
+    if settings.workers == 1:
+        _tune_interpreter()
+        uvicorn.Server(uvicorn_config(create_app(settings), settings)).run()
+        return
+    load_keys(settings)  # refused here, in one line, rather than by every worker as it starts
+    os.environ.update(settings_environment(settings))
+    for name in Settings.model_fields:
+        if getattr(settings, name) is None:
+            os.environ.pop(f"NBA_{name.upper()}", None)
+    # The protocol class itself (a worker imports it again): its head deadline is set by the factory.
+    config = uvicorn_config(
+        f"{__name__}:app_from_environment",
+        settings,
+        factory=True,
+        workers=settings.workers,
+        http=GuardedHttpTools,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+    )
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+def _log_uvicorn_as_json(settings: Settings) -> None:
     logger = configure_logging(settings.log_level)
-    config = uvicorn_config(app, settings)
     for name in ("uvicorn", "uvicorn.error"):
         uv = logging.getLogger(name)
         uv.handlers = list(logger.handlers)
         uv.propagate = False
-    uvicorn.Server(config).run()
+
+
+def _tune_interpreter() -> None:
+    # The event loop shares the GIL with the decision-log writer: with Python's default 5 ms switch
+    # interval a request arriving during a write batch waits up to 5 ms for it; 0.5 ms bounds that.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """`settings` as the NBA_ environment variables that read back to it (None fields left out)."""
+    values = settings.model_dump(mode="json", exclude_none=True)
+    return {
+        f"NBA_{name.upper()}": (str(value).lower() if isinstance(value, bool) else str(value))
+        for name, value in values.items()
+    }
+
+
+def app_from_environment() -> FastAPI:
+    """A worker's app (uvicorn's factory, one call per worker process): the NBA_ settings from the
+    environment `serve` set."""
+    from api.http import GuardedHttpTools
+
+    settings = Settings()
+    # This worker's copy of the protocol class: uvicorn gives it no per-server settings.
+    GuardedHttpTools.head_deadline_s = settings.read_deadline_s
+    _tune_interpreter()
+    _log_uvicorn_as_json(settings)
+    return create_app(settings)

@@ -156,6 +156,21 @@ class Metrics:
             "Call-id look-ups the store did not answer within their deadline (answered as new decisions).",
             registry=r,
         )
+        # Workers and replicas (api/replicas.py): what the load balancer's health check reports.
+        self.database_reachable = Gauge(
+            "nba_database_reachable",
+            "1 while the feedback database answered this worker's last ping, else 0 (suggestions are "
+            "served either way; outcomes get 503).",
+            registry=r,
+        )
+        self.draining = Gauge(
+            "nba_draining", "1 from SIGTERM until the worker stops (the drain interval).", registry=r
+        )
+        self.contact_feed_rows = Counter(
+            "nba_contact_feed_rows_total",
+            "Outcomes read from the store for the contact policy (recorded by any worker or replica).",
+            registry=r,
+        )
         # Drift of the profile snapshot in service against the model's training data (set at load).
         self.drift_psi_max = Gauge(
             "nba_profile_drift_psi_max",

@@ -139,6 +139,19 @@ class RefusedOut(_Out):
     reason: str = Field(max_length=500, description="what is wrong with it")
 
 
+class BalancerHealthOut(_Out):
+    serving: bool = Field(description="a model and a profile snapshot serve and the worker is not draining")
+    draining: bool = Field(description="SIGTERM received: the worker stops once the drain interval is over")
+    database_reachable: bool = Field(
+        description="the feedback database's last ping (suggestions are served without it; outcomes get 503)"
+    )
+    reason: str | None = Field(default=None, description="why the worker is out of the pool")
+    model_version: str | None = Field(default=None, max_length=64, description="the model in service")
+    profile_as_of: str | None = Field(
+        default=None, max_length=10, description="the profile snapshot in service"
+    )
+
+
 class ReadyOut(_Out):
     ready: bool
     model_loaded: bool

@@ -40,6 +40,24 @@ class Settings(BaseSettings):
         le=300,
         description="a request's head, and then its body, must arrive within this long (else 408)",
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="worker processes on this machine, one port (uvicorn's supervisor)",
+    )
+    drain_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="after SIGTERM: how long /healthz/lb answers 503 while requests are still served",
+    )
+    contact_poll_s: float = Field(
+        default=0.2,
+        ge=0,
+        le=60,
+        description="how often outcomes recorded by other workers and replicas are read (0: never)",
+    )
     epsilon: float = Field(default=0.0, ge=0, le=1, description="ε-exploration share of calls")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     frame_ancestors: str = Field(

@@ -1,11 +1,12 @@
 """The reference for bench_api: a bare async FastAPI endpoint returning a pydantic model of the same size.
 
-Run as `python bench/bare_app.py PORT`; served like the real service (uvicorn, uvloop, httptools, one worker).
+Run as `python bench/bare_app.py PORT [WORKERS]`; served like the real service (uvicorn, uvloop, httptools).
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -46,8 +47,12 @@ async def suggestions(cardholder_id: str, call_reason: str = "general", limit: i
 
 
 if __name__ == "__main__":
+    # `python bench/bare_app.py PORT [WORKERS]`: with workers, uvicorn's supervisor as `nba serve --workers`.
+    workers = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     uvicorn.run(
-        app,
+        "bare_app:app" if workers > 1 else app,
+        app_dir=str(Path(__file__).resolve().parent),
+        workers=workers,
         host="127.0.0.1",
         port=int(sys.argv[1]),
         log_level="warning",

@@ -77,7 +77,7 @@ def make_decisions(
                     ),
                     reasons=("dines out about 9 times a month", "no restaurant spend on this card yet"),
                     value_usd=93.0 + rank,
-                    score=float(rng.random()),
+                    priority=float(rng.random()),
                     p_adopt=float(rng.random()),
                     logging_prob=1.0,
                     pair_features=pair.astype("<f8").tobytes(),

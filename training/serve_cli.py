@@ -42,6 +42,10 @@ def serve(
         bool | None,
         typer.Option("--production/--development", help="Production refuses to start without keys."),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Worker processes sharing the port. [NBA_WORKERS, default 1]"),
+    ] = None,
 ) -> None:
     """Serve the API and the agent page (flags override the NBA_ environment variables)."""
     from api.main import serve as run
@@ -56,13 +60,18 @@ def serve(
         "host": host,
         "port": port,
         "production": production,
+        "workers": workers,
     }
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})
     except PydanticValidationError as exc:
         error = exc.errors()[0]
         raise DataError(f"setting `{'.'.join(map(str, error['loc']))}`: {error['msg']}") from None
-    typer.echo(f"nba: serving on http://{settings.host}:{settings.port} — agent panel at /agent", err=True)
+    workers_text = f" ({settings.workers} workers)" if settings.workers > 1 else ""
+    typer.echo(
+        f"nba: serving on http://{settings.host}:{settings.port}{workers_text} — agent panel at /agent",
+        err=True,
+    )
     run(settings)
 
 

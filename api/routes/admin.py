@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import AdminDep, Services, ServicesDep, ServingDep
 from api.routes.suggestions import warm
-from api.schemas import ErrorOut, HealthOut, ModelOut, ReadyOut, RefusedOut, ReloadOut
+from api.schemas import BalancerHealthOut, ErrorOut, HealthOut, ModelOut, ReadyOut, RefusedOut, ReloadOut
 from api.serving import ReloadResult
 from nba.errors import ConflictError, NbaError
 
@@ -78,6 +78,43 @@ async def healthz() -> HealthOut:
     return HealthOut()
 
 
+DRAINING: Final = "draining: the worker received SIGTERM and stops after the drain interval"
+
+
+@router.get(
+    "/healthz/lb",
+    response_model=BalancerHealthOut,
+    responses={503: {"model": BalancerHealthOut, "description": "out of the pool, with the reason"}},
+    tags=["health"],
+)
+async def healthz_lb(services: ServicesDep) -> JSONResponse:
+    """The load balancer's check: 200 while this worker serves suggestions (a model and a profile
+    snapshot loaded and its request path warm, no SIGTERM received), whatever the feedback database does
+    (its state is in the body and in the `nba_database_reachable` gauge): a database outage must not take
+    every replica out of the pool, since suggestions go on without it. 503 while it warms (a cold first
+    call would miss the panel's deadline) and from SIGTERM on, for the drain interval."""
+    serving = services.state.serving
+    reachable, _ = await services.health.state()
+    draining = services.drain.draining
+    warming = serving is not None and services.warming.is_set()
+    reason = (
+        DRAINING
+        if draining
+        else WARMING
+        if warming
+        else (services.state.problem if serving is None else None)
+    )
+    body = BalancerHealthOut(
+        serving=serving is not None and not draining and not warming,
+        draining=draining,
+        database_reachable=reachable,
+        reason=reason,
+        model_version=None if serving is None else serving.model_version,
+        profile_as_of=None if serving is None else serving.profile_as_of.isoformat(),
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if body.serving else 503)
+
+
 @router.get(
     "/readyz",
     response_model=ReadyOut,
@@ -99,8 +136,8 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     if warming:
         reason = WARMING
     reachable, why = await services.health.state()
-    reason = reason or why
-    ready = serving is not None and reachable and not warming
+    reason = reason or why or (DRAINING if services.drain.draining else None)
+    ready = serving is not None and reachable and not warming and not services.drain.draining
     refused = state.refused if serving is not None else None
     body = ReadyOut(
         ready=ready,

@@ -602,6 +602,47 @@ class FeedbackStore:
             for row in rows
         )
 
+    def outcomes_after(
+        self, after_id: int | None, served_since: datetime, recorded_since: datetime | None = None
+    ) -> tuple[tuple[int, str, str, ContactEvent], ...]:
+        """(outcome id, cardholder_id, suggestion_id, event) for every outcome row with an id above
+        `after_id` (all when None) recorded at or after `recorded_since` (when given), of calls served at or
+        after `served_since`, in id order: replaced outcomes too, so applying them in order leaves each
+        suggestion's current one. What the service's workers and replicas read from each other several
+        times a second (by the primary key; by the index on `recorded_at` before the first row is seen).
+        """
+        for name, value in (("served_since", served_since), ("recorded_since", recorded_since)):
+            if value is not None and value.tzinfo is None:
+                raise DataError(f"`{name}` must be timezone-aware, got {value.isoformat()}")
+        query = (
+            select(
+                outcomes_table.c.id,
+                calls_table.c.cardholder_id,
+                suggestions_table.c.suggestion_id,
+                suggestions_table.c.benefit_id,
+                outcomes_table.c.outcome,
+                calls_table.c.served_at,
+            )
+            .select_from(outcomes_table.join(suggestions_table).join(calls_table))
+            .where(calls_table.c.served_at >= served_since)
+            .order_by(outcomes_table.c.id)
+        )
+        if after_id is not None:
+            query = query.where(outcomes_table.c.id > after_id)
+        if recorded_since is not None:
+            query = query.where(outcomes_table.c.recorded_at >= recorded_since)
+        with self._transaction() as conn:
+            rows = conn.execute(query).all()
+        return tuple(
+            (
+                row.id,
+                row.cardholder_id,
+                row.suggestion_id,
+                ContactEvent(row.benefit_id, row.outcome, row.served_at),
+            )
+            for row in rows
+        )
+
     # -- export -----------------------------------------------------------------------------
 
     def export(self, out: Path, fmt: Literal["csv", "parquet"] = "csv") -> ExportCounts:

@@ -48,6 +48,7 @@ class Service:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_lines: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # more NBA_ settings (workers, drain, ...)
 
     @property
     def base_url(self) -> str:
@@ -65,6 +66,7 @@ class Service:
             "NBA_WATCH_INTERVAL_S": "0",
             "NBA_PORT": str(self.port),
             "NBA_LOG_LEVEL": "warning",
+            **self.env,
         }
         env.pop("NBA_API_KEYS", None)
         env.pop("NBA_API_KEYS_FILE", None)

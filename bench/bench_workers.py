@@ -1,0 +1,125 @@
+"""Bench the suggestions endpoint with 1 and 2 workers, beside the bare FastAPI endpoint with the same workers.
+
+For each server (`nba serve --workers N`, `bench/bare_app.py PORT N`) and N in 1, 2:
+- capacity: wrk, 1 thread, 32 connections for `--seconds` s, random cardholders: requests/s, p50/p99;
+- with 2 workers, an open loop at `--rate` (500) requests/s for `--seconds` s across both workers:
+  p50/p99/max from the scheduled send time, errors (bench_api's generator).
+The core split is the same for every server and worker count: wrk is pinned to core 0 (bench_api's
+`run_wrk`), the open-loop generator (this process) and the server's workers are not pinned: with 2
+cores, pinning the server to one would leave a second worker nothing to run on. Ratios reported: ours/bare at
+each N, ours(2)/ours(1) against bare(2)/bare(1) (goal: ≥ 0.9 × it). Results → bench/results/workers.json.
+Numbers taken while other work runs on the machine are inflated: the result records the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_api import ensure_deployment, open_loop, run_wrk, wait_ready
+from bench_train import ensure_model, ensure_world, machine, save_run
+
+from api.keys import hash_token
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_PATH = ROOT / "bench" / "results" / "workers.json"
+TOKEN = "bench-token"  # bench_api's WRK_SCRIPT sends this key
+
+
+def start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def measure(
+    name: str, command: list[str], env: dict[str, str], port: int, ids_file: Path, ids: list[str], args: Any
+) -> dict[str, Any]:
+    base = f"http://127.0.0.1:{port}"
+    server = start(command, env)
+    try:
+        wait_ready(f"{base}/healthz/lb" if name.startswith("nba") else f"{base}/v1/cardholders/x/suggestions")
+        # Every worker warms up (the first requests pay imports and caches): enough calls to reach each.
+        asyncio.run(open_loop(base, ids, 200, 3))
+        try:
+            capacity = run_wrk(base, ids_file, args.seconds)
+        except subprocess.CalledProcessError as exc:
+            raise SystemExit(f"{name}: wrk failed: {exc.stdout} {exc.stderr}") from None
+        fixed = asyncio.run(open_loop(base, ids, args.rate, args.seconds)) if "2" in name else None
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    line = f"{name:>6}: wrk {capacity['requests_per_s']:,.0f} req/s p50 {capacity['p50_ms']:.2f} ms p99 {capacity['p99_ms']:.2f} ms"
+    if fixed is not None:
+        line += (
+            f" | {args.rate:.0f}/s open loop p50 {fixed['p50_ms']:.2f} ms p99 {fixed['p99_ms']:.2f} ms "
+            f"max {fixed['max_ms']:.1f} ms errors {fixed['errors']:.0f}"
+        )
+    print(line, flush=True)
+    return {"wrk": capacity, "open_loop": fixed}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--cardholders", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--rate", type=float, default=500)
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: run `make system-deps`")
+    data_dir, _ = ensure_world(args.cardholders, args.seed)
+    deploy = ensure_deployment(data_dir, ensure_model(data_dir))
+    import pandas as pd
+
+    ids = list(pd.read_parquet(data_dir / "cardholders.parquet", columns=["cardholder_id"])["cardholder_id"])
+    work = Path(tempfile.mkdtemp(prefix="nba-bench-workers-"))
+    ids_file = work / "ids.txt"
+    ids_file.write_text("\n".join(ids) + "\n")
+    result: dict[str, Any] = {"cardholders": args.cardholders, "machine_before": machine()}
+    nba = str(Path(sys.executable).parent / "nba")
+    for workers in (1, 2):
+        env = {
+            "NBA_MODELS_DIR": str(deploy / "models"),
+            "NBA_PROFILES_DIR": str(deploy / "profiles"),
+            "NBA_DATA_DIR": str(data_dir),
+            "NBA_DATABASE_URL": f"sqlite:///{work / f'feedback-{workers}.db'}",
+            "NBA_BUFFER_PATH": str(work / f"buffer-{workers}.jsonl"),
+            "NBA_API_KEYS": json.dumps([{"name": "bench", "role": "agent", "sha256": hash_token(TOKEN)}]),
+            "NBA_LOG_LEVEL": "warning",
+            "NBA_PORT": "8741",
+            "NBA_WORKERS": str(workers),
+            "NBA_DRAIN_S": "0",
+        }
+        bare_cmd = [sys.executable, str(ROOT / "bench" / "bare_app.py"), "8742", str(workers)]
+        result[f"bare{workers}"] = measure(f"bare{workers}", bare_cmd, {}, 8742, ids_file, ids, args)
+        result[f"nba{workers}"] = measure(f"nba{workers}", [nba, "serve"], env, 8741, ids_file, ids, args)
+        time.sleep(1.0)
+
+    def rps(key: str) -> float:
+        return float(result[key]["wrk"]["requests_per_s"])
+
+    result["ours_over_bare"] = {"1": rps("nba1") / rps("bare1"), "2": rps("nba2") / rps("bare2")}
+    result["scaling"] = {"nba": rps("nba2") / rps("nba1"), "bare": rps("bare2") / rps("bare1")}
+    result["machine_after"] = machine()
+    print(
+        f"ours/bare: 1 worker {result['ours_over_bare']['1']:.2f}, 2 workers {result['ours_over_bare']['2']:.2f}; "
+        f"2/1 workers: ours {result['scaling']['nba']:.2f}, bare {result['scaling']['bare']:.2f} "
+        f"(goal: ours ≥ 0.9 × bare = {0.9 * result['scaling']['bare']:.2f})"
+    )
+    save_run(result, RESULTS_PATH, "workers")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
