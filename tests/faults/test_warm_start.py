@@ -17,9 +17,8 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.routes.admin import WARMING
-from tests.api.test_service import AGENT, KEYS, some_cardholders
 from tests.deployment import Deployment
-from tests.faults.test_hostile_input import serve_process
+from tests.serving import AGENT, KEYS, serve_process, some_cardholders
 
 pytestmark = pytest.mark.slow  # a served process (`nba serve`)
 
