@@ -265,7 +265,9 @@ class ServingState:
 
     def _public(self, detail: str, folders: Iterable[Path]) -> str:
         s = self.settings
-        return without_paths(detail, [*folders, s.models_dir, s.profiles_dir, s.data_dir])
+        return without_paths(
+            detail, [*folders, s.models_dir, s.profiles_dir, s.profile_cache_dir, s.data_dir]
+        )
 
     def _pointers(self) -> Pointers:
         models = self.settings.models_dir
