@@ -42,6 +42,7 @@ from nba.profiles import (
     Profiles,
     cached_entry_of,
     cached_profiles,
+    find_cached_profiles,
     open_cache_entry,
     prune_profile_cache,
     read_current_snapshot,
@@ -319,10 +320,20 @@ class ServingState:
             if current is not None and same_profiles:
                 profiles: Profiles = current.engine.profiles
                 drift = current.drift
-            elif current is None:  # the first load: nothing is being served to protect
-                profiles = cached_profiles(self.settings.profile_cache_dir, snapshot_dir, bundle, benefits)
-                drift = measure_drift(bundle, profiles)
+            elif (
+                current is None
+                and (
+                    found := find_cached_profiles(
+                        self.settings.profile_cache_dir, snapshot_dir, bundle, benefits
+                    )
+                )
+                is not None
+            ):
+                # The first load, the entry there already (another worker built it): mapped, in milliseconds.
+                profiles, drift = found, measure_drift(bundle, found)
             else:
+                # A missing entry is built aside even on the first load: encoding a million profiles here
+                # left ~190 MB of heap to the allocator for the process's life (1 M: 423 against 233 MB).
                 profiles, drift = build_profiles_aside(
                     model_dir, snapshot_dir, catalog_path, self.settings.profile_cache_dir
                 )

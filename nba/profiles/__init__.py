@@ -9,6 +9,7 @@ from nba.profiles._cache import (
     PRUNE_GRACE_S,
     cached_entry_of,
     cached_profiles,
+    find_cached_profiles,
     open_cache_entry,
     prune_profile_cache,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "check_snapshot",
     "compute_profile_tables",
     "estimate_spend",
+    "find_cached_profiles",
     "list_snapshots",
     "new_snapshot_dir",
     "open_cache_entry",

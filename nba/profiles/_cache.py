@@ -305,6 +305,26 @@ def _build_lock(cache: Path) -> Iterator[None]:
         os.close(fd)  # closing the file releases the lock
 
 
+def find_cached_profiles(
+    cache: Path, snapshot: Path, bundle: ModelBundle, benefits: BenefitTable, *, full_check: bool = False
+) -> Profiles | None:
+    """The snapshot's profiles mapped from the cache when a sound entry is there, None when it is not.
+
+    Checks the snapshot first, as `cached_profiles` does (and raises as it does for a refused snapshot or
+    a model whose features it lacks); builds nothing.
+    """
+    manifest = check_snapshot(snapshot)
+    check_snapshot_fits(manifest, bundle, snapshot)
+    key, _, _ = cache_key(_digest_of(manifest.model_dump(mode="json")), bundle, benefits)
+    folder = cache / entry_name(manifest.as_of, bundle.version, key)
+    if not folder.is_dir():
+        return None
+    try:
+        return open_cache_entry(folder, key, full_check=full_check)
+    except DataError:
+        return None
+
+
 def cached_profiles(
     cache: Path, snapshot: Path, bundle: ModelBundle, benefits: BenefitTable, *, full_check: bool = False
 ) -> Profiles:
