@@ -362,12 +362,18 @@ def cached_profiles(
 
 
 def cached_entry_of(profiles: Profiles) -> Path | None:
-    """The cache entry folder `profiles` are mapped from, None for profiles held in memory."""
-    base = profiles.holder.counts.base
-    while base is not None and not isinstance(base, np.memmap):
-        base = getattr(base, "base", None)
-    filename = getattr(base, "filename", None)
-    return Path(filename).parent if filename else None
+    """The cache entry folder `profiles` are mapped from, None for profiles held in memory.
+
+    Any of its arrays will do: an empty one (no whole-number columns, say) is read, not mapped.
+    """
+    for array in _arrays_of(profiles).values():
+        base = array.base
+        while base is not None and not isinstance(base, np.memmap):
+            base = getattr(base, "base", None)
+        filename = getattr(base, "filename", None)
+        if filename:
+            return Path(filename).parent
+    return None
 
 
 def _remove(folder: Path) -> None:
