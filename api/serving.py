@@ -4,9 +4,13 @@ A reload loads the new model or profile snapshot beside the one in service, chec
 catalog and the feature lists, builds a whole new engine and only then swaps one reference: requests
 in flight finish on the engine they started with, and a bad artifact leaves the old engine serving.
 
-A new profile set (the costliest part: ~1 s of a core per 20,000 cardholders, which held the GIL
-against the event loop and put p99 at 229 ms around a swap) is built aside, in a child process at a
-lower priority, and handed back whole; only the model's loading and the engine's assembly run here.
+Profiles are served from the profile cache (`nba.profiles.cached_profiles`): a model-encoded copy per
+(snapshot, model, catalog) that every worker on the machine maps read-only, so N workers share one copy
+in the page cache. A new entry (the costliest part: ~1 s of a core per 20,000 cardholders, which held
+the GIL against the event loop and put p99 at 229 ms around a swap) is built aside, in a child process
+at a lower priority, which writes it into the cache; this process then maps it. Only the model's
+loading, the mapping and the engine's assembly run here. After a swap, cache entries that are neither
+the one in service nor the one before are pruned (once PRUNE_GRACE_S old).
 
 A refused artifact is described twice: in the caller's terms (which artifact, what is wrong with it; no
 file-system paths), for answers and /readyz, and in full, for the log.
@@ -34,7 +38,15 @@ from nba.drift import FeatureShift, load_drift_reference, profile_shifts
 from nba.errors import DataError, ModelError, NbaError, NotFoundError
 from nba.features import BenefitTable
 from nba.model import ModelBundle, load_bundle, read_current
-from nba.profiles import Profiles, profiles_from_snapshot, read_current_snapshot
+from nba.profiles import (
+    Profiles,
+    cached_entry_of,
+    cached_profiles,
+    find_cached_profiles,
+    open_cache_entry,
+    prune_profile_cache,
+    read_current_snapshot,
+)
 
 # PSI needs thousands of rows, not millions: at most this many cardholders of a snapshot (every k-th)
 # are measured at load, so a reload of a large snapshot does not wait on it.
@@ -162,13 +174,13 @@ BUILD_TIMEOUT_S: Final = 600.0
 
 
 def build_profiles_aside(
-    model_dir: Path, snapshot_dir: Path, catalog_path: Path
+    model_dir: Path, snapshot_dir: Path, catalog_path: Path, cache_dir: Path
 ) -> tuple[Profiles, ServingDrift]:
-    """`profiles_from_snapshot` and their `measure_drift` for a model and catalog, run in a child process
+    """`cached_profiles` and their `measure_drift` for a model and catalog, run in a child process
     started for it (spawned:
     the service's threads are not forked) at a lower priority from its first instruction (its imports
-    too); the result comes back pickled (numpy arrays: ~20 ms to take in for 20,000 cardholders, against
-    ~1 s to build).
+    too); the child writes the profiles into the cache under `cache_dir` (or finds them there) and sends
+    back the entry's folder and the drift; this process maps the entry.
 
     The child loads and checks the model and the catalog itself; what it refuses comes back as a
     ModelError with its message, as does its death or a build over BUILD_TIMEOUT_S.
@@ -177,7 +189,7 @@ def build_profiles_aside(
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(
         target=_profiles_in_child,
-        args=(sender, model_dir, snapshot_dir, catalog_path),
+        args=(sender, model_dir, snapshot_dir, catalog_path, cache_dir),
         name="nba-profiles-builder",
         daemon=True,
     )
@@ -189,7 +201,7 @@ def build_profiles_aside(
         if not receiver.poll(BUILD_TIMEOUT_S):
             child.kill()
             raise ModelError(f"building the profiles took over {BUILD_TIMEOUT_S:g} s; gave up")
-        profiles, drift, error = receiver.recv()
+        entry, drift, error = receiver.recv()
     except EOFError:
         raise ModelError("the process building the profiles died (out of memory?)") from None
     finally:
@@ -197,17 +209,19 @@ def build_profiles_aside(
         child.join()
     if error is not None:
         raise ModelError(error)
-    assert isinstance(profiles, Profiles) and isinstance(drift, ServingDrift)
-    return profiles, drift
+    assert isinstance(entry, Path) and isinstance(drift, ServingDrift)
+    return open_cache_entry(entry), drift
 
 
-def _profiles_in_child(sender: Connection, model_dir: Path, snapshot_dir: Path, catalog_path: Path) -> None:
+def _profiles_in_child(
+    sender: Connection, model_dir: Path, snapshot_dir: Path, catalog_path: Path, cache_dir: Path
+) -> None:
     try:
         catalog = load_catalog(catalog_path)
         bundle = load_bundle(model_dir)
-        profiles = profiles_from_snapshot(snapshot_dir, bundle, BenefitTable.from_catalog(catalog))
-        result: tuple[Profiles | None, ServingDrift | None, str | None] = (
-            profiles,
+        profiles = cached_profiles(cache_dir, snapshot_dir, bundle, BenefitTable.from_catalog(catalog))
+        result: tuple[Path | None, ServingDrift | None, str | None] = (
+            cached_entry_of(profiles),
             measure_drift(bundle, profiles),
             None,
         )
@@ -252,7 +266,9 @@ class ServingState:
 
     def _public(self, detail: str, folders: Iterable[Path]) -> str:
         s = self.settings
-        return without_paths(detail, [*folders, s.models_dir, s.profiles_dir, s.data_dir])
+        return without_paths(
+            detail, [*folders, s.models_dir, s.profiles_dir, s.profile_cache_dir, s.data_dir]
+        )
 
     def _pointers(self) -> Pointers:
         models = self.settings.models_dir
@@ -304,11 +320,23 @@ class ServingState:
             if current is not None and same_profiles:
                 profiles: Profiles = current.engine.profiles
                 drift = current.drift
-            elif current is None:  # the first load: nothing is being served to protect
-                profiles = profiles_from_snapshot(snapshot_dir, bundle, benefits)
-                drift = measure_drift(bundle, profiles)
+            elif (
+                current is None
+                and (
+                    found := find_cached_profiles(
+                        self.settings.profile_cache_dir, snapshot_dir, bundle, benefits
+                    )
+                )
+                is not None
+            ):
+                # The first load, the entry there already (another worker built it): mapped, in milliseconds.
+                profiles, drift = found, measure_drift(bundle, found)
             else:
-                profiles, drift = build_profiles_aside(model_dir, snapshot_dir, catalog_path)
+                # A missing entry is built aside even on the first load: encoding a million profiles here
+                # left ~190 MB of heap to the allocator for the process's life (1 M: 423 against 233 MB).
+                profiles, drift = build_profiles_aside(
+                    model_dir, snapshot_dir, catalog_path, self.settings.profile_cache_dir
+                )
         # The reasoner depends on the model alone, and building it (a dump of every tree, parsed) held
         # the GIL for 60-150 ms at a stretch: a new snapshot or catalog keeps the one in service.
         reasoner = current.engine.reasoner if current is not None and same_model else None
@@ -349,7 +377,18 @@ class ServingState:
             self.serving = serving
             self.problem = None
             self.refused, self._refused_wanted, self._refused_error = None, None, None
+            self._prune_cache(current, serving)
             return ReloadResult(serving, changed=True)
+
+    def _prune_cache(self, *in_service: Serving | None) -> None:
+        """Removes the cache entries neither served before this swap nor now; a failure only skips it."""
+        keep = {
+            entry.name
+            for serving in in_service
+            if serving is not None and (entry := cached_entry_of(serving.engine.profiles)) is not None
+        }
+        with suppress(OSError):
+            prune_profile_cache(self.settings.profile_cache_dir, keep)
 
     def load_at_start(self) -> None:
         """The first load: a failure leaves the service up, answering 503 with the reason (in the caller's

@@ -18,6 +18,11 @@ class Settings(BaseSettings):
     profiles_dir: Path = Field(
         default=Path("profiles"), description="profile snapshots folder; its CURRENT is served"
     )
+    profile_cache: Path | None = Field(
+        default=None,
+        description="where the model-encoded profiles every worker maps are cached "
+        "(default: profile-cache beside the profiles folder)",
+    )
     data_dir: Path = Field(
         default=Path("data_samples"), description="data directory whose catalog.yaml the service uses"
     )
@@ -66,3 +71,8 @@ class Settings(BaseSettings):
         pattern=r"^[^;,\r\n]*$",
         description="who may embed the agent panel in a frame (CSP frame-ancestors): the desktop's origin",
     )
+
+    @property
+    def profile_cache_dir(self) -> Path:
+        """The profile cache folder: `profile_cache`, else `profile-cache` beside the profiles folder."""
+        return self.profile_cache or self.profiles_dir.parent / "profile-cache"

@@ -1,9 +1,18 @@
-"""Profiles: every cardholder's features at a snapshot date, encoded for one model (`_profiles`), and the
-checked, immutable snapshot folders they are served from (`_snapshots`).
+"""Profiles: every cardholder's features at a snapshot date, encoded for one model (`_profiles`), the
+checked, immutable snapshot folders they are served from (`_snapshots`), and the cache of their
+model-encoded copies that every worker on a machine maps read-only (`_cache`).
 
 Imports the contract, features and model rooms.
 """
 
+from nba.profiles._cache import (
+    PRUNE_GRACE_S,
+    cached_entry_of,
+    cached_profiles,
+    find_cached_profiles,
+    open_cache_entry,
+    prune_profile_cache,
+)
 from nba.profiles._profiles import (
     CONTACT_COLUMNS,
     Profiles,
@@ -37,17 +46,23 @@ __all__ = [
     "FEATURES_FILE",
     "HISTORY_FILE",
     "HISTORY_TABLE_COLUMNS",
+    "PRUNE_GRACE_S",
     "Profiles",
     "SnapshotInfo",
     "SnapshotManifest",
     "build_profiles",
+    "cached_entry_of",
+    "cached_profiles",
     "check_snapshot",
     "compute_profile_tables",
     "estimate_spend",
+    "find_cached_profiles",
     "list_snapshots",
     "new_snapshot_dir",
+    "open_cache_entry",
     "parse_snapshot_name",
     "profiles_from_snapshot",
+    "prune_profile_cache",
     "read_current_snapshot",
     "resolve_snapshot",
     "set_current_snapshot",

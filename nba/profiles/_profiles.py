@@ -223,6 +223,33 @@ class CardholderIds(Sequence[str]):
             self._sorter.flags.writeable = False
         self.rows = CardholderRows(self)
 
+    @classmethod
+    def from_arrays(cls, by_row: npt.NDArray[np.bytes_], sorter: IntArray | None) -> CardholderIds:
+        """The ids from the arrays `arrays` gave (read back from a file, perhaps memory-mapped), unchanged.
+
+        The arrays are trusted to be what `arrays` returned (sorted when `sorter` is None, unique); only
+        their kinds and lengths are checked. Raises ModelError when they do not fit.
+        """
+        if by_row.ndim != 1 or by_row.dtype.kind != "S":
+            raise ModelError(
+                f"cardholder ids must be one row of fixed-width bytes, got {by_row.dtype} {by_row.shape}"
+            )
+        if sorter is not None and (sorter.shape != by_row.shape or sorter.dtype != np.intp):
+            raise ModelError(
+                f"the ids' sorter is {sorter.dtype} {sorter.shape}, expected intp {by_row.shape}"
+            )
+        ids = cls.__new__(cls)
+        ids._by_row = by_row
+        ids._width = by_row.dtype.itemsize
+        ids._sorter = sorter
+        ids.rows = CardholderRows(ids)
+        return ids
+
+    @property
+    def arrays(self) -> tuple[npt.NDArray[np.bytes_], IntArray | None]:
+        """The ids in row order (fixed-width UTF-8 bytes) and the order that sorts them (None: sorted)."""
+        return self._by_row, self._sorter
+
     def row_of(self, cardholder_id: object) -> int | None:
         """The row of `cardholder_id`, None when it is not one of the ids."""
         if not isinstance(cardholder_id, str):

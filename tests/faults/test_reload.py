@@ -20,6 +20,7 @@ from nba.errors import ModelError
 from nba.features._matrix import BenefitTable
 from nba.model._bundle import load_bundle
 from nba.model._registry import set_current
+from nba.profiles._cache import cached_entry_of
 from nba.profiles._snapshots import profiles_from_snapshot
 from tests.deployment import Deployment, assert_same_profiles, twin_model
 from tests.serving import (
@@ -80,14 +81,18 @@ def test_a_model_promoted_under_load_swaps_with_no_error_and_no_stall(
     assert max(latencies) < SLOW_S, sorted(latencies)[-5:]
 
 
-def test_profiles_built_aside_equal_the_ones_built_here(sample_deployment: Deployment) -> None:
+def test_profiles_built_aside_equal_the_ones_built_here(
+    sample_deployment: Deployment, tmp_path: Path
+) -> None:
     model_dir = sample_deployment.models_dir / sample_deployment.version
     snapshot_dir = sample_deployment.profiles_dir / sample_deployment.as_of.isoformat()
     catalog_path = catalog_for(sample_deployment.data_dir)
     here = profiles_from_snapshot(
         snapshot_dir, load_bundle(model_dir), BenefitTable.from_catalog(load_catalog(catalog_path))
     )
-    aside, drift = build_profiles_aside(model_dir, snapshot_dir, catalog_path)
+    aside, drift = build_profiles_aside(model_dir, snapshot_dir, catalog_path, tmp_path / "cache")
+    # The profiles come back mapped from the cache entry the child wrote, not pickled.
+    assert cached_entry_of(aside) is not None and cached_entry_of(aside).parent == tmp_path / "cache"  # type: ignore[union-attr]
     # The drift measured aside is the one measured here (the serving process no longer pays for it).
     assert drift == measure_drift(load_bundle(model_dir), here)
     assert drift.problem is None and drift.features
@@ -101,4 +106,6 @@ def test_what_the_builder_refuses_comes_back_as_a_model_error(
 ) -> None:
     model_dir = sample_deployment.models_dir / sample_deployment.version
     with pytest.raises(ModelError, match="no such snapshot folder"):
-        build_profiles_aside(model_dir, tmp_path / "2026-01-01", catalog_for(sample_deployment.data_dir))
+        build_profiles_aside(
+            model_dir, tmp_path / "2026-01-01", catalog_for(sample_deployment.data_dir), tmp_path / "cache"
+        )

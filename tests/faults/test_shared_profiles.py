@@ -1,0 +1,151 @@
+"""Two real `nba serve` processes on one machine share one profile cache: both map the same entry's files
+read-only, and while one reloads onto a new model the other keeps answering; the second to reload maps the
+entry the first built instead of building its own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nba.model._registry import set_current
+from tests.api.test_service import ADMIN, AGENT, KEYS, Clock, some_cardholders
+from tests.deployment import Deployment, twin_model
+from tests.faults.test_hostile_input import NBA
+from tests.serving import free_port
+
+pytestmark = pytest.mark.slow  # two served processes and two reloads
+
+RATE_PER_S = 40
+
+
+@dataclass(frozen=True)
+class Server:
+    base: str
+    pid: int
+
+    def mapped_entries(self, cache: Path) -> set[str]:
+        """The cache entries whose files this process maps (from /proc/PID/maps)."""
+        prefix = str(cache) + "/"
+        entries = set()
+        for line in Path(f"/proc/{self.pid}/maps").read_text().splitlines():
+            path = line.split(maxsplit=5)[-1] if len(line.split()) >= 6 else ""
+            if path.startswith(prefix) and path.endswith(".npy"):
+                entries.add(path[len(prefix) :].split("/")[0])
+        return entries
+
+
+@contextmanager
+def _serve(deployment: Deployment, var: Path, models: Path, cache: Path) -> Iterator[Server]:
+    var.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {
+        **os.environ,
+        "NBA_MODELS_DIR": str(models),
+        "NBA_PROFILES_DIR": str(deployment.profiles_dir),
+        "NBA_PROFILE_CACHE": str(cache),
+        "NBA_DATA_DIR": str(deployment.data_dir),
+        "NBA_DATABASE_URL": f"sqlite:///{var / 'feedback.db'}",
+        "NBA_BUFFER_PATH": str(var / "buffer.jsonl"),
+        "NBA_API_KEYS": KEYS,
+        "NBA_PORT": str(port),
+        "NBA_LOG_LEVEL": "warning",
+        "NBA_WATCH_INTERVAL_S": "0",
+    }
+    log = var / "serve.log"
+    with log.open("wb") as sink:
+        server = subprocess.Popen([str(NBA), "serve"], env=env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nba serve did not become ready:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield Server(f"http://127.0.0.1:{port}", server.pid)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _version(server: Server) -> str:
+    version: str = httpx.get(f"{server.base}/v1/model", headers={"X-API-Key": ADMIN}).json()["version"]
+    return version
+
+
+def test_one_process_reloads_while_the_other_keeps_serving_from_the_shared_cache(
+    sample_deployment: Deployment, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(sample_deployment.models_dir, models)
+    new_version = twin_model(models, sample_deployment.version, Clock().now + timedelta(days=1))
+    cache = tmp_path / "cache"
+    cardholders = some_cardholders(sample_deployment, 100)
+    with (
+        _serve(sample_deployment, tmp_path / "a", models, cache) as a,
+        _serve(sample_deployment, tmp_path / "b", models, cache) as b,
+    ):
+        (old_entry,) = a.mapped_entries(cache)
+        assert b.mapped_entries(cache) == {old_entry}  # one copy on disk, mapped by both
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def ask_b() -> None:
+            with httpx.Client(base_url=b.base, headers={"X-API-Key": AGENT}, timeout=30) as client:
+                i = 0
+                while not stop.is_set():
+                    response = client.get(f"/v1/cardholders/{cardholders[i % len(cardholders)]}/suggestions")
+                    statuses.append(response.status_code)
+                    i += 1
+                    time.sleep(1 / RATE_PER_S)
+
+        asker = threading.Thread(target=ask_b)
+        asker.start()
+        try:
+            time.sleep(0.5)
+            set_current(models, new_version)
+            during = len(statuses)
+            reload = httpx.post(f"{a.base}/v1/admin/reload", headers={"X-API-Key": ADMIN}, timeout=120)
+            answered_during_reload = len(statuses) - during
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            asker.join()
+        assert reload.status_code == 200 and reload.json()["model_version"] == new_version, reload.text
+        assert answered_during_reload > 0 and set(statuses) == {200}  # b never stopped
+        assert _version(a) == new_version and _version(b) == sample_deployment.version
+        # a maps the entry it built (the old one may stay mapped until the old engine is freed).
+        (new_entry,) = a.mapped_entries(cache) - {old_entry}
+        assert b.mapped_entries(cache) == {old_entry}
+        # b reloads onto the entry a built: it maps it, and no third entry appears.
+        built_at = (cache / new_entry / "manifest.json").stat().st_mtime_ns
+        reload_b = httpx.post(f"{b.base}/v1/admin/reload", headers={"X-API-Key": ADMIN}, timeout=120)
+        assert reload_b.status_code == 200 and _version(b) == new_version
+        assert new_entry in b.mapped_entries(cache)
+        assert (cache / new_entry / "manifest.json").stat().st_mtime_ns == built_at
+        assert sorted(name for name in os.listdir(cache) if not name.startswith(".")) == sorted(
+            {old_entry, new_entry}
+        )
+        answer = httpx.get(
+            f"{b.base}/v1/cardholders/{cardholders[0]}/suggestions", headers={"X-API-Key": AGENT}
+        )
+        assert answer.status_code == 200
