@@ -20,10 +20,8 @@ import httpx
 import pytest
 
 from nba.model._registry import set_current
-from tests.api.test_service import ADMIN, AGENT, KEYS, Clock, some_cardholders
 from tests.deployment import Deployment, twin_model
-from tests.faults.test_hostile_input import NBA
-from tests.serving import free_port
+from tests.serving import ADMIN, AGENT, KEYS, NBA, Clock, free_port, some_cardholders
 
 pytestmark = pytest.mark.slow  # two served processes and two reloads
 

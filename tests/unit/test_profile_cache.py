@@ -30,7 +30,8 @@ from nba.profiles._cache import (
 from nba.profiles._profiles import CardholderIds, Profiles
 from nba.profiles._snapshots import check_snapshot, profiles_from_snapshot, write_snapshot
 from tests.conftest import SampleModel
-from tests.unit.test_snapshots import AS_OF, PROFILE_ARRAYS, T0, Sample, _write, assert_same_profiles
+from tests.deployment import PROFILE_ARRAYS, assert_same_profiles
+from tests.profile_sample import AS_OF, T0, Sample, write_sample_snapshot
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def sample(sample_model: SampleModel) -> Sample:
 
 @pytest.fixture
 def snapshot(sample: Sample, tmp_path: Path) -> Path:
-    return _write(tmp_path / "profiles", sample)
+    return write_sample_snapshot(tmp_path / "profiles", sample)
 
 
 def _counting_builds(monkeypatch: pytest.MonkeyPatch) -> list[Path]:

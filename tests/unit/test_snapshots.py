@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +15,16 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError as PydanticValidationError
 
-from nba.contract._catalog import catalog_for, load_catalog
 from nba.contract._mcc import load_mcc_map
 from nba.contract._tables import open_data
 from nba.errors import DataError, ModelError, NotFoundError
 from nba.features._matrix import HISTORY_COLUMNS, BenefitTable
 from nba.features._sql import ExtraColumns
-from nba.model._bundle import ModelBundle, load_bundle
 from nba.profiles import _snapshots as snapshots
 from nba.profiles._profiles import (
     ProfileTables,
     assemble_profiles_from_batches,
     build_profile_history,
-    build_profiles,
     compute_profile_tables,
     estimate_spend,
 )
@@ -52,37 +49,12 @@ from nba.profiles._snapshots import (
 )
 from tests.conftest import SampleModel
 from tests.deployment import assert_same_profiles
-
-SAMPLE = Path(__file__).resolve().parents[2] / "data_samples"
-AS_OF = date(2026, 10, 1)
-T0 = datetime(2026, 10, 1, 3, 0, tzinfo=UTC)
-
-
-class Sample:
-    """The sample data's profile tables as of AS_OF, the model, and `build_profiles`' answer."""
-
-    def __init__(self, model_dir: Path) -> None:
-        self.bundle: ModelBundle = load_bundle(model_dir)
-        self.benefits = BenefitTable.from_catalog(load_catalog(catalog_for(SAMPLE)))
-        with open_data(SAMPLE) as data:
-            assert data.latest_date() == AS_OF - timedelta(days=1)
-            self.tables = compute_profile_tables(data, AS_OF, load_mcc_map(), self.bundle.extra)
-            self.expected = build_profiles(data, AS_OF, self.bundle, load_mcc_map(), self.benefits)
+from tests.profile_sample import AS_OF, SAMPLE, T0, Sample, write_sample_snapshot
 
 
 @pytest.fixture(scope="module")
 def sample(sample_model: SampleModel) -> Sample:
     return Sample(sample_model.model_dir)
-
-
-def _write(root: Path, sample: Sample, as_of: date = AS_OF, **kwargs: Any) -> Path:
-    tables = sample.tables
-    if as_of != AS_OF:
-        day = pa.array([as_of] * tables.features.num_rows, pa.date32())
-        features = tables.features.set_column(1, "as_of", day)
-        tables = ProfileTables(features, tables.history, tables.contact, tables.extra)
-    write_snapshot(root, tables, as_of, now=T0, **kwargs)
-    return root / as_of.isoformat()
 
 
 # --- the same profiles whichever way they are made --------------------------------------------------
@@ -149,7 +121,9 @@ def test_a_snapshot_loads_into_the_profiles_build_profiles_computes(
         monkeypatch.setattr(snapshots, "ROW_GROUP_ROWS", 1000)
         monkeypatch.setattr(snapshots, "ASSEMBLY_ROWS", 700)
     estimates = {sample.bundle.version: estimate_spend(sample.tables.features, sample.bundle)}
-    folder = _write(tmp_path, sample, estimates=estimates if how != "folder without estimates" else None)
+    folder = write_sample_snapshot(
+        tmp_path, sample, estimates=estimates if how != "folder without estimates" else None
+    )
     if how == "folder in small row groups":
         assert pq.ParquetFile(folder / FEATURES_FILE).metadata.num_row_groups == 3
     snapshot: Path | LoadedSnapshot = load_snapshot(folder) if how == "loaded tables" else folder
@@ -190,7 +164,7 @@ def test_stored_estimates_spare_the_spend_estimator(
     sample: Sample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     estimates = {sample.bundle.version: estimate_spend(sample.tables.features, sample.bundle)}
-    folder = _write(tmp_path, sample, estimates=estimates)
+    folder = write_sample_snapshot(tmp_path, sample, estimates=estimates)
 
     def refuse(*args: Any) -> None:
         raise AssertionError("the spend estimator ran although the snapshot holds its estimates")
@@ -247,7 +221,7 @@ def test_a_manifest_with_a_bad_time_or_feature_list_is_refused(
 @pytest.mark.parametrize("name", [FEATURES_FILE, HISTORY_FILE, CONTACT_FILE, "estimates"])
 def test_a_changed_byte_is_refused_naming_the_file(sample: Sample, tmp_path: Path, name: str) -> None:
     estimates = {sample.bundle.version: estimate_spend(sample.tables.features, sample.bundle)}
-    folder = _write(tmp_path, sample, estimates=estimates)
+    folder = write_sample_snapshot(tmp_path, sample, estimates=estimates)
     if name == "estimates":
         name = estimates_file(sample.bundle.version)
     path = folder / name
@@ -284,14 +258,14 @@ def test_a_changed_byte_is_refused_naming_the_file(sample: Sample, tmp_path: Pat
 def test_an_incomplete_or_edited_folder_is_refused(
     sample: Sample, tmp_path: Path, change: Any, message: str
 ) -> None:
-    folder = _write(tmp_path, sample)
+    folder = write_sample_snapshot(tmp_path, sample)
     change(folder)
     with pytest.raises(DataError, match=message):
         load_snapshot(folder)
 
 
 def test_a_renamed_folder_is_refused(sample: Sample, tmp_path: Path) -> None:
-    folder = _write(tmp_path, sample)
+    folder = write_sample_snapshot(tmp_path, sample)
     other = tmp_path / "2026-09-01"
     os.rename(folder, other)
     with pytest.raises(DataError, match=r"describes the snapshot as of 2026-10-01; the folder was renamed"):
@@ -331,7 +305,7 @@ def test_an_extra_column_of_another_kind_is_refused(sample: Sample, tmp_path: Pa
 def test_writing_refuses_an_existing_folder_other_dates_and_incomplete_tables(
     sample: Sample, tmp_path: Path
 ) -> None:
-    _write(tmp_path, sample)
+    write_sample_snapshot(tmp_path, sample)
     with pytest.raises(DataError, match="2026-10-01: already exists; a snapshot is never overwritten"):
         write_snapshot(tmp_path, sample.tables, AS_OF)
     with pytest.raises(DataError, match=r"features\.parquet: its rows are not all as of 2026-09-30"):
@@ -358,8 +332,8 @@ def test_current_list_and_promote(sample: Sample, tmp_path: Path) -> None:
     assert read_current_snapshot(root) is None
     with pytest.raises(NotFoundError, match="neither a snapshot folder nor a profiles folder"):
         resolve_snapshot(root)
-    older = _write(root, sample, date(2026, 9, 1))
-    newer = _write(root, sample)
+    older = write_sample_snapshot(root, sample, date(2026, 9, 1))
+    newer = write_sample_snapshot(root, sample)
     assert set_current_snapshot(root, "2026-09-01") is None
     assert read_current_snapshot(root) == "2026-09-01"
     assert (root / CURRENT_FILE).read_text() == "2026-09-01\n"
@@ -405,7 +379,7 @@ def test_names_that_are_not_dates_are_refused(tmp_path: Path, name: str) -> None
 
 
 def test_a_folder_not_named_by_a_date_is_not_a_snapshot(sample: Sample, tmp_path: Path) -> None:
-    folder = _write(tmp_path, sample)
+    folder = write_sample_snapshot(tmp_path, sample)
     copy = tmp_path / "copy"
     shutil.copytree(folder, copy)
     with pytest.raises(

@@ -1,0 +1,48 @@
+"""The sample data's profile tables as of one day, for the snapshot and profile-cache tests: the tables,
+the model, `build_profiles`' answer, and a snapshot folder written from them."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from nba.contract._catalog import catalog_for, load_catalog
+from nba.contract._mcc import load_mcc_map
+from nba.contract._tables import open_data
+from nba.features._matrix import BenefitTable
+from nba.model._bundle import ModelBundle, load_bundle
+from nba.profiles._profiles import ProfileTables, build_profiles, compute_profile_tables
+from nba.profiles._snapshots import write_snapshot
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data_samples"
+
+
+AS_OF = date(2026, 10, 1)
+
+
+T0 = datetime(2026, 10, 1, 3, 0, tzinfo=UTC)
+
+
+class Sample:
+    """The sample data's profile tables as of AS_OF, the model, and `build_profiles`' answer."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self.bundle: ModelBundle = load_bundle(model_dir)
+        self.benefits = BenefitTable.from_catalog(load_catalog(catalog_for(SAMPLE)))
+        with open_data(SAMPLE) as data:
+            assert data.latest_date() == AS_OF - timedelta(days=1)
+            self.tables = compute_profile_tables(data, AS_OF, load_mcc_map(), self.bundle.extra)
+            self.expected = build_profiles(data, AS_OF, self.bundle, load_mcc_map(), self.benefits)
+
+
+def write_sample_snapshot(root: Path, sample: Sample, as_of: date = AS_OF, **kwargs: Any) -> Path:
+    tables = sample.tables
+    if as_of != AS_OF:
+        day = pa.array([as_of] * tables.features.num_rows, pa.date32())
+        features = tables.features.set_column(1, "as_of", day)
+        tables = ProfileTables(features, tables.history, tables.contact, tables.extra)
+    write_snapshot(root, tables, as_of, now=T0, **kwargs)
+    return root / as_of.isoformat()
