@@ -121,7 +121,8 @@ def _disagreements(con: duckdb.DuckDBPyConnection, sources: Sequence[str]) -> No
         )
         return
     call_fields = " UNION ALL ".join(
-        f"SELECT call_id, NULL::VARCHAR, '{f}', d.{f}, s.{f} FROM data_calls d JOIN store_calls s USING (call_id) "
+        f"SELECT call_id, NULL::VARCHAR AS benefit_id, '{f}' AS field, d.{f} AS data_value, s.{f} AS store_value "
+        "FROM data_calls d JOIN store_calls s USING (call_id) "
         f"WHERE d.{f} <> s.{f}"
         for f in ("cardholder_id", "call_reason", "agent_id")
     )
