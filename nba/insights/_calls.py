@@ -406,6 +406,6 @@ def _agent_notes(
     if below_agents:
         notes.append(
             f"{below_agents:,} of {agents:,} agents have fewer than {min_agent_calls} answered calls "
-            f"({int(below_calls):,} calls in all) and are not listed; {shown:,} are"
+            f"({int(below_calls):,} calls in all) and are not listed ({shown:,} listed)"
         )
     return tuple(notes)
