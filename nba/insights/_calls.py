@@ -189,11 +189,15 @@ def _prepare(con: duckdb.DuckDBPyConnection, sources: Sequence[str]) -> None:
     )
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE ins_suggestions AS
-        SELECT DISTINCT call_id, benefit_id, outcome
+        CREATE OR REPLACE TEMP TABLE ins_conversation_rows AS
+        SELECT call_id, benefit_id, outcome,
+               call_id IS NOT NULL AND benefit_id IS NOT NULL AND outcome IN {_sql_list(OUTCOMES)} AS usable
         FROM ({_union(sources, "conversations", "call_id, benefit_id, outcome")})
-        WHERE outcome IN {_sql_list(OUTCOMES)}
         """
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE ins_suggestions AS "
+        "SELECT DISTINCT call_id, benefit_id, outcome FROM ins_conversation_rows WHERE usable"
     )
     ranks = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(SUGGESTION_STATUSES))
     names = " ".join(f"WHEN {i} THEN '{s}'" for i, s in enumerate(SUGGESTION_STATUSES))
@@ -255,6 +259,11 @@ def _left_out(con: duckdb.DuckDBPyConnection) -> tuple[LeftOut, ...]:
         (
             "NPS answers with no call id, or a score missing or outside 0-10",
             "SELECT coalesce(call_id, '(no call id)') FROM ins_nps_ranked WHERE NOT coalesce(usable, false)",
+        ),
+        (
+            "conversation rows with no call id, no benefit id or an outcome outside the contract "
+            "(not counted as suggestions)",
+            "SELECT coalesce(call_id, '(no call id)') FROM ins_conversation_rows WHERE NOT coalesce(usable, false)",
         ),
         (
             "earlier NPS answers to a call answered again (the latest is counted)",

@@ -175,11 +175,13 @@ def test_an_agent_id_missing_on_most_calls_is_said(tmp_path: Path) -> None:
 
 
 def test_rows_left_out_are_counted_and_named(tmp_path: Path) -> None:
-    calls = [Call("K1", 9), Call("K2", 4)]
+    calls = [Call("K1", 9), Call("K2", 4, outcomes={"grocery_4x": "maybe"})]
     extra = "K404,8,2025-03-06T10:00:00Z\nK1,2,2025-03-04T10:00:00Z\n"
     result = insights_of(hand_dir(tmp_path / "data", calls, extra_nps=extra), tmp_path / "out")
     left = {item.reason: (item.rows, item.examples) for item in result.insights.left_out}
     assert left == {
+        "conversation rows with no call id, no benefit id or an outcome outside the contract "
+        "(not counted as suggestions)": (1, ("K2",)),
         "earlier NPS answers to a call answered again (the latest is counted)": (1, ("K1",)),
         "NPS answers to a call in neither calls nor conversations": (1, ("K404",)),
     }
