@@ -70,3 +70,22 @@ PSI_SHARE_FLOOR: Final = 1e-4
 # A model's drift reference describes its latest training rows, this many days of presentations: the
 # months most like tomorrow's calls (the oldest rows' yearly features also lack a full year of history).
 DRIFT_REFERENCE_DAYS: Final = 90
+
+# NPS insights (`nba insights`). A score of 9-10 is a promoter, 0-6 a detractor (the survey's own bands).
+NPS_PROMOTER_MIN: Final = 9
+NPS_DETRACTOR_MAX: Final = 6
+# A group with fewer NPS answers than this is shown with its interval and marked "too few to say": at 30
+# answers a 95% interval is still about ±30 NPS points wide.
+INSIGHTS_MIN_GROUP_ANSWERS: Final = 30
+# Agents are listed only from this many answered calls up (the default of `nba insights --min-agent-calls`).
+INSIGHTS_MIN_AGENT_CALLS: Final = 30
+# Bootstrap resamples per interval: 2,000 keeps the 2.5% and 97.5% percentiles steady to about half a point.
+INSIGHTS_BOOTSTRAP_RESAMPLES: Final = 2_000
+# What happened to a call's suggestions, most telling first: a call counts under the first that applies.
+SUGGESTION_STATUSES: Final[tuple[str, ...]] = (
+    "accepted",
+    "declined",
+    "already_aware",
+    "not_discussed",
+    "nothing suggested",
+)

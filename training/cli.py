@@ -19,7 +19,7 @@ import typer
 from nba.contract import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
 from nba.decision import PUBLIC_FIELD_NAMES
 from nba.errors import NbaError, ValidationError
-from nba.vocab import MAX_SUGGESTIONS
+from nba.vocab import INSIGHTS_MIN_AGENT_CALLS, MAX_SUGGESTIONS
 from training.cli_options import (
     DEFAULT_MONTHS,
     MAX_MONTHS,
@@ -457,6 +457,43 @@ def drift(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
     typer.echo(text)
+
+
+@app.command()
+def insights(
+    out: Annotated[
+        Path, typer.Option(help="Folder for insights.html and one CSV per table (created if missing).")
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="Data directory: its calls, conversations, nps and cardholders (for product)."
+        ),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="Feedback database URL (sqlite:///path/feedback.db or postgresql://...): its calls, outcomes and "
+            "NPS, read through export-feedback's export; with --data too, the two are joined and calls they "
+            "disagree on are listed and left out.",
+        ),
+    ] = None,
+    min_agent_calls: Annotated[
+        int,
+        typer.Option(
+            min=1, max=1_000_000, help="Agents are listed from this many answered calls up (default 30)."
+        ),
+    ] = INSIGHTS_MIN_AGENT_CALLS,
+    quiet: Quiet = False,
+) -> None:
+    """NPS by what happened to the suggestions, benefit, call reason, product, agent and week, with intervals."""
+    from training.insights_job import run_insights
+    from training.progress import cli_reporter
+
+    with cli_reporter(quiet) as progress:
+        result = run_insights(data, db, out, min_agent_calls=min_agent_calls, progress=progress)
+    typer.echo(str(result))
 
 
 @app.command("export-feedback")

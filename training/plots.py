@@ -264,3 +264,59 @@ def _writable(folder: Path) -> bool:
     except OSError:
         return False
     return os.access(folder, os.W_OK)
+
+
+def plot_nps_groups(
+    labels: Sequence[str],
+    nps: Sequence[float],
+    low: Sequence[float],
+    high: Sequence[float],
+    too_few: Sequence[bool],
+    centre: float,
+    title: str,
+    path: str | Path,
+) -> Path:
+    """One horizontal bar per group (top to bottom in the given order): its NPS with the 95% interval as an
+    error bar, groups with too few answers pale, and the centre's NPS as a dashed line.
+
+    Raises ValueError when the sequences differ in length or are empty.
+    """
+    if not labels or not len(labels) == len(nps) == len(low) == len(high) == len(too_few):
+        raise ValueError("`labels`, `nps`, `low`, `high`, `too_few` must be non-empty and of one length")
+    fig, ax = _new_figure()
+    positions = np.arange(len(labels))[::-1]
+    points = np.asarray(nps, dtype=np.float64)
+    errors = np.vstack([points - np.asarray(low), np.asarray(high) - points])
+    colors = [OTHER_COLOR if few else MODEL_COLOR for few in too_few]
+    ax.barh(positions, points, color=colors, xerr=errors, ecolor="#333333", capsize=3)
+    ax.axvline(centre, linestyle="--", color=REFERENCE_COLOR, label=f"centre NPS ({centre:+.0f})")
+    ax.axvline(0.0, color="#888888", linewidth=0.8)
+    ax.set_yticks(positions, [_short(label) for label in labels])
+    ax.set_xlim(-100.0, 100.0)
+    ax.set_xlabel("NPS (% promoters − % detractors), bar: 95% bootstrap interval; pale: too few to say")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def plot_nps_weeks(
+    weeks: Sequence[str], nps: Sequence[float], low: Sequence[float], high: Sequence[float], path: str | Path
+) -> Path:
+    """NPS per week as a line, its 95% interval as a band.
+
+    Raises ValueError when the sequences differ in length or are empty.
+    """
+    if not weeks or not len(weeks) == len(nps) == len(low) == len(high):
+        raise ValueError("`weeks`, `nps`, `low`, `high` must be non-empty and of one length")
+    fig, ax = _new_figure()
+    x = np.arange(len(weeks))
+    ax.fill_between(x, np.asarray(low), np.asarray(high), color=OTHER_COLOR, alpha=0.6, label="95% interval")
+    ax.plot(x, np.asarray(nps), marker="o", color=MODEL_COLOR, label="NPS")
+    step = max(1, len(weeks) // 12)
+    ax.set_xticks(x[::step], [weeks[i] for i in range(0, len(weeks), step)], rotation=45, ha="right")
+    ax.set_ylim(-100.0, 100.0)
+    ax.set_xlabel("Week (starting Monday)")
+    ax.set_ylabel("NPS")
+    ax.set_title("NPS by week of the call")
+    ax.legend(loc="lower right")
+    return _save(fig, path)

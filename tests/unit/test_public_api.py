@@ -1,7 +1,7 @@
 """The public face of `nba` and the direction of imports between its rooms.
 
 `nba/` is a set of rooms along the flow (contract → features → model → profiles → drift → decision →
-feedback) around a few shared modules (errors, vocab, files, progress, _compiled). A room may import the
+feedback → insights) around a few shared modules (errors, vocab, files, progress, _compiled). A room may import the
 shared modules, its own modules and the rooms before it; nothing in `nba/` imports `api/` or `training/`.
 Each room's modules are private (a leading underscore); what the rest of the project may use is the
 room's `__all__`, and `api/`, `training/` and `bench/` import nothing else.
@@ -23,7 +23,7 @@ import pytest
 import nba
 
 ROOT: Final = Path(nba.__file__).resolve().parents[1]
-ROOMS: Final = ("contract", "features", "model", "profiles", "drift", "decision", "feedback")
+ROOMS: Final = ("contract", "features", "model", "profiles", "drift", "decision", "feedback", "insights")
 SHARED: Final = ("errors", "vocab", "files", "progress", "_compiled")
 PUBLIC_MODULES: Final = ("nba", "nba.errors", "nba.vocab", "nba.files", "nba.progress")
 FACES: Final = ("nba", *(f"nba.{room}" for room in ROOMS))

@@ -1,0 +1,273 @@
+"""NPS insights: a data directory and/or the feedback store → one self-contained HTML page and a CSV per table.
+
+The store is read through `nba export-feedback`'s own export (into a temporary folder), so the report sees
+exactly what training would.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Final
+
+import duckdb
+
+from nba.contract import catalog_for, load_catalog, open_data
+from nba.errors import DataError
+from nba.insights import DIMENSIONS, Disagreement, Insights, NpsRow, build_insights
+from nba.vocab import INSIGHTS_MIN_AGENT_CALLS
+from training.export_job import export_feedback
+from training.plots import plot_nps_groups, plot_nps_weeks
+from training.progress import Reporter
+
+PAGE: Final = "insights.html"
+TITLES: Final = {
+    "outcome": "NPS by what happened to the call's suggestions",
+    "nothing_suggested": "Calls with nothing suggested: why",
+    "benefit": "NPS by benefit suggested (a call counts once per benefit it had)",
+    "call_reason": "NPS by call reason",
+    "product": "NPS by the cardholder's product",
+    "agent": "NPS by agent",
+    "week": "NPS by week of the call (weeks start on Monday)",
+}
+_TABLES: Final = ("calls", "conversations", "nps")
+_EMPTY_CONTEXT: Final = {
+    "cardholders": "cardholder_id VARCHAR, product_id VARCHAR",
+    "benefit_usage": "cardholder_id VARCHAR, benefit_id VARCHAR, first_used_date DATE",
+}
+
+
+@dataclass(frozen=True)
+class InsightsResult:
+    """What `nba insights` wrote, the report itself and how long it took."""
+
+    out: Path
+    page: Path
+    files: tuple[Path, ...]
+    insights: Insights
+    seconds: float
+
+    def __str__(self) -> str:
+        c = self.insights.centre
+        lines = [
+            f"{self.page}: NPS {c.nps:+.1f} (95% interval {c.low:+.1f} to {c.high:+.1f}) over "
+            f"{self.insights.answered_calls:,} answered calls of {self.insights.calls:,}, in {self.seconds:.1f} s",
+            *self.insights.notes,
+            *(
+                f"left out: {item.rows:,} {item.reason} (e.g. {', '.join(item.examples)})"
+                for item in self.insights.left_out
+            ),
+        ]
+        if self.insights.disagreements:
+            calls = len({d.call_id for d in self.insights.disagreements})
+            lines.append(
+                f"{len(self.insights.disagreements):,} disagreements on {calls:,} calls: disagreements.csv"
+            )
+        lines.append(f"tables: {', '.join(path.name for path in self.files if path.suffix == '.csv')}")
+        return "\n".join(lines)
+
+
+def run_insights(
+    data: Path | None,
+    db_url: str | None,
+    out: Path,
+    *,
+    min_agent_calls: int = INSIGHTS_MIN_AGENT_CALLS,
+    progress: Reporter,
+) -> InsightsResult:
+    """The NPS report from `data` (a data directory), the feedback store at `db_url`, or both joined.
+
+    Raises DataError when neither is given, when there is no NPS answer at all, and as the export and the
+    data directory's reading do.
+    """
+    if data is None and db_url is None:
+        raise DataError("nothing to report on: give --data DIR, --db URL or both")
+    started = time.perf_counter()
+    sources: list[str] = []
+    names: list[str] = []
+    source = open_data(data) if data is not None else None
+    con = source.con if source is not None else duckdb.connect()
+    try:
+        catalog = None
+        if data is not None:
+            progress.step(f"insights: the data directory {data}")
+            for table in _TABLES:
+                con.execute(f"CREATE VIEW data_{table} AS SELECT * FROM {table}")
+            catalog = load_catalog(catalog_for(data))
+            sources.append("data")
+            names.append(str(data))
+        else:
+            for table, columns in _EMPTY_CONTEXT.items():
+                con.execute(f"CREATE TABLE {table} ({columns})")
+        with tempfile.TemporaryDirectory(prefix="nba-insights-") as exported:
+            if db_url is not None:
+                progress.step("insights: the feedback store's export")
+                export_feedback(db_url, Path(exported), "parquet")
+                for table in _TABLES:
+                    path = Path(exported) / f"{table}.parquet"
+                    con.execute(f"CREATE TABLE store_{table} AS SELECT * FROM read_parquet('{path}')")
+                sources.append("store")
+                names.append("the feedback store")
+            progress.step("insights: NPS by group")
+            insights = build_insights(
+                con, sources, catalog=catalog, source_names=names, min_agent_calls=min_agent_calls
+            )
+    finally:
+        con.close()
+    progress.step("insights: the page and its tables")
+    files = write_report(insights, out)
+    return InsightsResult(out, out / PAGE, files, insights, time.perf_counter() - started)
+
+
+def write_report(insights: Insights, out: Path) -> tuple[Path, ...]:
+    """Writes every table as CSV, the plots as PNG and the page that holds them all into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = [_write_rows(out / "centre.csv", [insights.centre])]
+    for dimension in DIMENSIONS:
+        written.append(
+            _write_rows(
+                out / f"nps_by_{dimension}.csv",
+                insights.tables[dimension],
+                insights.centre if dimension == "agent" else None,
+            )
+        )
+    written.append(_write_disagreements(out / "disagreements.csv", insights.disagreements))
+    with (out / "left_out.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["reason", "rows", "examples"])
+        writer.writerows([item.reason, item.rows, " ".join(item.examples)] for item in insights.left_out)
+    written.append(out / "left_out.csv")
+    plots = _plots(insights, out)
+    page = out / PAGE
+    page.write_text(render_page(insights, plots), encoding="utf-8")
+    return (page, *written, *plots.values())
+
+
+def _write_rows(path: Path, rows: Sequence[NpsRow], centre: NpsRow | None = None) -> Path:
+    names = [f.name for f in fields(NpsRow)]
+    extra = ["centre_nps", "centre_low", "centre_high"] if centre is not None else []
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(names + extra)
+        for row in rows:
+            values = [round(v, 2) if isinstance(v, float) else v for v in asdict(row).values()]
+            if centre is not None:
+                values += [round(centre.nps, 2), round(centre.low, 2), round(centre.high, 2)]
+            writer.writerow(values)
+    return path
+
+
+def _write_disagreements(path: Path, disagreements: Sequence[Disagreement]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow([f.name for f in fields(Disagreement)])
+        writer.writerows(list(asdict(d).values()) for d in disagreements)
+    return path
+
+
+def _plots(insights: Insights, out: Path) -> dict[str, Path]:
+    plots: dict[str, Path] = {}
+    centre = insights.centre.nps
+    for dimension in ("outcome", "call_reason"):
+        rows = insights.tables[dimension]
+        if rows:
+            plots[dimension] = plot_nps_groups(
+                [r.group for r in rows],
+                [r.nps for r in rows],
+                [r.low for r in rows],
+                [r.high for r in rows],
+                [r.too_few for r in rows],
+                centre,
+                TITLES[dimension],
+                out / f"nps_by_{dimension}.png",
+            )
+    weeks = [r for r in insights.tables["week"] if r.group != "unknown"]
+    if weeks:
+        plots["week"] = plot_nps_weeks(
+            [r.group for r in weeks],
+            [r.nps for r in weeks],
+            [r.low for r in weeks],
+            [r.high for r in weeks],
+            out / "nps_by_week.png",
+        )
+    return plots
+
+
+def _cell_nps(row: NpsRow) -> str:
+    interval = f"{row.low:+.1f} to {row.high:+.1f}"
+    if row.too_few:
+        return f'<td class="few">too few to say</td><td>{interval}</td>'
+    return f"<td>{row.nps:+.1f}</td><td>{interval}</td>"
+
+
+def _table(dimension: str, rows: Sequence[NpsRow], insights: Insights) -> str:
+    agent = dimension == "agent"
+    head = "<tr><th>group</th><th>answers</th><th>promoters</th><th>passives</th><th>detractors</th>"
+    head += "<th>NPS</th><th>95% interval</th>" + (
+        "<th>centre NPS</th><th>centre 95% interval</th>" if agent else ""
+    )
+    body = []
+    for row in rows:
+        centre = _cell_nps(insights.centre) if agent else ""
+        marked = ' class="few"' if row.too_few else ""
+        body.append(
+            f"<tr{marked}><td>{html.escape(row.group)}</td><td>{row.answers:,}</td>"
+            f"<td>{row.promoters:,}</td><td>{row.passives:,}</td><td>{row.detractors:,}</td>"
+            f"{_cell_nps(row)}{centre}</tr>"
+        )
+    if not body:
+        columns = 9 if agent else 7
+        body.append(f'<tr><td colspan="{columns}">no group to show</td></tr>')
+    return f"<table><thead>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def render_page(insights: Insights, plots: dict[str, Path]) -> str:
+    """The whole report as one HTML page: no script, no link outside it, plots as data: URIs."""
+    c = insights.centre
+    notes = [*insights.notes]
+    notes += [f"left out: {i.rows:,} {i.reason} (e.g. {', '.join(i.examples)})" for i in insights.left_out]
+    if insights.disagreements:
+        calls = len({d.call_id for d in insights.disagreements})
+        notes.append(
+            f"{len(insights.disagreements):,} disagreements between the data directory and the feedback store on "
+            f"{calls:,} calls (each in disagreements.csv); those calls are left out"
+        )
+    parts = [
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>nba insights: NPS</title>',
+        f"<style>{_STYLE}</style></head><body>",
+        "<h1>What the conversations do to NPS</h1>",
+        f'<p class="lead">Centre NPS <strong>{c.nps:+.1f}</strong> (95% bootstrap interval {c.low:+.1f} to '
+        f"{c.high:+.1f}) over {insights.answered_calls:,} answered calls of {insights.calls:,} calls, from "
+        f"{html.escape(' and '.join(insights.sources))}. NPS is % promoters (9-10) − % detractors (0-6). A group "
+        f"with fewer than {insights.min_answers} answers shows its interval and <em>too few to say</em>; agents "
+        f"are listed from {insights.min_agent_calls} answered calls up.</p>",
+    ]
+    if notes:
+        parts.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    for dimension in DIMENSIONS:
+        parts.append(f'<h2 id="{dimension}">{html.escape(TITLES[dimension])}</h2>')
+        if dimension in plots:
+            encoded = base64.b64encode(plots[dimension].read_bytes()).decode("ascii")
+            parts.append(
+                f'<img alt="{html.escape(TITLES[dimension])}" src="data:image/png;base64,{encoded}">'
+            )
+        parts.append(_table(dimension, insights.tables[dimension], insights))
+    parts.append('<p class="foot">Each table is also a CSV file beside this page (nps_by_*.csv).</p>')
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+_STYLE: Final = (
+    "body{font-family:sans-serif;margin:2em auto;max-width:60em;color:#222}"
+    "table{border-collapse:collapse;margin:0.5em 0 1.5em}"
+    "th,td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:right}"
+    "td:first-child,th:first-child{text-align:left}"
+    "tr.few{color:#888}td.few{font-style:italic}"
+    "img{max-width:100%}.notes li{color:#8a4b00}"
+)
