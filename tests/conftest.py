@@ -118,6 +118,9 @@ def sample_model(tmp_path_factory: pytest.TempPathFactory) -> SampleModel:
         # Another session may have put the same model there meanwhile: theirs stays.
         with suppress(OSError):
             move_into_place(temp, cached)
+    for stale in MODEL_CACHE.iterdir():  # models of code or data as it was before: never used again
+        if stale != cached and not stale.name.startswith("."):
+            shutil.rmtree(stale, ignore_errors=True)
     return SampleModel(data_dir, models_dir, result.model_dir)
 
 
