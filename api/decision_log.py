@@ -56,6 +56,13 @@ LOOKUP_DEADLINE_S: Final = 0.005
 # Look-ups waiting on PostgreSQL at once (each holds a thread and a connection of the fast pool); more
 # are answered as new decisions at once: with the server paused they would only wait too.
 MAX_LOOKUPS_IN_FLIGHT: Final = 4
+# Claiming a call id the client supplied (the store's insert arbitrates between replicas): past this
+# deadline, or with CLAIM_THREADS claims waiting, the call is answered as before claims (its decision
+# queued for the writer; a concurrent first request elsewhere may then answer differently), and no
+# claim is tried for CLAIM_BACKOFF_S: a paused or failing database costs one request the deadline.
+CLAIM_DEADLINE_S: Final = 0.25
+CLAIM_THREADS: Final = 8
+CLAIM_BACKOFF_S: Final = 2.0
 # Outcome and NPS posts: answered within this (503 + Retry-After past it). The agent panel gives up
 # after 2 s.
 FEEDBACK_DEADLINE_S: Final = 1.5
@@ -147,6 +154,9 @@ class DecisionLog:
         self._feedback_pool = ThreadPoolExecutor(FEEDBACK_THREADS, thread_name_prefix="nba-feedback")
         self._lookup_pool = ThreadPoolExecutor(MAX_LOOKUPS_IN_FLIGHT, thread_name_prefix="nba-lookup")
         self._lookups_in_flight = 0
+        self._claim_pool = ThreadPoolExecutor(CLAIM_THREADS, thread_name_prefix="nba-claim")
+        self._claims_in_flight = 0
+        self._claims_paused_until = 0.0
         # Reading the buffer file takes a lock and a read: remember whether it may hold anything instead.
         self._buffer_in_use = self.buffer.pending() > 0
         self.metrics.buffered.set_function(
@@ -228,6 +238,50 @@ class DecisionLog:
 
     def _lookup_done(self) -> None:
         self._lookups_in_flight -= 1
+
+    async def claim(self, decision: CallDecision) -> tuple[CallDecision, bool]:
+        """The decision to answer for a call id the client supplied and this worker does not know: the
+        one the store holds for it, `decision` stored now when none was (`FeedbackStore.claim_decision`);
+        (that decision, whether it is `decision`). When the store cannot say within CLAIM_DEADLINE_S (or
+        is down, or its buffer holds decisions), `decision` is queued for the writer as `add` does and
+        answered: then the store keeps the first one written and the other as a repeat."""
+        if (
+            not self.store.migrated
+            or self._buffer_in_use
+            or self._claims_in_flight >= CLAIM_THREADS
+            or time.monotonic() < self._claims_paused_until
+        ):
+            self.add(decision)
+            return decision, True
+        self._claims_in_flight += 1
+        future = self._claim_pool.submit(self.store.claim_decision, decision)
+        loop = asyncio.get_running_loop()
+
+        def done(_: Future[tuple[CallDecision, bool]]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed before a late claim ended
+                loop.call_soon_threadsafe(self._claim_done)
+
+        future.add_done_callback(done)
+        try:
+            stored, won = await asyncio.wait_for(asyncio.wrap_future(future), CLAIM_DEADLINE_S)
+        except (TimeoutError, UnavailableError):
+            # The claim may still land: then the writer's write of `decision` finds it stored (a replay).
+            self._claims_paused_until = time.monotonic() + CLAIM_BACKOFF_S
+            self.metrics.claims_late.inc()
+            self.add(decision)
+            return decision, True
+        self.remember(stored)
+        return stored, won
+
+    def _claim_done(self) -> None:
+        self._claims_in_flight -= 1
+
+    def remember(self, decision: CallDecision) -> None:
+        """Keeps a stored decision in memory for repeats (nothing to write)."""
+        with self._cond:
+            self._cache[decision.call_id] = decision
+            while len(self._cache) > self.max_cached:
+                self._cache.popitem(last=False)
 
     def add(self, decision: CallDecision) -> None:
         """Journals the decision (before it is answered), remembers it and queues it for the writer."""
@@ -509,6 +563,7 @@ class DecisionLog:
             self._trim_journal()
         self._feedback_pool.shutdown(wait=False, cancel_futures=True)
         self._lookup_pool.shutdown(wait=False, cancel_futures=True)
+        self._claim_pool.shutdown(wait=False, cancel_futures=True)
 
 
 class DatabaseHealth:

@@ -156,6 +156,12 @@ class Metrics:
             "Call-id look-ups the store did not answer within their deadline (answered as new decisions).",
             registry=r,
         )
+        self.claims_late = Counter(
+            "nba_call_claims_late_total",
+            "Claims of client-supplied call ids the store did not settle within their deadline "
+            "(answered unclaimed: a concurrent first request on another replica may answer differently).",
+            registry=r,
+        )
         # Workers and replicas (api/replicas.py): what the load balancer's health check reports.
         self.database_reachable = Gauge(
             "nba_database_reachable",

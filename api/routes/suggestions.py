@@ -141,8 +141,7 @@ async def suggestions_body(
     call_id = call_id or x_call_id
     if call_id is not None:
         # The desktop's call id: a repeat is answered as first served. The store has 5 ms to say; past
-        # that the call is answered as a new decision, and the store keeps the first one it got for
-        # the call id (the later as a repeat of it: outcomes for either's suggestions count).
+        # that the call is decided, then claimed (below).
         earlier = await services.decisions.lookup(call_id)
         if earlier is not None:
             if earlier.cardholder_id != cardholder_id:
@@ -154,8 +153,18 @@ async def suggestions_body(
         cardholder_id, query.call_reason, query.limit, services.ledger.recent(cardholder_id, since)
     )
     call = to_call_decision(call_id, decision, services, serving.engine.holder_bytes)
+    if call_id is None:  # a call id made here is new everywhere: nothing to arbitrate
+        services.decisions.add(call)
+    else:
+        # The desktop's call id may be asked on another replica at the same moment: the store's insert
+        # decides whose decision is the call, and both answer it.
+        stored, won = await services.decisions.claim(call)
+        if not won:
+            if stored.cardholder_id != cardholder_id:
+                raise ConflictError(f"call {call_id!r} was served for another cardholder")
+            outcomes, closed = await services.decisions.call_state(call_id)
+            return answer(stored, outcomes, closed)
     body = answer(call, {}, False)
-    services.decisions.add(call)
     for s in call.suggestions:
         services.metrics.suggestions.labels(benefit_id=s.benefit_id).inc()
     return body

@@ -372,28 +372,48 @@ class FeedbackStore:
         """
         check_decision(decision)
         with self._transaction(write=True) as conn:
-            stored = read_decision(conn, decision.call_id)
+            stored = self._insert_or_read(conn, decision)
             if stored is not None:
                 keep_as_repeat(conn, stored, decision)
                 return stored
-            try:
-                with conn.begin_nested():
-                    insert_decisions(conn, [decision])
-            except sa_exc.IntegrityError:
-                stored = read_decision(conn, decision.call_id)
-                if stored is not None:  # another process logged the same call a moment ago
-                    return stored
-                ids = [s.suggestion_id for s in decision.suggestions]
-                taken = conn.scalars(
-                    select(suggestions_table.c.suggestion_id).where(
-                        suggestions_table.c.suggestion_id.in_(ids)
-                    )
-                ).all()
-                raise ConflictError(
-                    f"call {decision.call_id!r}: suggestion_id {taken[0] if taken else ids!r} "
-                    "already belongs to another call"
-                ) from None
         return read_back(decision)
+
+    def claim_decision(self, decision: CallDecision) -> tuple[CallDecision, bool]:
+        """The decision the store holds for `decision`'s call id: `decision` itself, stored now, when the
+        call id was free; else the one stored first (`decision` is then dropped, not kept as a repeat: it
+        is never shown). Returns (that decision, whether it is `decision`).
+
+        The call id's primary key arbitrates: of two processes claiming one call id at once, one insert
+        commits and the other fails on the key and reads the winner's. The service claims a call id its
+        client supplied before answering, so concurrent first requests on two replicas get one answer.
+        Raises as `log_decision`.
+        """
+        check_decision(decision)
+        with self._transaction(write=True) as conn:
+            stored = self._insert_or_read(conn, decision)
+        return (stored, False) if stored is not None else (read_back(decision), True)
+
+    def _insert_or_read(self, conn: Connection, decision: CallDecision) -> CallDecision | None:
+        """Inserts `decision` when its call id is new (None), else returns the stored one."""
+        stored = read_decision(conn, decision.call_id)
+        if stored is not None:
+            return stored
+        try:
+            with conn.begin_nested():
+                insert_decisions(conn, [decision])
+        except sa_exc.IntegrityError:
+            stored = read_decision(conn, decision.call_id)
+            if stored is not None:  # another process stored the same call a moment ago
+                return stored
+            ids = [s.suggestion_id for s in decision.suggestions]
+            taken = conn.scalars(
+                select(suggestions_table.c.suggestion_id).where(suggestions_table.c.suggestion_id.in_(ids))
+            ).all()
+            raise ConflictError(
+                f"call {decision.call_id!r}: suggestion_id {taken[0] if taken else ids!r} "
+                "already belongs to another call"
+            ) from None
+        return None
 
     def log_decisions(self, decisions: Sequence[CallDecision]) -> int:
         """Stores many served decisions in one transaction (the service's background writer); returns how

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from api.decision_log import CLAIM_DEADLINE_S
 from api.deps import Services
 from api.logs import JsonFormatter, get_logger
 from api.main import check_for_changes, create_app
@@ -45,6 +46,7 @@ class FlakyStore(FeedbackStore):
 
     down = False
     slow_s = 0.0
+    claim_slow_s = 0.0
 
     def _check(self) -> None:
         if self.down:
@@ -66,6 +68,11 @@ class FlakyStore(FeedbackStore):
         self._check()
         time.sleep(self.slow_s)
         return super().find_decision(*a, **k)
+
+    def claim_decision(self, *a: Any, **k: Any) -> Any:
+        self._check()
+        time.sleep(self.claim_slow_s)
+        return super().claim_decision(*a, **k)
 
     def ping(self) -> None:
         self._check()
@@ -770,7 +777,7 @@ def test_a_request_without_a_valid_key_is_refused_before_its_input_is_judged(
         assert client.post(path, json=body, headers={"X-API-Key": ADMIN}).status_code == 422, path
 
 
-def test_a_call_the_store_does_not_find_in_time_is_answered_anew_and_the_first_stored_wins(
+def test_a_call_the_store_does_not_find_in_time_is_claimed_and_answered_as_first_stored(
     client: TestClient, sample_deployment: Deployment
 ) -> None:
     services = services_of(client)
@@ -782,6 +789,28 @@ def test_a_call_the_store_does_not_find_in_time_is_answered_anew_and_the_first_s
     services.decisions.write_pending()
     services.decisions.forget_cached()  # another replica, or a restart: only the store knows the call
     store.slow_s = 0.05  # ten times the look-up's 5 ms deadline
+    late_before = services.metrics.registry.get_sample_value("nba_call_lookups_late_total") or 0.0
+    later = client.get(url).json()
+    # Decided again, but the claim finds the call stored: the answer is the first one, nothing new kept.
+    assert later == first
+    assert services.metrics.registry.get_sample_value("nba_call_lookups_late_total") == late_before + 1
+    assert services.metrics.registry.get_sample_value("nba_call_claims_late_total") == 0
+    assert services.decisions.write_pending() == 0
+
+
+def test_a_call_neither_found_nor_claimed_in_time_is_answered_anew_and_the_first_stored_wins(
+    client: TestClient, sample_deployment: Deployment
+) -> None:
+    services = services_of(client)
+    store: FlakyStore = services.store  # type: ignore[assignment]
+    store.reads_are_local = False  # as for PostgreSQL: the look-up runs on a thread, with a deadline
+    cardholder = first_with_suggestions(client, sample_deployment)["cardholder_id"]
+    url = f"/v1/cardholders/{cardholder}/suggestions?call_id=DESK-1"
+    first = client.get(url).json()
+    services.decisions.write_pending()
+    services.decisions.forget_cached()  # another replica, or a restart: only the store knows the call
+    store.slow_s = 0.05  # ten times the look-up's 5 ms deadline
+    store.claim_slow_s = CLAIM_DEADLINE_S + 0.1
     # The first call's own look-up may pass its deadline too on a busy machine: count the second's only.
     late_before = services.metrics.registry.get_sample_value("nba_call_lookups_late_total") or 0.0
     later = client.get(url).json()
@@ -791,7 +820,8 @@ def test_a_call_the_store_does_not_find_in_time_is_answered_anew_and_the_first_s
     )
     late = services.metrics.registry.get_sample_value("nba_call_lookups_late_total")
     assert late is not None and late - late_before == 1
-    store.slow_s = 0.0
+    assert services.metrics.registry.get_sample_value("nba_call_claims_late_total") == 1
+    store.slow_s = store.claim_slow_s = 0.0
     services.decisions.write_pending()
     # The store keeps the first decision as the call; an outcome on the later one counts for it.
     stored = store.find_decision("DESK-1")

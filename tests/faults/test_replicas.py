@@ -10,11 +10,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from tests.deployment import Deployment
 from tests.faults.harness import (
@@ -125,14 +127,70 @@ def two_replicas(
         yield a, b
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_a_decline_on_one_replica_keeps_the_benefit_off_the_next_call_on_another_and_call_ids_hold(
-    sample_deployment: Deployment, tmp_path: Path, own_pg: PgServer, backend: str
-) -> None:
+@pytest.fixture(scope="class", params=["sqlite", "postgresql"])
+def replica_pair(
+    request: pytest.FixtureRequest,
+    sample_deployment: Deployment,
+    tmp_path_factory: pytest.TempPathFactory,
+    own_pg: PgServer,
+) -> Iterator[tuple[Service, Service, str]]:
+    """Two replicas on one SQLite file or one PostgreSQL database, and its URL: shared by the tests of a
+    class (starting two replicas is most of such a test's time), stopped when the class ends."""
+    root = tmp_path_factory.mktemp(f"replicas-{request.param}")
     url = (
-        f"sqlite:///{tmp_path / 'feedback.db'}" if backend == "sqlite" else create_database(own_pg, "contact")
+        f"sqlite:///{root / 'feedback.db'}" if request.param == "sqlite" else create_database(own_pg, "pair")
     )
-    with two_replicas(sample_deployment, tmp_path, url) as (a, b):
+    with two_replicas(sample_deployment, root, url) as (a, b):
+        yield a, b, url
+
+
+# Concurrent first requests: call ids each asked on both replicas at the same moment, two pairs at a time.
+RACED_CALLS = 40
+
+
+def ask_both(a: Service, b: Service, cardholder: str, call_id: str) -> tuple[dict[str, object], ...]:
+    """The same first request for `call_id` sent to both replicas at once (released by one barrier)."""
+    start = threading.Barrier(2)
+    bodies: list[dict[str, object]] = [{}, {}]
+
+    def ask(i: int, service: Service) -> None:
+        start.wait()
+        bodies[i] = suggestions(service, cardholder, call_id)
+
+    threads = [threading.Thread(target=ask, args=(i, s)) for i, s in enumerate((a, b))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(CLIENT_TIMEOUT_S + 1)
+    return tuple(bodies)
+
+
+def raced_repeats(database_url: str, call_ids: list[str]) -> int:
+    """How many suggestion ids the store keeps as repeats of these calls' suggestions."""
+    engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM suggestion_repeats r JOIN suggestions s "
+                        "ON s.suggestion_id = r.suggestion_id WHERE s.call_id IN :ids"
+                    ).bindparams(sa.bindparam("ids", expanding=True)),
+                    {"ids": call_ids},
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+class TestTwoReplicasOnOneStore:
+    """Two replicas that each test leaves as it found them: a decline and a repeated call id across them,
+    and concurrent first requests for one call id."""
+
+    def test_a_decline_on_one_replica_keeps_the_benefit_off_the_next_call_on_another_and_call_ids_hold(
+        self, sample_deployment: Deployment, replica_pair: tuple[Service, Service, str]
+    ) -> None:
+        a, b, url = replica_pair
         holder, offered = next(
             (h, body)
             for h in cardholders_of(sample_deployment, 200)
@@ -157,8 +215,34 @@ def test_a_decline_on_one_replica_keeps_the_benefit_off_the_next_call_on_another
             {**s, "outcome": "declined" if s["suggestion_id"] == shown["suggestion_id"] else None}  # type: ignore[index]
             for s in first["suggestions"]  # type: ignore[attr-defined]
         ]
-    stored = read_store(url, ["call-1"])
-    assert stored.suggestions["call-1"] == tuple(s["suggestion_id"] for s in first["suggestions"])  # type: ignore[attr-defined]
+        stored = read_store(url, ["call-1"])
+        assert stored.suggestions["call-1"] == tuple(s["suggestion_id"] for s in first["suggestions"])  # type: ignore[attr-defined]
+
+    def test_concurrent_first_requests_for_one_call_id_on_two_replicas_answer_the_one_stored_decision(
+        self, sample_deployment: Deployment, replica_pair: tuple[Service, Service, str]
+    ) -> None:
+        a, b, url = replica_pair
+        cardholders = cardholders_of(sample_deployment, RACED_CALLS)
+        call_ids = [f"raced-{n}" for n in range(RACED_CALLS)]
+        with ThreadPoolExecutor(2) as pool:
+            bodies = pool.map(lambda n: ask_both(a, b, cardholders[n], call_ids[n]), range(RACED_CALLS))
+            answers = dict(zip(call_ids, bodies, strict=True))
+        late = a.metric("nba_call_claims_late_total") + b.metric("nba_call_claims_late_total")
+        stored = read_store(url, call_ids)
+        differ = [
+            (call_id, [suggestion_ids(body) for body in bodies], stored.suggestions.get(call_id))
+            for call_id, bodies in answers.items()
+            if any(suggestion_ids(body) != stored.suggestions.get(call_id) for body in bodies)
+        ]
+        assert differ == [], (len(differ), differ[:3], f"claims late: {late}")
+        for bodies in answers.values():  # the same answer (same benefits, same wording): one decision
+            assert bodies[0]["suggestions"] == bodies[1]["suggestions"], bodies
+        # The loser's decision was never shown, so never stored, not even as a repeat.
+        assert raced_repeats(url, call_ids) == 0
+
+
+def suggestion_ids(body: dict[str, object]) -> tuple[str, ...]:
+    return tuple(str(s["suggestion_id"]) for s in body["suggestions"])  # type: ignore[attr-defined]
 
 
 class Balancer:

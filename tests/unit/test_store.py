@@ -395,6 +395,39 @@ def test_concurrent_logs_of_one_call_store_it_once(store: FeedbackStore, db_url:
     assert len(table_rows(db_url, "calls")) == 1
 
 
+def test_concurrent_claims_of_one_call_id_store_one_decision_and_all_answer_it(
+    store: FeedbackStore, db_url: str
+) -> None:
+    # Eight replicas decided the same call at once, each under its own suggestion ids.
+    claims = [
+        replace(
+            make_decision(),
+            suggestions=tuple(
+                make_suggestion(f"s_T1_{n}_{rank}", rank, benefit)
+                for rank, benefit in enumerate(("dining_4x", "grocery_4x"), start=1)
+            ),
+        )
+        for n in range(8)
+    ]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(store.claim_decision, claims))
+    winners = [n for n, (_, won) in enumerate(results) if won]
+    assert len(winners) == 1, results
+    assert all(same(stored, claims[winners[0]]) for stored, _ in results)
+    assert same(store.find_decision("T1"), claims[winners[0]])
+    assert len(table_rows(db_url, "calls")) == 1
+    assert len(table_rows(db_url, "suggestions")) == 2
+    assert table_rows(db_url, "suggestion_repeats") == []  # the losers' decisions were never shown
+
+
+def test_a_claim_under_another_calls_suggestion_id_is_a_conflict(store: FeedbackStore) -> None:
+    store.log_decision(make_decision("T1"))
+    clash = replace(make_decision("T2"), suggestions=(make_suggestion("s_T1_1", 1, "air_5x"),))
+    with pytest.raises(ConflictError, match="call 'T2': suggestion_id 's_T1_1' already belongs"):
+        store.claim_decision(clash)
+    assert store.find_decision("T2") is None
+
+
 def test_a_call_with_nothing_to_suggest_is_logged(store: FeedbackStore) -> None:
     decision = make_decision("T2", benefits=(), call_reason="fraud")
     store.log_decision(decision)
