@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -98,9 +99,24 @@ def first_with_suggestions(client: TestClient, deployment: Deployment, k: int = 
 NBA = Path(sys.executable).parent / "nba"
 
 
+@dataclass(frozen=True)
+class ServedProcess:
+    """An `nba serve` process: its base URL and its process id."""
+
+    base: str
+    pid: int
+
+
 @contextmanager
 def serve_process(deployment: Deployment, var: Path, **env_overrides: object) -> Iterator[str]:
-    """`nba serve` as its own process with the production HTTP settings; yields its base URL once ready.
+    """`nba serve` as its own process with the production HTTP settings; yields its base URL once ready."""
+    with served_process(deployment, var, **env_overrides) as served:
+        yield served.base
+
+
+@contextmanager
+def served_process(deployment: Deployment, var: Path, **env_overrides: object) -> Iterator[ServedProcess]:
+    """`nba serve` as its own process with the production HTTP settings, once ready.
 
     Its log goes to `var/serve.log`; `env_overrides` are settings (`models_dir=...`) as NBA_ variables.
     """
@@ -133,7 +149,7 @@ def serve_process(deployment: Deployment, var: Path, **env_overrides: object) ->
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"nba serve did not become ready:\n{log.read_text()[-3000:]}")
             time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        yield ServedProcess(f"http://127.0.0.1:{port}", server.pid)
     finally:
         server.send_signal(signal.SIGTERM)
         try:

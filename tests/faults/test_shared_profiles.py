@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,71 +17,31 @@ import pytest
 
 from nba.model._registry import set_current
 from tests.deployment import Deployment, twin_model
-from tests.serving import ADMIN, AGENT, KEYS, NBA, Clock, free_port, some_cardholders
+from tests.serving import ADMIN, AGENT, Clock, ServedProcess, served_process, some_cardholders
 
 pytestmark = pytest.mark.slow  # two served processes and two reloads
 
 RATE_PER_S = 40
 
 
-@dataclass(frozen=True)
-class Server:
-    base: str
-    pid: int
-
-    def mapped_entries(self, cache: Path) -> set[str]:
-        """The cache entries whose files this process maps (from /proc/PID/maps)."""
-        prefix = str(cache) + "/"
-        entries = set()
-        for line in Path(f"/proc/{self.pid}/maps").read_text().splitlines():
-            path = line.split(maxsplit=5)[-1] if len(line.split()) >= 6 else ""
-            if path.startswith(prefix) and path.endswith(".npy"):
-                entries.add(path[len(prefix) :].split("/")[0])
-        return entries
+def mapped_entries(pid: int, cache: Path) -> set[str]:
+    """The cache entries whose files process `pid` maps (from /proc/PID/maps)."""
+    prefix = str(cache) + "/"
+    entries = set()
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        path = line.split(maxsplit=5)[-1] if len(line.split()) >= 6 else ""
+        if path.startswith(prefix) and path.endswith(".npy"):
+            entries.add(path[len(prefix) :].split("/")[0])
+    return entries
 
 
-@contextmanager
-def _serve(deployment: Deployment, var: Path, models: Path, cache: Path) -> Iterator[Server]:
-    var.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = {
-        **os.environ,
-        "NBA_MODELS_DIR": str(models),
-        "NBA_PROFILES_DIR": str(deployment.profiles_dir),
-        "NBA_PROFILE_CACHE": str(cache),
-        "NBA_DATA_DIR": str(deployment.data_dir),
-        "NBA_DATABASE_URL": f"sqlite:///{var / 'feedback.db'}",
-        "NBA_BUFFER_PATH": str(var / "buffer.jsonl"),
-        "NBA_API_KEYS": KEYS,
-        "NBA_PORT": str(port),
-        "NBA_LOG_LEVEL": "warning",
-        "NBA_WATCH_INTERVAL_S": "0",
-    }
-    log = var / "serve.log"
-    with log.open("wb") as sink:
-        server = subprocess.Popen([str(NBA), "serve"], env=env, stdout=sink, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"nba serve did not become ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
-        yield Server(f"http://127.0.0.1:{port}", server.pid)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+def _serve(
+    deployment: Deployment, var: Path, models: Path, cache: Path
+) -> AbstractContextManager[ServedProcess]:
+    return served_process(deployment, var, models_dir=models, profile_cache=cache, log_level="warning")
 
 
-def _version(server: Server) -> str:
+def _version(server: ServedProcess) -> str:
     version: str = httpx.get(f"{server.base}/v1/model", headers={"X-API-Key": ADMIN}).json()["version"]
     return version
 
@@ -102,8 +58,8 @@ def test_one_process_reloads_while_the_other_keeps_serving_from_the_shared_cache
         _serve(sample_deployment, tmp_path / "a", models, cache) as a,
         _serve(sample_deployment, tmp_path / "b", models, cache) as b,
     ):
-        (old_entry,) = a.mapped_entries(cache)
-        assert b.mapped_entries(cache) == {old_entry}  # one copy on disk, mapped by both
+        (old_entry,) = mapped_entries(a.pid, cache)
+        assert mapped_entries(b.pid, cache) == {old_entry}  # one copy on disk, mapped by both
         statuses: list[int] = []
         stop = threading.Event()
 
@@ -132,13 +88,13 @@ def test_one_process_reloads_while_the_other_keeps_serving_from_the_shared_cache
         assert answered_during_reload > 0 and set(statuses) == {200}  # b never stopped
         assert _version(a) == new_version and _version(b) == sample_deployment.version
         # a maps the entry it built (the old one may stay mapped until the old engine is freed).
-        (new_entry,) = a.mapped_entries(cache) - {old_entry}
-        assert b.mapped_entries(cache) == {old_entry}
+        (new_entry,) = mapped_entries(a.pid, cache) - {old_entry}
+        assert mapped_entries(b.pid, cache) == {old_entry}
         # b reloads onto the entry a built: it maps it, and no third entry appears.
         built_at = (cache / new_entry / "manifest.json").stat().st_mtime_ns
         reload_b = httpx.post(f"{b.base}/v1/admin/reload", headers={"X-API-Key": ADMIN}, timeout=120)
         assert reload_b.status_code == 200 and _version(b) == new_version
-        assert new_entry in b.mapped_entries(cache)
+        assert new_entry in mapped_entries(b.pid, cache)
         assert (cache / new_entry / "manifest.json").stat().st_mtime_ns == built_at
         assert sorted(name for name in os.listdir(cache) if not name.startswith(".")) == sorted(
             {old_entry, new_entry}
