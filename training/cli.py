@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from nba.contract import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
-from nba.decision import PUBLIC_FIELD_NAMES
+from nba.decision import PUBLIC_FIELD_NAMES, ArbitrationConfig, EngineConfig
 from nba.errors import NbaError, ValidationError
-from nba.vocab import MAX_SUGGESTIONS
+from nba.vocab import DEFAULT_VALUE_FLOOR_USD, MAX_SUGGESTIONS, MAX_VALUE_FLOOR_USD
 from training.cli_options import AsOf, Quiet, Threads, parse_date, usable_cpus
 from training.db_cli import db_app
 from training.models_cli import models_app
@@ -316,6 +316,16 @@ TopK = Annotated[
         help=f"How many suggestions (1-{MAX_SUGGESTIONS}; default: the arbitration's top_k, 3).",
     ),
 ]
+ValueFloor = Annotated[
+    float,
+    typer.Option(
+        "--value-floor",
+        min=0,
+        max=MAX_VALUE_FLOOR_USD,
+        help="Leave out a benefit worth less than this many dollars a year to the cardholder (benefits "
+        f"with no dollar estimate: the catalog's nominal value); 0: no floor. Default {DEFAULT_VALUE_FLOOR_USD:g}.",
+    ),
+]
 ProfilesOption = Annotated[
     Path | None,
     typer.Option(
@@ -324,6 +334,10 @@ ProfilesOption = Annotated[
         "profiles from --data (which still gives the catalog).",
     ),
 ]
+
+
+def _floor_config(value_floor_usd: float) -> EngineConfig:
+    return EngineConfig(arbitration=ArbitrationConfig(value_floor_usd=value_floor_usd))
 
 
 @app.command()
@@ -336,6 +350,7 @@ def recommend(
     as_of: AsOf = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
     profiles: ProfilesOption = None,
+    value_floor: ValueFloor = DEFAULT_VALUE_FLOOR_USD,
 ) -> None:
     """Show the talking points the engine would give the agent for one cardholder's call."""
     import dataclasses
@@ -343,7 +358,7 @@ def recommend(
 
     from training.engine_job import format_decision, load_engine
 
-    engine = load_engine(model, data, parse_date(as_of), profiles=profiles)
+    engine = load_engine(model, data, parse_date(as_of), _floor_config(value_floor), profiles=profiles)
     decision = engine.decide(cardholder_id, call_reason, top)
     if as_json:
         body = dataclasses.asdict(decision)
@@ -371,6 +386,7 @@ def score(
     top: TopK = None,
     call_reason: CallReason = "general",
     profiles: ProfilesOption = None,
+    value_floor: ValueFloor = DEFAULT_VALUE_FLOOR_USD,
 ) -> None:
     """Batch-score every cardholder: cardholder_id, rank, benefit_id, score, diversity for the top K of each.
 
@@ -387,7 +403,7 @@ def score(
         )
     if out.suffix not in (".csv", ".parquet"):
         raise typer.BadParameter(f"must end in .csv or .parquet, got {out.name!r}", param_hint="--out")
-    engine = load_engine(model, data, parse_date(as_of), profiles=profiles)
+    engine = load_engine(model, data, parse_date(as_of), _floor_config(value_floor), profiles=profiles)
     result = score_all(engine, top, call_reason, out)
     typer.echo(
         f"{result.out}: {result.rows:,} rows for {result.cardholders:,} cardholders in {result.seconds:.1f} s"

@@ -173,7 +173,7 @@ def test_talking_point_numbers_come_from_the_cardholders_transactions(setup: tup
     for cardholder_id in engine.profiles.ids[:400]:
         for s in engine.decide(cardholder_id, "general").suggestions:
             benefit = engine.catalog.benefit_by_id[s.benefit_id]
-            if "{spend_90d_usd}" not in benefit.talking_point or "You spent" not in s.talking_point:
+            if "{spend_90d_usd}" not in benefit.talking_point or not s.talking_point.startswith("Spent "):
                 continue
             categories = ", ".join(f"'{c}'" for c in benefit.spend_categories)
             spent = con.execute(
