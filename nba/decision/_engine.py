@@ -98,6 +98,9 @@ class Decision:
     suggestions: tuple[Suggestion, ...]
     candidates: int  # how many could have been shown: suitable, not suppressed, worth the value floor
     note: str | None = None
+    # Why these, said once for the call (above the cards): the reasons about the cardholder, and any every
+    # card would give. Each suggestion's own `reasons` are about its benefit.
+    shared_reasons: tuple[str, ...] = ()
 
 
 class Engine:
@@ -236,12 +239,12 @@ class Engine:
                 float(priority[i]),
                 float(p_adopt[i]),
                 float(logging_prob[rank]),
-                reasons[rank],
+                reasons.cards[rank],
                 numbers[rank],
             )
             for rank, i in enumerate(chosen.tolist())
         )
-        return self._decision(cardholder_id, call_reason, suggestions, len(candidates), None)
+        return self._decision(cardholder_id, call_reason, suggestions, len(candidates), None, reasons.call)
 
     def _worth_saying(self, candidates: IntArray, value: FloatArray) -> npt.NDArray[np.bool_]:
         """The arbitration's value floor, applied before the top K and the diversity rule."""
@@ -271,6 +274,7 @@ class Engine:
         suggestions: tuple[Suggestion, ...],
         n: int,
         note: str | None,
+        shared_reasons: tuple[str, ...] = (),
     ) -> Decision:
         return Decision(
             cardholder_id,
@@ -280,6 +284,7 @@ class Engine:
             suggestions,
             n,
             note,
+            shared_reasons,
         )
 
     def _candidates(
