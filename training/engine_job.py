@@ -141,6 +141,9 @@ def format_decision(decision: Decision) -> str:
     ]
     if not decision.suggestions:
         lines.append(f"  nothing to suggest: {decision.note or 'no candidates'}")
+    if decision.shared_reasons:
+        # Said once for the call: true of the cardholder whatever the benefit, or of every card.
+        lines.append(f"  why these: {'; '.join(decision.shared_reasons)}")
     for s in decision.suggestions:
         lines.append(f"  {s.rank}. {s.benefit_name}  ({_value_words(s.value_usd)}chance {s.p_adopt:.0%})")
         lines.append(f"     {s.talking_point}")

@@ -255,6 +255,7 @@ def decision_to_json(decision: CallDecision) -> dict[str, Any]:
         "profile_as_of": decision.profile_as_of,
         "served_at": decision.served_at.isoformat(),
         "note": decision.note,
+        "shared_reasons": list(decision.shared_reasons),
         "agent_id": decision.agent_id,
         "holder_features": base64.b64encode(decision.holder_features).decode("ascii"),
         "suggestions": [
@@ -288,6 +289,8 @@ def decision_from_json(body: Mapping[str, Any]) -> CallDecision:
         profile_as_of=body["profile_as_of"],
         served_at=datetime.fromisoformat(body["served_at"]),
         note=body["note"],
+        # Lines written before calls had shared reasons have none.
+        shared_reasons=tuple(body.get("shared_reasons") or ()),
         agent_id=body["agent_id"],
         suggestions=tuple(
             ShownSuggestion.from_plain(s["suggestion_id"], [s[name] for name in SHOWN_COLUMNS], pair)

@@ -104,6 +104,8 @@ class CallDecision:
     holder_features: bytes
     suggestions: tuple[ShownSuggestion, ...]
     agent_id: str | None = None
+    # Why these, said once for the call (the engine's Decision.shared_reasons); each suggestion keeps its own.
+    shared_reasons: tuple[str, ...] = ()
 
     def features_of(self, suggestion: ShownSuggestion) -> bytes:
         """The model's whole input row for one of the call's suggestions, as float64 bytes.

@@ -89,6 +89,7 @@ _INSERT_CALLS: Final = _BatchInsert(
         "model_version",
         "profile_as_of",
         "note",
+        "shared_reasons",
         "holder_features_f64",
     ),
 )
@@ -111,6 +112,7 @@ def insert_decisions(conn: Connection, decisions: Sequence[CallDecision]) -> Non
                 d.model_version,
                 date.fromisoformat(d.profile_as_of),
                 d.note,
+                list(d.shared_reasons),
                 d.holder_features,
             ]
             for d in decisions
@@ -186,6 +188,7 @@ def read_decision(conn: Connection, call_id: str) -> CallDecision | None:
         profile_as_of=call.profile_as_of.isoformat(),
         served_at=call.served_at,
         note=call.note,
+        shared_reasons=tuple(call.shared_reasons or ()),
         suggestions=tuple(
             ShownSuggestion.from_plain(row.suggestion_id, shown_columns(row), bytes(row.pair_features_f64))
             for row in rows

@@ -43,7 +43,7 @@ HOLDER = (
     + struct.pack("<Q", NEGATIVE_NAN_BITS)
     + feature_bytes((-2.0, math.inf, -math.inf, -0.0, 5e-324, math.nan, 1.7976931348623157e308))
 )
-HEAD = "0004"  # the newest migration
+HEAD = "0005"  # the newest migration
 SAMPLES = Path(__file__).resolve().parents[2] / "data_samples"
 
 
