@@ -246,6 +246,8 @@ def decision_to_json(decision: CallDecision) -> dict[str, Any]:
     Version 2. Version 1 (before the feedback store kept the cardholder's features once per call) held
     each suggestion's whole vector as a list with NaN and ±inf as null; `decision_from_json` reads both.
     """
+    # `shared_reasons` only when there are some: a line without them is the line version 2 always wrote.
+    shared = {"shared_reasons": list(decision.shared_reasons)} if decision.shared_reasons else {}
     return {
         "v": 2,
         "call_id": decision.call_id,
@@ -255,7 +257,7 @@ def decision_to_json(decision: CallDecision) -> dict[str, Any]:
         "profile_as_of": decision.profile_as_of,
         "served_at": decision.served_at.isoformat(),
         "note": decision.note,
-        "shared_reasons": list(decision.shared_reasons),
+        **shared,
         "agent_id": decision.agent_id,
         "holder_features": base64.b64encode(decision.holder_features).decode("ascii"),
         "suggestions": [

@@ -283,7 +283,7 @@ def test_db_upgrade_migrates_once_and_says_the_revision(
     assert main(["db", "upgrade", "--database-url", url]) == 0
     assert main(["db", "upgrade", "--database-url", url]) == 0  # at head already: a no-op
     out = capsys.readouterr().out.splitlines()
-    assert out == [f"feedback database sqlite+pysqlite:///{tmp_path / 'feedback.db'}: at revision 0004"] * 2
+    assert out == [f"feedback database sqlite+pysqlite:///{tmp_path / 'feedback.db'}: at revision 0005"] * 2
     port = _closed_port()
     assert main(["db", "upgrade", "--database-url", f"postgresql://nba:pw@127.0.0.1:{port}/nba"]) == 1
     err = capsys.readouterr().err

@@ -99,6 +99,7 @@ def make_decision(
         ),
         agent_id=agent_id,
         holder_features=HOLDER if benefits else b"",
+        shared_reasons=("new cardholder", "uses the card a lot") if benefits else (),
     )
 
 
@@ -323,6 +324,7 @@ def test_the_batch_insert_stores_what_sqlalchemys_own_insert_stores(
                 "model_version": decision.model_version,
                 "profile_as_of": date.fromisoformat(decision.profile_as_of),
                 "note": "a note",
+                "shared_reasons": list(decision.shared_reasons),
                 "holder_features_f64": decision.holder_features,
             },
         )
