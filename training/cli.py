@@ -390,6 +390,9 @@ def score(
 ) -> None:
     """Batch-score every cardholder: cardholder_id, rank, benefit_id, score, diversity for the top K of each.
 
+    Only benefits worth the value floor to the cardholder are ranked (--value-floor): a cardholder may get
+    fewer than K rows, or none.
+
     score is the arbitration priority. Ranks follow it, except that the diversity rule puts a suggestion
     that shares a spend category with one ranked above it after the others: such a row ranks below a
     lower score and has diversity true.

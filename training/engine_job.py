@@ -164,8 +164,8 @@ SCORE_CHUNK = 4096
 
 
 def score_all(engine: Engine, top_k: int | None, call_reason: str, out: Path) -> ScoreResult:
-    """Every cardholder with at least one candidate: their top K as (cardholder_id, rank, benefit_id, score,
-    diversity).
+    """Every cardholder with at least one candidate worth the value floor: their top K as (cardholder_id,
+    rank, benefit_id, score, diversity).
 
     `score` is the arbitration priority; ranks follow it except where the diversity rule moved a
     suggestion that shares a spend category with one ranked above it after the others: that row has
