@@ -159,6 +159,18 @@ OracleFile = Annotated[
 ]
 
 
+ValueFloor = Annotated[
+    float,
+    typer.Option(
+        "--value-floor",
+        min=0,
+        max=MAX_VALUE_FLOOR_USD,
+        help="Leave out a benefit worth less than this many dollars a year to the cardholder (benefits "
+        f"with no dollar estimate: the catalog's nominal value); 0: no floor. Default {DEFAULT_VALUE_FLOOR_USD:g}.",
+    ),
+]
+
+
 @app.command()
 def features(
     data: DataDir,
@@ -204,6 +216,7 @@ def train(
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Random seed of the model.")] = 0,
     threads: Threads = None,
+    value_floor: ValueFloor = DEFAULT_VALUE_FLOOR_USD,
     backtest_months: Annotated[
         int,
         typer.Option(
@@ -230,6 +243,7 @@ def train(
         seed=seed,
         threads=threads or usable_cpus(),
         backtest_months=backtest_months,
+        arbitration=ArbitrationConfig(value_floor_usd=value_floor),
     )
     with cli_reporter(quiet) as progress:
         result = train_model(data, out, options, progress)
@@ -287,6 +301,7 @@ def evaluate(
     data: DataDir,
     oracle: OracleFile = None,
     as_of: AsOf = None,
+    value_floor: ValueFloor = DEFAULT_VALUE_FLOOR_USD,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a stored model on a data directory's held-out period, beside the baselines."""
@@ -296,7 +311,14 @@ def evaluate(
 
     with cli_reporter(quiet) as progress:
         evaluation = evaluate_model(
-            model, data, TrainOptions(as_of=parse_date(as_of), oracle=oracle), progress
+            model,
+            data,
+            TrainOptions(
+                as_of=parse_date(as_of),
+                oracle=oracle,
+                arbitration=ArbitrationConfig(value_floor_usd=value_floor),
+            ),
+            progress,
         )
     print_evaluation(evaluation)
 
@@ -314,16 +336,6 @@ TopK = Annotated[
         min=1,
         max=MAX_SUGGESTIONS,
         help=f"How many suggestions (1-{MAX_SUGGESTIONS}; default: the arbitration's top_k, 3).",
-    ),
-]
-ValueFloor = Annotated[
-    float,
-    typer.Option(
-        "--value-floor",
-        min=0,
-        max=MAX_VALUE_FLOOR_USD,
-        help="Leave out a benefit worth less than this many dollars a year to the cardholder (benefits "
-        f"with no dollar estimate: the catalog's nominal value); 0: no floor. Default {DEFAULT_VALUE_FLOOR_USD:g}.",
     ),
 ]
 ProfilesOption = Annotated[
