@@ -17,7 +17,7 @@ from nba.decision._engine import (
     Suggestion,
     SuggestionBase,
 )
-from nba.decision._talking_points import format_usd
+from nba.decision._talking_points import format_usd, round_estimate_usd
 
 __all__ = [
     "PUBLIC_FIELD_NAMES",
@@ -31,6 +31,7 @@ __all__ = [
     "SuggestionBase",
     "compute_priority",
     "format_usd",
+    "round_estimate_usd",
     "select_by_group",
     "suitability_matrix",
     "worth_saying",
