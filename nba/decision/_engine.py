@@ -215,7 +215,8 @@ class Engine:
         if not worth.all():
             if not worth.any():
                 return self._decision(cardholder_id, call_reason, (), 0, self._below_floor_note)
-            candidates, X, value = candidates[worth], X[worth], value[worth]
+            kept = np.flatnonzero(worth)
+            candidates, X, value = candidates.take(kept), X.take(kept, axis=0), value.take(kept)
         scores = self.scorer.score(X)
         p_adopt = scores.p_adopt
         priority = compute_priority(
@@ -248,9 +249,13 @@ class Engine:
 
     def _worth_saying(self, candidates: IntArray, value: FloatArray) -> npt.NDArray[np.bool_]:
         """The arbitration's value floor, applied before the top K and the diversity rule."""
-        return worth_saying(
-            value, self.benefits.nominal_value_usd[candidates], self.config.arbitration.value_floor_usd
-        )
+        floor = self.config.arbitration.value_floor_usd
+        # Most calls: every candidate has an estimate at or above the floor (one comparison, no lookup of
+        # nominal values; a NaN compares False and takes the full rule).
+        kept = value >= floor
+        if kept.all() or not np.isnan(value).any():
+            return kept
+        return worth_saying(value, self.benefits.nominal_value_usd[candidates], floor)
 
     @property
     def _below_floor_note(self) -> str:

@@ -24,6 +24,9 @@ MAX_REASONS: Final = 3
 # benefit's categories says nothing, and the cardholder's own features go above the cards. With 16, 15% of
 # the sample world's cards had no reason about their benefit; with 32, 3% (tests/e2e/test_engine.py).
 _RANKED: Final = 32
+# A row's phrases about its benefit stop at one more than a card shows: the spare stands in for a phrase a
+# card above already says or every card shares (as many cards lead with their benefit as with 2 × 3 spares).
+_ENOUGH: Final = MAX_REASONS + 1
 
 _CATEGORY_FEATURE: Final = re.compile(
     rf"^(spend|tx|share)_({'|'.join(SPEND_CATEGORIES)})_\d+d(_usd)?$|^(trend|days_since)_({'|'.join(SPEND_CATEGORIES)})$"
@@ -197,6 +200,17 @@ class Reasoner:
         )
         self._silent = np.array([rule is _SAYS_NOTHING for rule in self._rules], dtype=np.bool_)
         self._travel = np.array([c in TRAVEL_CATEGORIES for c in SPEND_CATEGORIES])
+        self._words_of: dict[bytes, str] = {}
+
+    def _words(self, categories: BoolArray | None) -> str:
+        """`benefit_words`, worked out once per set of categories (a catalog has a few dozen)."""
+        if categories is None:
+            return benefit_words(None)
+        key = categories.tobytes()
+        words = self._words_of.get(key)
+        if words is None:
+            words = self._words_of[key] = benefit_words(categories)
+        return words
 
     def __call__(self, X: FloatArray, chosen: IntArray, categories: BoolArray | None = None) -> CallReasons:
         if len(chosen) == 0:
@@ -230,9 +244,13 @@ class Reasoner:
         about_holder: list[str] = []
         for position, (ranked, count) in enumerate(zip(features.tolist(), counts.tolist(), strict=True)):
             own = None if categories is None else categories[position]
-            what = benefit_words(own)
+            what = self._words(own)
             phrases: list[str] = []
             for index in ranked[:count]:
+                # Enough: a spare for a phrase a card above takes or every card shares. (The cardholder's
+                # phrases that matter rank above the benefit's: they are met on the way.)
+                if len(phrases) >= _ENOUGH:
+                    break
                 phrase = self._rules[index](float(rows[position, index]), what)
                 if not phrase:
                     continue
