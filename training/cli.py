@@ -171,6 +171,18 @@ ValueFloor = Annotated[
 ]
 
 
+EvaluationFloor = Annotated[
+    float,
+    typer.Option(
+        "--value-floor",
+        min=0,
+        max=MAX_VALUE_FLOOR_USD,
+        help="Evaluate the policies as shown with this value floor (dollars a year to the cardholder; "
+        f"default 0: their rankings as they are; the service shows at least {DEFAULT_VALUE_FLOOR_USD:g}).",
+    ),
+]
+
+
 @app.command()
 def features(
     data: DataDir,
@@ -216,7 +228,7 @@ def train(
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Random seed of the model.")] = 0,
     threads: Threads = None,
-    value_floor: ValueFloor = DEFAULT_VALUE_FLOOR_USD,
+    value_floor: EvaluationFloor = 0.0,
     backtest_months: Annotated[
         int,
         typer.Option(
@@ -301,7 +313,7 @@ def evaluate(
     data: DataDir,
     oracle: OracleFile = None,
     as_of: AsOf = None,
-    value_floor: ValueFloor = DEFAULT_VALUE_FLOOR_USD,
+    value_floor: EvaluationFloor = 0.0,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a stored model on a data directory's held-out period, beside the baselines."""

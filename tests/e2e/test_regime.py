@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from nba.decision import ArbitrationConfig
 from nba.model import read_current
 from nba.vocab import PSI_MODERATE
 from training.backtest_job import BacktestResult, run_backtest
@@ -50,15 +49,7 @@ def shifted(tmp_path_factory: pytest.TempPathFactory) -> Shifted:
 
 
 def _backtest(shifted: Shifted, ship_all_rows: bool) -> BacktestResult:
-    # The policies' top 3 as they rank, with no value floor: the floor takes the same small benefits away
-    # from the model and every baseline alike and narrows their gaps (seed 8, July, oracle ratio with the
-    # $12 floor: model 0.654, best baseline 0.632); what is measured here is learning, not the floor
-    # (docs/agent-screen.md measures the floor).
-    options = TrainOptions(
-        oracle=shifted.oracle,
-        ship_all_rows=ship_all_rows,
-        arbitration=ArbitrationConfig(value_floor_usd=0.0),
-    )
+    options = TrainOptions(oracle=shifted.oracle, ship_all_rows=ship_all_rows)
     return run_backtest(shifted.data_dir, options, months=2, check_features=False)
 
 
