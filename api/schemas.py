@@ -52,13 +52,19 @@ class SuggestionOut(_Out):
     talking_point: str = Field(
         max_length=2000,
         examples=[
-            "Cardholders who dine out like you do spend about $3,100 a year at restaurants. "
-            "On your card that earns 4x points: about $93 a year."
+            "Spends ~$3,100 a year dining out; the card earns 4x at restaurants: ~$93 a year in points for them."
         ],
     )
-    reasons: list[str] = Field(max_length=5, examples=[["spends on dining most months", "new cardholder"]])
+    reasons: list[str] = Field(
+        max_length=5,
+        description="why this one: about this benefit (its categories' spend, a recent purchase, ...)",
+        examples=[["already spends on dining out with this card", "bought dining out recently"]],
+    )
     value_usd: float = Field(
-        ge=0, description="estimated value to the cardholder, dollars a year", examples=[93.0]
+        ge=0,
+        description="estimated value to the cardholder, dollars a year, rounded as shown (the talking "
+        "point says the same number)",
+        examples=[93.0],
     )
     score: float = Field(
         description="the arbitration priority the suggestions are ranked by", examples=[0.31]
@@ -77,6 +83,14 @@ class SuggestionsOut(_Out):
     call_reason: CallReason = Field(examples=["general"])
     model_version: str = Field(max_length=64, examples=["20261123T101500Z-3f2a9c"])
     profile_as_of: str = Field(max_length=10, examples=["2026-10-01"])
+    shared_reasons: list[str] = Field(
+        default_factory=list,
+        max_length=5,
+        description="why these suggestions, said once for the call (shown above them): what is true of the "
+        "cardholder whatever the benefit, or what every suggestion would say; each suggestion's `reasons` "
+        "are about its benefit",
+        examples=[["new cardholder", "uses the card a lot"]],
+    )
     suggestions: list[SuggestionOut] = Field(max_length=MAX_SUGGESTIONS)
     note: str | None = Field(
         default=None,

@@ -33,7 +33,7 @@ from typing import Final, Literal
 
 from api.settings import Settings
 from nba.contract import Catalog, catalog_for, load_catalog
-from nba.decision import Engine, EngineConfig
+from nba.decision import ArbitrationConfig, Engine, EngineConfig
 from nba.drift import FeatureShift, load_drift_reference, profile_shifts
 from nba.errors import DataError, ModelError, NbaError, NotFoundError
 from nba.features import BenefitTable
@@ -340,10 +340,15 @@ class ServingState:
         # The reasoner depends on the model alone, and building it (a dump of every tree, parsed) held
         # the GIL for 60-150 ms at a stretch: a new snapshot or catalog keeps the one in service.
         reasoner = current.engine.reasoner if current is not None and same_model else None
-        engine = Engine(
-            bundle, profiles, catalog, EngineConfig(epsilon=self.settings.epsilon), reasoner=reasoner
-        )
+        engine = Engine(bundle, profiles, catalog, self._engine_config(), reasoner=reasoner)
         return Serving(engine, model_dir, snapshot_dir, catalog_sha256, drift)
+
+    def _engine_config(self) -> EngineConfig:
+        """The engine's knobs from the settings: ε-exploration and the value floor."""
+        return EngineConfig(
+            arbitration=ArbitrationConfig(value_floor_usd=self.settings.value_floor_usd),
+            epsilon=self.settings.epsilon,
+        )
 
     def reload(self, retry_refused: bool = True) -> ReloadResult:
         """Loads what the CURRENT files name beside what is serving, then swaps.

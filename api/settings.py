@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from nba.vocab import DEFAULT_VALUE_FLOOR_USD, MAX_VALUE_FLOOR_USD
+
 
 class Settings(BaseSettings):
     """Everything the service reads from its environment, read once at start-up."""
@@ -64,6 +66,12 @@ class Settings(BaseSettings):
         description="how often outcomes recorded by other workers and replicas are read (0: never)",
     )
     epsilon: float = Field(default=0.0, ge=0, le=1, description="ε-exploration share of calls")
+    value_floor_usd: float = Field(
+        default=DEFAULT_VALUE_FLOOR_USD,
+        ge=0,
+        le=MAX_VALUE_FLOOR_USD,
+        description="a benefit worth less than this a year to the cardholder is not suggested (0: no floor)",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     frame_ancestors: str = Field(
         default="'self' http://127.0.0.1:* http://localhost:*",

@@ -73,7 +73,7 @@ def _engine_child(
     every_benefit: bool = False,
 ) -> None:
     sys.path.insert(0, str(ROOT))
-    from nba.decision import compute_priority
+    from nba.decision import compute_priority, round_estimate_usd
     from nba.model import load_bundle
     from training.engine_job import load_engine
 
@@ -163,6 +163,10 @@ def _engine_child(
             continue
         holder = profiles.holder_rows(row)
         X, value = engine._matrix(row, holder, candidates, CALL_REASON)
+        worth = engine._worth_saying(candidates, value)  # the value floor, as decide applies it
+        if not worth.any():
+            continue
+        candidates, X, value = candidates[worth], X[worth], value[worth]
         t2 = clock()
         # As decide does: the rows walk the trees once; the leaves give the scores and the reasons.
         attributor = reasoner.attributor
@@ -177,18 +181,19 @@ def _engine_child(
         reasons = reasoner.phrases(X[chosen], attributor.contributions_of(routes, chosen), categories[chosen])
         t4 = clock()
         shown = candidates[chosen]
-        numbers = engine._talking_point_numbers(row, holder[0], shown, value[chosen])
+        shown_value = np.array([round_estimate_usd(v) for v in value[chosen].tolist()])
+        numbers = engine._talking_point_numbers(row, holder[0], shown, shown_value)
         for rank, i in enumerate(chosen.tolist()):
             engine._suggestion(
                 rank + 1,
                 row,
                 int(shown[rank]),
                 X[i],
-                float(value[i]),
+                float(shown_value[rank]),
                 float(priority[i]),
                 float(p_adopt[i]),
                 float(logging_prob[rank]),
-                reasons[rank],
+                reasons.cards[rank],
                 numbers[rank],
             )
         t5 = clock()

@@ -54,6 +54,12 @@ SENSITIVE_CALL_REASONS: Final[frozenset[str]] = frozenset({"fraud", "bereavement
 # reads two or three; past ten a list is no longer a talking point.
 MAX_SUGGESTIONS: Final = 10
 
+# The least yearly value to this cardholder a suggestion must have to be shown (arbitration's
+# `value_floor_usd`): on the 100k world about a third of shown suggestions were under $10 a year, and a
+# $4 benefit raised on a live call costs more goodwill than it brings. The ceiling only catches typos.
+DEFAULT_VALUE_FLOOR_USD: Final = 12.0
+MAX_VALUE_FLOOR_USD: Final = 10_000.0
+
 CATEGORY_INDEX: Final[dict[str, int]] = {name: i for i, name in enumerate(SPEND_CATEGORIES)}
 # The categories a trip spends in: what a travel notice call is about.
 TRAVEL_CATEGORIES: Final[frozenset[str]] = frozenset({"air_travel", "lodging", "car_rental", "travel_agency"})

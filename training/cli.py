@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from nba.contract import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
-from nba.decision import PUBLIC_FIELD_NAMES
+from nba.decision import PUBLIC_FIELD_NAMES, ArbitrationConfig, EngineConfig
 from nba.errors import NbaError, ValidationError
-from nba.vocab import INSIGHTS_MIN_AGENT_CALLS, MAX_SUGGESTIONS
+from nba.vocab import DEFAULT_VALUE_FLOOR_USD, INSIGHTS_MIN_AGENT_CALLS, MAX_SUGGESTIONS, MAX_VALUE_FLOOR_USD
 from training.cli_options import (
     DEFAULT_MONTHS,
     MAX_MONTHS,
@@ -172,6 +172,30 @@ OracleFile = Annotated[
 ]
 
 
+ValueFloor = Annotated[
+    float,
+    typer.Option(
+        "--value-floor",
+        min=0,
+        max=MAX_VALUE_FLOOR_USD,
+        help="Leave out a benefit worth less than this many dollars a year to the cardholder (benefits "
+        f"with no dollar estimate: the catalog's nominal value); 0: no floor. Default {DEFAULT_VALUE_FLOOR_USD:g}.",
+    ),
+]
+
+
+EvaluationFloor = Annotated[
+    float,
+    typer.Option(
+        "--value-floor",
+        min=0,
+        max=MAX_VALUE_FLOOR_USD,
+        help="Evaluate the policies as shown with this value floor (dollars a year to the cardholder; "
+        f"default 0: their rankings as they are; the service shows at least {DEFAULT_VALUE_FLOOR_USD:g}).",
+    ),
+]
+
+
 @app.command()
 def features(
     data: DataDir,
@@ -215,6 +239,7 @@ def train(
     catalog: CatalogFile = None,
     seed: Seed = 0,
     threads: Threads = None,
+    value_floor: EvaluationFloor = 0.0,
     backtest_months: Annotated[
         int,
         typer.Option(
@@ -242,6 +267,7 @@ def train(
         seed=seed,
         threads=threads or usable_cpus(),
         backtest_months=backtest_months,
+        arbitration=ArbitrationConfig(value_floor_usd=value_floor),
     )
     with cli_reporter(quiet) as progress:
         result = train_model(data, out, options, progress)
@@ -298,6 +324,7 @@ def evaluate(
     data: DataDir,
     oracle: OracleFile = None,
     as_of: AsOf = None,
+    value_floor: EvaluationFloor = 0.0,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a stored model on a data directory's held-out period, beside the baselines."""
@@ -308,7 +335,14 @@ def evaluate(
 
     with cli_reporter(quiet) as progress:
         evaluation = evaluate_model(
-            model, data, TrainOptions(as_of=parse_date(as_of), oracle=oracle), progress
+            model,
+            data,
+            TrainOptions(
+                as_of=parse_date(as_of),
+                oracle=oracle,
+                arbitration=ArbitrationConfig(value_floor_usd=value_floor),
+            ),
+            progress,
         )
     print_evaluation(evaluation)
 
@@ -338,6 +372,10 @@ ProfilesOption = Annotated[
 ]
 
 
+def _floor_config(value_floor_usd: float) -> EngineConfig:
+    return EngineConfig(arbitration=ArbitrationConfig(value_floor_usd=value_floor_usd))
+
+
 @app.command()
 def recommend(
     cardholder_id: Annotated[str, typer.Argument(help="The cardholder on the call.")],
@@ -348,6 +386,7 @@ def recommend(
     as_of: AsOf = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
     profiles: ProfilesOption = None,
+    value_floor: ValueFloor = DEFAULT_VALUE_FLOOR_USD,
 ) -> None:
     """Show the talking points the engine would give the agent for one cardholder's call."""
     import dataclasses
@@ -355,7 +394,7 @@ def recommend(
 
     from training.engine_job import format_decision, load_engine
 
-    engine = load_engine(model, data, parse_date(as_of), profiles=profiles)
+    engine = load_engine(model, data, parse_date(as_of), _floor_config(value_floor), profiles=profiles)
     decision = engine.decide(cardholder_id, call_reason, top)
     if as_json:
         body = dataclasses.asdict(decision)
@@ -383,8 +422,12 @@ def score(
     top: TopK = None,
     call_reason: CallReason = "general",
     profiles: ProfilesOption = None,
+    value_floor: ValueFloor = DEFAULT_VALUE_FLOOR_USD,
 ) -> None:
     """Batch-score every cardholder: cardholder_id, rank, benefit_id, score, diversity for the top K of each.
+
+    Only benefits worth the value floor to the cardholder are ranked (--value-floor): a cardholder may get
+    fewer than K rows, or none.
 
     score is the arbitration priority. Ranks follow it, except that the diversity rule puts a suggestion
     that shares a spend category with one ranked above it after the others: such a row ranks below a
@@ -399,7 +442,7 @@ def score(
         )
     if out.suffix not in (".csv", ".parquet"):
         raise typer.BadParameter(f"must end in .csv or .parquet, got {out.name!r}", param_hint="--out")
-    engine = load_engine(model, data, parse_date(as_of), profiles=profiles)
+    engine = load_engine(model, data, parse_date(as_of), _floor_config(value_floor), profiles=profiles)
     result = score_all(engine, top, call_reason, out)
     typer.echo(
         f"{result.out}: {result.rows:,} rows for {result.cardholders:,} cardholders in {result.seconds:.1f} s"

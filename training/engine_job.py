@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -18,7 +19,7 @@ from nba.contract import (
     load_mcc_map,
     open_data,
 )
-from nba.decision import Decision, Engine, EngineConfig
+from nba.decision import Decision, Engine, EngineConfig, format_usd
 from nba.errors import DataError, NotFoundError
 from nba.features import BenefitTable
 from nba.model import load_bundle, read_current
@@ -125,6 +126,13 @@ def build_snapshot(
     return SnapshotResult(out / day.isoformat(), manifest, time.perf_counter() - started, promote, previous)
 
 
+def _value_words(value_usd: float) -> str:
+    # The suggestion's value as the panel and the talking point show it (rounded once, by the engine).
+    if not math.isfinite(value_usd) or value_usd <= 0:
+        return ""
+    return f"about {format_usd(value_usd, estimate=True)} a year for them; "
+
+
 def format_decision(decision: Decision) -> str:
     """A decision as an agent or analyst would want to read it."""
     lines = [
@@ -133,10 +141,11 @@ def format_decision(decision: Decision) -> str:
     ]
     if not decision.suggestions:
         lines.append(f"  nothing to suggest: {decision.note or 'no candidates'}")
+    if decision.shared_reasons:
+        # Said once for the call: true of the cardholder whatever the benefit, or of every card.
+        lines.append(f"  why these: {'; '.join(decision.shared_reasons)}")
     for s in decision.suggestions:
-        lines.append(
-            f"  {s.rank}. {s.benefit_name}  (about ${s.value_usd:,.0f} a year; chance {s.p_adopt:.0%})"
-        )
+        lines.append(f"  {s.rank}. {s.benefit_name}  ({_value_words(s.value_usd)}chance {s.p_adopt:.0%})")
         lines.append(f"     {s.talking_point}")
         if s.reasons:
             lines.append(f"     why: {'; '.join(s.reasons)}")
@@ -155,8 +164,8 @@ SCORE_CHUNK = 4096
 
 
 def score_all(engine: Engine, top_k: int | None, call_reason: str, out: Path) -> ScoreResult:
-    """Every cardholder with at least one candidate: their top K as (cardholder_id, rank, benefit_id, score,
-    diversity).
+    """Every cardholder with at least one candidate worth the value floor: their top K as (cardholder_id,
+    rank, benefit_id, score, diversity).
 
     `score` is the arbitration priority; ranks follow it except where the diversity rule moved a
     suggestion that shares a spend category with one ranked above it after the others: that row has

@@ -15,7 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nba.contract import Catalog, DataSource, MccMap
-from nba.decision import ArbitrationConfig, compute_priority, select_by_group, suitability_matrix
+from nba.decision import (
+    ArbitrationConfig,
+    compute_priority,
+    select_by_group,
+    suitability_matrix,
+    worth_saying,
+)
 from nba.errors import DataError
 from nba.features import PAIR_FEATURES, BenefitTable, ExtraColumns, snapshot_all_sql
 from nba.model import HolderEncoding, SpendEstimator
@@ -135,7 +141,10 @@ def _choose(
     config: ArbitrationConfig,
 ) -> npt.NDArray[np.int64]:
     priority = compute_priority(score, matrix.value_usd, benefits.lever[matrix.benefit_index], config.gamma)
-    rows, _ = select_by_group(group, priority, matrix.categories, config.top_k, config.diversity)
+    keep = worth_saying(
+        matrix.value_usd, benefits.nominal_value_usd[matrix.benefit_index], config.value_floor_usd
+    )
+    rows, _ = select_by_group(group, priority, matrix.categories, config.top_k, config.diversity, keep)
     return rows
 
 
@@ -342,11 +351,16 @@ def evaluate_oracle(
             f"{missing} candidate pairs are not in the oracle (counted as invalid suggestions)"
         )
     p_true = truth["p_true"].fillna(0.0).to_numpy(dtype=np.float64)
+    # Adoptions weighted by what each is truly worth to the cardholder a year: what a value floor trades
+    # adoptions for.
+    worth_true = p_true * truth["value_usd"].fillna(0.0).to_numpy(dtype=np.float64)
     group = _groups(matrix.frame["cardholder_id"])
     n_groups = int(group.max()) + 1 if len(group) else 0
     policies = {"model": parts.score(matrix), **baseline_scores(matrix, popularity, seed)}
     best = _oracle_best(group, p_true, config.top_k)
+    best_worth = _oracle_best(group, worth_true, config.top_k)
     evaluation.oracle_best = best
+    evaluation.metrics["oracle_best_value_weighted_usd"] = best_worth
     with progress.track(f"oracle: policies on {n_groups:,} cardholders", len(policies)) as done:
         for name, score in policies.items():
             chosen = _choose(group, score, matrix, benefits, config)
@@ -362,6 +376,12 @@ def evaluate_oracle(
                 evaluation.metrics["oracle_value_usd_top3"] = float(
                     (p_true[chosen] * value).sum() / max(n_groups, 1)
                 )
+                shown_worth = float(worth_true[chosen].sum() / max(n_groups, 1))
+                evaluation.metrics["oracle_value_weighted_usd"] = shown_worth
+                evaluation.metrics["oracle_value_weighted_ratio"] = (
+                    shown_worth / best_worth if best_worth > 0 else float("nan")
+                )
+                evaluation.metrics["oracle_shown_per_cardholder"] = len(chosen) / max(n_groups, 1)
             done.advance()
     evaluation.metrics["oracle_best_expected_adoptions_top3"] = best
     # The oracle's best top K ignores the arbitration's rules (diversity); its own probabilities sent

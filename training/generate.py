@@ -420,8 +420,8 @@ LAUNCHED_BENEFIT: Final[Mapping[str, object]] = {
     "requires_enrollment": True,
     "unsuitable_call_reasons": ["dispute", "complaint"],
     "talking_point": (
-        "New on your {product_name}: up to {annual_credit_usd} a year back on pharmacy, doctor and "
-        "dental bills once you enrol."
+        "Spends ~{est_annual_spend_usd} a year on health; new on the card: up to {annual_credit_usd} a "
+        "year back on pharmacy, doctor and dental bills once enrolled: ~{est_annual_value_usd} a year for them."
     ),
 }
 LAUNCHED_ON_PRODUCTS: Final = ("everyday", "gold", "home")

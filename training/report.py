@@ -115,7 +115,7 @@ def render_report(
         f"Left out: {', '.join(f'{k} {v}' for k, v in labelled.left_out.items()) or 'none'}.",
         *_fit_lines(model, data_summary),
         f"Arbitration: priority = p_adopt × value^{arbitration.gamma:g} × lever, top {arbitration.top_k}, "
-        f"diversity {'on' if arbitration.diversity else 'off'}.",
+        f"diversity {'on' if arbitration.diversity else 'off'}, value floor ${arbitration.value_floor_usd:g} a year.",
         "",
         "## Held-out presentations",
         "",
@@ -190,6 +190,11 @@ def render_report(
             "",
             f"Model over the best baseline: {_fmt(lift * 100 if lift is not None else None, 1)}%. "
             f"Value-weighted (expected dollars a year per cardholder, top 3): {_fmt(m.get('oracle_value_usd_top3'), 2)}. "
+            f"Value-weighted against the oracle (true adoption × true value, top 3): "
+            f"{_fmt(m.get('oracle_value_weighted_usd'), 2)} of the best {_fmt(m.get('oracle_best_value_weighted_usd'), 2)} "
+            f"dollars a year per cardholder, ratio {_fmt(m.get('oracle_value_weighted_ratio'), 3)}; "
+            f"{_fmt(m.get('oracle_shown_per_cardholder'), 2)} suggestions shown per cardholder "
+            f"(value floor ${arbitration.value_floor_usd:g} a year). "
             f"Invalid suggestions (not on the card, used, duplicated): {evaluation.invalid_suggestions}.",
         ]
     if estimator is not None:

@@ -49,6 +49,11 @@ def print_evaluation(evaluation: Evaluation, console: Console | None = None) -> 
             f"{_fmt(m.get('oracle_ratio_arbitration_cap'), 3)}); model over the best baseline "
             f"{_fmt(lift * 100 if lift is not None else None, 1)}%; invalid suggestions {evaluation.invalid_suggestions}"
         )
+        console.print(
+            f"value-weighted (true adoption × true value): model {_fmt(m.get('oracle_value_weighted_usd'), 2)} "
+            f"of the oracle's best {_fmt(m.get('oracle_best_value_weighted_usd'), 2)} dollars a year per "
+            f"cardholder, ratio {_fmt(m.get('oracle_value_weighted_ratio'), 3)}"
+        )
     baselines = {k.removeprefix("baseline_auc_"): v for k, v in m.items() if k.startswith("baseline_auc_")}
     if baselines:
         best = max(baselines, key=lambda name: baselines[name])

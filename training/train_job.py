@@ -313,6 +313,7 @@ def train_model(
         "seed": options.seed,
         "gamma": options.arbitration.gamma,
         "top_k": options.arbitration.top_k,
+        "value_floor_usd": options.arbitration.value_floor_usd,
         "calibration": shipped.model.calibrator_.kind,
         "refit": model.refit,
         "ship_all_rows": options.ship_all_rows,

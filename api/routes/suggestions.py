@@ -70,6 +70,7 @@ def to_call_decision(
         profile_as_of=decision.profile_as_of,
         served_at=services.clock(),
         note=decision.note,
+        shared_reasons=decision.shared_reasons,
         holder_features=shown[0].features[:holder_bytes] if shown else b"",
         suggestions=tuple(
             ShownSuggestion.of(f"s_{suggestion_id}", s, holder_bytes)
@@ -104,6 +105,7 @@ def answer(call: CallDecision, outcomes: dict[str, str], closed: bool) -> bytes:
             "call_reason": call.call_reason,
             "model_version": call.model_version,
             "profile_as_of": call.profile_as_of,
+            "shared_reasons": list(call.shared_reasons),
             "suggestions": [_shown(s, outcomes) for s in call.suggestions],
             "note": call.note,
             "call_closed": closed,

@@ -44,6 +44,7 @@
     reasonSelect: $("reason-select"),
     context: $("call-context"),
     state: $("state"),
+    sharedReasons: $("shared-reasons"),
     cards: $("cards"),
     template: $("card-template"),
     nps: $("nps"),
@@ -258,6 +259,7 @@
     panel.closed = false;
     panel.cards = [];
     ui.cards.replaceChildren();
+    showSharedReasons([]);
     ui.npsStatus.textContent = "";
     ui.npsStatus.className = "save-status";
     ui.nps.hidden = !call.callId;
@@ -363,14 +365,29 @@
     } else {
       clearState();
     }
+    showSharedReasons(data.suggestions.length ? data.shared_reasons || [] : []);
     panel.cards = data.suggestions.map((suggestion) => buildCard(suggestion));
     ui.cards.replaceChildren(...panel.cards.map((card) => card.item));
   }
 
+  // What is true of the cardholder whatever the benefit, or what every card would say: once, above the
+  // cards; each card's reasons are about its benefit.
+  function showSharedReasons(reasons) {
+    const list = ui.sharedReasons.querySelector(".reasons");
+    list.replaceChildren(
+      ...reasons.map((reason) => {
+        const item = document.createElement("span");
+        item.setAttribute("role", "listitem");
+        item.textContent = reason;
+        return item;
+      }),
+    );
+    ui.sharedReasons.hidden = reasons.length === 0;
+  }
+
   // ---- one card per suggestion ----
 
-  // The estimate for this cardholder, which can differ from a catalog figure the talking point quotes
-  // ("a membership worth about $450"): say whose value it is.
+  // The estimate for this cardholder, rounded once by the engine: the talking point says the same number.
   function formatValue(valueUsd) {
     if (!(valueUsd > 0)) return "";
     if (valueUsd < 0.5) return "under $1 a year for them";

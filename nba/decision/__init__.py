@@ -6,7 +6,7 @@ numbers (`_talking_points`).
 Imports every room before it (contract, features, model, profiles); never feedback.
 """
 
-from nba.decision._arbitration import ArbitrationConfig, compute_priority, select_by_group
+from nba.decision._arbitration import ArbitrationConfig, compute_priority, select_by_group, worth_saying
 from nba.decision._candidates import suitability_matrix
 from nba.decision._contact import ContactPolicy, RecentContact
 from nba.decision._engine import (
@@ -17,6 +17,7 @@ from nba.decision._engine import (
     Suggestion,
     SuggestionBase,
 )
+from nba.decision._talking_points import format_usd, round_estimate_usd
 
 __all__ = [
     "PUBLIC_FIELD_NAMES",
@@ -29,6 +30,9 @@ __all__ = [
     "Suggestion",
     "SuggestionBase",
     "compute_priority",
+    "format_usd",
+    "round_estimate_usd",
     "select_by_group",
     "suitability_matrix",
+    "worth_saying",
 ]

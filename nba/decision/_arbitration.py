@@ -1,4 +1,4 @@
-"""Arbitration: candidates' adoption chances, values and levers → the top K, diverse, in a fixed order."""
+"""Arbitration: candidates' adoption chances, values and levers → the top K worth saying, diverse, in a fixed order."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nba._compiled import compiled
-from nba.vocab import MAX_SUGGESTIONS
+from nba.vocab import DEFAULT_VALUE_FLOOR_USD, MAX_SUGGESTIONS, MAX_VALUE_FLOOR_USD
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -21,15 +21,24 @@ class ArbitrationConfig:
 
     gamma = 0 ranks by the chance the cardholder acts on a suggestion (the value is still shown);
     gamma = 1 ranks by expected dollars to the cardholder.
+
+    `value_floor_usd`: a candidate whose yearly value to this cardholder is estimated below it is not
+    suggested at all (judged before the top K and the diversity rule; fewer than K may remain, none too).
+    An agent who raises a $4 benefit on a live call spends the cardholder's goodwill on nothing.
     """
 
     gamma: float = 0.0
     top_k: int = 3
     diversity: bool = True
+    value_floor_usd: float = DEFAULT_VALUE_FLOOR_USD
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.gamma <= 3.0:
             raise ValueError(f"`gamma` must be a float in [0, 3], got {self.gamma!r}")
+        if not 0.0 <= self.value_floor_usd <= MAX_VALUE_FLOOR_USD:
+            raise ValueError(
+                f"`value_floor_usd` must be a float in [0, {MAX_VALUE_FLOOR_USD:g}], got {self.value_floor_usd!r}"
+            )
         if not 1 <= self.top_k <= MAX_SUGGESTIONS:
             raise ValueError(f"`top_k` must be an int in [1, {MAX_SUGGESTIONS}], got {self.top_k!r}")
 
@@ -43,6 +52,26 @@ def compute_priority(
         return result
     scaled: FloatArray = p_adopt * np.power(np.maximum(value_usd, 0.01), gamma) * lever
     return scaled
+
+
+def judged_value(value_usd: FloatArray, nominal_value_usd: FloatArray) -> FloatArray:
+    """The yearly value each candidate is held to the floor by: its estimate for this cardholder, or the
+    catalog's nominal value where there is no dollar estimate (NaN: a figure the estimate needs is missing).
+
+    >>> judged_value(np.array([4.0, np.nan]), np.array([0.0, 50.0])).tolist()
+    [4.0, 50.0]
+    """
+    judged: FloatArray = np.where(np.isnan(value_usd), nominal_value_usd, value_usd)
+    return judged
+
+
+def worth_saying(value_usd: FloatArray, nominal_value_usd: FloatArray, floor_usd: float) -> BoolArray:
+    """Which candidates are worth raising on a call: their `judged_value` reaches `floor_usd` (a floor of 0
+    keeps every candidate, whatever its value)."""
+    if floor_usd <= 0.0:
+        return np.ones(len(value_usd), dtype=np.bool_)
+    kept: BoolArray = judged_value(value_usd, nominal_value_usd) >= floor_usd
+    return kept
 
 
 def select_diverse(priority: FloatArray, categories: BoolArray, k: int, diversity: bool = True) -> IntArray:
@@ -108,11 +137,19 @@ def select_by_group(
     categories: BoolArray,
     k: int,
     diversity: bool = True,
+    keep: BoolArray | None = None,
 ) -> tuple[IntArray, IntArray]:
     """Top k per group for a batch: (row indices chosen, their rank from 1), groups in first-seen order.
 
-    Rows of one group must be contiguous (sort by group first).
+    Rows of one group must be contiguous (sort by group first). `keep`, when given, marks the rows that may
+    be chosen at all (the value floor): a group with fewer kept rows than k gets fewer, possibly none.
     """
+    if keep is not None:
+        kept = np.flatnonzero(keep)
+        picked, picked_ranks = select_by_group(
+            group_ids[kept], priority[kept], categories[kept], k, diversity
+        )
+        return kept[picked], picked_ranks
     if len(group_ids) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty

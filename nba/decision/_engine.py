@@ -10,12 +10,17 @@ import numpy as np
 import numpy.typing as npt
 
 from nba.contract._catalog import Catalog
-from nba.decision._arbitration import ArbitrationConfig, compute_priority, select_diverse
+from nba.decision._arbitration import ArbitrationConfig, compute_priority, select_diverse, worth_saying
 from nba.decision._candidates import suitability_matrix
 from nba.decision._contact import ContactHistory, ContactPolicy, RecentContact, contact_exclusions
 from nba.decision._reasons import Reasoner
 from nba.decision._scoring import SCORERS, Scorer, ScorerName, make_scorer
-from nba.decision._talking_points import TalkingPointNumbers, render_talking_point, talking_point_numbers
+from nba.decision._talking_points import (
+    TalkingPointNumbers,
+    render_talking_point,
+    round_estimate_usd,
+    talking_point_numbers,
+)
 from nba.errors import CardholderNotFoundError, DataError, ModelError
 from nba.features._matrix import (
     HISTORY_COLUMNS,
@@ -64,7 +69,7 @@ class SuggestionBase:
     benefit_name: str
     talking_point: str
     reasons: tuple[str, ...]
-    value_usd: float  # the estimate of the benefit's yearly value to the cardholder
+    value_usd: float  # the estimate of the benefit's yearly value to the cardholder, rounded as it is shown
     priority: float  # the arbitration priority (p_adopt × value^gamma × lever): `score` in the public outputs
     p_adopt: float  # the model's chance that the cardholder starts using it
     logging_prob: float  # the chance the policy had of showing it (what off-policy evaluation needs)
@@ -91,8 +96,11 @@ class Decision:
     model_version: str
     profile_as_of: str
     suggestions: tuple[Suggestion, ...]
-    candidates: int
+    candidates: int  # how many could have been shown: suitable, not suppressed, worth the value floor
     note: str | None = None
+    # Why these, said once for the call (above the cards): the reasons about the cardholder, and any every
+    # card would give. Each suggestion's own `reasons` are about its benefit.
+    shared_reasons: tuple[str, ...] = ()
 
 
 class Engine:
@@ -203,6 +211,12 @@ class Engine:
             return base
         holder = self.profiles.holder_rows(row)
         X, value = self._matrix(row, holder, candidates, call_reason)
+        worth = self._worth_saying(candidates, value)
+        if not worth.all():
+            if not worth.any():
+                return self._decision(cardholder_id, call_reason, (), 0, self._below_floor_note)
+            kept = np.flatnonzero(worth)
+            candidates, X, value = candidates.take(kept), X.take(kept, axis=0), value.take(kept)
         scores = self.scorer.score(X)
         p_adopt = scores.p_adopt
         priority = compute_priority(
@@ -212,23 +226,41 @@ class Engine:
         chosen, logging_prob = self._choose(priority, categories, limit)
         reasons = self.scorer.reasons(X, scores, chosen, categories[chosen])
         shown = candidates[chosen]
-        numbers = self._talking_point_numbers(row, holder[0], shown, value[chosen])
+        # One number per fact: each shown value is rounded once, and the talking point, the answer's
+        # `value_usd` (the panel's and `nba recommend`'s header) all use that number.
+        shown_value = np.array([round_estimate_usd(v) for v in value[chosen].tolist()])
+        numbers = self._talking_point_numbers(row, holder[0], shown, shown_value)
         suggestions = tuple(
             self._suggestion(
                 rank + 1,
                 row,
                 int(shown[rank]),
                 X[i],
-                float(value[i]),
+                float(shown_value[rank]),
                 float(priority[i]),
                 float(p_adopt[i]),
                 float(logging_prob[rank]),
-                reasons[rank],
+                reasons.cards[rank],
                 numbers[rank],
             )
             for rank, i in enumerate(chosen.tolist())
         )
-        return self._decision(cardholder_id, call_reason, suggestions, len(candidates), None)
+        return self._decision(cardholder_id, call_reason, suggestions, len(candidates), None, reasons.call)
+
+    def _worth_saying(self, candidates: IntArray, value: FloatArray) -> npt.NDArray[np.bool_]:
+        """The arbitration's value floor, applied before the top K and the diversity rule."""
+        floor = self.config.arbitration.value_floor_usd
+        # Most calls: every candidate has an estimate at or above the floor (one comparison, no lookup of
+        # nominal values; a NaN compares False and takes the full rule).
+        kept = value >= floor
+        if kept.all() or not np.isnan(value).any():
+            return kept
+        return worth_saying(value, self.benefits.nominal_value_usd[candidates], floor)
+
+    @property
+    def _below_floor_note(self) -> str:
+        floor = self.config.arbitration.value_floor_usd
+        return f"nothing on this card is worth ${floor:,.0f} a year or more to this cardholder"
 
     def _checked_top_k(self, call_reason: str, top_k: int | None) -> int:
         """The request's `top_k`, the configured one when None; DataError for a bad call reason or K."""
@@ -247,6 +279,7 @@ class Engine:
         suggestions: tuple[Suggestion, ...],
         n: int,
         note: str | None,
+        shared_reasons: tuple[str, ...] = (),
     ) -> Decision:
         return Decision(
             cardholder_id,
@@ -256,6 +289,7 @@ class Engine:
             suggestions,
             n,
             note,
+            shared_reasons,
         )
 
     def _candidates(
@@ -367,17 +401,16 @@ class Engine:
             p_adopt, value, self.benefits.lever[benefit], self.config.arbitration.gamma
         )
         categories = self.covers[benefit]
+        worth = self._worth_saying(benefit, value)
         ends = np.cumsum([len(c) for c in candidates])
         for i, (start, end) in enumerate(zip(ends - [len(c) for c in candidates], ends, strict=True)):
-            if end == start:
+            kept = start + np.flatnonzero(worth[start:end])
+            if len(kept) == 0:
                 continue
-            chosen = select_diverse(
-                priority[start:end], categories[start:end], limit, self.config.arbitration.diversity
-            )
-            out[i] = (
-                tuple(self.benefits.ids[int(b)] for b in benefit[start:end][chosen]),
-                priority[start:end][chosen],
-            )
+            chosen = kept[
+                select_diverse(priority[kept], categories[kept], limit, self.config.arbitration.diversity)
+            ]
+            out[i] = (tuple(self.benefits.ids[int(b)] for b in benefit[chosen]), priority[chosen])
         return out
 
     def _choose(
@@ -435,7 +468,7 @@ class Engine:
             benefit_name=catalog_benefit.name,
             talking_point=text,
             reasons=reasons,
-            value_usd=round(value, 2),
+            value_usd=value,
             priority=priority,
             p_adopt=p_adopt,
             logging_prob=logging_prob,

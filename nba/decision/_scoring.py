@@ -8,7 +8,7 @@ from typing import Final, Literal, Protocol, get_args
 import numpy as np
 import numpy.typing as npt
 
-from nba.decision._reasons import Reasoner
+from nba.decision._reasons import CallReasons, Reasoner
 from nba.errors import ModelError
 from nba.model._attribution import PathAttributor, Routes
 from nba.model._bundle import ModelBundle
@@ -43,7 +43,7 @@ class Scorer(Protocol):
 
     def reasons(
         self, X: FloatArray, scores: Scores, chosen: IntArray, categories: BoolArray
-    ) -> list[tuple[str, ...]]: ...
+    ) -> CallReasons: ...
 
 
 class TreeWalkScorer:
@@ -75,9 +75,7 @@ class TreeWalkScorer:
         routes, raw = self.reasoner.attributor.route_and_score(X)
         return Scores(self.bundle.model.calibrator_.of_log_odds(raw), routes)
 
-    def reasons(
-        self, X: FloatArray, scores: Scores, chosen: IntArray, categories: BoolArray
-    ) -> list[tuple[str, ...]]:
+    def reasons(self, X: FloatArray, scores: Scores, chosen: IntArray, categories: BoolArray) -> CallReasons:
         assert scores.routes is not None  # score() routes every row
         contributions = self.reasoner.attributor.contributions_of(scores.routes, chosen)
         return self.reasoner.phrases(X[chosen], contributions, categories)
@@ -96,9 +94,7 @@ class BoosterScorer:
     def score(self, X: FloatArray) -> Scores:
         return Scores(self.bundle.model.predict_proba(X)[:, 1])
 
-    def reasons(
-        self, X: FloatArray, scores: Scores, chosen: IntArray, categories: BoolArray
-    ) -> list[tuple[str, ...]]:
+    def reasons(self, X: FloatArray, scores: Scores, chosen: IntArray, categories: BoolArray) -> CallReasons:
         return self.reasoner(X, chosen, categories)
 
 

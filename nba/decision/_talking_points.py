@@ -45,18 +45,35 @@ def category_words(category: str) -> str:
     return _CATEGORY_WORDS.get(category, category.replace("_", " "))
 
 
-def format_usd(amount: float, estimate: bool = False) -> str:
-    """Money as a person says it: '$412' for what was spent; estimates rounded ('$3,100', '$90', '$7').
+def round_estimate_usd(amount: float) -> float:
+    """An estimate in dollars as it is shown, everywhere: two significant figures from $100 up (a model's
+    figure is not precise to the dollar, and saying so would mislead), whole dollars from $1, cents below.
 
-    Estimates are rounded to two significant figures from $100 up (a model's figure is not
-    precise to the dollar, and saying so would mislead); amounts actually spent are whole dollars.
+    The one rounding of an estimated value: the engine rounds a suggestion's `value_usd` with it once, and
+    the header, the talking point, the panel and `nba recommend` all show that number.
+
+    >>> round_estimate_usd(102.4), round_estimate_usd(3112.4), round_estimate_usd(7.6), round_estimate_usd(0.456)
+    (100.0, 3100.0, 8.0, 0.46)
+    """
+    if not math.isfinite(amount):
+        return amount
+    value = abs(amount)
+    if value >= 100:
+        value = round(value, 1 - math.floor(math.log10(value)))
+    elif value >= 1:
+        value = float(round(value))
+    else:
+        value = round(value, 2)
+    return math.copysign(value, amount)
+
+
+def format_usd(amount: float, estimate: bool = False) -> str:
+    """Money as a person says it: '$412' for what was spent; estimates rounded by `round_estimate_usd`
+    ('$3,100', '$90', '$7'); amounts actually spent are whole dollars.
     """
     if not math.isfinite(amount):
         raise ValueError(f"`amount` must be a finite number, got {amount}")
-    value = abs(amount)
-    if estimate and value >= 100:
-        digits = math.floor(math.log10(value)) - 1
-        value = round(value, -digits)
+    value = abs(round_estimate_usd(amount) if estimate else amount)
     text = f"${value:,.0f}"
     return f"-{text}" if amount < 0 and round(value) != 0 else text
 
@@ -172,7 +189,7 @@ def _fields_of(template: str) -> tuple[str, ...]:
 
 def generic_sentence(benefit: Benefit, product: Product) -> str:
     """What is said when the template cannot be filled for this cardholder."""
-    return f"Your {product.name} includes {benefit.name[0].lower() + benefit.name[1:]}, at no extra cost."
+    return f"The {product.name} includes {benefit.name[0].lower() + benefit.name[1:]}, at no extra cost."
 
 
 def render_talking_point(
@@ -185,7 +202,7 @@ def render_talking_point(
 
     Example:
         >>> render_talking_point(dining_4x, gold, TalkingPointNumbers(est_annual_spend_usd=3112.4, ...))
-        ('Your Gold Dining Card earns 4x points at restaurants. ... about $3,100 a year on dining; ...', True)
+        ('Spends ~$3,100 a year dining out; the card earns 4x at restaurants: ~$93 a year in points ...', True)
     """
     values: dict[str, str] = {}
     for field in _fields_of(benefit.talking_point):

@@ -253,9 +253,13 @@ def decision_to_json(decision: CallDecision) -> dict[str, Any]:
     Version 2. Version 1 (before the feedback store kept the cardholder's features once per call) held
     each suggestion's whole vector as a list with NaN and ±inf as null; `decision_from_json` reads both.
     """
+    call = {name: getattr(decision, name) for name in CALL_FIELDS}
+    # `shared_reasons` only when there are some: a line without them is the line version 2 always wrote.
+    shared = call.pop("shared_reasons")
     return {
         "v": 2,
-        **{name: getattr(decision, name) for name in CALL_FIELDS},
+        **call,
+        **({"shared_reasons": list(shared)} if shared else {}),
         "served_at": decision.served_at.isoformat(),
         "holder_features": base64.b64encode(decision.holder_features).decode("ascii"),
         "suggestions": [
@@ -281,8 +285,10 @@ def decision_from_json(body: Mapping[str, Any]) -> CallDecision:
     else:
         holder = base64.b64decode(body["holder_features"], validate=True)
         pairs = [base64.b64decode(s["pair_features"], validate=True) for s in body["suggestions"]]
-    call = {name: body[name] for name in CALL_FIELDS}
+    call = {name: body[name] for name in CALL_FIELDS if name != "shared_reasons"}
     call["served_at"] = datetime.fromisoformat(body["served_at"])
+    # Lines written before calls had shared reasons have none.
+    call["shared_reasons"] = tuple(body.get("shared_reasons") or ())
     return CallDecision(
         **call,
         suggestions=tuple(

@@ -104,6 +104,8 @@ class CallDecision:
     holder_features: bytes
     suggestions: tuple[ShownSuggestion, ...]
     agent_id: str | None = None
+    # Why these, said once for the call (the engine's Decision.shared_reasons); each suggestion keeps its own.
+    shared_reasons: tuple[str, ...] = ()
 
     def features_of(self, suggestion: ShownSuggestion) -> bytes:
         """The model's whole input row for one of the call's suggestions, as float64 bytes.
@@ -132,7 +134,8 @@ class OutcomeRecord:
 
 
 # A call's own fields, in CallDecision's order (not its feature bytes or its suggestions): the calls table's
-# columns, the buffer file's keys and the reads come from this list. `profile_as_of` is a date column.
+# columns, the buffer file's keys and the reads come from this list. `profile_as_of` is a date column,
+# `shared_reasons` a JSON list (NULL before migration 0006; left out of a buffer line when empty).
 CALL_FIELDS: Final = tuple(
     f.name for f in fields(CallDecision) if f.name not in ("holder_features", "suggestions")
 )

@@ -96,6 +96,7 @@ def _call_values(decision: CallDecision) -> list[Any]:
     """The call's CALL_FIELDS as its table's columns hold them (`profile_as_of` a date)."""
     values = {name: getattr(decision, name) for name in CALL_FIELDS}
     values["profile_as_of"] = date.fromisoformat(decision.profile_as_of)
+    values["shared_reasons"] = list(decision.shared_reasons)
     return list(values.values())
 
 
@@ -169,6 +170,7 @@ def read_decision(conn: Connection, call_id: str) -> CallDecision | None:
     ).all()
     values = {name: getattr(call, name) for name in CALL_FIELDS}
     values["profile_as_of"] = call.profile_as_of.isoformat()
+    values["shared_reasons"] = tuple(call.shared_reasons or ())  # NULL on calls stored before 0006
     return CallDecision(
         **values,
         suggestions=tuple(

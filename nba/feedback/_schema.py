@@ -70,6 +70,7 @@ calls_table: Final = Table(
     Column("model_version", String(), nullable=False),
     Column("profile_as_of", Date(), nullable=False),
     Column("note", Text()),
+    Column("shared_reasons", JSON()),  # migration 0006; NULL on calls stored before it
     Column("closed_at", UtcDateTime()),
     # The leading part of each of the call's suggestions' feature vectors (CallDecision.holder_features).
     Column("holder_features_f64", LargeBinary(), nullable=False),

@@ -83,6 +83,31 @@ def test_shows_the_calls_talking_points_as_the_api_gives_them(
         shutil.copyfile(shot, DOCS_SCREENSHOT)
 
 
+def test_the_calls_shared_reasons_show_once_above_the_cards_and_a_card_shows_one_value(
+    page: Page, panel_app: PanelApp, cardholder: str
+) -> None:
+    cards = open_panel(page, panel_app, cardholder)
+    answer = panel_app.suggestions(cardholder, call_id=call_id_of(page))
+    shared = answer["shared_reasons"]
+    assert shared, "a sample call with three suggestions has reasons about the cardholder"
+    block = page.locator("#shared-reasons")
+    expect(block).to_be_visible()
+    expect(block.get_by_role("listitem")).to_have_text(shared)
+    # Above the cards, and said there only: no card repeats a shared reason, nor another card's.
+    block_box, cards_box = block.bounding_box(), page.locator("#cards").bounding_box()
+    assert block_box is not None and cards_box is not None and block_box["y"] < cards_box["y"]
+    on_cards = [reason for card in cards.all() for reason in card.locator(".reasons li").all_inner_texts()]
+    assert not set(on_cards) & set(shared)
+    assert len(on_cards) == len(set(on_cards))
+    for card, suggestion in zip(cards.all(), answer["suggestions"], strict=True):
+        # One number for the benefit's value: the header's is the one the talking point says.
+        shown = f"${math.floor(suggestion['value_usd'] + 0.5):,}"
+        expect(card.locator(".value")).to_have_text(f"about {shown} a year for them")
+        text = card.locator(".talking-point").inner_text()
+        # The default notes end with the value after a colon ("...: ~$93 a year in points for them").
+        assert re.findall(r"\$[\d,]+", text.rsplit(": ", 1)[-1]) == [shown], (text, shown)
+
+
 def test_an_outcome_is_stored_can_be_changed_and_comes_back_on_reload(
     page: Page, panel_app: PanelApp, cardholder: str
 ) -> None:

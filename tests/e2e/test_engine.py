@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -173,7 +174,7 @@ def test_talking_point_numbers_come_from_the_cardholders_transactions(setup: tup
     for cardholder_id in engine.profiles.ids[:400]:
         for s in engine.decide(cardholder_id, "general").suggestions:
             benefit = engine.catalog.benefit_by_id[s.benefit_id]
-            if "{spend_90d_usd}" not in benefit.talking_point or "You spent" not in s.talking_point:
+            if "{spend_90d_usd}" not in benefit.talking_point or not s.talking_point.startswith("Spent "):
                 continue
             categories = ", ".join(f"'{c}'" for c in benefit.spend_categories)
             spent = con.execute(
@@ -295,12 +296,13 @@ def test_reasons_speak_only_of_the_benefit_s_own_categories(setup: tuple[Path, E
     said = {f"spends on {category_words(c)}": c for c in SPEND_CATEGORIES}
     counts = []
     for cardholder_id in engine.profiles.ids[:300]:
-        for suggestion in engine.decide(cardholder_id, "general").suggestions:
+        decision = engine.decide(cardholder_id, "general")
+        for suggestion in decision.suggestions:
             own = set(engine.catalog.benefit_by_id[suggestion.benefit_id].spend_categories)
             spoken = {said[phrase] for phrase in suggestion.reasons if phrase in said}
             assert spoken <= own, (suggestion.benefit_id, suggestion.reasons)
-            counts.append(len(suggestion.reasons))
-    # The agent gets two or three reasons, nearly always.
+            counts.append(len(suggestion.reasons) + len(decision.shared_reasons))
+    # The agent gets two or three reasons for each card (its own and the call's), nearly always.
     assert len(counts) > 300 and np.mean(np.array(counts) < 2) < 0.05
     trips = 0
     for cardholder_id in engine.profiles.ids[:300]:
@@ -326,3 +328,97 @@ def test_batch_ranking_chooses_what_decide_chooses(
     assert sum(len(chosen) for chosen, _ in batch) > len(holders) // 2
     with pytest.raises(NotFoundError):
         engine.rank_batch(["nobody"])
+
+
+# Phrases about the cardholder's history with the benefit, or what the benefit is (no category words).
+_HISTORY_PHRASES = frozenset(
+    {
+        "not offered this recently",
+        "said yes to this before",
+        "about to travel",
+        "a one-time enrolment starts it",
+        "nothing to sign up for",
+    }
+)
+
+
+def _about_the_benefit(phrase: str, categories: tuple[str, ...]) -> bool:
+    """Written out the obvious way: a phrase names one of the benefit's categories, or its history."""
+    words = [category_words(c) for c in categories]
+    shopping = any("shopping" in w for w in words)
+    return (
+        phrase in _HISTORY_PHRASES
+        or any(w in phrase for w in words)
+        or (shopping and "shopping" in phrase)
+        or (set(categories) <= TRAVEL_CATEGORIES and "travel" in phrase)
+    )
+
+
+def test_no_phrase_is_on_two_cards_of_a_call_and_cards_lead_with_their_benefit(
+    setup: tuple[Path, Engine],
+) -> None:
+    _, engine = setup
+    cards = leading = calls_with_shared = 0
+    for cardholder_id in engine.profiles.ids[:400]:
+        for call_reason in ("general", "travel_notice", "rewards_question"):
+            decision = engine.decide(cardholder_id, call_reason)
+            on_cards = [phrase for s in decision.suggestions for phrase in s.reasons]
+            assert len(on_cards) == len(set(on_cards)), decision
+            assert not set(on_cards) & set(decision.shared_reasons), decision
+            calls_with_shared += bool(decision.shared_reasons)
+            for s in decision.suggestions:
+                cards += 1
+                categories = engine.catalog.benefit_by_id[s.benefit_id].spend_categories
+                leading += bool(s.reasons) and _about_the_benefit(s.reasons[0], tuple(categories))
+    assert cards > 1000
+    assert leading / cards >= 0.9, leading / cards
+    assert calls_with_shared > 0
+
+
+def test_one_number_for_a_benefits_value_in_the_answer(setup: tuple[Path, Engine]) -> None:
+    from nba.decision import format_usd
+    from training.engine_job import format_decision
+
+    _, engine = setup
+    checked = 0
+    for cardholder_id in engine.profiles.ids[:300]:
+        decision = engine.decide(cardholder_id, "general")
+        printed = format_decision(decision)
+        for s in decision.suggestions:
+            shown = format_usd(s.value_usd, estimate=True)
+            # Rounded once: the answer's value is the number that is shown.
+            assert format_usd(s.value_usd, estimate=True) == f"${s.value_usd:,.0f}"
+            # The talking point says the value once, at its end, as the same number as the header.
+            assert re.findall(r"\$[\d,]+", s.talking_point.rsplit(": ", 1)[-1]) == [shown], s.talking_point
+            assert f"{s.benefit_name}  (about {shown} a year for them;" in printed
+            checked += 1
+    assert checked > 300
+
+
+def test_nothing_below_the_value_floor_is_suggested_and_fewer_may_be_shown(
+    setup: tuple[Path, Engine],
+) -> None:
+    _, engine = setup
+    no_floor = Engine(
+        engine.bundle,
+        engine.profiles,
+        engine.catalog,
+        EngineConfig(arbitration=ArbitrationConfig(value_floor_usd=0.0)),
+        reasoner=engine.reasoner,
+    )
+    fewer = none = 0
+    for cardholder_id in engine.profiles.ids[:300]:
+        floored, unfloored = (
+            engine.decide(cardholder_id, "general"),
+            no_floor.decide(cardholder_id, "general"),
+        )
+        assert all(s.value_usd >= 12 for s in floored.suggestions)
+        # The floor only removes: what the unfloored engine shows above it stays (a shown $12 may be an
+        # estimate of $11.50 to $12.49, on either side of the floor).
+        kept = [s.benefit_id for s in unfloored.suggestions if s.value_usd >= 13]
+        assert set(kept) <= {s.benefit_id for s in floored.suggestions}
+        fewer += len(floored.suggestions) < len(unfloored.suggestions)
+        if unfloored.suggestions and not floored.suggestions:
+            none += 1
+            assert floored.note == "nothing on this card is worth $12 a year or more to this cardholder"
+    assert fewer > 0 and none > 0

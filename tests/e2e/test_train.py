@@ -449,7 +449,15 @@ def test_data_without_transactions_trains_scores_and_says_the_estimator_learnt_n
     assert str(bundle.manifest.data_summary["spend_estimator"]).startswith("nothing to learn from")
     assert "Learnt: nothing to learn from" in (bundle.path / "report.md").read_text()
     scores = tmp_path / "scores.csv"
+    # With no spend no benefit is estimated to be worth anything: the default value floor ($12 a year)
+    # leaves every cardholder without a suggestion; without the floor the model still ranks them.
     assert main(["score", "--data", str(crm_only), "--model", str(models), "--out", str(scores)]) == 0
+    assert len(scores.read_text().splitlines()) == 1
+    floorless = ["--value-floor", "0"]
+    assert (
+        main(["score", "--data", str(crm_only), "--model", str(models), "--out", str(scores), *floorless])
+        == 0
+    )
     assert len(scores.read_text().splitlines()) > 1000
 
 

@@ -1,11 +1,19 @@
-"""Arbitration: priority, deterministic ties, diversity across spend categories, batch top K."""
+"""Arbitration: priority, deterministic ties, diversity across spend categories, batch top K, the value floor."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nba.decision._arbitration import ArbitrationConfig, compute_priority, select_by_group, select_diverse
+from nba.decision._arbitration import (
+    ArbitrationConfig,
+    compute_priority,
+    judged_value,
+    select_by_group,
+    select_diverse,
+    worth_saying,
+)
+from nba.vocab import DEFAULT_VALUE_FLOOR_USD
 
 
 def test_priority_with_gamma_zero_ignores_value_and_applies_lever() -> None:
@@ -57,6 +65,8 @@ def test_batch_matches_a_naive_loop() -> None:
         ({"top_k": 0}, r"`top_k` must be an int in \[1, 10\], got 0$"),
         ({"top_k": 11}, r"got 11$"),
         ({"gamma": -1.0}, r"`gamma` must be a float in \[0, 3\], got -1.0$"),
+        ({"value_floor_usd": -1.0}, r"`value_floor_usd` must be a float in \[0, 10000\], got -1.0$"),
+        ({"value_floor_usd": float("nan")}, r"`value_floor_usd` must be a float in \[0, 10000\], got nan$"),
     ],
 )
 def test_bad_config(kwargs: dict[str, float], message: str) -> None:
@@ -109,3 +119,41 @@ def test_the_choice_refuses_categories_that_are_not_one_row_per_candidate() -> N
     with pytest.raises(ValueError, match="`k` must be >= 0, got -1"):
         select_diverse(np.array([0.3]), np.zeros((1, 16), dtype=bool), -1)
     assert select_diverse(np.array([0.3]), np.zeros((1, 16), dtype=bool), 0).tolist() == []
+
+
+def test_the_default_floor_is_twelve_dollars_a_year() -> None:
+    assert ArbitrationConfig().value_floor_usd == DEFAULT_VALUE_FLOOR_USD == 12.0
+
+
+def test_a_benefit_without_a_dollar_estimate_is_judged_by_its_nominal_value() -> None:
+    value = np.array([4.0, 12.0, np.nan, np.nan, 30.0])
+    nominal = np.array([50.0, 0.0, 50.0, 5.0, 0.0])
+    assert judged_value(value, nominal).tolist() == [4.0, 12.0, 50.0, 5.0, 30.0]
+    assert worth_saying(value, nominal, 12.0).tolist() == [False, True, True, False, True]
+    # A floor of 0 keeps everything, a NaN with no nominal value too.
+    assert worth_saying(value, nominal, 0.0).all()
+
+
+def _naive_floor_top_k(
+    groups: list[int], priority: list[float], keep: list[bool], k: int
+) -> list[tuple[int, int]]:
+    out = []
+    for group in dict.fromkeys(groups):
+        members = [i for i, g in enumerate(groups) if g == group and keep[i]]
+        members.sort(key=lambda i: (-priority[i], i))
+        out += [(i, rank + 1) for rank, i in enumerate(members[:k])]
+    return out
+
+
+def test_the_floor_applies_before_the_top_k_so_a_group_may_get_fewer_or_none() -> None:
+    rng = np.random.default_rng(5)
+    groups = np.sort(rng.integers(0, 40, size=300)).astype(np.int64)
+    priority = rng.random(300)
+    keep = rng.random(300) < 0.4
+    rows, ranks = select_by_group(groups, priority, np.zeros((300, 16), dtype=bool), 3, keep=keep)
+    expected = _naive_floor_top_k(groups.tolist(), priority.tolist(), keep.tolist(), 3)
+    assert list(zip(rows.tolist(), ranks.tolist(), strict=True)) == expected
+    per_group = np.bincount(groups[rows], minlength=40)
+    assert (per_group < 3).any() and (per_group == 3).any()
+    # The best of a group below the floor is never chosen, however high its priority.
+    assert keep[rows].all()

@@ -221,6 +221,25 @@ def test_recommend_and_score_from_a_snapshot_equal_computing_from_the_data(
     assert err.endswith("the snapshot is as of 2026-10-01, not 2026-09-01; leave out --as-of")
 
 
+def test_recommend_says_the_calls_reasons_once_and_the_value_floor_can_leave_nothing(
+    sample_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = ["--model", str(sample_model_dir)]
+    assert main(["recommend", "C0000008", "--data", SAMPLE_DIR, *model, "--json", "--value-floor", "0"]) == 0
+    unfloored = json.loads(capsys.readouterr().out)
+    assert unfloored["suggestions"] and unfloored["shared_reasons"]
+    assert main(["recommend", "C0000008", "--data", SAMPLE_DIR, *model, "--value-floor", "0"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("why these: ") == 1 and "; ".join(unfloored["shared_reasons"]) in text
+    for suggestion in unfloored["suggestions"]:
+        assert f"about ${suggestion['value_usd']:,.0f} a year for them;" in text
+    assert main(["recommend", "C0000008", "--data", SAMPLE_DIR, *model, "--value-floor", "10000"]) == 0
+    assert "nothing to suggest: nothing on this card is worth $10,000 a year or more to this cardholder" in (
+        capsys.readouterr().out
+    )
+    assert main(["recommend", "C0000008", "--data", SAMPLE_DIR, *model, "--value-floor", "-1"]) != 0
+
+
 # --- progress on stderr ---------------------------------------------------------------------------------
 
 TRAIN_STEPS = [
@@ -283,7 +302,7 @@ def test_db_upgrade_migrates_once_and_says_the_revision(
     assert main(["db", "upgrade", "--database-url", url]) == 0
     assert main(["db", "upgrade", "--database-url", url]) == 0  # at head already: a no-op
     out = capsys.readouterr().out.splitlines()
-    assert out == [f"feedback database sqlite+pysqlite:///{tmp_path / 'feedback.db'}: at revision 0005"] * 2
+    assert out == [f"feedback database sqlite+pysqlite:///{tmp_path / 'feedback.db'}: at revision 0006"] * 2
     port = _closed_port()
     assert main(["db", "upgrade", "--database-url", f"postgresql://nba:pw@127.0.0.1:{port}/nba"]) == 1
     err = capsys.readouterr().err

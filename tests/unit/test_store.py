@@ -43,7 +43,7 @@ HOLDER = (
     + struct.pack("<Q", NEGATIVE_NAN_BITS)
     + feature_bytes((-2.0, math.inf, -math.inf, -0.0, 5e-324, math.nan, 1.7976931348623157e308))
 )
-HEAD = "0005"  # the newest migration
+HEAD = "0006"  # the newest migration
 SAMPLES = Path(__file__).resolve().parents[2] / "data_samples"
 
 
@@ -99,6 +99,7 @@ def make_decision(
         ),
         agent_id=agent_id,
         holder_features=HOLDER if benefits else b"",
+        shared_reasons=("new cardholder", "uses the card a lot") if benefits else (),
     )
 
 
@@ -323,6 +324,7 @@ def test_the_batch_insert_stores_what_sqlalchemys_own_insert_stores(
                 "model_version": decision.model_version,
                 "profile_as_of": date.fromisoformat(decision.profile_as_of),
                 "note": "a note",
+                "shared_reasons": list(decision.shared_reasons),
                 "holder_features_f64": decision.holder_features,
             },
         )

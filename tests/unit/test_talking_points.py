@@ -13,6 +13,7 @@ from nba.decision._talking_points import (
     format_rate,
     format_usd,
     render_talking_point,
+    round_estimate_usd,
 )
 
 
@@ -47,8 +48,7 @@ def test_template_is_filled_with_the_cardholders_numbers() -> None:
     )
     assert used
     assert text == (
-        "Your Gold Dining Card earns 4x points at restaurants. Cardholders who eat out like you spend about "
-        "$3,100 a year on dining; on this card that is about $93 a year in extra points."
+        "Spends ~$3,100 a year dining out; the card earns 4x at restaurants: ~$93 a year in points for them."
     )
 
 
@@ -62,7 +62,7 @@ def test_missing_number_falls_back_to_a_generic_sentence() -> None:
     ):
         text, used = render_talking_point(dining, gold, numbers)
         assert not used
-        assert text == "Your Gold Dining Card includes 4x points at restaurants, at no extra cost."
+        assert text == "The Gold Dining Card includes 4x points at restaurants, at no extra cost."
 
 
 def test_no_template_in_the_default_catalog_leaves_a_placeholder() -> None:
@@ -74,3 +74,34 @@ def test_no_template_in_the_default_catalog_leaves_a_placeholder() -> None:
             assert used, benefit.id
             assert not re.search(r"[{}]", text), text
             assert "$0 " not in text
+
+
+@pytest.mark.parametrize(
+    ("amount", "shown"),
+    [(102.4, 100.0), (3112.4, 3100.0), (99.6, 100.0), (7.6, 8.0), (12.49, 12.0), (0.456, 0.46), (0.0, 0.0)],
+)
+def test_an_estimate_is_rounded_once_and_saying_it_does_not_round_it_again(
+    amount: float, shown: float
+) -> None:
+    assert round_estimate_usd(amount) == shown
+    assert round_estimate_usd(shown) == shown
+    assert format_usd(amount, estimate=True) == format_usd(shown, estimate=True)
+
+
+# Words that speak to the cardholder rather than about them.
+_SECOND_PERSON = re.compile(r"\b(you|your|yours|you're)\b", re.IGNORECASE)
+
+
+def test_default_templates_are_third_person_notes_that_state_the_value_once() -> None:
+    catalog = load_catalog()
+    for benefit in catalog.benefits:
+        template = benefit.talking_point
+        assert not _SECOND_PERSON.search(template), (benefit.id, template)
+        assert template.count("{est_annual_value_usd}") == 1, benefit.id
+        # The catalog's nominal value beside the cardholder's would be two numbers for one fact.
+        assert "{nominal_value_usd}" not in template, benefit.id
+        # Facts first: a note opens with what the cardholder spends (estimated) or spent (on the card).
+        assert template.startswith(("Spends ~{est_annual_spend_usd} a year", "Spent {spend_90d_usd} ")), (
+            benefit.id
+        )
+        assert len(template) <= 220, (benefit.id, len(template))
