@@ -35,13 +35,13 @@ FOLDER = Path("/tmp/nba-bench-value-floor")
 WORLDS = ("3000:7", "20000:11")
 FLOORS = (0.0, DEFAULT_VALUE_FLOOR_USD)
 MEASURES = (
-    "oracle_expected_adoptions_top3",
+    "oracle_expected_adoptions_top_k",
     "oracle_ratio",
     "oracle_value_weighted_usd",
     "oracle_best_value_weighted_usd",
     "oracle_value_weighted_ratio",
     "oracle_shown_per_cardholder",
-    "expected_adoptions_top3",
+    "expected_adoptions_top_k",
 )
 
 

@@ -12,7 +12,7 @@ T0 = datetime(2026, 11, 23, 12, 5, 1, tzinfo=UTC)
 
 GOOD = {
     "auc": 0.70,
-    "expected_adoptions_top3": 0.40,
+    "expected_adoptions_top_k": 0.40,
     "baseline_auc_most_popular": 0.62,
     "baseline_auc_random": 0.50,
     "baseline_ips_most_popular": 0.35,

@@ -280,8 +280,8 @@ def evaluate_off_policy(
             evaluation.metrics[f"baseline_ips_{name}"] = evaluation.off_policy[name].ips
     model = evaluation.off_policy.get("model")
     if model is not None:
-        evaluation.metrics["expected_adoptions_top3"] = model.ips
-        evaluation.metrics["expected_adoptions_top3_snips"] = model.snips_per_call
+        evaluation.metrics["expected_adoptions_top_k"] = model.ips
+        evaluation.metrics["expected_adoptions_top_k_snips"] = model.snips_per_call
         evaluation.metrics["logged_adoptions_per_call"] = model.logged_per_call
         evaluation.metrics["ope_effective_sample_size"] = model.ess
 
@@ -370,10 +370,10 @@ def evaluate_oracle(
                 evaluation.metrics[f"oracle_ratio_{name}"] = evaluation.oracle[name][1]
             if name == "model":
                 evaluation.invalid_suggestions = _count_invalid(matrix, chosen, truth)
-                evaluation.metrics["oracle_expected_adoptions_top3"] = expected
+                evaluation.metrics["oracle_expected_adoptions_top_k"] = expected
                 evaluation.metrics["oracle_ratio"] = expected / best if best > 0 else float("nan")
                 value = matrix.value_usd[chosen]
-                evaluation.metrics["oracle_value_usd_top3"] = float(
+                evaluation.metrics["oracle_value_usd_top_k"] = float(
                     (p_true[chosen] * value).sum() / max(n_groups, 1)
                 )
                 shown_worth = float(worth_true[chosen].sum() / max(n_groups, 1))
@@ -383,7 +383,7 @@ def evaluate_oracle(
                 )
                 evaluation.metrics["oracle_shown_per_cardholder"] = len(chosen) / max(n_groups, 1)
             done.advance()
-    evaluation.metrics["oracle_best_expected_adoptions_top3"] = best
+    evaluation.metrics["oracle_best_expected_adoptions_top_k"] = best
     # The oracle's best top K ignores the arbitration's rules (diversity); its own probabilities sent
     # through the same arbitration show how much of the gap is the rule and how much the model.
     capped = _choose(group, p_true, matrix, benefits, config)

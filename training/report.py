@@ -177,20 +177,20 @@ def render_report(
             "",
             "## Against the oracle (general call at the as-of date, true adoption probabilities; the shipped model)",
             "",
-            f"Oracle's best top 3: {_fmt(evaluation.oracle_best)} expected adoptions per cardholder. "
+            f"Oracle's best top {arbitration.top_k}: {_fmt(evaluation.oracle_best)} expected adoptions per cardholder. "
             f"The true probabilities sent through the same arbitration (diversity "
             f"{'on' if arbitration.diversity else 'off'}) reach an oracle ratio of "
             f"{_fmt(m.get('oracle_ratio_arbitration_cap'), 3)}: no model can do better under these rules.",
             "",
         ]
         rows = [[name, _fmt(exp), _fmt(ratio, 3)] for name, (exp, ratio) in evaluation.oracle.items()]
-        lines += _table(["policy", "expected adoptions, top 3", "oracle ratio"], rows)
+        lines += _table(["policy", f"expected adoptions, top {arbitration.top_k}", "oracle ratio"], rows)
         lift = m.get("oracle_lift_over_best_baseline")
         lines += [
             "",
             f"Model over the best baseline: {_fmt(lift * 100 if lift is not None else None, 1)}%. "
-            f"Value-weighted (expected dollars a year per cardholder, top 3): {_fmt(m.get('oracle_value_usd_top3'), 2)}. "
-            f"Value-weighted against the oracle (true adoption × true value, top 3): "
+            f"Value-weighted (expected dollars a year per cardholder, top {arbitration.top_k}): {_fmt(m.get('oracle_value_usd_top_k'), 2)}. "
+            f"Value-weighted against the oracle (true adoption × true value, top {arbitration.top_k}): "
             f"{_fmt(m.get('oracle_value_weighted_usd'), 2)} of the best {_fmt(m.get('oracle_best_value_weighted_usd'), 2)} "
             f"dollars a year per cardholder, ratio {_fmt(m.get('oracle_value_weighted_ratio'), 3)}; "
             f"{_fmt(m.get('oracle_shown_per_cardholder'), 2)} suggestions shown per cardholder "
@@ -242,13 +242,13 @@ def write_report(
             results = {
                 name: exp for name, (exp, _) in evaluation.oracle.items() if name in ("model", *BASELINES)
             }
-            label = "expected adoptions per cardholder, top 3 (oracle)"
+            label = f"expected adoptions per cardholder, top {arbitration.top_k} (oracle)"
             paths.append(plot_model_vs_baselines(results, folder / "model_vs_baselines.png", label))
         elif evaluation.off_policy:
             results = {
                 name: est.ips for name, est in evaluation.off_policy.items() if name in ("model", *BASELINES)
             }
-            label = "adoptions per call, top 3 (IPS on held-out calls)"
+            label = f"adoptions per call, top {arbitration.top_k} (IPS on held-out calls)"
             paths.append(plot_model_vs_baselines(results, folder / "model_vs_baselines.png", label))
         for path in paths:
             files[path.name] = path.read_bytes()

@@ -48,7 +48,7 @@ MANIFEST_FILE: Final = "manifest.json"
 REQUIRED_FILE: Final = "model.txt"
 CURRENT_FILE: Final = "CURRENT"
 HISTORY_FILE: Final = "HISTORY"
-DEFAULT_PROMOTION_METRIC: Final = "expected_adoptions_top3"
+DEFAULT_PROMOTION_METRIC: Final = "expected_adoptions_top_k"
 VERSION_EXAMPLE: Final = "20261123T120501Z-3f9a2c1"
 # Pickles run code when loaded: a model folder holds only text and JSON (and plots).
 PICKLE_SUFFIXES: Final = frozenset({".pkl", ".pickle", ".joblib"})
@@ -67,14 +67,26 @@ _HISTORY_ACTIONS: Final[dict[str, HistoryAction]] = {
 # The promotion gate's metrics: the held-out fit's number, and the prefix of each baseline's on the same rows.
 GATE_METRICS: Final = (
     ("auc", "AUC", "baseline_auc_"),
-    ("expected_adoptions_top3", "IPS adoptions/call", "baseline_ips_"),
+    ("expected_adoptions_top_k", "IPS adoptions/call", "baseline_ips_"),
 )
 # The same held-out calls scored by the challenger and by the model in service, in one training run.
 VERSUS_CHAMPION: Final = {
     "auc": ("vs_champion_auc", "champion_auc"),
-    "expected_adoptions_top3": ("vs_champion_ips", "champion_ips"),
+    "expected_adoptions_top_k": ("vs_champion_ips", "champion_ips"),
 }
 CHAMPION_KEY: Final = "champion_version"
+# Metric names manifests written before they were named for any top K (`params.top_k` says which K):
+# read under today's names, so the promotion gate compares a model in service trained before with a new one.
+RENAMED_METRICS: Final = {
+    f"{stem}_top3{suffix}": f"{stem}_top_k{suffix}"
+    for stem, suffix in (
+        ("expected_adoptions", ""),
+        ("expected_adoptions", "_snips"),
+        ("oracle_expected_adoptions", ""),
+        ("oracle_best_expected_adoptions", ""),
+        ("oracle_value_usd", ""),
+    )
+}
 
 
 def artifact_name_problem(name: str) -> str | None:
@@ -127,7 +139,7 @@ class ModelManifest(BaseModel):
         for name, number in value.items():
             if not math.isfinite(number):
                 raise ValueError(f"{name!r} is {number}; leave out a metric that could not be computed")
-        return value
+        return {RENAMED_METRICS.get(name, name): number for name, number in value.items()}
 
     @field_validator("files")
     @classmethod

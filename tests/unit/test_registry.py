@@ -54,7 +54,7 @@ def _write(models_root: Path, when: datetime = T0, **overrides: Any) -> Path:
             "label_source": "benefit_usage",
         },
         "metrics": {
-            "expected_adoptions_top3": 41.5,
+            "expected_adoptions_top_k": 41.5,
             "auc": 0.71,
             "baseline_auc_most_popular": 0.6,
             "baseline_ips_most_popular": 30.0,
@@ -73,7 +73,7 @@ def _write(models_root: Path, when: datetime = T0, **overrides: Any) -> Path:
 
 
 def _manifest(version_metric: float | None, when: datetime = T0) -> ModelManifest:
-    metrics = {} if version_metric is None else {"expected_adoptions_top3": version_metric}
+    metrics = {} if version_metric is None else {"expected_adoptions_top_k": version_metric}
     return ModelManifest(
         version=new_version(when, repr(version_metric).encode()),
         created_at=when,
@@ -108,7 +108,7 @@ def test_written_model_dir_loads_back_with_every_field(tmp_path: Path) -> None:
     assert manifest.categorical_features == ["product_id", "call_reason"]
     assert manifest.data_summary["positives"] == 87
     assert manifest.metrics == {
-        "expected_adoptions_top3": 41.5,
+        "expected_adoptions_top_k": 41.5,
         "auc": 0.71,
         "baseline_auc_most_popular": 0.6,
         "baseline_ips_most_popular": 30.0,
@@ -140,7 +140,7 @@ def test_a_file_given_as_a_path_is_copied(tmp_path: Path) -> None:
 
 def test_the_version_hash_depends_on_content(tmp_path: Path) -> None:
     first = _write(tmp_path / "a")
-    second = _write(tmp_path / "b", metrics={"expected_adoptions_top3": 41.6})
+    second = _write(tmp_path / "b", metrics={"expected_adoptions_top_k": 41.6})
     assert first.name[:16] == second.name[:16]
     assert first.name != second.name
 
@@ -464,7 +464,7 @@ def test_list_models_newest_first_with_a_tampered_one_and_its_problem(tmp_path: 
     assert [i.version for i in infos] == [c, b, a]
     assert [i.is_current for i in infos] == [False, True, False]
     assert [i.ok for i in infos] == [True, True, False]
-    assert infos[0].metrics["expected_adoptions_top3"] == 41.5
+    assert infos[0].metrics["expected_adoptions_top_k"] == 41.5
     assert infos[2].problem is not None
     assert infos[2].problem.startswith("model.txt: checksum mismatch")
     assert infos[2].metrics == {}
@@ -479,10 +479,10 @@ def test_list_models_of_a_missing_folder_is_not_found(tmp_path: Path) -> None:
 # --- champion and challenger -----------------------------------------------------------------------
 
 
-CHAMPION = gate_manifest(T0 - timedelta(days=30), auc=0.66, expected_adoptions_top3=0.38)
+CHAMPION = gate_manifest(T0 - timedelta(days=30), auc=0.66, expected_adoptions_top_k=0.38)
 SAME_RUN = {CHAMPION_KEY: CHAMPION.version}
 CHAMPION_NEWER = gate_manifest(
-    T0 - timedelta(days=30), {"shipped_rows_until": "2026-09-01"}, auc=0.66, expected_adoptions_top3=0.38
+    T0 - timedelta(days=30), {"shipped_rows_until": "2026-09-01"}, auc=0.66, expected_adoptions_top_k=0.38
 )
 
 
@@ -506,7 +506,7 @@ CHAMPION_NEWER = gate_manifest(
             r"on the same rows \(--force promotes it anyway\)",
         ),
         (
-            {"expected_adoptions_top3": 0.35},
+            {"expected_adoptions_top_k": 0.35},
             CHAMPION,
             False,
             False,
@@ -585,13 +585,27 @@ def test_promotion_gate_with_nothing_in_service_promotes_a_model_no_better_than_
     assert baseline_problem(gate_manifest(T0)) is None
 
 
+def test_a_manifest_written_with_the_top3_names_is_read_under_the_top_k_names_and_gated_alike() -> None:
+    new = gate_manifest(T0, auc=0.66, expected_adoptions_top_k=0.38, expected_adoptions_top_k_snips=0.37)
+    old_json = new.model_dump(mode="json")
+    old_json["metrics"] = {
+        name.replace("_top_k", "_top3"): number for name, number in old_json["metrics"].items()
+    }
+    assert "expected_adoptions_top3" in old_json["metrics"]
+    old = ModelManifest.model_validate(old_json)
+    assert old.metrics == new.metrics
+    assert "expected_adoptions_top3" not in old.metrics
+    challenger = gate_manifest(T0 + timedelta(days=1), auc=0.70, expected_adoptions_top_k=0.40)
+    assert gate_promotion(challenger, old).reason == gate_promotion(challenger, new).reason
+
+
 # --- the `nba models` commands ---------------------------------------------------------------------
 
 
 def test_cli_list_promote_rollback(tmp_path: Path) -> None:
     runner = CliRunner()
     models = tmp_path / "models"
-    worse = {"expected_adoptions_top3": 40.0, "auc": 0.7, "baseline_auc_most_popular": 0.6}
+    worse = {"expected_adoptions_top_k": 40.0, "auc": 0.7, "baseline_auc_most_popular": 0.6}
     a = _write(models, T0, metrics=worse).name
     b = _write(models, T0 + timedelta(days=1)).name
     c = _write(models, T0 + timedelta(days=2), metrics={"auc": 0.5}).name
@@ -612,7 +626,7 @@ def test_cli_list_promote_rollback(tmp_path: Path) -> None:
         "created",
         "(UTC)",
         "check",
-        "expected_adoptions_top3",
+        "expected_adoptions_top_k",
         "auc",
         "baseline_auc_most_popular",
     ]
