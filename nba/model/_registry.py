@@ -76,7 +76,8 @@ VERSUS_CHAMPION: Final = {
 }
 CHAMPION_KEY: Final = "champion_version"
 # Metric names manifests written before they were named for any top K (`params.top_k` says which K):
-# read under today's names, so the promotion gate compares a model in service trained before with a new one.
+# a model folder's manifest is read under today's names (after its version check, which covers it as
+# written), so the promotion gate compares a model in service trained before with a new one.
 RENAMED_METRICS: Final = {
     f"{stem}_top3{suffix}": f"{stem}_top_k{suffix}"
     for stem, suffix in (
@@ -139,7 +140,7 @@ class ModelManifest(BaseModel):
         for name, number in value.items():
             if not math.isfinite(number):
                 raise ValueError(f"{name!r} is {number}; leave out a metric that could not be computed")
-        return {RENAMED_METRICS.get(name, name): number for name, number in value.items()}
+        return value
 
     @field_validator("files")
     @classmethod
@@ -368,7 +369,9 @@ def _read_manifest(path: Path) -> ModelManifest:
             f"{path}: {MANIFEST_FILE}: its content does not match its version {manifest.version} "
             f"(the content gives {expected}); the manifest was edited after training"
         )
-    return manifest
+    # Renamed after the check: the version covers the manifest as it was written.
+    metrics = {RENAMED_METRICS.get(name, name): number for name, number in manifest.metrics.items()}
+    return manifest if metrics == manifest.metrics else manifest.model_copy(update={"metrics": metrics})
 
 
 def load_model_dir(path: Path) -> ModelManifest:

@@ -585,18 +585,20 @@ def test_promotion_gate_with_nothing_in_service_promotes_a_model_no_better_than_
     assert baseline_problem(gate_manifest(T0)) is None
 
 
-def test_a_manifest_written_with_the_top3_names_is_read_under_the_top_k_names_and_gated_alike() -> None:
-    new = gate_manifest(T0, auc=0.66, expected_adoptions_top_k=0.38, expected_adoptions_top_k_snips=0.37)
-    old_json = new.model_dump(mode="json")
-    old_json["metrics"] = {
-        name.replace("_top_k", "_top3"): number for name, number in old_json["metrics"].items()
-    }
-    assert "expected_adoptions_top3" in old_json["metrics"]
-    old = ModelManifest.model_validate(old_json)
-    assert old.metrics == new.metrics
-    assert "expected_adoptions_top3" not in old.metrics
-    challenger = gate_manifest(T0 + timedelta(days=1), auc=0.70, expected_adoptions_top_k=0.40)
-    assert gate_promotion(challenger, old).reason == gate_promotion(challenger, new).reason
+def test_a_model_folder_written_with_the_top3_names_loads_under_the_top_k_names_and_gates_alike(
+    tmp_path: Path,
+) -> None:
+    models = tmp_path / "models"
+    top_k = {**GOOD, "expected_adoptions_top_k_snips": 0.39}
+    top3 = {name.replace("_top_k", "_top3"): number for name, number in top_k.items()}
+    assert "expected_adoptions_top3" in top3 and "expected_adoptions_top3_snips" in top3
+    old = load_model_dir(_write(models, T0, metrics=top3))  # its version covers the names as written
+    new = load_model_dir(_write(models, T0 + timedelta(seconds=1), metrics=top_k))
+    assert old.metrics == new.metrics == top_k
+    challenger = gate_manifest(T0 + timedelta(days=1), auc=0.75, expected_adoptions_top_k=0.45)
+    against_old, against_new = gate_promotion(challenger, old), gate_promotion(challenger, new)
+    assert against_old.promote and against_new.promote
+    assert against_old.reason.replace(old.version, "V") == against_new.reason.replace(new.version, "V")
 
 
 # --- the `nba models` commands ---------------------------------------------------------------------
