@@ -777,18 +777,28 @@ def test_a_request_without_a_valid_key_is_refused_before_its_input_is_judged(
         assert client.post(path, json=body, headers={"X-API-Key": ADMIN}).status_code == 422, path
 
 
-def test_a_call_the_store_does_not_find_in_time_is_claimed_and_answered_as_first_stored(
-    client: TestClient, sample_deployment: Deployment
-) -> None:
+def _a_call_only_the_store_knows(
+    client: TestClient, deployment: Deployment
+) -> tuple[Services, FlakyStore, str, dict[str, Any]]:
+    """A call answered and written, then forgotten by this process (another replica, or a restart), its
+    look-up made ten times slower than its 5 ms deadline: the services, the store, the call's URL and its
+    first answer."""
     services = services_of(client)
     store: FlakyStore = services.store  # type: ignore[assignment]
     store.reads_are_local = False  # as for PostgreSQL: the look-up runs on a thread, with a deadline
-    cardholder = first_with_suggestions(client, sample_deployment)["cardholder_id"]
+    cardholder = first_with_suggestions(client, deployment)["cardholder_id"]
     url = f"/v1/cardholders/{cardholder}/suggestions?call_id=DESK-1"
     first = client.get(url).json()
     services.decisions.write_pending()
     services.decisions.forget_cached()  # another replica, or a restart: only the store knows the call
     store.slow_s = 0.05  # ten times the look-up's 5 ms deadline
+    return services, store, url, first
+
+
+def test_a_call_the_store_does_not_find_in_time_is_claimed_and_answered_as_first_stored(
+    client: TestClient, sample_deployment: Deployment
+) -> None:
+    services, _, url, first = _a_call_only_the_store_knows(client, sample_deployment)
     late_before = services.metrics.registry.get_sample_value("nba_call_lookups_late_total") or 0.0
     later = client.get(url).json()
     # Decided again, but the claim finds the call stored: the answer is the first one, nothing new kept.
@@ -801,15 +811,7 @@ def test_a_call_the_store_does_not_find_in_time_is_claimed_and_answered_as_first
 def test_a_call_neither_found_nor_claimed_in_time_is_answered_anew_and_the_first_stored_wins(
     client: TestClient, sample_deployment: Deployment
 ) -> None:
-    services = services_of(client)
-    store: FlakyStore = services.store  # type: ignore[assignment]
-    store.reads_are_local = False  # as for PostgreSQL: the look-up runs on a thread, with a deadline
-    cardholder = first_with_suggestions(client, sample_deployment)["cardholder_id"]
-    url = f"/v1/cardholders/{cardholder}/suggestions?call_id=DESK-1"
-    first = client.get(url).json()
-    services.decisions.write_pending()
-    services.decisions.forget_cached()  # another replica, or a restart: only the store knows the call
-    store.slow_s = 0.05  # ten times the look-up's 5 ms deadline
+    services, store, url, first = _a_call_only_the_store_knows(client, sample_deployment)
     store.claim_slow_s = CLAIM_DEADLINE_S + 0.1
     # The first call's own look-up may pass its deadline too on a busy machine: count the second's only.
     late_before = services.metrics.registry.get_sample_value("nba_call_lookups_late_total") or 0.0
