@@ -73,7 +73,7 @@ def _engine_child(
     every_benefit: bool = False,
 ) -> None:
     sys.path.insert(0, str(ROOT))
-    from nba.decision import compute_priority, round_estimate_usd
+    from nba.decision import StageTimes
     from nba.model import load_bundle
     from training.engine_job import load_engine
 
@@ -102,12 +102,12 @@ def _engine_child(
     for cardholder_id in warm_ids:
         engine.decide(cardholder_id, CALL_REASON, TOP_K)
 
+    # Each call's candidate matrix, as decide's scorer sees it (after the value floor), for the bare predict.
     matrices: list[np.ndarray[Any, Any] | None] = []
     for cardholder_id in ids:
-        row = profiles.index[cardholder_id]
-        candidates, _ = engine._candidates(row, CALL_REASON, ())
-        holder = profiles.holder_rows(row)
-        matrices.append(engine._matrix(row, holder, candidates, CALL_REASON)[0] if len(candidates) else None)
+        probe = StageTimes()
+        engine.decide(cardholder_id, CALL_REASON, TOP_K, stages=probe)
+        matrices.append(probe.matrix)
     booster = engine.bundle.model.booster_
 
     decide_ns = np.zeros(calls, dtype=np.int64)
@@ -134,74 +134,25 @@ def _engine_child(
             predict_ns[k], predict_cpu_ns[k] = clock() - t0, cpu() - c0
         suggestions[k] = len(decision.suggestions)
 
-    # The stages of `decide` on their own, for the same cardholders (the same steps in the same order).
-    stages: dict[str, list[int]] = {
-        k: []
-        for k in (
-            "candidates",
-            "matrix",
-            "score",
-            "choose",
-            "reasons",
-            "suggestions",
-            "all_stages",
-            "bare_predict",
-        )
-    }
-    gamma = engine.config.arbitration.gamma
+    # The stages of `decide`, for the same cardholders, timed by decide itself (`StageTimes`); the calls
+    # that reach the suggestions only, as the bare predict's.
+    stages: dict[str, list[int]] = {k: [] for k in (*StageTimes.STAGES, "all_stages", "bare_predict")}
     if engine.scorer.name != "tree_walk":
         raise SystemExit(
             "the engine's scorer is not 'tree_walk': the stage timings follow decide's default path"
         )
-    reasoner = engine.reasoner
     for cardholder_id in ids:
+        probe = StageTimes()
+        engine.decide(cardholder_id, CALL_REASON, TOP_K, stages=probe)
+        if probe.matrix is None:
+            continue
         t0 = clock()
-        row = profiles.index[cardholder_id]
-        candidates, _ = engine._candidates(row, CALL_REASON, ())
-        t1 = clock()
-        if len(candidates) == 0:
-            continue
-        holder = profiles.holder_rows(row)
-        X, value = engine._matrix(row, holder, candidates, CALL_REASON)
-        worth = engine._worth_saying(candidates, value)  # the value floor, as decide applies it
-        if not worth.any():
-            continue
-        candidates, X, value = candidates[worth], X[worth], value[worth]
-        t2 = clock()
-        # As decide does: the rows walk the trees once; the leaves give the scores and the reasons.
-        attributor = reasoner.attributor
-        routes = attributor.route(X)
-        raw = attributor.raw_scores_of(routes)
-        p_adopt = engine.bundle.model.calibrator_.apply(1.0 / (1.0 + np.exp(-raw)))
-        t3 = clock()
-        priority = compute_priority(p_adopt, value, engine.benefits.lever[candidates], gamma)
-        categories = engine.benefits.category_mask[candidates] > 0
-        chosen, logging_prob = engine._choose(priority, categories, TOP_K)
-        t4r = clock()
-        reasons = reasoner.phrases(X[chosen], attributor.contributions_of(routes, chosen), categories[chosen])
-        t4 = clock()
-        shown = candidates[chosen]
-        shown_value = np.array([round_estimate_usd(v) for v in value[chosen].tolist()])
-        numbers = engine._talking_point_numbers(row, holder[0], shown, shown_value)
-        for rank, i in enumerate(chosen.tolist()):
-            engine._suggestion(
-                rank + 1,
-                row,
-                int(shown[rank]),
-                X[i],
-                float(shown_value[rank]),
-                float(priority[i]),
-                float(p_adopt[i]),
-                float(logging_prob[rank]),
-                reasons.cards[rank],
-                numbers[rank],
-            )
-        t5 = clock()
-        booster.predict(X, num_threads=1)
-        t6 = clock()
-        spans = (t1 - t0, t2 - t1, t3 - t2, t4r - t3, t4 - t4r, t5 - t4, t5 - t0, t6 - t5)
-        for name, ns in zip(stages, spans, strict=True):
+        booster.predict(probe.matrix, num_threads=1)
+        bare = clock() - t0
+        for name, ns in probe.ns.items():
             stages[name].append(ns)
+        stages["all_stages"].append(sum(probe.ns.values()))
+        stages["bare_predict"].append(bare)
 
     has_candidates = predict_ns >= 0
     rows_per_call = np.array([len(X) for X in matrices if X is not None])

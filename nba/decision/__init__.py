@@ -14,6 +14,7 @@ from nba.decision._engine import (
     Decision,
     Engine,
     EngineConfig,
+    StageTimes,
     Suggestion,
     SuggestionBase,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "Engine",
     "EngineConfig",
     "RecentContact",
+    "StageTimes",
     "Suggestion",
     "SuggestionBase",
     "compute_priority",

@@ -15,7 +15,7 @@ import pytest
 from nba.contract._catalog import load_catalog
 from nba.contract._mcc import load_mcc_map
 from nba.contract._tables import open_data
-from nba.decision import ArbitrationConfig, ContactPolicy, Engine, EngineConfig, RecentContact
+from nba.decision import ArbitrationConfig, ContactPolicy, Engine, EngineConfig, RecentContact, StageTimes
 from nba.decision._talking_points import category_words
 from nba.errors import DataError, ModelError, NotFoundError
 from nba.features._matrix import BenefitTable
@@ -289,6 +289,32 @@ def test_one_routing_gives_the_model_s_own_scores_and_reasons(setup: tuple[Path,
             assert a.reasons == b.reasons
             compared += 1
     assert compared > 100
+
+
+def test_decide_times_its_own_stages_and_answers_the_same(setup: tuple[Path, Engine]) -> None:
+    # bench_engine's stage timings come from decide itself: a probe must not change the answer, and it must
+    # see the matrix the scorer scored.
+    _, engine = setup
+    timed_calls = stopped_early = 0
+    for cardholder_id in engine.profiles.ids[:200]:
+        probe = StageTimes()
+        timed = engine.decide(cardholder_id, "general", stages=probe)
+        plain = engine.decide(cardholder_id, "general")
+        assert timed == plain
+        if probe.matrix is None:
+            stopped_early += 1
+            assert probe.ns["score"] == probe.ns["suggestions"] == 0
+            continue
+        timed_calls += 1
+        assert all(ns > 0 for ns in probe.ns.values()), probe.ns
+        assert probe.matrix.shape[0] == timed.candidates
+        scored = engine.scorer.score(probe.matrix).p_adopt.tolist()
+        assert {s.p_adopt for s in timed.suggestions} <= set(scored)
+    assert timed_calls > 150
+    together = StageTimes()
+    for cardholder_id in engine.profiles.ids[:10]:
+        engine.decide(cardholder_id, "general", stages=together)
+    assert together.calls == 10 and together.ns["candidates"] > 0
 
 
 def test_reasons_speak_only_of_the_benefit_s_own_categories(setup: tuple[Path, Engine]) -> None:
