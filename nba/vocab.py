@@ -77,6 +77,10 @@ PSI_SHARE_FLOOR: Final = 1e-4
 # months most like tomorrow's calls (the oldest rows' yearly features also lack a full year of history).
 DRIFT_REFERENCE_DAYS: Final = 90
 
+# A presentation counts as adopted when the benefit's first use is on its day or within this many days
+# after: the training label, and the window of `nba insights`' adoption tables.
+ADOPTION_WINDOW_DAYS: Final = 30
+
 # NPS insights (`nba insights`). A score of 9-10 is a promoter, 0-6 a detractor (the survey's own bands).
 NPS_PROMOTER_MIN: Final = 9
 NPS_DETRACTOR_MAX: Final = 6

@@ -20,8 +20,19 @@ import duckdb
 
 from nba.contract import catalog_for, load_catalog, open_data
 from nba.errors import DataError
-from nba.insights import DIMENSIONS, Disagreement, Insights, NpsRow, build_insights
+from nba.insights import (
+    DIMENSIONS,
+    Adoption,
+    AdoptionRow,
+    CausedRow,
+    Disagreement,
+    Insights,
+    NpsRow,
+    build_adoption,
+    build_insights,
+)
 from nba.vocab import INSIGHTS_MIN_AGENT_CALLS
+from training.engine_job import mcc_map_for
 from training.export_job import export_feedback
 from training.plots import plot_nps_groups, plot_nps_weeks
 from training.progress import Reporter
@@ -51,6 +62,7 @@ class InsightsResult:
     page: Path
     files: tuple[Path, ...]
     insights: Insights
+    adoption: Adoption | None
     seconds: float
 
     def __str__(self) -> str:
@@ -69,6 +81,7 @@ class InsightsResult:
             lines.append(
                 f"{len(self.insights.disagreements):,} disagreements on {calls:,} calls: disagreements.csv"
             )
+        lines.extend(adoption_lines(self.adoption))
         lines.append(f"tables: {', '.join(path.name for path in self.files if path.suffix == '.csv')}")
         return "\n".join(lines)
 
@@ -118,14 +131,37 @@ def run_insights(
             insights = build_insights(
                 con, sources, catalog=catalog, source_names=names, min_agent_calls=min_agent_calls
             )
+            adoption = None
+            if data is not None and catalog is not None:
+                progress.step("insights: adoption after the calls, beside comparable benefits not presented")
+                adoption = build_adoption(con, catalog, mcc_map_for(data))
     finally:
         con.close()
     progress.step("insights: the page and its tables")
-    files = write_report(insights, out)
-    return InsightsResult(out, out / PAGE, files, insights, time.perf_counter() - started)
+    files = write_report(insights, out, adoption)
+    return InsightsResult(out, out / PAGE, files, insights, adoption, time.perf_counter() - started)
 
 
-def write_report(insights: Insights, out: Path) -> tuple[Path, ...]:
+def adoption_lines(adoption: Adoption | None) -> list[str]:
+    """What standard output says of adoption: the total caused, or why there is none."""
+    if adoption is None:
+        return ["adoption: needs --data (benefit usage and spend are in the data directory, not the store)"]
+    total = adoption.caused_total
+    if total is None:
+        return [
+            f"adoption: no presentation whose {adoption.window_days} days are over by {adoption.data_end}"
+        ]
+    return [
+        f"adoption within {adoption.window_days} days: {total.presented:,} presentations, "
+        f"{total.presented_rate:.1%} started vs {total.comparable_rate:.1%} of comparable benefits not presented; "
+        f"caused {total.caused_adoptions:,.0f} adoptions (95% interval {total.low * total.presented:,.0f} to "
+        f"{total.high * total.presented:,.0f}) worth ${total.caused_value_usd:,.0f} a year "
+        f"(${total.caused_value_low:,.0f} to ${total.caused_value_high:,.0f})",
+        *(f"left out of adoption: {i.rows:,} {i.reason}" for i in adoption.left_out),
+    ]
+
+
+def write_report(insights: Insights, out: Path, adoption: Adoption | None = None) -> tuple[Path, ...]:
     """Writes every table as CSV, the plots as PNG and the page that holds them all into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     written = [_write_rows(out / "centre.csv", [insights.centre])]
@@ -143,9 +179,14 @@ def write_report(insights: Insights, out: Path) -> tuple[Path, ...]:
         writer.writerow(["reason", "rows", "examples"])
         writer.writerows([item.reason, item.rows, " ".join(item.examples)] for item in insights.left_out)
     written.append(out / "left_out.csv")
+    if adoption is not None:
+        written.append(_write_dataclasses(out / "adoption_by_outcome.csv", AdoptionRow, adoption.by_outcome))
+        written.append(_write_dataclasses(out / "adoption_by_benefit.csv", AdoptionRow, adoption.by_benefit))
+        caused = (*adoption.caused, *((adoption.caused_total,) if adoption.caused_total else ()))
+        written.append(_write_dataclasses(out / "caused_adoption.csv", CausedRow, caused))
     plots = _plots(insights, out)
     page = out / PAGE
-    page.write_text(render_page(insights, plots), encoding="utf-8")
+    page.write_text(render_page(insights, plots, adoption), encoding="utf-8")
     return (page, *written, *plots.values())
 
 
@@ -164,10 +205,18 @@ def _write_rows(path: Path, rows: Sequence[NpsRow], centre: NpsRow | None = None
 
 
 def _write_disagreements(path: Path, disagreements: Sequence[Disagreement]) -> Path:
+    return _write_dataclasses(path, Disagreement, disagreements)
+
+
+def _write_dataclasses(path: Path, kind: type, rows: Sequence[object]) -> Path:
+    """One CSV row per dataclass instance, its fields as columns (floats to 4 decimals)."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow([f.name for f in fields(Disagreement)])
-        writer.writerows(list(asdict(d).values()) for d in disagreements)
+        writer.writerow([f.name for f in fields(kind)])
+        writer.writerows(
+            [round(v, 4) if isinstance(v, float) else v for v in asdict(row).values()]  # type: ignore[call-overload]
+            for row in rows
+        )
     return path
 
 
@@ -227,7 +276,81 @@ def _table(dimension: str, rows: Sequence[NpsRow], insights: Insights) -> str:
     return f"<table><thead>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def render_page(insights: Insights, plots: dict[str, Path]) -> str:
+_FEW: Final = ' class="few"'
+
+
+def _percent(value: float) -> str:
+    return "—" if value != value else f"{value:.1%}"
+
+
+def _adoption_table(rows: Sequence[AdoptionRow]) -> str:
+    head = (
+        "<tr><th>group</th><th>benefits</th><th>started</th><th>share started</th><th>95% interval</th>"
+        "<th>yearly value started</th></tr>"
+    )
+    body = [
+        f"<tr{_FEW if r.too_few else ''}><td>{html.escape(r.group)}</td><td>{r.units:,}</td>"
+        f"<td>{r.adopted:,}</td><td>{_percent(r.rate)}</td><td>{_percent(r.low)} to {_percent(r.high)}</td>"
+        f"<td>${r.value_started_usd:,.0f}</td></tr>"
+        for r in rows
+    ] or ['<tr><td colspan="6">no group to show</td></tr>']
+    return f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _caused_table(rows: Sequence[CausedRow]) -> str:
+    head = (
+        "<tr><th>benefit</th><th>presented</th><th>started</th><th>comparable (effective)</th>"
+        "<th>comparable started</th><th>caused per presentation</th><th>95% interval</th>"
+        "<th>caused adoptions</th><th>caused yearly value</th></tr>"
+    )
+    body = []
+    for r in rows:
+        caused = (
+            '<td class="few">too few to say</td>'
+            if r.too_few
+            else f"<td>{r.caused_per_presentation:+.1%}</td>"
+        )
+        body.append(
+            f"<tr{_FEW if r.too_few else ''}><td>{html.escape(r.benefit_id)}</td>"
+            f"<td>{r.presented:,}</td><td>{_percent(r.presented_rate)}</td>"
+            f"<td>{r.comparable:,} ({r.comparable_effective:,.0f})</td><td>{_percent(r.comparable_rate)}</td>"
+            f"{caused}<td>{r.low:+.1%} to {r.high:+.1%}</td><td>{r.caused_adoptions:,.1f}</td>"
+            f"<td>${r.caused_value_usd:,.0f} (${r.caused_value_low:,.0f} to ${r.caused_value_high:,.0f})</td></tr>"
+        )
+    if not body:
+        body.append('<tr><td colspan="9">no presentation whose window is over</td></tr>')
+    return f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _adoption_section(adoption: Adoption | None) -> list[str]:
+    if adoption is None:
+        return [
+            '<h2 id="adoption">Adoption after the calls</h2>',
+            "<p>Needs the data directory (<code>--data</code>): benefit usage and spend are there, not in the "
+            "feedback store.</p>",
+        ]
+    days = adoption.window_days
+    notes = [*adoption.assumptions]
+    notes += [f"left out: {i.rows:,} {i.reason} (e.g. {', '.join(i.examples)})" for i in adoption.left_out]
+    caused = (*adoption.caused, *((adoption.caused_total,) if adoption.caused_total else ()))
+    return [
+        f'<h2 id="adoption">Adoption within {days} days after the call</h2>',
+        f"<p>Each benefit on the cardholder's card, not used before the call and suited to its reason, on "
+        f"every logged call whose {days} days are over by {html.escape(adoption.data_end)}: was it started "
+        f"in the {days} days after? Value of a benefit started: a credit's or perk's yearly value from the "
+        "catalog; an earn rate's extra points on the cardholder's own spend in its categories since the first "
+        "use, per year.</p>",
+        '<h3 id="adoption_outcome">By what happened to the benefit on the call</h3>',
+        _adoption_table(adoption.by_outcome),
+        '<h3 id="adoption_benefit">Presented benefits, by benefit</h3>',
+        _adoption_table(adoption.by_benefit),
+        '<h3 id="caused">What the conversations caused, beside comparable benefits not presented</h3>',
+        _caused_table(caused),
+        '<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>",
+    ]
+
+
+def render_page(insights: Insights, plots: dict[str, Path], adoption: Adoption | None = None) -> str:
     """The whole report as one HTML page: no script, no link outside it, plots as data: URIs."""
     c = insights.centre
     notes = [*insights.notes]
@@ -258,7 +381,11 @@ def render_page(insights: Insights, plots: dict[str, Path]) -> str:
                 f'<img alt="{html.escape(TITLES[dimension])}" src="data:image/png;base64,{encoded}">'
             )
         parts.append(_table(dimension, insights.tables[dimension], insights))
-    parts.append('<p class="foot">Each table is also a CSV file beside this page (nps_by_*.csv).</p>')
+    parts.extend(_adoption_section(adoption))
+    parts.append(
+        '<p class="foot">Each table is also a CSV file beside this page (nps_by_*.csv, adoption_by_*.csv, '
+        "caused_adoption.csv).</p>"
+    )
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -11,8 +11,9 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from nba.contract import DataSource, query_one
+from nba.vocab import ADOPTION_WINDOW_DAYS
 
-LABEL_WINDOW_DAYS: Final = 30
+LABEL_WINDOW_DAYS: Final = ADOPTION_WINDOW_DAYS
 NATURAL_WINDOW_DAYS: Final = 90
 
 
