@@ -796,8 +796,11 @@ def _a_call_only_the_store_knows(
 
 
 def test_a_call_the_store_does_not_find_in_time_is_claimed_and_answered_as_first_stored(
-    client: TestClient, sample_deployment: Deployment
+    client: TestClient, sample_deployment: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The claim answers in time here, whatever a loaded test machine does to a thread (it once took over
+    # the 250 ms on a machine at load 11): the late claim is the next test's.
+    monkeypatch.setattr("api.decision_log.CLAIM_DEADLINE_S", 5.0)
     services, _, url, first = _a_call_only_the_store_knows(client, sample_deployment)
     late_before = services.metrics.registry.get_sample_value("nba_call_lookups_late_total") or 0.0
     later = client.get(url).json()
