@@ -18,37 +18,38 @@ count their window from.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import duckdb
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import pyarrow as pa
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from nba.contract import Catalog, MccMap
-from nba.features import ExtraColumns, build_cardholder_features, register_snapshots
 from nba.insights._calls import LeftOut
 from nba.vocab import (
     ADOPTION_WINDOW_DAYS,
+    CALL_REASONS,
     CATEGORY_INDEX,
     INSIGHTS_MIN_GROUP_ANSWERS,
     NOT_DISCUSSED,
     OUTCOMES,
     SENSITIVE_CALL_REASONS,
-    SPEND_CATEGORIES,
 )
 
 # A unit whose estimated probability of being presented is above this has no comparable unit that was
 # not presented: it is left out (counted), not weighted by a number near 1 / 0.
 MAX_PROPENSITY: Final = 0.99
+# The propensity model of a benefit is fitted on at most this many of its units (a seeded sample): a
+# dozen coefficients need no more, and the fit stays seconds at millions of calls.
+MAX_FIT_UNITS: Final = 100_000
 # The group of eligible benefits nobody presented, in the table by outcome.
 NOT_PRESENTED: Final = "not presented (eligible)"
 _Z95: Final = 1.959963984540054
-_SNAPSHOT_VIEW: Final = "ins_call_snapshots"
 _EXAMPLES: Final = 5
 
 FloatArray = npt.NDArray[np.float64]
@@ -224,18 +225,23 @@ def _units(con: duckdb.DuckDBPyConnection, window_days: int) -> str:
         """
     )
     # A benefit not presented on this call but presented to the same cardholder on another call within the
-    # window before or after is no comparison: that other conversation may be why it was started.
+    # window before or after is no comparison: that other conversation may be why it was started. (A join
+    # on the cardholder and benefit, then the days: a window over the units sorted them twice, 3x slower.)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE ins_units_marked AS
-        SELECT u.*,
-               NOT u.presented AND u.outcome IS DISTINCT FROM '{NOT_DISCUSSED}' AND EXISTS (
-                   SELECT 1 FROM ins_units o
-                   WHERE o.presented AND o.cardholder_id = u.cardholder_id AND o.benefit_id = u.benefit_id
-                     AND o.call_id <> u.call_id AND abs(o.day - u.day) <= {window_days}
-               ) AS presented_nearby,
-               count(*) OVER (PARTITION BY u.call_id) AS eligible_on_call
+        WITH shown AS (SELECT DISTINCT cardholder_id, benefit_id, day FROM ins_units WHERE presented),
+        nearby AS (
+            SELECT DISTINCT u.call_id, u.benefit_id
+            FROM ins_units u JOIN shown s USING (cardholder_id, benefit_id)
+            WHERE NOT u.presented AND u.outcome IS DISTINCT FROM '{NOT_DISCUSSED}'
+              AND abs(s.day - u.day) <= {window_days}
+        ),
+        per_call AS (SELECT call_id, count(*) AS eligible_on_call FROM ins_units GROUP BY call_id)
+        SELECT u.*, n.call_id IS NOT NULL AS presented_nearby, c.eligible_on_call
         FROM ins_units u
+        LEFT JOIN nearby n USING (call_id, benefit_id)
+        JOIN per_call c USING (call_id)
         """
     )
     return str(con.execute("SELECT day FROM ins_data_end").fetchall()[0][0])
@@ -281,107 +287,176 @@ def _left_out(con: duckdb.DuckDBPyConnection, window_days: int) -> tuple[LeftOut
     return tuple(found)
 
 
-def _covariates(
-    con: duckdb.DuckDBPyConnection, catalog: Catalog, mcc_map: MccMap, window_days: int
-) -> pd.DataFrame:
-    """The units kept for the comparison with their covariates and the yearly value of their benefit."""
-    snapshots = con.sql(
-        "SELECT DISTINCT cardholder_id, day AS as_of FROM ins_units_marked "
-        "WHERE NOT used_before AND NOT window_open"
-    ).to_arrow_table()
-    units: pd.DataFrame = con.sql(
+@dataclass(frozen=True)
+class _Units:
+    """The units kept for the comparison, as arrays (one entry per unit, in (call id, benefit id) order):
+    codes into the name tuples, the covariates, and the yearly value of the benefit when started."""
+
+    benefits: tuple[str, ...]
+    groups: tuple[str, ...]  # OUTCOMES, then NOT_PRESENTED
+    benefit: npt.NDArray[np.int64]
+    group: npt.NDArray[np.int64]
+    reason: npt.NDArray[np.int64]
+    product: npt.NDArray[np.int64]
+    presented: npt.NDArray[np.bool_]
+    adopted: npt.NDArray[np.bool_]
+    value_usd: FloatArray
+    numeric: (
+        FloatArray  # (units × 4): spend in the benefit's categories 90 / 365 days, card 90 days, eligible
+    )
+
+    def __len__(self) -> int:
+        return len(self.benefit)
+
+    def take(self, index: npt.NDArray[np.int64]) -> _Units:
+        return _Units(
+            self.benefits,
+            self.groups,
+            self.benefit[index],
+            self.group[index],
+            self.reason[index],
+            self.product[index],
+            self.presented[index],
+            self.adopted[index],
+            self.value_usd[index],
+            self.numeric[index],
+        )
+
+
+def _sql_array(values: Sequence[str]) -> str:
+    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+
+
+def _covariates(con: duckdb.DuckDBPyConnection, catalog: Catalog, window_days: int) -> _Units:
+    """The units kept for the comparison, with their covariates and the yearly value of their benefit
+    when started: one DuckDB statement per step, one set of numeric arrays fetched."""
+    con.execute(
         f"""
+        CREATE OR REPLACE TEMP TABLE ins_kept AS
         SELECT call_id, cardholder_id, day, call_reason, product_id, benefit_id, presented, outcome, adopted,
-               eligible_on_call
+               first_used_date, eligible_on_call
         FROM ins_units_marked
         WHERE NOT used_before AND NOT window_open AND NOT presented_nearby
           AND outcome IS DISTINCT FROM '{NOT_DISCUSSED}'
-        ORDER BY call_id, benefit_id
         """
-    ).df()
-    if len(units) == 0:
-        return units
-    columns = [f"spend_{c}_{w}d_usd" for c in SPEND_CATEGORIES for w in (90, 365)]
-    features = build_cardholder_features(
-        con, register_snapshots(con, snapshots, _SNAPSHOT_VIEW), mcc_map, ExtraColumns()
-    ).select(["cardholder_id", "as_of", "spend_total_90d_usd", *columns])
-    con.unregister(_SNAPSHOT_VIEW)
-    spend = features.to_pandas().rename(columns={"as_of": "day"})
-    spend["day"] = pd.to_datetime(spend["day"])
-    units["day"] = pd.to_datetime(units["day"])
-    frame = units.merge(spend, on=["cardholder_id", "day"], how="left", validate="many_to_one")
-    for window in (90, 365):
-        frame[f"benefit_spend_{window}d"] = 0.0
-    for benefit in catalog.benefits:
-        mine = (frame["benefit_id"] == benefit.id).to_numpy()
-        for window in (90, 365):
-            total = sum(
-                (frame.loc[mine, f"spend_{c}_{window}d_usd"] for c in benefit.spend_categories),
-                start=pd.Series(0.0, index=frame.index[mine]),
-            )
-            frame.loc[mine, f"benefit_spend_{window}d"] = total.to_numpy()
-    started = con.sql(
-        f"""
-        WITH adopter AS (
-            SELECT call_id, cardholder_id, benefit_id, first_used_date,
-                   greatest((SELECT day FROM ins_data_end) - first_used_date + 1, {window_days}) AS days
-            FROM ins_units_marked WHERE adopted AND NOT used_before AND NOT window_open
-        ),
-        spend AS (
-            SELECT a.call_id, a.benefit_id, sum(t.amount) AS spend
-            FROM adopter a
-            JOIN transactions t ON t.cardholder_id = a.cardholder_id
-             AND CAST(t.transaction_date AS DATE) >= a.first_used_date
-            JOIN ins_mcc m ON m.mcc = t.mcc
-            JOIN ins_benefit_categories c ON c.benefit_id = a.benefit_id AND c.category_id = m.category_id
-            GROUP BY a.call_id, a.benefit_id
-        )
-        SELECT a.call_id, a.benefit_id, coalesce(s.spend, 0) * 365.0 / a.days AS yearly_spend_since_start
-        FROM adopter a LEFT JOIN spend s USING (call_id, benefit_id)
+    )
+    # Each (cardholder, call day)'s net spend per category over the 90 and 365 days before the day.
+    con.execute(
         """
-    ).df()
-    value = con.sql("SELECT product_id, benefit_id, per_dollar_usd, fixed_usd FROM ins_benefit_value").df()
-    frame = frame.merge(value, on=["product_id", "benefit_id"], how="left", validate="many_to_one")
-    frame = frame.merge(started, on=["call_id", "benefit_id"], how="left", validate="one_to_one")
+        CREATE OR REPLACE TEMP TABLE ins_pair_spend AS
+        WITH pair AS (SELECT DISTINCT cardholder_id, day FROM ins_kept)
+        SELECT p.cardholder_id, p.day, m.category_id,
+               coalesce(sum(t.amount) FILTER (WHERE CAST(t.transaction_date AS DATE) >= p.day - 90), 0) AS s90,
+               sum(t.amount) AS s365
+        FROM pair p
+        JOIN transactions t ON t.cardholder_id = p.cardholder_id
+         AND CAST(t.transaction_date AS DATE) >= p.day - 365 AND CAST(t.transaction_date AS DATE) < p.day
+        JOIN ins_mcc m ON m.mcc = t.mcc
+        GROUP BY p.cardholder_id, p.day, m.category_id
+        """
+    )
+    benefits = tuple(sorted(b.id for b in catalog.benefits))
+    products = tuple(p.id for p in catalog.products)
+    groups = (*OUTCOMES, NOT_PRESENTED)
     # The yearly value of a benefit started: the extra points on its categories at the product's point
     # value, on the spend seen since the first use, per year (over at least the window's days, so a short
     # stretch is not blown up); a credit's or a perk's value as the catalog gives it. Not started: 0.
-    frame["value_usd"] = np.where(
-        frame["adopted"].to_numpy(bool),
-        frame["per_dollar_usd"].to_numpy(float)
-        * frame["yearly_spend_since_start"].fillna(0.0).clip(lower=0.0).to_numpy(float)
-        + frame["fixed_usd"].to_numpy(float),
-        0.0,
+    arrays = con.sql(
+        f"""
+        WITH benefit_spend AS (
+            SELECT k.call_id, k.benefit_id, sum(ps.s90) AS b90, sum(ps.s365) AS b365
+            FROM ins_kept k
+            JOIN ins_benefit_categories bc USING (benefit_id)
+            JOIN ins_pair_spend ps ON ps.cardholder_id = k.cardholder_id AND ps.day = k.day
+             AND ps.category_id = bc.category_id
+            GROUP BY k.call_id, k.benefit_id
+        ),
+        total AS (SELECT cardholder_id, day, sum(s90) AS t90 FROM ins_pair_spend GROUP BY cardholder_id, day),
+        adopter AS (
+            SELECT call_id, cardholder_id, benefit_id, first_used_date,
+                   greatest((SELECT day FROM ins_data_end) - first_used_date + 1, {window_days}) AS days
+            FROM ins_kept WHERE adopted
+        ),
+        started AS (
+            SELECT a.call_id, a.benefit_id, any_value(a.days) AS days, coalesce(sum(t.amount), 0) AS spend
+            FROM adopter a
+            LEFT JOIN (
+                SELECT t.cardholder_id, CAST(t.transaction_date AS DATE) AS day, t.amount, m.category_id
+                FROM transactions t JOIN ins_mcc m ON m.mcc = t.mcc
+            ) t ON t.cardholder_id = a.cardholder_id AND t.day >= a.first_used_date
+               AND t.category_id IN (SELECT category_id FROM ins_benefit_categories c
+                                     WHERE c.benefit_id = a.benefit_id)
+            GROUP BY a.call_id, a.benefit_id
+        )
+        SELECT list_position({_sql_array(benefits)}, k.benefit_id) - 1 AS benefit,
+               CASE WHEN k.presented THEN list_position({_sql_array(groups)}, k.outcome) - 1
+                    ELSE {len(groups) - 1} END AS grp,
+               coalesce(list_position({_sql_array(CALL_REASONS)}, k.call_reason), 0) AS reason,
+               coalesce(list_position({_sql_array(products)}, k.product_id), 0) AS product,
+               k.presented, k.adopted,
+               CASE WHEN k.adopted
+                    THEN v.per_dollar_usd * greatest(s.spend, 0) * 365.0 / s.days + v.fixed_usd
+                    ELSE 0 END AS value_usd,
+               coalesce(b.b90, 0) AS b90, coalesce(b.b365, 0) AS b365, coalesce(t.t90, 0) AS t90,
+               k.eligible_on_call
+        FROM ins_kept k
+        LEFT JOIN benefit_spend b USING (call_id, benefit_id)
+        LEFT JOIN total t ON t.cardholder_id = k.cardholder_id AND t.day = k.day
+        LEFT JOIN started s USING (call_id, benefit_id)
+        JOIN ins_benefit_value v USING (product_id, benefit_id)
+        ORDER BY k.call_id, k.benefit_id
+        """
+    ).fetchnumpy()
+    return _Units(
+        benefits,
+        groups,
+        np.asarray(arrays["benefit"], dtype=np.int64),
+        np.asarray(arrays["grp"], dtype=np.int64),
+        np.asarray(arrays["reason"], dtype=np.int64),
+        np.asarray(arrays["product"], dtype=np.int64),
+        np.asarray(arrays["presented"], dtype=bool),
+        np.asarray(arrays["adopted"], dtype=bool),
+        np.asarray(arrays["value_usd"], dtype=np.float64),
+        np.column_stack(
+            [np.asarray(arrays[c], dtype=np.float64) for c in ("b90", "b365", "t90", "eligible_on_call")]
+        )
+        if len(arrays["benefit"])
+        else np.zeros((0, 4)),
     )
-    kept: pd.DataFrame = frame.drop(columns=columns)
-    return kept
 
 
-def _design(frame: pd.DataFrame) -> FloatArray:
-    numeric = np.column_stack(
-        [
-            np.log1p(frame["benefit_spend_90d"].clip(lower=0.0).to_numpy(float)),
-            np.log1p(frame["benefit_spend_365d"].clip(lower=0.0).to_numpy(float)),
-            np.log1p(frame["spend_total_90d_usd"].fillna(0.0).clip(lower=0.0).to_numpy(float)),
-            frame["eligible_on_call"].to_numpy(float),
-        ]
-    )
-    dummies = pd.get_dummies(frame[["call_reason", "product_id"]].astype(str), dtype=float).to_numpy()
-    return np.column_stack([StandardScaler().fit_transform(numeric), dummies])
+def _design(units: _Units) -> FloatArray:
+    """Standardised log spend and eligible count, then the call reason and the product one-hot."""
+    spend = np.log1p(np.clip(units.numeric[:, :3], 0.0, None))
+    numeric = np.column_stack([spend, units.numeric[:, 3]])
+    reasons = np.eye(len(CALL_REASONS) + 1)[units.reason]
+    products = np.eye(int(units.product.max(initial=0)) + 1)[units.product]
+    return np.column_stack([StandardScaler().fit_transform(numeric), reasons, products])
 
 
-def _propensity(frame: pd.DataFrame) -> FloatArray:
+def _by_benefit(units: _Units) -> list[tuple[int, npt.NDArray[np.int64]]]:
+    """Each benefit code present with the positions of its units."""
+    order = np.argsort(units.benefit, kind="stable")
+    codes, starts = np.unique(units.benefit[order], return_index=True)
+    return [(int(c), part) for c, part in zip(codes, np.split(order, starts[1:]), strict=True)]
+
+
+def _propensity(units: _Units) -> FloatArray:
     """Each unit's estimated probability of being presented, fitted per benefit."""
-    e = np.full(len(frame), np.nan)
-    for _, index in frame.groupby("benefit_id").indices.items():
-        part = frame.iloc[index]
-        treated = part["presented"].to_numpy(bool)
+    e = np.full(len(units), np.nan)
+    for _, index in _by_benefit(units):
+        part = units.take(index)
+        treated = part.presented
         if treated.all() or not treated.any():
             e[index] = float(treated.mean())
             continue
+        design = _design(part)
+        fit = np.arange(len(part))
+        if len(fit) > MAX_FIT_UNITS:  # a seeded sample fits the few coefficients as well, in a fraction
+            fit = np.sort(np.random.default_rng(0).choice(len(fit), MAX_FIT_UNITS, replace=False))
         model = LogisticRegression(C=1.0, max_iter=1_000)
-        model.fit(_design(part), treated)
-        e[index] = model.predict_proba(_design(part))[:, 1]
+        model.fit(design[fit], treated[fit])
+        e[index] = model.predict_proba(design)[:, 1]
     return e
 
 
@@ -402,12 +477,11 @@ def _att(
     return mt, mc, mt - mc, math.sqrt(var_t + var_c), effective
 
 
-def _caused_row(benefit_id: str, part: pd.DataFrame, e: FloatArray, min_units: int) -> CausedRow:
-    treated = part["presented"].to_numpy(bool)
-    adopted = part["adopted"].to_numpy(float)
-    value = part["value_usd"].to_numpy(float) * adopted
+def _caused_row(benefit_id: str, units: _Units, e: FloatArray, min_units: int) -> CausedRow:
+    treated = units.presented
+    adopted = units.adopted.astype(float)
     mt, mc, diff, se, effective = _att(adopted, treated, e)
-    _, _, value_diff, value_se, _ = _att(value, treated, e)
+    _, _, value_diff, value_se, _ = _att(units.value_usd * adopted, treated, e)
     n = int(treated.sum())
     return CausedRow(
         benefit_id=benefit_id,
@@ -427,31 +501,31 @@ def _caused_row(benefit_id: str, part: pd.DataFrame, e: FloatArray, min_units: i
     )
 
 
-def _rate_rows(dimension: str, frame: pd.DataFrame, key: str, min_units: int) -> tuple[AdoptionRow, ...]:
-    if len(frame) == 0:
-        return ()
-    grouped = (
-        frame.assign(started=frame["value_usd"] * frame["adopted"])
-        .groupby(key, sort=False)
-        .agg(units=("adopted", "size"), adopted=("adopted", "sum"), value=("started", "sum"))
-        .sort_values(["units"], ascending=False, kind="stable")
+def _rate_rows(
+    dimension: str, names: Sequence[str], codes: npt.NDArray[np.int64], units: _Units, min_units: int
+) -> tuple[AdoptionRow, ...]:
+    """One row per code present, most units first (ties in name order)."""
+    size = len(names)
+    n: FloatArray = np.bincount(codes, minlength=size).astype(np.float64)
+    k: FloatArray = np.bincount(codes, weights=units.adopted.astype(np.float64), minlength=size).astype(
+        np.float64
     )
-    n = grouped["units"].to_numpy(float)
-    k = grouped["adopted"].to_numpy(float)
+    value = np.bincount(codes, weights=units.value_usd * units.adopted, minlength=size)
     low, high = wilson_interval(k, n)
+    shown = sorted(np.flatnonzero(n).tolist(), key=lambda i: (-n[i], names[i]))
     return tuple(
         AdoptionRow(
             dimension,
-            str(group),
+            names[i],
             int(n[i]),
             int(k[i]),
             float(k[i] / n[i]),
             float(low[i]),
             float(high[i]),
-            float(grouped["value"].iloc[i]),
+            float(value[i]),
             bool(n[i] < min_units),
         )
-        for i, group in enumerate(grouped.index)
+        for i in shown
     )
 
 
@@ -471,16 +545,15 @@ def build_adoption(
     _catalog_tables(con, catalog, mcc_map)
     data_end = _units(con, window_days)
     left_out = list(_left_out(con, window_days))
-    frame = _covariates(con, catalog, mcc_map, window_days)
-    presented = frame[frame["presented"]] if len(frame) else frame
-    outcome_order = {o: i for i, o in enumerate((*OUTCOMES, NOT_PRESENTED))}
-    labelled = frame.assign(group=np.where(frame["presented"], frame["outcome"].astype(str), NOT_PRESENTED))
+    units = _covariates(con, catalog, window_days)
     by_outcome = tuple(
         sorted(
-            _rate_rows("outcome", labelled, "group", min_units), key=lambda r: outcome_order.get(r.group, 99)
+            _rate_rows("outcome", units.groups, units.group, units, min_units),
+            key=lambda r: units.groups.index(r.group),
         )
     )
-    by_benefit = _rate_rows("benefit", presented, "benefit_id", min_units)
+    presented = units.take(np.flatnonzero(units.presented))
+    by_benefit = _rate_rows("benefit", units.benefits, presented.benefit, presented, min_units)
     caused: list[CausedRow] = []
     total: CausedRow | None = None
     assumptions = [
@@ -492,29 +565,34 @@ def build_adoption(
         "cardholders never called are not in the comparison (no call day to count their window from)",
         "the interval leaves out the uncertainty of the propensity model itself",
     ]
-    if len(frame):
-        e = _propensity(frame)
+    if len(units):
+        e = _propensity(units)
         beyond = e > max_propensity
         if beyond.any():
+            examples = con.execute(
+                "SELECT list(DISTINCT call_id ORDER BY call_id) FROM "
+                "(SELECT call_id, row_number() OVER (ORDER BY call_id, benefit_id) - 1 AS k FROM ins_kept) "
+                f"WHERE k IN ({', '.join(str(i) for i in np.flatnonzero(beyond)[:1_000].tolist())})"
+            ).fetchall()[0][0]
             left_out.append(
                 LeftOut(
                     f"benefits on calls with an estimated probability of being presented above "
                     f"{max_propensity:g} (no comparable benefit that was not presented)",
                     int(beyond.sum()),
-                    tuple(sorted(set(frame.loc[beyond, "call_id"].astype(str)))[:_EXAMPLES]),
+                    tuple(examples[:_EXAMPLES]),
                 )
             )
-        kept = frame[~beyond].reset_index(drop=True)
-        e_kept = e[~beyond]
-        for benefit_id, index in sorted(kept.groupby("benefit_id").indices.items()):
-            part = kept.iloc[index]
-            if part["presented"].any():
-                caused.append(_caused_row(str(benefit_id), part, e_kept[index], min_units))
-        caused.sort(key=lambda r: -r.presented)
+        kept_index = np.flatnonzero(~beyond)
+        kept, e_kept = units.take(kept_index), e[kept_index]
+        for code, index in _by_benefit(kept):
+            part = kept.take(index)
+            if part.presented.any():
+                caused.append(_caused_row(units.benefits[code], part, e_kept[index], min_units))
+        caused.sort(key=lambda r: (-r.presented, r.benefit_id))
         if caused:
             total = _caused_row("all benefits", kept, e_kept, min_units)
-        if not (frame["outcome"].notna() & frame["presented"]).any():
-            assumptions.append("no benefit was presented on a call whose adoption is known yet")
+    if total is None:
+        assumptions.append("no benefit was presented on a call whose adoption is known yet")
     return Adoption(
         window_days=window_days,
         data_end=data_end,

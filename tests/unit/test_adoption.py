@@ -10,46 +10,44 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nba.insights._adoption import NOT_PRESENTED, _caused_row, _propensity, wilson_interval
-from nba.vocab import ADOPTION_WINDOW_DAYS
+from nba.insights._adoption import NOT_PRESENTED, _caused_row, _propensity, _Units, wilson_interval
+from nba.vocab import ADOPTION_WINDOW_DAYS, OUTCOMES
 from training.generate import generate_world
 from training.insights_job import _adoption_section, adoption_lines, run_insights
 from training.progress import SILENT
 
 
-def _confounded(n: int, effect: float, seed: int) -> pd.DataFrame:
+def _confounded(n: int, effect: float, seed: int) -> _Units:
     """Units of one benefit where the cardholders who spend in its categories are both presented it more
     often and start it more often on their own: the naive comparison overstates the effect."""
     rng = np.random.default_rng(seed)
     spend = rng.lognormal(5.0, 1.2, n)
-    reason = rng.choice(["general", "payment", "travel_notice"], n)
+    reason = rng.integers(0, 3, n)
     x = (np.log1p(spend) - 5.0) / 1.2
-    presented = rng.random(n) < 1 / (1 + np.exp(-(-1.0 + 1.5 * x + 0.5 * (reason == "travel_notice"))))
+    presented = rng.random(n) < 1 / (1 + np.exp(-(-1.0 + 1.5 * x + 0.5 * (reason == 2))))
     natural = 1 / (1 + np.exp(-(-3.5 + 1.2 * x)))
     adopted = rng.random(n) < natural + effect * presented
-    return pd.DataFrame(
-        {
-            "benefit_id": "dining_4x",
-            "benefit_spend_90d": spend / 4,
-            "benefit_spend_365d": spend,
-            "spend_total_90d_usd": spend * 3,
-            "eligible_on_call": 4,
-            "call_reason": reason,
-            "product_id": "gold",
-            "presented": presented,
-            "adopted": adopted,
-            "value_usd": np.where(adopted, 100.0, 0.0),
-        }
+    return _Units(
+        benefits=("dining_4x",),
+        groups=(*OUTCOMES, NOT_PRESENTED),
+        benefit=np.zeros(n, dtype=np.int64),
+        group=np.where(presented, 0, len(OUTCOMES)),
+        reason=reason,
+        product=np.zeros(n, dtype=np.int64),
+        presented=presented,
+        adopted=adopted,
+        value_usd=np.where(adopted, 100.0, 0.0),
+        numeric=np.column_stack([spend / 4, spend, spend * 3, np.full(n, 4.0)]),
     )
 
 
 def test_weighting_recovers_the_effect_a_naive_comparison_overstates() -> None:
     effect = 0.15
-    frame = _confounded(40_000, effect, seed=3)
-    treated = frame["presented"].to_numpy()
-    naive = frame["adopted"][treated].mean() - frame["adopted"][~treated].mean()
+    units = _confounded(40_000, effect, seed=3)
+    treated = units.presented
+    naive = units.adopted[treated].mean() - units.adopted[~treated].mean()
     assert naive - effect > 0.04  # the world is confounded enough for the check to mean something
-    row = _caused_row("dining_4x", frame, _propensity(frame), min_units=30)
+    row = _caused_row("dining_4x", units, _propensity(units), min_units=30)
     assert row.caused_per_presentation == pytest.approx(effect, abs=0.02)
     assert row.low <= effect <= row.high and row.high - row.low < 0.05
     assert row.caused_adoptions == pytest.approx(row.caused_per_presentation * row.presented)
