@@ -49,6 +49,10 @@ _CATEGORY_PLACEHOLDERS: Final = frozenset({"spend_90d_usd", "spend_365d_usd", "e
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=120, strip_whitespace=True)]
 
+# PyYAML's safe loader in C (libyaml, in PyYAML's wheels) when it is there: the same documents and
+# errors, ~10x faster than the pure-Python one (the catalog is read at every service start and reload).
+SAFE_YAML_LOADER: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -277,7 +281,7 @@ def load_catalog(path: Path | None = None) -> Catalog:
     """
     path = path or DEFAULT_CATALOG_PATH
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_YAML_LOADER)
     except FileNotFoundError:
         raise CatalogError(f"{path}: catalog file not found") from None
     except yaml.YAMLError as exc:

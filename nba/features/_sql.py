@@ -40,6 +40,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from nba.contract._catalog import SAFE_YAML_LOADER
 from nba.contract._mcc import N_CODES, MccMap
 from nba.contract._tables import TABLES, quote_ident
 from nba.errors import DataError, SchemaError
@@ -131,7 +132,7 @@ def load_feature_config(path: Path) -> FeatureConfig:
     except OSError as exc:
         raise DataError(f"{path}: cannot read the feature config ({exc.strerror or exc})") from None
     try:
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        raw = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=SAFE_YAML_LOADER)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise DataError(
