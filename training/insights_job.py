@@ -28,6 +28,7 @@ from nba.insights import (
     Disagreement,
     Insights,
     NpsRow,
+    PitchRow,
     build_adoption,
     build_insights,
 )
@@ -81,6 +82,9 @@ class InsightsResult:
             lines.append(
                 f"{len(self.insights.disagreements):,} disagreements on {calls:,} calls: disagreements.csv"
             )
+        lower = [r.call_reason for r in self.insights.pitch if r.verdict == "lower with a pitch"]
+        if lower:
+            lines.append(f"NPS is lower on calls with a pitch than without, for: {', '.join(lower)}")
         lines.extend(adoption_lines(self.adoption))
         lines.append(f"tables: {', '.join(path.name for path in self.files if path.suffix == '.csv')}")
         return "\n".join(lines)
@@ -179,6 +183,7 @@ def write_report(insights: Insights, out: Path, adoption: Adoption | None = None
         writer.writerow(["reason", "rows", "examples"])
         writer.writerows([item.reason, item.rows, " ".join(item.examples)] for item in insights.left_out)
     written.append(out / "left_out.csv")
+    written.append(_write_pitch(out / "nps_pitch_by_call_reason.csv", insights.pitch))
     if adoption is not None:
         written.append(_write_dataclasses(out / "adoption_by_outcome.csv", AdoptionRow, adoption.by_outcome))
         written.append(_write_dataclasses(out / "adoption_by_benefit.csv", AdoptionRow, adoption.by_benefit))
@@ -202,6 +207,63 @@ def _write_rows(path: Path, rows: Sequence[NpsRow], centre: NpsRow | None = None
                 values += [round(centre.nps, 2), round(centre.low, 2), round(centre.high, 2)]
             writer.writerow(values)
     return path
+
+
+def _write_pitch(path: Path, rows: Sequence[PitchRow]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(
+            [
+                "call_reason",
+                *(
+                    f"{side}_{name}"
+                    for side in ("with", "without")
+                    for name in ("answers", "nps", "low", "high")
+                ),
+                "difference",
+                "low",
+                "high",
+                "verdict",
+            ]
+        )
+        for r in rows:
+            sides = [
+                (s.answers, round(s.nps, 2), round(s.low, 2), round(s.high, 2))
+                for s in (r.with_pitch, r.without_pitch)
+            ]
+            writer.writerow(
+                [
+                    r.call_reason,
+                    *sides[0],
+                    *sides[1],
+                    round(r.difference, 2),
+                    round(r.low, 2),
+                    round(r.high, 2),
+                    r.verdict,
+                ]
+            )
+    return path
+
+
+def _pitch_section(rows: Sequence[PitchRow]) -> list[str]:
+    head = (
+        "<tr><th>call reason</th><th>answers with a pitch</th><th>NPS</th><th>answers without</th><th>NPS</th>"
+        "<th>difference</th><th>95% interval</th><th>verdict</th></tr>"
+    )
+    body = [
+        f"<tr{_FEW if r.too_few else ''}><td>{html.escape(r.call_reason)}</td>"
+        f"<td>{r.with_pitch.answers:,}</td><td>{r.with_pitch.nps:+.1f}</td>"
+        f"<td>{r.without_pitch.answers:,}</td><td>{r.without_pitch.nps:+.1f}</td>"
+        f"<td>{r.difference:+.1f}</td><td>{r.low:+.1f} to {r.high:+.1f}</td><td>{html.escape(r.verdict)}</td></tr>"
+        for r in rows
+    ] or ['<tr><td colspan="8">no call reason has answered calls both with and without a pitch</td></tr>']
+    return [
+        '<h2 id="pitch">Does a pitch move NPS? By call reason</h2>',
+        "<p>NPS on calls where a talking point was discussed (accepted, declined or already aware) beside calls "
+        "where none was (all not discussed, or nothing suggested), within each call reason. An association, not "
+        "what a pitch causes: agents choose when to raise one.</p>",
+        f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>",
+    ]
 
 
 def _write_disagreements(path: Path, disagreements: Sequence[Disagreement]) -> Path:
@@ -381,6 +443,7 @@ def render_page(insights: Insights, plots: dict[str, Path], adoption: Adoption |
                 f'<img alt="{html.escape(TITLES[dimension])}" src="data:image/png;base64,{encoded}">'
             )
         parts.append(_table(dimension, insights.tables[dimension], insights))
+    parts.extend(_pitch_section(insights.pitch))
     parts.extend(_adoption_section(adoption))
     parts.append(
         '<p class="foot">Each table is also a CSV file beside this page (nps_by_*.csv, adoption_by_*.csv, '

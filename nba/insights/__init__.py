@@ -14,7 +14,7 @@ from nba.insights._calls import (
     LeftOut,
     build_insights,
 )
-from nba.insights._nps import GroupCounts, NpsRow, bootstrap_nps
+from nba.insights._nps import GroupCounts, NpsRow, PitchRow, bootstrap_nps
 
 __all__ = [
     "DIMENSIONS",
@@ -27,6 +27,7 @@ __all__ = [
     "Insights",
     "LeftOut",
     "NpsRow",
+    "PitchRow",
     "bootstrap_nps",
     "build_adoption",
     "build_insights",

@@ -15,7 +15,7 @@ import duckdb
 
 from nba.contract import Catalog
 from nba.errors import DataError
-from nba.insights._nps import NpsRow, bootstrap_nps, counts_from_rows
+from nba.insights._nps import NpsRow, PitchRow, bootstrap_nps, bootstrap_pitch_difference, counts_from_rows
 from nba.vocab import (
     INSIGHTS_BOOTSTRAP_RESAMPLES,
     INSIGHTS_MIN_AGENT_CALLS,
@@ -36,6 +36,9 @@ UNKNOWN: Final = "unknown"
 # Why a call had no suggestion, as far as the tables can tell.
 WHY_SENSITIVE: Final = "sensitive call reason"
 WHY_NOTHING_ELIGIBLE: Final = "nothing eligible"
+# A call "with a pitch": one of its suggestions was discussed (accepted, declined or already aware);
+# "without": its suggestions were all not discussed, or it had none. Unmarked ones are neither.
+PITCH_STATUSES: Final = (("accepted", "declined", "already_aware"), ("not_discussed", "nothing suggested"))
 # More than this share of answered calls without an agent id is said on the report's first lines.
 AGENT_MISSING_SHARE: Final = 0.5
 _EXAMPLES: Final = 5
@@ -75,6 +78,8 @@ class Insights:
     notes: tuple[str, ...]
     left_out: tuple[LeftOut, ...]
     disagreements: tuple[Disagreement, ...]
+    # Per call reason: NPS with a talking point discussed beside without one (PITCH_STATUSES).
+    pitch: tuple[PitchRow, ...] = ()
 
 
 def _sql_list(values: Sequence[str]) -> str:
@@ -370,6 +375,18 @@ def build_insights(
         "week": tuple(sorted(rows("week", 7, "week"), key=lambda r: r.group)),
     }
     notes = _agent_notes(con, answered, min_agent_calls, len(tables["agent"]))
+    sides = [
+        {row[0]: row for row in _group_rows(con, "call_reason", where=f"status IN {_sql_list(statuses)}")}
+        for statuses in PITCH_STATUSES
+    ]
+    both = [reason for reason in sides[0] if reason in sides[1]]
+    pitch = bootstrap_pitch_difference(
+        counts_from_rows([sides[0][r] for r in both]),
+        counts_from_rows([sides[1][r] for r in both]),
+        seed=seed + 8,
+        resamples=resamples,
+        min_answers=min_answers,
+    )
     disagreements = tuple(
         Disagreement(*row)
         for row in con.execute(
@@ -388,6 +405,7 @@ def build_insights(
         notes=notes,
         left_out=left_out,
         disagreements=disagreements,
+        pitch=pitch,
     )
 
 

@@ -99,6 +99,70 @@ def bootstrap_nps(
     )
 
 
+@dataclass(frozen=True)
+class PitchRow:
+    """One call reason: NPS on calls where a talking point was discussed beside calls where none was, and
+    the difference (with a pitch − without) with its bootstrap 95% interval. `too_few`: either side has
+    fewer answers than the report's threshold."""
+
+    call_reason: str
+    with_pitch: NpsRow
+    without_pitch: NpsRow
+    difference: float
+    low: float
+    high: float
+    too_few: bool
+
+    @property
+    def verdict(self) -> str:
+        if self.too_few:
+            return "too few to say"
+        if self.high < 0:
+            return "lower with a pitch"
+        if self.low > 0:
+            return "higher with a pitch"
+        return "no clear difference"
+
+
+def bootstrap_pitch_difference(
+    with_pitch: GroupCounts,
+    without_pitch: GroupCounts,
+    *,
+    seed: int,
+    resamples: int = INSIGHTS_BOOTSTRAP_RESAMPLES,
+    min_answers: int = INSIGHTS_MIN_GROUP_ANSWERS,
+) -> tuple[PitchRow, ...]:
+    """Per group (the two GroupCounts hold the same groups in the same order): each side's NPS and the
+    difference with a percentile bootstrap interval, the two sides resampled independently."""
+    if with_pitch.groups != without_pitch.groups:
+        raise ValueError("the two sides must hold the same groups in the same order")
+    if not with_pitch.groups:
+        return ()
+    sides = []
+    for i, counts in enumerate((with_pitch, without_pitch)):
+        rows = bootstrap_nps(counts, "pitch", seed=seed + i, resamples=resamples, min_answers=min_answers)
+        answers = np.array([r.answers for r in rows])
+        shares = np.array([[r.promoters, r.passives, r.detractors] for r in rows]) / answers[:, None]
+        draws = np.random.default_rng(seed + 100 + i).multinomial(
+            answers, shares, size=(resamples, len(rows))
+        )
+        sides.append((rows, nps_of(draws[..., 0], draws[..., 1], draws[..., 2])))
+    (with_rows, with_draws), (without_rows, without_draws) = sides
+    low, high = np.percentile(with_draws - without_draws, [2.5, 97.5], axis=0)
+    return tuple(
+        PitchRow(
+            call_reason=group,
+            with_pitch=with_rows[i],
+            without_pitch=without_rows[i],
+            difference=with_rows[i].nps - without_rows[i].nps,
+            low=float(low[i]),
+            high=float(high[i]),
+            too_few=with_rows[i].too_few or without_rows[i].too_few,
+        )
+        for i, group in enumerate(with_pitch.groups)
+    )
+
+
 def counts_from_rows(rows: Sequence[tuple[str, int, int, int]]) -> GroupCounts:
     """GroupCounts from (group, promoters, passives, detractors) rows, as a SQL group-by yields them."""
     return GroupCounts(

@@ -34,7 +34,10 @@ def test_the_insights_page_reads_without_javascript_or_network(
         page = context.new_page()
         page.goto(result.page.as_uri())
         expect(page.locator("h1")).to_have_text("What the conversations do to NPS")
-        assert page.locator("table").count() == 7
+        # The seven NPS tables, whether a pitch moves NPS, and adoption: by outcome, by benefit, caused.
+        assert page.locator("table").count() == 7 + 1 + 3
+        expect(page.locator("#pitch + p + table")).to_contain_text("call reason")
+        expect(page.locator("#caused + table")).to_contain_text("all benefits")
         images = page.locator("img")
         assert images.count() == 3
         for i in range(images.count()):

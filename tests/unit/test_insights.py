@@ -276,3 +276,57 @@ def test_a_generated_world_adds_up(tmp_path: Path) -> None:
             assert row.too_few == (row.answers < insights.min_answers)
     page = result.page.read_text()
     assert page.count("data:image/png;base64,") == 3 and "<script" not in page
+
+
+def test_whether_a_pitch_moves_nps_is_said_per_call_reason(tmp_path: Path) -> None:
+    # On general calls a discussed pitch comes with detractors and calls without one with promoters; on
+    # payment calls both sides answer alike; lost-card calls have too few answers to say.
+    calls = [Call(f"G{i}", 2 + i % 3, outcomes={"grocery_4x": "declined"}) for i in range(40)]
+    calls += [Call(f"H{i}", 9 + i % 2) for i in range(40)]
+    calls += [
+        Call(f"P{i}", 5 + 4 * (i % 2), reason="payment", outcomes={"grocery_4x": "accepted"})
+        for i in range(40)
+    ]
+    calls += [
+        Call(f"Q{i}", 5 + 4 * (i % 2), reason="payment", outcomes={"grocery_4x": "not_discussed"})
+        for i in range(40)
+    ]
+    calls += [Call(f"L{i}", 8, reason="lost_card", outcomes={"grocery_4x": "accepted"}) for i in range(3)]
+    calls += [Call("L9", 3, reason="lost_card")]
+    result = insights_of(hand_dir(tmp_path / "data", calls), tmp_path / "out")
+    pitch = {r.call_reason: r for r in result.insights.pitch}
+    assert set(pitch) == {"general", "payment", "lost_card"}
+    general = pitch["general"]
+    assert (general.with_pitch.answers, general.without_pitch.answers) == (40, 40)
+    assert general.with_pitch.nps == pytest.approx(hand_nps([2 + i % 3 for i in range(40)]))
+    assert general.difference == pytest.approx(-100.0 - 100.0)
+    assert general.low <= general.difference <= general.high < 0 and general.verdict == "lower with a pitch"
+    assert pitch["payment"].difference == 0.0 and pitch["payment"].verdict == "no clear difference"
+    assert pitch["lost_card"].too_few and pitch["lost_card"].verdict == "too few to say"
+    assert "NPS is lower on calls with a pitch than without, for: general" in str(result)
+    with (tmp_path / "out" / "nps_pitch_by_call_reason.csv").open() as handle:
+        rows = {row["call_reason"]: row for row in csv.DictReader(handle)}
+    assert rows["general"]["verdict"] == "lower with a pitch" and rows["general"]["with_answers"] == "40"
+    assert "Does a pitch move NPS? By call reason" in result.page.read_text()
+
+
+def test_the_pitch_difference_needs_the_same_groups_and_holds_its_point() -> None:
+    from nba.insights._nps import bootstrap_pitch_difference
+
+    a = GroupCounts(("x",), np.array([50]), np.array([30]), np.array([20]))
+    b = GroupCounts(("y",), np.array([50]), np.array([30]), np.array([20]))
+    with pytest.raises(ValueError, match="same groups"):
+        bootstrap_pitch_difference(a, b, seed=0)
+    (row,) = bootstrap_pitch_difference(
+        a, GroupCounts(("x",), np.array([20]), np.array([30]), np.array([50])), seed=0
+    )
+    assert row.difference == pytest.approx(30.0 - (-30.0))
+    assert row.low < row.difference < row.high and row.verdict == "higher with a pitch"
+    assert (
+        bootstrap_pitch_difference(
+            GroupCounts((), *(np.array([], dtype=np.int64),) * 3),
+            GroupCounts((), *(np.array([], dtype=np.int64),) * 3),
+            seed=0,
+        )
+        == ()
+    )
