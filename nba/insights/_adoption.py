@@ -30,7 +30,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from nba.contract import Catalog, MccMap
-from nba.insights._calls import LeftOut
+from nba.insights._calls import LeftOut, count_left_out
 from nba.vocab import (
     ADOPTION_WINDOW_DAYS,
     CALL_REASONS,
@@ -277,14 +277,7 @@ def _left_out(con: duckdb.DuckDBPyConnection, window_days: int) -> tuple[LeftOut
             "AND NOT window_open",
         ),
     )
-    found = []
-    for reason, sql in checks:
-        rows, examples = con.execute(
-            f"SELECT count(*), list(DISTINCT x ORDER BY x)[1:{_EXAMPLES}] FROM ({sql}) t(x)"
-        ).fetchall()[0]
-        if rows:
-            found.append(LeftOut(reason, int(rows), tuple(examples)))
-    return tuple(found)
+    return count_left_out(con, checks)
 
 
 @dataclass(frozen=True)

@@ -283,10 +283,16 @@ def _left_out(con: duckdb.DuckDBPyConnection) -> tuple[LeftOut, ...]:
             "SELECT DISTINCT call_id FROM ins_nps_latest WHERE call_id IN (SELECT call_id FROM ins_disagreements)",
         ),
     )
+    return count_left_out(con, checks)
+
+
+def count_left_out(con: duckdb.DuckDBPyConnection, checks: Sequence[tuple[str, str]]) -> tuple[LeftOut, ...]:
+    """Each (reason, SQL yielding one call id per row left out) → a LeftOut when it yields any: the rows
+    counted, the first few distinct call ids as examples."""
     found = []
     for reason, sql in checks:
         rows, examples = con.execute(
-            f"SELECT count(*), list(x ORDER BY x)[1:{_EXAMPLES}] FROM ({sql}) t(x)"
+            f"SELECT count(*), list(DISTINCT x ORDER BY x)[1:{_EXAMPLES}] FROM ({sql}) t(x)"
         ).fetchall()[0]
         if rows:
             found.append(LeftOut(reason, int(rows), tuple(examples)))
