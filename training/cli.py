@@ -40,7 +40,7 @@ from training.profiles_cli import profiles_app
 from training.serve_cli import keys_app, serve
 
 if TYPE_CHECKING:
-    from training.generate import WorldSummary
+    from training.synth import WorldSummary
 
 app = typer.Typer(
     name="nba",
@@ -133,7 +133,7 @@ def generate(
     ] = None,
 ) -> None:
     """Generate a synthetic world in the data contract, with its hidden truth written as an oracle file."""
-    from training.generate import DEFAULT_AS_OF, generate_world
+    from training.synth import DEFAULT_AS_OF, generate_world
 
     if file_format not in ("csv", "parquet"):
         raise typer.BadParameter(f"must be csv or parquet, got {file_format!r}", param_hint="--format")
