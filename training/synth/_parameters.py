@@ -9,6 +9,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from nba.contract import TABLES
 from nba.vocab import (
     BENEFIT_KINDS,
     CALL_REASONS,
@@ -27,11 +28,11 @@ OPEN_SPAN_DAYS: Final = 8 * 365
 NEW_CARDHOLDER_SHARE: Final = 0.06  # opened in the 90 days before as_of
 LEGACY_EPSILON: Final = 0.3
 AGENT_COUNT: Final = 400
-LABEL_WINDOW_DAYS: Final = 30
 DECLINE_MEMORY_DAYS: Final = 90
 REFUND_SHARE: Final = 0.021
 NPS_RESPONSE_SHARE: Final = 0.25
-TABLE_NAMES: Final = ("cardholders", "transactions", "benefit_usage", "conversations", "calls", "nps")
+# The contract's tables, in the contract's order: the world writes each of them.
+TABLE_NAMES: Final = tuple(TABLES)
 ORACLE_COLUMNS: Final = ("cardholder_id", "benefit_id", "p_true", "value_usd")
 # A world with a regime shift holds the truth as of several dates: this column says which.
 ORACLE_AS_OF_COLUMN: Final = "as_of"

@@ -15,10 +15,12 @@ import pyarrow as pa
 from nba.vocab import (
     BENEFIT_KINDS,
     CALL_REASONS,
+    NOT_DISCUSSED,
     OUTCOMES,
     SPEND_CATEGORIES,
     TRAVEL_CATEGORIES,
 )
+from training.presentations import LABEL_WINDOW_DAYS
 from training.synth._parameters import (
     _CALL_REASON_SHARES,
     _CALLS_PER_YEAR,
@@ -40,7 +42,6 @@ from training.synth._parameters import (
     F64,
     I64,
     INCOME_BANDS,
-    LABEL_WINDOW_DAYS,
     LEGACY_EPSILON,
     LEGACY_POPULARITY_WEIGHT,
     NEW_CARDHOLDER_SHARE,
@@ -406,7 +407,7 @@ class _Presentations:
 
 
 _ACCEPTED, _DECLINED, _NOT_DISCUSSED, _ALREADY_AWARE = (
-    OUTCOMES.index(name) for name in ("accepted", "declined", "not_discussed", "already_aware")
+    OUTCOMES.index(name) for name in ("accepted", "declined", NOT_DISCUSSED, "already_aware")
 )
 
 
