@@ -18,11 +18,13 @@ come more from lower incomes and more often about payments and hardship. The ora
 as of the first day of every month from the shift on and as of the world's as-of (column `as_of`).
 
 The package: `_parameters` (the fixed numbers), `_truth` (the true adoption model and the regime shift),
+`_counterfactual` (opt-in: natural adoption, uplift classes, pitches on the wrong call),
 `_world` (a world's fixed parts: catalog arrays, calendar, MCC sampler), `_personas` (hidden traits,
 benefit values, card choice, the truth's calibration), `_simulation` (one chunk's story and tables) and
 `_writing` (`generate_world`: files and the oracle). This face is what callers import.
 """
 
+from training.synth._counterfactual import UPLIFT_CLASSES, WRONG_CALL_NPS_DROP, UpliftMix
 from training.synth._parameters import (
     DEFAULT_AS_OF,
     LEGACY_EPSILON,
@@ -48,8 +50,11 @@ __all__ = [
     "ORACLE_COLUMNS",
     "PRESENT_UP_TO",
     "TABLE_NAMES",
+    "UPLIFT_CLASSES",
+    "WRONG_CALL_NPS_DROP",
     "RegimeShift",
     "TrueAdoptionModel",
+    "UpliftMix",
     "WorldSummary",
     "generate_world",
 ]

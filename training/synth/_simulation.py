@@ -21,6 +21,14 @@ from nba.vocab import (
     TRAVEL_CATEGORIES,
 )
 from training.presentations import LABEL_WINDOW_DAYS
+from training.synth._counterfactual import (
+    NATURAL_WINDOW_DAYS,
+    UPLIFT_CLASSES,
+    draw_natural_tau,
+    natural_base_rate,
+    natural_ratio,
+    p_natural,
+)
 from training.synth._parameters import (
     _CALL_REASON_SHARES,
     _CALLS_PER_YEAR,
@@ -42,7 +50,6 @@ from training.synth._parameters import (
     F64,
     I64,
     INCOME_BANDS,
-    LEGACY_EPSILON,
     LEGACY_POPULARITY_WEIGHT,
     NEW_CARDHOLDER_SHARE,
     NPS_RESPONSE_SHARE,
@@ -95,6 +102,10 @@ class _Chunk:
 
     slot_kind: npt.NDArray[np.int8]  # (n, slots) index into the benefit kinds, −1 for padding
     slot_member: Bool  # (n, slots, categories) the slot's benefit names the category
+    # Counterfactual worlds only: each slot's natural hazard λ₀ (per day) and the day the cardholder starts
+    # on their own, not clipped at as_of (`adopted_day` is that day or an earlier one a conversation caused).
+    natural_rate: F64 | None = None
+    natural_day: I64 | None = None
 
     def first_used_day(self, rows: I64) -> I64:
         """benefit_usage.first_used_date (day numbers) of these cardholders' slots, as known so far.
@@ -146,7 +157,18 @@ def _draw_cardholders(
     affinity = np.clip(np.log((related + 0.01) / (cat.affinity_base[safe] + 0.01)), -2.0, 2.0)
     member = (cat.member[safe] > 0) & valid[:, :, None]
     kind = np.where(valid, cat.view.kind[safe], -1).astype(np.int8)
-    adopted = _natural_adoption_days(world, rng, persona, active_day, values, affinity, member, kind, safe)
+    natural_rate, natural_day = None, None
+    if world.counterfactual is None:
+        adopted = _natural_adoption_days(
+            world, rng, persona, active_day, values, affinity, member, kind, safe
+        )
+    else:
+        natural_rate = np.where(
+            valid, _natural_base_rates(world, rng, persona, values, own_share, affinity, safe), 0.0
+        )
+        natural_day = active_day[:, None] + np.floor(draw_natural_tau(rng, natural_rate)).astype(np.int64)
+        natural_day = np.where(valid, natural_day, _NEVER)
+        adopted = np.where(natural_day < cal.as_of_day, natural_day, _NEVER)
     adopted = np.where(valid, adopted, _NEVER)
 
     # The first card purchase of an earn-rate benefit goes to its category with the most card spend.
@@ -177,9 +199,45 @@ def _draw_cardholders(
         inject_mcc=world.mcc.draw(rng, flat).reshape(inject_category.shape),
         slot_kind=kind,
         slot_member=member,
+        natural_rate=natural_rate,
+        natural_day=natural_day,
     )
     chunk.refresh_gates()
     return chunk, table
+
+
+def _natural_base_rates(
+    world: _World,
+    rng: np.random.Generator,
+    persona: _Persona,
+    values: F64,
+    own_share: F64,
+    affinity: F64,
+    benefit: I64,
+) -> F64:
+    """λ₀ of every (cardholder, slot) in a counterfactual world (see `_counterfactual`): a settled
+    cardholder starts within 30 days on their own with chance r × the truth on a general call at rank 1."""
+    assert world.counterfactual is not None
+    shape = benefit.shape
+    p_reference = _sigmoid(
+        TRUTH.logit(
+            world.catalog.view.take(benefit),
+            values,
+            own_share,
+            affinity,
+            np.full(shape, np.inf),
+            np.broadcast_to(persona.age[:, None], shape),
+            np.broadcast_to(persona.z_income[:, None], shape),
+            np.broadcast_to(persona.engagement[:, None], shape),
+            np.zeros(shape, dtype=bool),
+            np.zeros(shape, dtype=bool),
+            np.full(shape, CALL_REASONS.index("general")),
+            np.ones(shape, dtype=np.int64),
+            np.zeros(shape),
+        )
+    )
+    ratio = natural_ratio(world.counterfactual, benefit, persona.engagement[:, None], rng)
+    return natural_base_rate(p_reference, ratio)
 
 
 def _cardholder_table(
@@ -227,7 +285,9 @@ def _natural_adoption_days(
     """The day each (cardholder, slot) starts using the benefit unprompted; _NEVER if not before as_of.
 
     Many start within weeks of activation (more so for valuable benefits, engaged people and, for earn
-    rates, a high wallet share in the categories); the rest drift in at a slow yearly rate.
+    rates, a high wallet share in the categories); the rest drift in at a slow yearly rate. A counterfactual
+    world draws these days from its natural hazard instead (`_counterfactual`), the truth its oracle's
+    p_natural comes from.
     """
     value_term = np.log1p(values) - np.log1p(60.0)
     wallet_in = (persona.wallet[:, None, :] * member).sum(axis=2) / np.maximum(member.sum(axis=2), 1)
@@ -515,7 +575,7 @@ def _simulate_calls(
         random_order = np.argsort(
             np.where(eligible, rng.random(eligible.shape), np.inf), axis=1, kind="stable"
         )
-        explore = rng.random(len(index)) < LEGACY_EPSILON
+        explore = rng.random(len(index)) < world.exploration_rate
         order = np.where(explore[:, None], random_order, top_order)[:, :top]
         shown = np.arange(order.shape[1])[None, :] < k[:, None]
         call_row, column = np.nonzero(shown)
@@ -523,7 +583,8 @@ def _simulate_calls(
         rank = column + 1
         who = holder[call_row]
         share = k[call_row] / np.maximum(n_eligible[call_row], 1)
-        logging_prob = (1.0 - LEGACY_EPSILON) * in_top[call_row, slot] + LEGACY_EPSILON * share
+        epsilon = world.exploration_rate
+        logging_prob = (1.0 - epsilon) * in_top[call_row, slot] + epsilon * share
 
         when = day[call_row]
         b = chunk.slot_benefit[who, slot]
@@ -552,7 +613,20 @@ def _simulate_calls(
             + 0.55 * (rank - 1)
             + world.agent_not_discussed[calls.agent[index][call_row]]
         )
-        adopted = ~not_discussed & (rng.random(len(slot)) < p_true)
+        if chunk.natural_rate is None or chunk.natural_day is None:
+            adopted = ~not_discussed & (rng.random(len(slot)) < p_true)
+            caused = adopted
+        else:
+            # Discussed, the benefit is taken up with chance max(truth, p_natural): those due to start on
+            # their own within the window do, and the call converts just enough of the others.
+            natural = p_natural(
+                chunk.natural_rate[who, slot], (when - chunk.active_day[who]).astype(np.float64)
+            )
+            p_true = np.maximum(p_true, natural)
+            converts = rng.random(len(slot)) < (p_true - natural) / np.maximum(1.0 - natural, 1e-12)
+            on_their_own = chunk.natural_day[who, slot] < when + NATURAL_WINDOW_DAYS
+            adopted = ~not_discussed & (on_their_own | converts)
+            caused = ~not_discussed & converts & ~on_their_own
         says = rng.random(len(slot))
         # Adopters mostly say yes; some knew already. Non-adopters mostly decline, some say yes anyway.
         outcome = np.where(
@@ -565,11 +639,11 @@ def _simulate_calls(
         start = when + np.minimum(np.floor(rng.exponential(5.0, len(slot))), LABEL_WINDOW_DAYS).astype(
             np.int64
         )
-        np.minimum.at(chunk.adopted_day, (who[adopted], slot[adopted]), start[adopted])
+        np.minimum.at(chunk.adopted_day, (who[caused], slot[caused]), start[caused])
         declined = outcome == _DECLINED
         np.maximum.at(chunk.last_declined_day, (who[declined], slot[declined]), when[declined])
         chunk.ever_declined[who[declined], slot[declined]] = True
-        if adopted.any():
+        if caused.any():
             chunk.refresh_gates()
 
         out.call.append(index[call_row])
@@ -687,7 +761,8 @@ def _finish_calls(
     )
 
     value_usd = chunk.slot_value_usd[holder, slot]
-    nps = _survey_answers(world, rng, chunk, calls, call_ids, call, outcome, adopted, value_usd)
+    kind = cat.view.kind[chunk.slot_benefit[holder, slot]]
+    nps = _survey_answers(world, rng, chunk, calls, call_ids, call, outcome, adopted, value_usd, kind)
     return calls_table, conversations, nps
 
 
@@ -701,11 +776,13 @@ def _survey_answers(
     outcome: I64,
     adopted: Bool,
     value_usd: F64,
+    kind: npt.NDArray[np.int8],
 ) -> pa.Table:
     """NPS answers for about a quarter of calls: latent satisfaction, the call's reason, and what was pitched.
 
     A relevant benefit taken up lifts the score; pitching on a complaint or dispute, or pitching benefits
-    worth little to the cardholder, lowers it.
+    worth little to the cardholder, lowers it. In a counterfactual world every pitch of a kind on the wrong
+    call (`WRONG_CALL_NPS_DROP`) lowers it further.
     """
     n_calls = len(calls.holder)
     discussed = outcome != _NOT_DISCUSSED
@@ -726,6 +803,9 @@ def _survey_answers(
         - 0.5 * irrelevant
         + rng.normal(0.0, 1.3, n_calls)
     )
+    if world.counterfactual is not None:
+        drop = world.counterfactual.wrong_call_drop[calls.reason[call], kind] * discussed
+        latent = latent - np.bincount(call, weights=drop, minlength=n_calls)
     score = np.clip(np.round(latent), 0, 10).astype(np.int64)
     responded_us = calls.started_us + (600 + rng.exponential(10 * 3600, n_calls)).astype(np.int64) * 1_000_000
     before_as_of = responded_us < world.calendar.as_of_day * _US_PER_DAY
@@ -815,14 +895,21 @@ def _oracle_at(
             income_effect,
         )
     )
-    return pa.table(
-        {
-            "cardholder_id": chunk.ids.take(pa.array(holder)),
-            "benefit_id": pa.array(np.asarray(cat.benefit_ids, dtype=object)[benefit], pa.string()),
-            "p_true": pa.array(p_true, pa.float64()),
-            "value_usd": pa.array(np.round(value_usd, 2), pa.float64()),
-        }
-    )
+    columns = {
+        "cardholder_id": chunk.ids.take(pa.array(holder)),
+        "benefit_id": pa.array(np.asarray(cat.benefit_ids, dtype=object)[benefit], pa.string()),
+        "p_true": pa.array(p_true, pa.float64()),
+        "value_usd": pa.array(np.round(value_usd, 2), pa.float64()),
+    }
+    if world.counterfactual is not None and chunk.natural_rate is not None:
+        natural = p_natural(
+            chunk.natural_rate[holder, slot], (day - chunk.active_day[holder]).astype(np.float64)
+        )
+        columns["p_true"] = pa.array(np.maximum(p_true, natural), pa.float64())
+        columns["p_natural"] = pa.array(natural, pa.float64())
+        classes = np.asarray(UPLIFT_CLASSES, dtype=object)[world.counterfactual.benefit_class[benefit]]
+        columns["uplift_class"] = pa.array(classes, pa.string())
+    return pa.table(columns)
 
 
 def _generate_chunk(

@@ -18,6 +18,7 @@ from nba.vocab import (
     SPEND_CATEGORIES,
     TRAVEL_CATEGORIES,
 )
+from training.synth._counterfactual import _Counterfactual
 from training.synth._parameters import (
     _ARCHETYPE_SHARES,
     _DIGITAL_CATEGORIES,
@@ -27,6 +28,7 @@ from training.synth._parameters import (
     F64,
     HISTORY_MONTHS,
     I64,
+    LEGACY_EPSILON,
     LEGACY_POPULARITY,
     MCC_SHARES,
     Bool,
@@ -215,6 +217,8 @@ class _World:
     shift: RegimeShift | None = None
     launch_day: I64 | None = None  # per benefit: the first day it exists (regime-shift worlds only)
     choice_slots: I64 | None = None  # product slots people chose their card by (without launched benefits)
+    counterfactual: _Counterfactual | None = None  # counterfactual worlds only (`--uplift-mix`)
+    exploration_rate: float = LEGACY_EPSILON  # the legacy policy's ε: calls shown in a random order
 
     def choice_catalog(self) -> _CatalogArrays:
         """The catalog as people saw it when they chose their card: launched benefits were not on it."""

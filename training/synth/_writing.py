@@ -19,12 +19,14 @@ import yaml
 
 from nba.contract import DEFAULT_CATALOG_PATH, MCC_OVERRIDE_FILE, load_catalog, load_mcc_map
 from nba.errors import DataError, check_param
+from training.synth._counterfactual import UpliftMix, assign_classes
 from training.synth._parameters import (
     _EPOCH,
     _NEVER,
     AGENT_COUNT,
     CHUNK_CARDHOLDERS,
     DEFAULT_AS_OF,
+    LEGACY_EPSILON,
     TABLE_NAMES,
     _day_number,
 )
@@ -47,6 +49,8 @@ class WorldSummary:
     oracle_rows: int
     seconds: float
     regime_shift: date | None = None
+    uplift_mix: str | None = None  # SURE:PERSUADABLE:BETWEEN of a counterfactual world
+    exploration_rate: float = LEGACY_EPSILON
 
 
 # --- writing ---------------------------------------------------------------------------------------------------
@@ -129,6 +133,8 @@ def generate_world(
     oracle_path: Path | None = None,
     catalog_path: Path | None = None,
     regime_shift: RegimeShift | date | None = None,
+    uplift_mix: UpliftMix | str | None = None,
+    exploration_rate: float = LEGACY_EPSILON,
 ) -> WorldSummary:
     """Writes a synthetic data directory (the six contract tables and catalog.yaml) and its oracle file.
 
@@ -138,7 +144,11 @@ def generate_world(
     inside it) and the catalog (default: the shipped one; copied to out_dir). An `mcc_map.csv` already in
     out_dir is honoured. `regime_shift` (a RegimeShift, or a date for the default one) makes the world
     change from that date on (see RegimeShift); the catalog written then has the launched benefit, and the
-    oracle an `as_of` column. Returns a WorldSummary. Raises DataError for bad arguments, CatalogError or
+    oracle an `as_of` column. `uplift_mix` (an UpliftMix or 'SURE:PERSUADABLE:BETWEEN' weights) makes a
+    counterfactual world (see `_counterfactual`): benefits people take up on their own, ones they take up
+    only when told, and pitches that cost a call's NPS; its oracle gains `p_natural` and `uplift_class`.
+    `exploration_rate` is the share of calls on which the legacy policy shows eligible benefits in a random
+    order instead of its own (its ε). Returns a WorldSummary. Raises DataError for bad arguments, CatalogError or
     ValidationError for a bad catalog or MCC map.
 
     Example:
@@ -152,7 +162,17 @@ def generate_world(
         Path(oracle_path) if oracle_path is not None else out_dir.parent / f"{out_dir.name}.oracle.parquet"
     )
     _check_arguments(n_cardholders, seed, fmt, out_dir, oracle_path)
+    check_param(
+        "exploration_rate",
+        exploration_rate,
+        isinstance(exploration_rate, float | int) and 0.0 <= exploration_rate <= 1.0,
+        "a number in [0, 1]",
+        DataError,
+    )
     shift = RegimeShift(regime_shift) if isinstance(regime_shift, date) else regime_shift
+    mix = UpliftMix.parse(uplift_mix) if isinstance(uplift_mix, str) else uplift_mix
+    if mix is not None and shift is not None:
+        raise DataError("`uplift_mix` and `regime_shift` cannot be combined: choose one kind of world")
     calendar = _calendar(as_of)
     if shift is not None and not calendar.start_day < _day_number(shift.starts) < calendar.as_of_day:
         history_start = _EPOCH + timedelta(days=calendar.start_day)
@@ -175,7 +195,7 @@ def generate_world(
     root = np.random.SeedSequence(seed)
     # The first stream once calibrated the products (now `_calibrate_truth` does, on a fixed population);
     # spawning it still keeps the others as they were.
-    _, agent_seed, chunks_seed = root.spawn(3)
+    _, agent_seed, chunks_seed, uplift_seed = root.spawn(4)
     # Transactions are drawn with the MCC map the data directory will be read with (its override too).
     override = out_dir / MCC_OVERRIDE_FILE
     mcc = _mcc_sampler(load_mcc_map(override if override.exists() else None))
@@ -188,6 +208,9 @@ def generate_world(
             np.isin(arrays.product_slots, np.flatnonzero(launched)), -1, arrays.product_slots
         )
     cat, product_constant = _calibrate_truth(arrays, mcc, choice_slots)
+    counterfactual = (
+        None if mix is None else assign_classes(mix, len(cat.benefit_ids), np.random.default_rng(uplift_seed))
+    )
     agent_rng = np.random.default_rng(agent_seed)
     world = _World(
         shift=shift,
@@ -200,6 +223,8 @@ def generate_world(
         agent_not_discussed=agent_rng.normal(0.0, 0.4, AGENT_COUNT),
         product_constant=product_constant,
         id_width=max(7, len(str(n_cardholders))),
+        counterfactual=counterfactual,
+        exploration_rate=float(exploration_rate),
     )
     sinks = {name: _TableSink(out_dir / f"{name}.{fmt}", fmt) for name in TABLE_NAMES}
     sinks["oracle"] = _TableSink(oracle_path, "parquet")
@@ -231,6 +256,8 @@ def generate_world(
         oracle_rows=sinks["oracle"].rows,
         seconds=time.perf_counter() - started,
         regime_shift=shift.starts if shift is not None else None,
+        uplift_mix=str(mix) if mix is not None else None,
+        exploration_rate=float(exploration_rate),
     )
 
 
