@@ -41,6 +41,7 @@ from training.metrics import (
     ranking_auc,
 )
 from training.pairs import HolderSnapshots, PairMatrix, build_pair_matrix, compute_snapshots
+from training.synth import ORACLE_NATURAL_COLUMN
 
 FloatArray = npt.NDArray[np.float64]
 Scorer = Callable[[PairMatrix], FloatArray]
@@ -97,6 +98,9 @@ class Evaluation:
     off_policy: dict[str, OffPolicyEstimate] = field(default_factory=dict)
     oracle: dict[str, tuple[float, float]] = field(default_factory=dict)  # name → (expected, ratio)
     oracle_best: float | None = None
+    # Counterfactual oracles only: name → (true caused adoptions of its top K per cardholder, uplift ratio).
+    oracle_uplift: dict[str, tuple[float, float]] = field(default_factory=dict)
+    oracle_best_uplift: float | None = None
     invalid_suggestions: int = 0
     notes: list[str] = field(default_factory=list)
     champion: ChampionComparison | None = None
@@ -287,7 +291,8 @@ def evaluate_off_policy(
 
 
 def read_oracle(path: Path, as_of: date | None = None) -> pd.DataFrame:
-    """The generator's oracle: cardholder_id, benefit_id, p_true, value_usd.
+    """The generator's oracle: cardholder_id, benefit_id, p_true, value_usd (and p_natural, the chance of
+    starting without a conversation, when a counterfactual world wrote it).
 
     A regime-shift world's oracle holds the truth as of several dates (its `as_of` column): the rows as of
     `as_of` are returned, by default those of the latest date (the world's as-of). Raises DataError for a
@@ -297,6 +302,8 @@ def read_oracle(path: Path, as_of: date | None = None) -> pd.DataFrame:
     try:
         names = pq.read_schema(path).names
         dated = "as_of" in names
+        if ORACLE_NATURAL_COLUMN in names:
+            columns.append(ORACLE_NATURAL_COLUMN)
         table = pq.read_table(path, columns=[*columns, "as_of"] if dated else columns)
     except (OSError, pa.ArrowInvalid, KeyError) as exc:
         raise DataError(f"{path}: not an oracle file ({exc})") from None
@@ -328,6 +335,9 @@ def evaluate_oracle(
 ) -> None:
     """Expected adoptions of each policy's top K on a general call at the data's as-of, from the true model.
 
+    When the oracle has `p_natural` (a counterfactual world), also the adoptions each policy's top K truly
+    causes, Σ (p_true − p_natural), against the best top K by that uplift: the oracle uplift ratio
+    (`oracle_uplift_ratio`, `oracle_uplift_ratio_<baseline>`); otherwise a note says there is none.
     `progress` watches the feature SQL of every cardholder and gets a bar over the policies.
     """
     snapshot = data.con.sql(snapshot_all_sql(as_of.date())).to_arrow_table()
@@ -357,6 +367,20 @@ def evaluate_oracle(
     group = _groups(matrix.frame["cardholder_id"])
     n_groups = int(group.max()) + 1 if len(group) else 0
     policies = {"model": parts.score(matrix), **baseline_scores(matrix, popularity, seed)}
+    uplift: FloatArray | None = None
+    best_uplift = math.nan
+    if ORACLE_NATURAL_COLUMN in truth.columns:
+        # A pair missing from the oracle causes nothing (it is counted as an invalid suggestion above).
+        natural = truth[ORACLE_NATURAL_COLUMN].fillna(0.0).to_numpy(dtype=np.float64)
+        uplift = np.maximum(p_true - natural, 0.0)
+        best_uplift = _oracle_best(group, uplift, config.top_k)
+        evaluation.oracle_best_uplift = best_uplift
+        evaluation.metrics["oracle_best_caused_adoptions_top_k"] = best_uplift
+    else:
+        evaluation.notes.append(
+            "the oracle has no p_natural (not a counterfactual world, see `nba generate --uplift-mix`): "
+            "no oracle uplift ratio"
+        )
     best = _oracle_best(group, p_true, config.top_k)
     best_worth = _oracle_best(group, worth_true, config.top_k)
     evaluation.oracle_best = best
@@ -366,6 +390,13 @@ def evaluate_oracle(
             chosen = _choose(group, score, matrix, benefits, config)
             expected = float(p_true[chosen].sum() / max(n_groups, 1))
             evaluation.oracle[name] = (expected, expected / best if best > 0 else float("nan"))
+            if uplift is not None:
+                caused = float(uplift[chosen].sum() / max(n_groups, 1))
+                ratio = caused / best_uplift if best_uplift > 0 else float("nan")
+                evaluation.oracle_uplift[name] = (caused, ratio)
+                suffix = "" if name == "model" else f"_{name}"
+                evaluation.metrics[f"oracle_caused_adoptions_top_k{suffix}"] = caused
+                evaluation.metrics[f"oracle_uplift_ratio{suffix}"] = ratio
             if name != "model":
                 evaluation.metrics[f"oracle_ratio_{name}"] = evaluation.oracle[name][1]
             if name == "model":

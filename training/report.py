@@ -197,6 +197,18 @@ def render_report(
             f"(value floor ${arbitration.value_floor_usd:g} a year). "
             f"Invalid suggestions (not on the card, used, duplicated): {evaluation.invalid_suggestions}.",
         ]
+    if evaluation.oracle_uplift:
+        lines += [
+            "",
+            f"What the suggestions cause (a counterfactual world's oracle): the adoptions a policy's top "
+            f"{arbitration.top_k} truly adds beyond those that happen without a conversation, Σ (p_true − p_natural), "
+            f"per cardholder; the best top {arbitration.top_k} by that uplift causes {_fmt(evaluation.oracle_best_uplift)}.",
+            "",
+        ]
+        rows = [
+            [name, _fmt(caused), _fmt(ratio, 3)] for name, (caused, ratio) in evaluation.oracle_uplift.items()
+        ]
+        lines += _table(["policy", f"caused adoptions, top {arbitration.top_k}", "oracle uplift ratio"], rows)
     if estimator is not None:
         lines += _estimator_lines(estimator)
     lines += ["", "## Extra cardholder columns", ""]

@@ -4,6 +4,7 @@ decides when people start on their own, and a pitch on the wrong call lowers the
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,12 +12,18 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from rich.console import Console
 
 import training.synth._counterfactual as counterfactual
+from nba.contract import load_catalog
 from nba.errors import DataError
+from tests.conftest import SampleModel
 from training.cli import main
+from training.summary import print_evaluation
 from training.synth import TABLE_NAMES, UPLIFT_CLASSES, UpliftMix, generate_world
 from training.synth._counterfactual import NATURAL_WINDOW_DAYS, draw_natural_tau, p_natural
+from training.train_job import evaluate_model
+from training.training_run import TrainOptions
 
 CARDHOLDERS = 1_500
 
@@ -145,3 +152,54 @@ def test_nba_generate_takes_the_mix_and_says_so(tmp_path: Path, capsys: pytest.C
     assert "p_natural" in pq.read_table(tmp_path / "data.oracle.parquet").column_names
     assert main(["generate", "--cardholders", "40", "--out", str(out), "--uplift-mix", "x"]) != 0
     assert "`uplift_mix` must be" in capsys.readouterr().err
+
+
+# --- the oracle uplift ratio in evaluation ----------------------------------------------------------------------
+
+
+def _sample_oracle(data_dir: Path, path: Path, natural_share: float | None) -> Path:
+    """An oracle for every benefit on every sample card: random p_true, and p_natural = share × p_true."""
+    cardholders = pd.read_parquet(data_dir / "cardholders.parquet")
+    catalog = load_catalog(data_dir / "catalog.yaml")
+    on_card = {product.id: product.benefits for product in catalog.products}
+    oracle = pd.DataFrame(
+        [(c, b) for c, product in zip(cardholders["cardholder_id"], cardholders["product_id"], strict=True)
+         for b in on_card[product]],
+        columns=["cardholder_id", "benefit_id"],
+    )  # fmt: skip
+    rng = np.random.default_rng(3)
+    oracle["p_true"] = rng.uniform(0.01, 0.4, len(oracle))
+    oracle["value_usd"] = rng.uniform(5.0, 300.0, len(oracle))
+    if natural_share is not None:
+        oracle["p_natural"] = natural_share * oracle["p_true"]
+    oracle.to_parquet(path)
+    return path
+
+
+@pytest.mark.slow  # two evaluations of the sample model
+def test_evaluation_reports_the_oracle_uplift_ratio_only_for_a_counterfactual_oracle(
+    sample_model: SampleModel, tmp_path: Path
+) -> None:
+    data_dir, model_dir = sample_model.data_dir, sample_model.model_dir
+    # p_natural = 0.4 × p_true everywhere: every pair's uplift is 0.6 × p_true, so each policy causes 0.6 of
+    # its expected adoptions and its uplift ratio is its oracle ratio.
+    oracle = _sample_oracle(data_dir, tmp_path / "cf.parquet", 0.4)
+    evaluation = evaluate_model(model_dir, data_dir, TrainOptions(oracle=oracle))
+    assert set(evaluation.oracle_uplift) == set(evaluation.oracle) and "model" in evaluation.oracle_uplift
+    for name, (caused, ratio) in evaluation.oracle_uplift.items():
+        expected, oracle_ratio = evaluation.oracle[name]
+        assert caused == pytest.approx(0.6 * expected, rel=1e-9)
+        assert ratio == pytest.approx(oracle_ratio, rel=1e-9)
+    assert evaluation.metrics["oracle_uplift_ratio"] == pytest.approx(evaluation.metrics["oracle_ratio"])
+    assert "oracle_uplift_ratio_random" in evaluation.metrics
+    assert not any("no oracle uplift ratio" in note for note in evaluation.notes)
+    printed = io.StringIO()
+    print_evaluation(evaluation, Console(file=printed, width=200))
+    assert "oracle uplift (adoptions the top 3 truly causes, p_true − p_natural)" in printed.getvalue()
+
+    plain = evaluate_model(
+        model_dir, data_dir, TrainOptions(oracle=_sample_oracle(data_dir, tmp_path / "plain.parquet", None))
+    )
+    assert plain.oracle and not plain.oracle_uplift
+    assert "oracle_uplift_ratio" not in plain.metrics
+    assert any("no p_natural" in note and "no oracle uplift ratio" in note for note in plain.notes)

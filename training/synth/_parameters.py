@@ -36,6 +36,9 @@ TABLE_NAMES: Final = tuple(TABLES)
 ORACLE_COLUMNS: Final = ("cardholder_id", "benefit_id", "p_true", "value_usd")
 # A world with a regime shift holds the truth as of several dates: this column says which.
 ORACLE_AS_OF_COLUMN: Final = "as_of"
+# A counterfactual world's oracle also holds the chance of starting with no conversation, and each benefit's class.
+ORACLE_NATURAL_COLUMN: Final = "p_natural"
+ORACLE_CLASS_COLUMN: Final = "uplift_class"
 
 _N_CATS: Final = len(SPEND_CATEGORIES)
 _NEVER: Final = 2**30  # a day number after any as_of: "not (yet) happened"

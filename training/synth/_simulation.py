@@ -55,6 +55,8 @@ from training.synth._parameters import (
     NPS_RESPONSE_SHARE,
     OPEN_SPAN_DAYS,
     ORACLE_AS_OF_COLUMN,
+    ORACLE_CLASS_COLUMN,
+    ORACLE_NATURAL_COLUMN,
     PRESENT_UP_TO,
     REFUND_SHARE,
     REGIONS,
@@ -906,9 +908,9 @@ def _oracle_at(
             chunk.natural_rate[holder, slot], (day - chunk.active_day[holder]).astype(np.float64)
         )
         columns["p_true"] = pa.array(np.maximum(p_true, natural), pa.float64())
-        columns["p_natural"] = pa.array(natural, pa.float64())
+        columns[ORACLE_NATURAL_COLUMN] = pa.array(natural, pa.float64())
         classes = np.asarray(UPLIFT_CLASSES, dtype=object)[world.counterfactual.benefit_class[benefit]]
-        columns["uplift_class"] = pa.array(classes, pa.string())
+        columns[ORACLE_CLASS_COLUMN] = pa.array(classes, pa.string())
     return pa.table(columns)
 
 
