@@ -42,6 +42,19 @@ def print_evaluation(evaluation: Evaluation, console: Console | None = None) -> 
         table.add_row(*cells)
     if names:
         console.print(table)
+    if evaluation.doubly_robust:
+        console.print(
+            "doubly robust adoptions/call [95% CI]: "
+            + "; ".join(
+                f"{name} {dr.dr:.4f} [{dr.dr_ci[0]:.4f}, {dr.dr_ci[1]:.4f}]"
+                + (
+                    f" (truth {evaluation.true_per_call[name]:.4f})"
+                    if name in evaluation.true_per_call
+                    else ""
+                )
+                for name, dr in evaluation.doubly_robust.items()
+            )
+        )
     if evaluation.oracle:
         lift = m.get("oracle_lift_over_best_baseline")
         console.print(

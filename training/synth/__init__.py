@@ -26,6 +26,7 @@ benefit values, card choice, the truth's calibration), `_simulation` (one chunk'
 
 from training.synth._counterfactual import UPLIFT_CLASSES, WRONG_CALL_NPS_DROP, UpliftMix
 from training.synth._parameters import (
+    CALL_TRUTH_PREFIX,
     DEFAULT_AS_OF,
     LEGACY_EPSILON,
     LEGACY_POPULARITY,
@@ -42,6 +43,7 @@ from training.synth._truth import LAUNCHED_BENEFIT, RegimeShift, TrueAdoptionMod
 from training.synth._writing import WorldSummary, generate_world
 
 __all__ = [
+    "CALL_TRUTH_PREFIX",
     "DEFAULT_AS_OF",
     "LAUNCHED_BENEFIT",
     "LEGACY_EPSILON",

@@ -39,6 +39,9 @@ ORACLE_AS_OF_COLUMN: Final = "as_of"
 # A counterfactual world's oracle also holds the chance of starting with no conversation, and each benefit's class.
 ORACLE_NATURAL_COLUMN: Final = "p_natural"
 ORACLE_CLASS_COLUMN: Final = "uplift_class"
+# The call truth (`generate_world(..., call_truth=True)`): per (logged call, eligible benefit), the expected
+# adoptions within the label window were it shown at rank 1, 2, ... (columns this prefix + rank).
+CALL_TRUTH_PREFIX: Final = "expected_adoption_rank_"
 
 _N_CATS: Final = len(SPEND_CATEGORIES)
 _NEVER: Final = 2**30  # a day number after any as_of: "not (yet) happened"

@@ -46,6 +46,7 @@ from training.synth._parameters import (
     _TICKET_SIGMA,
     _US_PER_DAY,
     AGENT_COUNT,
+    CALL_TRUTH_PREFIX,
     DECLINE_MEMORY_DAYS,
     F64,
     I64,
@@ -466,6 +467,10 @@ class _Presentations:
     p_true: list[F64]
     outcome: list[I64]
     adopted: list[Bool]
+    # With `call_truth`: every eligible (call, slot) and its expected adoptions if shown at rank 1, 2, ...
+    truth_call: list[I64] = dataclasses.field(default_factory=list)
+    truth_slot: list[I64] = dataclasses.field(default_factory=list)
+    truth_value: list[F64] = dataclasses.field(default_factory=list)
 
 
 _ACCEPTED, _DECLINED, _NOT_DISCUSSED, _ALREADY_AWARE = (
@@ -564,6 +569,8 @@ def _simulate_calls(
             eligible &= world.launch_day[safe] <= day[:, None]
         n_eligible = eligible.sum(axis=1)
         k = np.minimum(n_eligible, up_to[reason])
+        if world.call_truth:
+            _call_truth(world, chunk, calls, index, first_used, eligible, top, out)
 
         spend = _card_spend_90d(world, stream, chunk, holder, day, first_used)
         slot_spend = np.einsum("mc,msc->ms", spend, chunk.slot_member[holder])
@@ -656,6 +663,85 @@ def _simulate_calls(
         out.outcome.append(outcome)
         out.adopted.append(adopted)
     return out
+
+
+def _call_truth(
+    world: _World,
+    chunk: _Chunk,
+    calls: _Calls,
+    index: I64,
+    first_used: I64,
+    eligible: Bool,
+    top: int,
+    out: _Presentations,
+) -> None:
+    """The true expected adoptions (the 30-day label) of every eligible benefit of these calls if it were
+    shown at rank 1..`top`, in the world's state at the call; draws no random number.
+
+    A benefit the cardholder starts using within the window anyway counts 1. Otherwise it is the chance
+    the agent discusses it at that rank times the chance the pitch converts: the truth at that rank (in a
+    counterfactual world, what it adds beyond p_natural among those who would not start on their own).
+    """
+    row, slot = np.nonzero(eligible)
+    if len(row) == 0:
+        return
+    holder = calls.holder[index][row]
+    when = calls.started_us[index][row] // _US_PER_DAY
+    agent = calls.agent[index][row]
+    b = chunk.slot_benefit[holder, slot]
+    value_usd, income_effect = _shifted_truth(world, b, chunk.slot_value_usd[holder, slot], when)
+    anyway = first_used[row, slot] <= when + LABEL_WINDOW_DAYS
+    natural = np.zeros(len(row))
+    if chunk.natural_rate is not None:
+        natural = p_natural(
+            chunk.natural_rate[holder, slot], (when - chunk.active_day[holder]).astype(np.float64)
+        )
+    values = np.empty((len(row), top))
+    for rank in range(1, top + 1):
+        p_true = _sigmoid(
+            TRUTH.logit(
+                world.catalog.view.take(b),
+                value_usd,
+                chunk.slot_share[holder, slot],
+                chunk.slot_affinity[holder, slot],
+                (when - chunk.open_day[holder]).astype(np.float64),
+                chunk.persona.age[holder] - (world.calendar.as_of_day - when) / 365.25,
+                chunk.persona.z_income[holder],
+                chunk.persona.engagement[holder],
+                chunk.last_declined_day[holder, slot] >= when - DECLINE_MEMORY_DAYS,
+                chunk.ever_declined[holder, slot],
+                calls.reason[index][row],
+                np.full(len(row), rank),
+                world.agent_effect[agent],
+                income_effect,
+            )
+        )
+        converts = (np.maximum(p_true, natural) - natural) / np.maximum(1.0 - natural, 1e-12)
+        discussed = 1.0 - _sigmoid(
+            _logit(np.asarray(0.10)) + 0.55 * (rank - 1) + world.agent_not_discussed[agent]
+        )
+        values[:, rank - 1] = np.where(anyway, 1.0, discussed * converts)
+    out.truth_call.append(index[row])
+    out.truth_slot.append(slot)
+    out.truth_value.append(values)
+
+
+def _call_truth_table(world: _World, chunk: _Chunk, calls: _Calls, shown: _Presentations) -> pa.Table:
+    """The call truth's rows: call_id, benefit_id, expected_adoption_rank_1..K, by call."""
+    top = max(PRESENT_UP_TO.values())
+    call = np.concatenate(shown.truth_call) if shown.truth_call else np.zeros(0, dtype=np.int64)
+    slot = np.concatenate(shown.truth_slot) if shown.truth_slot else np.zeros(0, dtype=np.int64)
+    values = np.concatenate(shown.truth_value) if shown.truth_value else np.zeros((0, top))
+    order = np.argsort(call, kind="stable")
+    call, slot, values = call[order], slot[order], values[order]
+    benefit = chunk.slot_benefit[calls.holder[call], slot]
+    columns: dict[str, pa.Array] = {
+        "call_id": _call_ids(calls.call_number[call]),
+        "benefit_id": pa.array(np.asarray(world.catalog.benefit_ids, dtype=object)[benefit], pa.string()),
+    }
+    for rank in range(1, top + 1):
+        columns[f"{CALL_TRUTH_PREFIX}{rank}"] = pa.array(values[:, rank - 1], pa.float64())
+    return pa.table(columns)
 
 
 def _dates(day: I64) -> pa.Array:
@@ -929,7 +1015,7 @@ def _generate_chunk(
     calls_table, conversations, nps = _finish_calls(world, rng, chunk, calls, shown)
     transactions = _finish_transactions(world, rng, chunk, stream)
     usage, oracle = _finish_usage(world, chunk, calls, shown)
-    return {
+    tables = {
         "cardholders": cardholders,
         "transactions": transactions,
         "benefit_usage": usage,
@@ -938,3 +1024,6 @@ def _generate_chunk(
         "nps": nps,
         "oracle": oracle,
     }
+    if world.call_truth:
+        tables["call_truth"] = _call_truth_table(world, chunk, calls, shown)
+    return tables

@@ -219,6 +219,7 @@ class _World:
     choice_slots: I64 | None = None  # product slots people chose their card by (without launched benefits)
     counterfactual: _Counterfactual | None = None  # counterfactual worlds only (`--uplift-mix`)
     exploration_rate: float = LEGACY_EPSILON  # the legacy policy's ε: calls shown in a random order
+    call_truth: bool = False  # write each logged call's truth per eligible benefit and rank
 
     def choice_catalog(self) -> _CatalogArrays:
         """The catalog as people saw it when they chose their card: launched benefits were not on it."""

@@ -51,6 +51,7 @@ class WorldSummary:
     regime_shift: date | None = None
     uplift_mix: str | None = None  # SURE:PERSUADABLE:BETWEEN of a counterfactual world
     exploration_rate: float = LEGACY_EPSILON
+    call_truth_path: Path | None = None  # with `call_truth`: <oracle>.calls.parquet
 
 
 # --- writing ---------------------------------------------------------------------------------------------------
@@ -135,6 +136,7 @@ def generate_world(
     regime_shift: RegimeShift | date | None = None,
     uplift_mix: UpliftMix | str | None = None,
     exploration_rate: float = LEGACY_EPSILON,
+    call_truth: bool = False,
 ) -> WorldSummary:
     """Writes a synthetic data directory (the six contract tables and catalog.yaml) and its oracle file.
 
@@ -148,7 +150,11 @@ def generate_world(
     counterfactual world (see `_counterfactual`): benefits people take up on their own, ones they take up
     only when told, and pitches that cost a call's NPS; its oracle gains `p_natural` and `uplift_class`.
     `exploration_rate` is the share of calls on which the legacy policy shows eligible benefits in a random
-    order instead of its own (its ε). Returns a WorldSummary. Raises DataError for bad arguments, CatalogError or
+    order instead of its own (its ε). `call_truth` also writes `<oracle stem>.calls.parquet` beside the
+    oracle: for every logged call and every benefit eligible on it, its expected adoptions within the
+    label window were it shown at rank 1, 2, 3 (`expected_adoption_rank_<r>`), from which the true value of
+    any policy on the logged calls follows; it draws no random number, so the world is the same without it.
+    Returns a WorldSummary. Raises DataError for bad arguments, CatalogError or
     ValidationError for a bad catalog or MCC map.
 
     Example:
@@ -225,9 +231,13 @@ def generate_world(
         id_width=max(7, len(str(n_cardholders))),
         counterfactual=counterfactual,
         exploration_rate=float(exploration_rate),
+        call_truth=call_truth,
     )
     sinks = {name: _TableSink(out_dir / f"{name}.{fmt}", fmt) for name in TABLE_NAMES}
     sinks["oracle"] = _TableSink(oracle_path, "parquet")
+    call_truth_path = oracle_path.with_name(f"{oracle_path.stem}.calls.parquet") if call_truth else None
+    if call_truth_path is not None:
+        sinks["call_truth"] = _TableSink(call_truth_path, "parquet")
     n_chunks = -(-n_cardholders // CHUNK_CARDHOLDERS)
     try:
         next_call = 1
@@ -258,6 +268,7 @@ def generate_world(
         regime_shift=shift.starts if shift is not None else None,
         uplift_mix=str(mix) if mix is not None else None,
         exploration_rate=float(exploration_rate),
+        call_truth_path=call_truth_path,
     )
 
 
