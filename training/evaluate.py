@@ -279,7 +279,8 @@ def evaluate_off_policy(
     calls (a bar over the policies), and DR of the logging policy itself (on its own logs: what it observed).
 
     DR's outcome model q̂ is `outcome_model` per candidate row, by default the model policy's own scores
-    (the adoption model's probability), clipped to [0, 1]. `call_truth` (the generator's
+    (the adoption model's probability), scaled so that its sum over the logged rows is their observed
+    adoptions, clipped to [0, 1]. `call_truth` (the generator's
     `<oracle>.calls.parquet`: call_id, benefit_id, expected_adoption_rank_1..K) gives each policy's true
     adoptions per call on these calls (`true_adoptions_per_call_<name>`).
     """
@@ -303,6 +304,14 @@ def evaluate_off_policy(
         }
         at = np.array([position.get(k, -1) for k in logged_keys], dtype=np.int64)
         q_logged = np.where(at >= 0, q_hat[np.maximum(at, 0)], 0.0)
+        # The model predicts a discussed benefit's adoption; the logs' reward counts every benefit shown
+        # (an agent leaves some undiscussed, lower ranks more often). One factor, the logged adoptions over
+        # the model's sum on the same rows, puts q̂ on the reward's scale: DR stays unbiased whatever q̂ is,
+        # but its variance grows with q̂'s error.
+        predicted = float(q_logged.sum())
+        scale = float(reward.sum()) / predicted if predicted > 0 else 1.0
+        q_hat = np.clip(q_hat * scale, 0.0, 1.0)
+        q_logged = np.clip(q_logged * scale, 0.0, 1.0)
     truth = _truth_lookup(call_truth)
     with progress.track(f"off-policy: policies on {n_calls:,} logged calls", len(policies)) as done:
         for name, score in policies.items():
