@@ -149,6 +149,16 @@ def generate(
             help="Share of calls on which the logging policy shows eligible benefits in a random order (default 0.3).",
         ),
     ] = None,
+    call_truth: Annotated[
+        bool,
+        typer.Option(
+            "--call-truth",
+            help=(
+                "Also write <oracle>.calls.parquet: per logged call and eligible benefit, the expected adoptions "
+                "were it shown at rank 1, 2, 3 (the true value of any policy on the logged calls)."
+            ),
+        ),
+    ] = False,
 ) -> None:
     """Generate a synthetic world in the data contract, with its hidden truth written as an oracle file."""
     from training.synth import DEFAULT_AS_OF, LEGACY_EPSILON, generate_world
@@ -166,6 +176,7 @@ def generate(
         regime_shift=parse_date(regime_shift),
         uplift_mix=uplift_mix,
         exploration_rate=LEGACY_EPSILON if exploration_rate is None else exploration_rate,
+        call_truth=call_truth,
     )
     typer.echo(format_world(summary))
 
@@ -181,6 +192,8 @@ def format_world(summary: WorldSummary) -> str:
     for table, rows in summary.rows_by_table.items():
         lines.append(f"  {table:<24} {rows:>12,} rows")
     lines.append(f"  oracle (hidden truth)    {summary.oracle_rows:>12,} rows in {summary.oracle_path}")
+    if summary.call_truth_path is not None:
+        lines.append(f"  call truth               {summary.call_truth_path}")
     return "\n".join(lines)
 
 
@@ -346,6 +359,13 @@ def evaluate(
     oracle: OracleFile = None,
     as_of: AsOf = None,
     value_floor: EvaluationFloor = 0.0,
+    call_truth: Annotated[
+        Path | None,
+        typer.Option(
+            "--call-truth",
+            help="The generator's call truth (nba generate --call-truth): each policy's true adoptions per logged call.",
+        ),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a stored model on a data directory's held-out period, beside the baselines."""
@@ -361,6 +381,7 @@ def evaluate(
             TrainOptions(
                 as_of=parse_date(as_of),
                 oracle=oracle,
+                call_truth=call_truth,
                 arbitration=ArbitrationConfig(value_floor_usd=value_floor),
             ),
             progress,
