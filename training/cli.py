@@ -40,7 +40,7 @@ from training.profiles_cli import profiles_app
 from training.serve_cli import keys_app, serve
 
 if TYPE_CHECKING:
-    from training.generate import WorldSummary
+    from training.synth import WorldSummary
 
 app = typer.Typer(
     name="nba",
@@ -131,9 +131,37 @@ def generate(
             ),
         ),
     ] = None,
+    uplift_mix: Annotated[
+        str | None,
+        typer.Option(
+            "--uplift-mix",
+            help=(
+                "A counterfactual world: SURE:PERSUADABLE:BETWEEN weights (e.g. 1:1:1) split the catalog's "
+                "benefits into ones people take up on their own, ones they take up only when told, and in "
+                "between; pitches on the wrong call lower NPS; the oracle gains p_natural and uplift_class."
+            ),
+        ),
+    ] = None,
+    exploration_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--exploration-rate",
+            help="Share of calls on which the logging policy shows eligible benefits in a random order (default 0.3).",
+        ),
+    ] = None,
+    call_truth: Annotated[
+        bool,
+        typer.Option(
+            "--call-truth",
+            help=(
+                "Also write <oracle>.calls.parquet: per logged call and eligible benefit, the expected adoptions "
+                "were it shown at rank 1, 2, 3 (the true value of any policy on the logged calls)."
+            ),
+        ),
+    ] = False,
 ) -> None:
     """Generate a synthetic world in the data contract, with its hidden truth written as an oracle file."""
-    from training.generate import DEFAULT_AS_OF, generate_world
+    from training.synth import DEFAULT_AS_OF, LEGACY_EPSILON, generate_world
 
     if file_format not in ("csv", "parquet"):
         raise typer.BadParameter(f"must be csv or parquet, got {file_format!r}", param_hint="--format")
@@ -146,6 +174,9 @@ def generate(
         oracle_path=oracle,
         catalog_path=catalog,
         regime_shift=parse_date(regime_shift),
+        uplift_mix=uplift_mix,
+        exploration_rate=LEGACY_EPSILON if exploration_rate is None else exploration_rate,
+        call_truth=call_truth,
     )
     typer.echo(format_world(summary))
 
@@ -153,6 +184,7 @@ def generate(
 def format_world(summary: WorldSummary) -> str:
     """What `nba generate` wrote, for a person: the folder, rows per table, the oracle, the time."""
     shift = f", changing from {summary.regime_shift}" if summary.regime_shift else ""
+    shift += f", uplift mix {summary.uplift_mix}" if summary.uplift_mix else ""
     lines = [
         f"{summary.out_dir}: a synthetic world as of {summary.as_of} (seed {summary.seed}, "
         f"{summary.fmt}{shift}) in {summary.seconds:.1f} s"
@@ -160,6 +192,8 @@ def format_world(summary: WorldSummary) -> str:
     for table, rows in summary.rows_by_table.items():
         lines.append(f"  {table:<24} {rows:>12,} rows")
     lines.append(f"  oracle (hidden truth)    {summary.oracle_rows:>12,} rows in {summary.oracle_path}")
+    if summary.call_truth_path is not None:
+        lines.append(f"  call truth               {summary.call_truth_path}")
     return "\n".join(lines)
 
 
@@ -325,6 +359,13 @@ def evaluate(
     oracle: OracleFile = None,
     as_of: AsOf = None,
     value_floor: EvaluationFloor = 0.0,
+    call_truth: Annotated[
+        Path | None,
+        typer.Option(
+            "--call-truth",
+            help="The generator's call truth (nba generate --call-truth): each policy's true adoptions per logged call.",
+        ),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a stored model on a data directory's held-out period, beside the baselines."""
@@ -340,6 +381,7 @@ def evaluate(
             TrainOptions(
                 as_of=parse_date(as_of),
                 oracle=oracle,
+                call_truth=call_truth,
                 arbitration=ArbitrationConfig(value_floor_usd=value_floor),
             ),
             progress,

@@ -30,10 +30,12 @@ from nba.vocab import CALL_REASONS, NOT_DISCUSSED
 from training.metrics import (
     CalibrationTable,
     ClassificationMetrics,
+    DoublyRobustEstimate,
     LiftTable,
     OffPolicyEstimate,
     calibration_table,
     classification_metrics,
+    estimate_doubly_robust,
     estimate_off_policy,
     lift_by_decile,
     map_at_k,
@@ -41,6 +43,7 @@ from training.metrics import (
     ranking_auc,
 )
 from training.pairs import HolderSnapshots, PairMatrix, build_pair_matrix, compute_snapshots
+from training.synth import CALL_TRUTH_PREFIX, ORACLE_NATURAL_COLUMN
 
 FloatArray = npt.NDArray[np.float64]
 Scorer = Callable[[PairMatrix], FloatArray]
@@ -95,8 +98,15 @@ class Evaluation:
     calibration: CalibrationTable | None = None
     lift: LiftTable | None = None
     off_policy: dict[str, OffPolicyEstimate] = field(default_factory=dict)
+    doubly_robust: dict[str, DoublyRobustEstimate] = field(default_factory=dict)  # and "logging"
+    # The true adoptions per call of each policy's top K on the logged calls, when the generator's call
+    # truth was given (`true_adoptions_per_call`).
+    true_per_call: dict[str, float] = field(default_factory=dict)
     oracle: dict[str, tuple[float, float]] = field(default_factory=dict)  # name → (expected, ratio)
     oracle_best: float | None = None
+    # Counterfactual oracles only: name → (true caused adoptions of its top K per cardholder, uplift ratio).
+    oracle_uplift: dict[str, tuple[float, float]] = field(default_factory=dict)
+    oracle_best_uplift: float | None = None
     invalid_suggestions: int = 0
     notes: list[str] = field(default_factory=list)
     champion: ChampionComparison | None = None
@@ -140,12 +150,23 @@ def _choose(
     benefits: BenefitTable,
     config: ArbitrationConfig,
 ) -> npt.NDArray[np.int64]:
+    rows, _ = _choose_ranked(group, score, matrix, benefits, config)
+    return rows
+
+
+def _choose_ranked(
+    group: npt.NDArray[np.int64],
+    score: FloatArray,
+    matrix: PairMatrix,
+    benefits: BenefitTable,
+    config: ArbitrationConfig,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Each group's top K through the arbitration: (rows chosen, their rank from 1)."""
     priority = compute_priority(score, matrix.value_usd, benefits.lever[matrix.benefit_index], config.gamma)
     keep = worth_saying(
         matrix.value_usd, benefits.nominal_value_usd[matrix.benefit_index], config.value_floor_usd
     )
-    rows, _ = select_by_group(group, priority, matrix.categories, config.top_k, config.diversity, keep)
-    return rows
+    return select_by_group(group, priority, matrix.categories, config.top_k, config.diversity, keep)
 
 
 def baseline_scores(matrix: PairMatrix, popularity: Mapping[str, float], seed: int) -> dict[str, FloatArray]:
@@ -251,30 +272,85 @@ def evaluate_off_policy(
     benefits: BenefitTable,
     config: ArbitrationConfig,
     progress: ProgressHook = NO_PROGRESS,
+    outcome_model: FloatArray | None = None,
+    call_truth: pd.DataFrame | None = None,
 ) -> None:
-    """IPS and self-normalised IPS of each policy's top K on the held-out logged calls (a bar over the policies)."""
+    """IPS, self-normalised IPS, DR and self-normalised DR of each policy's top K on the held-out logged
+    calls (a bar over the policies), and DR of the logging policy itself (on its own logs: what it observed).
+
+    DR's outcome model q̂ is `outcome_model` per candidate row, by default the model policy's own scores
+    (the adoption model's probability), scaled so that its sum over the logged rows is their observed
+    adoptions, clipped to [0, 1]. `call_truth` (the generator's
+    `<oracle>.calls.parquet`: call_id, benefit_id, expected_adoption_rank_1..K) gives each policy's true
+    adoptions per call on these calls (`true_adoptions_per_call_<name>`).
+    """
     group = _groups(candidates.frame["call_id"])
     logged = test_rows.dropna(subset=["logging_prob"])
     if logged.empty:
         evaluation.notes.append("no logging_prob in the logs: off-policy estimates are not possible")
         return
     n_calls = int(logged["call_id"].nunique())
+    q_source = outcome_model if outcome_model is not None else policies.get("model")
+    q_hat = None if q_source is None else np.clip(np.asarray(q_source, dtype=np.float64), 0.0, 1.0)
+    logged_keys = list(zip(logged["call_id"], logged["benefit_id"], strict=True))
+    reward = logged["adopted"].to_numpy(dtype=np.float64)
+    q_logged = np.zeros(len(logged))
+    if q_hat is not None:
+        position = {
+            k: i
+            for i, k in enumerate(
+                zip(candidates.frame["call_id"], candidates.frame["benefit_id"], strict=True)
+            )
+        }
+        at = np.array([position.get(k, -1) for k in logged_keys], dtype=np.int64)
+        q_logged = np.where(at >= 0, q_hat[np.maximum(at, 0)], 0.0)
+        # The model predicts a discussed benefit's adoption; the logs' reward counts every benefit shown
+        # (an agent leaves some undiscussed, lower ranks more often). One factor, the logged adoptions over
+        # the model's sum on the same rows, puts q̂ on the reward's scale: DR stays unbiased whatever q̂ is,
+        # but its variance grows with q̂'s error.
+        predicted = float(q_logged.sum())
+        scale = float(reward.sum()) / predicted if predicted > 0 else 1.0
+        q_hat = np.clip(q_hat * scale, 0.0, 1.0)
+        q_logged = np.clip(q_logged * scale, 0.0, 1.0)
+    truth = _truth_lookup(call_truth)
     with progress.track(f"off-policy: policies on {n_calls:,} logged calls", len(policies)) as done:
         for name, score in policies.items():
-            chosen = _choose(group, score, candidates, benefits, config)
+            chosen, rank = _choose_ranked(group, score, candidates, benefits, config)
             picked = candidates.frame.iloc[chosen]
             keys = set(zip(picked["call_id"], picked["benefit_id"], strict=True))
-            shown = np.array([k in keys for k in zip(logged["call_id"], logged["benefit_id"], strict=True)])
+            shown = np.array([k in keys for k in logged_keys])
             slate = len(chosen) / max(candidates.frame["call_id"].nunique(), 1)
             evaluation.off_policy[name] = estimate_off_policy(
                 logged["call_id"].to_numpy(),
                 logged["logging_prob"].to_numpy(dtype=np.float64),
-                logged["adopted"].to_numpy(dtype=np.float64),
+                reward,
                 shown,
                 new_slate_size=slate,
                 n_calls=n_calls,
             )
+            if q_hat is not None:
+                evaluation.doubly_robust[name] = estimate_doubly_robust(
+                    logged["call_id"].to_numpy(),
+                    logged["logging_prob"].to_numpy(dtype=np.float64),
+                    reward,
+                    shown,
+                    q_logged,
+                    picked["call_id"].to_numpy(),
+                    q_hat[chosen],
+                )
+                evaluation.metrics[f"dr_{name}"] = evaluation.doubly_robust[name].dr
+                evaluation.metrics[f"sndr_{name}"] = evaluation.doubly_robust[name].sndr
+            if truth is not None:
+                value = _true_value(truth, picked, rank, n_calls)
+                evaluation.true_per_call[name] = value
+                evaluation.metrics[f"true_adoptions_per_call_{name}"] = value
             done.advance()
+    if q_hat is not None:
+        # The logging policy on its own logs is on-policy: every weight is 1 and DR is what it observed.
+        ids = logged["call_id"].to_numpy()
+        evaluation.doubly_robust["logging"] = estimate_doubly_robust(
+            ids, np.ones(len(logged)), reward, np.ones(len(logged), dtype=bool), q_logged, ids, q_logged
+        )
     for name in BASELINES:
         if name in evaluation.off_policy:
             evaluation.metrics[f"baseline_ips_{name}"] = evaluation.off_policy[name].ips
@@ -286,8 +362,37 @@ def evaluate_off_policy(
         evaluation.metrics["ope_effective_sample_size"] = model.ess
 
 
+def _truth_lookup(call_truth: pd.DataFrame | None) -> dict[tuple[str, str], npt.NDArray[np.float64]] | None:
+    """(call_id, benefit_id) → its true expected adoptions when shown at rank 1, 2, ..."""
+    if call_truth is None:
+        return None
+    columns = sorted(c for c in call_truth.columns if c.startswith(CALL_TRUTH_PREFIX))
+    values = call_truth[columns].to_numpy(dtype=np.float64)
+    keys = zip(call_truth["call_id"], call_truth["benefit_id"], strict=True)
+    return {key: values[i] for i, key in enumerate(keys)}
+
+
+def _true_value(
+    truth: Mapping[tuple[str, str], npt.NDArray[np.float64]],
+    picked: pd.DataFrame,
+    rank: npt.NDArray[np.int64],
+    n_calls: int,
+) -> float:
+    """A policy's true adoptions per call: Σ over its slates of the truth at each benefit's rank.
+
+    A benefit the truth does not hold (not eligible on the logged call) adds nothing.
+    """
+    total = 0.0
+    for call_id, benefit_id, at in zip(picked["call_id"], picked["benefit_id"], rank, strict=True):
+        row = truth.get((call_id, benefit_id))
+        if row is not None:
+            total += float(row[min(int(at), len(row)) - 1])
+    return total / max(n_calls, 1)
+
+
 def read_oracle(path: Path, as_of: date | None = None) -> pd.DataFrame:
-    """The generator's oracle: cardholder_id, benefit_id, p_true, value_usd.
+    """The generator's oracle: cardholder_id, benefit_id, p_true, value_usd (and p_natural, the chance of
+    starting without a conversation, when a counterfactual world wrote it).
 
     A regime-shift world's oracle holds the truth as of several dates (its `as_of` column): the rows as of
     `as_of` are returned, by default those of the latest date (the world's as-of). Raises DataError for a
@@ -297,6 +402,8 @@ def read_oracle(path: Path, as_of: date | None = None) -> pd.DataFrame:
     try:
         names = pq.read_schema(path).names
         dated = "as_of" in names
+        if ORACLE_NATURAL_COLUMN in names:
+            columns.append(ORACLE_NATURAL_COLUMN)
         table = pq.read_table(path, columns=[*columns, "as_of"] if dated else columns)
     except (OSError, pa.ArrowInvalid, KeyError) as exc:
         raise DataError(f"{path}: not an oracle file ({exc})") from None
@@ -328,6 +435,9 @@ def evaluate_oracle(
 ) -> None:
     """Expected adoptions of each policy's top K on a general call at the data's as-of, from the true model.
 
+    When the oracle has `p_natural` (a counterfactual world), also the adoptions each policy's top K truly
+    causes, Σ (p_true − p_natural), against the best top K by that uplift: the oracle uplift ratio
+    (`oracle_uplift_ratio`, `oracle_uplift_ratio_<baseline>`); otherwise a note says there is none.
     `progress` watches the feature SQL of every cardholder and gets a bar over the policies.
     """
     snapshot = data.con.sql(snapshot_all_sql(as_of.date())).to_arrow_table()
@@ -357,6 +467,20 @@ def evaluate_oracle(
     group = _groups(matrix.frame["cardholder_id"])
     n_groups = int(group.max()) + 1 if len(group) else 0
     policies = {"model": parts.score(matrix), **baseline_scores(matrix, popularity, seed)}
+    uplift: FloatArray | None = None
+    best_uplift = math.nan
+    if ORACLE_NATURAL_COLUMN in truth.columns:
+        # A pair missing from the oracle causes nothing (it is counted as an invalid suggestion above).
+        natural = truth[ORACLE_NATURAL_COLUMN].fillna(0.0).to_numpy(dtype=np.float64)
+        uplift = np.maximum(p_true - natural, 0.0)
+        best_uplift = _oracle_best(group, uplift, config.top_k)
+        evaluation.oracle_best_uplift = best_uplift
+        evaluation.metrics["oracle_best_caused_adoptions_top_k"] = best_uplift
+    else:
+        evaluation.notes.append(
+            "the oracle has no p_natural (not a counterfactual world, see `nba generate --uplift-mix`): "
+            "no oracle uplift ratio"
+        )
     best = _oracle_best(group, p_true, config.top_k)
     best_worth = _oracle_best(group, worth_true, config.top_k)
     evaluation.oracle_best = best
@@ -366,6 +490,13 @@ def evaluate_oracle(
             chosen = _choose(group, score, matrix, benefits, config)
             expected = float(p_true[chosen].sum() / max(n_groups, 1))
             evaluation.oracle[name] = (expected, expected / best if best > 0 else float("nan"))
+            if uplift is not None:
+                caused = float(uplift[chosen].sum() / max(n_groups, 1))
+                ratio = caused / best_uplift if best_uplift > 0 else float("nan")
+                evaluation.oracle_uplift[name] = (caused, ratio)
+                suffix = "" if name == "model" else f"_{name}"
+                evaluation.metrics[f"oracle_caused_adoptions_top_k{suffix}"] = caused
+                evaluation.metrics[f"oracle_uplift_ratio{suffix}"] = ratio
             if name != "model":
                 evaluation.metrics[f"oracle_ratio_{name}"] = evaluation.oracle[name][1]
             if name == "model":

@@ -172,6 +172,26 @@ def render_report(
         lines += _table(["policy", "IPS", "SNIPS", "logging policy (observed)", "ESS"], rows)
         warnings = {est.warning for est in evaluation.off_policy.values() if est.warning}
         lines += [f"\nNote: {w}" for w in sorted(warnings)]
+    if evaluation.doubly_robust:
+        lines += [
+            "",
+            "Doubly robust (the adoption model's probability as the outcome model, corrected by the logged "
+            "outcomes; adoptions per call, 95% CI; `logging` is the logging policy on its own logs):",
+            "",
+        ]
+        rows = []
+        for name, dr in evaluation.doubly_robust.items():
+            truth = evaluation.true_per_call.get(name)
+            rows.append(
+                [
+                    name,
+                    f"{dr.dr:.4f} [{dr.dr_ci[0]:.4f}, {dr.dr_ci[1]:.4f}]",
+                    f"{dr.sndr:.4f} [{dr.sndr_ci[0]:.4f}, {dr.sndr_ci[1]:.4f}]",
+                    f"{dr.direct:.4f}",
+                    "" if truth is None else f"{truth:.4f}",
+                ]
+            )
+        lines += _table(["policy", "DR", "SNDR", "direct method", "truth (generator)"], rows)
     if evaluation.oracle:
         lines += [
             "",
@@ -197,6 +217,18 @@ def render_report(
             f"(value floor ${arbitration.value_floor_usd:g} a year). "
             f"Invalid suggestions (not on the card, used, duplicated): {evaluation.invalid_suggestions}.",
         ]
+    if evaluation.oracle_uplift:
+        lines += [
+            "",
+            f"What the suggestions cause (a counterfactual world's oracle): the adoptions a policy's top "
+            f"{arbitration.top_k} truly adds beyond those that happen without a conversation, Σ (p_true − p_natural), "
+            f"per cardholder; the best top {arbitration.top_k} by that uplift causes {_fmt(evaluation.oracle_best_uplift)}.",
+            "",
+        ]
+        rows = [
+            [name, _fmt(caused), _fmt(ratio, 3)] for name, (caused, ratio) in evaluation.oracle_uplift.items()
+        ]
+        lines += _table(["policy", f"caused adoptions, top {arbitration.top_k}", "oracle uplift ratio"], rows)
     if estimator is not None:
         lines += _estimator_lines(estimator)
     lines += ["", "## Extra cardholder columns", ""]

@@ -42,6 +42,19 @@ def print_evaluation(evaluation: Evaluation, console: Console | None = None) -> 
         table.add_row(*cells)
     if names:
         console.print(table)
+    if evaluation.doubly_robust:
+        console.print(
+            "doubly robust adoptions/call [95% CI]: "
+            + "; ".join(
+                f"{name} {dr.dr:.4f} [{dr.dr_ci[0]:.4f}, {dr.dr_ci[1]:.4f}]"
+                + (
+                    f" (truth {evaluation.true_per_call[name]:.4f})"
+                    if name in evaluation.true_per_call
+                    else ""
+                )
+                for name, dr in evaluation.doubly_robust.items()
+            )
+        )
     if evaluation.oracle:
         lift = m.get("oracle_lift_over_best_baseline")
         console.print(
@@ -53,6 +66,15 @@ def print_evaluation(evaluation: Evaluation, console: Console | None = None) -> 
             f"value-weighted (true adoption × true value): model {_fmt(m.get('oracle_value_weighted_usd'), 2)} "
             f"of the oracle's best {_fmt(m.get('oracle_best_value_weighted_usd'), 2)} dollars a year per "
             f"cardholder, ratio {_fmt(m.get('oracle_value_weighted_ratio'), 3)}"
+        )
+    if evaluation.oracle_uplift:
+        ratios = ", ".join(
+            f"{name} {_fmt(ratio, 3)}" for name, (_, ratio) in evaluation.oracle_uplift.items()
+        )
+        console.print(
+            f"oracle uplift (adoptions the top 3 truly causes, p_true − p_natural): model "
+            f"{_fmt(m.get('oracle_caused_adoptions_top_k'))} of the best {_fmt(evaluation.oracle_best_uplift)} "
+            f"per cardholder; uplift ratio {ratios}"
         )
     baselines = {k.removeprefix("baseline_auc_"): v for k, v in m.items() if k.startswith("baseline_auc_")}
     if baselines:

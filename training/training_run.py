@@ -64,6 +64,9 @@ class TrainOptions:
     feature_config: Path | None = None
     catalog_path: Path | None = None
     oracle: Path | None = None
+    # The generator's call truth (`generate_world(..., call_truth=True)`): each policy's true adoptions per
+    # logged held-out call, beside its IPS and DR estimates.
+    call_truth: Path | None = None
     promote: bool = False
     num_boost_round: int = 2000
     seed: int = 0
@@ -266,7 +269,14 @@ def evaluate_rows(
                 **baseline_scores(candidates, popularity, options.seed),
             }
             evaluate_off_policy(
-                evaluation, test_rows, candidates, policies, benefits, options.arbitration, progress
+                evaluation,
+                test_rows,
+                candidates,
+                policies,
+                benefits,
+                options.arbitration,
+                progress,
+                call_truth=None if options.call_truth is None else pd.read_parquet(options.call_truth),
             )
             done.advance()
         else:
