@@ -12,7 +12,7 @@ import pytest
 
 from nba.insights._adoption import NOT_PRESENTED, _caused_row, _propensity, _Units, wilson_interval
 from nba.vocab import ADOPTION_WINDOW_DAYS, OUTCOMES
-from training.generate import generate_world
+from training.synth import generate_world
 from training.insights_job import _adoption_section, adoption_lines, run_insights
 from training.progress import SILENT
 
