@@ -12,9 +12,9 @@ import pytest
 
 from nba.insights._adoption import NOT_PRESENTED, _caused_row, _propensity, _Units, wilson_interval
 from nba.vocab import ADOPTION_WINDOW_DAYS, OUTCOMES
-from training.synth import generate_world
 from training.insights_job import _adoption_section, adoption_lines, run_insights
 from training.progress import SILENT
+from training.synth import generate_world
 
 
 def _confounded(n: int, effect: float, seed: int) -> _Units:
