@@ -205,6 +205,15 @@ def start_spark(settings: SparkSettings) -> SparkSession:
     return session
 
 
+def running_spark() -> SparkSession | None:
+    """The SparkSession this process runs already, or None (also when PySpark is not installed)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        return None
+    return SparkSession.getActiveSession()
+
+
 def first_line(exc: BaseException) -> str:
     """The first meaningful line of a JVM or PySpark error (they run to pages of stack trace)."""
     for line in str(exc).strip().splitlines():
