@@ -26,7 +26,7 @@ from nba.errors import DataError
 from nba.features import PAIR_FEATURES, BenefitTable, ExtraColumns, snapshot_all_sql
 from nba.model import HolderEncoding, SpendEstimator
 from nba.progress import NO_PROGRESS, ProgressHook
-from nba.vocab import CALL_REASONS, NOT_DISCUSSED
+from nba.vocab import CALL_REASONS, UNHEARD_OUTCOMES
 from training.metrics import (
     CalibrationTable,
     ClassificationMetrics,
@@ -177,7 +177,7 @@ def evaluate_logged(
     p_test: FloatArray,
 ) -> None:
     """Classification and per-call ranking metrics on held-out presentations the cardholder heard."""
-    heard = (test_rows["outcome"] != NOT_DISCUSSED).to_numpy()
+    heard = ~test_rows["outcome"].isin(UNHEARD_OUTCOMES).to_numpy()
     y = test_rows["adopted"].to_numpy(dtype=np.float64)[heard]
     p = p_test[heard]
     evaluation.classification = classification_metrics(y, p)
@@ -203,7 +203,7 @@ def evaluate_months(
 ) -> None:
     """`evaluation.months`: the held-out slice month by month (heard presentations; a month with one
     class only gets NaN AUCs), so a lead over the baselines that shrinks within it shows without a refit."""
-    heard = (test_rows["outcome"] != NOT_DISCUSSED).to_numpy()
+    heard = ~test_rows["outcome"].isin(UNHEARD_OUTCOMES).to_numpy()
     months = pd.to_datetime(test_rows["as_of"]).dt.strftime("%Y-%m").to_numpy()
     baselines = baseline_scores(test_matrix, popularity, seed)
     y_all = test_rows["adopted"].to_numpy(dtype=np.float64)
@@ -235,7 +235,7 @@ def evaluate_baselines_logged(
     seed: int,
 ) -> None:
     """Each baseline's AUC on the same held-out presentations as the model's (`baseline_auc_<name>`)."""
-    heard = (test_rows["outcome"] != NOT_DISCUSSED).to_numpy()
+    heard = ~test_rows["outcome"].isin(UNHEARD_OUTCOMES).to_numpy()
     y = test_rows["adopted"].to_numpy(dtype=np.float64)[heard]
     if not heard.any():
         return

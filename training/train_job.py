@@ -44,7 +44,7 @@ from nba.model import (
     set_current,
     write_model_dir,
 )
-from nba.vocab import NOT_DISCUSSED
+from nba.vocab import UNHEARD_OUTCOMES, UNMARKED
 from training.backtest_months import (
     BacktestResult,
     backtest_in_training,
@@ -158,7 +158,7 @@ def train_model(
         t = timer.step("spend estimator", t, estimator.describe())
 
         progress.step("training set: candidate matrix")
-        heard = (rows["outcome"].fillna("") != NOT_DISCUSSED).to_numpy()
+        heard = ~rows["outcome"].isin(UNHEARD_OUTCOMES).to_numpy()
         benefit_encoder = CategoryEncoder.fit(
             BENEFIT_ENCODER, rows.loc[split.train & heard, "benefit_id"].tolist()
         )
@@ -267,6 +267,8 @@ def train_model(
         "label_source": labelled.label_source,
         "rows": len(rows),
         "rows_heard": int(heard.sum()),
+        # Shown, nobody recorded what happened: in no label (nba.vocab.UNMARKED says why).
+        "rows_unmarked": int((rows["outcome"] == UNMARKED).sum()),
         "positives": int(y[heard].sum()),
         "left_out": labelled.left_out,
         "train_rows": int(train_mask.sum()),
@@ -530,7 +532,7 @@ def _compare_with_champion(
         if champion.extra == parts.extra
         else compute_snapshots(run.data, snapshots_of(rows), run.mcc_map, champion.extra, progress)
     )
-    heard = (rows["outcome"].fillna("") != NOT_DISCUSSED).to_numpy()
+    heard = ~rows["outcome"].isin(UNHEARD_OUTCOMES).to_numpy()
     y = rows["adopted"].to_numpy(dtype=np.float64)[heard]
     their_matrix = build_pair_matrix(
         rows, their_snapshots, theirs.holder, theirs.estimator, run.benefits, theirs.benefit_codes

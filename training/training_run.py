@@ -27,7 +27,7 @@ from nba.decision import ArbitrationConfig
 from nba.errors import DataError
 from nba.features import BenefitTable, FeatureConfig, load_feature_config
 from nba.model import ModelBundle, PropensityModel
-from nba.vocab import NOT_DISCUSSED
+from nba.vocab import UNHEARD_OUTCOMES
 from training.cli_options import TRAIN_BACKTEST_MONTHS
 from training.evaluate import (
     Evaluation,
@@ -151,7 +151,7 @@ def snapshots_of(frame: pd.DataFrame) -> pa.Table:
 
 def popularity_of(train_rows: pd.DataFrame) -> dict[str, float]:
     """Each benefit's adoption rate among the heard presentations of `train_rows` (the most-popular baseline)."""
-    heard = train_rows[train_rows["outcome"].fillna("") != NOT_DISCUSSED]
+    heard = train_rows[~train_rows["outcome"].isin(UNHEARD_OUTCOMES)]
     return {str(k): float(v) for k, v in heard.groupby("benefit_id")["adopted"].mean().items()}
 
 

@@ -25,7 +25,7 @@ from nba.features._matrix import HISTORY_COLUMNS, BenefitTable
 from nba.features._sql import ExtraColumns, build_benefit_history, build_cardholder_features, snapshot_all_sql
 from nba.model._bundle import ModelBundle
 from nba.progress import NO_PROGRESS, ProgressHook
-from nba.vocab import NOT_DISCUSSED, SPEND_CATEGORIES
+from nba.vocab import SPEND_CATEGORIES, UNHEARD_OUTCOMES
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -37,7 +37,7 @@ SELECT c.cardholder_id, c.benefit_id,
        count(*) FILTER (WHERE s.as_of - CAST(c.presented_at AS DATE) <= 90) AS presented_90d
 FROM conversations AS c
 JOIN ({snapshots}) AS s ON s.cardholder_id = c.cardholder_id AND CAST(c.presented_at AS DATE) < s.as_of
-WHERE c.outcome <> '{not_discussed}'
+WHERE c.outcome NOT IN ({unheard})
 GROUP BY c.cardholder_id, c.benefit_id
 """
 CONTACT_COLUMNS: Final = ("cardholder_id", "benefit_id", "days_since_declined", "presented_90d")
@@ -415,7 +415,7 @@ def compute_profile_tables(
         history = build_benefit_history(data.con, snapshots)
     with progress.query(data.con, "contact history SQL"):
         contact = data.con.sql(
-            _CONTACT_SQL.format(snapshots=snapshots, not_discussed=NOT_DISCUSSED)
+            _CONTACT_SQL.format(snapshots=snapshots, unheard=", ".join(f"'{o}'" for o in UNHEARD_OUTCOMES))
         ).to_arrow_table()
     return ProfileTables(features=features, history=history, contact=contact, extra=extra)
 
