@@ -37,11 +37,17 @@ CallReason = Literal[
 ]
 Outcome = Literal["accepted", "declined", "not_discussed", "already_aware"]
 BenefitKind = Literal["earn_rate", "statement_credit", "perk", "protection"]
+# What a model is trained to rank by (`nba train --objective`, the manifest's `params.objective`): the chance
+# a cardholder starts using a benefit after a conversation, or the adoptions the conversation adds beyond
+# what happens without it (uplift). Default stays adoption until uplift wins on the worlds' truth.
+Objective = Literal["adoption", "uplift"]
 
 SPEND_CATEGORIES: Final[tuple[str, ...]] = get_args(SpendCategory)
 CALL_REASONS: Final[tuple[str, ...]] = get_args(CallReason)
 OUTCOMES: Final[tuple[str, ...]] = get_args(Outcome)
 BENEFIT_KINDS: Final[tuple[str, ...]] = get_args(BenefitKind)
+OBJECTIVES: Final[tuple[str, ...]] = get_args(Objective)
+DEFAULT_OBJECTIVE: Final = "adoption"
 # The outcome of a suggestion the agent marked as not brought up: the cardholder did not hear it, so it
 # counts as a presentation in no feature, no contact rule, no acceptance rate and no adoption label; for the
 # uplift model it is a control (shown on screen, not said).

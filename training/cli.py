@@ -19,7 +19,13 @@ import typer
 from nba.contract import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
 from nba.decision import PUBLIC_FIELD_NAMES, ArbitrationConfig, EngineConfig
 from nba.errors import NbaError, ValidationError
-from nba.vocab import DEFAULT_VALUE_FLOOR_USD, INSIGHTS_MIN_AGENT_CALLS, MAX_SUGGESTIONS, MAX_VALUE_FLOOR_USD
+from nba.vocab import (
+    DEFAULT_OBJECTIVE,
+    DEFAULT_VALUE_FLOOR_USD,
+    INSIGHTS_MIN_AGENT_CALLS,
+    MAX_SUGGESTIONS,
+    MAX_VALUE_FLOOR_USD,
+)
 from training.cli_options import (
     DEFAULT_MONTHS,
     MAX_MONTHS,
@@ -249,6 +255,15 @@ def train(
             "labelled before it; 0: none). `nba backtest` fits everything per month.",
         ),
     ] = TRAIN_BACKTEST_MONTHS,
+    objective: Annotated[
+        str,
+        typer.Option(
+            help="What the model ranks by: adoption (the chance a cardholder starts using a benefit after "
+            "a conversation) or uplift (the adoptions the conversation adds beyond what happens without it: "
+            "a DR-learner beside the adoption model; needs controls). Saved in the manifest; the service "
+            "ranks by it.",
+        ),
+    ] = DEFAULT_OBJECTIVE,
     quiet: Quiet = False,
 ) -> None:
     """Train a model version: features, training set, spend estimator, LightGBM model, evaluation, report."""
@@ -268,6 +283,7 @@ def train(
         threads=threads or usable_cpus(),
         backtest_months=backtest_months,
         arbitration=ArbitrationConfig(value_floor_usd=value_floor),
+        objective=objective,
     )
     with cli_reporter(quiet) as progress:
         result = train_model(data, out, options, progress)

@@ -56,6 +56,12 @@ class ScoringParts:
     estimator: SpendEstimator
     benefit_codes: FloatArray
     score: Scorer
+    # What the model's policy ranks by, when not `score` (p_adopt): an uplift model's estimated uplift.
+    rank: Scorer | None = None
+
+    def ranking(self, matrix: PairMatrix) -> FloatArray:
+        """What arbitration ranks the rows of `matrix` by for this model (`rank`, else `score`)."""
+        return self.rank(matrix) if self.rank is not None else self.score(matrix)
 
 
 @dataclass(frozen=True)
@@ -356,7 +362,7 @@ def evaluate_oracle(
     worth_true = p_true * truth["value_usd"].fillna(0.0).to_numpy(dtype=np.float64)
     group = _groups(matrix.frame["cardholder_id"])
     n_groups = int(group.max()) + 1 if len(group) else 0
-    policies = {"model": parts.score(matrix), **baseline_scores(matrix, popularity, seed)}
+    policies = {"model": parts.ranking(matrix), **baseline_scores(matrix, popularity, seed)}
     best = _oracle_best(group, p_true, config.top_k)
     best_worth = _oracle_best(group, worth_true, config.top_k)
     evaluation.oracle_best = best

@@ -26,8 +26,8 @@ from nba.contract import (
 from nba.decision import ArbitrationConfig
 from nba.errors import DataError
 from nba.features import BenefitTable, FeatureConfig, load_feature_config
-from nba.model import ModelBundle, PropensityModel
-from nba.vocab import UNHEARD_OUTCOMES
+from nba.model import ModelBundle, PropensityModel, UpliftModel
+from nba.vocab import DEFAULT_OBJECTIVE, UNHEARD_OUTCOMES
 from training.cli_options import TRAIN_BACKTEST_MONTHS
 from training.evaluate import (
     Evaluation,
@@ -86,6 +86,8 @@ class TrainOptions:
     threads: int = 0
     # The latest months backtested within the run, shown in the report (0: none).
     backtest_months: int = TRAIN_BACKTEST_MONTHS
+    # What the model ranks by (nba.vocab.OBJECTIVES): `uplift` adds a DR-learner beside the adoption model.
+    objective: str = DEFAULT_OBJECTIVE
 
 
 def load_inputs(data_dir: Path, options: TrainOptions) -> tuple[Catalog, MccMap, FeatureConfig]:
@@ -172,7 +174,17 @@ def bundle_parts(bundle: ModelBundle, benefits: BenefitTable) -> ScoringParts:
         estimator=bundle.estimator,
         benefit_codes=bundle.benefit_codes(benefits),
         score=score_with(bundle.model),
+        rank=uplift_of(bundle.uplift) if bundle.uplift is not None else None,
     )
+
+
+def uplift_of(model: UpliftModel) -> Callable[[PairMatrix], np.ndarray[Any, np.dtype[np.float64]]]:
+    """The ranking of ScoringParts for an uplift model: a pair matrix → estimated uplift per row."""
+
+    def rank(matrix: PairMatrix) -> np.ndarray[Any, np.dtype[np.float64]]:
+        return model.predict(matrix.X) if len(matrix.X) else np.zeros(0)
+
+    return rank
 
 
 def _candidates_for(
@@ -262,7 +274,7 @@ def evaluate_rows(
         if off_policy:
             candidates = _candidates_for(test_rows, snapshots, parts, run.catalog, benefits)
             policies = {
-                "model": parts.score(candidates),
+                "model": parts.ranking(candidates),
                 **baseline_scores(candidates, popularity, options.seed),
             }
             evaluate_off_policy(

@@ -220,7 +220,10 @@ class Engine:
         scores = self.scorer.score(X)
         p_adopt = scores.p_adopt
         priority = compute_priority(
-            p_adopt, value, self.benefits.lever[candidates], self.config.arbitration.gamma
+            self.bundle.ranking_scores(X, p_adopt),
+            value,
+            self.benefits.lever[candidates],
+            self.config.arbitration.gamma,
         )
         categories = self.covers[candidates]
         chosen, logging_prob = self._choose(priority, categories, limit)
@@ -398,7 +401,10 @@ class Engine:
         p_adopt = self.bundle.model.predict_proba(X)[:, 1]
         benefit = np.concatenate(candidates).astype(np.int64)
         priority = compute_priority(
-            p_adopt, value, self.benefits.lever[benefit], self.config.arbitration.gamma
+            self.bundle.ranking_scores(X, p_adopt),
+            value,
+            self.benefits.lever[benefit],
+            self.config.arbitration.gamma,
         )
         categories = self.covers[benefit]
         worth = self._worth_saying(benefit, value)
