@@ -90,12 +90,12 @@ def make_world(cardholders: int, seed: int, out_dir: Path) -> str:
         return made
     shutil.rmtree(out_dir, ignore_errors=True)
     try:
-        from training.generate import generate_world
+        from training.synth import generate_world
     except ImportError:
-        made = "duckdb synthesis (training.generate not found)"
+        made = "duckdb synthesis (training.synth not found)"
         _synthesize_world(cardholders, seed, out_dir)
     else:
-        made = "training.generate.generate_world"
+        made = "training.synth.generate_world"
         generate_world(cardholders, seed=seed, out_dir=out_dir, fmt="parquet")
     marker.write_text(json.dumps({"made_by": made, "cardholders": cardholders, "seed": seed}))
     return made

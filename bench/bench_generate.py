@@ -33,7 +33,7 @@ FLOOR_CHUNK_ROWS = 5_000_000
 
 def _generate_child(conn: Connection, cardholders: int, seed: int, out_dir: str) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from training.generate import generate_world
+    from training.synth import generate_world
 
     started = time.perf_counter()
     summary = generate_world(cardholders, seed=seed, out_dir=Path(out_dir), fmt="parquet")

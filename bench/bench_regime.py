@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from training.backtest_job import backtest_frame, run_backtest
-from training.generate import generate_world
+from training.synth import generate_world
 from training.training_run import TrainOptions
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -107,7 +107,7 @@ def machine() -> dict[str, Any]:
 
 def _generate_child(conn: Connection, cardholders: int, seed: int, out_dir: str) -> None:
     sys.path.insert(0, str(ROOT))
-    from training.generate import generate_world
+    from training.synth import generate_world
 
     started = time.perf_counter()
     summary = generate_world(cardholders, seed=seed, out_dir=Path(out_dir), fmt="parquet")

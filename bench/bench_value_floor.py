@@ -25,7 +25,7 @@ from typing import Any
 
 from nba.decision import ArbitrationConfig
 from nba.vocab import DEFAULT_VALUE_FLOOR_USD
-from training.generate import generate_world
+from training.synth import generate_world
 from training.train_job import TrainOptions, evaluate_model, train_model
 
 ROOT = Path(__file__).resolve().parents[1]

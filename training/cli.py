@@ -46,7 +46,7 @@ from training.profiles_cli import profiles_app
 from training.serve_cli import keys_app, serve
 
 if TYPE_CHECKING:
-    from training.generate import WorldSummary
+    from training.synth import WorldSummary
 
 app = typer.Typer(
     name="nba",
@@ -137,9 +137,27 @@ def generate(
             ),
         ),
     ] = None,
+    uplift_mix: Annotated[
+        str | None,
+        typer.Option(
+            "--uplift-mix",
+            help=(
+                "A counterfactual world: SURE:PERSUADABLE:BETWEEN weights (e.g. 1:1:1) split the catalog's "
+                "benefits into ones people take up on their own, ones they take up only when told, and in "
+                "between; pitches on the wrong call lower NPS; the oracle gains p_natural and uplift_class."
+            ),
+        ),
+    ] = None,
+    exploration_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--exploration-rate",
+            help="Share of calls on which the logging policy shows eligible benefits in a random order (default 0.3).",
+        ),
+    ] = None,
 ) -> None:
     """Generate a synthetic world in the data contract, with its hidden truth written as an oracle file."""
-    from training.generate import DEFAULT_AS_OF, generate_world
+    from training.synth import DEFAULT_AS_OF, LEGACY_EPSILON, generate_world
 
     if file_format not in ("csv", "parquet"):
         raise typer.BadParameter(f"must be csv or parquet, got {file_format!r}", param_hint="--format")
@@ -152,6 +170,8 @@ def generate(
         oracle_path=oracle,
         catalog_path=catalog,
         regime_shift=parse_date(regime_shift),
+        uplift_mix=uplift_mix,
+        exploration_rate=LEGACY_EPSILON if exploration_rate is None else exploration_rate,
     )
     typer.echo(format_world(summary))
 
@@ -159,6 +179,7 @@ def generate(
 def format_world(summary: WorldSummary) -> str:
     """What `nba generate` wrote, for a person: the folder, rows per table, the oracle, the time."""
     shift = f", changing from {summary.regime_shift}" if summary.regime_shift else ""
+    shift += f", uplift mix {summary.uplift_mix}" if summary.uplift_mix else ""
     lines = [
         f"{summary.out_dir}: a synthetic world as of {summary.as_of} (seed {summary.seed}, "
         f"{summary.fmt}{shift}) in {summary.seconds:.1f} s"

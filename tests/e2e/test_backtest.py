@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from training.cli import main
-from training.generate import generate_world
+from training.synth import generate_world
 
 pytestmark = pytest.mark.slow  # a world of its own, a model fit per month
 

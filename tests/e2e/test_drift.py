@@ -20,8 +20,8 @@ from tests.deployment import Deployment
 from training.cli import main
 from training.drift_job import DriftResult, DriftScorer, relation_drift, run_drift
 from training.engine_job import build_snapshot
-from training.generate import generate_world
 from training.presentations import load_presentations
+from training.synth import generate_world
 
 SHIFT = date(2026, 8, 1)
 # Newer data for the sample model to meet: larger than the sample (3,000), so that its newest month holds

@@ -25,7 +25,7 @@ from training.backtest_job import run_backtest
 from training.backtest_months import BacktestResult
 from training.cli import main
 from training.drift_job import run_drift
-from training.generate import generate_world
+from training.synth import generate_world
 from training.train_job import TrainResult, train_model
 from training.training_run import TrainOptions
 

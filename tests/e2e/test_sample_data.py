@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from nba.contract._validation import validate_data
-from training.generate import TABLE_NAMES, generate_world
+from training.synth import TABLE_NAMES, generate_world
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data_samples"

@@ -13,7 +13,7 @@ from nba.errors import DataError, ModelError
 from nba.model._bundle import load_bundle
 from nba.model._registry import read_current, set_current
 from training.cli import main
-from training.generate import generate_world
+from training.synth import generate_world
 from training.train_job import evaluate_model, train_model
 from training.training_run import TrainOptions
 

@@ -365,7 +365,7 @@ def test_boundary_world_matches_the_naive_reference(boundary_dir: Path, mcc_map:
 
 
 def test_generated_world_matches_the_naive_reference(tmp_path: Path, mcc_map: MccMap) -> None:
-    generate = pytest.importorskip("training.generate")
+    generate = pytest.importorskip("training.synth")
     data_dir = tmp_path / "world"
     generate.generate_world(40, seed=3, out_dir=data_dir, fmt="csv")
     with open_data(data_dir) as data:

@@ -20,7 +20,7 @@ from nba.contract._mcc import load_mcc_map
 from nba.contract._validation import validate_data
 from nba.errors import DataError
 from nba.vocab import SENSITIVE_CALL_REASONS, SPEND_CATEGORIES
-from training.generate import (
+from training.synth import (
     DEFAULT_AS_OF,
     LEGACY_EPSILON,
     LEGACY_POPULARITY,

@@ -18,7 +18,7 @@ from nba.contract._validation import validate_data
 from nba.errors import DataError
 from nba.vocab import TRAVEL_CATEGORIES
 from training.evaluate import read_oracle
-from training.generate import (
+from training.synth import (
     DEFAULT_AS_OF,
     LAUNCHED_BENEFIT,
     ORACLE_AS_OF_COLUMN,

@@ -18,9 +18,9 @@ from nba.insights import GroupCounts, bootstrap_nps
 from tests.conftest import VALID_TABLES, write_tables
 from tests.unit.test_store import T0, FakeClock, make_decision
 from training.cli import main
-from training.generate import generate_world
 from training.insights_job import InsightsResult, run_insights
 from training.progress import SILENT
+from training.synth import generate_world
 
 
 @dataclass
