@@ -40,7 +40,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def uplift_model(world: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     data, _ = world
-    options = TrainOptions(objective="uplift", backtest_months=0, threads=1)
+    options = TrainOptions(objective="uplift", backtest_months=0, threads=1, ship_all_rows=False)
     return train_model(data, tmp_path_factory.mktemp("models"), options).model_dir
 
 
@@ -96,7 +96,7 @@ def test_the_service_ranks_an_uplift_model_by_uplift_and_still_shows_p_adopt(
 
 def test_no_exploration_is_said_in_the_report_with_the_assumptions(tmp_path: Path) -> None:
     summary = generate_world(CARDHOLDERS, 6, tmp_path / "data", uplift_mix="1:1:1", exploration_rate=0.0)
-    options = TrainOptions(objective="uplift", backtest_months=0, threads=1)
+    options = TrainOptions(objective="uplift", backtest_months=0, threads=1, ship_all_rows=False)
     result = train_model(summary.out_dir, tmp_path / "models", options)
     report = (result.model_dir / "report.md").read_text()
     assert "no ε-exploration in the data" in report and "rests on assumptions" in report
