@@ -47,7 +47,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from nba.vocab import NOT_DISCUSSED
+from nba.vocab import UNHEARD_OUTCOMES
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_PATH = ROOT / "bench" / "results" / "train.json"
@@ -280,7 +280,7 @@ def _fit_child(conn: Connection, data_dir_s: str, model_dir_s: str, repeat: int,
         rows, snapshots, bundle.holder, bundle.estimator, benefits, bundle.benefit_codes(benefits)
     )
     y = rows["adopted"].to_numpy(dtype=np.float64)
-    heard = (rows["outcome"].fillna("") != NOT_DISCUSSED).to_numpy()
+    heard = ~rows["outcome"].isin(UNHEARD_OUTCOMES).to_numpy()
     train_mask, valid_mask = split.train & heard, split.valid & heard
     del snapshots, labelled
     rebuild_s = time.perf_counter() - started

@@ -37,14 +37,31 @@ CallReason = Literal[
 ]
 Outcome = Literal["accepted", "declined", "not_discussed", "already_aware"]
 BenefitKind = Literal["earn_rate", "statement_credit", "perk", "protection"]
+# What a model is trained to rank by (`nba train --objective`, the manifest's `params.objective`): the chance
+# a cardholder starts using a benefit after a conversation, or the adoptions the conversation adds beyond
+# what happens without it (uplift). Default stays adoption until uplift wins on the worlds' truth.
+Objective = Literal["adoption", "uplift"]
 
 SPEND_CATEGORIES: Final[tuple[str, ...]] = get_args(SpendCategory)
 CALL_REASONS: Final[tuple[str, ...]] = get_args(CallReason)
 OUTCOMES: Final[tuple[str, ...]] = get_args(Outcome)
 BENEFIT_KINDS: Final[tuple[str, ...]] = get_args(BenefitKind)
-# The outcome of a suggestion the agent did not bring up, or never marked: the cardholder did not hear it,
-# so it counts as a presentation in no feature, no contact rule, no acceptance rate and no training label.
+OBJECTIVES: Final[tuple[str, ...]] = get_args(Objective)
+DEFAULT_OBJECTIVE: Final = "adoption"
+# The outcome of a suggestion the agent marked as not brought up: the cardholder did not hear it, so it
+# counts as a presentation in no feature, no contact rule, no acceptance rate and no adoption label; for the
+# uplift model it is a control (shown on screen, not said).
 NOT_DISCUSSED: Final = "not_discussed"
+# A suggestion shown to the agent that nobody marked (no outcome recorded): it may well have been discussed.
+# Not an outcome an agent records (`OUTCOMES`), but one the data contract's `conversations` table carries
+# (`LOGGED_OUTCOMES`: what `nba export-feedback` writes for it). Not known to be heard, it counts like
+# `not_discussed` in features and contact rules (as the service does for a suggestion nobody marked); not
+# known to be unheard either, it is left out of the adoption model's rows and of the uplift model's treated
+# and control groups alike, and the insights show it as its own group.
+UNMARKED: Final = "unmarked"
+LOGGED_OUTCOMES: Final[tuple[str, ...]] = (*OUTCOMES, UNMARKED)
+# The logged outcomes that count as no contact in features, contact rules and acceptance rates.
+UNHEARD_OUTCOMES: Final[tuple[str, ...]] = (NOT_DISCUSSED, UNMARKED)
 
 # On these calls nothing is pitched unless the catalog names the call reason in a benefit's
 # `suitable_call_reasons` explicitly.
@@ -97,5 +114,6 @@ SUGGESTION_STATUSES: Final[tuple[str, ...]] = (
     "declined",
     "already_aware",
     "not_discussed",
+    "unmarked",
     "nothing suggested",
 )

@@ -22,7 +22,7 @@ from nba.drift import RelationShift, relation_shifts
 from nba.errors import DataError, check_param
 from nba.features import FeatureConfig, load_feature_config
 from nba.model import ModelBundle, load_bundle
-from nba.vocab import NOT_DISCUSSED
+from nba.vocab import UNHEARD_OUTCOMES
 from training.backtest_months import (
     BacktestMonth,
     BacktestResult,
@@ -208,7 +208,7 @@ def relation_of(run: TrainingRun, fitted: _Fitted, start: date) -> tuple[Relatio
     then_rows = run.rows[recent].reset_index(drop=True)
     sides = []
     for rows, matrix in ((then_rows, None), (fitted.rows, fitted.matrix)):
-        heard = (rows["outcome"].fillna("") != NOT_DISCUSSED).to_numpy()
+        heard = ~rows["outcome"].isin(UNHEARD_OUTCOMES).to_numpy()
         if matrix is None:
             snapshots = compute_snapshots(run.data, snapshots_of(rows), run.mcc_map, fitted.parts.extra)
             parts = fitted.parts

@@ -16,7 +16,7 @@ import pandas as pd
 
 from nba.errors import DataError
 from nba.model import Calibrator, PropensityModel
-from nba.vocab import NOT_DISCUSSED
+from nba.vocab import UNHEARD_OUTCOMES
 from training.evaluate import BASELINES, Evaluation, ScoringParts
 from training.pairs import HolderSnapshots, PairMatrix
 from training.presentations import LABEL_WINDOW_DAYS
@@ -216,7 +216,7 @@ def _month_rows(
     in_month = ((day >= start) & (day < end)).to_numpy()
     known_then = (day < start - timedelta(days=LABEL_WINDOW_DAYS)).to_numpy()
     rows = run.rows[in_month].reset_index(drop=True)
-    heard = (rows["outcome"].fillna("") != NOT_DISCUSSED).to_numpy()
+    heard = ~rows["outcome"].isin(UNHEARD_OUTCOMES).to_numpy()
     base = BacktestMonth(
         start,
         end,
@@ -299,7 +299,7 @@ def _refit_month(
     base, rows, in_month, known_then = _month_rows(run, start, end)
     if base.note:
         return base
-    heard = (run.rows["outcome"].fillna("") != NOT_DISCUSSED).to_numpy()
+    heard = ~run.rows["outcome"].isin(UNHEARD_OUTCOMES).to_numpy()
     y = run.rows["adopted"].to_numpy(dtype=np.float64)
     fit = known_then & heard
     if y[fit].sum() == 0:

@@ -20,7 +20,13 @@ import typer
 from nba.contract import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
 from nba.decision import PUBLIC_FIELD_NAMES, ArbitrationConfig, EngineConfig
 from nba.errors import NbaError, ValidationError
-from nba.vocab import DEFAULT_VALUE_FLOOR_USD, INSIGHTS_MIN_AGENT_CALLS, MAX_SUGGESTIONS, MAX_VALUE_FLOOR_USD
+from nba.vocab import (
+    DEFAULT_OBJECTIVE,
+    DEFAULT_VALUE_FLOOR_USD,
+    INSIGHTS_MIN_AGENT_CALLS,
+    MAX_SUGGESTIONS,
+    MAX_VALUE_FLOOR_USD,
+)
 from training.cli_options import (
     DEFAULT_MONTHS,
     MAX_MONTHS,
@@ -298,6 +304,15 @@ def train(
     engine: ComputeEngine = "duckdb",
     spark_master: SparkMaster = None,
     spark_conf: SparkConfFile = None,
+    objective: Annotated[
+        str,
+        typer.Option(
+            help="What the model ranks by: adoption (the chance a cardholder starts using a benefit after "
+            "a conversation) or uplift (the adoptions the conversation adds beyond what happens without it: "
+            "a DR-learner beside the adoption model; needs controls). Saved in the manifest; the service "
+            "ranks by it.",
+        ),
+    ] = DEFAULT_OBJECTIVE,
     quiet: Quiet = False,
 ) -> None:
     """Train a model version: features, training set, spend estimator, LightGBM model, evaluation, report."""
@@ -318,6 +333,7 @@ def train(
         threads=threads or usable_cpus(),
         backtest_months=backtest_months,
         arbitration=ArbitrationConfig(value_floor_usd=value_floor),
+        objective=objective,
     )
     with (
         open_engine(parse_engine(engine), data, spark_master, spark_conf) as spark,

@@ -59,7 +59,7 @@ from nba.model import (
     model_feature_names,
 )
 from nba.profiles import profiles_from_snapshot, resolve_snapshot
-from nba.vocab import DRIFT_REFERENCE_DAYS, NOT_DISCUSSED
+from nba.vocab import DRIFT_REFERENCE_DAYS, UNHEARD_OUTCOMES
 from training.pairs import PairMatrix, build_pair_matrix, compute_snapshots
 from training.presentations import LABEL_WINDOW_DAYS, load_presentations
 from training.progress import SILENT, Reporter
@@ -228,7 +228,7 @@ def newest_presentations_drift(
     # Labels as known by as_of: complete for presentations more than 30 days old, partial after.
     rows = load_presentations(data, as_of + timedelta(days=LABEL_WINDOW_DAYS)).table.to_pandas()
     rows["as_of"] = pd.to_datetime(rows["as_of"])
-    heard = rows[rows["outcome"].fillna("") != NOT_DISCUSSED]
+    heard = rows[~rows["outcome"].isin(UNHEARD_OUTCOMES)]
     newest_from = pd.Timestamp(as_of - timedelta(days=window_days))
     labelled_to = pd.Timestamp(as_of - timedelta(days=LABEL_WINDOW_DAYS))
     labelled_from = labelled_to - pd.Timedelta(days=window_days)
@@ -303,7 +303,7 @@ def relation_drift(
     mcc_map = load_mcc_map(override if override.exists() else None)
     rows = load_presentations(data, as_of).table.to_pandas()
     rows["as_of"] = pd.to_datetime(rows["as_of"])
-    heard = rows[rows["outcome"].fillna("") != NOT_DISCUSSED]
+    heard = rows[~rows["outcome"].isin(UNHEARD_OUTCOMES)]
     sides = []
     for start, end in (then, now):
         window = heard[(heard["as_of"] >= pd.Timestamp(start)) & (heard["as_of"] < pd.Timestamp(end))]

@@ -26,7 +26,7 @@ from nba.errors import DataError
 from nba.features import PAIR_FEATURES, BenefitTable, ExtraColumns, snapshot_all_sql
 from nba.model import HolderEncoding, SpendEstimator
 from nba.progress import NO_PROGRESS, ProgressHook
-from nba.vocab import CALL_REASONS, NOT_DISCUSSED
+from nba.vocab import CALL_REASONS, UNHEARD_OUTCOMES
 from training.metrics import (
     CalibrationTable,
     ClassificationMetrics,
@@ -59,6 +59,12 @@ class ScoringParts:
     estimator: SpendEstimator
     benefit_codes: FloatArray
     score: Scorer
+    # What the model's policy ranks by, when not `score` (p_adopt): an uplift model's estimated uplift.
+    rank: Scorer | None = None
+
+    def ranking(self, matrix: PairMatrix) -> FloatArray:
+        """What arbitration ranks the rows of `matrix` by for this model (`rank`, else `score`)."""
+        return self.rank(matrix) if self.rank is not None else self.score(matrix)
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,7 @@ class Evaluation:
     # Counterfactual oracles only: name → (true caused adoptions of its top K per cardholder, uplift ratio).
     oracle_uplift: dict[str, tuple[float, float]] = field(default_factory=dict)
     oracle_best_uplift: float | None = None
+    oracle_cardholders: int = 0  # the cardholders the oracle's policies were ranked for
     invalid_suggestions: int = 0
     notes: list[str] = field(default_factory=list)
     champion: ChampionComparison | None = None
@@ -198,7 +205,7 @@ def evaluate_logged(
     p_test: FloatArray,
 ) -> None:
     """Classification and per-call ranking metrics on held-out presentations the cardholder heard."""
-    heard = (test_rows["outcome"] != NOT_DISCUSSED).to_numpy()
+    heard = ~test_rows["outcome"].isin(UNHEARD_OUTCOMES).to_numpy()
     y = test_rows["adopted"].to_numpy(dtype=np.float64)[heard]
     p = p_test[heard]
     evaluation.classification = classification_metrics(y, p)
@@ -224,7 +231,7 @@ def evaluate_months(
 ) -> None:
     """`evaluation.months`: the held-out slice month by month (heard presentations; a month with one
     class only gets NaN AUCs), so a lead over the baselines that shrinks within it shows without a refit."""
-    heard = (test_rows["outcome"] != NOT_DISCUSSED).to_numpy()
+    heard = ~test_rows["outcome"].isin(UNHEARD_OUTCOMES).to_numpy()
     months = pd.to_datetime(test_rows["as_of"]).dt.strftime("%Y-%m").to_numpy()
     baselines = baseline_scores(test_matrix, popularity, seed)
     y_all = test_rows["adopted"].to_numpy(dtype=np.float64)
@@ -256,7 +263,7 @@ def evaluate_baselines_logged(
     seed: int,
 ) -> None:
     """Each baseline's AUC on the same held-out presentations as the model's (`baseline_auc_<name>`)."""
-    heard = (test_rows["outcome"] != NOT_DISCUSSED).to_numpy()
+    heard = ~test_rows["outcome"].isin(UNHEARD_OUTCOMES).to_numpy()
     y = test_rows["adopted"].to_numpy(dtype=np.float64)[heard]
     if not heard.any():
         return
@@ -466,7 +473,8 @@ def evaluate_oracle(
     worth_true = p_true * truth["value_usd"].fillna(0.0).to_numpy(dtype=np.float64)
     group = _groups(matrix.frame["cardholder_id"])
     n_groups = int(group.max()) + 1 if len(group) else 0
-    policies = {"model": parts.score(matrix), **baseline_scores(matrix, popularity, seed)}
+    evaluation.oracle_cardholders = n_groups
+    policies = {"model": parts.ranking(matrix), **baseline_scores(matrix, popularity, seed)}
     uplift: FloatArray | None = None
     best_uplift = math.nan
     if ORACLE_NATURAL_COLUMN in truth.columns:

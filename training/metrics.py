@@ -6,7 +6,8 @@ Four families, all pure functions of numpy arrays:
 - ranking quality over groups (a group is one call or one cardholder, with any number of candidate
   items): `ndcg_at_k`, `map_at_k`, `expected_adoptions_at_k`, `oracle_ratio`;
 - off-policy evaluation of a new deterministic top-k policy from the logs of an older stochastic
-  one: `estimate_off_policy` (IPS, SNIPS) and `estimate_doubly_robust` (DR, self-normalised DR).
+  one: `estimate_off_policy` (IPS, SNIPS) and `estimate_doubly_robust` (DR, self-normalised DR);
+- uplift ranking quality on treated and control units: `qini_curve` (Qini coefficient and AUUC).
 
 Ties in scores are broken by item order: among items of a group with equal scores, the one that comes
 first in the input arrays ranks higher (a stable sort), so every result is deterministic. Row numbers in
@@ -639,6 +640,72 @@ def _off_policy_warning(ess: float, min_weighted_prob: float) -> str | None:
 
 # ---------------------------------------------------------------------------------------------------
 # Input checks: messages name the parameter, the rule and the first offending row.
+
+
+@dataclass(frozen=True)
+class QiniCurve:
+    """How well a ranking by estimated uplift puts the units a conversation moves first.
+
+    `qini[i]`: with the top `fractions[i]` of units by score, the adoptions among their treated units
+    minus those among their controls scaled to the treated's (weighted) number, per treated unit of all
+    (Radcliffe's Qini curve, normalised). `coefficient`: the mean height of the curve above the straight
+    line from 0 to its end (a random ranking's expectation; > 0: better than random). `auuc`: the mean
+    height of the curve itself. Units are weighted (inverse chances of treatment undo a logging policy
+    that favoured some units); counts are the units, unweighted.
+    """
+
+    fractions: tuple[float, ...]
+    qini: tuple[float, ...]
+    coefficient: float
+    auuc: float
+    n_treated: int
+    n_control: int
+
+
+def qini_curve(
+    uplift: npt.ArrayLike,
+    treated: npt.ArrayLike,
+    adopted: npt.ArrayLike,
+    weights: npt.ArrayLike | None = None,
+    points: int = 101,
+) -> QiniCurve:
+    """The Qini curve of ranking units by `uplift` (highest first; ties keep input order), from `treated`
+    flags, `adopted` labels (0/1) and optional non-negative `weights`; `points` evenly spaced fractions
+    of the curve are kept for plotting (the coefficient and AUUC use every unit).
+
+    Raises ValueError for mismatched or empty inputs, and when there is no treated or no control unit.
+    """
+    score = _finite("uplift", uplift)
+    t = _flags("treated", treated)
+    y = _binary("adopted", adopted)
+    w = np.ones(score.size) if weights is None else _finite("weights", weights)
+    _same_length(("uplift", score), ("treated", t), ("adopted", y), ("weights", w))
+    _non_negative("weights", w)
+    points = _positive_int("points", points)
+    if t.all() or not t.any():
+        raise ValueError(
+            f"the Qini curve needs treated and control units: got {int(t.sum())} treated, {int((~t).sum())} controls"
+        )
+    order = np.argsort(-score, kind="stable")
+    w_t = np.where(t, w, 0.0)[order]
+    w_c = np.where(t, 0.0, w)[order]
+    y_sorted = y[order]
+    n_t, n_c = np.cumsum(w_t), np.cumsum(w_c)
+    y_t, y_c = np.cumsum(w_t * y_sorted), np.cumsum(w_c * y_sorted)
+    scaled_c = np.divide(y_c * n_t, n_c, out=np.zeros_like(y_c), where=n_c > 0)
+    total_treated = n_t[-1]
+    q = (y_t - scaled_c) / total_treated if total_treated > 0 else np.zeros_like(y_t)
+    fractions = np.arange(1, score.size + 1) / score.size
+    coefficient = float(np.mean(q - q[-1] * fractions))
+    keep = np.unique(np.round(np.linspace(0, score.size - 1, min(points, score.size))).astype(np.int64))
+    return QiniCurve(
+        _floats(fractions[keep]),
+        _floats(q[keep]),
+        coefficient,
+        float(np.mean(q)),
+        int(t.sum()),
+        int((~t).sum()),
+    )
 
 
 def _array(name: str, values: npt.ArrayLike) -> npt.NDArray[Any]:

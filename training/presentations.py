@@ -41,8 +41,9 @@ def load_presentations(data: DataSource, as_of: date, window_days: int = LABEL_W
     or within the `window_days` days after. Left out, and counted: presentations less than
     `window_days` + 1 days before as_of (label not known yet), presentations dated on or after
     as_of, and benefits the cardholder had already used before the presentation (nothing to adopt).
-    Rows with outcome `not_discussed` are kept (off-policy evaluation needs every logged row);
-    the training set drops them.
+    Rows with outcome `not_discussed` or `unmarked` are kept (off-policy evaluation needs every logged
+    row); the adoption model's training set drops both (not heard, or not known to be: nba.vocab), the
+    uplift model takes `not_discussed` as a control and drops `unmarked`.
     """
     cutoff = as_of - timedelta(days=window_days)
     base = """

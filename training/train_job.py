@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from nba.features import (
 from nba.model import (
     BENEFIT_ENCODER,
     CHAMPION_KEY,
+    PROPENSITY_CLIP,
     Calibrator,
     CategoryEncoder,
     HolderEncoding,
@@ -33,18 +34,21 @@ from nba.model import (
     ModelManifest,
     PropensityModel,
     SpendEstimator,
+    UpliftModel,
     baseline_problem,
     bundle_files,
     fit_calibrator,
+    fold_of_groups,
     gate_promotion,
     load_bundle,
     model_categorical,
     model_feature_names,
     read_current,
     set_current,
+    treatment_chance,
     write_model_dir,
 )
-from nba.vocab import NOT_DISCUSSED
+from nba.vocab import OBJECTIVES, UNHEARD_OUTCOMES, UNMARKED
 from training.backtest_months import (
     BacktestResult,
     backtest_in_training,
@@ -55,7 +59,7 @@ from training.backtest_months import (
 from training.cli_options import MAX_TRAIN_BACKTEST_MONTHS
 from training.drift_job import DriftScorer, newest_presentations_drift, training_drift_reference
 from training.evaluate import ChampionComparison, Evaluation, ScoringParts, evaluate_off_policy
-from training.metrics import ranking_auc
+from training.metrics import qini_curve, ranking_auc
 from training.pairs import HolderSnapshots, PairMatrix, build_pair_matrix, compute_snapshots, with_feature_sql
 from training.presentations import LABEL_WINDOW_DAYS
 from training.progress import SILENT, Reporter
@@ -73,7 +77,9 @@ from training.training_run import (
     prepare_run,
     score_with,
     snapshots_of,
+    uplift_of,
 )
+from training.uplift_units import OBSERVATIONAL_ASSUMPTIONS, UpliftUnits, build_uplift_units
 
 
 @dataclass
@@ -134,6 +140,13 @@ def train_model(
         f"an integer in [0, {MAX_TRAIN_BACKTEST_MONTHS}]",
         DataError,
     )
+    check_param(
+        "--objective",
+        options.objective,
+        options.objective in OBJECTIVES,
+        f"one of {', '.join(OBJECTIVES)}",
+        DataError,
+    )
     timer = _Timer(progress)
     started = t = time.perf_counter()
     progress.step("validate: the data contract")
@@ -159,7 +172,7 @@ def train_model(
         t = timer.step("spend estimator", t, estimator.describe())
 
         progress.step("training set: candidate matrix")
-        heard = (rows["outcome"].fillna("") != NOT_DISCUSSED).to_numpy()
+        heard = ~rows["outcome"].isin(UNHEARD_OUTCOMES).to_numpy()
         benefit_encoder = CategoryEncoder.fit(
             BENEFIT_ENCODER, rows.loc[split.train & heard, "benefit_id"].tolist()
         )
@@ -203,10 +216,19 @@ def train_model(
         )
         t = timer.step("model fit", t, _rounds(model, refitted=model.refit and bool(valid_mask.any())))
 
-        progress.step("evaluation: held-out period")
         parts = ScoringParts(extra, holder, estimator, benefit_codes, score_with(model))
+        uplift: _UpliftFit | None = None
+        if options.objective == "uplift":
+            progress.step("uplift: units and the DR-learner")
+            uplift = _fit_uplift(run, snapshots, parts, all_names, categorical, progress)
+            parts = replace(parts, rank=uplift_of(uplift.model))
+            t = timer.step("uplift", t, uplift.describe())
+
+        progress.step("evaluation: held-out period")
         champion = _champion(models_root)
         evaluation = _evaluate_held_out(run, parts, matrix, snapshots, progress)
+        if uplift is not None:
+            _evaluate_uplift(evaluation, uplift, parts, all_names, categorical, options.seed)
         if champion is not None and labelled.label_source.startswith("conversations"):
             progress.step(f"evaluation: the model in service ({champion.version})")
             _compare_with_champion(evaluation, run, champion, parts, matrix, snapshots, progress)
@@ -224,6 +246,8 @@ def train_model(
                 run, model, matrix, snapshots, extra, holder, names, heard, progress
             )
             t = timer.step("refit", t, f"{int(heard.sum()):,} rows, {shipped.model.best_iteration_:,} trees")
+        if uplift is not None:
+            shipped = replace(shipped, parts=replace(shipped.parts, rank=uplift_of(uplift.model)))
         if options.oracle is not None:
             progress.step("evaluation: against the oracle (the shipped model)")
             popularity = popularity_of(rows) if options.ship_all_rows else run.popularity
@@ -262,12 +286,16 @@ def train_model(
     evaluation.metrics["shipped_trees"] = float(shipped.model.best_iteration_)
     last_presentation = rows["as_of"].max().date()
     fits = _describe_fits(run, model, shipped, int(shipped_rows.sum()), int((split.test & heard).sum()))
+    if uplift is not None:
+        fits["uplift_fit"] = uplift.describe()
     data_summary: dict[str, Any] = {
         "data_dir": str(data_dir),
         "as_of": as_of.isoformat(),
         "label_source": labelled.label_source,
         "rows": len(rows),
         "rows_heard": int(heard.sum()),
+        # Shown, nobody recorded what happened: in no label (nba.vocab.UNMARKED says why).
+        "rows_unmarked": int((rows["outcome"] == UNMARKED).sum()),
         "positives": int(y[heard].sum()),
         "left_out": labelled.left_out,
         "train_rows": int(train_mask.sum()),
@@ -289,12 +317,22 @@ def train_model(
         ).isoformat(),
         "spend_estimator": shipped.estimator.describe(),
         "backtest": training_backtest_summary(backtest),
+        "objective": options.objective,
     }
+    if uplift is not None:
+        data_summary["uplift_units"] = uplift.units.counts
+        data_summary["uplift_explored"] = uplift.units.explored
     if evaluation.champion is not None:
         data_summary[CHAMPION_KEY] = evaluation.champion.version
     if split.note:
         evaluation.notes.append(split.note)
-    files = bundle_files(shipped.model, shipped.estimator, holder, shipped.benefit_encoder)
+    files = bundle_files(
+        shipped.model,
+        shipped.estimator,
+        holder,
+        shipped.benefit_encoder,
+        uplift.model if uplift is not None else None,
+    )
     report_files = write_report(
         evaluation,
         model,
@@ -318,6 +356,7 @@ def train_model(
         "calibration": shipped.model.calibrator_.kind,
         "refit": model.refit,
         "ship_all_rows": options.ship_all_rows,
+        "objective": options.objective,
     }
     finite_metrics = {k: float(v) for k, v in evaluation.metrics.items() if np.isfinite(v)}
     model_dir = write_model_dir(
@@ -361,6 +400,124 @@ def train_model(
     }
     return TrainResult(
         model_dir, version, evaluation, promoted, reason, timer.timings, counts, fits, warnings, backtest
+    )
+
+
+@dataclass(frozen=True)
+class _UpliftFit:
+    """The uplift model and the units it learnt from (`fit`: the training and early-stopping slices' units;
+    `test`: the held-out slice's)."""
+
+    model: UpliftModel
+    units: UpliftUnits
+    fit: np.ndarray[Any, np.dtype[np.bool_]]
+    test: np.ndarray[Any, np.dtype[np.bool_]]
+
+    def describe(self) -> str:
+        counts = self.units.counts
+        return (
+            f"DR-learner on {int(self.fit.sum()):,} units of the training and early-stopping slices "
+            f"({counts['treated']:,} treated, {counts['controls_not_discussed']:,} not-discussed and "
+            f"{counts['controls_not_shown']:,} not-shown controls in all; {counts['unmarked_left_out']:,} "
+            f"unmarked left out), {self.model.best_iteration_:,} trees; chance of being shown logged for "
+            f"{1 - self.model.shown_prob_estimated_:.0%} of them, estimated for the rest; not refit on the "
+            "held-out slice"
+        )
+
+
+def _fit_uplift(
+    run: TrainingRun,
+    snapshots: HolderSnapshots,
+    parts: ScoringParts,
+    names: Sequence[str],
+    categorical: Sequence[str],
+    progress: Reporter,
+) -> _UpliftFit:
+    """The uplift model from the run's labelled calls: units of the training slice train it, those of the
+    early-stopping slice stop it; the held-out slice's are kept for its Qini curve.
+
+    Raises DataError when the labels are not from conversations, or there are no controls at all.
+    """
+    if not run.labelled.label_source.startswith("conversations"):
+        raise DataError(
+            f"--objective uplift needs logged conversations to compare calls with and without one; the labels "
+            f"here are {run.labelled.label_source}"
+        )
+    usage = run.data.con.sql("SELECT cardholder_id, benefit_id, first_used_date FROM benefit_usage").df()
+    units = build_uplift_units(run.rows, usage, snapshots, parts, run.catalog, run.benefits)
+    split = run.split
+    slice_of_call = pd.Series(
+        np.where(split.test, "test", np.where(split.valid, "valid", "train")), index=run.rows["call_id"]
+    )
+    slice_of_call = slice_of_call[~slice_of_call.index.duplicated()]
+    where = units.frame["call_id"].map(slice_of_call).to_numpy(dtype=object)
+    fit, valid, test = where != "test", where == "valid", where == "test"
+    if not (units.treated[fit].any() and not units.treated[fit].all()):
+        raise DataError(
+            "--objective uplift: the training slice has no "
+            + ("treated units" if not units.treated[fit].any() else "controls")
+            + " (it needs calls where a benefit was discussed and calls where an eligible one was not)"
+        )
+    model = UpliftModel(seed=run.options.seed).fit(
+        units.matrix.X[fit],
+        units.shown[fit],
+        units.discussed[fit],
+        units.adopted[fit],
+        units.shown_prob[fit],
+        names,
+        categorical,
+        units.frame["cardholder_id"].to_numpy(dtype=object)[fit],
+        valid[fit],
+        progress,
+    )
+    return _UpliftFit(model, units, fit, test)
+
+
+def _evaluate_uplift(
+    evaluation: Evaluation,
+    uplift: _UpliftFit,
+    parts: ScoringParts,
+    names: Sequence[str],
+    categorical: Sequence[str],
+    seed: int,
+) -> None:
+    """Qini coefficient and AUUC of the uplift ranking on the held-out slice's units, beside the adoption
+    ranking's on the same units; units weighted by their inverse chance of treatment (estimated within the
+    slice, cross-fitted), which undoes the logging policy as a randomised comparison would."""
+    units, test = uplift.units, uplift.test
+    treated = units.treated[test]
+    if not units.explored:
+        evaluation.notes.append(OBSERVATIONAL_ASSUMPTIONS)
+    if not (treated.any() and not treated.all()):
+        evaluation.notes.append(
+            "uplift: the held-out slice has no treated units or no controls: no Qini curve"
+        )
+        return
+    X = units.matrix.X[test]
+    fold = fold_of_groups(units.frame["cardholder_id"].to_numpy(dtype=object)[test], 2, seed)
+    e = np.clip(
+        treatment_chance(
+            X, units.shown[test], units.discussed[test], units.shown_prob[test], names, categorical, fold
+        ),
+        *PROPENSITY_CLIP,
+    )
+    weights = np.where(treated, 1.0 / e, 1.0 / (1.0 - e))
+    adopted = units.adopted[test]
+    by_uplift = qini_curve(uplift.model.predict(X), treated, adopted, weights)
+    by_adoption = qini_curve(parts.score(matrix_rows(units.matrix, test)), treated, adopted, weights)
+    evaluation.metrics.update(
+        qini_coefficient=by_uplift.coefficient,
+        auuc=by_uplift.auuc,
+        qini_coefficient_adoption_ranking=by_adoption.coefficient,
+        auuc_adoption_ranking=by_adoption.auuc,
+        uplift_test_treated=float(by_uplift.n_treated),
+        uplift_test_controls=float(by_uplift.n_control),
+    )
+    evaluation.notes.append(
+        f"uplift on the held-out slice's {int(test.sum()):,} units ({by_uplift.n_treated:,} treated, "
+        f"{by_uplift.n_control:,} controls), weighted by inverse chance of treatment: Qini coefficient "
+        f"{by_uplift.coefficient:.4f} (AUUC {by_uplift.auuc:.4f}) ranking by uplift, "
+        f"{by_adoption.coefficient:.4f} (AUUC {by_adoption.auuc:.4f}) ranking by p_adopt"
     )
 
 
@@ -531,7 +688,7 @@ def _compare_with_champion(
         if champion.extra == parts.extra
         else compute_snapshots(run.data, snapshots_of(rows), run.mcc_map, champion.extra, progress)
     )
-    heard = (rows["outcome"].fillna("") != NOT_DISCUSSED).to_numpy()
+    heard = ~rows["outcome"].isin(UNHEARD_OUTCOMES).to_numpy()
     y = rows["adopted"].to_numpy(dtype=np.float64)[heard]
     their_matrix = build_pair_matrix(
         rows, their_snapshots, theirs.holder, theirs.estimator, run.benefits, theirs.benefit_codes
@@ -549,7 +706,7 @@ def _compare_with_champion(
             scratch,
             rows,
             candidates,
-            {name: scoring.score(candidates)},
+            {name: scoring.ranking(candidates)},
             run.benefits,
             run.options.arbitration,
         )

@@ -26,8 +26,8 @@ from nba.contract import (
 from nba.decision import ArbitrationConfig
 from nba.errors import DataError
 from nba.features import BenefitTable, FeatureConfig, load_feature_config
-from nba.model import ModelBundle, PropensityModel
-from nba.vocab import NOT_DISCUSSED
+from nba.model import ModelBundle, PropensityModel, UpliftModel
+from nba.vocab import DEFAULT_OBJECTIVE, UNHEARD_OUTCOMES
 from training.cli_options import TRAIN_BACKTEST_MONTHS
 from training.evaluate import (
     Evaluation,
@@ -91,6 +91,8 @@ class TrainOptions:
     backtest_months: int = TRAIN_BACKTEST_MONTHS
     # Where the feature SQL runs (`--engine spark`: Spark SQL over the same data); None: DuckDB.
     feature_sql: SqlEngine | None = None
+    # What the model ranks by (nba.vocab.OBJECTIVES): `uplift` adds a DR-learner beside the adoption model.
+    objective: str = DEFAULT_OBJECTIVE
 
 
 def load_inputs(data_dir: Path, options: TrainOptions) -> tuple[Catalog, MccMap, FeatureConfig]:
@@ -156,7 +158,7 @@ def snapshots_of(frame: pd.DataFrame) -> pa.Table:
 
 def popularity_of(train_rows: pd.DataFrame) -> dict[str, float]:
     """Each benefit's adoption rate among the heard presentations of `train_rows` (the most-popular baseline)."""
-    heard = train_rows[train_rows["outcome"].fillna("") != NOT_DISCUSSED]
+    heard = train_rows[~train_rows["outcome"].isin(UNHEARD_OUTCOMES)]
     return {str(k): float(v) for k, v in heard.groupby("benefit_id")["adopted"].mean().items()}
 
 
@@ -177,7 +179,17 @@ def bundle_parts(bundle: ModelBundle, benefits: BenefitTable) -> ScoringParts:
         estimator=bundle.estimator,
         benefit_codes=bundle.benefit_codes(benefits),
         score=score_with(bundle.model),
+        rank=uplift_of(bundle.uplift) if bundle.uplift is not None else None,
     )
+
+
+def uplift_of(model: UpliftModel) -> Callable[[PairMatrix], np.ndarray[Any, np.dtype[np.float64]]]:
+    """The ranking of ScoringParts for an uplift model: a pair matrix → estimated uplift per row."""
+
+    def rank(matrix: PairMatrix) -> np.ndarray[Any, np.dtype[np.float64]]:
+        return model.predict(matrix.X) if len(matrix.X) else np.zeros(0)
+
+    return rank
 
 
 def _candidates_for(
@@ -267,7 +279,7 @@ def evaluate_rows(
         if off_policy:
             candidates = _candidates_for(test_rows, snapshots, parts, run.catalog, benefits)
             policies = {
-                "model": parts.score(candidates),
+                "model": parts.ranking(candidates),
                 **baseline_scores(candidates, popularity, options.seed),
             }
             evaluate_off_policy(
@@ -278,6 +290,8 @@ def evaluate_rows(
                 benefits,
                 options.arbitration,
                 progress,
+                # DR's outcome model is the chance of adoption, whatever the model ranks by.
+                outcome_model=parts.score(candidates),
                 call_truth=None if options.call_truth is None else pd.read_parquet(options.call_truth),
             )
             done.advance()

@@ -14,7 +14,7 @@ from typing import Any, Final, Literal
 import duckdb
 
 from nba.errors import DataError, Problem, SchemaError, ValidationError
-from nba.vocab import CALL_REASONS, OUTCOMES
+from nba.vocab import CALL_REASONS, LOGGED_OUTCOMES
 
 # Where DuckDB spills what does not fit in memory (DuckDB's default is a relative `.tmp`).
 SPILL_DIR: Final = Path(tempfile.gettempdir()) / "nba-duckdb-spill"
@@ -106,7 +106,7 @@ TABLES: Final[dict[str, TableSpec]] = {
                 Column("cardholder_id", _ID),
                 Column("benefit_id", _ID),
                 Column("presented_at", "timestamp"),
-                Column("outcome", "string", choices=OUTCOMES),
+                Column("outcome", "string", choices=LOGGED_OUTCOMES),
                 Column("agent_id", "string", required=False),
                 Column("rank", "int", required=False, min_value=1, max_value=100),
                 Column("call_reason", "string", required=False, choices=CALL_REASONS),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from nba.vocab import MAX_SUGGESTIONS, NOT_DISCUSSED
+from nba.vocab import MAX_SUGGESTIONS, UNHEARD_OUTCOMES
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -77,8 +77,8 @@ def contact_exclusions(
 
     Off: a benefit already used; declined within `decline_cooldown_days` (in the snapshot) or declined or
     accepted since the snapshot (`recent`); presented `max_presentations_90d` times or more in 90 days,
-    counting the snapshot's presentations and every recent outcome except `not_discussed` (a suggestion
-    the agent did not bring up was not a contact). Recent outcomes for benefits not in the catalog are
+    counting the snapshot's presentations and every recent outcome except `not_discussed` and `unmarked` (a
+    suggestion the agent did not bring up, or nobody marked, is not known to be a contact). Recent outcomes for benefits not in the catalog are
     ignored.
     """
     n_benefits = len(benefit_position)
@@ -90,7 +90,7 @@ def contact_exclusions(
         excluded[history.benefit[blocked]] = True
     for contact in recent:
         benefit = benefit_position.get(contact.benefit_id)
-        if benefit is None or contact.outcome == NOT_DISCUSSED:
+        if benefit is None or contact.outcome in UNHEARD_OUTCOMES:
             continue
         presented_90d[benefit] += 1
         if contact.outcome in ("declined", "accepted"):

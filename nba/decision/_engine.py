@@ -258,7 +258,10 @@ class Engine:
         if stages is not None:
             stages.mark("score")
         priority = compute_priority(
-            p_adopt, value, self.benefits.lever[candidates], self.config.arbitration.gamma
+            self.bundle.ranking_scores(X, p_adopt),
+            value,
+            self.benefits.lever[candidates],
+            self.config.arbitration.gamma,
         )
         categories = self.covers[candidates]
         chosen, logging_prob = self._choose(priority, categories, limit)
@@ -442,7 +445,10 @@ class Engine:
         p_adopt = self.bundle.model.predict_proba(X)[:, 1]
         benefit = np.concatenate(candidates).astype(np.int64)
         priority = compute_priority(
-            p_adopt, value, self.benefits.lever[benefit], self.config.arbitration.gamma
+            self.bundle.ranking_scores(X, p_adopt),
+            value,
+            self.benefits.lever[benefit],
+            self.config.arbitration.gamma,
         )
         categories = self.covers[benefit]
         worth = self._worth_saying(benefit, value)

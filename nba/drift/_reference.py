@@ -23,7 +23,7 @@ from nba.drift._stability import FeatureBins, fit_bins
 from nba.errors import DataError, ModelError
 from nba.files import one_line
 from nba.model._registry import ModelManifest, dump_json_artifact, load_json_artifact, read_model_file
-from nba.vocab import NOT_DISCUSSED
+from nba.vocab import UNHEARD_OUTCOMES
 
 DRIFT_FILE: Final = "drift.json"
 SCORE_FEATURE: Final = "p_adopt"
@@ -36,7 +36,9 @@ class BenefitOutcomes(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     benefit_id: str = Field(min_length=1)
-    heard: int = Field(ge=0)  # presentations discussed on the call (outcome other than not_discussed)
+    heard: int = Field(
+        ge=0
+    )  # presentations discussed on the call (outcome other than not_discussed or unmarked)
     accepted: int = Field(ge=0)  # of those, the agent recorded `accepted`
     adopted: int = Field(ge=0)  # of those, first use within 30 days
 
@@ -86,11 +88,11 @@ def fit_feature_bins(columns: Mapping[str, FloatArray], categorical: Collection[
 def benefit_outcomes(
     benefit_id: Sequence[str], outcome: Sequence[str | None], adopted: npt.ArrayLike
 ) -> list[BenefitOutcomes]:
-    """Per benefit (sorted by id): presentations heard, accepted and adopted (rows `not_discussed` left out)."""
+    """Per benefit (sorted by id): presentations heard, accepted and adopted (rows `not_discussed` or `unmarked` left out)."""
     ids = np.asarray(benefit_id, dtype=object)
     said = np.asarray(["" if o is None else o for o in outcome], dtype=object)
     took = np.asarray(adopted, dtype=np.float64) > 0
-    heard = said != NOT_DISCUSSED
+    heard = ~np.isin(said, UNHEARD_OUTCOMES)
     records = []
     for benefit in sorted(set(ids[heard].tolist())):
         rows = heard & (ids == benefit)

@@ -16,7 +16,7 @@ is in the last w days when age_days ≤ w. Purchases are rows with amount > 0, r
   `age_years` (as_of's year − birth_year), then the chosen extra cardholder columns.
 - History: `benefits_used_count`, `calls_so_far`, `presentations_so_far`, `accepted_so_far`,
   `declined_so_far`, `presentations_180d`, `nps_count`, `nps_mean`, `nps_last`, `days_since_last_call`.
-  A presentation whose outcome is `not_discussed` was not heard and is no presentation; a call is dated
+  A presentation whose outcome is `not_discussed` or `unmarked` is not known to be heard and is no presentation; a call is dated
   by its earliest sighting (calls table or presentations); an NPS answer counts from `responded_at`,
   else from its call.
 
@@ -45,7 +45,7 @@ from nba.contract._mcc import N_CODES, MccMap
 from nba.contract._tables import TABLES
 from nba.errors import DataError, SchemaError
 from nba.features._dialect import DUCKDB, Dialect, SqlEngine, as_sql_engine
-from nba.vocab import CATEGORY_INDEX, NOT_DISCUSSED, SPEND_CATEGORIES
+from nba.vocab import CATEGORY_INDEX, SPEND_CATEGORIES, UNHEARD_OUTCOMES
 
 # Feature "as of D" uses rows dated strictly before D. Every window below counts whole days back from D:
 # a row `age_days = D - date` days old is in the last w days when 1 <= age_days <= w.
@@ -72,6 +72,8 @@ HISTORY_FEATURES: Final = (
 )
 _HISTORY_CTES: Final = ("call_history", "presentation_history", "usage_history", "nps_history")
 # History features that are NULL rather than 0 when there is nothing before the date.
+# The outcomes of presentations no feature counts (not heard, or not known to be: nba.vocab says why).
+_UNHEARD: Final = ", ".join(f"'{outcome}'" for outcome in UNHEARD_OUTCOMES)
 _NULLABLE_HISTORY: Final = frozenset({"nps_mean", "nps_last", "days_since_last_call"})
 KEY_COLUMNS: Final = ("cardholder_id", "as_of")
 BENEFIT_HISTORY_COLUMNS: Final = (
@@ -469,7 +471,7 @@ def _history_ctes(dialect: Dialect) -> Iterator[str]:
         "GROUP BY s.snap_id)"
     )
     day = "CAST(c.presented_at AS DATE)"
-    heard = f"c.outcome <> '{NOT_DISCUSSED}'"
+    heard = f"c.outcome NOT IN ({_UNHEARD})"
     yield (
         f"presentation_history AS (SELECT s.snap_id, count(*) FILTER (WHERE {heard}) AS presentations_so_far, "
         "count(*) FILTER (WHERE c.outcome = 'accepted') AS accepted_so_far, "
@@ -646,7 +648,7 @@ def benefit_history_sql(snapshots_sql: str, dialect: Dialect = DUCKDB) -> str:
         "count(*) FILTER (WHERE c.outcome = 'accepted') AS accepted, "
         f"min({age}) AS days_since_last_presented "
         f"FROM snap AS s JOIN conversations AS c ON c.cardholder_id = s.cardholder_id AND {day} < s.as_of "
-        f"AND c.outcome <> '{NOT_DISCUSSED}' GROUP BY s.cardholder_id, s.as_of, c.benefit_id)"
+        f"AND c.outcome NOT IN ({_UNHEARD}) GROUP BY s.cardholder_id, s.as_of, c.benefit_id)"
     )
     used = (
         "used AS (SELECT s.cardholder_id, s.as_of, u.benefit_id FROM snap AS s JOIN benefit_usage AS u "
@@ -675,8 +677,8 @@ def build_benefit_history(con: duckdb.DuckDBPyConnection | SqlEngine, snapshots_
 
     Columns `BENEFIT_HISTORY_COLUMNS`: `used` (benefit_usage.first_used_date < as_of), presentations
     and declines in the last 60 and 180 days, `accepted_ever`, `days_since_last_presented` (NULL when
-    never presented). A presentation whose outcome is `not_discussed` was not heard and counts for none
-    of them. Pairs with no history for a benefit have no row; ordered by (cardholder_id, as_of, benefit_id).
+    never presented). A presentation whose outcome is `not_discussed` (or `unmarked`) was not heard and counts
+    for none of them. Pairs with no history for a benefit have no row; ordered by (cardholder_id, as_of, benefit_id).
     """
     engine = as_sql_engine(con)
     return engine.arrow(benefit_history_sql(snapshots_sql, engine.dialect))

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 from nba.feedback._schema import calls_table, conversations_join, nps_table, outcomes_table, suggestions_table
-from nba.vocab import NOT_DISCUSSED
+from nba.vocab import UNMARKED
 
 EXPORT_BATCH_ROWS: Final = 10_000
 
@@ -76,7 +76,7 @@ def export_queries() -> dict[str, Select[Any]]:
             c.cardholder_id,
             s.benefit_id,
             c.served_at.label("presented_at"),
-            func.coalesce(o.outcome, literal(NOT_DISCUSSED)).label("outcome"),
+            func.coalesce(o.outcome, literal(UNMARKED)).label("outcome"),
             # The agent who recorded the outcome, else the one the call was served to.
             func.coalesce(o.agent_id, c.agent_id).label("agent_id"),
             s.rank,

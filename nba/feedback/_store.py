@@ -72,7 +72,7 @@ from nba.feedback._schema import (
     suggestions_table,
 )
 from nba.feedback._urls import parse_store_url, redact_url
-from nba.vocab import NOT_DISCUSSED, OUTCOMES
+from nba.vocab import OUTCOMES, UNMARKED
 
 MIGRATIONS_DIR: Final = Path(__file__).parent / "migrations"
 # How long a SQLite writer waits for another one before the store gives up (UnavailableError).
@@ -554,7 +554,7 @@ class FeedbackStore:
                 stays = (
                     f"its outcome {current.outcome!r} (recorded {_show_time(current.recorded_at)}) stands"
                     if current is not None
-                    else f"it was never marked, so it counts as {NOT_DISCUSSED!r}"
+                    else f"it was never marked, so it stays {UNMARKED!r}"
                 )
                 raise ConflictError(
                     f"cannot record {outcome!r} for suggestion {suggestion_id!r}: {closed}; {stays}"
@@ -669,7 +669,7 @@ class FeedbackStore:
         """Writes `calls`, `conversations` and `nps` in the data contract into the folder `out`.
 
         `calls` has every call served (also those with nothing to suggest), `conversations` one row
-        per suggestion shown with its current outcome (`not_discussed` when never marked) and the
+        per suggestion shown with its current outcome (`unmarked` when never marked) and the
         model's `p_adopt` (an extra column), `nps` every
         answer. Timestamps are naive UTC (`2026-08-15 10:30:00`). The three tables are read in one
         transaction, so they agree with each other; each file is written beside its final name and

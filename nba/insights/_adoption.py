@@ -36,14 +36,16 @@ from nba.vocab import (
     CALL_REASONS,
     CATEGORY_INDEX,
     INSIGHTS_MIN_GROUP_ANSWERS,
-    NOT_DISCUSSED,
     OUTCOMES,
     SENSITIVE_CALL_REASONS,
+    UNHEARD_OUTCOMES,
 )
 
 # A unit whose estimated probability of being presented is above this has no comparable unit that was
 # not presented: it is left out (counted), not weighted by a number near 1 / 0.
 MAX_PROPENSITY: Final = 0.99
+# Suggestions not known to be heard (not discussed, or never marked): neither presented nor comparable.
+_UNHEARD: Final = "(" + ", ".join(f"'{outcome}'" for outcome in UNHEARD_OUTCOMES) + ")"
 # The propensity model of a benefit is fitted on at most this many of its units (a seeded sample): a
 # dozen coefficients need no more, and the fit stays seconds at millions of calls.
 MAX_FIT_UNITS: Final = 100_000
@@ -211,7 +213,7 @@ def _units(con: duckdb.DuckDBPyConnection, window_days: int) -> str:
         shown AS (SELECT call_id, benefit_id, any_value(outcome) AS outcome FROM ins_suggestions
                   GROUP BY call_id, benefit_id)
         SELECT p.call_id, p.cardholder_id, p.day, p.call_reason, p.product_id, p.benefit_id,
-               s.call_id IS NOT NULL AND s.outcome <> '{NOT_DISCUSSED}' AS presented,
+               s.call_id IS NOT NULL AND s.outcome NOT IN {_UNHEARD} AS presented,
                s.outcome,
                u.first_used_date,
                u.first_used_date IS NOT NULL AND u.first_used_date < p.day AS used_before,
@@ -234,7 +236,7 @@ def _units(con: duckdb.DuckDBPyConnection, window_days: int) -> str:
         nearby AS (
             SELECT DISTINCT u.call_id, u.benefit_id
             FROM ins_units u JOIN shown s USING (cardholder_id, benefit_id)
-            WHERE NOT u.presented AND u.outcome IS DISTINCT FROM '{NOT_DISCUSSED}'
+            WHERE NOT u.presented AND coalesce(u.outcome NOT IN {_UNHEARD}, true)
               AND abs(s.day - u.day) <= {window_days}
         ),
         per_call AS (SELECT call_id, count(*) AS eligible_on_call FROM ins_units GROUP BY call_id)
@@ -271,9 +273,9 @@ def _left_out(con: duckdb.DuckDBPyConnection, window_days: int) -> tuple[LeftOut
             "SELECT call_id FROM ins_units_marked WHERE presented_nearby AND NOT used_before AND NOT window_open",
         ),
         (
-            "suggestions marked not discussed (neither presented nor comparable: the cardholder may have "
-            "been told in passing)",
-            f"SELECT call_id FROM ins_units_marked WHERE outcome = '{NOT_DISCUSSED}' AND NOT used_before "
+            "suggestions marked not discussed, or never marked (neither presented nor comparable: the "
+            "cardholder may have been told in passing)",
+            f"SELECT call_id FROM ins_units_marked WHERE outcome IN {_UNHEARD} AND NOT used_before "
             "AND NOT window_open",
         ),
     )
@@ -330,7 +332,7 @@ def _covariates(con: duckdb.DuckDBPyConnection, catalog: Catalog, window_days: i
                first_used_date, eligible_on_call
         FROM ins_units_marked
         WHERE NOT used_before AND NOT window_open AND NOT presented_nearby
-          AND outcome IS DISTINCT FROM '{NOT_DISCUSSED}'
+          AND coalesce(outcome NOT IN {_UNHEARD}, true)
         """
     )
     # Each (cardholder, call day)'s net spend per category over the 90 and 365 days before the day.

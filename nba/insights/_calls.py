@@ -20,11 +20,12 @@ from nba.vocab import (
     INSIGHTS_BOOTSTRAP_RESAMPLES,
     INSIGHTS_MIN_AGENT_CALLS,
     INSIGHTS_MIN_GROUP_ANSWERS,
+    LOGGED_OUTCOMES,
     NPS_DETRACTOR_MAX,
     NPS_PROMOTER_MIN,
-    OUTCOMES,
     SENSITIVE_CALL_REASONS,
     SUGGESTION_STATUSES,
+    UNMARKED,
 )
 
 # The two places the tables can come from; each needs the views `<source>_calls`, `<source>_conversations`
@@ -143,7 +144,7 @@ def _disagreements(con: duckdb.DuckDBPyConnection, sources: Sequence[str]) -> No
         SELECT * FROM ({call_fields})
         UNION ALL
         SELECT call_id, benefit_id, 'outcome', d.outcome, s.outcome FROM d JOIN s USING (call_id, benefit_id)
-        WHERE d.outcome <> s.outcome
+        WHERE d.outcome <> s.outcome AND '{UNMARKED}' NOT IN (d.outcome, s.outcome)
         UNION ALL
         SELECT coalesce(d.call_id, s.call_id), coalesce(d.benefit_id, s.benefit_id), 'suggested',
                CASE WHEN d.call_id IS NULL THEN 'no' ELSE 'yes' END,
@@ -196,13 +197,19 @@ def _prepare(con: duckdb.DuckDBPyConnection, sources: Sequence[str]) -> None:
         f"""
         CREATE OR REPLACE TEMP TABLE ins_conversation_rows AS
         SELECT call_id, benefit_id, outcome,
-               call_id IS NOT NULL AND benefit_id IS NOT NULL AND outcome IN {_sql_list(OUTCOMES)} AS usable
+               call_id IS NOT NULL AND benefit_id IS NOT NULL AND outcome IN {_sql_list(LOGGED_OUTCOMES)} AS usable
         FROM ({_union(sources, "conversations", "call_id, benefit_id, outcome")})
         """
     )
+    # An unmarked suggestion lacks its outcome: where the other source has one, that one fills it.
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE ins_suggestions AS "
-        "SELECT DISTINCT call_id, benefit_id, outcome FROM ins_conversation_rows WHERE usable"
+        f"""
+        CREATE OR REPLACE TEMP TABLE ins_suggestions AS
+        SELECT DISTINCT call_id, benefit_id, outcome FROM ins_conversation_rows AS r
+        WHERE usable AND NOT (outcome = '{UNMARKED}' AND EXISTS (
+            SELECT 1 FROM ins_conversation_rows AS m
+            WHERE m.usable AND m.call_id = r.call_id AND m.benefit_id = r.benefit_id AND m.outcome <> '{UNMARKED}'))
+        """
     )
     ranks = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(SUGGESTION_STATUSES))
     names = " ".join(f"WHEN {i} THEN '{s}'" for i, s in enumerate(SUGGESTION_STATUSES))

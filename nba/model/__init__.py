@@ -1,4 +1,4 @@
-"""The model: the propensity model and its calibration (`_propensity`), the spend estimator (`_spend`),
+"""The model: the propensity model and its calibration (`_propensity`), the uplift model (`_uplift`), the spend estimator (`_spend`),
 the flattened trees and their compiled walker (`_trees`), path attribution (`_attribution`), the bundle that
 holds them for serving (`_bundle`) and the model folders with their manifest and checksums (`_registry`).
 
@@ -33,6 +33,7 @@ from nba.model._registry import (
     write_model_dir,
 )
 from nba.model._spend import SpendEstimator
+from nba.model._uplift import PROPENSITY_CLIP, UPLIFT_FILE, UpliftModel, fold_of_groups, treatment_chance
 
 __all__ = [
     "BENEFIT_ENCODER",
@@ -40,6 +41,8 @@ __all__ = [
     "CURRENT_FILE",
     "DEFAULT_PARAMS",
     "DEFAULT_PROMOTION_METRIC",
+    "PROPENSITY_CLIP",
+    "UPLIFT_FILE",
     "Calibrator",
     "CategoryEncoder",
     "HolderEncoding",
@@ -49,9 +52,11 @@ __all__ = [
     "PathAttributor",
     "PropensityModel",
     "SpendEstimator",
+    "UpliftModel",
     "baseline_problem",
     "bundle_files",
     "fit_calibrator",
+    "fold_of_groups",
     "gate_promotion",
     "is_version",
     "list_models",
@@ -63,5 +68,6 @@ __all__ = [
     "read_current",
     "rollback",
     "set_current",
+    "treatment_chance",
     "write_model_dir",
 ]

@@ -27,7 +27,8 @@ from nba.model._propensity import (
 )
 from nba.model._registry import ModelManifest, load_model_dir, read_model_file
 from nba.model._spend import ESTIMATOR_FILE, SpendEstimator, estimator_file
-from nba.vocab import SPEND_CATEGORIES
+from nba.model._uplift import UPLIFT_FILE, UpliftModel
+from nba.vocab import DEFAULT_OBJECTIVE, OBJECTIVES, SPEND_CATEGORIES
 
 FloatArray = npt.NDArray[np.float64]
 BENEFIT_ENCODER: Final = "benefit_id"
@@ -95,10 +96,22 @@ class ModelBundle:
     holder: HolderEncoding
     benefit_encoder: CategoryEncoder
     extra: ExtraColumns
+    # The uplift model of a model trained with `--objective uplift` (None for an adoption model).
+    uplift: UpliftModel | None = None
 
     @property
     def version(self) -> str:
         return self.manifest.version
+
+    @property
+    def objective(self) -> str:
+        """What arbitration ranks this model's candidates by: `adoption` or `uplift` (nba.vocab.OBJECTIVES)."""
+        return "uplift" if self.uplift is not None else "adoption"
+
+    def ranking_scores(self, X: FloatArray, p_adopt: FloatArray) -> FloatArray:
+        """What arbitration ranks the rows `X` by: their chance of adoption `p_adopt` for an adoption
+        model, the adoptions a conversation adds for an uplift model (`p_adopt` stays what is shown and logged)."""
+        return p_adopt if self.uplift is None else self.uplift.predict(X)
 
     def benefit_codes(self, benefits: BenefitTable) -> FloatArray:
         """Each catalog benefit's code in the model (NaN for benefits added since training)."""
@@ -121,9 +134,12 @@ def bundle_files(
     estimator: SpendEstimator,
     holder: HolderEncoding,
     benefit_encoder: CategoryEncoder,
+    uplift: UpliftModel | None = None,
 ) -> dict[str, bytes]:
     """The artifact files of a bundle: LightGBM text models and JSON, never pickles."""
     files = {**model.to_artifacts(), **estimator.to_artifacts()}
+    if uplift is not None:
+        files.update(uplift.to_artifacts())
     files[ENCODERS_FILE] = encoders_to_json([*holder.encoders.values(), benefit_encoder])
     return files
 
@@ -156,6 +172,18 @@ def load_bundle(path: Path) -> ModelBundle:
         if name in manifest.files:
             estimator_files[name] = read_model_file(path, manifest, name)
     estimator = SpendEstimator.from_artifacts(estimator_files)
+    objective = manifest.params.get("objective", DEFAULT_OBJECTIVE)
+    if objective not in OBJECTIVES:
+        raise ModelError(
+            f"{path}: manifest params.objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}"
+        )
+    uplift = None
+    if objective == "uplift":
+        if UPLIFT_FILE not in manifest.files:
+            raise ModelError(f"{path}: an uplift model (params.objective 'uplift') lacks {UPLIFT_FILE}")
+        uplift = UpliftModel.from_artifacts(
+            {UPLIFT_FILE: read_model_file(path, manifest, UPLIFT_FILE)}, manifest.feature_names
+        )
     return ModelBundle(
         path=path,
         manifest=manifest,
@@ -164,4 +192,5 @@ def load_bundle(path: Path) -> ModelBundle:
         holder=HolderEncoding(holder_features, categorical, encoders),
         benefit_encoder=benefit_encoder,
         extra=ExtraColumns.model_validate(extra_raw),
+        uplift=uplift,
     )

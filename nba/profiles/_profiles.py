@@ -27,7 +27,7 @@ from nba.features._matrix import HISTORY_COLUMNS, BenefitTable
 from nba.features._sql import ExtraColumns, build_benefit_history, build_cardholder_features, snapshot_all_sql
 from nba.model._bundle import ModelBundle
 from nba.progress import NO_PROGRESS, ProgressHook
-from nba.vocab import NOT_DISCUSSED, SPEND_CATEGORIES
+from nba.vocab import SPEND_CATEGORIES, UNHEARD_OUTCOMES
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -39,7 +39,7 @@ SELECT c.cardholder_id, c.benefit_id,
        count(*) FILTER (WHERE {age} <= 90) AS presented_90d
 FROM conversations AS c
 JOIN ({snapshots}) AS s ON s.cardholder_id = c.cardholder_id AND CAST(c.presented_at AS DATE) < s.as_of
-WHERE c.outcome <> '{not_discussed}'
+WHERE c.outcome NOT IN ({unheard})
 GROUP BY c.cardholder_id, c.benefit_id
 ORDER BY c.cardholder_id, c.benefit_id
 """
@@ -402,7 +402,8 @@ def contact_history_sql(snapshots_sql: str, dialect: Dialect) -> str:
     """Per (cardholder, benefit) heard before the snapshot's date: days since the last decline, and
     presentations in the last 90 days (`CONTACT_COLUMNS`), in `dialect`."""
     age = dialect.days_between("s.as_of", "CAST(c.presented_at AS DATE)")
-    return _CONTACT_SQL.format(age=age, snapshots=snapshots_sql, not_discussed=NOT_DISCUSSED)
+    unheard = ", ".join(f"'{outcome}'" for outcome in UNHEARD_OUTCOMES)
+    return _CONTACT_SQL.format(age=age, snapshots=snapshots_sql, unheard=unheard)
 
 
 def compute_profile_tables(

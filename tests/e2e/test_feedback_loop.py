@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from nba.contract._tables import open_data
 from nba.contract._validation import validate_data
+from nba.model import load_bundle
 from tests.deployment import Deployment
 from training.cli import main
 from training.presentations import load_presentations
@@ -39,7 +40,7 @@ def test_outcomes_recorded_through_the_api_come_back_as_training_rows(
             if not suggestions:
                 continue
             served[f"API{i:05d}"] = suggestions
-            outcome = ("accepted", "declined", "already_aware")[i % 3]
+            outcome = ("accepted", "declined", "already_aware", "not_discussed")[i % 4]
             posted = client.post(
                 f"/v1/suggestions/{suggestions[0]['suggestion_id']}/outcome", json={"outcome": outcome}
             )
@@ -59,7 +60,8 @@ def test_outcomes_recorded_through_the_api_come_back_as_training_rows(
     assert set(exported["call_id"]) == set(served)
     assert len(exported) == sum(len(s) for s in served.values())
     unmarked = exported[exported["rank"] > 1]
-    assert (unmarked["outcome"] == "not_discussed").all()  # shown but never marked
+    assert (unmarked["outcome"] == "unmarked").all()  # shown but never marked: kept apart from not_discussed
+    assert (exported.loc[exported["rank"] == 1, "outcome"] == "not_discussed").any()
     assert (exported["logging_prob"] == 1.0).all()
 
     # The data scientist's next month: last month's data plus what the desktop recorded.
@@ -77,11 +79,16 @@ def test_outcomes_recorded_through_the_api_come_back_as_training_rows(
     with open_data(data) as source:
         rows = load_presentations(source, as_of).table.to_pandas()
     new_rows = rows[rows["call_id"].str.startswith("API")]
-    discussed = exported[exported["outcome"] != "not_discussed"]
+    discussed = exported[~exported["outcome"].isin(["not_discussed", "unmarked"])]
     assert set(new_rows["call_id"]) >= set(discussed["call_id"]) - _already_used(data, discussed)
     assert (new_rows["as_of"] == date(2026, 7, 20)).all()
+    assert set(new_rows["outcome"]) >= {"not_discussed", "unmarked"}
     result = train_model(data, tmp_path / "models", TrainOptions())
     assert result.model_dir.exists()
+    summary = load_bundle(result.model_dir).manifest.data_summary
+    assert summary["rows_unmarked"] == int((rows["outcome"] == "unmarked").sum()) > 0
+    # Neither not-discussed nor unmarked rows are heard: no label of the adoption model comes from them.
+    assert summary["rows_heard"] == int((~rows["outcome"].isin(["not_discussed", "unmarked"])).sum())
     assert as_of - timedelta(days=30) > date(2026, 7, 20)
 
 

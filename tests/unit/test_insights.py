@@ -121,6 +121,7 @@ def test_outcomes_count_under_the_most_telling_and_empty_calls_say_why(tmp_path:
         Call("K5", 8, cardholder="C1"),  # gold, every benefit already used: nothing eligible
         Call("K6", 7),  # everyday, benefits unused: the tables cannot say why nothing was shown
         Call("K7", None, outcomes={"grocery_4x": "accepted"}),  # never answered: in no NPS
+        Call("K8", 2, outcomes={"grocery_4x": "unmarked"}),  # shown, nobody recorded what happened
     ]
     result = insights_of(hand_dir(tmp_path / "data", calls, usage=usage), tmp_path / "out")
     outcome = {row.group: (row.answers, row.nps) for row in result.insights.tables["outcome"]}
@@ -128,16 +129,17 @@ def test_outcomes_count_under_the_most_telling_and_empty_calls_say_why(tmp_path:
         "accepted": (1, 100.0),
         "declined": (1, -100.0),
         "not_discussed": (1, 100.0),
+        "unmarked": (1, -100.0),
         "nothing suggested": (3, -33.333333333333336),
     }
     why = {row.group: row.answers for row in result.insights.tables["nothing_suggested"]}
     assert why == {"sensitive call reason": 1, "nothing eligible": 1, "unknown": 1}
     benefit = {row.group: row.answers for row in result.insights.tables["benefit"]}
-    assert benefit == {"grocery_4x": 3, "dining_credit": 1, "dining_4x": 1}
-    assert result.insights.answered_calls == 6 and result.insights.calls == 7
-    assert result.insights.centre.nps == pytest.approx(hand_nps([10, 3, 9, 0, 8, 7]))
+    assert benefit == {"grocery_4x": 4, "dining_credit": 1, "dining_4x": 1}
+    assert result.insights.answered_calls == 7 and result.insights.calls == 8
+    assert result.insights.centre.nps == pytest.approx(hand_nps([10, 3, 9, 0, 8, 7, 2]))
     products = {row.group: row.answers for row in result.insights.tables["product"]}
-    assert products == {"everyday": 5, "gold": 1}
+    assert products == {"everyday": 6, "gold": 1}
 
 
 def test_small_groups_are_marked_too_few_to_say_on_the_page_and_in_the_csv(tmp_path: Path) -> None:
@@ -219,14 +221,15 @@ def test_no_nps_answers_at_all_is_one_line(tmp_path: Path, capsys: pytest.Captur
     )
 
 
-def store_with(path: Path, calls: list[tuple[str, str, int]]) -> str:
-    """A SQLite feedback store holding (call id, first suggestion's outcome, NPS) calls."""
+def store_with(path: Path, calls: list[tuple[str, str | None, int]]) -> str:
+    """A SQLite feedback store holding (call id, first suggestion's outcome (None: never marked), NPS) calls."""
     url = f"sqlite:///{path}"
     store = FeedbackStore(url, clock=FakeClock(T0 + timedelta(seconds=5)))
     store.migrate()
     for call_id, outcome, score in calls:
         store.log_decision(make_decision(call_id, "C3", benefits=("grocery_4x",), agent_id="A1"))
-        store.record_outcome(f"s_{call_id}_1", outcome)
+        if outcome is not None:
+            store.record_outcome(f"s_{call_id}_1", outcome)
         store.record_nps(call_id, score)
     store.dispose()
     return url
@@ -234,15 +237,19 @@ def store_with(path: Path, calls: list[tuple[str, str, int]]) -> str:
 
 def test_the_store_alone_and_joined_with_the_data_naming_disagreements(tmp_path: Path) -> None:
     url = store_with(
-        tmp_path / "feedback.db", [("T1", "accepted", 10), ("T2", "declined", 2), ("T3", "accepted", 9)]
+        tmp_path / "feedback.db",
+        [("T1", "accepted", 10), ("T2", "declined", 2), ("T3", "accepted", 9), ("T4", None, 8)],
     )
     alone = insights_of(None, tmp_path / "alone", db=url).insights
-    assert {r.group: r.answers for r in alone.tables["outcome"]} == {"accepted": 2, "declined": 1}
+    outcomes = {r.group: r.answers for r in alone.tables["outcome"]}
+    assert outcomes == {"accepted": 2, "declined": 1, "unmarked": 1}
     assert {r.group for r in alone.tables["product"]} == {"unknown"}
     assert alone.sources == ("the feedback store",)
 
-    # The data directory holds T1 as the store does, T2 with another outcome and T3 with another score.
+    # The data directory holds T1 as the store does, T2 with another outcome and T3 with another score;
+    # T4's outcome, which the store lacks (unmarked), it fills: no disagreement.
     calls = [
+        Call("T4", 8, outcomes={"grocery_4x": "declined"}, day="2026-08-15"),
         Call("T1", 10, outcomes={"grocery_4x": "accepted"}, day="2026-08-15"),
         Call("T2", 2, outcomes={"grocery_4x": "accepted"}, day="2026-08-15"),
         Call("T3", 4, outcomes={"grocery_4x": "accepted"}, day="2026-08-15"),
@@ -251,7 +258,8 @@ def test_the_store_alone_and_joined_with_the_data_naming_disagreements(tmp_path:
     joined = insights_of(hand_dir(tmp_path / "data", calls), tmp_path / "joined", db=url).insights
     named = {(d.call_id, d.field, d.data_value, d.store_value) for d in joined.disagreements}
     assert named == {("T2", "outcome", "accepted", "declined"), ("T3", "nps score", "4", "9")}
-    assert joined.answered_calls == 2 and joined.calls == 4
+    assert joined.answered_calls == 3 and joined.calls == 5
+    assert {r.group: r.answers for r in joined.tables["outcome"]}["declined"] == 1  # T4, as the data says
     (left,) = joined.left_out
     assert left.rows == 2 and left.examples == ("T2", "T3") and "disagree" in left.reason
     with (tmp_path / "joined" / "disagreements.csv").open() as handle:

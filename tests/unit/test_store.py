@@ -534,7 +534,7 @@ def test_after_the_call_closes_an_outcome_cannot_change(store: FeedbackStore, cl
         r"\(30 minutes after it was served\); its outcome 'accepted' \(recorded 2026-08-15 10:30:05 UTC\) stands",
     ):
         store.record_outcome("s_T1_1", "declined")
-    with pytest.raises(ConflictError, match="it was never marked, so it counts as 'not_discussed'"):
+    with pytest.raises(ConflictError, match="it was never marked, so it stays 'unmarked'"):
         store.record_outcome("s_T1_2", "accepted")
     assert store.call_state("T1") == ({"s_T1_1": "accepted"}, True)
 
@@ -964,7 +964,7 @@ def test_export_writes_the_data_contract_tables(
         "call_id,cardholder_id,benefit_id,presented_at,outcome,agent_id,rank,call_reason,logging_prob,p_adopt\n"
         "T1,C0000006,dining_4x,2026-08-15 10:30:00,declined,A7,1,general,0.8,0.31\n"
         "T1,C0000006,grocery_4x,2026-08-15 10:30:00,already_aware,A8,2,general,0.8,0.31\n"
-        "T3,C0000009,air_5x,2026-08-16 10:30:00.000250,not_discussed,A7,1,general,0.8,0.31\n"
+        "T3,C0000009,air_5x,2026-08-16 10:30:00.000250,unmarked,A7,1,general,0.8,0.31\n"
     )
     assert (
         tmp_path / "out" / "nps.csv"
@@ -981,7 +981,7 @@ def test_export_parquet_has_naive_utc_timestamps(
     assert str(calls["started_at"].dtype) == "datetime64[us]"
     assert calls["started_at"].iloc[0] == pd.Timestamp("2026-08-15 10:30:00")
     conversations = pd.read_parquet(tmp_path / "out" / "conversations.parquet")
-    assert conversations["outcome"].tolist() == ["declined", "already_aware", "not_discussed"]
+    assert conversations["outcome"].tolist() == ["declined", "already_aware", "unmarked"]
     assert conversations["rank"].tolist() == [1, 2, 1]
     nps = pd.read_parquet(tmp_path / "out" / "nps.parquet")
     assert nps.to_dict("records") == [

@@ -117,7 +117,7 @@ BAD_CELLS = [
         2,
         "outcome",
         "maybe",
-        r"conversations.csv, row 2, column outcome: 'maybe': is not one of: accepted, declined, not_discussed, already_aware",
+        r"conversations.csv, row 2, column outcome: 'maybe': is not one of: accepted, declined, not_discussed, already_aware, unmarked",
     ),
     (
         "conversations",
@@ -173,6 +173,17 @@ def test_bad_cell_is_named(
     tables[table] = _set_cell(tables[table], row, column, value)
     messages = _messages(write_tables(tmp_path / "data", tables))
     assert any(re.search(message, m) for m in messages), messages
+
+
+@pytest.mark.parametrize("outcome", ["unmarked", "not_discussed"])
+def test_unmarked_and_not_discussed_are_both_outcomes_of_the_contract(tmp_path: Path, outcome: str) -> None:
+    # Exports before `unmarked` existed wrote `not_discussed` for it: such files still validate as they did.
+    tables = dict(VALID_TABLES, conversations=_set_cell(VALID_TABLES["conversations"], 1, "outcome", outcome))
+    data_dir = write_tables(tmp_path / "data", tables)
+    assert _messages(data_dir) == []
+    with open_data(data_dir) as data:
+        outcomes = [row[0] for row in data.con.sql("SELECT outcome FROM conversations").fetchall()]
+    assert outcome in outcomes
 
 
 def test_duplicate_usage_pair_is_named(tmp_path: Path) -> None:

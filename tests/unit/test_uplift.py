@@ -1,0 +1,146 @@
+"""Uplift: the DR-learner recovers a known effect under confounding, its artifacts round-trip, and the Qini
+curve equals a naive loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nba.errors import ModelError
+from nba.model import UPLIFT_FILE, UpliftModel
+from nba.model._uplift import dr_pseudo_outcomes
+from training.metrics import qini_curve
+
+NAMES = ("x0", "x1", "benefit")
+
+
+def _naive_qini(
+    score: np.ndarray, treated: np.ndarray, adopted: np.ndarray, weights: np.ndarray
+) -> list[float]:
+    """The reference: for each top n (stable order), the treated's adoptions minus the controls' scaled to
+    the treated's weight, per treated weight of all; one unit at a time."""
+    order = sorted(range(len(score)), key=lambda i: -score[i])
+    total_treated = sum(w for w, t in zip(weights, treated, strict=True) if t)
+    curve = []
+    for n in range(1, len(order) + 1):
+        top = order[:n]
+        y_t = sum(weights[i] * adopted[i] for i in top if treated[i])
+        n_t = sum(weights[i] for i in top if treated[i])
+        y_c = sum(weights[i] * adopted[i] for i in top if not treated[i])
+        n_c = sum(weights[i] for i in top if not treated[i])
+        curve.append((y_t - (y_c * n_t / n_c if n_c > 0 else 0.0)) / total_treated)
+    return curve
+
+
+def test_qini_curve_equals_a_naive_loop() -> None:
+    rng = np.random.default_rng(3)
+    n = 300
+    score = np.round(rng.normal(size=n), 1)  # ties: input order decides
+    treated = rng.random(n) < 0.4
+    adopted = (rng.random(n) < 0.2 + 0.3 * treated * (score > 0)).astype(float)
+    weights = rng.uniform(1.0, 4.0, n)
+    curve = qini_curve(score, treated, adopted, weights, points=n)
+    reference = _naive_qini(score, treated, adopted, weights)
+    assert curve.qini == pytest.approx(reference, abs=1e-12)
+    fractions = np.arange(1, n + 1) / n
+    assert curve.coefficient == pytest.approx(np.mean(np.array(reference) - reference[-1] * fractions))
+    assert curve.auuc == pytest.approx(np.mean(reference))
+    assert (curve.n_treated, curve.n_control) == (int(treated.sum()), int((~treated).sum()))
+
+
+def test_qini_puts_a_ranking_by_the_true_effect_above_random_and_its_reverse() -> None:
+    rng = np.random.default_rng(5)
+    n = 20_000
+    effect = rng.uniform(0, 0.4, n)
+    treated = rng.random(n) < 0.5
+    adopted = (rng.random(n) < 0.1 + effect * treated).astype(float)
+    best = qini_curve(effect, treated, adopted).coefficient
+    shuffled = qini_curve(rng.permutation(effect), treated, adopted).coefficient
+    worst = qini_curve(-effect, treated, adopted).coefficient
+    assert best > 0.03 > abs(shuffled) and worst < -0.03
+
+
+@pytest.mark.parametrize(
+    ("treated", "adopted", "weights", "message"),
+    [
+        ([1, 1], [0, 1], None, "needs treated and control units: got 2 treated, 0 controls"),
+        ([1, 0], [0, 2], None, r"`adopted` must hold only 0 and 1, got 2.0 at row 1"),
+        ([1, 0], [0, 1], [1.0, -1.0], r"`weights` must be ≥ 0, got -1.0 at row 1"),
+        ([1, 0, 1], [0, 1], None, r"`treated` must have the same length as `uplift` \(2\), got 3"),
+    ],
+)
+def test_qini_refuses_bad_input(
+    treated: list[int], adopted: list[int], weights: list[float] | None, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        qini_curve([0.1, 0.2], treated, adopted, weights)
+
+
+def test_dr_pseudo_outcome_is_the_textbook_formula() -> None:
+    treated = np.array([True, False, True, False])
+    adopted = np.array([1.0, 1.0, 0.0, 0.0])
+    e = np.array([0.5, 0.25, 0.001, 0.999])  # the last two are clipped to [0.02, 0.98]
+    mu1, mu0 = np.array([0.6, 0.5, 0.4, 0.3]), np.array([0.2, 0.1, 0.3, 0.2])
+    expected = [
+        0.6 - 0.2 + (1 - 0.6) / 0.5,
+        0.5 - 0.1 - (1 - 0.1) / 0.75,
+        0.4 - 0.3 + (0 - 0.4) / 0.02,
+        0.3 - 0.2 - (0 - 0.2) / 0.02,
+    ]
+    assert dr_pseudo_outcomes(treated, adopted, e, mu1, mu0) == pytest.approx(expected)
+
+
+def _confounded_units(n: int, seed: int) -> tuple[np.ndarray, ...]:
+    """Units where the logging policy shows more to those who adopt anyway (x1 high), and the effect of a
+    conversation is 0.3 for x0 > 0 and 0 else: a naive comparison of treated and controls is biased."""
+    rng = np.random.default_rng(seed)
+    x0, x1 = rng.normal(size=n), rng.normal(size=n)
+    benefit = rng.integers(0, 3, n).astype(float)
+    X = np.column_stack([x0, x1, benefit])
+    shown_prob = np.where(x1 > 0, 0.7, 0.2)
+    shown = rng.random(n) < shown_prob
+    discussed = shown & (rng.random(n) < 0.9)
+    base = np.where(x1 > 0, 0.35, 0.05)
+    effect = np.where(x0 > 0, 0.3, 0.0)
+    adopted = (rng.random(n) < base + effect * (shown & discussed)).astype(float)
+    cardholders = np.arange(n) // 2
+    valid = rng.random(n) < 0.2
+    return X, shown, discussed, adopted, shown_prob, cardholders, valid, effect
+
+
+def test_the_dr_learner_recovers_a_known_effect_under_confounding() -> None:
+    X, shown, discussed, adopted, shown_prob, cardholders, valid, effect = _confounded_units(30_000, 11)
+    # Half the chances of being shown are not logged: the model estimates those.
+    logged = np.where(np.arange(len(X)) % 2 == 0, shown_prob, np.nan)
+    model = UpliftModel(seed=1).fit(
+        X, shown, discussed, adopted, logged, NAMES, ["benefit"], cardholders, valid
+    )
+    tau = model.predict(X)
+    assert tau[effect > 0].mean() == pytest.approx(0.3, abs=0.06)
+    assert tau[effect == 0].mean() == pytest.approx(0.0, abs=0.06)
+    treated = shown & discussed
+    naive = adopted[treated].mean() - adopted[~treated].mean()
+    assert naive > 0.25  # the confounded comparison: ~0.15 of real effect plus ~0.13 of selection
+    assert model.shown_prob_estimated_ == pytest.approx(0.5, abs=0.01)
+
+
+def test_the_uplift_model_round_trips_through_its_lightgbm_text_file() -> None:
+    X, shown, discussed, adopted, shown_prob, cardholders, valid, _ = _confounded_units(4_000, 2)
+    model = UpliftModel(seed=0).fit(X, shown, discussed, adopted, shown_prob, NAMES, [], cardholders, valid)
+    files = model.to_artifacts()
+    assert list(files) == [UPLIFT_FILE] and files[UPLIFT_FILE].startswith(b"tree")
+    again = UpliftModel.from_artifacts(files, NAMES)
+    assert np.array_equal(again.predict(X[:50]), model.predict(X[:50]))
+    with pytest.raises(ModelError, match="its features do not match the manifest"):
+        UpliftModel.from_artifacts(files, ("a", "b"))
+
+
+def test_the_uplift_model_refuses_units_without_controls_and_says_when_not_fitted() -> None:
+    X, shown, discussed, adopted, shown_prob, cardholders, valid, _ = _confounded_units(500, 4)
+    everyone = np.ones(len(X), dtype=bool)
+    with pytest.raises(ValueError, match=r"needs treated and control units: got 500 treated and 0 controls"):
+        UpliftModel().fit(X, everyone, everyone, adopted, shown_prob, NAMES, [], cardholders, valid)
+    with pytest.raises(ValueError, match="must have one row per unit"):
+        UpliftModel().fit(X, shown[:-1], discussed, adopted, shown_prob, NAMES, [], cardholders, valid)
+    with pytest.raises(ModelError, match=r"This UpliftModel is not fitted yet. Call 'fit' first."):
+        UpliftModel().predict(X)
