@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from nba.contract import catalog_for, load_catalog, open_data
 from nba.decision import ArbitrationConfig
@@ -22,7 +21,8 @@ from nba.errors import DataError
 from nba.features import BenefitTable
 from nba.model import load_bundle
 from training.engine_job import mcc_map_for
-from training.evaluate import Evaluation, evaluate_oracle
+from training.evaluate import Evaluation, evaluate_oracle, read_oracle
+from training.synth import ORACLE_NATURAL_COLUMN
 from training.training_run import bundle_parts
 
 ORACLE_UPLIFT_COLUMNS = ("cardholder_id", "benefit_id", "p_true", "p_natural")
@@ -44,18 +44,14 @@ class CausedAdoptions:
 
 
 def read_uplift_oracle(path: Path) -> pd.DataFrame:
-    """cardholder_id, benefit_id, p_true, p_natural of a counterfactual world's oracle; DataError otherwise."""
-    try:
-        names = pq.read_schema(path).names
-    except OSError as exc:
-        raise DataError(f"{path}: not an oracle file ({exc})") from None
-    if "p_natural" not in names:
+    """A counterfactual world's oracle, as `read_oracle` reads it (with p_natural); DataError otherwise."""
+    oracle = read_oracle(path)
+    if ORACLE_NATURAL_COLUMN not in oracle.columns:
         raise DataError(
-            f"{path}: the oracle has no p_natural column: only a counterfactual world "
+            f"{path}: the oracle has no {ORACLE_NATURAL_COLUMN} column: only a counterfactual world "
             "(nba generate --uplift-mix) says what happens without a conversation"
         )
-    frame: pd.DataFrame = pq.read_table(path, columns=list(ORACLE_UPLIFT_COLUMNS)).to_pandas()
-    return frame
+    return oracle
 
 
 def caused_adoptions(
