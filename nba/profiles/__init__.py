@@ -16,6 +16,7 @@ from nba.profiles._cache import (
 from nba.profiles._profiles import (
     CONTACT_COLUMNS,
     Profiles,
+    assemble_profiles,
     build_profiles,
     compute_profile_tables,
     estimate_spend,
@@ -50,6 +51,7 @@ __all__ = [
     "Profiles",
     "SnapshotInfo",
     "SnapshotManifest",
+    "assemble_profiles",
     "build_profiles",
     "cached_entry_of",
     "cached_profiles",
