@@ -11,7 +11,8 @@
     │   ├── CallNotFoundError         a call id the feedback store does not hold
     │   └── SuggestionNotFoundError   a suggestion id the feedback store does not hold
     ├── ConflictError          a change that the state no longer allows (an outcome after the call closed)
-    └── UnavailableError       a dependency is down (the feedback database); retrying later may work
+    ├── UnavailableError       a dependency is down (the feedback database); retrying later may work
+    └── ComputeEngineError     `--engine spark` cannot run here (PySpark or Java missing, master unreachable)
 
 Messages are one line that names the file, row, column and value where there is one. A bad parameter
 gets one form, from `check_param`: "`top_k` must be an int in [1, 10], got 0".
@@ -52,6 +53,10 @@ class ConflictError(NbaError):
 
 class UnavailableError(NbaError):
     """A dependency (the feedback database) is down; the same request may work later."""
+
+
+class ComputeEngineError(NbaError):
+    """The compute engine asked for (`--engine spark`) cannot run here: what is missing and how to fix it."""
 
 
 class NotFoundError(NbaError):

@@ -29,7 +29,7 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
 
 # The throwaway PostgreSQL server (`pg_server`, `pg_url`) for the feedback store's tests, and the
 # sample model deployed with its profile snapshot (`sample_deployment`) for the service's tests.
-pytest_plugins = ["tests.pg", "tests.deployment"]
+pytest_plugins = ["tests.pg", "tests.deployment", "tests.spark"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = ROOT / "data_samples"

@@ -62,3 +62,41 @@ Threads = Annotated[
         help="LightGBM's threads. Default: the CPUs this process may use (its affinity mask).",
     ),
 ]
+
+# --- the compute engine: DuckDB in process (default) or Spark (`pip install 'nba[spark]'`, Java 17) ---------
+
+ENGINES: Final = ("duckdb", "spark")
+DEFAULT_SPARK_MASTER: Final = "local[*]"
+
+ComputeEngine = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="Where the feature SQL runs: duckdb (in this process, the default) or spark "
+        "(PySpark: pip install 'nba[spark]', and Java 17).",
+    ),
+]
+SparkMaster = Annotated[
+    str | None,
+    typer.Option(
+        "--spark-master",
+        help="With --engine spark: the Spark master (local[*], local[2], spark://HOST:7077, yarn, k8s://...). "
+        f"Default: spark.master from --spark-conf or NBA_SPARK_MASTER, else {DEFAULT_SPARK_MASTER}.",
+    ),
+]
+SparkConfFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--spark-conf",
+        help="With --engine spark: Spark settings, `key=value` (or `key value`) lines, or a YAML mapping "
+        "(.yaml/.yml). NBA_SPARK_* variables override them: NBA_SPARK_EXECUTOR_MEMORY=4g is "
+        "spark.executor.memory=4g.",
+    ),
+]
+
+
+def parse_engine(value: str) -> str:
+    """`--engine` checked against ENGINES; typer.BadParameter naming the value otherwise."""
+    if value not in ENGINES:
+        raise typer.BadParameter(f"must be one of {', '.join(ENGINES)}, got {value!r}", param_hint="--engine")
+    return value

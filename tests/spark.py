@@ -1,0 +1,46 @@
+"""Spark fixture: one local SparkSession for the whole test run (local[2], loopback, no UI) → `spark`.
+
+Registered from tests/conftest.py (`pytest_plugins`). Starting a JVM costs seconds, so every Spark test
+shares this session; PySpark and Java come from `make test` (the `[test]` extra pulls in `[spark]`,
+scripts/apt-test.txt holds openjdk-17-jre-headless). Without them the fixture fails and says so, it
+never skips. Tests that start a session of their own settings would get this one back (getOrCreate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from training.spark_session import SparkSettings, start_spark
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+# PySpark reads every result (collect, toArrow) over a local socket it never closes (pyspark.util's
+# _create_local_socket keeps only the file made from it), so the socket's finaliser warns; with
+# `filterwarnings = error` that fails the test. Spark test modules set `pytestmark = SPARK_TEST`.
+SPARK_TEST = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
+)
+
+# Two cores as CI has them; few shuffle partitions: the sample world is small.
+TEST_SETTINGS = SparkSettings(
+    master="local[2]",
+    conf={
+        "spark.sql.shuffle.partitions": "4",
+        "spark.default.parallelism": "2",
+        "spark.driver.memory": "1g",
+        "spark.sql.adaptive.enabled": "true",
+    },
+)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    session = start_spark(TEST_SETTINGS)
+    try:
+        yield session
+    finally:
+        session.stop()
