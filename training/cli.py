@@ -27,11 +27,15 @@ from training.cli_options import (
     TRAIN_BACKTEST_MONTHS,
     AsOf,
     CatalogFile,
+    ComputeEngine,
     FeaturesConfig,
     Quiet,
     Seed,
+    SparkConfFile,
+    SparkMaster,
     Threads,
     parse_date,
+    parse_engine,
     usable_cpus,
 )
 from training.db_cli import db_app
@@ -423,6 +427,9 @@ def score(
     call_reason: CallReason = "general",
     profiles: ProfilesOption = None,
     value_floor: ValueFloor = DEFAULT_VALUE_FLOOR_USD,
+    engine: ComputeEngine = "duckdb",
+    spark_master: SparkMaster = None,
+    spark_conf: SparkConfFile = None,
 ) -> None:
     """Batch-score every cardholder: cardholder_id, rank, benefit_id, score, diversity for the top K of each.
 
@@ -432,6 +439,9 @@ def score(
     score is the arbitration priority. Ranks follow it, except that the diversity rule puts a suggestion
     that shares a spend category with one ranked above it after the others: such a row ranks below a
     lower score and has diversity true.
+
+    With --engine spark, the --profiles snapshot's cardholders are scored on Spark (mapInArrow), each
+    partition by the same engine; the file written is the same.
     """
     from nba.vocab import CALL_REASONS
     from training.engine_job import load_engine, score_all
@@ -442,8 +452,23 @@ def score(
         )
     if out.suffix not in (".csv", ".parquet"):
         raise typer.BadParameter(f"must end in .csv or .parquet, got {out.name!r}", param_hint="--out")
-    engine = load_engine(model, data, parse_date(as_of), _floor_config(value_floor), profiles=profiles)
-    result = score_all(engine, top, call_reason, out)
+    if parse_engine(engine) == "spark":
+        from training.spark_score import score_on_spark
+        from training.spark_session import spark_settings
+
+        if profiles is None:
+            raise typer.BadParameter(
+                "--engine spark scores a profile snapshot: build one (nba profiles build) and pass it",
+                param_hint="--profiles",
+            )
+        settings = spark_settings(spark_master, spark_conf)
+        config = _floor_config(value_floor)
+        result = score_on_spark(
+            settings, model, data, profiles, config, top, call_reason, out, parse_date(as_of)
+        )
+    else:
+        scorer = load_engine(model, data, parse_date(as_of), _floor_config(value_floor), profiles=profiles)
+        result = score_all(scorer, top, call_reason, out)
     typer.echo(
         f"{result.out}: {result.rows:,} rows for {result.cardholders:,} cardholders in {result.seconds:.1f} s"
     )

@@ -24,14 +24,22 @@ from typing import TYPE_CHECKING, Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nba.contract import Catalog
+from nba.contract import Catalog, catalog_for, load_catalog
 from nba.decision import Engine, EngineConfig
-from nba.errors import ModelError
+from nba.errors import ComputeEngineError, DataError, ModelError
 from nba.features import BenefitTable
 from nba.model import load_bundle
-from nba.profiles import assemble_profiles
-from training.engine_job import SCORE_SCHEMA, ScoreResult, score_rows
+from nba.profiles import (
+    CONTACT_FILE,
+    FEATURES_FILE,
+    HISTORY_FILE,
+    assemble_profiles,
+    check_snapshot,
+    resolve_snapshot,
+)
+from training.engine_job import SCORE_SCHEMA, ScoreResult, resolve_model_dir, score_rows
 from training.features_job import write_table
+from training.spark_session import SparkSettings, first_line, start_spark
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -161,6 +169,63 @@ def score_frames(
         contact_names=[c for c in frames.contact.columns if c != "cardholder_id"],
     )
     return nest_by_cardholder(frames).mapInArrow(score, from_arrow_schema(SCORE_SCHEMA))
+
+
+def snapshot_frames(session: SparkSession, snapshot: Path) -> tuple[date, SparkProfileFrames]:
+    """A profile snapshot folder (or a profiles folder's CURRENT), checked, as Spark DataFrames: its as-of
+    and its three tables, which Spark reads from the folder itself."""
+    folder = resolve_snapshot(snapshot)
+    manifest = check_snapshot(folder)  # every file's SHA-256, before Spark reads any of them
+    read = session.read.parquet
+    frames = SparkProfileFrames(
+        features=read(str(folder / FEATURES_FILE)),
+        history=read(str(folder / HISTORY_FILE)),
+        contact=read(str(folder / CONTACT_FILE)),
+    )
+    return manifest.as_of, frames
+
+
+def score_on_spark(
+    settings: SparkSettings,
+    model: Path,
+    data_dir: Path,
+    profiles: Path,
+    config: EngineConfig,
+    top_k: int | None,
+    call_reason: str,
+    out: Path,
+    as_of: date | None = None,
+) -> ScoreResult:
+    """`nba score --engine spark --profiles P`: the snapshot's cardholders scored on Spark (see the module).
+
+    The model is a model folder or a models folder's CURRENT; the catalog comes from `data_dir` as for
+    local `nba score`. Raises ModelError when the catalog or the snapshot does not fit the model, DataError
+    when `as_of` is not the snapshot's date, ComputeEngineError when Spark cannot start or a Spark job
+    fails (its first line: a ModelError raised on an executor says which file did not match).
+    """
+    model_dir = resolve_model_dir(model)
+    bundle = load_bundle(model_dir)  # checked here too: a bad folder fails before Spark starts
+    catalog = load_catalog(catalog_for(data_dir))
+    bundle.check_catalog(catalog)
+    session = start_spark(settings)
+    day, frames = snapshot_frames(session, profiles)
+    if as_of is not None and as_of != day:
+        raise DataError(f"{profiles}: the snapshot is as of {day}, not {as_of}; leave out --as-of")
+    try:
+        return score_all_on_spark(session, frames, model_dir, catalog, day, config, top_k, call_reason, out)
+    except Exception as exc:
+        if type(exc).__module__.startswith(("pyspark", "py4j")):
+            raise ComputeEngineError(f"the Spark scoring job failed: {job_error(exc)}") from None
+        raise
+
+
+def job_error(exc: BaseException) -> str:
+    """The line that says what went wrong in a failed Spark job: an nba error raised on an executor when
+    there is one (`nba.errors.ModelError: ...`), else the error's first line."""
+    for line in str(exc).splitlines():
+        if line.startswith("nba.errors."):
+            return line[len("nba.errors.") :]
+    return first_line(exc)
 
 
 def score_all_on_spark(
