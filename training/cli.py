@@ -11,6 +11,7 @@ import sys
 # the caller wins.
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "passive"
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -72,8 +73,18 @@ def validate(
     max_problems: Annotated[
         int, typer.Option(min=1, max=100_000, help="List at most this many problems.")
     ] = (DEFAULT_MAX_PROBLEMS),
+    engine: ComputeEngine = "duckdb",
+    spark_master: SparkMaster = None,
+    spark_conf: SparkConfFile = None,
 ) -> None:
-    """Check a data directory against the data contract: a summary and exit 0, or every problem and exit 1."""
+    """Check a data directory against the data contract: a summary and exit 0, or every problem and exit 1.
+
+    With --engine spark the checks run as Spark queries: each kind of problem with its count and first
+    examples (the Parquet row; for CSV the record itself).
+    """
+    if parse_engine(engine) == "spark":
+        _validate_on_spark(data_dir, parse_date(as_of), catalog, spark_master, spark_conf)
+        return
     report = validate_data(data_dir, as_of=parse_date(as_of), catalog_path=catalog, max_problems=max_problems)
     if not report.ok:
         for problem in report.problems:
@@ -86,6 +97,25 @@ def validate(
         raise typer.Exit(1)
     assert report.summary is not None
     typer.echo(format_summary(data_dir, report.summary))
+
+
+def _validate_on_spark(
+    data_dir: Path, as_of: date | None, catalog: Path | None, master: str | None, conf: Path | None
+) -> None:
+    from training.spark_session import spark_settings, start_spark
+    from training.spark_validate import validate_on_spark
+
+    session = start_spark(spark_settings(master, conf))
+    result = validate_on_spark(session, data_dir, as_of, catalog)
+    if not result.ok:
+        for kind in result.kinds:
+            typer.echo(str(kind), err=True)
+        total = sum(kind.count for kind in result.kinds)
+        typer.echo(f"{data_dir}: {total:,} problems of {len(result.kinds)} kinds found (Spark)", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{data_dir}: valid (Spark)")
+    for file, rows in result.rows.items():
+        typer.echo(f"  {file:<24} {rows:>12,} rows")
 
 
 def format_summary(data_dir: Path, summary: DataSummary) -> str:

@@ -1,0 +1,94 @@
+"""`nba validate --engine spark`: the same problems as local validation, counted per kind, with examples."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import SparkSession
+
+from nba.contract import validate_data
+from tests.spark import SPARK_TEST
+from training.cli import main
+from training.spark_validate import validate_on_spark
+
+pytestmark = SPARK_TEST
+
+SAMPLE = Path(__file__).resolve().parents[2] / "data_samples"
+
+
+def _set(table: pa.Table, column: str, rows: list[int], value: object) -> pa.Table:
+    values = table.column(column).to_pylist()
+    for row in rows:
+        values[row] = value
+    return table.set_column(
+        table.schema.get_field_index(column), column, pa.array(values, table.schema.field(column).type)
+    )
+
+
+@pytest.fixture(scope="module")
+def broken_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample data with problems of each kind; nps as CSV (its examples carry the record)."""
+    data = tmp_path_factory.mktemp("broken")
+    shutil.copytree(SAMPLE, data, dirs_exist_ok=True)
+    transactions = pq.read_table(data / "transactions.parquet")
+    pq.write_table(_set(transactions, "mcc", [4, 5, 6], 12000), data / "transactions.parquet")
+    cardholders = pq.read_table(data / "cardholders.parquet")
+    pq.write_table(pa.concat_tables([cardholders, cardholders.slice(0, 1)]), data / "cardholders.parquet")
+    conversations = pq.read_table(data / "conversations.parquet")
+    pq.write_table(_set(conversations, "outcome", [3, 9], "maybe"), data / "conversations.parquet")
+    usage = pq.read_table(data / "benefit_usage.parquet")
+    pq.write_table(_set(usage, "benefit_id", [2], "no_such_benefit"), data / "benefit_usage.parquet")
+    nps = pq.read_table(data / "nps.parquet")
+    scores = pc.cast(nps.column("score"), pa.string()).to_pylist()
+    scores[1], scores[2], scores[3] = "abc", "11", None
+    text = pa.table({"call_id": nps.column("call_id"), "score": pa.array(scores, pa.string())})
+    (data / "nps.parquet").unlink()
+    pacsv.write_csv(text, data / "nps.csv")
+    return data
+
+
+def _local_kinds(data: Path) -> Counter[tuple[str, str | None, str]]:
+    report = validate_data(data, max_problems=100_000)
+    assert report.total == len(report.problems)
+    return Counter(
+        (p.file, p.column, re.sub(r": the same as row \d+$", "", p.message)) for p in report.problems
+    )
+
+
+def test_both_engines_report_the_same_problem_kinds_and_counts(spark: SparkSession, broken_dir: Path) -> None:
+    result = validate_on_spark(spark, broken_dir)
+    got = {(k.file, k.column, k.message): k.count for k in result.kinds}
+    assert got == dict(_local_kinds(broken_dir))
+    assert got[("transactions.parquet", "mcc", "is outside 0–9999")] == 3
+    kinds = {(k.file, k.column, k.message): k for k in result.kinds}
+    mcc = kinds[("transactions.parquet", "mcc", "is outside 0–9999")]
+    assert [(e.row, e.value) for e in mcc.examples] == [(5, "12000"), (6, "12000"), (7, "12000")]
+    score = kinds[("nps.csv", "score", "is not a whole number")]
+    assert (
+        score.examples[0].row is None
+        and score.examples[0].record == f"{score.examples[0].record.split(',')[0]},abc"
+    )
+    duplicate = kinds[("cardholders.parquet", "cardholder_id", "duplicate cardholder_id")]
+    assert duplicate.count == 1 and duplicate.examples[0].row == 1
+
+
+def test_valid_data_has_no_problems_on_spark(spark: SparkSession) -> None:
+    result = validate_on_spark(spark, SAMPLE)
+    assert result.ok and result.rows["transactions.parquet"] > 10_000
+
+
+def test_the_command_prints_each_kind_with_its_count(
+    spark: SparkSession, broken_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validate", str(broken_dir), "--engine", "spark"]) == 1
+    err = capsys.readouterr().err
+    assert "transactions.parquet, column mcc: is outside 0–9999: 3 rows, e.g. row 5 ('12000')" in err
+    assert err.strip().splitlines()[-1].endswith(": 10 problems of 7 kinds found (Spark)")
