@@ -31,6 +31,7 @@ _RECORD: Final = "__record"
 _LATER: Final = "__later"
 _DATE_RE: Final = r"\d{4}-\d{2}-\d{2}"
 _TIMESTAMP_RE: Final = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?"
+_INT_RE: Final = r"[+-]?[0-9]{1,18}"
 _NUMBER_RE: Final = r"[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?"
 _SPARK_TYPE: Final = {
     "string": "STRING",
@@ -116,6 +117,11 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
+def _pattern(regex: str) -> str:
+    """A whole-value regex as a Spark SQL string literal (a backslash there escapes, so it is doubled)."""
+    return "'^" + regex.replace("\\", "\\\\") + "$'"
+
+
 def _typed_sql(column: Any, source: str) -> str | None:
     """Spark SQL turning a file's column (Spark type `source`) into its contract type, without coercing;
     None when the type cannot hold it (the rules of `nba.contract`'s `parse_column`)."""
@@ -125,14 +131,16 @@ def _typed_sql(column: Any, source: str) -> str | None:
         if kind == "string":
             return f"CASE WHEN {trimmed} <> '' THEN {ident} END"
         if kind == "int":
-            return f"CASE WHEN {trimmed} RLIKE '^[+-]?[0-9]{{1,18}}$' THEN try_cast({trimmed} AS BIGINT) END"
+            return f"CASE WHEN {trimmed} RLIKE {_pattern(_INT_RE)} THEN try_cast({trimmed} AS BIGINT) END"
         if kind == "float":
             cast = f"try_cast({trimmed} AS DOUBLE)"
             finite = f"NOT isnan({cast}) AND abs({cast}) < double('Infinity')"
-            return f"CASE WHEN {trimmed} RLIKE '^{_NUMBER_RE}$' AND {finite} THEN {cast} END"
+            return f"CASE WHEN {trimmed} RLIKE {_pattern(_NUMBER_RE)} AND {finite} THEN {cast} END"
         if kind == "date":
-            return f"CASE WHEN {trimmed} RLIKE '^{_DATE_RE}$' THEN try_cast({trimmed} AS DATE) END"
-        return f"CASE WHEN {trimmed} RLIKE '^{_TIMESTAMP_RE}$' THEN try_cast({trimmed} AS TIMESTAMP) END"
+            return f"CASE WHEN {trimmed} RLIKE {_pattern(_DATE_RE)} THEN try_cast({trimmed} AS DATE) END"
+        return (
+            f"CASE WHEN {trimmed} RLIKE {_pattern(_TIMESTAMP_RE)} THEN try_cast({trimmed} AS TIMESTAMP) END"
+        )
     base = source.split("(")[0]
     if kind == "string" and base in _INTEGRAL:
         return f"CAST({ident} AS STRING)"

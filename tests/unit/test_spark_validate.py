@@ -15,6 +15,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from nba.contract import validate_data
+from tests.conftest import VALID_TABLES, write_tables
 from tests.spark import SPARK_TEST
 from training.cli import main
 from training.spark_validate import validate_on_spark
@@ -92,3 +93,26 @@ def test_the_command_prints_each_kind_with_its_count(
     err = capsys.readouterr().err
     assert "transactions.parquet, column mcc: is outside 0–9999: 3 rows, e.g. row 5 ('12000')" in err
     assert err.strip().splitlines()[-1].endswith(": 10 problems of 7 kinds found (Spark)")
+
+
+# Text that must parse as the contract's types: dates, timestamps, numbers, blanks (CSV, every type's rules).
+_BAD_CSV = {
+    **VALID_TABLES,
+    "cardholders": VALID_TABLES["cardholders"] + "C4,gold,2024-02-30,19x0,west,mass,1\nC5, ,2024/01/01,,,,\n",
+    "transactions": VALID_TABLES["transactions"]
+    + "C1,2025-01-04,abc,5812\nC2,2025-01-05,1e999,58.5\nC9,,12,1\n",
+    "conversations": VALID_TABLES["conversations"]
+    + "K2,C3,grocery_3x,2025-03-02 25:00:00,accepted,0,bored,0\n",
+    "nps": VALID_TABLES["nps"] + "K1,9,2025-01-21T08:00:00Z\nK4,,yesterday\n",
+}
+
+
+def test_text_parsing_finds_the_same_problems_as_local_validation(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    data = write_tables(tmp_path / "data", _BAD_CSV)
+    result = validate_on_spark(spark, data)
+    got = {(k.file, k.column, k.message): k.count for k in result.kinds}
+    assert got == dict(_local_kinds(data)) and len(got) >= 12
+    record = next(k for k in result.kinds if k.column == "amount").examples[0].record
+    assert record == "C1,2025-01-04,abc,5812"
