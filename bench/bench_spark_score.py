@@ -123,7 +123,6 @@ def main(argv: list[str] | None = None) -> None:
 
         equal = pq.read_table(local_out).equals(pq.read_table(spark_out))
     result = {
-        "benchmark": "spark_score",
         "cardholders": cardholders,
         "snapshot": str(snapshot),
         "call_reason": CALL_REASON,

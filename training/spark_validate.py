@@ -261,19 +261,30 @@ def validate_on_spark(
         if not missing:
             tables[spec.name] = table
     checks_by_table = {name: _typed_frame(table, kinds) for name, table in tables.items()}
-    _mark_later(tables, as_of, str(data_dir))
+    _mark_later(tables, as_of)
     rows: dict[str, int] = {}
+    spans: list[tuple[bool, date | None, date | None]] = []
     for name, table in tables.items():
         checks = checks_by_table[name]
-        counts_sql = [f"count_if({c.condition} AND NOT {_LATER})" for c in checks] + ["count(*)"]
-        counted = table.frame.selectExpr(*counts_sql).collect()[0]
-        rows[table.file] = int(counted[-1])
-        for check, count in zip(checks, counted[:-1], strict=True):
+        # One pass per table: every value check's count, the rows, and each date column's first and last day.
+        days = [
+            f"CAST({_quote('t:' + c.name)} AS DATE)"
+            for c in TABLES[name].columns
+            if c.type in ("date", "timestamp")
+        ]
+        counts_sql = [f"count_if({c.condition} AND NOT {_LATER})" for c in checks]
+        span_sql = [f"{f}({day})" for day in days for f in ("min", "max")]
+        counted = table.frame.selectExpr(*counts_sql, "count(*)", *span_sql).collect()[0]
+        rows[table.file] = int(counted[len(checks)])
+        found = counted[len(checks) + 1 :]
+        spans += [(name == "transactions", found[i], found[i + 1]) for i in range(0, len(found), 2)]
+        for check, count in zip(checks, counted[: len(checks)], strict=True):
             if count:
                 text = f"`r:{check.column}`" if check.show_value else None
                 shown = _examples(table.frame, f"{check.condition} AND NOT {_LATER}", text, examples)
                 kinds.append(ProblemKind(table.file, check.column, check.message, int(count), shown))
         kinds.extend(_duplicates(table, examples))
+    _check_as_of(spans, as_of, str(data_dir))
     kinds.extend(_references(session, tables, catalog, examples))
     return SparkValidation(kinds, rows)
 
@@ -305,26 +316,8 @@ def _typed_frame(table: _Table, kinds: list[ProblemKind]) -> list[_Check]:
     return checks
 
 
-def _mark_later(tables: dict[str, _Table], as_of: date | None, source: str) -> None:
-    """`__later`: the row is dated on or after `as_of` (not checked: no job uses it as of then); an as-of
-    that leaves no data before it is refused as local validation refuses it (`check_as_of`)."""
-    spans = []
-    for name, table in tables.items():
-        for column in TABLES[name].columns:
-            if column.type in ("date", "timestamp"):
-                day = f"CAST({_quote('t:' + column.name)} AS DATE)"
-                spans.append(
-                    (
-                        name == "transactions",
-                        table.frame.selectExpr(f"min({day})", f"max({day})").collect()[0],
-                    )
-                )
-    firsts = [lo for spend, (lo, _) in spans if spend and lo is not None] or [
-        lo for _, (lo, _) in spans if lo is not None
-    ]
-    lasts = [hi for _, (_, hi) in spans if hi is not None]
-    if as_of is not None or lasts:
-        check_as_of(as_of, min(firsts) if firsts else None, max(lasts) if lasts else None, source)
+def _mark_later(tables: dict[str, _Table], as_of: date | None) -> None:
+    """`__later`: the row is dated on or after `as_of` (not checked: no job uses it as of then)."""
     for name, table in tables.items():
         dated = [
             f"CAST({_quote('t:' + c.name)} AS DATE) >= DATE '{as_of.isoformat()}'"
@@ -333,6 +326,15 @@ def _mark_later(tables: dict[str, _Table], as_of: date | None, source: str) -> N
         ]
         later = f"coalesce({' OR '.join(dated)}, false)" if dated else "false"
         table.frame = table.frame.selectExpr("*", f"{later} AS {_LATER}")
+
+
+def _check_as_of(spans: list[tuple[bool, date | None, date | None]], as_of: date | None, source: str) -> None:
+    """Refuses an as-of as local validation does (`check_as_of`), from each date column's (is it spend,
+    first day, last day): the first day is the first spend's when there is any."""
+    firsts = [lo for spend, lo, _ in spans if spend and lo is not None] or [lo for _, lo, _ in spans if lo]
+    lasts = [hi for _, _, hi in spans if hi is not None]
+    if as_of is not None or lasts:
+        check_as_of(as_of, min(firsts) if firsts else None, max(lasts) if lasts else None, source)
 
 
 def _duplicates(table: _Table, examples: int) -> Iterator[ProblemKind]:

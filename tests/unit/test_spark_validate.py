@@ -81,20 +81,6 @@ def test_both_engines_report_the_same_problem_kinds_and_counts(spark: SparkSessi
     assert duplicate.count == 1 and duplicate.examples[0].row == 1
 
 
-def test_valid_data_has_no_problems_on_spark(spark: SparkSession) -> None:
-    result = validate_on_spark(spark, SAMPLE)
-    assert result.ok and result.rows["transactions.parquet"] > 10_000
-
-
-def test_the_command_prints_each_kind_with_its_count(
-    spark: SparkSession, broken_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["validate", str(broken_dir), "--engine", "spark"]) == 1
-    err = capsys.readouterr().err
-    assert "transactions.parquet, column mcc: is outside 0–9999: 3 rows, e.g. row 5 ('12000')" in err
-    assert err.strip().splitlines()[-1].endswith(": 10 problems of 7 kinds found (Spark)")
-
-
 # Text that must parse as the contract's types: dates, timestamps, numbers, blanks (CSV, every type's rules).
 _BAD_CSV = {
     **VALID_TABLES,
@@ -116,3 +102,29 @@ def test_text_parsing_finds_the_same_problems_as_local_validation(
     assert got == dict(_local_kinds(data)) and len(got) >= 12
     record = next(k for k in result.kinds if k.column == "amount").examples[0].record
     assert record == "C1,2025-01-04,abc,5812"
+
+
+def test_the_command_prints_each_kind_with_its_count(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_tables(tmp_path / "data", _BAD_CSV)
+    assert main(["validate", str(data), "--engine", "spark", "--spark-master", "local[2]"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "transactions.csv, column amount: is not a finite number: 2 rows, e.g. record 'C1,2025-01-04,abc,5812'"
+        in err
+    )
+    assert err.strip().splitlines()[-1] == f"{data}: 18 problems of 16 kinds found (Spark)"
+    assert main(["validate", str(write_tables(tmp_path / "valid", VALID_TABLES)), "--engine", "spark"]) == 0
+    assert "cardholders.csv" in capsys.readouterr().out
+
+
+def test_an_as_of_with_no_data_before_it_is_the_same_error_on_both_engines(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = str(write_tables(tmp_path / "valid", VALID_TABLES))
+    errors = []
+    for engine in ("duckdb", "spark"):
+        assert main(["validate", data, "--as-of", "2024-01-01", "--engine", engine]) == 1
+        errors.append(capsys.readouterr().err.strip())
+    assert errors[0] == errors[1] and "is not after the first date" in errors[0]
