@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -238,14 +239,21 @@ def features(
     config: Annotated[
         Path | None, typer.Option(help="Features config (YAML/JSON): extra columns to include or exclude.")
     ] = None,
+    engine: ComputeEngine = "duckdb",
+    spark_master: SparkMaster = None,
+    spark_conf: SparkConfFile = None,
     quiet: Quiet = False,
 ) -> None:
     """Compute every cardholder's features as of a date (data strictly before it) and write them to a file."""
     from training.features_job import run_features
     from training.progress import cli_reporter
+    from training.spark_data import open_engine
 
-    with cli_reporter(quiet) as progress:
-        result = run_features(data, parse_date(as_of), out, config, progress=progress)
+    with (
+        open_engine(parse_engine(engine), data, spark_master, spark_conf) as spark,
+        cli_reporter(quiet) as progress,
+    ):
+        result = run_features(data, parse_date(as_of), out, config, progress=progress, spark=spark)
     taken = ", ".join(result.extra_columns.taken) or "none"
     typer.echo(
         f"{result.out}: {result.rows:,} cardholders × {result.columns} columns as of {result.as_of} "
@@ -283,10 +291,14 @@ def train(
             "labelled before it; 0: none). `nba backtest` fits everything per month.",
         ),
     ] = TRAIN_BACKTEST_MONTHS,
+    engine: ComputeEngine = "duckdb",
+    spark_master: SparkMaster = None,
+    spark_conf: SparkConfFile = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a model version: features, training set, spend estimator, LightGBM model, evaluation, report."""
     from training.progress import cli_reporter
+    from training.spark_data import open_engine
     from training.summary import print_train_summary
     from training.train_job import train_model
     from training.training_run import TrainOptions
@@ -303,7 +315,12 @@ def train(
         backtest_months=backtest_months,
         arbitration=ArbitrationConfig(value_floor_usd=value_floor),
     )
-    with cli_reporter(quiet) as progress:
+    with (
+        open_engine(parse_engine(engine), data, spark_master, spark_conf) as spark,
+        cli_reporter(quiet) as progress,
+    ):
+        if spark is not None:
+            options = dataclasses.replace(options, feature_sql=spark.sql)
         result = train_model(data, out, options, progress)
     print_train_summary(result)
 
@@ -423,7 +440,6 @@ def recommend(
     value_floor: ValueFloor = DEFAULT_VALUE_FLOOR_USD,
 ) -> None:
     """Show the talking points the engine would give the agent for one cardholder's call."""
-    import dataclasses
     import json
 
     from training.engine_job import format_decision, load_engine

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -37,6 +38,9 @@ from nba.profiles import (
 )
 from training.features_job import write_table
 from training.progress import SILENT, Reporter
+
+if TYPE_CHECKING:
+    from training.spark_data import SparkData
 
 
 def resolve_model_dir(model: Path) -> Path:
@@ -101,6 +105,7 @@ def build_snapshot(
     as_of: date | None = None,
     promote: bool = False,
     progress: Reporter = SILENT,
+    spark: SparkData | None = None,
 ) -> SnapshotResult:
     """Computes a data directory's profile tables as of a date and writes them as `out/<as_of>/`.
 
@@ -108,16 +113,27 @@ def build_snapshot(
     and its spend estimates are stored beside the tables, so it loads the snapshot without running its
     spend estimator; any other model with the same features can load it too. With `promote`, CURRENT
     then names the new snapshot. `progress` is told each step and watches the SQL.
+
+    With `spark` (the data opened in Spark, `open_engine`) the three statements run there and their rows
+    come back to this process, which writes the folder as always: the same files, checksums and
+    write-then-rename, so a Spark job failing mid-way leaves no folder behind.
     """
     started = time.perf_counter()
     progress.step(f"loading the model {model}")
     bundle = load_bundle(resolve_model_dir(model))
-    with open_data(data_dir) as data:
-        progress.step(f"{data_dir}: the data's last date")
-        day = data.resolve_as_of(as_of)
+    if spark is not None:
+        progress.step(f"{spark.uri}: the data's last date (Spark)")
+        day = spark.resolve_as_of(as_of)
         new_snapshot_dir(out, day)  # before minutes of work, not after
-        progress.step(f"profiles as of {day}")
-        tables = compute_profile_tables(data, day, mcc_map_for(data_dir), bundle.extra, progress)
+        progress.step(f"profiles as of {day} on Spark ({spark.spark.sparkContext.master})")
+        tables = compute_profile_tables(spark.sql, day, spark.mcc_map(), bundle.extra)
+    else:
+        with open_data(data_dir) as data:
+            progress.step(f"{data_dir}: the data's last date")
+            day = data.resolve_as_of(as_of)
+            new_snapshot_dir(out, day)  # before minutes of work, not after
+            progress.step(f"profiles as of {day}")
+            tables = compute_profile_tables(data, day, mcc_map_for(data_dir), bundle.extra, progress)
     progress.step(f"spend estimates of {tables.features.num_rows:,} cardholders")
     estimates = {bundle.version: estimate_spend(tables.features, bundle)}
     progress.step(f"writing the snapshot to {out / day.isoformat()}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
+import duckdb
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -15,6 +17,7 @@ from nba.features import (
     BenefitTable,
     ExtraColumns,
     HolderColumns,
+    SqlEngine,
     build_benefit_history,
     build_candidate_matrix,
     build_cardholder_features,
@@ -28,6 +31,20 @@ from nba.vocab import SPEND_CATEGORIES
 FloatArray = npt.NDArray[np.float64]
 
 _SNAPSHOTS = "nba_pair_snapshots"
+
+
+@dataclass
+class EngineData(DataSource):
+    """A data directory opened in DuckDB whose feature SQL runs on another engine (`--engine spark`):
+    `compute_snapshots` sends the features and the benefit history to `feature_sql`, the rest of a job
+    (labels, presentations) reads `con` as before."""
+
+    feature_sql: SqlEngine | None = None
+
+
+def with_feature_sql(data: DataSource, engine: SqlEngine | None) -> DataSource:
+    """`data` whose feature SQL runs on `engine` (None: on DuckDB, `data` itself)."""
+    return data if engine is None else EngineData(data.data_dir, data.con, data.files, feature_sql=engine)
 
 
 @dataclass(frozen=True)
@@ -48,16 +65,26 @@ def compute_snapshots(
 ) -> HolderSnapshots:
     """Features and benefit history as of each snapshot's date (data strictly before it).
 
-    `progress` watches the two SQL statements.
+    `progress` watches the two SQL statements. With `data` an `EngineData` they run on its `feature_sql`
+    (Spark), in its dialect, with the same results.
     """
-    sql = register_snapshots(data.con, snapshots, _SNAPSHOTS)
+    engine = data.feature_sql if isinstance(data, EngineData) else None
+
+    def watch(description: str) -> contextlib.AbstractContextManager[None]:
+        return progress.query(data.con, description) if engine is None else contextlib.nullcontext()
+
+    target: duckdb.DuckDBPyConnection | SqlEngine = data.con if engine is None else engine
+    sql = register_snapshots(target, snapshots, _SNAPSHOTS)
     try:
-        with progress.query(data.con, f"features SQL, {snapshots.num_rows:,} snapshots"):
-            table = build_cardholder_features(data.con, sql, mcc_map, extra)
-        with progress.query(data.con, "benefit history SQL"):
-            history = build_benefit_history(data.con, sql).to_pandas()
+        with watch(f"features SQL, {snapshots.num_rows:,} snapshots"):
+            table = build_cardholder_features(target, sql, mcc_map, extra)
+        with watch("benefit history SQL"):
+            history = build_benefit_history(target, sql).to_pandas()
     finally:
-        data.con.unregister(_SNAPSHOTS)
+        if engine is None:
+            data.con.unregister(_SNAPSHOTS)
+        else:
+            engine.unregister(_SNAPSHOTS)
     keys = pd.DataFrame(
         {
             "cardholder_id": table.column("cardholder_id").to_pylist(),

@@ -12,10 +12,19 @@ from nba.profiles import (
     CURRENT_FILE,
     SnapshotInfo,
     list_snapshots,
+    pull_snapshot,
     read_current_snapshot,
     set_current_snapshot,
 )
-from training.cli_options import AsOf, Quiet, parse_date
+from training.cli_options import (
+    AsOf,
+    ComputeEngine,
+    Quiet,
+    SparkConfFile,
+    SparkMaster,
+    parse_date,
+    parse_engine,
+)
 
 profiles_app = typer.Typer(
     help="Build profile snapshots, list them, or put one in service.",
@@ -43,14 +52,21 @@ def build_command(
     out: Annotated[Path, typer.Option(help="Profiles folder to write the snapshot into.")] = Path("profiles"),
     as_of: AsOf = None,
     promote: Annotated[bool, typer.Option(help="Put the new snapshot in service (CURRENT).")] = False,
+    engine: ComputeEngine = "duckdb",
+    spark_master: SparkMaster = None,
+    spark_conf: SparkConfFile = None,
     quiet: Quiet = False,
 ) -> None:
     """Compute every cardholder's features as of a date and write them as a checked snapshot folder."""
     from training.engine_job import build_snapshot
     from training.progress import cli_reporter
+    from training.spark_data import open_engine
 
-    with cli_reporter(quiet) as progress:
-        result = build_snapshot(data, model, out, parse_date(as_of), promote, progress)
+    with (
+        open_engine(parse_engine(engine), data, spark_master, spark_conf) as spark,
+        cli_reporter(quiet) as progress,
+    ):
+        result = build_snapshot(data, model, out, parse_date(as_of), promote, progress, spark)
     m = result.manifest
     typer.echo(
         f"{result.folder}: {m.cardholders:,} cardholders × {len(m.feature_names)} features as of {m.as_of} "
@@ -81,6 +97,31 @@ def list_command(profiles: ProfilesDir = Path("profiles")) -> None:
     current = read_current_snapshot(profiles)
     if current is not None and current not in {info.as_of.isoformat() for info in infos}:
         raise DataError(f"{profiles / CURRENT_FILE}: names {current}, which is not in {profiles}")
+
+
+@profiles_app.command("pull")
+def pull_command(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A snapshot folder written elsewhere (named by its as-of date), e.g. copied down from the "
+            "lake or on a mounted share."
+        ),
+    ],
+    profiles: ProfilesDir = Path("profiles"),
+    promote: Annotated[
+        bool, typer.Option(help="Put the snapshot in service (CURRENT) once it arrived.")
+    ] = False,
+) -> None:
+    """Copy a snapshot folder into the profiles folder, checking every file's SHA-256 on arrival."""
+    manifest = pull_snapshot(source, profiles)
+    typer.echo(
+        f"{profiles / manifest.as_of.isoformat()}: {manifest.cardholders:,} cardholders as of {manifest.as_of}, "
+        f"{len(manifest.files)} files checked"
+    )
+    if promote:
+        previous = set_current_snapshot(profiles, manifest.as_of)
+        typer.echo(f"promoted {manifest.as_of} (was {previous or 'none'})")
 
 
 @profiles_app.command("promote")

@@ -209,9 +209,32 @@ def start_spark(settings: SparkSettings) -> SparkSession:
     return session
 
 
+def running_spark() -> SparkSession | None:
+    """The SparkSession this process runs already, or None (also when PySpark is not installed)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        return None
+    return SparkSession.getActiveSession()
+
+
 def first_line(exc: BaseException) -> str:
-    """The first meaningful line of a JVM or PySpark error (they run to pages of stack trace)."""
-    for line in str(exc).strip().splitlines():
+    """The first meaningful line of a JVM or PySpark error (they run to pages of stack trace).
+
+    A Java exception seen through Py4J says only which call failed ("An error occurred while calling
+    o49.collectToPython"); its deepest cause says what went wrong (the file that is not Parquet, the
+    scheme with no file system), so that is the line.
+    """
+    text = str(exc)
+    java: Any = getattr(exc, "java_exception", None)
+    if java is not None:
+        try:
+            while java.getCause() is not None:
+                java = java.getCause()
+            text = str(java.toString())
+        except Exception:  # the JVM is gone: keep Py4J's own words
+            pass
+    for line in text.strip().splitlines():
         line = line.strip()
         if line:
             return line[:300]

@@ -56,7 +56,7 @@ from training.cli_options import MAX_TRAIN_BACKTEST_MONTHS
 from training.drift_job import DriftScorer, newest_presentations_drift, training_drift_reference
 from training.evaluate import ChampionComparison, Evaluation, ScoringParts, evaluate_off_policy
 from training.metrics import ranking_auc
-from training.pairs import HolderSnapshots, PairMatrix, build_pair_matrix, compute_snapshots
+from training.pairs import HolderSnapshots, PairMatrix, build_pair_matrix, compute_snapshots, with_feature_sql
 from training.presentations import LABEL_WINDOW_DAYS
 from training.progress import SILENT, Reporter
 from training.report import write_report
@@ -140,9 +140,10 @@ def train_model(
     catalog, mcc_map, config = load_inputs(data_dir, options)
     benefits = BenefitTable.from_catalog(catalog)
     t = timer.step("validate", t)
-    with open_data(data_dir) as data:
+    with open_data(data_dir) as opened:
+        data = with_feature_sql(opened, options.feature_sql)
         progress.step("features: each presentation's snapshot")
-        extra = select_extra_columns(data.con, config)
+        extra = select_extra_columns(options.feature_sql or data.con, config)
         with progress.query(data.con, "labelled presentations SQL"):
             run = prepare_run(data, data_dir, catalog, mcc_map, options)
         as_of, labelled, rows, split = run.as_of, run.labelled, run.rows, run.split

@@ -53,7 +53,7 @@ from training.presentations import (
 from training.progress import Reporter
 
 if TYPE_CHECKING:
-    pass
+    from nba.features import SqlEngine
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,8 @@ class TrainOptions:
     threads: int = 0
     # The latest months backtested within the run, shown in the report (0: none).
     backtest_months: int = TRAIN_BACKTEST_MONTHS
+    # Where the feature SQL runs (`--engine spark`: Spark SQL over the same data); None: DuckDB.
+    feature_sql: SqlEngine | None = None
 
 
 def load_inputs(data_dir: Path, options: TrainOptions) -> tuple[Catalog, MccMap, FeatureConfig]:

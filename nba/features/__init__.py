@@ -1,9 +1,11 @@
-"""Features: the point-in-time feature SQL over the contract's tables (`_sql`, run by DuckDB) and the
-candidate matrix that lays a cardholder's features beside each benefit's (`_matrix`).
+"""Features: the point-in-time feature SQL over the contract's tables (`_sql`, one text run by DuckDB or
+Spark SQL, whose few differing spellings are `_dialect`'s) and the candidate matrix that lays a
+cardholder's features beside each benefit's (`_matrix`).
 
 Imports the contract room only.
 """
 
+from nba.features._dialect import DUCKDB, SPARK, Dialect, DuckDBSql, SqlEngine
 from nba.features._matrix import (
     HISTORY_COLUMNS,
     PAIR_FEATURES,
@@ -26,12 +28,17 @@ from nba.features._sql import (
 )
 
 __all__ = [
+    "DUCKDB",
     "HISTORY_COLUMNS",
     "PAIR_FEATURES",
+    "SPARK",
     "BenefitTable",
+    "Dialect",
+    "DuckDBSql",
     "ExtraColumns",
     "FeatureConfig",
     "HolderColumns",
+    "SqlEngine",
     "build_benefit_history",
     "build_candidate_matrix",
     "build_cardholder_features",

@@ -41,8 +41,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from nba.contract._mcc import N_CODES, MccMap
-from nba.contract._tables import TABLES, quote_ident
+from nba.contract._tables import TABLES
 from nba.errors import DataError, SchemaError
+from nba.features._dialect import DUCKDB, Dialect, SqlEngine, as_sql_engine
 from nba.vocab import CATEGORY_INDEX, NOT_DISCUSSED, SPEND_CATEGORIES
 
 # Feature "as of D" uses rows dated strictly before D. Every window below counts whole days back from D:
@@ -167,26 +168,26 @@ class ExtraColumns(BaseModel):
         return tuple(name for name, kind in self.taken.items() if kind == "categorical")
 
 
-def _text_sql(column: str, alias: str = "") -> str:
+def _text_sql(column: str, alias: str = "", dialect: Dialect = DUCKDB) -> str:
     """A column's value as trimmed text, NULL when empty (CSV columns arrive as text, Parquet ones typed)."""
-    qualified = f"{alias}.{quote_ident(column)}" if alias else quote_ident(column)
-    return f"NULLIF(TRIM(CAST({qualified} AS VARCHAR)), '')"
+    quoted = dialect.quote_ident(column)
+    qualified = f"{alias}.{quoted}" if alias else quoted
+    return f"NULLIF(TRIM(CAST({qualified} AS {dialect.text_type})), '')"
 
 
-def _number_sql(column: str, alias: str = "") -> str:
+def _number_sql(column: str, alias: str = "", dialect: Dialect = DUCKDB) -> str:
     """A column's value as a finite DOUBLE, NULL when empty or not a number."""
-    cast = f"TRY_CAST({_text_sql(column, alias)} AS DOUBLE)"
+    cast = f"TRY_CAST({_text_sql(column, alias, dialect)} AS DOUBLE)"
     return f"CASE WHEN {cast} BETWEEN -{_FINITE_LIMIT} AND {_FINITE_LIMIT} THEN {cast} END"
 
 
-def extra_column_names(con: duckdb.DuckDBPyConnection) -> tuple[str, ...]:
+def extra_column_names(con: duckdb.DuckDBPyConnection | SqlEngine) -> tuple[str, ...]:
     """The columns of the `cardholders` view that the data contract does not define, in file order."""
     known = {column.name for column in TABLES["cardholders"].columns}
-    rows = con.execute("DESCRIBE cardholders").fetchall()
-    return tuple(str(row[0]) for row in rows if str(row[0]) not in known)
+    return tuple(name for name in as_sql_engine(con).column_names("cardholders") if name not in known)
 
 
-def select_extra_columns(con: duckdb.DuckDBPyConnection, config: FeatureConfig) -> ExtraColumns:
+def select_extra_columns(con: duckdb.DuckDBPyConnection | SqlEngine, config: FeatureConfig) -> ExtraColumns:
     """Decides which extra columns of `cardholders` become features, and why the others do not.
 
     Rules, on the non-empty values of each column: all parse as numbers → numeric (a float feature),
@@ -199,7 +200,8 @@ def select_extra_columns(con: duckdb.DuckDBPyConnection, config: FeatureConfig) 
 
     Raises DataError when `include` or `exclude` names a column `cardholders` does not have as an extra.
     """
-    names = extra_column_names(con)
+    engine = as_sql_engine(con)
+    names = extra_column_names(engine)
     unknown = [name for name in (*config.include, *config.exclude) if name not in names]
     if unknown:
         found = ", ".join(names) or "none"
@@ -215,7 +217,7 @@ def select_extra_columns(con: duckdb.DuckDBPyConnection, config: FeatureConfig) 
         )
     taken: dict[str, ExtraKind] = {}
     left_out: dict[str, str] = {}
-    for name, stats in zip(names, _column_stats(con, names), strict=True):
+    for name, stats in zip(names, _column_stats(engine, names), strict=True):
         if name in config.exclude:
             left_out[name] = "excluded by the feature config"
         elif name in config.include:
@@ -241,17 +243,17 @@ class _ColumnStats:
     non_integer: int
 
 
-def _column_stats(con: duckdb.DuckDBPyConnection, names: tuple[str, ...]) -> list[_ColumnStats]:
+def _column_stats(engine: SqlEngine, names: tuple[str, ...]) -> list[_ColumnStats]:
     if not names:
         return []
     parts = []
     for name in names:
-        text, number = _text_sql(name), _number_sql(name)
+        text, number = _text_sql(name, dialect=engine.dialect), _number_sql(name, dialect=engine.dialect)
         parts.append(
             f"count({text}), count(DISTINCT {text}), count({text}) FILTER (WHERE {number} IS NULL), "
             f"count({text}) FILTER (WHERE {number} IS NULL OR {number} <> FLOOR({number}))"
         )
-    row = con.execute(f"SELECT {', '.join(parts)} FROM cardholders").fetchall()[0]
+    row = engine.rows(f"SELECT {', '.join(parts)} FROM cardholders")[0]
     return [
         _ColumnStats(values=row[i], distinct=row[i + 1], non_numeric=row[i + 2], non_integer=row[i + 3])
         for i in range(0, len(row), 4)
@@ -326,28 +328,24 @@ def categorical_features(extra: ExtraColumns) -> tuple[str, ...]:
 # Snapshots: which (cardholder_id, as_of) pairs to compute
 
 
-def _date_literal(day: date) -> str:
-    return f"DATE '{day.isoformat()}'"
-
-
-def snapshot_all_sql(as_of: date) -> str:
+def snapshot_all_sql(as_of: date, dialect: Dialect = DUCKDB) -> str:
     """The snapshots relation for every cardholder whose card was open before `as_of`, at that date.
 
     >>> snapshot_all_sql(date(2025, 3, 1))
     "SELECT cardholder_id, DATE '2025-03-01' AS as_of FROM cardholders WHERE open_date < DATE '2025-03-01'"
     """
-    day = _date_literal(as_of)
+    day = dialect.date_literal(as_of)
     return f"SELECT cardholder_id, {day} AS as_of FROM cardholders WHERE open_date < {day}"
 
 
 def register_snapshots(
-    con: duckdb.DuckDBPyConnection, snapshots: pa.Table, name: str = DEFAULT_SNAPSHOT_VIEW
+    con: duckdb.DuckDBPyConnection | SqlEngine, snapshots: pa.Table, name: str = DEFAULT_SNAPSHOT_VIEW
 ) -> str:
     """Registers an Arrow table of (cardholder_id, as_of) pairs on `con` and returns its snapshots SQL.
 
     `as_of` may be a date or a timestamp; a timestamp counts as its UTC calendar date (a presentation's
     features are as of the day it happened). Other columns are ignored. The view stays registered
-    under `name` until `con.unregister(name)`.
+    under `name` until `con.unregister(name)` (an `SqlEngine`: `unregister(name)`).
 
     Raises SchemaError when a column is missing or has the wrong type.
     """
@@ -365,34 +363,15 @@ def register_snapshots(
     ids = snapshots.column("cardholder_id")
     if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
         raise SchemaError(f"snapshots column cardholder_id must hold strings, got {ids.type}")
-    con.register(name, pa.table({"cardholder_id": ids, "as_of": as_of}))
-    return f"SELECT cardholder_id, as_of FROM {quote_ident(name)}"
+    engine = as_sql_engine(con)
+    engine.register(name, pa.table({"cardholder_id": ids, "as_of": as_of}))
+    return f"SELECT cardholder_id, as_of FROM {engine.dialect.quote_ident(name)}"
 
 
 # ---------------------------------------------------------------------------------------------------------
-# SQL. Written in ANSI SQL (CTEs, FILTER, CASE, window functions) so another engine can run the same
-# definitions; `_days_between` and the bit-mask helpers are the expressions another engine may spell
-# differently.
-
-
-def _days_between(later: str, earlier: str) -> str:
-    """Whole days from `earlier` to `later` (two DATEs). DuckDB subtracts dates into days; Spark: datediff."""
-    return f"({later} - {earlier})"
-
-
-def _bit_sql(position: str) -> str:
-    """An INTEGER with only bit `position` (0..30) set."""
-    return f"(CAST(1 AS INTEGER) << CAST({position} AS INTEGER))"
-
-
-def _bit_or_sql(expr: str) -> str:
-    """Aggregate OR of integer bit masks (DuckDB, Spark, BigQuery, PostgreSQL: bit_or)."""
-    return f"bit_or({expr})"
-
-
-def _bit_count_sql(expr: str) -> str:
-    """Set bits of an integer (DuckDB, Spark, BigQuery: bit_count)."""
-    return f"bit_count({expr})"
+# SQL. Written in ANSI SQL (CTEs, FILTER, CASE, window functions) so another engine runs the same text; the
+# few expressions engines spell differently come from a `Dialect` (`_dialect`: days between dates, a bit,
+# quoting, the text type).
 
 
 def _snapshots_cte(snapshots_sql: str) -> str:
@@ -408,12 +387,12 @@ def _category_alias(category: str) -> str:
     return f"cat_{category}"
 
 
-def _spend_ctes(mcc_view: str) -> Iterator[str]:
+def _spend_ctes(mcc_view: str, dialect: Dialect) -> Iterator[str]:
     """CTEs over the transactions before each snapshot's date: per category, per card, purchase days, refunds."""
     windows, longest = WINDOWS_DAYS, WINDOWS_DAYS[-1]
     yield (
         "scoped_tx AS (SELECT s.snap_id, m.category_id, t.amount, "
-        f"{_days_between('s.as_of', 't.transaction_date')} AS age_days "
+        f"{dialect.days_between('s.as_of', 't.transaction_date')} AS age_days "
         "FROM transactions AS t JOIN snap AS s ON t.cardholder_id = s.cardholder_id AND t.transaction_date < s.as_of "
         f"JOIN {mcc_view} AS m ON t.mcc = m.mcc)"
     )
@@ -432,14 +411,14 @@ def _spend_ctes(mcc_view: str) -> Iterator[str]:
         f"by_category AS (SELECT snap_id, category_id, {', '.join(aggregates)} "
         "FROM scoped_tx GROUP BY snap_id, category_id)"
     )
+    cents = dialect.round_cents
     totals = [f"sum(net_{w}d) AS net_total_{w}d" for w in windows]
     # Shares divide a category's spend by the spend of the categories that are net positive, so a
     # refund-heavy category cannot push another's share above 1 or below 0. Rounded like every amount:
     # a sum in no fixed order must not change a share's last bit.
-    totals.extend(
-        f"ROUND(sum(CASE WHEN ROUND(net_{w}d, 2) > 0 THEN ROUND(net_{w}d, 2) ELSE 0 END), 2) AS positive_{w}d"
-        for w in windows
-    )
+    for w in windows:
+        net = cents(f"net_{w}d")
+        totals.append(f"{cents(f'sum(CASE WHEN {net} > 0 THEN {net} ELSE 0 END)')} AS positive_{w}d")
     totals.extend(f"sum(purchases_{w}d) AS tx_total_{w}d" for w in windows)
     totals.append("min(days_since_purchase) AS days_since_last_tx")
     yield f"card_totals AS (SELECT snap_id, {', '.join(totals)} FROM by_category GROUP BY snap_id)"
@@ -447,12 +426,12 @@ def _spend_ctes(mcc_view: str) -> Iterator[str]:
     # Instead each 30-day period back from the date keeps a 30-bit mask of its days with a purchase; the
     # 30- and 90-day windows are whole periods, so masks give every window's active days and the months.
     period = f"FLOOR((age_days - 1) / {PERIOD_DAYS}.0)"
-    day_bit = _bit_sql(f"(age_days - 1) - {period} * {PERIOD_DAYS}")
+    day_bit = dialect.bit(f"(age_days - 1) - {period} * {PERIOD_DAYS}")
     yield (
-        f"by_period AS (SELECT snap_id, {period} AS period, {_bit_or_sql(day_bit)} AS day_mask FROM scoped_tx "
+        f"by_period AS (SELECT snap_id, {period} AS period, {dialect.bit_or(day_bit)} AS day_mask FROM scoped_tx "
         f"WHERE amount > 0 AND age_days <= {longest} GROUP BY snap_id, {period})"
     )
-    day_count = _bit_count_sql("day_mask")
+    day_count = dialect.bit_count("day_mask")
     day_parts = [
         f"sum({day_count}) FILTER (WHERE period < {w // PERIOD_DAYS}) AS active_days_{w}d"
         for w in windows[:-1]
@@ -471,7 +450,7 @@ def _spend_ctes(mcc_view: str) -> Iterator[str]:
     )
 
 
-def _history_ctes() -> Iterator[str]:
+def _history_ctes(dialect: Dialect) -> Iterator[str]:
     """CTEs of calls, presentations, benefit usage and NPS known before each snapshot's date."""
     # A call is known from the calls table and from its presentations; taking the earliest sighting counts
     # it once whichever tables hold it (the calls table is optional).
@@ -484,7 +463,7 @@ def _history_ctes() -> Iterator[str]:
     call_day = "CAST(e.called_at AS DATE)"
     yield (
         f"call_history AS (SELECT s.snap_id, count(*) AS calls_so_far, "
-        f"min({_days_between('s.as_of', call_day)}) AS days_since_last_call "
+        f"min({dialect.days_between('s.as_of', call_day)}) AS days_since_last_call "
         f"FROM snap AS s JOIN call_events AS e ON e.cardholder_id = s.cardholder_id AND {call_day} < s.as_of "
         "GROUP BY s.snap_id)"
     )
@@ -494,7 +473,7 @@ def _history_ctes() -> Iterator[str]:
         f"presentation_history AS (SELECT s.snap_id, count(*) FILTER (WHERE {heard}) AS presentations_so_far, "
         "count(*) FILTER (WHERE c.outcome = 'accepted') AS accepted_so_far, "
         "count(*) FILTER (WHERE c.outcome = 'declined') AS declined_so_far, "
-        f"count(*) FILTER (WHERE {heard} AND {_days_between('s.as_of', day)} <= {HISTORY_WINDOW_DAYS}) "
+        f"count(*) FILTER (WHERE {heard} AND {dialect.days_between('s.as_of', day)} <= {HISTORY_WINDOW_DAYS}) "
         f"AS presentations_{HISTORY_WINDOW_DAYS}d "
         f"FROM snap AS s JOIN conversations AS c ON c.cardholder_id = s.cardholder_id AND {day} < s.as_of "
         "GROUP BY s.snap_id)"
@@ -518,13 +497,13 @@ def _history_ctes() -> Iterator[str]:
     )
 
 
-def _output_columns(extra: ExtraColumns) -> list[str]:
+def _output_columns(extra: ExtraColumns, dialect: Dialect) -> list[str]:
     """The final SELECT list: one expression per output column, in `feature_names` order."""
     windows, longest = WINDOWS_DAYS, WINDOWS_DAYS[-1]
 
     def money(expr: str) -> str:
         # Cents: parallel sums add in no fixed order; rounding makes the same data give the same bytes.
-        return f"ROUND(COALESCE({expr}, 0), 2)"
+        return dialect.round_cents(f"COALESCE({expr}, 0)")
 
     def count(expr: str) -> str:
         return f"CAST(COALESCE({expr}, 0) AS INTEGER)"
@@ -571,8 +550,8 @@ def _output_columns(extra: ExtraColumns) -> list[str]:
     out.append("ch.region AS region")
     out.append("ch.segment AS segment")
     for name, kind in extra.taken.items():
-        expr = _number_sql(name, "ch") if kind == "numeric" else _text_sql(name, "ch")
-        out.append(f"{expr} AS {quote_ident(name)}")
+        expr = _number_sql(name, "ch", dialect) if kind == "numeric" else _text_sql(name, "ch", dialect)
+        out.append(f"{expr} AS {dialect.quote_ident(name)}")
     for name in HISTORY_FEATURES:
         if name == "nps_mean":
             out.append("CAST(nps_mean AS DOUBLE) AS nps_mean")
@@ -583,14 +562,16 @@ def _output_columns(extra: ExtraColumns) -> list[str]:
     return out
 
 
-def cardholder_features_sql(snapshots_sql: str, extra: ExtraColumns, mcc_view: str = _MCC_VIEW) -> str:
-    """The one SQL statement behind `build_cardholder_features`.
+def cardholder_features_sql(
+    snapshots_sql: str, extra: ExtraColumns, mcc_view: str = _MCC_VIEW, dialect: Dialect = DUCKDB
+) -> str:
+    """The one SQL statement behind `build_cardholder_features`, in `dialect`.
 
     It reads the typed views and `mcc_view` (columns mcc, category_id: the position of the code's
     category in SPEND_CATEGORIES), and returns one row per distinct snapshot pair, ordered by
     (cardholder_id, as_of).
     """
-    ctes = [_snapshots_cte(snapshots_sql), *_spend_ctes(mcc_view), *_history_ctes()]
+    ctes = [_snapshots_cte(snapshots_sql), *_spend_ctes(mcc_view, dialect), *_history_ctes(dialect)]
     # The pivot: one join per category on the per-category rows (a join key, not a scan, picks each).
     joins = [
         f"LEFT JOIN by_category AS {_category_alias(c)} ON {_category_alias(c)}.snap_id = s.snap_id "
@@ -600,7 +581,7 @@ def cardholder_features_sql(snapshots_sql: str, extra: ExtraColumns, mcc_view: s
     per_snapshot = ("card_totals", "activity", "refunds", *_HISTORY_CTES)
     joins.extend(f"LEFT JOIN {name} ON {name}.snap_id = s.snap_id" for name in per_snapshot)
     return (
-        f"WITH {', '.join(ctes)} SELECT {', '.join(_output_columns(extra))} FROM snap AS s "
+        f"WITH {', '.join(ctes)} SELECT {', '.join(_output_columns(extra, dialect))} FROM snap AS s "
         f"LEFT JOIN cardholders AS ch ON ch.cardholder_id = s.cardholder_id {' '.join(joins)} "
         # snap_id numbers the pairs in (cardholder_id, as_of) order; an integer sorts cheaper than both.
         "ORDER BY s.snap_id"
@@ -618,7 +599,7 @@ def mcc_category_table(mcc_map: MccMap) -> pa.Table:
 
 
 def build_cardholder_features(
-    con: duckdb.DuckDBPyConnection, snapshots_sql: str, mcc_map: MccMap, extra: ExtraColumns
+    con: duckdb.DuckDBPyConnection | SqlEngine, snapshots_sql: str, mcc_map: MccMap, extra: ExtraColumns
 ) -> pa.Table:
     """Computes the features of every (cardholder_id, as_of) pair of `snapshots_sql` from the typed views.
 
@@ -630,36 +611,30 @@ def build_cardholder_features(
     purchases (amount > 0); nothing in a window gives 0, and `days_since_*` is NULL when it never happened.
 
     `extra` is the decided set of extra cardholder columns (`select_extra_columns` on training data);
-    raises SchemaError when `cardholders` lacks one of them.
+    raises SchemaError when `cardholders` lacks one of them. `con` is DuckDB's connection or another
+    `SqlEngine` (Spark): the same statement in its dialect.
     """
-    missing = [name for name in extra.taken if name not in extra_column_names(con)]
+    engine = as_sql_engine(con)
+    missing = [name for name in extra.taken if name not in extra_column_names(engine)]
     if missing:
         raise SchemaError(
             f"cardholders has no column {missing[0]!r}, which the features use (decided on the training data)"
         )
-    # A DuckDB table, not a registered Arrow one: with an Arrow scan in its plan DuckDB cannot estimate a
-    # statement's progress (`query_progress` stays at 0), and this is the longest statement of a run.
-    staging = f"{_MCC_VIEW}_arrow"
-    con.register(staging, mcc_category_table(mcc_map))
+    engine.materialize(_MCC_VIEW, mcc_category_table(mcc_map))
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {_MCC_VIEW} AS SELECT * FROM {staging}")
+        return engine.arrow(cardholder_features_sql(snapshots_sql, extra, _MCC_VIEW, engine.dialect))
     finally:
-        con.unregister(staging)
-    try:
-        table: pa.Table = con.sql(cardholder_features_sql(snapshots_sql, extra)).to_arrow_table()
-    finally:
-        con.execute(f"DROP TABLE IF EXISTS {_MCC_VIEW}")
-    return table
+        engine.drop(_MCC_VIEW)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Benefit history: long and sparse, one row per (snapshot, benefit) with anything before the date
 
 
-def benefit_history_sql(snapshots_sql: str) -> str:
-    """The one SQL statement behind `build_benefit_history`."""
+def benefit_history_sql(snapshots_sql: str, dialect: Dialect = DUCKDB) -> str:
+    """The one SQL statement behind `build_benefit_history`, in `dialect`."""
     day = "CAST(c.presented_at AS DATE)"
-    age = _days_between("s.as_of", day)
+    age = dialect.days_between("s.as_of", day)
     windows = PRESENTATION_WINDOWS_DAYS
     counts = [f"count(*) FILTER (WHERE {age} <= {w}) AS presented_{w}d" for w in windows]
     counts += [
@@ -694,7 +669,7 @@ def benefit_history_sql(snapshots_sql: str) -> str:
     )
 
 
-def build_benefit_history(con: duckdb.DuckDBPyConnection, snapshots_sql: str) -> pa.Table:
+def build_benefit_history(con: duckdb.DuckDBPyConnection | SqlEngine, snapshots_sql: str) -> pa.Table:
     """Each snapshot's history with each benefit it has any before its as_of date (long and sparse).
 
     Columns `BENEFIT_HISTORY_COLUMNS`: `used` (benefit_usage.first_used_date < as_of), presentations
@@ -702,5 +677,5 @@ def build_benefit_history(con: duckdb.DuckDBPyConnection, snapshots_sql: str) ->
     never presented). A presentation whose outcome is `not_discussed` was not heard and counts for none
     of them. Pairs with no history for a benefit have no row; ordered by (cardholder_id, as_of, benefit_id).
     """
-    table: pa.Table = con.sql(benefit_history_sql(snapshots_sql)).to_arrow_table()
-    return table
+    engine = as_sql_engine(con)
+    return engine.arrow(benefit_history_sql(snapshots_sql, engine.dialect))

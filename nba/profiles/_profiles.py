@@ -7,6 +7,7 @@ Two steps, so a profile snapshot can be stored once and served by any model (`nb
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,7 @@ import pyarrow.compute as pc
 from nba.contract._mcc import MccMap
 from nba.contract._tables import DataSource
 from nba.errors import ModelError
+from nba.features._dialect import Dialect, DuckDBSql, SqlEngine
 from nba.features._matrix import HISTORY_COLUMNS, BenefitTable
 from nba.features._sql import ExtraColumns, build_benefit_history, build_cardholder_features, snapshot_all_sql
 from nba.model._bundle import ModelBundle
@@ -33,12 +35,13 @@ IntArray = npt.NDArray[np.int64]
 # Per (cardholder, benefit): what the contact policy needs beside the model's history columns.
 _CONTACT_SQL: Final = """
 SELECT c.cardholder_id, c.benefit_id,
-       min(s.as_of - CAST(c.presented_at AS DATE)) FILTER (WHERE c.outcome = 'declined') AS days_since_declined,
-       count(*) FILTER (WHERE s.as_of - CAST(c.presented_at AS DATE) <= 90) AS presented_90d
+       CAST(min({age}) FILTER (WHERE c.outcome = 'declined') AS BIGINT) AS days_since_declined,
+       count(*) FILTER (WHERE {age} <= 90) AS presented_90d
 FROM conversations AS c
 JOIN ({snapshots}) AS s ON s.cardholder_id = c.cardholder_id AND CAST(c.presented_at AS DATE) < s.as_of
 WHERE c.outcome <> '{not_discussed}'
 GROUP BY c.cardholder_id, c.benefit_id
+ORDER BY c.cardholder_id, c.benefit_id
 """
 CONTACT_COLUMNS: Final = ("cardholder_id", "benefit_id", "days_since_declined", "presented_90d")
 # Feature rows are encoded and run through the spend estimator this many at a time, so the float64
@@ -395,8 +398,15 @@ class ProfileTables:
     extra: ExtraColumns
 
 
+def contact_history_sql(snapshots_sql: str, dialect: Dialect) -> str:
+    """Per (cardholder, benefit) heard before the snapshot's date: days since the last decline, and
+    presentations in the last 90 days (`CONTACT_COLUMNS`), in `dialect`."""
+    age = dialect.days_between("s.as_of", "CAST(c.presented_at AS DATE)")
+    return _CONTACT_SQL.format(age=age, snapshots=snapshots_sql, not_discussed=NOT_DISCUSSED)
+
+
 def compute_profile_tables(
-    data: DataSource,
+    data: DataSource | SqlEngine,
     as_of: date,
     mcc_map: MccMap,
     extra: ExtraColumns,
@@ -404,19 +414,27 @@ def compute_profile_tables(
 ) -> ProfileTables:
     """Runs the feature SQL for every cardholder whose card was open before `as_of` (data strictly before it).
 
-    `extra` is the model's `ExtraColumns` (the CRM columns its features take); nothing else about a model
-    is needed. `progress` watches each of the three statements. Raises SchemaError when `cardholders`
-    lacks one of the extra columns.
+    `data` is a data directory opened in DuckDB or another `SqlEngine` over the same typed views (Spark:
+    training/spark_data.py); both give the same tables. `extra` is the model's `ExtraColumns` (the CRM
+    columns its features take); nothing else about a model is needed. `progress` watches each of the
+    three statements (DuckDB's; another engine's are steps without a bar). Raises SchemaError when
+    `cardholders` lacks one of the extra columns.
     """
-    snapshots = snapshot_all_sql(as_of)
-    with progress.query(data.con, "features SQL"):
-        features = build_cardholder_features(data.con, snapshots, mcc_map, extra)
-    with progress.query(data.con, "benefit history SQL"):
-        history = build_benefit_history(data.con, snapshots)
-    with progress.query(data.con, "contact history SQL"):
-        contact = data.con.sql(
-            _CONTACT_SQL.format(snapshots=snapshots, not_discussed=NOT_DISCUSSED)
-        ).to_arrow_table()
+    engine: SqlEngine = DuckDBSql(data.con) if isinstance(data, DataSource) else data
+
+    def watch(description: str) -> contextlib.AbstractContextManager[None]:
+        # Only DuckDB reports a statement's progress; another engine's statements are steps without a bar.
+        if isinstance(data, DataSource):
+            return progress.query(data.con, description)
+        return contextlib.nullcontext()
+
+    snapshots = snapshot_all_sql(as_of, engine.dialect)
+    with watch("features SQL"):
+        features = build_cardholder_features(engine, snapshots, mcc_map, extra)
+    with watch("benefit history SQL"):
+        history = build_benefit_history(engine, snapshots)
+    with watch("contact history SQL"):
+        contact = engine.arrow(contact_history_sql(snapshots, engine.dialect))
     return ProfileTables(features=features, history=history, contact=contact, extra=extra)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -452,6 +453,47 @@ def read_current_snapshot(root: Path) -> str | None:
         shown = text if len(text) <= 60 else text[:57] + "..."
         raise DataError(f"{path}: {shown!r} is not a snapshot name; snapshots are named like {NAME_EXAMPLE}")
     return text
+
+
+def pull_snapshot(source: Path, root: Path) -> SnapshotManifest:
+    """Copies a snapshot folder written elsewhere (a lake copied down, a mounted share) into `root`,
+    checking it on arrival; returns its manifest.
+
+    `source` is the snapshot folder itself, named by its as-of date. Its regular files are copied into a
+    hidden folder inside `root`, checked there as `check_snapshot` checks a folder (the manifest, every
+    file's SHA-256, nothing missing or added), and only then renamed to `root/<as_of>/` in one step: a
+    copy cut short or altered on the way leaves nothing behind. Raises NotFoundError when `source` is not
+    a folder, and DataError naming the file when the copy does not check out, a file cannot be read, or
+    `root/<as_of>/` exists already (a snapshot is never overwritten).
+    """
+    if not source.is_dir():
+        raise NotFoundError(f"{source}: no such snapshot folder")
+    day = parse_snapshot_name(source.name)
+    if day is None:
+        raise DataError(
+            f"{source}: not a snapshot folder; snapshots are named by their as-of date, like {NAME_EXAMPLE}"
+        )
+    target = new_snapshot_dir(root, day)
+    with staging_dir(root, "tmp-pull") as temp:
+        arrived = temp / source.name
+        arrived.mkdir()
+        for entry in sorted(source.iterdir()):
+            if entry.is_file() and not entry.is_symlink():
+                try:
+                    shutil.copyfile(entry, arrived / entry.name)
+                except OSError as exc:
+                    raise DataError(f"{entry}: cannot copy it: {exc.strerror or exc}") from None
+        try:
+            manifest = check_snapshot(arrived)
+        except DataError as exc:
+            raise DataError(
+                f"{source}: refused on arrival: {str(exc).removeprefix(f'{arrived}: ')}"
+            ) from None
+        try:
+            move_into_place(arrived, target)
+        except FileExistsError:
+            raise DataError(f"{target}: already exists; another copy arrived at the same time") from None
+    return manifest
 
 
 def resolve_snapshot(path: Path) -> Path:
