@@ -66,12 +66,13 @@ def _spark_child(
     from training.spark_score import score_on_spark
     from training.spark_session import SparkSettings, start_spark
 
-    settings = SparkSettings(master=master, conf={"spark.driver.memory": driver_memory})
+    os.environ["NBA_SPARK_DRIVER_MEMORY"] = driver_memory
     started = time.perf_counter()
-    session = start_spark(settings)
+    session = start_spark(SparkSettings(master=master, conf={"spark.driver.memory": driver_memory}))
     session_s = time.perf_counter() - started
+    # score_on_spark takes the session started above (getOrCreate), as `nba score --engine spark` would.
     result = score_on_spark(
-        settings, Path(model), Path(data), Path(profiles), EngineConfig(), None, CALL_REASON, Path(out)
+        master, None, Path(model), Path(data), Path(profiles), EngineConfig(), None, CALL_REASON, Path(out)
     )
     partitions = session.conf.get("spark.sql.shuffle.partitions")
     session.stop()

@@ -486,8 +486,8 @@ def score(
     that shares a spend category with one ranked above it after the others: such a row ranks below a
     lower score and has diversity true.
 
-    With --engine spark, the --profiles snapshot's cardholders are scored on Spark (mapInArrow), each
-    partition by the same engine; the file written is the same.
+    With --engine spark the cardholders are scored on Spark (mapInArrow), each partition by the same
+    engine, from the --profiles snapshot or from the feature SQL run on Spark; the file written is the same.
     """
     from nba.vocab import CALL_REASONS
     from training.engine_job import load_engine, score_all
@@ -500,17 +500,11 @@ def score(
         raise typer.BadParameter(f"must end in .csv or .parquet, got {out.name!r}", param_hint="--out")
     if parse_engine(engine) == "spark":
         from training.spark_score import score_on_spark
-        from training.spark_session import spark_settings
 
-        if profiles is None:
-            raise typer.BadParameter(
-                "--engine spark scores a profile snapshot: build one (nba profiles build) and pass it",
-                param_hint="--profiles",
-            )
-        settings = spark_settings(spark_master, spark_conf)
         config = _floor_config(value_floor)
+        day = parse_date(as_of)
         result = score_on_spark(
-            settings, model, data, profiles, config, top, call_reason, out, parse_date(as_of)
+            spark_master, spark_conf, model, data, profiles, config, top, call_reason, out, day
         )
     else:
         scorer = load_engine(model, data, parse_date(as_of), _floor_config(value_floor), profiles=profiles)

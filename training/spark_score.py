@@ -27,7 +27,15 @@ import pyarrow.compute as pc
 from nba.contract import Catalog, catalog_for, load_catalog
 from nba.decision import Engine, EngineConfig
 from nba.errors import ComputeEngineError, DataError, ModelError
-from nba.features import BenefitTable
+from nba.features import (
+    SPARK,
+    BenefitTable,
+    ExtraColumns,
+    benefit_history_sql,
+    cardholder_features_sql,
+    mcc_category_table,
+    snapshot_all_sql,
+)
 from nba.model import load_bundle
 from nba.profiles import (
     CONTACT_FILE,
@@ -35,11 +43,13 @@ from nba.profiles import (
     HISTORY_FILE,
     assemble_profiles,
     check_snapshot,
+    contact_history_sql,
     resolve_snapshot,
 )
 from training.engine_job import SCORE_SCHEMA, ScoreResult, resolve_model_dir, score_rows
 from training.features_job import write_table
-from training.spark_session import SparkSettings, first_line, start_spark
+from training.spark_data import SparkData, open_engine
+from training.spark_session import first_line
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -49,6 +59,7 @@ CONTACT_COLUMN: Final = "nba_contact"
 # Cardholders assembled into one `Profiles` inside a partition: Spark's Arrow batches (10,000 rows by
 # default) are gathered up to this many, so the engine's fixed costs are paid per 50,000, not per batch.
 PARTITION_CARDHOLDERS: Final = 50_000
+SCORING_MCC_VIEW: Final = "nba_scoring_mcc"
 
 
 @dataclass(frozen=True)
@@ -185,18 +196,33 @@ def snapshot_frames(session: SparkSession, snapshot: Path) -> tuple[date, SparkP
     return manifest.as_of, frames
 
 
+def data_frames(data: SparkData, as_of: date, extra: ExtraColumns) -> SparkProfileFrames:
+    """The profile tables of every cardholder as of `as_of`, computed by the feature SQL on Spark (the same
+    text `nba profiles build --engine spark` runs), as lazy DataFrames: nothing is collected."""
+    snapshots = snapshot_all_sql(as_of, SPARK)
+    data.sql.materialize(SCORING_MCC_VIEW, mcc_category_table(data.mcc_map()))
+    sql = data.spark.sql
+    return SparkProfileFrames(
+        features=sql(cardholder_features_sql(snapshots, extra, SCORING_MCC_VIEW, SPARK)),
+        history=sql(benefit_history_sql(snapshots, SPARK)),
+        contact=sql(contact_history_sql(snapshots, SPARK)),
+    )
+
+
 def score_on_spark(
-    settings: SparkSettings,
+    master: str | None,
+    conf_file: Path | None,
     model: Path,
     data_dir: Path,
-    profiles: Path,
+    profiles: Path | None,
     config: EngineConfig,
     top_k: int | None,
     call_reason: str,
     out: Path,
     as_of: date | None = None,
 ) -> ScoreResult:
-    """`nba score --engine spark --profiles P`: the snapshot's cardholders scored on Spark (see the module).
+    """`nba score --engine spark`: every cardholder scored on Spark (see the module), from the `profiles`
+    snapshot when given, else from the feature SQL run on Spark over `data_dir`.
 
     The model is a model folder or a models folder's CURRENT; the catalog comes from `data_dir` as for
     local `nba score`. Raises ModelError when the catalog or the snapshot does not fit the model, DataError
@@ -207,16 +233,23 @@ def score_on_spark(
     bundle = load_bundle(model_dir)  # checked here too: a bad folder fails before Spark starts
     catalog = load_catalog(catalog_for(data_dir))
     bundle.check_catalog(catalog)
-    session = start_spark(settings)
-    day, frames = snapshot_frames(session, profiles)
-    if as_of is not None and as_of != day:
-        raise DataError(f"{profiles}: the snapshot is as of {day}, not {as_of}; leave out --as-of")
-    try:
-        return score_all_on_spark(session, frames, model_dir, catalog, day, config, top_k, call_reason, out)
-    except Exception as exc:
-        if type(exc).__module__.startswith(("pyspark", "py4j")):
-            raise ComputeEngineError(f"the Spark scoring job failed: {job_error(exc)}") from None
-        raise
+    with open_engine("spark", data_dir, master, conf_file) as data:
+        assert data is not None
+        if profiles is not None:
+            day, frames = snapshot_frames(data.spark, profiles)
+            if as_of is not None and as_of != day:
+                raise DataError(f"{profiles}: the snapshot is as of {day}, not {as_of}; leave out --as-of")
+        else:
+            day = data.resolve_as_of(as_of)
+            frames = data_frames(data, day, bundle.extra)
+        try:
+            return score_all_on_spark(
+                data.spark, frames, model_dir, catalog, day, config, top_k, call_reason, out
+            )
+        except Exception as exc:
+            if type(exc).__module__.startswith(("pyspark", "py4j")):
+                raise ComputeEngineError(f"the Spark scoring job failed: {job_error(exc)}") from None
+            raise
 
 
 def job_error(exc: BaseException) -> str:

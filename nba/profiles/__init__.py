@@ -19,6 +19,7 @@ from nba.profiles._profiles import (
     assemble_profiles,
     build_profiles,
     compute_profile_tables,
+    contact_history_sql,
     estimate_spend,
 )
 from nba.profiles._snapshots import (
@@ -58,6 +59,7 @@ __all__ = [
     "cached_profiles",
     "check_snapshot",
     "compute_profile_tables",
+    "contact_history_sql",
     "estimate_spend",
     "find_cached_profiles",
     "list_snapshots",

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 
@@ -93,11 +94,15 @@ def test_spark_score_refuses_a_bad_model_folder_before_spark_runs(
     assert not out.exists()
 
 
-def test_spark_score_needs_a_snapshot(
-    sample_deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_spark_scores_from_the_data_equal_local_scores(
+    spark: SparkSession, sample_deployment: Deployment, tmp_path: Path
 ) -> None:
-    assert _score(sample_deployment, tmp_path / "x.csv", "--engine", "spark") == 2
-    assert "--profiles" in capsys.readouterr().err
+    """Without --profiles the feature SQL runs on Spark and its rows go to the partitions uncollected."""
+    local, on_spark = tmp_path / "local.parquet", tmp_path / "spark.parquet"
+    assert _score(sample_deployment, local) == 0
+    assert _score(sample_deployment, on_spark, "--engine", "spark") == 0
+    got, expected = pq.read_table(on_spark), pq.read_table(local)
+    assert got.schema == expected.schema and got.equals(expected) and got.num_rows > 3000
 
 
 def test_unnesting_gives_one_row_per_struct_beside_its_cardholder() -> None:
