@@ -26,11 +26,13 @@ from nba.profiles import profiles_from_snapshot
 from nba.profiles._snapshots import load_snapshot
 from tests.deployment import Deployment, assert_same_profiles
 from tests.spark import SPARK_TEST
+from training.cli import main
 from training.engine_job import build_snapshot
 from training.pairs import compute_snapshots, with_feature_sql
 from training.spark_data import SparkData, open_spark_data
 
-pytestmark = SPARK_TEST
+# Each Spark feature run plans ~100 stages: tens of seconds on 2 cores, so not in the quick loop.
+pytestmark = [SPARK_TEST, pytest.mark.slow]
 
 # Shares and trends are ratios of rounded sums: the issue allows 1e-12 relative; the rest must be equal.
 RATIO_PREFIXES = ("share_", "trend_")
@@ -123,3 +125,14 @@ def test_spark_training_snapshots_equal_duckdbs(spark_data: SparkData, sample_de
     assert_same_rows(got.table, expected.table)
     assert got.keys.equals(expected.keys)
     assert got.history.equals(expected.history)
+
+
+def test_nba_features_on_spark_writes_duckdbs_rows(
+    spark: SparkSession, sample_deployment: Deployment, snapshots: Snapshots, tmp_path: Path
+) -> None:
+    out = tmp_path / "features.parquet"
+    args = ["features", "--data", str(sample_deployment.data_dir), "--out", str(out), "-q"]
+    assert main([*args, "--engine", "spark", "--spark-master", "local[2]"]) == 0
+    expected = load_snapshot(snapshots.duckdb_folder).tables.features
+    assert_same_rows(pq.read_table(out), expected)
+    assert spark.sql("SELECT 1 AS one").collect()[0].one == 1  # the test run's session is left running
