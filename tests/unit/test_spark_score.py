@@ -94,6 +94,7 @@ def test_spark_score_refuses_a_bad_model_folder_before_spark_runs(
     assert not out.exists()
 
 
+@pytest.mark.slow  # the feature SQL on Spark: about a hundred stages to plan and run
 def test_spark_scores_from_the_data_equal_local_scores(
     spark: SparkSession, sample_deployment: Deployment, tmp_path: Path
 ) -> None:
