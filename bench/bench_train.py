@@ -241,28 +241,34 @@ def ensure_model(data_dir: Path) -> Path:
 # --- the fit against bare LightGBM ------------------------------------------------------------------------
 
 
-def _fit_child(conn: Connection, data_dir_s: str, model_dir_s: str, repeat: int, seed: int) -> None:
-    """Rebuilds train_model's training matrix, then alternates PropensityModel.fit and bare lgb.train."""
+@dataclass(frozen=True)
+class TrainingMatrix:
+    """`train_model`'s candidate matrix of a world, rebuilt with the functions it calls (see `_fit_child`)."""
+
+    X: Any  # float64, rows × features, as train_model builds it
+    y: Any
+    train_mask: Any
+    valid_mask: Any
+    feature_names: list[str]
+    categorical: list[str]
+    bundle: Any
+    rebuild_s: float
+
+
+def rebuild_training_matrix(data_dir: Path, model_dir: Path) -> TrainingMatrix:
+    """The training matrix `train_model` fitted for the model in `model_dir` (its encodings and spend
+    estimator), with the labels and the train/valid masks of the held-out fit. Call it in a child process."""
     sys.path.insert(0, str(ROOT))
-    import lightgbm as lgb
     import numpy as np
     import pandas as pd
 
     from nba.contract import MCC_OVERRIDE_FILE, catalog_for, load_catalog, load_mcc_map, open_data
     from nba.features import BenefitTable
-    from nba.model import (
-        DEFAULT_PARAMS,
-        PropensityModel,
-        fit_calibrator,
-        load_bundle,
-        model_categorical,
-        model_feature_names,
-    )
+    from nba.model import load_bundle, model_categorical, model_feature_names
     from training.pairs import build_pair_matrix, compute_snapshots
     from training.presentations import split_by_time
     from training.training_run import _labelled_rows, snapshots_of
 
-    data_dir, model_dir = Path(data_dir_s), Path(model_dir_s)
     started = time.perf_counter()
     bundle = load_bundle(model_dir)
     catalog = load_catalog(catalog_for(data_dir))
@@ -279,18 +285,37 @@ def _fit_child(conn: Connection, data_dir_s: str, model_dir_s: str, repeat: int,
     matrix = build_pair_matrix(
         rows, snapshots, bundle.holder, bundle.estimator, benefits, bundle.benefit_codes(benefits)
     )
-    y = rows["adopted"].to_numpy(dtype=np.float64)
     heard = ~rows["outcome"].isin(UNHEARD_OUTCOMES).to_numpy()
-    train_mask, valid_mask = split.train & heard, split.valid & heard
-    del snapshots, labelled
-    rebuild_s = time.perf_counter() - started
+    return TrainingMatrix(
+        X=matrix.X,
+        y=rows["adopted"].to_numpy(dtype=np.float64),
+        train_mask=split.train & heard,
+        valid_mask=split.valid & heard,
+        feature_names=list(model_feature_names(bundle.holder.feature_names)),
+        categorical=list(model_categorical(bundle.holder.categorical)),
+        bundle=bundle,
+        rebuild_s=time.perf_counter() - started,
+    )
+
+
+def _fit_child(conn: Connection, data_dir_s: str, model_dir_s: str, repeat: int, seed: int) -> None:
+    """Rebuilds train_model's training matrix, then alternates PropensityModel.fit and bare lgb.train."""
+    import lightgbm as lgb
+    import numpy as np
+
+    from nba.model import DEFAULT_PARAMS, PropensityModel, fit_calibrator
+
+    started = time.perf_counter()
+    rebuilt = rebuild_training_matrix(Path(data_dir_s), Path(model_dir_s))
+    matrix, y, bundle = rebuilt, rebuilt.y, rebuilt.bundle
+    train_mask, valid_mask = rebuilt.train_mask, rebuilt.valid_mask
+    rebuild_s = rebuilt.rebuild_s
 
     t = time.perf_counter()
     X_train, y_train = matrix.X[train_mask], y[train_mask]
     X_valid, y_valid = matrix.X[valid_mask], y[valid_mask]
     mask_copy_s = time.perf_counter() - t
-    names = list(model_feature_names(bundle.holder.feature_names))
-    categorical = list(model_categorical(bundle.holder.categorical))
+    names, categorical = rebuilt.feature_names, rebuilt.categorical
     params = {**DEFAULT_PARAMS, "seed": seed, "num_threads": 0}
 
     def bare() -> lgb.Booster:

@@ -12,6 +12,7 @@ import sys
 # the caller wins.
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "passive"
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -79,8 +80,18 @@ def validate(
     max_problems: Annotated[
         int, typer.Option(min=1, max=100_000, help="List at most this many problems.")
     ] = (DEFAULT_MAX_PROBLEMS),
+    engine: ComputeEngine = "duckdb",
+    spark_master: SparkMaster = None,
+    spark_conf: SparkConfFile = None,
 ) -> None:
-    """Check a data directory against the data contract: a summary and exit 0, or every problem and exit 1."""
+    """Check a data directory against the data contract: a summary and exit 0, or every problem and exit 1.
+
+    With --engine spark the checks run as Spark queries: each kind of problem with its count and first
+    examples (the Parquet row; for CSV the record itself).
+    """
+    if parse_engine(engine) == "spark":
+        _validate_on_spark(data_dir, parse_date(as_of), catalog, spark_master, spark_conf)
+        return
     report = validate_data(data_dir, as_of=parse_date(as_of), catalog_path=catalog, max_problems=max_problems)
     if not report.ok:
         for problem in report.problems:
@@ -93,6 +104,25 @@ def validate(
         raise typer.Exit(1)
     assert report.summary is not None
     typer.echo(format_summary(data_dir, report.summary))
+
+
+def _validate_on_spark(
+    data_dir: Path, as_of: date | None, catalog: Path | None, master: str | None, conf: Path | None
+) -> None:
+    from training.spark_session import spark_settings, start_spark
+    from training.spark_validate import validate_on_spark
+
+    session = start_spark(spark_settings(master, conf))
+    result = validate_on_spark(session, data_dir, as_of, catalog)
+    if not result.ok:
+        for kind in result.kinds:
+            typer.echo(str(kind), err=True)
+        total = sum(kind.count for kind in result.kinds)
+        typer.echo(f"{data_dir}: {total:,} problems of {len(result.kinds)} kinds found (Spark)", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{data_dir}: valid (Spark)")
+    for file, rows in result.rows.items():
+        typer.echo(f"  {file:<24} {rows:>12,} rows")
 
 
 def format_summary(data_dir: Path, summary: DataSummary) -> str:
@@ -501,6 +531,9 @@ def score(
     call_reason: CallReason = "general",
     profiles: ProfilesOption = None,
     value_floor: ValueFloor = DEFAULT_VALUE_FLOOR_USD,
+    engine: ComputeEngine = "duckdb",
+    spark_master: SparkMaster = None,
+    spark_conf: SparkConfFile = None,
 ) -> None:
     """Batch-score every cardholder: cardholder_id, rank, benefit_id, score, diversity for the top K of each.
 
@@ -510,6 +543,9 @@ def score(
     score is the arbitration priority. Ranks follow it, except that the diversity rule puts a suggestion
     that shares a spend category with one ranked above it after the others: such a row ranks below a
     lower score and has diversity true.
+
+    With --engine spark the cardholders are scored on Spark (mapInArrow), each partition by the same
+    engine, from the --profiles snapshot or from the feature SQL run on Spark; the file written is the same.
     """
     from nba.vocab import CALL_REASONS
     from training.engine_job import load_engine, score_all
@@ -520,8 +556,17 @@ def score(
         )
     if out.suffix not in (".csv", ".parquet"):
         raise typer.BadParameter(f"must end in .csv or .parquet, got {out.name!r}", param_hint="--out")
-    engine = load_engine(model, data, parse_date(as_of), _floor_config(value_floor), profiles=profiles)
-    result = score_all(engine, top, call_reason, out)
+    if parse_engine(engine) == "spark":
+        from training.spark_score import score_on_spark
+
+        config = _floor_config(value_floor)
+        day = parse_date(as_of)
+        result = score_on_spark(
+            spark_master, spark_conf, model, data, profiles, config, top, call_reason, out, day
+        )
+    else:
+        scorer = load_engine(model, data, parse_date(as_of), _floor_config(value_floor), profiles=profiles)
+        result = score_all(scorer, top, call_reason, out)
     typer.echo(
         f"{result.out}: {result.rows:,} rows for {result.cardholders:,} cardholders in {result.seconds:.1f} s"
     )

@@ -177,17 +177,35 @@ class ScoreResult:
 
 
 SCORE_CHUNK = 4096
+SCORE_SCHEMA = pa.schema(
+    [
+        pa.field("cardholder_id", pa.string()),
+        pa.field("rank", pa.int32()),
+        pa.field("benefit_id", pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("diversity", pa.bool_()),
+    ]
+)
 
 
 def score_all(engine: Engine, top_k: int | None, call_reason: str, out: Path) -> ScoreResult:
     """Every cardholder with at least one candidate worth the value floor: their top K as (cardholder_id,
-    rank, benefit_id, score, diversity).
-
-    `score` is the arbitration priority; ranks follow it except where the diversity rule moved a
-    suggestion that shares a spend category with one ranked above it after the others: that row has
-    `diversity` true (it ranks below a row with a lower score). Every other row has it false.
+    rank, benefit_id, score, diversity), written to `out` (see `score_rows`).
     """
     started = time.perf_counter()
+    table, served = score_rows(engine, top_k, call_reason)
+    write_table(table, out)
+    return ScoreResult(out, served, table.num_rows, time.perf_counter() - started)
+
+
+def score_rows(engine: Engine, top_k: int | None, call_reason: str) -> tuple[pa.Table, int]:
+    """The score rows of every cardholder in `engine.profiles`, in their order, and how many got one.
+
+    Columns (cardholder_id, rank, benefit_id, score, diversity): `score` is the arbitration priority;
+    ranks follow it except where the diversity rule moved a suggestion that shares a spend category with
+    one ranked above it after the others: that row has `diversity` true (it ranks below a row with a
+    lower score). Every other row has it false. `nba score --engine spark` runs this in each partition.
+    """
     ids: list[str] = []
     ranks: list[int] = []
     benefits: list[str] = []
@@ -217,7 +235,7 @@ def score_all(engine: Engine, top_k: int | None, call_reason: str, out: Path) ->
             "benefit_id": pa.array(benefits, pa.string()),
             "score": pa.array(scores, pa.float64()),
             "diversity": pa.array(moved, pa.bool_()),
-        }
+        },
+        schema=SCORE_SCHEMA,
     )
-    write_table(table, out)
-    return ScoreResult(out, served, table.num_rows, time.perf_counter() - started)
+    return table, served

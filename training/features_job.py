@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -22,6 +23,7 @@ from nba.features import (
     select_extra_columns,
     snapshot_all_sql,
 )
+from nba.files import temp_path
 from training.progress import SILENT, Reporter
 
 if TYPE_CHECKING:
@@ -103,9 +105,18 @@ def run_features(
 
 
 def write_table(table: pa.Table, out: Path) -> None:
-    """Writes `table` as Parquet or CSV by `out`'s extension, creating its folder."""
+    """Writes `table` as Parquet or CSV by `out`'s extension, creating its folder.
+
+    Written under a hidden name beside `out` and renamed over it when complete: a reader, or a job that
+    fails half-way, never leaves half a file at `out`.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".csv":
-        pacsv.write_csv(table, out)
-    else:
-        pq.write_table(table, out)
+    temp = temp_path(out.parent, out.name)
+    try:
+        if out.suffix == ".csv":
+            pacsv.write_csv(table, temp)
+        else:
+            pq.write_table(table, temp)
+        os.replace(temp, out)
+    finally:
+        temp.unlink(missing_ok=True)

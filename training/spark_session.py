@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +191,9 @@ def start_spark(settings: SparkSettings) -> SparkSession:
     if settings.is_local:
         # The driver's own address: the loopback, not whatever the host name resolves to.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python workers (mapInArrow: `nba score --engine spark`) run this interpreter, which has nba and
+        # its libraries, not the first python3 on the PATH. A cluster sets spark.pyspark.python itself.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     conf: dict[str, str] = {**BASE_CONF, **(LOCAL_CONF if settings.is_local else {}), **settings.conf}
     builder: Any = SparkSession.builder.master(settings.master).appName(APP_NAME)
     for key, value in conf.items():

@@ -16,8 +16,10 @@ from nba.profiles._cache import (
 from nba.profiles._profiles import (
     CONTACT_COLUMNS,
     Profiles,
+    assemble_profiles,
     build_profiles,
     compute_profile_tables,
+    contact_history_sql,
     estimate_spend,
 )
 from nba.profiles._snapshots import (
@@ -51,11 +53,13 @@ __all__ = [
     "Profiles",
     "SnapshotInfo",
     "SnapshotManifest",
+    "assemble_profiles",
     "build_profiles",
     "cached_entry_of",
     "cached_profiles",
     "check_snapshot",
     "compute_profile_tables",
+    "contact_history_sql",
     "estimate_spend",
     "find_cached_profiles",
     "list_snapshots",
