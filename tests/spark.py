@@ -44,3 +44,11 @@ def spark() -> Iterator[SparkSession]:
         yield session
     finally:
         session.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the shared Spark session (a JVM, seconds to start, tens of seconds per job on
+    the sample world) is slow: the quick loop (`-m "not slow"`) leaves it out."""
+    for item in items:
+        if "spark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
