@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from nba.contract import TABLES, catalog_for, check_as_of, load_catalog
+from nba.contract import TABLES, TYPE_WORDS, catalog_for, check_as_of, load_catalog, value_checks
 from nba.errors import DataError, ValidationError
 
 if TYPE_CHECKING:
@@ -39,13 +39,6 @@ _SPARK_TYPE: Final = {
     "float": "DOUBLE",
     "date": "DATE",
     "timestamp": "TIMESTAMP",
-}
-_WORDS: Final = {
-    "string": "text",
-    "int": "a whole number",
-    "float": "a finite number",
-    "date": "a date in YYYY-MM-DD form",
-    "timestamp": "an ISO 8601 timestamp",
 }
 _INTEGRAL: Final = ("tinyint", "smallint", "int", "bigint")
 _FRACTIONAL: Final = ("float", "double")
@@ -113,10 +106,6 @@ def _quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _number(value: float) -> str:
-    return f"{value:g}"
-
-
 def _pattern(regex: str) -> str:
     """A whole-value regex as a Spark SQL string literal (a backslash there escapes, so it is doubled)."""
     return "'^" + regex.replace("\\", "\\\\") + "$'"
@@ -161,30 +150,11 @@ def _typed_sql(column: Any, source: str) -> str | None:
 
 
 def _value_checks(column: Any, typed: str, text: str) -> list[_Check]:
-    """The checks of one present column: the same conditions and messages as `nba validate`'s."""
-    checks = []
-    if column.required:
-        checks.append(
-            _Check(column.name, f"{text} IS NULL", "is empty; a value is required", show_value=False)
-        )
-    fail = "is blank" if column.type == "string" else f"is not {_WORDS[column.type]}"
-    checks.append(_Check(column.name, f"({text} IS NOT NULL AND {typed} IS NULL)", fail))
-    low, high = column.min_value, column.max_value
-    if low is not None and high is not None:
-        low_cmp = "<=" if column.min_exclusive else "<"
-        shown = (
-            f"({_number(low)}, {_number(high)}]"
-            if column.min_exclusive
-            else f"{_number(low)}–{_number(high)}"
-        )
-        checks.append(
-            _Check(column.name, f"({typed} {low_cmp} {low} OR {typed} > {high})", f"is outside {shown}")
-        )
-    if column.choices:
-        listed = ", ".join(column.choices)
-        values = ", ".join(f"'{choice}'" for choice in column.choices)
-        checks.append(_Check(column.name, f"{typed} NOT IN ({values})", f"is not one of: {listed}"))
-    return checks
+    """The checks of one present column: `nba validate`'s own (`nba.contract.value_checks`)."""
+    return [
+        _Check(c.column.name, c.condition_sql, c.message, c.show_value)
+        for c in value_checks(column, typed, text)
+    ]
 
 
 def _read(session: SparkSession, data_dir: Path, spec: Any) -> _Table | None:
@@ -306,7 +276,7 @@ def _typed_frame(table: _Table, kinds: list[ProblemKind]) -> list[_Check]:
         typed = _typed_sql(column, source[column.name])
         parts.append(f"CAST({_quote(column.name)} AS STRING) AS {text_name}")
         if typed is None:
-            message = f"has type {source[column.name]}; the contract says {_WORDS[column.type]}"
+            message = f"has type {source[column.name]}; the contract says {TYPE_WORDS[column.type]}"
             kinds.append(ProblemKind(table.file, column.name, message, 1))
             parts.append(f"CAST(NULL AS {_SPARK_TYPE[column.type]}) AS {typed_name}")
             continue

@@ -10,9 +10,12 @@ from nba.contract._tables import TABLES, DataSource, check_as_of, open_data, que
 from nba.contract._validation import (
     DEFAULT_MAX_PROBLEMS,
     MCC_OVERRIDE_FILE,
+    TYPE_WORDS,
     DataSummary,
     ValidationReport,
+    ValueCheck,
     validate_data,
+    value_checks,
 )
 
 __all__ = [
@@ -20,6 +23,7 @@ __all__ = [
     "DEFAULT_MAX_PROBLEMS",
     "MCC_OVERRIDE_FILE",
     "TABLES",
+    "TYPE_WORDS",
     "Benefit",
     "Catalog",
     "DataSource",
@@ -27,6 +31,7 @@ __all__ = [
     "MccMap",
     "Product",
     "ValidationReport",
+    "ValueCheck",
     "catalog_for",
     "check_as_of",
     "load_catalog",
@@ -34,4 +39,5 @@ __all__ = [
     "open_data",
     "query_one",
     "validate_data",
+    "value_checks",
 ]

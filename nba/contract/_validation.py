@@ -92,7 +92,9 @@ class _Collector:
 
 
 @dataclass(frozen=True)
-class _Check:
+class ValueCheck:
+    """One check of a column's values: the SQL condition a bad row meets, and what the problem says."""
+
     column: Column
     condition_sql: str
     message: str
@@ -100,26 +102,31 @@ class _Check:
     show_value: bool = True
 
 
+# What a value of each contract type must be, as a problem says it.
+TYPE_WORDS: Final = {
+    "string": "text",
+    "int": "a whole number",
+    "float": "a finite number",
+    "date": "a date in YYYY-MM-DD form",
+    "timestamp": "an ISO 8601 timestamp",
+}
+
+
 def _number(value: float | None) -> str:
     return f"{value:g}" if value is not None else ""
 
 
-def _value_checks(parsed: ParsedColumn) -> list[_Check]:
-    column = parsed.column
-    typed = quote_ident(f"t:{column.name}")
-    text = quote_ident(f"r:{column.name}")
-    words = {
-        "string": "text",
-        "int": "a whole number",
-        "float": "a finite number",
-        "date": "a date in YYYY-MM-DD form",
-        "timestamp": "an ISO 8601 timestamp",
-    }[column.type]
+def value_checks(column: Column, typed: str, text: str) -> list[ValueCheck]:
+    """The checks of one present column, in any SQL engine: `typed` is the expression of its typed value
+    (NULL when the text does not parse), `text` of its raw text (NULL when empty). `nba validate` runs them
+    on DuckDB and `nba validate --engine spark` on Spark: the same conditions, the same messages."""
     checks = []
     if column.required:
-        checks.append(_Check(column, f"{text} IS NULL", "is empty; a value is required", show_value=False))
-    fail = "is blank" if column.type == "string" else f"is not {words}"
-    checks.append(_Check(column, f"({text} IS NOT NULL AND {typed} IS NULL)", fail))
+        checks.append(
+            ValueCheck(column, f"{text} IS NULL", "is empty; a value is required", show_value=False)
+        )
+    fail = "is blank" if column.type == "string" else f"is not {TYPE_WORDS[column.type]}"
+    checks.append(ValueCheck(column, f"({text} IS NOT NULL AND {typed} IS NULL)", fail))
     low, high = column.min_value, column.max_value
     if low is not None and high is not None:
         low_cmp = "<=" if column.min_exclusive else "<"
@@ -128,12 +135,19 @@ def _value_checks(parsed: ParsedColumn) -> list[_Check]:
             if column.min_exclusive
             else f"{_number(low)}–{_number(high)}"
         )
-        checks.append(_Check(column, f"({typed} {low_cmp} {low} OR {typed} > {high})", f"is outside {shown}"))
+        checks.append(
+            ValueCheck(column, f"({typed} {low_cmp} {low} OR {typed} > {high})", f"is outside {shown}")
+        )
     if column.choices:
         listed = ", ".join(column.choices)
         values = ", ".join(f"'{choice}'" for choice in column.choices)
-        checks.append(_Check(column, f"{typed} NOT IN ({values})", f"is not one of: {listed}"))
+        checks.append(ValueCheck(column, f"{typed} NOT IN ({values})", f"is not one of: {listed}"))
     return checks
+
+
+def _value_checks(parsed: ParsedColumn) -> list[ValueCheck]:
+    name = parsed.column.name
+    return value_checks(parsed.column, quote_ident(f"t:{name}"), quote_ident(f"r:{name}"))
 
 
 def _checked_sql(
@@ -157,7 +171,7 @@ def _checked_sql(
 
 
 def _report_rows(
-    con: duckdb.DuckDBPyConnection, relation: str, checks: list[_Check], table: TableFile, out: _Collector
+    con: duckdb.DuckDBPyConnection, relation: str, checks: list[ValueCheck], table: TableFile, out: _Collector
 ) -> None:
     """One pass counts every check; then the first failing rows of each are fetched for the report."""
     if not checks:
