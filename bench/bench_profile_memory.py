@@ -7,11 +7,13 @@ and a cache folder beside them (kept for re-runs). Steps:
 
 1. the cache entry: the first server started on an empty cache builds it (its ready time and PSS: a cold
    start), then the entry's checks are timed on their own (the cheap check on open, and the full SHA-256);
-2. warm starts: 1 server, then 4 servers on 4 ports (independent processes: `nba serve --workers` is another
-   branch's), each mapping the entry; the PSS of every server process (the sum of `Pss` in
-   /proc/PID/smaps_rollup, its anonymous and file parts too) once all are ready and again after
-   `--requests` suggestions spread over random cardholders on each; then the bare app (bench/bare_app.py)
-   with 1 and 4 processes. An extra worker's cost is (PSS with 4 − PSS with 1) / 3, ours and bare's;
+2. warm starts: 1 server (`nba serve`), then `nba serve --workers 4` on one port (the supervisor forks its
+   workers once it has imported what they run), each worker mapping the entry; the machine's PSS (the sum
+   of `Pss` in /proc/PID/smaps_rollup over the server and its children, its anonymous and file parts too)
+   once all are ready and again after `--requests` suggestions per worker for random cardholders; with
+   `--independent` also 4 independent `nba serve` processes on 4 ports; then the bare app
+   (bench/bare_app.py) with 1 and 4 processes. An extra worker's cost is (PSS with 4 − PSS with 1) / 3,
+   ours and bare's;
 3. decide, in one child process: two engines over the same model, one on `profiles_from_snapshot`'s
    in-memory profiles and one on the mapped entry, timed call by call on the same random cardholders,
    alternating which goes first (p50/p99 in wall-clock and thread CPU time).
@@ -148,6 +150,54 @@ def run_servers(
         stop(servers)
 
 
+def supervised_workers(supervisor: int) -> list[int]:
+    """The worker processes `nba serve --workers` forked (its children with its own command line)."""
+    own = Path(f"/proc/{supervisor}/cmdline").read_bytes()
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return [int(c) for c in children if Path(f"/proc/{c}/cmdline").read_bytes() == own]
+
+
+def run_supervised(
+    command: Any, env: dict[str, str], count: int, ids: list[str], requests: int
+) -> dict[str, Any]:
+    """`nba serve --workers count` on one port: the machine's PSS (supervisor and workers) when every worker
+    is ready, and after `requests` × `count` suggestions through the port (the kernel spreads them)."""
+    started = time.perf_counter()
+    server = start(command(FIRST_PORT), {**env, "NBA_PORT": str(FIRST_PORT), "NBA_WORKERS": str(count)})
+    try:
+        wait_ready(f"http://127.0.0.1:{FIRST_PORT}/readyz")
+        deadline = time.monotonic() + 600
+        while len(supervised_workers(server.pid)) < count and time.monotonic() < deadline:
+            time.sleep(0.5)
+        workers = supervised_workers(server.pid)
+        if len(workers) < count:
+            raise SystemExit(f"only {len(workers)} of {count} workers were forked")
+        # Every worker ready: each answers /readyz 200 only once its engine serves; ask until all have.
+        time.sleep(5.0)
+        result: dict[str, Any] = {
+            "workers": count,
+            "ready_s": round(time.perf_counter() - started, 1),
+            "at_ready": machine_pss_mb([server.pid]),
+            "supervisor_alone": machine_pss_mb_of_process(server.pid),
+        }
+        answered = ask(FIRST_PORT, ids, requests * count, seed=count)
+        result["requests"] = requests * count
+        result["answered_200"] = answered
+        result["after_requests"] = machine_pss_mb([server.pid])
+        print(f"  nba serve --workers {count}: {json.dumps(result)}", flush=True)
+        return result
+    finally:
+        stop([server])
+
+
+def machine_pss_mb_of_process(pid: int) -> float:
+    """The PSS (MB) of one process alone, without its children."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
 def _checks_child(conn: Connection, cache_s: str, snapshot_s: str) -> None:
     """Times the cache entry's cheap check, its full SHA-256 check, and the snapshot's own check."""
     sys.path.insert(0, str(ROOT))
@@ -234,6 +284,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=4, help="the larger number of processes (default 4)")
     parser.add_argument("--requests", type=int, default=500, help="suggestions asked of each server")
     parser.add_argument("--calls", type=int, default=5000, help="decide calls timed per engine")
+    parser.add_argument(
+        "--independent", action="store_true", help="also N independent `nba serve` processes on N ports"
+    )
+    parser.add_argument(
+        "--keep-cache",
+        action="store_true",
+        help="use the cache entry as it is (no cold start, no entry checks)",
+    )
+    parser.add_argument("--skip-decide", action="store_true", help="leave out the decide timing (step 3)")
     args = parser.parse_args(argv)
     data_dir, _ = ensure_world(args.cardholders, args.seed)
     model_world, _ = ensure_world(args.model_cardholders, args.seed)
@@ -268,15 +327,21 @@ def main(argv: list[str] | None = None) -> None:
 
     result: dict[str, Any] = {"cardholders": args.cardholders, "machine": machine(), "cache_dir": str(cache)}
     try:
-        shutil.rmtree(cache, ignore_errors=True)
-        print(f"cold start (builds the cache entry at {cache}) ...", flush=True)
-        result["cold_start_1"] = run_servers("nba cold", nba, env, 1, ids, 0)
-        result["entry"] = _sent(in_child(_checks_child, str(cache), str(snapshot)))
-        print(
-            f"  entry: {json.dumps(result['entry']['timings'])}, {result['entry']['entry_mb']} MB", flush=True
-        )
+        if not args.keep_cache:
+            shutil.rmtree(cache, ignore_errors=True)
+            print(f"cold start (builds the cache entry at {cache}) ...", flush=True)
+            result["cold_start_1"] = run_servers("nba cold", nba, env, 1, ids, 0)
+            result["entry"] = _sent(in_child(_checks_child, str(cache), str(snapshot)))
+            print(
+                f"  entry: {json.dumps(result['entry']['timings'])}, {result['entry']['entry_mb']} MB",
+                flush=True,
+            )
         result["nba_1"] = run_servers("nba", nba, env, 1, ids, args.requests)
-        result[f"nba_{args.workers}"] = run_servers("nba", nba, env, args.workers, ids, args.requests)
+        result[f"nba_{args.workers}"] = run_supervised(nba, env, args.workers, ids, args.requests)
+        if args.independent:
+            result[f"nba_{args.workers}_independent"] = run_servers(
+                "nba independent", nba, env, args.workers, ids, args.requests
+            )
         result["bare_1"] = run_servers("bare", bare, {}, 1, None, 0)
         result[f"bare_{args.workers}"] = run_servers("bare", bare, {}, args.workers, None, 0)
         extra = args.workers - 1
@@ -296,10 +361,11 @@ def main(argv: list[str] | None = None) -> None:
             "extra_worker_met": result["extra_worker_pss_mb_after_requests"] <= EXTRA_WORKER_GOAL_MB,
             "one_worker_met": result["nba_1"]["after_requests"]["pss_mb"] <= ONE_WORKER_GOAL_MB,
         }
-        print("decide on in-memory and mapped profiles ...", flush=True)
-        result["decide"] = _sent(
-            in_child(_decide_child, str(model_dir), str(snapshot), str(cache), str(data_dir), args.calls)
-        )
+        if not args.skip_decide:
+            print("decide on in-memory and mapped profiles ...", flush=True)
+            result["decide"] = _sent(
+                in_child(_decide_child, str(model_dir), str(snapshot), str(cache), str(data_dir), args.calls)
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -308,11 +374,12 @@ def main(argv: list[str] | None = None) -> None:
         f"each extra worker: {result['extra_worker_pss_mb_after_requests']:,.0f} MB (goal <= {EXTRA_WORKER_GOAL_MB:,.0f}; "
         f"bare app's extra process {result['bare_extra_process_pss_mb']:,.0f} MB)"
     )
-    d = result["decide"]
-    print(
-        f"decide p50/p99 µs: in memory {d['decide_in_memory']['p50_us']}/{d['decide_in_memory']['p99_us']}, "
-        f"mapped {d['decide_mapped']['p50_us']}/{d['decide_mapped']['p99_us']}"
-    )
+    if "decide" in result:
+        d = result["decide"]
+        print(
+            f"decide p50/p99 µs: in memory {d['decide_in_memory']['p50_us']}/{d['decide_in_memory']['p99_us']}, "
+            f"mapped {d['decide_mapped']['p50_us']}/{d['decide_mapped']['p99_us']}"
+        )
     save_run(result, RESULTS_PATH, "profile_memory")
     print(f"saved to {RESULTS_PATH}")
 

@@ -177,3 +177,23 @@ def test_the_settings_handed_to_workers_read_back_to_the_same_settings(
     for name, value in settings_environment(settings).items():
         monkeypatch.setenv(name, value)
     assert Settings() == settings
+
+
+def test_a_forked_worker_numbers_its_requests_under_a_prefix_of_its_own() -> None:
+    """`nba serve --workers` forks its workers from one imported process: the request-id prefix drawn at
+    import must be drawn again in each, or two workers would hand out the same request ids."""
+    from api import main
+
+    first = main._REQUEST_IDS.next()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next id and leave at once (no pytest teardown)
+        os.write(write, main._REQUEST_IDS.next().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == len(first) == 20
+    assert child[:12] != first[:12] and child.endswith("00000001")
+    assert main._REQUEST_IDS.next()[:12] == first[:12]
