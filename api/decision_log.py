@@ -159,10 +159,11 @@ class DecisionLog:
         self._claims_paused_until = 0.0
         # Reading the buffer file takes a lock and a read: remember whether it may hold anything instead.
         self._buffer_in_use = self.buffer.pending() > 0
-        self.metrics.buffered.set_function(
-            lambda: float(self.buffer.pending()) if self._buffer_in_use else 0.0
+        self.metrics.watch(
+            "nba_decision_buffer_pending",
+            lambda: float(self.buffer.pending()) if self._buffer_in_use else 0.0,
         )
-        self.metrics.decisions_pending.set_function(lambda: float(len(self._pending)))
+        self.metrics.watch("nba_decisions_pending", lambda: float(len(self._pending)))
 
     def open_journal(self) -> int:
         """At start-up: what a process that died left in the journal goes to the buffer file (the writer
@@ -630,3 +631,8 @@ def issued_within(suggestion_id: str, now: datetime, window: timedelta) -> bool:
 def journal_folder(buffer_path: Path) -> Path:
     """Where the decision journal lives: beside the buffer file (`<buffer>.journal/`)."""
     return buffer_path.with_name(buffer_path.name + ".journal")
+
+
+def metrics_folder(buffer_path: Path) -> Path:
+    """Where `nba serve --workers`' shared counter files live: beside the buffer file (`<buffer>.metrics/`)."""
+    return buffer_path.with_name(buffer_path.name + ".metrics")

@@ -23,12 +23,12 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.asgi import ASGIApp, Message, Receive, Scope, Send
-from api.decision_log import ContactLedger, DatabaseHealth, DecisionLog, journal_folder
+from api.decision_log import ContactLedger, DatabaseHealth, DecisionLog, journal_folder, metrics_folder
 from api.deps import Services, freeze_heap
 from api.errors import ErrorCode, code_of_status, error_body, install_error_handlers, json_syntax_detail
 from api.keys import KeyRing
 from api.logs import configure_logging, get_logger, request_id_var
-from api.metrics import Metrics
+from api.metrics import Metrics, share_counts_across_workers
 from api.replicas import ContactFeed, Drain
 from api.routes import admin, feedback, suggestions
 from api.serving import ServingState
@@ -290,8 +290,8 @@ def create_app(
         lambda: state.serving.profile_as_of_time if state.serving else None,
         settings.contact_poll_s,
     )
-    metrics.database_reachable.set_function(lambda: float(health.reachable))
-    metrics.draining.set_function(lambda: float(drain.draining))
+    metrics.watch("nba_database_reachable", lambda: float(health.reachable))
+    metrics.watch("nba_draining", lambda: float(drain.draining))
     metrics.watch_ages(
         clock,
         lambda: state.serving.model_created_at if state.serving else None,
@@ -463,6 +463,7 @@ def serve(settings: Settings) -> None:
     for name in Settings.model_fields:
         if getattr(settings, name) is None:
             os.environ.pop(f"NBA_{name.upper()}", None)
+    share_counts_across_workers(metrics_folder(settings.buffer_path))
     _fork_workers_from_loaded_code()
     # The protocol class itself (a worker imports it again): its head deadline is set by the factory.
     config = uvicorn_config(

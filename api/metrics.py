@@ -1,16 +1,20 @@
-"""Metrics: what the service did → Prometheus counters, histograms and gauges in the app's own registry."""
+"""Metrics: what the service did → Prometheus counters, histograms and gauges in the app's own registry
+(counters and histograms summed across `nba serve --workers` through shared files)."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from nba.drift import FeatureShift
@@ -22,6 +26,8 @@ LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05,
 OUTCOME_WINDOW: Final = 2_000
 # How many of the most shifted cardholder features get a PSI gauge of their own.
 DRIFT_TOP_FEATURES: Final = 10
+# Where prometheus_client's multiprocess mode looks for the shared files (its own variable's name).
+MULTIPROC_DIR_VARIABLE: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class OutcomeWindow(Collector):
@@ -86,9 +92,89 @@ class OutcomeWindow(Collector):
         yield rows
 
 
+# The gauges with no labels, each read from the worker's state when scraped (`Metrics.watch`).
+WATCHED_GAUGES: Final[Mapping[str, str]] = {
+    "nba_model_age_seconds": "Age of the model in service.",
+    "nba_profile_age_seconds": "Age of the profile snapshot in service (since its as-of).",
+    "nba_decision_buffer_pending": "Decisions waiting in the local buffer for the database.",
+    "nba_decisions_pending": "Decisions shown but not yet written (held in memory).",
+    "nba_database_reachable": "1 while the feedback database answered this worker's last ping, else 0 (suggestions "
+    "are served either way; outcomes get 503).",
+    "nba_draining": "1 from SIGTERM until the worker stops (the drain interval).",
+}
+ARTIFACT_KINDS: Final = ("model", "profiles", "catalog")
+DRIFT_BANDS: Final = ("stable", "moderate", "major")
+
+
+class WorkerGauges(Collector):
+    """The gauges: the state of the worker that answers the scrape (the artifacts it serves, their ages and
+    drift, its decision log, database and drain), read when scraped and never written per request.
+
+    They are not summed across workers, unlike the counters: every worker serves the same artifacts
+    (save for the moment of a reload), and a worker's own queue or drain is its own.
+    """
+
+    def __init__(self) -> None:
+        self.model_version: str | None = None
+        self.refused: str | None = None
+        self.drift: tuple[FeatureShift, ...] = ()
+        self.readers: dict[str, Callable[[], float]] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        info = GaugeMetricFamily(
+            "nba_model_info", "The model version in service (value 1).", labels=["version"]
+        )
+        if self.model_version is not None:
+            info.add_metric([self.model_version], 1.0)
+        yield info
+        for name, documentation in WATCHED_GAUGES.items():
+            read = self.readers.get(name)
+            yield GaugeMetricFamily(name, documentation, value=read() if read else float("nan"))
+        refused = GaugeMetricFamily(
+            "nba_refused_artifact",
+            "1 while a newer artifact (model, profiles or catalog) named for service was refused and an "
+            "older one serves; see /readyz for which and why.",
+            labels=["kind"],
+        )
+        for kind in ARTIFACT_KINDS:
+            refused.add_metric([kind], 1.0 if kind == self.refused else 0.0)
+        yield refused
+        features = self.drift
+        yield GaugeMetricFamily(
+            "nba_profile_drift_psi_max",
+            "Largest population stability index (PSI) of any cardholder feature in the profile snapshot in "
+            "service against the model's training data (0.1 moderate, 0.25 major shift); computed at load.",
+            value=max((f.psi for f in features), default=float("nan")),
+        )
+        psi = GaugeMetricFamily(
+            "nba_profile_drift_psi",
+            f"PSI of the {DRIFT_TOP_FEATURES} most shifted cardholder features (snapshot in service against "
+            "the model's training data); computed at load.",
+            labels=["feature"],
+        )
+        for shift in features[:DRIFT_TOP_FEATURES]:
+            psi.add_metric([shift.name], shift.psi)
+        yield psi
+        bands = GaugeMetricFamily(
+            "nba_profile_drift_features",
+            "Cardholder features of the snapshot in service per PSI band (stable, moderate, major).",
+            labels=["band"],
+        )
+        if features:
+            for band in DRIFT_BANDS:
+                bands.add_metric([band], float(sum(f.band == band for f in features)))
+        yield bands
+
+
 @dataclass
 class Metrics:
-    """The service's metrics, registered in a registry of their own (no global state)."""
+    """The service's metrics, registered in a registry of their own (no global state).
+
+    Counters and histograms count what this worker did; with `nba serve --workers` they are written to
+    files every worker shares (`share_counts_across_workers`), so a scrape answered by any worker sums
+    them all. The gauges (`WorkerGauges`) and the recent acceptance rates (`OutcomeWindow`) are the
+    answering worker's.
+    """
 
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
 
@@ -120,31 +206,8 @@ class Metrics:
             registry=r,
         )
         self.nps = Counter("nba_nps_total", "NPS answers recorded, by score.", ["score"], registry=r)
-        self.model_info = Gauge(
-            "nba_model_info", "The model version in service (value 1).", ["version"], registry=r
-        )
-        self.model_age = Gauge("nba_model_age_seconds", "Age of the model in service.", registry=r)
-        self.profile_age = Gauge(
-            "nba_profile_age_seconds", "Age of the profile snapshot in service (since its as-of).", registry=r
-        )
-        self.buffered = Gauge(
-            "nba_decision_buffer_pending",
-            "Decisions waiting in the local buffer for the database.",
-            registry=r,
-        )
-        self.refused_artifact = Gauge(
-            "nba_refused_artifact",
-            "1 while a newer artifact (model, profiles or catalog) named for service was refused and an "
-            "older one serves; see /readyz for which and why.",
-            ["kind"],
-            registry=r,
-        )
-        self.set_refused(None)
         self.reloads = Counter("nba_reloads_total", "Reload attempts by result.", ["result"], registry=r)
-        # The decision log on call: is the writer keeping up, and where do decisions go?
-        self.decisions_pending = Gauge(
-            "nba_decisions_pending", "Decisions shown but not yet written (held in memory).", registry=r
-        )
+        # The decision log on call: where do decisions go, and how long do writes take?
         self.decisions_written = Counter(
             "nba_decisions_written_total",
             "Decisions written by the decision log, by where they went (store or local buffer file).",
@@ -162,49 +225,31 @@ class Metrics:
             "(answered unclaimed: a concurrent first request on another replica may answer differently).",
             registry=r,
         )
-        # Workers and replicas (api/replicas.py): what the load balancer's health check reports.
-        self.database_reachable = Gauge(
-            "nba_database_reachable",
-            "1 while the feedback database answered this worker's last ping, else 0 (suggestions are "
-            "served either way; outcomes get 503).",
-            registry=r,
-        )
-        self.draining = Gauge(
-            "nba_draining", "1 from SIGTERM until the worker stops (the drain interval).", registry=r
-        )
         self.contact_feed_rows = Counter(
             "nba_contact_feed_rows_total",
             "Outcomes read from the store for the contact policy (recorded by any worker or replica).",
             registry=r,
         )
-        # Drift of the profile snapshot in service against the model's training data (set at load).
-        self.drift_psi_max = Gauge(
-            "nba_profile_drift_psi_max",
-            "Largest population stability index (PSI) of any cardholder feature in the profile snapshot in "
-            "service against the model's training data (0.1 moderate, 0.25 major shift); computed at load.",
-            registry=r,
-        )
-        self.drift_psi = Gauge(
-            "nba_profile_drift_psi",
-            f"PSI of the {DRIFT_TOP_FEATURES} most shifted cardholder features (snapshot in service against "
-            "the model's training data); computed at load.",
-            ["feature"],
-            registry=r,
-        )
-        self.drift_features = Gauge(
-            "nba_profile_drift_features",
-            "Cardholder features of the snapshot in service per PSI band (stable, moderate, major).",
-            ["band"],
-            registry=r,
-        )
-        self.outcome_window = OutcomeWindow()
-        r.register(self.outcome_window)
         self.decision_write_seconds = Histogram(
             "nba_decision_write_seconds",
             "Time to write one batch of decisions.",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
             registry=r,
         )
+        self.gauges = WorkerGauges()
+        self.outcome_window = OutcomeWindow()
+        # This worker's own part of a scrape: with shared counts, the registry's counters are read from
+        # the shared files instead (`exposition`).
+        self.own = CollectorRegistry(auto_describe=True)
+        for collector in (self.gauges, self.outcome_window):
+            r.register(collector)
+            self.own.register(collector)
+
+    def watch(self, gauge: str, read: Callable[[], float]) -> None:
+        """Gauge `gauge` (one of WATCHED_GAUGES) is `read()` whenever Prometheus scrapes."""
+        if gauge not in WATCHED_GAUGES:
+            raise ValueError(f"`gauge` must be one of {', '.join(WATCHED_GAUGES)}, got {gauge!r}")
+        self.gauges.readers[gauge] = read
 
     def watch_ages(
         self,
@@ -221,25 +266,44 @@ class Metrics:
 
             return seconds
 
-        self.model_age.set_function(age(model_created))
-        self.profile_age.set_function(age(profile_as_of))
+        self.watch("nba_model_age_seconds", age(model_created))
+        self.watch("nba_profile_age_seconds", age(profile_as_of))
 
     def set_refused(self, kind: str | None) -> None:
-        for each in ("model", "profiles", "catalog"):
-            self.refused_artifact.labels(kind=each).set(1 if each == kind else 0)
+        self.gauges.refused = kind
 
     def set_model_version(self, version: str) -> None:
-        self.model_info.clear()
-        self.model_info.labels(version=version).set(1)
+        self.gauges.model_version = version
 
     def set_drift(self, features: tuple[FeatureShift, ...], training_acceptance: Mapping[str, float]) -> None:
         """Publishes the drift measured at load; no features (nothing measured) leaves the PSI gauges empty."""
-        self.drift_psi.clear()
-        self.drift_features.clear()
-        self.drift_psi_max.set(max((f.psi for f in features), default=float("nan")))
-        for shift in features[:DRIFT_TOP_FEATURES]:
-            self.drift_psi.labels(feature=shift.name).set(shift.psi)
-        if features:
-            for band in ("stable", "moderate", "major"):
-                self.drift_features.labels(band=band).set(sum(f.band == band for f in features))
+        self.gauges.drift = features
         self.outcome_window.set_training_rates(training_acceptance)
+
+    def exposition(self) -> bytes:
+        """The text a scrape gets: with counts shared across workers, every worker's counters and
+        histograms summed from the shared files, then this worker's gauges; else this registry."""
+        if not values_shared():
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return generate_latest(merged) + generate_latest(self.own)
+
+
+def share_counts_across_workers(folder: Path) -> None:
+    """From now on in this process (and the workers forked from it), every counter and histogram created
+    writes its values to a file of the process's own in `folder` (prometheus_client's multiprocess mode),
+    so that any worker's scrape sums them all; `folder` is emptied first (counts start again with the
+    service, as Prometheus expects of a restarted target). Called by the supervisor before it forks.
+
+    A worker that dies leaves its file: what it counted stays in the sums, so counters never go down.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_DIR_VARIABLE] = str(folder)
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+
+
+def values_shared() -> bool:
+    return MULTIPROC_DIR_VARIABLE in os.environ and getattr(values.ValueClass, "_multiprocess", False)

@@ -7,7 +7,7 @@ from typing import Any, Final
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import AdminDep, Services, ServicesDep, ServingDep
 from api.routes.suggestions import warm
@@ -159,4 +159,4 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 )
 async def metrics(services: ServicesDep) -> Response:
     """Prometheus metrics: requests and latency per route, suggestions and outcomes per benefit, ages."""
-    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

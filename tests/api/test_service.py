@@ -806,7 +806,10 @@ def test_a_call_the_store_does_not_find_in_time_is_claimed_and_answered_as_first
     later = client.get(url).json()
     # Decided again, but the claim finds the call stored: the answer is the first one, nothing new kept.
     assert later == first
-    assert services.metrics.registry.get_sample_value("nba_call_lookups_late_total") == late_before + 1
+    # At least this call's look-up was late (on a loaded machine the first call's may be counted late
+    # too, after it was read above).
+    late = services.metrics.registry.get_sample_value("nba_call_lookups_late_total")
+    assert late is not None and late >= late_before + 1
     assert services.metrics.registry.get_sample_value("nba_call_claims_late_total") == 0
     assert services.decisions.write_pending() == 0
 

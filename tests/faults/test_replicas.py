@@ -114,7 +114,11 @@ def test_workers_killed_or_replaced_on_sighup_under_load_keep_serving_and_every_
         exchanges = load.exchanges
         stored, waited = wait_until_stored(url, exchanges, REPLAY_WITHIN_S)
         assert service.alive()
+        # Whichever worker answers the scrape, the counters are every worker's summed (the dead one's too).
+        counted = [suggestions_counted(service) for _ in range(4)]
     facts = summary(exchanges)
+    assert len(set(counted)) == 1, counted
+    assert len(answered(exchanges)) - 6 <= counted[0] <= len(exchanges), (counted, facts)
     after = [ex for ex in exchanges if ex.started > killed + 0.5]
     # Only the calls in flight on the killed worker may go unanswered; the other worker serves the rest.
     timeline = [(round(ex.started - killed, 2), ex.status or ex.error) for ex in exchanges]
@@ -125,6 +129,19 @@ def test_workers_killed_or_replaced_on_sighup_under_load_keep_serving_and_every_
     assert len(answered(exchanges)) > 150, facts
     assert lost_decisions(stored, exchanges) == [], (facts, waited)
     assert lost_outcomes(stored, exchanges) == [], facts
+
+
+def suggestions_counted(service: Service) -> float:
+    """`/metrics`' count of suggestions requests answered 200 (every route template naming suggestions)."""
+    text = httpx.get(f"{service.base_url}/metrics", timeout=CLIENT_TIMEOUT_S).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("nba_http_requests_total{")
+        and "suggestions" in line
+        and 'method="GET"' in line
+        and 'status="200"' in line
+    )
 
 
 @contextmanager
