@@ -94,7 +94,9 @@ def twin_model(models_dir: Path, version: str, created_at: datetime | None = Non
 # Every array of a Profiles, by attribute path: two profiles are the same when all of these are.
 PROFILE_ARRAYS = (
     "holder.counts",
-    "holder.floats",
+    "holder.floats.values",
+    "holder.floats.columns",
+    "holder.floats.offsets",
     "holder.count_columns",
     "holder.float_columns",
     "est_spend",

@@ -60,10 +60,11 @@ from nba.files import (
 )
 from nba.model._bundle import ModelBundle
 from nba.model._registry import dump_json_artifact, load_json_artifact
-from nba.profiles._profiles import CardholderIds, HolderMatrix, Profiles
+from nba.profiles._profiles import CardholderIds, HolderMatrix, Profiles, SparseRows
 from nba.profiles._snapshots import check_snapshot, check_snapshot_fits, profiles_from_snapshot
 
-CACHE_FORMAT_VERSION: Final = 1
+# 2: the holder matrix's float part held as sparse rows (values, column index, offsets).
+CACHE_FORMAT_VERSION: Final = 2
 CACHE_MANIFEST_FILE: Final = "manifest.json"
 # An entry or unfinished staging folder younger than this is never pruned: another worker may have
 # just built it for a reload it has not swapped in yet.
@@ -73,7 +74,9 @@ ARRAY_NAMES: Final = (
     "ids",
     "ids_sorter",
     "holder_counts",
-    "holder_floats",
+    "holder_float_values",
+    "holder_float_index",
+    "holder_float_offsets",
     "holder_count_columns",
     "holder_float_columns",
     "est_spend",
@@ -109,7 +112,7 @@ class CacheManifest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    format_version: Literal[1] = CACHE_FORMAT_VERSION
+    format_version: Literal[2] = CACHE_FORMAT_VERSION
     key: str = Field(pattern=r"^[0-9a-f]{64}$")
     snapshot_sha256: str
     model_sha256: str
@@ -158,7 +161,9 @@ def _arrays_of(profiles: Profiles) -> dict[str, np.ndarray[Any, Any]]:
     arrays: dict[str, np.ndarray[Any, Any]] = {
         "ids": by_row,
         "holder_counts": profiles.holder.counts,
-        "holder_floats": profiles.holder.floats,
+        "holder_float_values": profiles.holder.floats.values,
+        "holder_float_index": profiles.holder.floats.columns,
+        "holder_float_offsets": profiles.holder.floats.offsets,
         "holder_count_columns": profiles.holder.count_columns,
         "holder_float_columns": profiles.holder.float_columns,
         "est_spend": profiles.est_spend,
@@ -263,7 +268,12 @@ def open_cache_entry(folder: Path, key: str | None = None, *, full_check: bool =
             ids=CardholderIds.from_arrays(arrays["ids"], arrays.get("ids_sorter")),
             holder=HolderMatrix(
                 counts=arrays["holder_counts"],
-                floats=arrays["holder_floats"],
+                floats=SparseRows(
+                    values=arrays["holder_float_values"],
+                    columns=arrays["holder_float_index"],
+                    offsets=arrays["holder_float_offsets"],
+                    n_columns=len(arrays["holder_float_columns"]),
+                ),
                 count_columns=arrays["holder_count_columns"],
                 float_columns=arrays["holder_float_columns"],
             ),

@@ -77,7 +77,7 @@ def test_cached_profiles_equal_the_snapshots_and_are_mapped_read_only(
     assert entry is not None and entry.parent == cache and entry.name.startswith("2026-10-01_")
     assert cached_entry_of(sample.expected) is None  # built in memory
     # The arrays are the files' pages, not copies: the holder matrix's buffer is inside the mapping.
-    assert isinstance(first.holder.floats.base, np.memmap)
+    assert isinstance(first.holder.floats.values.base, np.memmap)
     # The snapshot folder is left exactly as its manifest lists it.
     check_snapshot(snapshot)
     assert not any(name.startswith(".") for name in os.listdir(snapshot.parent))
@@ -117,7 +117,7 @@ def test_another_model_catalog_or_snapshot_is_another_entry(
 
 
 def _one_file(entry: Path) -> Path:
-    return entry / "holder_floats.npy"
+    return entry / "holder_float_values.npy"
 
 
 @pytest.mark.parametrize(
@@ -164,7 +164,7 @@ def test_a_changed_byte_with_its_size_and_time_kept_is_caught_by_the_full_check(
     path.write_bytes(bytes(data))
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     open_cache_entry(entry)  # the cheap check trusts size and time
-    with pytest.raises(DataError, match=r"holder_floats\.npy: checksum mismatch"):
+    with pytest.raises(DataError, match=r"holder_float_values\.npy: checksum mismatch"):
         open_cache_entry(entry, full_check=True)
 
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from nba.errors import ModelError
-from nba.profiles._profiles import COUNT_NAN, CardholderIds, HolderMatrix, whole_number_columns
+from nba.profiles._profiles import COUNT_NAN, CardholderIds, HolderMatrix, SparseRows, whole_number_columns
 
 NAN = np.nan
 
@@ -70,7 +70,7 @@ def test_a_column_that_does_not_fit_in_2_bytes_stays_float32(values: list[float]
     holder = HolderMatrix.from_float32(X)
     assert holder.float_columns.tolist() == [0], why
     assert holder.count_columns.tolist() == [1]
-    assert holder.floats.dtype == np.float32
+    assert holder.floats.values.dtype == np.float32
     assert np.array_equal(holder.to_float32(), X, equal_nan=True)
     assert np.array_equal(np.signbit(holder.rows(np.arange(3))), np.signbit(X.astype(np.float64)))
 
@@ -101,8 +101,17 @@ def test_parts_stack_into_the_matrix_made_whole() -> None:
     stacked = HolderMatrix.stack(parts)
     assert parts == []  # given back as they were copied
     whole = HolderMatrix.from_float32(X)
-    for name in ("count_columns", "float_columns", "counts", "floats"):
-        a, b = getattr(stacked, name), getattr(whole, name)
+    for name in (
+        "count_columns",
+        "float_columns",
+        "counts",
+        "floats.values",
+        "floats.columns",
+        "floats.offsets",
+    ):
+        a, b = stacked, whole
+        for part in name.split("."):
+            a, b = getattr(a, part), getattr(b, part)
         assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
     assert 0 in stacked.float_columns
     assert np.array_equal(stacked.to_float32(), X, equal_nan=True)
@@ -111,8 +120,35 @@ def test_parts_stack_into_the_matrix_made_whole() -> None:
 def test_nbytes_counts_the_compact_arrays() -> None:
     X = _mixed_matrix(1000, seed=6)
     holder = HolderMatrix.from_float32(X)
-    assert holder.counts.nbytes == 1000 * 4 * 2 and holder.floats.nbytes == 1000 * 3 * 4
-    assert holder.counts.nbytes + holder.floats.nbytes < holder.nbytes < X.nbytes
+    kept = int(((X[:, holder.float_columns] != 0) | np.signbit(X[:, holder.float_columns])).sum())
+    # Each kept float: its 4 bytes and a 1-byte column number; each row: an 8-byte offset.
+    assert holder.counts.nbytes == 1000 * 4 * 2 and holder.floats.nbytes == kept * 5 + 1001 * 8
+    assert holder.counts.nbytes + holder.floats.nbytes < holder.nbytes
+
+
+def test_sparse_rows_keep_every_value_but_positive_zero_and_give_back_the_dense_rows() -> None:
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(500, 300)).astype(np.float32)  # 300 columns: the column numbers need 2 bytes
+    X[rng.random(X.shape) < 0.7] = 0.0
+    X[3, 5], X[4, 6], X[7, :] = np.nan, -0.0, 0.0  # NaN and -0.0 are kept; an all-zero row has no values
+    rows = SparseRows.from_dense(X)
+    assert rows.columns.dtype == np.uint16 and len(rows.values) == int(((X != 0) | np.signbit(X)).sum())
+    assert rows.offsets[8] == rows.offsets[7]
+    assert rows.nbytes < X.nbytes / 2  # 30% kept, 6 bytes each, against 4 bytes for every value
+    dense = rows.to_dense()
+    assert np.array_equal(dense, X, equal_nan=True) and np.array_equal(np.signbit(dense), np.signbit(X))
+    picked = np.array([7, 3, 3, 499, 0])
+    assert np.array_equal(rows.dense(picked), X[picked], equal_nan=True)
+    assert np.array_equal(rows.dense(4), X[4:5]) and np.signbit(rows.dense(4)[0, 6])
+    for j in (0, 5, 6, 299):
+        assert np.array_equal(rows.column(j, step=3), X[::3, j], equal_nan=True)
+    halves = SparseRows.stack([SparseRows.from_dense(X[:200]), SparseRows.from_dense(X[200:])])
+    assert all(
+        np.array_equal(getattr(halves, a), getattr(rows, a), equal_nan=True)
+        for a in ("values", "columns", "offsets")
+    )
+    with pytest.raises(IndexError, match="no column 300"):
+        rows.column(300)
 
 
 # --- ids -------------------------------------------------------------------------------------------
