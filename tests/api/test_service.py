@@ -22,9 +22,10 @@ from api.decision_log import CLAIM_DEADLINE_S
 from api.deps import Services
 from api.logs import JsonFormatter, get_logger
 from api.main import check_for_changes, create_app
+from api.serving import kept_drift, kept_model
 from nba.contract._mcc import load_mcc_map
 from nba.contract._tables import open_data
-from nba.errors import DataError, UnavailableError
+from nba.errors import DataError, ModelError, UnavailableError
 from nba.feedback import FeedbackStore
 from nba.model._bundle import load_bundle
 from nba.model._registry import set_current
@@ -582,6 +583,28 @@ def test_a_restarted_service_still_honours_outcomes_recorded_before(
         assert again["suggestions"] and declined["benefit_id"] not in {
             s["benefit_id"] for s in again["suggestions"]
         }
+
+
+def test_a_model_folder_loaded_again_is_taken_from_memory_once_its_files_check_out(
+    client: TestClient, sample_deployment: Deployment, tmp_path: Path
+) -> None:
+    serving = services_of(client).state.serving
+    assert serving is not None
+    # Another app in the same process over the same folder: the same bundle, reasons and drift, not rebuilt.
+    bundle, reasoner = kept_model(sample_deployment.models_dir / sample_deployment.version)
+    assert bundle is serving.engine.bundle and reasoner is serving.engine.reasoner
+    assert kept_drift(bundle, serving.engine.profiles) is kept_drift(bundle, serving.engine.profiles)
+    models = tmp_path / "models"
+    shutil.copytree(sample_deployment.models_dir, models)
+    twin = twin_model(models, sample_deployment.version)
+    copy, copy_reasoner = kept_model(models / twin)  # another folder (another version): loaded for itself
+    assert copy is not bundle and copy.version == twin and copy_reasoner is not reasoner
+    assert copy.manifest.files == bundle.manifest.files
+    assert kept_model(models / twin)[0] is copy
+    with (models / twin / "model.txt").open("a") as model_file:
+        model_file.write("\n")
+    with pytest.raises(ModelError, match=r"model\.txt: checksum mismatch"):  # checked on every load
+        kept_model(models / twin)
 
 
 def test_new_ids_are_unique_and_grow_with_time_so_the_store_appends_them() -> None:
