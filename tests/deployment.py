@@ -11,10 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from api.serving import kept_model
 from api.settings import Settings
+from nba.contract import catalog_for, load_catalog
+from nba.features import BenefitTable
 from nba.feedback import FeedbackStore
 from nba.model._registry import load_model_dir, write_model_dir
-from nba.profiles import Profiles
+from nba.profiles import Profiles, cached_profiles
 from tests.conftest import SampleModel
 from training.engine_job import build_snapshot
 
@@ -57,6 +60,17 @@ def sample_deployment(sample_model: SampleModel) -> Deployment:
     it, once per test run (read-only: copy it to change it)."""
     profiles = sample_model.models_dir.parent / "profiles"
     snapshot = build_snapshot(sample_model.data_dir, sample_model.model_dir, profiles, promote=True)
+    # The profile cache entry every app of this run maps, built here in process (~0.3 s) rather than by
+    # the first app, which builds a missing entry in a child process it starts (~5 s of imports on a busy
+    # machine); and the model, loaded here, is the one that app finds loaded (api.serving.kept_model).
+    bundle, _ = kept_model(sample_model.model_dir)
+    benefits = BenefitTable.from_catalog(load_catalog(catalog_for(sample_model.data_dir)))
+    cached_profiles(
+        Settings.model_validate({"profiles_dir": profiles}).profile_cache_dir,
+        snapshot.folder,
+        bundle,
+        benefits,
+    )
     migrated = sample_model.models_dir.parent / "migrated-feedback.db"
     store = FeedbackStore(f"sqlite:///{migrated}")
     try:
