@@ -483,14 +483,10 @@ def test_logs_are_json_lines_with_request_ids_and_no_ids_or_keys(
 def test_reload_swaps_models_and_snapshots_and_refuses_a_tampered_model(
     sample_deployment: Deployment, tmp_path: Path, clock: Clock
 ) -> None:
-    root = tmp_path / "deploy"
-    shutil.copytree(sample_deployment.models_dir, root / "models")
-    shutil.copytree(sample_deployment.profiles_dir, root / "profiles")
-    models, version = root / "models", sample_deployment.version
+    deployment = sample_deployment.copy(tmp_path / "deploy")
+    models, version = deployment.models_dir, sample_deployment.version
     app = create_app(
-        replace(sample_deployment, models_dir=models, profiles_dir=root / "profiles").settings(
-            tmp_path, api_keys=KEYS
-        ),
+        deployment.settings(tmp_path, api_keys=KEYS),
         clock=clock,
         start_background=False,
     )
@@ -526,11 +522,11 @@ def test_reload_swaps_models_and_snapshots_and_refuses_a_tampered_model(
         bundle = load_bundle(models / good)
         with open_data(sample_deployment.data_dir) as data:
             write_snapshot(
-                root / "profiles",
+                deployment.profiles_dir,
                 compute_profile_tables(data, earlier, load_mcc_map(), bundle.extra),
                 earlier,
             )
-        set_current_snapshot(root / "profiles", earlier)
+        set_current_snapshot(deployment.profiles_dir, earlier)
         reasoner = services_of(client).state.serving.engine.reasoner  # type: ignore[union-attr]
         assert check_for_changes(services_of(client)) is True
         # The same model: its reasoner (costly to build, on the GIL) is kept, not built again.
