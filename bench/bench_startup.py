@@ -15,21 +15,21 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
-import httpx
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nba.model import load_bundle, read_current
+from nba.profiles import read_current_snapshot
+from tests.deployment import Deployment
+from tests.serving import serve_process
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_PATH = ROOT / "bench" / "results" / "startup.json"
-NBA = Path(sys.executable).parent / "nba"
 
 
 def median_load_s(model_dir: Path, loads: int) -> float:
@@ -41,43 +41,11 @@ def median_load_s(model_dir: Path, loads: int) -> float:
     return statistics.median(times)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def serve_ready_s(models_dir: Path, profiles_dir: Path, data_dir: Path, var: Path) -> float:
-    """Seconds from starting `nba serve` to its first 200 on /readyz; the process is stopped after."""
-    var.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    env = {
-        **os.environ,
-        "NBA_MODELS_DIR": str(models_dir),
-        "NBA_PROFILES_DIR": str(profiles_dir),
-        "NBA_DATA_DIR": str(data_dir),
-        "NBA_DATABASE_URL": f"sqlite:///{var / 'feedback.db'}",
-        "NBA_BUFFER_PATH": str(var / "buffer.jsonl"),
-        "NBA_PORT": str(port),
-        "NBA_WATCH_INTERVAL_S": "0",
-    }
+def serve_ready_s(deployment: Deployment, var: Path) -> float:
+    """Seconds from starting `nba serve` (as the tests start it: tests/serving.py) to its first 200 on /readyz."""
     started = time.perf_counter()
-    server = subprocess.Popen(
-        [str(NBA), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    return time.perf_counter() - started
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None:
-                raise SystemExit("nba serve exited before it was ready")
-            time.sleep(0.02)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with serve_process(deployment, var, log_level="warning"):
+        return time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,15 +63,16 @@ def main(argv: list[str] | None = None) -> None:
     if version is None:
         raise SystemExit(f"{args.models_dir} has no CURRENT model (make run, or train one with --promote)")
     load_s = median_load_s(args.models_dir / version, args.loads)
+    profiles_as_of = read_current_snapshot(args.profiles_dir)
+    if profiles_as_of is None:
+        raise SystemExit(f"{args.profiles_dir} has no CURRENT profile snapshot (make run)")
+    deployment = Deployment(
+        args.data_dir, args.models_dir, args.profiles_dir, version, date.fromisoformat(profiles_as_of)
+    )
     var = Path(tempfile.mkdtemp(prefix="nba-bench-startup-"))
     try:
-        serve_ready_s(
-            args.models_dir, args.profiles_dir, args.data_dir, var / "warm"
-        )  # the profile cache entry
-        starts = [
-            serve_ready_s(args.models_dir, args.profiles_dir, args.data_dir, var / str(i))
-            for i in range(args.starts)
-        ]
+        serve_ready_s(deployment, var / "warm")  # builds the profile cache entry, if missing
+        starts = [serve_ready_s(deployment, var / str(i)) for i in range(args.starts)]
     finally:
         shutil.rmtree(var, ignore_errors=True)
     load = os.getloadavg()[0]
