@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import logging
@@ -89,7 +90,8 @@ def clock() -> Clock:
 def client(sample_deployment: Deployment, tmp_path: Path, clock: Clock) -> Iterator[TestClient]:
     settings = sample_deployment.settings(tmp_path, api_keys=KEYS)
     store = FlakyStore(settings.database_url, clock=clock)
-    app = create_app(settings, clock=clock, store=store, start_background=False)
+    # No full garbage collection at each start: it would walk all this test process holds (~0.3 s).
+    app = create_app(settings, clock=clock, store=store, start_background=False, collect_at_start=False)
     with TestClient(app) as test_client:
         test_client.headers["X-API-Key"] = AGENT
         yield test_client
@@ -601,6 +603,31 @@ def test_a_model_folder_loaded_again_is_taken_from_memory_once_its_files_check_o
         model_file.write("\n")
     with pytest.raises(ModelError, match=r"model\.txt: checksum mismatch"):  # checked on every load
         kept_model(models / twin)
+
+
+@pytest.mark.parametrize("collect_at_start", [True, False])
+def test_start_up_walks_the_whole_heap_for_garbage_only_when_asked(
+    sample_deployment: Deployment, tmp_path: Path, collect_at_start: bool
+) -> None:
+    full_collections = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full_collections.append(info)
+
+    app = create_app(
+        sample_deployment.settings(tmp_path), start_background=False, collect_at_start=collect_at_start
+    )
+    gc.disable()  # no collection of the collector's own: only the ones start-up asks for are seen
+    gc.callbacks.append(seen)
+    try:
+        with TestClient(app) as started:
+            assert started.get("/readyz").json()["ready"] is True
+            assert gc.get_freeze_count() > 0  # frozen either way
+    finally:
+        gc.callbacks.remove(seen)
+        gc.enable()
+    assert len(full_collections) == (1 if collect_at_start else 0)
 
 
 def test_new_ids_are_unique_and_grow_with_time_so_the_store_appends_them() -> None:
