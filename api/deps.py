@@ -43,6 +43,9 @@ class Services:
     drain: Drain
     # Set while `warm_up` runs the request path once after a load: /readyz says so and is not ready yet.
     warming: threading.Event = field(default_factory=threading.Event)
+    # Whether start-up walks the whole heap for garbage before freezing it (freeze_heap): off in a process
+    # that builds many apps, as the tests do, where every start would walk all the process holds again.
+    collect_at_start: bool = True
 
     def reload(self, retry_refused: bool = True) -> ReloadResult:
         """Reloads what the CURRENT files name (see ServingState.reload), counted and logged; on a change

@@ -23,21 +23,22 @@ import multiprocessing
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Generic, Literal, TypeVar
 
 from api.settings import Settings
 from nba.contract import Catalog, catalog_for, load_catalog
-from nba.decision import ArbitrationConfig, Engine, EngineConfig
+from nba.decision import ArbitrationConfig, Engine, EngineConfig, Reasoner, default_reasoner
 from nba.drift import FeatureShift, load_drift_reference, profile_shifts
 from nba.errors import DataError, ModelError, NbaError, NotFoundError
 from nba.features import BenefitTable
-from nba.model import ModelBundle, load_bundle, read_current
+from nba.model import ModelBundle, ModelManifest, load_bundle, load_model_dir, read_current
 from nba.profiles import (
     Profiles,
     cached_entry_of,
@@ -51,6 +52,8 @@ from nba.profiles import (
 # PSI needs thousands of rows, not millions: at most this many cardholders of a snapshot (every k-th)
 # are measured at load, so a reload of a large snapshot does not wait on it.
 DRIFT_MAX_ROWS = 200_000
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,70 @@ def measure_drift(bundle: ModelBundle, profiles: Profiles) -> ServingDrift:
         return ServingDrift(shifts, acceptance)
     except (DataError, ModelError) as exc:
         return ServingDrift(problem=str(exc))
+
+
+class _Kept(Generic[K, V]):
+    """The last `size` values computed by key, in process: a small LRU that a lock makes safe to share."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._values: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K, compute: Callable[[], V]) -> V:
+        """The value kept for `key`, else `compute()` (outside the lock), kept."""
+        with self._lock:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
+        value = compute()
+        with self._lock:
+            self._values[key] = value
+            self._values.move_to_end(key)
+            while len(self._values) > self.size:
+                self._values.popitem(last=False)
+        return value
+
+
+# A loaded model (with its reasons) and a snapshot's drift are pure functions of checked files: a process
+# that loads the same model folder again (a rollback to the version before; the tests' many apps over one
+# sample model) takes them from here instead of parsing every tree again (~0.16 s) and measuring again
+# (~0.1 s). Keyed by the folder and its manifest (which names every file's SHA-256; the files are checked
+# against it on every load, so a file changed since is refused as before) and, for drift, the profile
+# cache entry (named by a digest of its snapshot, model and catalog). The two most recent are kept: the
+# one serving and the one before.
+KEPT_MODELS: Final = 2
+ModelKey = tuple[str, str]
+_MODELS: Final[_Kept[ModelKey, tuple[ModelBundle, Reasoner]]] = _Kept(KEPT_MODELS)
+_DRIFTS: Final[_Kept[tuple[ModelKey, Path], ServingDrift]] = _Kept(KEPT_MODELS)
+
+
+def _model_key(model_dir: Path, manifest: ModelManifest) -> ModelKey:
+    return str(model_dir.resolve()), manifest.model_dump_json()
+
+
+def kept_model(model_dir: Path) -> tuple[ModelBundle, Reasoner]:
+    """`load_bundle(model_dir)` and the reasons for its model, loaded once per process for the same folder
+    and manifest; the folder's files are checked against the manifest's checksums every time.
+
+    Raises what `load_bundle` raises.
+    """
+
+    def load() -> tuple[ModelBundle, Reasoner]:
+        bundle = load_bundle(model_dir)
+        return bundle, default_reasoner(bundle)
+
+    return _MODELS.get(_model_key(model_dir, load_model_dir(model_dir)), load)
+
+
+def kept_drift(bundle: ModelBundle, profiles: Profiles) -> ServingDrift:
+    """`measure_drift(bundle, profiles)`, measured once per process for the same model folder and profile
+    cache entry (profiles held in memory, outside the cache, are measured every time)."""
+    entry = cached_entry_of(profiles)
+    if entry is None:
+        return measure_drift(bundle, profiles)
+    key = (_model_key(bundle.path, bundle.manifest), entry.resolve())
+    return _DRIFTS.get(key, lambda: measure_drift(bundle, profiles))
 
 
 @dataclass(frozen=True, eq=False)
@@ -302,8 +369,12 @@ class ServingState:
         with self._refusing("catalog", catalog_path.name, catalog_path.parent):
             catalog: Catalog = load_catalog(catalog_path)
         with self._refusing("model", model_dir.name, model_dir):
-            bundle: ModelBundle = (
-                current.engine.bundle if current is not None and same_model else load_bundle(model_dir)
+            # The reasoner depends on the model alone, and building it (a dump of every tree, parsed) held
+            # the GIL for 60-150 ms at a stretch: a new snapshot or catalog keeps the one in service.
+            bundle, reasoner = (
+                (current.engine.bundle, current.engine.reasoner)
+                if current is not None and same_model
+                else kept_model(model_dir)
             )
         with self._refusing(new_kind, _name_of(new_kind, model_dir, snapshot_dir, catalog_path), model_dir):
             bundle.check_catalog(catalog)
@@ -330,16 +401,13 @@ class ServingState:
                 is not None
             ):
                 # The first load, the entry there already (another worker built it): mapped, in milliseconds.
-                profiles, drift = found, measure_drift(bundle, found)
+                profiles, drift = found, kept_drift(bundle, found)
             else:
                 # A missing entry is built aside even on the first load: encoding a million profiles here
                 # left ~190 MB of heap to the allocator for the process's life (1 M: 423 against 233 MB).
                 profiles, drift = build_profiles_aside(
                     model_dir, snapshot_dir, catalog_path, self.settings.profile_cache_dir
                 )
-        # The reasoner depends on the model alone, and building it (a dump of every tree, parsed) held
-        # the GIL for 60-150 ms at a stretch: a new snapshot or catalog keeps the one in service.
-        reasoner = current.engine.reasoner if current is not None and same_model else None
         engine = Engine(bundle, profiles, catalog, self._engine_config(), reasoner=reasoner)
         return Serving(engine, model_dir, snapshot_dir, catalog_sha256, drift)
 

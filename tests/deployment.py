@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from operator import attrgetter
 from pathlib import Path
@@ -11,12 +13,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from api.serving import kept_model
 from api.settings import Settings
+from nba.contract import catalog_for, load_catalog
+from nba.features import BenefitTable
 from nba.feedback import FeedbackStore
+from nba.files import move_into_place, staging_dir
 from nba.model._registry import load_model_dir, write_model_dir
-from nba.profiles import Profiles
-from tests.conftest import SampleModel
+from nba.profiles import Profiles, cached_profiles, read_current_snapshot
+from tests.conftest import ROOT, SampleModel
 from training.engine_job import build_snapshot
+
+# Profile snapshots of the sample model, by model version, kept between sessions as the model is.
+SNAPSHOT_CACHE = ROOT / "var" / "test-cache" / "sample-profiles"
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,17 @@ class Deployment:
     # An empty feedback store at the newest revision: each test's SQLite file starts as a copy of it, so
     # an app's start-up finds nothing to migrate (a full migration is ~0.15 s of every test's set-up).
     migrated_store: Path | None = None
+
+    def copy(self, root: Path) -> Deployment:
+        """This deployment's models, profiles and profile cache copied under `root` (for a test that changes
+        them): an app over the copy maps the cache entry already built instead of building it again in a
+        child process (~5 s of imports on a busy machine)."""
+        shutil.copytree(self.models_dir, root / "models")
+        shutil.copytree(self.profiles_dir, root / "profiles")
+        cache = Settings.model_validate({"profiles_dir": self.profiles_dir}).profile_cache_dir
+        if cache.is_dir():
+            shutil.copytree(cache, root / "profile-cache")
+        return replace(self, models_dir=root / "models", profiles_dir=root / "profiles")
 
     def settings(self, var: Path, **overrides: object) -> Settings:
         """The service's settings over this deployment, its state under `var`; the feedback store a fresh
@@ -56,7 +76,18 @@ def sample_deployment(sample_model: SampleModel) -> Deployment:
     """The session's sample model with the sample cardholders' profile snapshot built and promoted beside
     it, once per test run (read-only: copy it to change it)."""
     profiles = sample_model.models_dir.parent / "profiles"
-    snapshot = build_snapshot(sample_model.data_dir, sample_model.model_dir, profiles, promote=True)
+    as_of = _sample_snapshot(sample_model, profiles)
+    # The profile cache entry every app of this run maps, built here in process (~0.3 s) rather than by
+    # the first app, which builds a missing entry in a child process it starts (~5 s of imports on a busy
+    # machine); and the model, loaded here, is the one that app finds loaded (api.serving.kept_model).
+    bundle, _ = kept_model(sample_model.model_dir)
+    benefits = BenefitTable.from_catalog(load_catalog(catalog_for(sample_model.data_dir)))
+    cached_profiles(
+        Settings.model_validate({"profiles_dir": profiles}).profile_cache_dir,
+        profiles / as_of.isoformat(),
+        bundle,
+        benefits,
+    )
     migrated = sample_model.models_dir.parent / "migrated-feedback.db"
     store = FeedbackStore(f"sqlite:///{migrated}")
     try:
@@ -68,9 +99,32 @@ def sample_deployment(sample_model: SampleModel) -> Deployment:
         sample_model.models_dir,
         profiles,
         sample_model.model_dir.name,
-        snapshot.manifest.as_of,
+        as_of,
         migrated,
     )
+
+
+def _sample_snapshot(sample_model: SampleModel, profiles: Path) -> date:
+    """The sample cardholders' profile snapshot for the sample model, promoted in `profiles`: copied from
+    var/test-cache/ when an earlier session built it for the same model version (the version names the
+    model trained from the same code and data: see `sample_model`), else built (~2 s per xdist worker) and
+    kept there. Its as-of date. The profile cache checks the copy's checksums when it maps it."""
+    cached = SNAPSHOT_CACHE / sample_model.model_dir.name
+    if os.environ.get("NBA_TEST_MODEL_CACHE") != "0" and cached.is_dir():
+        shutil.copytree(cached, profiles)
+        as_of = read_current_snapshot(profiles)
+        assert as_of is not None, f"{cached} has no CURRENT snapshot"
+        return date.fromisoformat(as_of)
+    snapshot = build_snapshot(sample_model.data_dir, sample_model.model_dir, profiles, promote=True)
+    SNAPSHOT_CACHE.mkdir(parents=True, exist_ok=True)
+    with staging_dir(SNAPSHOT_CACHE, "tmp-profiles") as temp:
+        shutil.copytree(profiles, temp, dirs_exist_ok=True)
+        with suppress(OSError):  # another session put the same snapshot there meanwhile: theirs stays
+            move_into_place(temp, cached)
+    for stale in SNAPSHOT_CACHE.iterdir():  # snapshots of models no session uses any more
+        if stale != cached and not stale.name.startswith("."):
+            shutil.rmtree(stale, ignore_errors=True)
+    return snapshot.manifest.as_of
 
 
 def twin_model(models_dir: Path, version: str, created_at: datetime | None = None) -> str:

@@ -18,6 +18,8 @@ from nba.decision._engine import (
     Suggestion,
     SuggestionBase,
 )
+from nba.decision._reasons import Reasoner
+from nba.decision._scoring import default_reasoner
 from nba.decision._talking_points import format_usd, round_estimate_usd
 
 __all__ = [
@@ -27,11 +29,13 @@ __all__ = [
     "Decision",
     "Engine",
     "EngineConfig",
+    "Reasoner",
     "RecentContact",
     "StageTimes",
     "Suggestion",
     "SuggestionBase",
     "compute_priority",
+    "default_reasoner",
     "format_usd",
     "round_estimate_usd",
     "select_by_group",

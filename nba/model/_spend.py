@@ -126,7 +126,8 @@ class SpendEstimator:
         unknown = sorted(set(categorical) - set(names))
         if unknown:
             raise ValueError(f"`categorical` names columns that are not in `names`: {unknown}")
-        self.boosters_: dict[str, lgb.Booster] = {}
+        self._boosters: dict[str, lgb.Booster] = {}
+        self._model_texts: dict[str, str] = {}
         self.inputs_: dict[str, list[str]] = {}
         self.fallback_usd_: dict[str, float] = {}
         self.smearing_: dict[str, float] = {}
@@ -189,9 +190,32 @@ class SpendEstimator:
                 self.num_boost_round,
                 callbacks=[advance_each_round(rounds)],
             )
-        self.boosters_[category] = booster
+        self._boosters[category] = booster
         fitted = np.asarray(booster.predict(X[chosen][:, columns]), dtype=np.float64)
         self.smearing_[category] = _smearing_factor(target, fitted)
+
+    @property
+    def boosters_(self) -> dict[str, lgb.Booster]:
+        """The fitted regressions by category (those with too few spenders have none), every one parsed."""
+        self._check_fitted()
+        return {category: self._booster(category) for category in self.modelled_categories}
+
+    @property
+    def modelled_categories(self) -> tuple[str, ...]:
+        """The categories with a regression, in SPEND_CATEGORIES order (the others get their median)."""
+        self._check_fitted()
+        return tuple(c for c in SPEND_CATEGORIES if c in self._boosters or c in self._model_texts)
+
+    def _booster(self, category: str) -> lgb.Booster:
+        # A loaded estimator parses a regression when it is first used: serving never does (the profile
+        # snapshot holds the estimates), and parsing all 16 was most of loading a model (0.12 of 0.16 s).
+        # Two threads parsing the same one at once each get a whole booster; one of them is kept. The
+        # bytes were checked against the manifest's checksums when the model folder was loaded.
+        booster = self._boosters.get(category)
+        if booster is None:
+            booster = lgb.Booster(model_str=self._model_texts[category])
+            self._boosters[category] = booster
+        return booster
 
     @property
     def learned_nothing(self) -> bool:
@@ -206,7 +230,7 @@ class SpendEstimator:
                 "nothing to learn from: no cardholder has card spend in any category (no transactions), "
                 "so estimated spend and the value of earn-rate benefits are $0"
             )
-        fitted = len(self.boosters_)
+        fitted = len(self.modelled_categories)
         medians = len(SPEND_CATEGORIES) - fitted
         return f"a regression for {fitted} of {len(SPEND_CATEGORIES)} categories" + (
             f", the median card spend for {medians} with too few spenders" if medians else ""
@@ -220,8 +244,7 @@ class SpendEstimator:
         index = {name: i for i, name in enumerate(names)}
         out = np.empty((X.shape[0], len(SPEND_CATEGORIES)), dtype=np.float64)
         for i, category in enumerate(SPEND_CATEGORIES):
-            booster = self.boosters_.get(category)
-            if booster is None:
+            if category not in self._boosters and category not in self._model_texts:
                 out[:, i] = self.fallback_usd_[category]
                 continue
             missing = [n for n in self.inputs_[category] if n not in index]
@@ -230,7 +253,7 @@ class SpendEstimator:
                     f"spend estimator for {category} needs features that are missing: {missing[:5]}"
                 )
             columns = [index[n] for n in self.inputs_[category]]
-            fitted = np.asarray(booster.predict(X[:, columns]), dtype=np.float64)
+            fitted = np.asarray(self._booster(category).predict(X[:, columns]), dtype=np.float64)
             out[:, i] = np.expm1(fitted) * self.smearing_[category]
         return np.maximum(out, 0.0)
 
@@ -244,7 +267,13 @@ class SpendEstimator:
     def to_artifacts(self) -> dict[str, bytes]:
         """LightGBM text models, one per category that had enough spenders, and a JSON description."""
         self._check_fitted()
-        files = {estimator_file(c): b.model_to_string().encode() for c, b in self.boosters_.items()}
+        files = {
+            estimator_file(c): (
+                self._model_texts[c] if c in self._model_texts else self._boosters[c].model_to_string()
+            ).encode()
+            for c in self.modelled_categories
+        }
+        modelled = set(self.modelled_categories)
         meta = {
             "categories": {
                 c: {
@@ -253,7 +282,7 @@ class SpendEstimator:
                     "smearing": self.smearing_[c],
                     "reference_usd": self.reference_usd_[c],
                     "train_rows": self.train_rows_[c],
-                    "model": estimator_file(c) if c in self.boosters_ else None,
+                    "model": estimator_file(c) if c in modelled else None,
                 }
                 for c in SPEND_CATEGORIES
             }
@@ -269,7 +298,8 @@ class SpendEstimator:
         except (KeyError, ValueError) as exc:
             raise ModelError(f"{ESTIMATOR_FILE}: missing or malformed ({exc})") from None
         estimator = cls()
-        estimator.boosters_ = {}
+        estimator._boosters = {}
+        estimator._model_texts = {}
         estimator.inputs_ = {}
         estimator.fallback_usd_ = {}
         estimator.smearing_ = {}
@@ -286,8 +316,17 @@ class SpendEstimator:
             estimator.reference_usd_[category] = float(entry["reference_usd"])
             estimator.train_rows_[category] = int(entry["train_rows"])
             if entry["model"] is not None:
-                booster = lgb.Booster(model_str=files[entry["model"]].decode())
-                if list(booster.feature_name()) != estimator.inputs_[category]:
+                text = files[entry["model"]].decode()
+                if _feature_names(text) != estimator.inputs_[category]:
                     raise ModelError(f"{entry['model']}: its features do not match {ESTIMATOR_FILE}")
-                estimator.boosters_[category] = booster
+                estimator._model_texts[category] = text
         return estimator
+
+
+def _feature_names(model_text: str) -> list[str] | None:
+    """The `feature_names=` line of a LightGBM text model (what `Booster.feature_name()` returns once
+    parsed), read without parsing the trees; None when the text has no such line."""
+    for line in model_text.split("\n", 20)[:20]:
+        if line.startswith("feature_names="):
+            return line.removeprefix("feature_names=").split(" ")
+    return None

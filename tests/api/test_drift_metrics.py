@@ -19,7 +19,7 @@ from tests.deployment import Deployment
 
 @pytest.fixture
 def client(sample_deployment: Deployment, tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(sample_deployment.settings(tmp_path), start_background=False)
+    app = create_app(sample_deployment.settings(tmp_path), start_background=False, collect_at_start=False)
     with TestClient(app) as test_client:
         yield test_client
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import logging
@@ -22,9 +23,10 @@ from api.decision_log import CLAIM_DEADLINE_S
 from api.deps import Services
 from api.logs import JsonFormatter, get_logger
 from api.main import check_for_changes, create_app
+from api.serving import kept_drift, kept_model
 from nba.contract._mcc import load_mcc_map
 from nba.contract._tables import open_data
-from nba.errors import DataError, UnavailableError
+from nba.errors import DataError, ModelError, UnavailableError
 from nba.feedback import FeedbackStore
 from nba.model._bundle import load_bundle
 from nba.model._registry import set_current
@@ -88,7 +90,8 @@ def clock() -> Clock:
 def client(sample_deployment: Deployment, tmp_path: Path, clock: Clock) -> Iterator[TestClient]:
     settings = sample_deployment.settings(tmp_path, api_keys=KEYS)
     store = FlakyStore(settings.database_url, clock=clock)
-    app = create_app(settings, clock=clock, store=store, start_background=False)
+    # No full garbage collection at each start: it would walk all this test process holds (~0.3 s).
+    app = create_app(settings, clock=clock, store=store, start_background=False, collect_at_start=False)
     with TestClient(app) as test_client:
         test_client.headers["X-API-Key"] = AGENT
         yield test_client
@@ -482,14 +485,10 @@ def test_logs_are_json_lines_with_request_ids_and_no_ids_or_keys(
 def test_reload_swaps_models_and_snapshots_and_refuses_a_tampered_model(
     sample_deployment: Deployment, tmp_path: Path, clock: Clock
 ) -> None:
-    root = tmp_path / "deploy"
-    shutil.copytree(sample_deployment.models_dir, root / "models")
-    shutil.copytree(sample_deployment.profiles_dir, root / "profiles")
-    models, version = root / "models", sample_deployment.version
+    deployment = sample_deployment.copy(tmp_path / "deploy")
+    models, version = deployment.models_dir, sample_deployment.version
     app = create_app(
-        replace(sample_deployment, models_dir=models, profiles_dir=root / "profiles").settings(
-            tmp_path, api_keys=KEYS
-        ),
+        deployment.settings(tmp_path, api_keys=KEYS),
         clock=clock,
         start_background=False,
     )
@@ -525,11 +524,11 @@ def test_reload_swaps_models_and_snapshots_and_refuses_a_tampered_model(
         bundle = load_bundle(models / good)
         with open_data(sample_deployment.data_dir) as data:
             write_snapshot(
-                root / "profiles",
+                deployment.profiles_dir,
                 compute_profile_tables(data, earlier, load_mcc_map(), bundle.extra),
                 earlier,
             )
-        set_current_snapshot(root / "profiles", earlier)
+        set_current_snapshot(deployment.profiles_dir, earlier)
         reasoner = services_of(client).state.serving.engine.reasoner  # type: ignore[union-attr]
         assert check_for_changes(services_of(client)) is True
         # The same model: its reasoner (costly to build, on the GIL) is kept, not built again.
@@ -582,6 +581,53 @@ def test_a_restarted_service_still_honours_outcomes_recorded_before(
         assert again["suggestions"] and declined["benefit_id"] not in {
             s["benefit_id"] for s in again["suggestions"]
         }
+
+
+def test_a_model_folder_loaded_again_is_taken_from_memory_once_its_files_check_out(
+    client: TestClient, sample_deployment: Deployment, tmp_path: Path
+) -> None:
+    serving = services_of(client).state.serving
+    assert serving is not None
+    # Another app in the same process over the same folder: the same bundle, reasons and drift, not rebuilt.
+    bundle, reasoner = kept_model(sample_deployment.models_dir / sample_deployment.version)
+    assert bundle is serving.engine.bundle and reasoner is serving.engine.reasoner
+    assert kept_drift(bundle, serving.engine.profiles) is kept_drift(bundle, serving.engine.profiles)
+    models = tmp_path / "models"
+    shutil.copytree(sample_deployment.models_dir, models)
+    twin = twin_model(models, sample_deployment.version)
+    copy, copy_reasoner = kept_model(models / twin)  # another folder (another version): loaded for itself
+    assert copy is not bundle and copy.version == twin and copy_reasoner is not reasoner
+    assert copy.manifest.files == bundle.manifest.files
+    assert kept_model(models / twin)[0] is copy
+    with (models / twin / "model.txt").open("a") as model_file:
+        model_file.write("\n")
+    with pytest.raises(ModelError, match=r"model\.txt: checksum mismatch"):  # checked on every load
+        kept_model(models / twin)
+
+
+@pytest.mark.parametrize("collect_at_start", [True, False])
+def test_start_up_walks_the_whole_heap_for_garbage_only_when_asked(
+    sample_deployment: Deployment, tmp_path: Path, collect_at_start: bool
+) -> None:
+    full_collections = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full_collections.append(info)
+
+    app = create_app(
+        sample_deployment.settings(tmp_path), start_background=False, collect_at_start=collect_at_start
+    )
+    gc.disable()  # no collection of the collector's own: only the ones start-up asks for are seen
+    gc.callbacks.append(seen)
+    try:
+        with TestClient(app) as started:
+            assert started.get("/readyz").json()["ready"] is True
+            assert gc.get_freeze_count() > 0  # frozen either way
+    finally:
+        gc.callbacks.remove(seen)
+        gc.enable()
+    assert len(full_collections) == (1 if collect_at_start else 0)
 
 
 def test_new_ids_are_unique_and_grow_with_time_so_the_store_appends_them() -> None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-import shutil
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -54,13 +52,9 @@ def test_a_refused_model_keeps_the_service_ready_and_readyz_says_which_serves_an
     sample_deployment: Deployment, tmp_path: Path, log_lines: io.StringIO
 ) -> None:
     clock = Clock()
-    root = tmp_path / "deploy"
-    shutil.copytree(sample_deployment.models_dir, root / "models")
-    shutil.copytree(sample_deployment.profiles_dir, root / "profiles")
-    models, good = root / "models", sample_deployment.version
-    settings = replace(sample_deployment, models_dir=models, profiles_dir=root / "profiles").settings(
-        tmp_path, api_keys=KEYS
-    )
+    deployment = sample_deployment.copy(tmp_path / "deploy")
+    models, good = deployment.models_dir, sample_deployment.version
+    settings = deployment.settings(tmp_path, api_keys=KEYS)
     with TestClient(create_app(settings, clock=clock, start_background=False)) as client:
         client.headers["X-API-Key"] = ADMIN
         assert client.get("/readyz").json()["refused"] is None and refused_gauge(client, "model") == 0

@@ -82,6 +82,19 @@ def test_artifacts_round_trip() -> None:
     loaded = SpendEstimator.from_artifacts(estimator.to_artifacts())
     np.testing.assert_allclose(loaded.predict(X, names), estimator.predict(X, names))
     assert loaded.reference_usd_ == estimator.reference_usd_
+    assert loaded.describe() == estimator.describe()
+    assert loaded.modelled_categories == estimator.modelled_categories == tuple(estimator.boosters_)
+
+
+def test_a_loaded_estimator_checks_its_regressions_features_and_writes_them_back_as_they_were() -> None:
+    X, names, _ = _world(2000, 4)
+    files = SpendEstimator(num_boost_round=10).fit(X, names).to_artifacts()
+    dining = "estimator_dining.txt"
+    # Loading reads the regressions' feature lists, not their trees: what it saves is written back as it was.
+    assert SpendEstimator.from_artifacts(files).to_artifacts() == files
+    other_features = files[dining].replace(b"feature_names=tenure_months", b"feature_names=months_held")
+    with pytest.raises(ModelError, match=r"estimator_dining\.txt: its features do not match estimator\.json"):
+        SpendEstimator.from_artifacts({**files, dining: other_features})
 
 
 def test_categories_with_too_few_spenders_fall_back_to_the_median() -> None:

@@ -230,3 +230,18 @@ def test_nba_does_not_import_training_or_api() -> None:
                 if name.split(".")[0] in ("training", "api")
             ]
     assert named == []
+
+
+def test_the_layout_page_names_every_module_of_nba() -> None:
+    # docs/layout.md (the README's layout, in full) names each module in its room's row, as `name.py` or `name`.
+    layout = (ROOT / "docs" / "layout.md").read_text(encoding="utf-8")
+    modules = [
+        p for p in (ROOT / "nba").rglob("*.py") if "migrations" not in p.parts and p.stem != "__init__"
+    ]
+    assert len(modules) > 30
+    unnamed = [
+        str(p.relative_to(ROOT))
+        for p in sorted(modules)
+        if f"`{p.name}`" not in layout and f"`{p.stem}`" not in layout and f"`{p.stem}," not in layout
+    ]
+    assert unnamed == []
