@@ -8,7 +8,13 @@ import numpy as np
 import numpy.typing as npt
 
 from nba._compiled import compiled
-from nba.vocab import DEFAULT_VALUE_FLOOR_USD, MAX_SUGGESTIONS, MAX_VALUE_FLOOR_USD
+from nba.vocab import (
+    DEFAULT_DETRACTOR_WEIGHT,
+    DEFAULT_VALUE_FLOOR_USD,
+    MAX_DETRACTOR_WEIGHT,
+    MAX_SUGGESTIONS,
+    MAX_VALUE_FLOOR_USD,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -25,12 +31,17 @@ class ArbitrationConfig:
     `value_floor_usd`: a candidate whose yearly value to this cardholder is estimated below it is not
     suggested at all (judged before the top K and the diversity rule; fewer than K may remain, none too).
     An agent who raises a $4 benefit on a live call spends the cardholder's goodwill on nothing.
+
+    `detractor_weight` (λ): the NPS term, off at 0. Above 0 each candidate's ranking score (p_adopt, or the
+    uplift of an uplift model) loses λ × the detractor model's P(detractor | call, suggestion) before the value
+    and lever weigh it (`with_detractor_cost`); the model folder must have a detractor model.
     """
 
     gamma: float = 0.0
     top_k: int = 3
     diversity: bool = True
     value_floor_usd: float = DEFAULT_VALUE_FLOOR_USD
+    detractor_weight: float = DEFAULT_DETRACTOR_WEIGHT
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.gamma <= 3.0:
@@ -38,6 +49,10 @@ class ArbitrationConfig:
         if not 0.0 <= self.value_floor_usd <= MAX_VALUE_FLOOR_USD:
             raise ValueError(
                 f"`value_floor_usd` must be a float in [0, {MAX_VALUE_FLOOR_USD:g}], got {self.value_floor_usd!r}"
+            )
+        if not 0.0 <= self.detractor_weight <= MAX_DETRACTOR_WEIGHT:
+            raise ValueError(
+                f"`detractor_weight` must be a float in [0, {MAX_DETRACTOR_WEIGHT:g}], got {self.detractor_weight!r}"
             )
         if not 1 <= self.top_k <= MAX_SUGGESTIONS:
             raise ValueError(f"`top_k` must be an int in [1, {MAX_SUGGESTIONS}], got {self.top_k!r}")
@@ -52,6 +67,20 @@ def compute_priority(
         return result
     scaled: FloatArray = p_adopt * np.power(np.maximum(value_usd, 0.01), gamma) * lever
     return scaled
+
+
+def with_detractor_cost(score: FloatArray, p_detractor: FloatArray, weight: float) -> FloatArray:
+    """The ranking score less the NPS term: score − weight × P(detractor).
+
+    Subtracted from the score the model ranks by, before the value and lever multiply it (`compute_priority`):
+    at gamma 0 and lever 1 the weight is then how many adoptions (or, for an uplift model, caused adoptions)
+    one more detractor is worth giving up, the same trade on every benefit.
+
+    >>> with_detractor_cost(np.array([0.30, 0.25]), np.array([0.40, 0.10]), 0.5).round(3).tolist()
+    [0.1, 0.2]
+    """
+    adjusted: FloatArray = score - weight * p_detractor
+    return adjusted
 
 
 def judged_value(value_usd: FloatArray, nominal_value_usd: FloatArray) -> FloatArray:
