@@ -7,10 +7,11 @@ on every logged call, at each rank) is generated under /tmp; a model is trained 
 most `--rounds` boosting rounds; its detractor model is fitted from the NPS answers); `evaluate_model` then ranks
 the held-out calls with each λ and reports, from the truth, the policy's adoptions per call and its share of
 detractor answers (beside the same for showing nothing at all). Last, `Engine.decide` is timed on the same
-cardholders with λ = 0 and λ > 0 (median µs per call over `--repeats` passes). Prints a table and writes
-bench/results/nps.json.
+cardholders with λ = 0 and the largest λ (median µs per call over `--repeats` passes, the weights' passes
+alternating so the machine's load falls on both). Prints a table and writes
+bench/results/nps_<cardholders>.json.
 
-    python bench/bench_nps.py                                # 6,000 cardholders, seed 5
+    python bench/bench_nps.py                                # 20,000 cardholders, seed 5
     python bench/bench_nps.py --cardholders 3000 --weights 0,0.5,1
 """
 
@@ -36,31 +37,40 @@ from training.synth import generate_world
 from training.train_job import TrainOptions, evaluate_model, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS_PATH = ROOT / "bench" / "results" / "nps.json"
+RESULTS_DIR = ROOT / "bench" / "results"
 FOLDER = Path("/tmp/nba-bench-nps")
 
 
-def _time_decide(model_dir: Path, data_dir: Path, weight: float, repeats: int) -> dict[str, float]:
-    """Median µs per `decide` over the world's cardholders, each on a call reason drawn once (fixed seed)."""
-    config = EngineConfig(arbitration=ArbitrationConfig(detractor_weight=weight))
-    engine = load_engine(model_dir, data_dir, None, config)
-    ids = list(engine.profiles.index)[:2_000]
+def _time_decide(model_dir: Path, data_dir: Path, weights: list[float], repeats: int) -> dict[str, Any]:
+    """Median µs per `decide` over the world's cardholders (each on a call reason drawn once, fixed seed), for
+    each weight; the weights' passes alternate, so a change in the machine's load falls on all of them."""
+    engines = {}
+    for weight in weights:
+        config = EngineConfig(arbitration=ArbitrationConfig(detractor_weight=weight))
+        engines[f"{weight:g}"] = load_engine(model_dir, data_dir, None, config)
+    first = next(iter(engines.values()))
+    ids = list(first.profiles.index)[:2_000]
     rng = np.random.default_rng(0)
     reasons = [CALL_REASONS[i] for i in rng.integers(0, len(CALL_REASONS), len(ids))]
-    for cardholder_id, reason in zip(ids[:200], reasons, strict=False):  # warm up (compiled kernels)
-        engine.decide(cardholder_id, reason)
-    passes = []
-    for _ in range(repeats):
-        started = time.perf_counter_ns()
-        for cardholder_id, reason in zip(ids, reasons, strict=True):
+    for engine in engines.values():  # warm up (compiled kernels)
+        for cardholder_id, reason in zip(ids[:200], reasons, strict=False):
             engine.decide(cardholder_id, reason)
-        passes.append((time.perf_counter_ns() - started) / len(ids) / 1_000)
-    return {"median_us_per_decide": statistics.median(passes), "passes_us": passes, "calls": len(ids)}
+    passes: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(repeats):
+        for name, engine in engines.items():
+            started = time.perf_counter_ns()
+            for cardholder_id, reason in zip(ids, reasons, strict=True):
+                engine.decide(cardholder_id, reason)
+            passes[name].append((time.perf_counter_ns() - started) / len(ids) / 1_000)
+    return {
+        name: {"median_us_per_decide": statistics.median(values), "passes_us": values, "calls": len(ids)}
+        for name, values in passes.items()
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cardholders", type=int, default=6_000)
+    parser.add_argument("--cardholders", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--weights", default="0,0.25,0.5,1,2")
@@ -116,10 +126,7 @@ def main() -> None:
             f"{row['dr_adoptions_per_call']:>18.4f}"
         )
     print(f"showing nothing: true detractor share {nothing:.4f}; random top K: {random}")
-    timing = {
-        f"{w:g}": _time_decide(trained.model_dir, folder / "data", w, args.repeats)
-        for w in (0.0, max(weights))
-    }
+    timing = _time_decide(trained.model_dir, folder / "data", [0.0, max(weights)], args.repeats)
     for weight, row in timing.items():
         print(f"decide with λ = {weight}: median {row['median_us_per_decide']:.1f} µs per call")
     result = {
@@ -135,10 +142,11 @@ def main() -> None:
         "decide": timing,
         "seconds": time.perf_counter() - started,
     }
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(result, indent=2) + "\n")
+    path = RESULTS_DIR / f"nps_{args.cardholders}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
     shutil.rmtree(folder, ignore_errors=True)
-    print(f"wrote {RESULTS_PATH}")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -239,3 +239,37 @@ def test_a_positive_weight_without_a_detractor_model_is_refused_in_one_line(
         ModelError, match=r"a detractor weight of 0.5 needs a detractor model, and model .* has none"
     ):
         _engine(sample_model, 0.5, without_detractor=True)
+
+
+@pytest.mark.slow
+def test_on_a_counterfactual_world_the_detractor_model_ranks_wrong_call_pitches_above_the_others(
+    tmp_path: Path,
+) -> None:
+    """A world whose pitches of some kinds on some calls lower the call's NPS (WRONG_CALL_NPS_DROP): the model
+    learnt from its answers puts those pitches above the same call's other pitches, scored at the as-of (after
+    every row it learnt from) for each call reason the table names pitches on."""
+    from training.engine_job import load_engine
+    from training.synth import WRONG_CALL_NPS_DROP, UpliftMix, generate_world
+    from training.train_job import TrainOptions, train_model
+
+    generate_world(10_000, 5, tmp_path / "data", uplift_mix=UpliftMix(1, 1, 1), exploration_rate=0.1)
+    options = TrainOptions(
+        num_boost_round=100, refit=False, ship_all_rows=False, backtest_months=0, threads=1
+    )
+    result = train_model(tmp_path / "data", tmp_path / "models", options)
+    assert result.evaluation.metrics["detractor_auc"] > 0.6  # held-out answers, every call reason
+    engine = load_engine(result.model_dir, tmp_path / "data", None, EngineConfig())
+    detractor = engine.bundle.detractor
+    assert detractor is not None
+    kinds = {b.id: b.kind for b in engine.catalog.benefits}
+    for reason in ("lost_card", "payment"):
+        chances, wrong = [], []
+        for row in range(2_000):
+            candidates, _ = engine._candidates(row, reason, ())
+            if len(candidates) == 0:
+                continue
+            X, _ = engine._matrix(row, engine.profiles.holder_rows(row), candidates, reason)
+            chances += detractor.predict(X).tolist()
+            wrong += [kinds[engine.benefits.ids[int(c)]] in WRONG_CALL_NPS_DROP[reason] for c in candidates]
+        auc = ranking_auc(np.array(wrong, dtype=np.float64), np.array(chances))
+        assert auc > 0.6, f"{reason}: AUC {auc:.3f} of P(detractor) for wrong-call pitches"
