@@ -7,6 +7,10 @@ discussed on the call), so every answered call weighs one in all, however many p
 estimates the chance of a detractor on a call where this suggestion was discussed, whatever else was: the other
 pitches' share is averaged in, as the arbitration meets them.
 
+Answered calls where nothing was discussed (every suggestion shown was marked not discussed) are units too, one
+per call, its row made `pitchless` (nba.model: pair columns missing but the call reason): they teach the model the
+call's detractor chance without a pitch, the baseline of the added detractors (`pitchless_calls`).
+
 Left out, and counted (`DetractorUnits.counts`): suggestions on calls nobody answered (`no_answer`); suggestions
 shown but not discussed or never marked (`not_discussed`, `unmarked`: the cardholder heard nothing of them, the
 answer is not about them); answered calls of the presentations the run does not label (the last 30 days before
@@ -41,13 +45,18 @@ class DetractorUnits:
     call_id: npt.NDArray[np.object_]
     counts: dict[str, int]
     too_few: str | None
+    # Answered calls where nothing was discussed (every suggestion shown marked not discussed): one row each
+    # (its first), to be made `pitchless`, and its call's answer; the baseline of the added detractors.
+    pitchless_at: IntArray
+    pitchless_detractor: FloatArray
 
     def describe(self) -> str:
         c = self.counts
         return (
             f"{c['units']:,} discussed suggestions on {c['answered_calls']:,} answered calls "
             f"({c['detractor_calls']:,} detractors); left out: {c['no_answer']:,} suggestions on calls with no "
-            f"answer, {c['not_discussed']:,} not discussed, {c['unmarked']:,} unmarked"
+            f"answer, {c['not_discussed']:,} not discussed, {c['unmarked']:,} unmarked; and "
+            f"{c['pitchless_calls']:,} answered calls where nothing was discussed (the no-pitch baseline)"
         )
 
 
@@ -73,6 +82,17 @@ def build_detractor_units(rows: pd.DataFrame, answers: pd.DataFrame, train: Bool
     train_calls = train_calls[~train_calls.index.duplicated()]
     unit_calls = pd.Series(detractor, index=call_id)
     unit_calls = unit_calls[~unit_calls.index.duplicated()]
+    # Calls where nothing was discussed: no row of theirs heard, a row marked not discussed (an unmarked one may
+    # have been said, so a call with one is not among them).
+    every_call = rows["call_id"].to_numpy(dtype=object)
+    heard_on_call = (
+        pd.Series(heard | (outcome == UNMARKED).to_numpy(), index=every_call).groupby(level=0).any()
+    )
+    quiet = (outcome == NOT_DISCUSSED).to_numpy() & answered
+    quiet &= ~pd.Series(every_call).map(heard_on_call).to_numpy(dtype=bool)
+    candidates = np.flatnonzero(quiet)
+    pitchless_at = candidates[~pd.Series(every_call[candidates]).duplicated().to_numpy()].astype(np.int64)
+    pitchless_detractor = (score[pitchless_at] <= NPS_DETRACTOR_MAX).astype(np.float64)
     counts = {
         "answers": len(answers),
         "calls_answered_twice": int((scores["size"] > 1).sum()),
@@ -84,8 +104,11 @@ def build_detractor_units(rows: pd.DataFrame, answers: pd.DataFrame, train: Bool
         "no_answer": int((heard & ~answered).sum()),
         "not_discussed": int((outcome == NOT_DISCUSSED).sum()),
         "unmarked": int((outcome == UNMARKED).sum()),
+        "pitchless_calls": len(pitchless_at),
     }
-    return DetractorUnits(at, detractor, weight, call_id, counts, _too_few(counts))
+    return DetractorUnits(
+        at, detractor, weight, call_id, counts, _too_few(counts), pitchless_at, pitchless_detractor
+    )
 
 
 def _too_few(counts: dict[str, int]) -> str | None:

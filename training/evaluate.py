@@ -71,13 +71,14 @@ class ScoringParts:
     score: Scorer
     # What the model's policy ranks by, when not `score` (p_adopt): an uplift model's estimated uplift.
     rank: Scorer | None = None
-    # The arbitration's NPS term: P(detractor) per row and its weight λ (None / 0: off, nothing scored).
+    # The arbitration's NPS term: the detractors each row's pitch adds, and its weight λ (None / 0: off).
     detractor: Scorer | None = None
     detractor_weight: float = 0.0
 
     def ranking(self, matrix: PairMatrix) -> FloatArray:
         """What arbitration ranks the rows of `matrix` by for this model (`rank`, else `score`), less
-        λ · P(detractor) when the NPS term is on (nba.decision's `with_detractor_cost`, as the engine does)."""
+        λ × the detractors its pitch adds when the NPS term is on, −inf for a pitch not worth it (nba.decision's
+        `with_detractor_cost`, as the engine does)."""
         base = self.rank(matrix) if self.rank is not None else self.score(matrix)
         if self.detractor is None or self.detractor_weight == 0.0:
             return base

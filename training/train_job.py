@@ -44,6 +44,7 @@ from nba.model import (
     load_bundle,
     model_categorical,
     model_feature_names,
+    pitchless,
     read_current,
     set_current,
     treatment_chance,
@@ -581,13 +582,16 @@ def _fit_detractor(
     if units.too_few is not None:
         return _DetractorFit(None, units, test)
     fit = split.train[at] | split.valid[at]
+    # Calls where nothing was discussed, as pitchless rows: the baseline the added detractors are measured from.
+    kept = split.train[units.pitchless_at] | split.valid[units.pitchless_at]
+    quiet = units.pitchless_at[kept]
     model = DetractorModel(seed=run.options.seed, num_threads=run.options.threads).fit(
-        matrix.X[at][fit],
-        units.detractor[fit],
-        units.weight[fit],
+        np.vstack([matrix.X[at][fit], pitchless(matrix.X[quiet], names)]),
+        np.concatenate([units.detractor[fit], units.pitchless_detractor[kept]]),
+        np.concatenate([units.weight[fit], np.ones(len(quiet))]),
         names,
         categorical,
-        split.valid[at][fit],
+        np.concatenate([split.valid[at][fit], split.valid[quiet]]),
         progress,
     )
     return _DetractorFit(model, units, test)

@@ -195,10 +195,10 @@ def bundle_parts(bundle: ModelBundle, benefits: BenefitTable, detractor_weight: 
 
 
 def detractor_of(model: DetractorModel) -> Callable[[PairMatrix], np.ndarray[Any, np.dtype[np.float64]]]:
-    """The detractor scorer of ScoringParts: a pair matrix → P(detractor) per row."""
+    """The detractor scorer of ScoringParts: a pair matrix → the detractor chance each pitch adds to its call."""
 
     def score(matrix: PairMatrix) -> np.ndarray[Any, np.dtype[np.float64]]:
-        return model.predict(matrix.X)
+        return model.added_detractors(matrix.X)
 
     return score
 

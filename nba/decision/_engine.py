@@ -39,6 +39,7 @@ from nba.features._matrix import (
 )
 from nba.model._attribution import PathAttributor
 from nba.model._bundle import ModelBundle
+from nba.model._detractor import pitchless
 from nba.profiles._profiles import Profiles
 from nba.vocab import CALL_REASONS, MAX_SUGGESTIONS, SENSITIVE_CALL_REASONS
 
@@ -224,6 +225,9 @@ class Engine:
                     "none (its training data had too few NPS answers; its report says why): use weight 0"
                 )
             self._detractor_walk = PathAttributor.from_booster(bundle.detractor.booster_)
+        # The columns a call's no-pitch row leaves missing (the baseline of the added detractors).
+        width = len(bundle.manifest.feature_names)
+        self._pitchless_mask = np.isnan(pitchless(np.zeros((1, width)), bundle.manifest.feature_names))[0]
         self.scorer: Scorer = make_scorer(self.config.scorer, bundle, reasoner)
         self.reasoner = self.scorer.reasoner
         self.rng = rng or np.random.default_rng()
@@ -275,8 +279,13 @@ class Engine:
         p_adopt = scores.p_adopt
         ranking = self.bundle.ranking_scores(X, p_adopt)
         if self._detractor_walk is not None:
-            p_detractor = 1.0 / (1.0 + np.exp(-self._detractor_walk.raw_scores(X)))
-            ranking = with_detractor_cost(ranking, p_detractor, self.config.arbitration.detractor_weight)
+            # One walk of the candidates and the call's no-pitch row: the detractors each pitch adds.
+            baseline = X[:1].copy()
+            baseline[:, self._pitchless_mask] = np.nan
+            raw = self._detractor_walk.raw_scores(np.vstack([X, baseline]))
+            p_detractor = 1.0 / (1.0 + np.exp(-raw))
+            added = p_detractor[:-1] - p_detractor[-1]
+            ranking = with_detractor_cost(ranking, added, self.config.arbitration.detractor_weight)
         if stages is not None:
             stages.mark("score")
         priority = compute_priority(
@@ -314,7 +323,9 @@ class Engine:
         )
         if stages is not None:
             stages.mark("suggestions")
-        return self._decision(cardholder_id, call_reason, suggestions, len(candidates), None, reasons.call)
+        # With the NPS term on, every pitch may cost more than it brings: the agent sees why there is nothing.
+        note = "no pitch on this call is worth the detractors it would add" if not suggestions else None
+        return self._decision(cardholder_id, call_reason, suggestions, len(candidates), note, reasons.call)
 
     def _worth_saying(self, candidates: IntArray, value: FloatArray) -> npt.NDArray[np.bool_]:
         """The arbitration's value floor, applied before the top K and the diversity rule."""
@@ -469,7 +480,7 @@ class Engine:
         ranking = self.bundle.ranking_scores(X, p_adopt)
         if self.bundle.detractor is not None and self._detractor_walk is not None:
             ranking = with_detractor_cost(
-                ranking, self.bundle.detractor.predict(X), self.config.arbitration.detractor_weight
+                ranking, self.bundle.detractor.added_detractors(X), self.config.arbitration.detractor_weight
             )
         priority = compute_priority(
             ranking,
@@ -493,7 +504,13 @@ class Engine:
     def _choose(
         self, priority: FloatArray, categories: npt.NDArray[np.bool_], k: int
     ) -> tuple[IntArray, FloatArray]:
-        """The chosen candidates and each one's probability of being shown under this policy."""
+        """The chosen candidates and each one's probability of being shown under this policy (a candidate the
+        NPS term leaves out, priority −inf, is neither chosen nor explored)."""
+        never = np.isneginf(priority)
+        if never.any():
+            showable = np.flatnonzero(~never)
+            chosen, logging_prob = self._choose(priority[showable], categories[showable], k)
+            return showable[chosen], logging_prob
         arbitration = self.config.arbitration
         greedy = select_diverse(priority, categories, k, arbitration.diversity)
         epsilon = self.config.epsilon

@@ -16,7 +16,13 @@ from nba.model._bundle import (
     model_categorical,
     model_feature_names,
 )
-from nba.model._detractor import DETRACTOR_FILE, MIN_DETRACTOR_CALLS, MIN_DETRACTOR_CLASS, DetractorModel
+from nba.model._detractor import (
+    DETRACTOR_FILE,
+    MIN_DETRACTOR_CALLS,
+    MIN_DETRACTOR_CLASS,
+    DetractorModel,
+    pitchless,
+)
 from nba.model._propensity import DEFAULT_PARAMS, Calibrator, CategoryEncoder, PropensityModel, fit_calibrator
 from nba.model._registry import (
     CHAMPION_KEY,
@@ -70,6 +76,7 @@ __all__ = [
     "load_model_dir",
     "model_categorical",
     "model_feature_names",
+    "pitchless",
     "rank_contributions",
     "read_current",
     "rollback",

@@ -5,7 +5,10 @@ A unit is one suggestion discussed on a call whose cardholder answered the surve
 builds them and counts what it leaves out). Its label is the call's answer: a detractor scores at most
 nba.vocab.NPS_DETRACTOR_MAX. Its features are the adoption model's full row (the cardholder's columns, then the
 pair columns: call reason, benefit id and kind among them), so the request path scores the very matrix it
-already built, and the same tree walk that scores the adoption model scores this one.
+already built, and the same tree walk that scores the adoption model scores this one. An answered call where
+nothing was discussed is a unit too, its row `pitchless` (pair columns missing but the call reason): what the
+model says of such a row is the call's detractor chance without a pitch, the baseline the arbitration's NPS
+term measures each pitch's added detractors from.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ import numpy as np
 import numpy.typing as npt
 
 from nba.errors import ModelError
+from nba.features._matrix import PAIR_FEATURES
 from nba.progress import NO_PROGRESS, ProgressHook, advance_each_round
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 DETRACTOR_FILE: Final = "detractor.txt"
+# A call where nothing was discussed is a unit too (the baseline the added detractors are measured from): its row
+# keeps the cardholder's columns and the call reason, every other pair column missing (`pitchless`).
+PITCHLESS_KEEPS: Final = ("call_reason",)
 # Fewer answered calls than this in the training slice (or fewer detractors, or fewer other answers) and no
 # detractor model is fitted: a quarter of calls answer, most of them have no pitch that was discussed, and a
 # model of a few dozen answers would learn noise the arbitration then acts on.
@@ -44,6 +51,16 @@ DETRACTOR_PARAMS: Final[dict[str, Any]] = {
     "force_row_wise": True,
     "verbosity": -1,
 }
+
+
+def pitchless(X: FloatArray, feature_names: Sequence[str]) -> FloatArray:
+    """Rows as the detractor model sees a call where nothing was discussed: a copy of `X` whose pair columns
+    (nba.features' PAIR_FEATURES, but the call reason) are NaN; the cardholder's columns stay."""
+    names = list(feature_names)
+    pair = [names.index(name) for name in PAIR_FEATURES if name in names and name not in PITCHLESS_KEEPS]
+    rows = np.array(X, dtype=np.float64, copy=True)
+    rows[:, pair] = np.nan
+    return rows
 
 
 class DetractorModel:
@@ -133,6 +150,14 @@ class DetractorModel:
         return np.asarray(
             booster.predict(X, num_iteration=self.best_iteration_, num_threads=1), dtype=np.float64
         )
+
+    def added_detractors(self, X: FloatArray) -> FloatArray:
+        """Per row, the detractor chance discussing it adds to its call: P(detractor | call, this suggestion)
+        − P(detractor | call, nothing discussed) (the row made `pitchless`)."""
+        if len(X) == 0:
+            return np.zeros(0)
+        added: FloatArray = self.predict(X) - self.predict(pitchless(X, self.feature_names_))
+        return added
 
     def to_artifacts(self) -> dict[str, bytes]:
         """The file that stores this model: LightGBM's text format, only the trees early stopping kept."""

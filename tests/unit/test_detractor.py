@@ -84,15 +84,20 @@ def test_units_share_the_call_answer_among_its_discussed_suggestions_and_count_w
             ("c2", "already_aware"),
             ("c3", "accepted"),  # no answer
             ("c4", "unmarked"),
+            ("c5", "not_discussed"),  # nothing discussed: the no-pitch baseline
+            ("c5", "not_discussed"),
+            ("c6", "not_discussed"),  # and an unmarked one, which may have been said: not a baseline
+            ("c6", "unmarked"),
         ]
     )
-    answers = pd.DataFrame({"call_id": ["c1", "c2", "c2", "c4"], "score": [3, 9, 6, 10]})
+    answers = pd.DataFrame({"call_id": ["c1", "c2", "c2", "c4", "c5", "c6"], "score": [3, 9, 6, 10, 8, 1]})
     units = build_detractor_units(rows, answers, np.ones(len(rows), dtype=bool))
     assert units.at.tolist() == [0, 1, 3]
     assert units.weight.tolist() == [0.5, 0.5, 1.0]  # each answered call weighs one in all
     assert units.detractor.tolist() == [1.0, 1.0, 1.0]  # c2 answered twice: its lowest score, 6, counts
+    assert units.pitchless_at.tolist() == [6] and units.pitchless_detractor.tolist() == [0.0]
     assert units.counts == {
-        "answers": 4,
+        "answers": 6,
         "calls_answered_twice": 1,
         "units": 3,
         "answered_calls": 2,
@@ -100,11 +105,12 @@ def test_units_share_the_call_answer_among_its_discussed_suggestions_and_count_w
         "training_calls": 2,
         "training_detractor_calls": 2,
         "no_answer": 1,
-        "not_discussed": 1,
-        "unmarked": 1,
+        "not_discussed": 4,
+        "unmarked": 2,
+        "pitchless_calls": 1,
     }
     assert units.too_few == (
-        f"no detractor model: 2 answered calls with a discussed suggestion in the training slice (of 4 NPS "
+        f"no detractor model: 2 answered calls with a discussed suggestion in the training slice (of 6 NPS "
         f"answers); it needs at least {MIN_DETRACTOR_CALLS}"
     )
 
@@ -130,8 +136,19 @@ def test_the_nps_term_is_validated_and_subtracts_weight_times_the_chance() -> No
     assert ArbitrationConfig().detractor_weight == 0.0
     with pytest.raises(ValueError, match=r"`detractor_weight` must be a float in \[0, 10\], got -0.5"):
         ArbitrationConfig(detractor_weight=-0.5)
-    score = with_detractor_cost(np.array([0.3, 0.2]), np.array([0.5, 0.0]), 0.4)
-    assert score.tolist() == pytest.approx([0.1, 0.2])
+    score = with_detractor_cost(np.array([0.3, 0.2, 0.1]), np.array([0.5, 0.0, 0.3]), 0.4)
+    assert score.tolist() == pytest.approx([0.1, 0.2, -np.inf])  # the last pitch adds more than it brings
+    same = np.array([0.3, -0.1])  # weight 0: the score itself, an uplift model's negative one too
+    assert with_detractor_cost(same, np.array([0.5, 0.5]), 0.0) is same
+
+
+def test_a_pitch_left_out_by_the_nps_term_is_never_chosen() -> None:
+    from nba.decision._arbitration import select_diverse
+
+    priority = np.array([0.2, -np.inf, 0.5, np.nan])
+    categories = np.zeros((4, 2), dtype=bool)
+    assert select_diverse(priority, categories, 4).tolist() == [2, 0, 3]
+    assert select_diverse(np.full(2, -np.inf), np.zeros((2, 1), dtype=bool), 3).tolist() == []
 
 
 def _slow_detractor_chance(mean: float, tense: bool, slots: list[tuple[float, float, float]]) -> float:
@@ -209,7 +226,7 @@ def test_weight_zero_scores_no_detractor_model_and_decides_as_a_model_without_on
         assert with_model.decide(cardholder_id, reason) == without.decide(cardholder_id, reason)
 
 
-def test_a_positive_weight_ranks_by_score_less_weight_times_the_detractor_models_chance(
+def test_a_positive_weight_ranks_by_score_less_weight_times_the_detractors_a_pitch_adds(
     sample_model: SampleModel,
 ) -> None:
     engine = _engine(sample_model, 2.0)
@@ -224,12 +241,30 @@ def test_a_positive_weight_ranks_by_score_less_weight_times_the_detractor_models
         changed += decision != reference.decide(cardholder_id, reason)
         for suggestion in decision.suggestions:
             x = np.frombuffer(suggestion.features, dtype="<f8")[None, :]
-            # The request path's tree walk gives LightGBM's own chance (Booster.predict) to rounding.
-            expected = (suggestion.p_adopt - 2.0 * float(detractor.predict(x)[0])) * lever[
-                suggestion.benefit_id
-            ]
+            # The request path's tree walk gives LightGBM's own chances (Booster.predict) to rounding: the
+            # pitch's and the call's with nothing pitched.
+            added = float(detractor.added_detractors(x)[0])
+            expected = (suggestion.p_adopt - 2.0 * added) * lever[suggestion.benefit_id]
             assert suggestion.priority == pytest.approx(expected, abs=1e-9)
+            assert suggestion.p_adopt > 2.0 * added  # what is shown is worth its detractors
     assert changed > 0
+
+
+def test_a_heavy_weight_leaves_out_pitches_worth_less_than_their_detractors_and_says_so(
+    sample_model: SampleModel,
+) -> None:
+    light, heavy = _engine(sample_model, 0.0), _engine(sample_model, 10.0)
+    shown = {"light": 0, "heavy": 0}
+    notes = set()
+    for i, cardholder_id in enumerate(list(light.profiles.index)[:200]):
+        reason = ("general", "payment", "lost_card", "complaint")[i % 4]
+        shown["light"] += len(light.decide(cardholder_id, reason).suggestions)
+        decision = heavy.decide(cardholder_id, reason)
+        shown["heavy"] += len(decision.suggestions)
+        if not decision.suggestions and decision.candidates:
+            notes.add(decision.note)
+    assert shown["heavy"] < shown["light"]
+    assert notes == {"no pitch on this call is worth the detractors it would add"}
 
 
 def test_a_positive_weight_without_a_detractor_model_is_refused_in_one_line(
