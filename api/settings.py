@@ -81,8 +81,8 @@ class Settings(BaseSettings):
         default=DEFAULT_DETRACTOR_WEIGHT,
         ge=0,
         le=MAX_DETRACTOR_WEIGHT,
-        description="the NPS term: rank by score − this × P(detractor) (0: off; above 0 the model needs a "
-        "detractor model)",
+        description="the NPS term: rank by score − this × the detractors a pitch adds, leaving out a pitch not "
+        "worth them (0: off; above 0 the model needs a detractor model)",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     frame_ancestors: str = Field(

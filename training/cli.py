@@ -278,8 +278,9 @@ DetractorWeight = Annotated[
         "--detractor-weight",
         min=0,
         max=MAX_DETRACTOR_WEIGHT,
-        help="The NPS term: rank by score − this × P(detractor | call, suggestion), from the model folder's "
-        "detractor model (adoptions given up per detractor avoided); 0, the default: off, nothing scored.",
+        help="The NPS term: rank by score − this × the detractor chance a pitch adds to its call (the model "
+        "folder's detractor model), and leave out a pitch not worth it; this is the adoptions given up per "
+        "detractor avoided. 0, the default: off, nothing scored.",
     ),
 ]
 

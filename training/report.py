@@ -117,7 +117,8 @@ def render_report(
         f"Arbitration: priority = p_adopt × value^{arbitration.gamma:g} × lever, top {arbitration.top_k}, "
         f"diversity {'on' if arbitration.diversity else 'off'}, value floor ${arbitration.value_floor_usd:g} a year"
         + (
-            f"; NPS term: the ranking score less {arbitration.detractor_weight:g} × P(detractor)."
+            f"; NPS term: the ranking score less {arbitration.detractor_weight:g} × the detractors a pitch adds, "
+            "a pitch not worth them left out."
             if arbitration.detractor_weight > 0
             else "; NPS term off (detractor weight 0)."
         ),
