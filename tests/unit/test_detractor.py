@@ -308,3 +308,17 @@ def test_on_a_counterfactual_world_the_detractor_model_ranks_wrong_call_pitches_
             wrong += [kinds[engine.benefits.ids[int(c)]] in WRONG_CALL_NPS_DROP[reason] for c in candidates]
         auc = ranking_auc(np.array(wrong, dtype=np.float64), np.array(chances))
         assert auc > 0.6, f"{reason}: AUC {auc:.3f} of P(detractor) for wrong-call pitches"
+
+
+def test_evaluating_with_a_positive_weight_needs_a_detractor_model(sample_model: SampleModel) -> None:
+    from nba.features import BenefitTable
+    from training.training_run import bundle_parts
+
+    bundle = load_bundle(sample_model.model_dir)
+    benefits = BenefitTable.from_catalog(_engine(sample_model, 0.0).catalog)
+    assert bundle_parts(bundle, benefits).detractor is None  # weight 0: nothing to score
+    assert bundle_parts(bundle, benefits, 0.5).detractor is not None
+    with pytest.raises(
+        ModelError, match=r"--detractor-weight 0.5 needs a detractor model, and model .* has none"
+    ):
+        bundle_parts(replace(bundle, detractor=None), benefits, 0.5)
