@@ -414,7 +414,10 @@ class ServingState:
     def _engine_config(self) -> EngineConfig:
         """The engine's knobs from the settings: ε-exploration and the value floor."""
         return EngineConfig(
-            arbitration=ArbitrationConfig(value_floor_usd=self.settings.value_floor_usd),
+            arbitration=ArbitrationConfig(
+                value_floor_usd=self.settings.value_floor_usd,
+                detractor_weight=self.settings.detractor_weight,
+            ),
             epsilon=self.settings.epsilon,
         )
 

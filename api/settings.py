@@ -8,7 +8,12 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from nba.vocab import DEFAULT_VALUE_FLOOR_USD, MAX_VALUE_FLOOR_USD
+from nba.vocab import (
+    DEFAULT_DETRACTOR_WEIGHT,
+    DEFAULT_VALUE_FLOOR_USD,
+    MAX_DETRACTOR_WEIGHT,
+    MAX_VALUE_FLOOR_USD,
+)
 
 
 class Settings(BaseSettings):
@@ -71,6 +76,13 @@ class Settings(BaseSettings):
         ge=0,
         le=MAX_VALUE_FLOOR_USD,
         description="a benefit worth less than this a year to the cardholder is not suggested (0: no floor)",
+    )
+    detractor_weight: float = Field(
+        default=DEFAULT_DETRACTOR_WEIGHT,
+        ge=0,
+        le=MAX_DETRACTOR_WEIGHT,
+        description="the NPS term: rank by score − this × the detractors a pitch adds, leaving out a pitch not "
+        "worth them (0: off; above 0 the model needs a detractor model)",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     frame_ancestors: str = Field(

@@ -77,6 +77,13 @@ MAX_SUGGESTIONS: Final = 10
 DEFAULT_VALUE_FLOOR_USD: Final = 12.0
 MAX_VALUE_FLOOR_USD: Final = 10_000.0
 
+# The arbitration's NPS term (`detractor_weight`, λ): the ranking score less λ × the detractor chance a pitch adds
+# to its call, and a pitch not worth that is not made (docs/nps.md). Off by default (0: no detractor model is
+# scored at all). At the defaults (gamma 0, levers 1) λ is how many adoptions one more detractor is worth giving
+# up; the ceiling only catches typos.
+DEFAULT_DETRACTOR_WEIGHT: Final = 0.0
+MAX_DETRACTOR_WEIGHT: Final = 10.0
+
 CATEGORY_INDEX: Final[dict[str, int]] = {name: i for i, name in enumerate(SPEND_CATEGORIES)}
 # The categories a trip spends in: what a travel notice call is about.
 TRAVEL_CATEGORIES: Final[frozenset[str]] = frozenset({"air_travel", "lodging", "car_rental", "travel_agency"})

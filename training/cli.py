@@ -25,6 +25,7 @@ from nba.vocab import (
     DEFAULT_OBJECTIVE,
     DEFAULT_VALUE_FLOOR_USD,
     INSIGHTS_MIN_AGENT_CALLS,
+    MAX_DETRACTOR_WEIGHT,
     MAX_SUGGESTIONS,
     MAX_VALUE_FLOOR_USD,
 )
@@ -271,6 +272,19 @@ EvaluationFloor = Annotated[
 ]
 
 
+DetractorWeight = Annotated[
+    float,
+    typer.Option(
+        "--detractor-weight",
+        min=0,
+        max=MAX_DETRACTOR_WEIGHT,
+        help="The NPS term: rank by score − this × the detractor chance a pitch adds to its call (the model "
+        "folder's detractor model), and leave out a pitch not worth it; this is the adoptions given up per "
+        "detractor avoided. 0, the default: off, nothing scored.",
+    ),
+]
+
+
 @app.command()
 def features(
     data: DataDir,
@@ -322,6 +336,7 @@ def train(
     seed: Seed = 0,
     threads: Threads = None,
     value_floor: EvaluationFloor = 0.0,
+    detractor_weight: DetractorWeight = 0.0,
     backtest_months: Annotated[
         int,
         typer.Option(
@@ -362,7 +377,7 @@ def train(
         seed=seed,
         threads=threads or usable_cpus(),
         backtest_months=backtest_months,
-        arbitration=ArbitrationConfig(value_floor_usd=value_floor),
+        arbitration=ArbitrationConfig(value_floor_usd=value_floor, detractor_weight=detractor_weight),
         objective=objective,
     )
     with (
@@ -426,6 +441,7 @@ def evaluate(
     oracle: OracleFile = None,
     as_of: AsOf = None,
     value_floor: EvaluationFloor = 0.0,
+    detractor_weight: DetractorWeight = 0.0,
     call_truth: Annotated[
         Path | None,
         typer.Option(
@@ -449,7 +465,7 @@ def evaluate(
                 as_of=parse_date(as_of),
                 oracle=oracle,
                 call_truth=call_truth,
-                arbitration=ArbitrationConfig(value_floor_usd=value_floor),
+                arbitration=ArbitrationConfig(value_floor_usd=value_floor, detractor_weight=detractor_weight),
             ),
             progress,
         )
@@ -481,8 +497,10 @@ ProfilesOption = Annotated[
 ]
 
 
-def _floor_config(value_floor_usd: float) -> EngineConfig:
-    return EngineConfig(arbitration=ArbitrationConfig(value_floor_usd=value_floor_usd))
+def _floor_config(value_floor_usd: float, detractor_weight: float = 0.0) -> EngineConfig:
+    return EngineConfig(
+        arbitration=ArbitrationConfig(value_floor_usd=value_floor_usd, detractor_weight=detractor_weight)
+    )
 
 
 @app.command()
@@ -496,13 +514,15 @@ def recommend(
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
     profiles: ProfilesOption = None,
     value_floor: ValueFloor = DEFAULT_VALUE_FLOOR_USD,
+    detractor_weight: DetractorWeight = 0.0,
 ) -> None:
     """Show the talking points the engine would give the agent for one cardholder's call."""
     import json
 
     from training.engine_job import format_decision, load_engine
 
-    engine = load_engine(model, data, parse_date(as_of), _floor_config(value_floor), profiles=profiles)
+    config = _floor_config(value_floor, detractor_weight)
+    engine = load_engine(model, data, parse_date(as_of), config, profiles=profiles)
     decision = engine.decide(cardholder_id, call_reason, top)
     if as_json:
         body = dataclasses.asdict(decision)
@@ -531,6 +551,7 @@ def score(
     call_reason: CallReason = "general",
     profiles: ProfilesOption = None,
     value_floor: ValueFloor = DEFAULT_VALUE_FLOOR_USD,
+    detractor_weight: DetractorWeight = 0.0,
     engine: ComputeEngine = "duckdb",
     spark_master: SparkMaster = None,
     spark_conf: SparkConfFile = None,
@@ -559,13 +580,14 @@ def score(
     if parse_engine(engine) == "spark":
         from training.spark_score import score_on_spark
 
-        config = _floor_config(value_floor)
+        config = _floor_config(value_floor, detractor_weight)
         day = parse_date(as_of)
         result = score_on_spark(
             spark_master, spark_conf, model, data, profiles, config, top, call_reason, out, day
         )
     else:
-        scorer = load_engine(model, data, parse_date(as_of), _floor_config(value_floor), profiles=profiles)
+        config = _floor_config(value_floor, detractor_weight)
+        scorer = load_engine(model, data, parse_date(as_of), config, profiles=profiles)
         result = score_all(scorer, top, call_reason, out)
     typer.echo(
         f"{result.out}: {result.rows:,} rows for {result.cardholders:,} cardholders in {result.seconds:.1f} s"

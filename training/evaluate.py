@@ -20,6 +20,7 @@ from nba.decision import (
     compute_priority,
     select_by_group,
     suitability_matrix,
+    with_detractor_cost,
     worth_saying,
 )
 from nba.errors import DataError
@@ -43,7 +44,16 @@ from training.metrics import (
     ranking_auc,
 )
 from training.pairs import HolderSnapshots, PairMatrix, build_pair_matrix, compute_snapshots
-from training.synth import CALL_TRUTH_PREFIX, ORACLE_NATURAL_COLUMN
+from training.synth import (
+    CALL_TRUTH_DISCUSSED_PREFIX,
+    CALL_TRUTH_NPS_MEAN,
+    CALL_TRUTH_NPS_POINTS,
+    CALL_TRUTH_NPS_TENSE,
+    CALL_TRUTH_PREFIX,
+    CALL_TRUTH_RELEVANT_PREFIX,
+    ORACLE_NATURAL_COLUMN,
+    detractor_chance,
+)
 
 FloatArray = npt.NDArray[np.float64]
 Scorer = Callable[[PairMatrix], FloatArray]
@@ -61,10 +71,18 @@ class ScoringParts:
     score: Scorer
     # What the model's policy ranks by, when not `score` (p_adopt): an uplift model's estimated uplift.
     rank: Scorer | None = None
+    # The arbitration's NPS term: the detractors each row's pitch adds, and its weight λ (None / 0: off).
+    detractor: Scorer | None = None
+    detractor_weight: float = 0.0
 
     def ranking(self, matrix: PairMatrix) -> FloatArray:
-        """What arbitration ranks the rows of `matrix` by for this model (`rank`, else `score`)."""
-        return self.rank(matrix) if self.rank is not None else self.score(matrix)
+        """What arbitration ranks the rows of `matrix` by for this model (`rank`, else `score`), less
+        λ × the detractors its pitch adds when the NPS term is on, −inf for a pitch not worth it (nba.decision's
+        `with_detractor_cost`, as the engine does)."""
+        base = self.rank(matrix) if self.rank is not None else self.score(matrix)
+        if self.detractor is None or self.detractor_weight == 0.0:
+            return base
+        return with_detractor_cost(base, self.detractor(matrix), self.detractor_weight)
 
 
 @dataclass(frozen=True)
@@ -108,6 +126,9 @@ class Evaluation:
     # The true adoptions per call of each policy's top K on the logged calls, when the generator's call
     # truth was given (`true_adoptions_per_call`).
     true_per_call: dict[str, float] = field(default_factory=dict)
+    # ... and the true share of detractor answers on those calls under each policy's top K (and `nothing`: no
+    # suggestion at all), when the call truth has the NPS columns (`true_detractor_share`).
+    true_detractor_share: dict[str, float] = field(default_factory=dict)
     oracle: dict[str, tuple[float, float]] = field(default_factory=dict)  # name → (expected, ratio)
     oracle_best: float | None = None
     # Counterfactual oracles only: name → (true caused adoptions of its top K per cardholder, uplift ratio).
@@ -351,7 +372,20 @@ def evaluate_off_policy(
                 value = _true_value(truth, picked, rank, n_calls)
                 evaluation.true_per_call[name] = value
                 evaluation.metrics[f"true_adoptions_per_call_{name}"] = value
+            if call_truth is not None and CALL_TRUTH_NPS_MEAN in call_truth.columns:
+                share = true_detractor_share(call_truth, logged["call_id"].unique(), picked, rank)
+                evaluation.true_detractor_share[name] = share
+                evaluation.metrics[f"true_detractor_share_{name}"] = share
             done.advance()
+    if call_truth is not None and CALL_TRUTH_NPS_MEAN in call_truth.columns:
+        nothing = pd.DataFrame(
+            {"call_id": pd.Series([], dtype=object), "benefit_id": pd.Series([], dtype=object)}
+        )
+        share = true_detractor_share(
+            call_truth, logged["call_id"].unique(), nothing, np.zeros(0, dtype=np.int64)
+        )
+        evaluation.true_detractor_share["nothing"] = share
+        evaluation.metrics["true_detractor_share_nothing"] = share
     if q_hat is not None:
         # The logging policy on its own logs is on-policy: every weight is 1 and DR is what it observed.
         ids = logged["call_id"].to_numpy()
@@ -367,6 +401,39 @@ def evaluate_off_policy(
         evaluation.metrics["expected_adoptions_top_k_snips"] = model.snips_per_call
         evaluation.metrics["logged_adoptions_per_call"] = model.logged_per_call
         evaluation.metrics["ope_effective_sample_size"] = model.ess
+
+
+def true_detractor_share(
+    call_truth: pd.DataFrame, call_ids: npt.ArrayLike, picked: pd.DataFrame, rank: npt.NDArray[np.int64]
+) -> float:
+    """The true share of detractor answers on the calls `call_ids` were each shown the policy's suggestions
+    `picked` (call_id, benefit_id) at `rank`: the mean over the calls of `training.synth.detractor_chance`,
+    from the call truth's NPS columns. A suggestion the truth does not hold (not eligible on the call) is taken
+    as never discussed; a call the truth does not hold at all is left out of the mean.
+    """
+    per_call = call_truth.drop_duplicates("call_id").set_index("call_id")
+    calls = pd.Index(pd.unique(np.asarray(call_ids, dtype=object))).intersection(per_call.index, sort=False)
+    position = pd.Series(np.arange(len(calls)), index=calls)
+    top = len([c for c in call_truth.columns if c.startswith(CALL_TRUTH_DISCUSSED_PREFIX)])
+    shown = picked[["call_id", "benefit_id"]].assign(rank=np.minimum(np.asarray(rank, dtype=np.int64), top))
+    shown = shown[shown["call_id"].isin(calls)].merge(call_truth, on=["call_id", "benefit_id"], how="inner")
+    at = shown["rank"].to_numpy(dtype=np.int64) - 1
+    rows = np.arange(len(shown))
+    discussed = shown[[f"{CALL_TRUTH_DISCUSSED_PREFIX}{k}" for k in range(1, top + 1)]].to_numpy(
+        dtype=np.float64
+    )
+    relevant = shown[[f"{CALL_TRUTH_RELEVANT_PREFIX}{k}" for k in range(1, top + 1)]].to_numpy(
+        dtype=np.float64
+    )
+    chance = detractor_chance(
+        per_call.loc[calls, CALL_TRUTH_NPS_MEAN].to_numpy(dtype=np.float64),
+        per_call.loc[calls, CALL_TRUTH_NPS_TENSE].to_numpy(dtype=bool),
+        position[shown["call_id"]].to_numpy(dtype=np.int64),
+        discussed[rows, at],
+        relevant[rows, at],
+        shown[CALL_TRUTH_NPS_POINTS].to_numpy(dtype=np.float64),
+    )
+    return float(chance.mean()) if len(chance) else float("nan")
 
 
 def _truth_lookup(call_truth: pd.DataFrame | None) -> dict[tuple[str, str], npt.NDArray[np.float64]] | None:

@@ -115,7 +115,13 @@ def render_report(
         f"Left out: {', '.join(f'{k} {v}' for k, v in labelled.left_out.items()) or 'none'}.",
         *_fit_lines(model, data_summary),
         f"Arbitration: priority = p_adopt × value^{arbitration.gamma:g} × lever, top {arbitration.top_k}, "
-        f"diversity {'on' if arbitration.diversity else 'off'}, value floor ${arbitration.value_floor_usd:g} a year.",
+        f"diversity {'on' if arbitration.diversity else 'off'}, value floor ${arbitration.value_floor_usd:g} a year"
+        + (
+            f"; NPS term: the ranking score less {arbitration.detractor_weight:g} × the detractors a pitch adds, "
+            "a pitch not worth them left out."
+            if arbitration.detractor_weight > 0
+            else "; NPS term off (detractor weight 0)."
+        ),
         "",
         "## Held-out presentations",
         "",
@@ -192,6 +198,20 @@ def render_report(
                 ]
             )
         lines += _table(["policy", "DR", "SNDR", "direct method", "truth (generator)"], rows)
+    if evaluation.true_detractor_share:
+        lines += [
+            "",
+            f"True share of detractor answers on the same calls under each policy's top K (the generator's NPS "
+            f"truth; `nothing`: no suggestion at all; detractor weight {arbitration.detractor_weight:g}):",
+            "",
+        ]
+        lines += _table(
+            ["policy", "true detractor share", "true adoptions per call"],
+            [
+                [name, f"{share:.4f}", _fmt(evaluation.true_per_call.get(name))]
+                for name, share in evaluation.true_detractor_share.items()
+            ],
+        )
     if evaluation.oracle:
         lines += [
             "",

@@ -55,6 +55,11 @@ def print_evaluation(evaluation: Evaluation, console: Console | None = None) -> 
                 for name, dr in evaluation.doubly_robust.items()
             )
         )
+    if evaluation.true_detractor_share:
+        console.print(
+            "true detractor share of answers (generator's NPS truth, held-out logged calls): "
+            + "; ".join(f"{name} {share:.4f}" for name, share in evaluation.true_detractor_share.items())
+        )
     if evaluation.oracle:
         lift = m.get("oracle_lift_over_best_baseline")
         console.print(

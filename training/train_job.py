@@ -29,6 +29,7 @@ from nba.model import (
     PROPENSITY_CLIP,
     Calibrator,
     CategoryEncoder,
+    DetractorModel,
     HolderEncoding,
     ModelBundle,
     ModelManifest,
@@ -43,6 +44,7 @@ from nba.model import (
     load_bundle,
     model_categorical,
     model_feature_names,
+    pitchless,
     read_current,
     set_current,
     treatment_chance,
@@ -57,6 +59,7 @@ from training.backtest_months import (
     training_backtest_summary,
 )
 from training.cli_options import MAX_TRAIN_BACKTEST_MONTHS
+from training.detractor_units import DetractorUnits, build_detractor_units
 from training.drift_job import DriftScorer, newest_presentations_drift, training_drift_reference
 from training.evaluate import ChampionComparison, Evaluation, ScoringParts, evaluate_off_policy
 from training.metrics import qini_curve, ranking_auc
@@ -69,6 +72,7 @@ from training.training_run import (
     TrainOptions,
     _candidates_for,
     bundle_parts,
+    detractor_of,
     evaluate_against_oracle,
     evaluate_rows,
     load_inputs,
@@ -224,11 +228,23 @@ def train_model(
             parts = replace(parts, rank=uplift_of(uplift.model))
             t = timer.step("uplift", t, uplift.describe())
 
+        progress.step("detractor model: P(detractor | call, suggestion) from the NPS answers")
+        detractor = _fit_detractor(run, matrix, all_names, categorical, progress)
+        weight = options.arbitration.detractor_weight
+        if weight > 0.0:
+            if detractor.model is None:
+                raise DataError(
+                    f"--detractor-weight {weight:g} needs a detractor model: {detractor.units.too_few}"
+                )
+            parts = replace(parts, detractor=detractor_of(detractor.model), detractor_weight=weight)
+        t = timer.step("detractor model", t, detractor.describe())
+
         progress.step("evaluation: held-out period")
         champion = _champion(models_root)
         evaluation = _evaluate_held_out(run, parts, matrix, snapshots, progress)
         if uplift is not None:
             _evaluate_uplift(evaluation, uplift, parts, all_names, categorical, options.seed)
+        _evaluate_detractor(evaluation, detractor, matrix)
         if champion is not None and labelled.label_source.startswith("conversations"):
             progress.step(f"evaluation: the model in service ({champion.version})")
             _compare_with_champion(evaluation, run, champion, parts, matrix, snapshots, progress)
@@ -248,6 +264,10 @@ def train_model(
             t = timer.step("refit", t, f"{int(heard.sum()):,} rows, {shipped.model.best_iteration_:,} trees")
         if uplift is not None:
             shipped = replace(shipped, parts=replace(shipped.parts, rank=uplift_of(uplift.model)))
+        if parts.detractor is not None:
+            shipped = replace(
+                shipped, parts=replace(shipped.parts, detractor=parts.detractor, detractor_weight=weight)
+            )
         if options.oracle is not None:
             progress.step("evaluation: against the oracle (the shipped model)")
             popularity = popularity_of(rows) if options.ship_all_rows else run.popularity
@@ -288,6 +308,7 @@ def train_model(
     fits = _describe_fits(run, model, shipped, int(shipped_rows.sum()), int((split.test & heard).sum()))
     if uplift is not None:
         fits["uplift_fit"] = uplift.describe()
+    fits["detractor_fit"] = detractor.describe()
     data_summary: dict[str, Any] = {
         "data_dir": str(data_dir),
         "as_of": as_of.isoformat(),
@@ -322,6 +343,7 @@ def train_model(
     if uplift is not None:
         data_summary["uplift_units"] = uplift.units.counts
         data_summary["uplift_explored"] = uplift.units.explored
+    data_summary["detractor_units"] = detractor.units.counts
     if evaluation.champion is not None:
         data_summary[CHAMPION_KEY] = evaluation.champion.version
     if split.note:
@@ -332,6 +354,7 @@ def train_model(
         holder,
         shipped.benefit_encoder,
         uplift.model if uplift is not None else None,
+        detractor.model,
     )
     report_files = write_report(
         evaluation,
@@ -353,6 +376,7 @@ def train_model(
         "gamma": options.arbitration.gamma,
         "top_k": options.arbitration.top_k,
         "value_floor_usd": options.arbitration.value_floor_usd,
+        "detractor_weight": options.arbitration.detractor_weight,
         "calibration": shipped.model.calibrator_.kind,
         "refit": model.refit,
         "ship_all_rows": options.ship_all_rows,
@@ -518,6 +542,79 @@ def _evaluate_uplift(
         f"{by_uplift.n_control:,} controls), weighted by inverse chance of treatment: Qini coefficient "
         f"{by_uplift.coefficient:.4f} (AUUC {by_uplift.auuc:.4f}) ranking by uplift, "
         f"{by_adoption.coefficient:.4f} (AUUC {by_adoption.auuc:.4f}) ranking by p_adopt"
+    )
+
+
+@dataclass(frozen=True)
+class _DetractorFit:
+    """The detractor model (None when the data had too few NPS answers) and the units it learnt from."""
+
+    model: DetractorModel | None
+    units: DetractorUnits
+    test: np.ndarray[Any, np.dtype[np.bool_]]  # per unit: in the held-out slice
+
+    def describe(self) -> str:
+        if self.model is None:
+            return str(self.units.too_few)
+        return (
+            f"detractor model on {self.units.describe()}; {self.model.best_iteration_:,} trees, early stopping "
+            "on the early-stopping slice; not refit on the held-out slice"
+        )
+
+
+def _fit_detractor(
+    run: TrainingRun,
+    matrix: PairMatrix,
+    names: Sequence[str],
+    categorical: Sequence[str],
+    progress: Reporter,
+) -> _DetractorFit:
+    """The detractor model from the run's answered calls (training slice fits, early-stopping slice stops it;
+    the held-out slice's units are kept for its AUC), or none when the answers are too few (`units.too_few`)."""
+    answers = run.data.con.sql(
+        f"""SELECT call_id, score FROM nps
+        WHERE responded_at IS NULL OR CAST(responded_at AS DATE) < DATE '{run.as_of.isoformat()}'"""
+    ).df()
+    split = run.split
+    units = build_detractor_units(run.rows, answers, split.train)
+    at = units.at
+    test = split.test[at]
+    if units.too_few is not None:
+        return _DetractorFit(None, units, test)
+    fit = split.train[at] | split.valid[at]
+    # Calls where nothing was discussed, as pitchless rows: the baseline the added detractors are measured from.
+    kept = split.train[units.pitchless_at] | split.valid[units.pitchless_at]
+    quiet = units.pitchless_at[kept]
+    model = DetractorModel(seed=run.options.seed, num_threads=run.options.threads).fit(
+        np.vstack([matrix.X[at][fit], pitchless(matrix.X[quiet], names)]),
+        np.concatenate([units.detractor[fit], units.pitchless_detractor[kept]]),
+        np.concatenate([units.weight[fit], np.ones(len(quiet))]),
+        names,
+        categorical,
+        np.concatenate([split.valid[at][fit], split.valid[quiet]]),
+        progress,
+    )
+    return _DetractorFit(model, units, test)
+
+
+def _evaluate_detractor(evaluation: Evaluation, detractor: _DetractorFit, matrix: PairMatrix) -> None:
+    """The detractor model's AUC on the held-out slice's units (or the note saying why there is no model)."""
+    if detractor.model is None:
+        evaluation.notes.append(str(detractor.units.too_few))
+        return
+    units, test = detractor.units, detractor.test
+    label = units.detractor[test]
+    if not (label.any() and not label.all()):
+        evaluation.notes.append(
+            "detractor model: the held-out slice has no detractors or no other answers: no AUC"
+        )
+        return
+    predicted = detractor.model.predict(matrix.X[units.at[test]])
+    auc = ranking_auc(label, predicted)
+    evaluation.metrics.update(detractor_auc=auc, detractor_test_units=float(test.sum()))
+    evaluation.notes.append(
+        f"detractor model: AUC {auc:.3f} on the held-out slice's {int(test.sum()):,} discussed suggestions on "
+        f"answered calls ({int(label.sum()):,} on detractor calls); {units.describe()}"
     )
 
 
@@ -742,7 +839,7 @@ def evaluate_model(
     catalog, mcc_map, _ = load_inputs(data_dir, options)
     bundle.check_catalog(catalog)
     benefits = BenefitTable.from_catalog(catalog)
-    parts = bundle_parts(bundle, benefits)
+    parts = bundle_parts(bundle, benefits, options.arbitration.detractor_weight)
     t = timer.step("validate", t)
     with open_data(data_dir) as data:
         progress.step("features: each presentation's snapshot")

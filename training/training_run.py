@@ -24,9 +24,9 @@ from nba.contract import (
     validate_data,
 )
 from nba.decision import ArbitrationConfig
-from nba.errors import DataError
+from nba.errors import DataError, ModelError
 from nba.features import BenefitTable, FeatureConfig, load_feature_config
-from nba.model import ModelBundle, PropensityModel, UpliftModel
+from nba.model import DetractorModel, ModelBundle, PropensityModel, UpliftModel
 from nba.vocab import DEFAULT_OBJECTIVE, UNHEARD_OUTCOMES
 from training.cli_options import TRAIN_BACKTEST_MONTHS
 from training.evaluate import (
@@ -171,8 +171,17 @@ def score_with(model: PropensityModel) -> Callable[[PairMatrix], np.ndarray[Any,
     return score
 
 
-def bundle_parts(bundle: ModelBundle, benefits: BenefitTable) -> ScoringParts:
-    """What scoring with a stored model needs: its extra columns, encoders, estimator and benefit codes."""
+def bundle_parts(bundle: ModelBundle, benefits: BenefitTable, detractor_weight: float = 0.0) -> ScoringParts:
+    """What scoring with a stored model needs: its extra columns, encoders, estimator and benefit codes; with a
+    `detractor_weight` above 0, its detractor model for the NPS term (ModelError when it has none)."""
+    detractor = None
+    if detractor_weight > 0.0:
+        if bundle.detractor is None:
+            raise ModelError(
+                f"--detractor-weight {detractor_weight:g} needs a detractor model, and model {bundle.version} has "
+                "none (its training data had too few NPS answers; its report says why)"
+            )
+        detractor = detractor_of(bundle.detractor)
     return ScoringParts(
         extra=bundle.extra,
         holder=bundle.holder,
@@ -180,7 +189,18 @@ def bundle_parts(bundle: ModelBundle, benefits: BenefitTable) -> ScoringParts:
         benefit_codes=bundle.benefit_codes(benefits),
         score=score_with(bundle.model),
         rank=uplift_of(bundle.uplift) if bundle.uplift is not None else None,
+        detractor=detractor,
+        detractor_weight=detractor_weight,
     )
+
+
+def detractor_of(model: DetractorModel) -> Callable[[PairMatrix], np.ndarray[Any, np.dtype[np.float64]]]:
+    """The detractor scorer of ScoringParts: a pair matrix → the detractor chance each pitch adds to its call."""
+
+    def score(matrix: PairMatrix) -> np.ndarray[Any, np.dtype[np.float64]]:
+        return model.added_detractors(matrix.X)
+
+    return score
 
 
 def uplift_of(model: UpliftModel) -> Callable[[PairMatrix], np.ndarray[Any, np.dtype[np.float64]]]:

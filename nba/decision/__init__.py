@@ -6,7 +6,13 @@ numbers (`_talking_points`).
 Imports every room before it (contract, features, model, profiles); never feedback.
 """
 
-from nba.decision._arbitration import ArbitrationConfig, compute_priority, select_by_group, worth_saying
+from nba.decision._arbitration import (
+    ArbitrationConfig,
+    compute_priority,
+    select_by_group,
+    with_detractor_cost,
+    worth_saying,
+)
 from nba.decision._candidates import suitability_matrix
 from nba.decision._contact import ContactPolicy, RecentContact
 from nba.decision._engine import (
@@ -40,5 +46,6 @@ __all__ = [
     "round_estimate_usd",
     "select_by_group",
     "suitability_matrix",
+    "with_detractor_cost",
     "worth_saying",
 ]

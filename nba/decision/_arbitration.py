@@ -8,7 +8,13 @@ import numpy as np
 import numpy.typing as npt
 
 from nba._compiled import compiled
-from nba.vocab import DEFAULT_VALUE_FLOOR_USD, MAX_SUGGESTIONS, MAX_VALUE_FLOOR_USD
+from nba.vocab import (
+    DEFAULT_DETRACTOR_WEIGHT,
+    DEFAULT_VALUE_FLOOR_USD,
+    MAX_DETRACTOR_WEIGHT,
+    MAX_SUGGESTIONS,
+    MAX_VALUE_FLOOR_USD,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -25,12 +31,18 @@ class ArbitrationConfig:
     `value_floor_usd`: a candidate whose yearly value to this cardholder is estimated below it is not
     suggested at all (judged before the top K and the diversity rule; fewer than K may remain, none too).
     An agent who raises a $4 benefit on a live call spends the cardholder's goodwill on nothing.
+
+    `detractor_weight` (λ): the NPS term, off at 0. Above 0 each candidate's ranking score (p_adopt, or the
+    uplift of an uplift model) loses λ × the detractor chance the detractor model says the pitch adds to the
+    call, before the value and lever weigh it, and a pitch left with nothing is not made
+    (`with_detractor_cost`); the model folder must have a detractor model.
     """
 
     gamma: float = 0.0
     top_k: int = 3
     diversity: bool = True
     value_floor_usd: float = DEFAULT_VALUE_FLOOR_USD
+    detractor_weight: float = DEFAULT_DETRACTOR_WEIGHT
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.gamma <= 3.0:
@@ -38,6 +50,10 @@ class ArbitrationConfig:
         if not 0.0 <= self.value_floor_usd <= MAX_VALUE_FLOOR_USD:
             raise ValueError(
                 f"`value_floor_usd` must be a float in [0, {MAX_VALUE_FLOOR_USD:g}], got {self.value_floor_usd!r}"
+            )
+        if not 0.0 <= self.detractor_weight <= MAX_DETRACTOR_WEIGHT:
+            raise ValueError(
+                f"`detractor_weight` must be a float in [0, {MAX_DETRACTOR_WEIGHT:g}], got {self.detractor_weight!r}"
             )
         if not 1 <= self.top_k <= MAX_SUGGESTIONS:
             raise ValueError(f"`top_k` must be an int in [1, {MAX_SUGGESTIONS}], got {self.top_k!r}")
@@ -52,6 +68,25 @@ def compute_priority(
         return result
     scaled: FloatArray = p_adopt * np.power(np.maximum(value_usd, 0.01), gamma) * lever
     return scaled
+
+
+def with_detractor_cost(score: FloatArray, added_detractors: FloatArray, weight: float) -> FloatArray:
+    """The ranking score less the NPS term: score − weight × the detractor chance a pitch adds to its call; with a
+    weight above 0 a pitch whose score does not exceed that is not made (−inf: `select_diverse` never shows it).
+
+    Subtracted from the score the model ranks by, before the value and lever multiply it (`compute_priority`):
+    at gamma 0 and lever 1 the weight is how many adoptions (or, for an uplift model, caused adoptions) one more
+    detractor is worth giving up, the same trade on every benefit and on every call. A weight of 0 returns
+    `score` itself.
+
+    >>> with_detractor_cost(np.array([0.30, 0.25, 0.05]), np.array([0.40, 0.10, 0.20]), 0.5).round(3).tolist()
+    [0.1, 0.2, -inf]
+    """
+    if weight == 0.0:
+        return score
+    adjusted = score - weight * added_detractors
+    kept: FloatArray = np.where(adjusted > 0.0, adjusted, -np.inf)
+    return kept
 
 
 def judged_value(value_usd: FloatArray, nominal_value_usd: FloatArray) -> FloatArray:
@@ -78,8 +113,9 @@ def select_diverse(priority: FloatArray, categories: BoolArray, k: int, diversit
     """Positions of the chosen candidates, best first.
 
     Sorted by priority, highest first (NaN last); ties keep the candidates' given order, so the same
-    input always gives the same answer. With diversity, a candidate sharing a spend category with one
-    already chosen waits until nothing else is left.
+    input always gives the same answer. A priority of −inf is never chosen (the NPS term's "not worth it").
+    With diversity, a candidate sharing a spend category with one already chosen waits until nothing else
+    is left.
 
     Raises ValueError when `categories` is not one row per candidate or `k` is negative (the compiled
     choice reads rows unchecked).
@@ -93,6 +129,12 @@ def select_diverse(priority: FloatArray, categories: BoolArray, k: int, diversit
         )
     if k < 0:
         raise ValueError(f"`k` must be >= 0, got {k}")
+    never = np.isneginf(priority)
+    if never.any():  # pitches the NPS term leaves out (`with_detractor_cost`)
+        showable = np.flatnonzero(~never)
+        picked = _select_diverse(priority[showable], categories[showable], int(k), bool(diversity))
+        result: IntArray = showable[picked]
+        return result
     return _select_diverse(priority, categories, int(k), bool(diversity))
 
 

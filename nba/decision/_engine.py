@@ -11,7 +11,13 @@ import numpy as np
 import numpy.typing as npt
 
 from nba.contract._catalog import Catalog
-from nba.decision._arbitration import ArbitrationConfig, compute_priority, select_diverse, worth_saying
+from nba.decision._arbitration import (
+    ArbitrationConfig,
+    compute_priority,
+    select_diverse,
+    with_detractor_cost,
+    worth_saying,
+)
 from nba.decision._candidates import suitability_matrix
 from nba.decision._contact import ContactHistory, ContactPolicy, RecentContact, contact_exclusions
 from nba.decision._reasons import Reasoner
@@ -31,7 +37,9 @@ from nba.features._matrix import (
     assemble_candidate_matrix,
     call_reason_code,
 )
+from nba.model._attribution import PathAttributor
 from nba.model._bundle import ModelBundle
+from nba.model._detractor import pitchless
 from nba.profiles._profiles import Profiles
 from nba.vocab import CALL_REASONS, MAX_SUGGESTIONS, SENSITIVE_CALL_REASONS
 
@@ -206,6 +214,20 @@ class Engine:
         self.first_holder = np.zeros(n_benefits, dtype=np.int64)
         for constant in (self.call_reason_codes, self.base_earn_rates, self.first_rank, self.first_holder):
             constant.flags.writeable = False
+        # The NPS term: only with a weight above 0 is the detractor model scored at all (by its own tree walk,
+        # the same compiled walk that scores the adoption model; no LightGBM call on the request path).
+        self._detractor_walk: PathAttributor | None = None
+        weight = self.config.arbitration.detractor_weight
+        if weight > 0.0:
+            if bundle.detractor is None:
+                raise ModelError(
+                    f"a detractor weight of {weight:g} needs a detractor model, and model {bundle.version} has "
+                    "none (its training data had too few NPS answers; its report says why): use weight 0"
+                )
+            self._detractor_walk = PathAttributor.from_booster(bundle.detractor.booster_)
+        # The columns a call's no-pitch row leaves missing (the baseline of the added detractors).
+        width = len(bundle.manifest.feature_names)
+        self._pitchless_mask = np.isnan(pitchless(np.zeros((1, width)), bundle.manifest.feature_names))[0]
         self.scorer: Scorer = make_scorer(self.config.scorer, bundle, reasoner)
         self.reasoner = self.scorer.reasoner
         self.rng = rng or np.random.default_rng()
@@ -255,10 +277,19 @@ class Engine:
             stages.matrix = X
         scores = self.scorer.score(X)
         p_adopt = scores.p_adopt
+        ranking = self.bundle.ranking_scores(X, p_adopt)
+        if self._detractor_walk is not None:
+            # One walk of the candidates and the call's no-pitch row: the detractors each pitch adds.
+            baseline = X[:1].copy()
+            baseline[:, self._pitchless_mask] = np.nan
+            raw = self._detractor_walk.raw_scores(np.vstack([X, baseline]))
+            p_detractor = 1.0 / (1.0 + np.exp(-raw))
+            added = p_detractor[:-1] - p_detractor[-1]
+            ranking = with_detractor_cost(ranking, added, self.config.arbitration.detractor_weight)
         if stages is not None:
             stages.mark("score")
         priority = compute_priority(
-            self.bundle.ranking_scores(X, p_adopt),
+            ranking,
             value,
             self.benefits.lever[candidates],
             self.config.arbitration.gamma,
@@ -292,7 +323,9 @@ class Engine:
         )
         if stages is not None:
             stages.mark("suggestions")
-        return self._decision(cardholder_id, call_reason, suggestions, len(candidates), None, reasons.call)
+        # With the NPS term on, every pitch may cost more than it brings: the agent sees why there is nothing.
+        note = "no pitch on this call is worth the detractors it would add" if not suggestions else None
+        return self._decision(cardholder_id, call_reason, suggestions, len(candidates), note, reasons.call)
 
     def _worth_saying(self, candidates: IntArray, value: FloatArray) -> npt.NDArray[np.bool_]:
         """The arbitration's value floor, applied before the top K and the diversity rule."""
@@ -444,8 +477,13 @@ class Engine:
         X, value = self._matrix_of(rows, candidates, call_reason)
         p_adopt = self.bundle.model.predict_proba(X)[:, 1]
         benefit = np.concatenate(candidates).astype(np.int64)
+        ranking = self.bundle.ranking_scores(X, p_adopt)
+        if self.bundle.detractor is not None and self._detractor_walk is not None:
+            ranking = with_detractor_cost(
+                ranking, self.bundle.detractor.added_detractors(X), self.config.arbitration.detractor_weight
+            )
         priority = compute_priority(
-            self.bundle.ranking_scores(X, p_adopt),
+            ranking,
             value,
             self.benefits.lever[benefit],
             self.config.arbitration.gamma,
@@ -466,7 +504,13 @@ class Engine:
     def _choose(
         self, priority: FloatArray, categories: npt.NDArray[np.bool_], k: int
     ) -> tuple[IntArray, FloatArray]:
-        """The chosen candidates and each one's probability of being shown under this policy."""
+        """The chosen candidates and each one's probability of being shown under this policy (a candidate the
+        NPS term leaves out, priority −inf, is neither chosen nor explored)."""
+        never = np.isneginf(priority)
+        if never.any():
+            showable = np.flatnonzero(~never)
+            chosen, logging_prob = self._choose(priority[showable], categories[showable], k)
+            return showable[chosen], logging_prob
         arbitration = self.config.arbitration
         greedy = select_diverse(priority, categories, k, arbitration.diversity)
         epsilon = self.config.epsilon

@@ -1,6 +1,7 @@
-"""The model: the propensity model and its calibration (`_propensity`), the uplift model (`_uplift`), the spend estimator (`_spend`),
-the flattened trees and their compiled walker (`_trees`), path attribution (`_attribution`), the bundle that
-holds them for serving (`_bundle`) and the model folders with their manifest and checksums (`_registry`).
+"""The model: the propensity model and its calibration (`_propensity`), the uplift model (`_uplift`), the
+detractor model (`_detractor`), the spend estimator (`_spend`), the flattened trees and their compiled walker
+(`_trees`), path attribution (`_attribution`), the bundle that holds them for serving (`_bundle`) and the model
+folders with their manifest and checksums (`_registry`).
 
 Imports the contract and features rooms.
 """
@@ -14,6 +15,13 @@ from nba.model._bundle import (
     load_bundle,
     model_categorical,
     model_feature_names,
+)
+from nba.model._detractor import (
+    DETRACTOR_FILE,
+    MIN_DETRACTOR_CALLS,
+    MIN_DETRACTOR_CLASS,
+    DetractorModel,
+    pitchless,
 )
 from nba.model._propensity import DEFAULT_PARAMS, Calibrator, CategoryEncoder, PropensityModel, fit_calibrator
 from nba.model._registry import (
@@ -41,10 +49,14 @@ __all__ = [
     "CURRENT_FILE",
     "DEFAULT_PARAMS",
     "DEFAULT_PROMOTION_METRIC",
+    "DETRACTOR_FILE",
+    "MIN_DETRACTOR_CALLS",
+    "MIN_DETRACTOR_CLASS",
     "PROPENSITY_CLIP",
     "UPLIFT_FILE",
     "Calibrator",
     "CategoryEncoder",
+    "DetractorModel",
     "HolderEncoding",
     "ModelBundle",
     "ModelInfo",
@@ -64,6 +76,7 @@ __all__ = [
     "load_model_dir",
     "model_categorical",
     "model_feature_names",
+    "pitchless",
     "rank_contributions",
     "read_current",
     "rollback",

@@ -16,6 +16,7 @@ from nba.contract._catalog import Catalog
 from nba.errors import ModelError
 from nba.features._matrix import PAIR_CATEGORICAL, PAIR_FEATURES, BenefitTable
 from nba.features._sql import ExtraColumns
+from nba.model._detractor import DETRACTOR_FILE, DetractorModel
 from nba.model._propensity import (
     CALIBRATOR_FILE,
     ENCODERS_FILE,
@@ -98,6 +99,9 @@ class ModelBundle:
     extra: ExtraColumns
     # The uplift model of a model trained with `--objective uplift` (None for an adoption model).
     uplift: UpliftModel | None = None
+    # P(detractor | call, suggestion), when the training data had enough NPS answers (None otherwise): what the
+    # arbitration's NPS term (ArbitrationConfig.detractor_weight) subtracts.
+    detractor: DetractorModel | None = None
 
     @property
     def version(self) -> str:
@@ -135,11 +139,14 @@ def bundle_files(
     holder: HolderEncoding,
     benefit_encoder: CategoryEncoder,
     uplift: UpliftModel | None = None,
+    detractor: DetractorModel | None = None,
 ) -> dict[str, bytes]:
     """The artifact files of a bundle: LightGBM text models and JSON, never pickles."""
     files = {**model.to_artifacts(), **estimator.to_artifacts()}
     if uplift is not None:
         files.update(uplift.to_artifacts())
+    if detractor is not None:
+        files.update(detractor.to_artifacts())
     files[ENCODERS_FILE] = encoders_to_json([*holder.encoders.values(), benefit_encoder])
     return files
 
@@ -184,6 +191,11 @@ def load_bundle(path: Path) -> ModelBundle:
         uplift = UpliftModel.from_artifacts(
             {UPLIFT_FILE: read_model_file(path, manifest, UPLIFT_FILE)}, manifest.feature_names
         )
+    detractor = None
+    if DETRACTOR_FILE in manifest.files:
+        detractor = DetractorModel.from_artifacts(
+            {DETRACTOR_FILE: read_model_file(path, manifest, DETRACTOR_FILE)}, manifest.feature_names
+        )
     return ModelBundle(
         path=path,
         manifest=manifest,
@@ -193,4 +205,5 @@ def load_bundle(path: Path) -> ModelBundle:
         benefit_encoder=benefit_encoder,
         extra=ExtraColumns.model_validate(extra_raw),
         uplift=uplift,
+        detractor=detractor,
     )

@@ -13,7 +13,16 @@ import pytest
 
 from tests.conftest import SampleModel
 from training.metrics import estimate_doubly_robust, estimate_off_policy
-from training.synth import CALL_TRUTH_PREFIX, TABLE_NAMES, generate_world
+from training.synth import (
+    CALL_TRUTH_DISCUSSED_PREFIX,
+    CALL_TRUTH_NPS_MEAN,
+    CALL_TRUTH_NPS_POINTS,
+    CALL_TRUTH_NPS_TENSE,
+    CALL_TRUTH_PREFIX,
+    CALL_TRUTH_RELEVANT_PREFIX,
+    TABLE_NAMES,
+    generate_world,
+)
 from training.train_job import evaluate_model
 from training.training_run import TrainOptions
 
@@ -129,7 +138,17 @@ def test_call_truth_changes_no_row_of_the_world(tmp_path: Path) -> None:
         )
     truth = pd.read_parquet(told.call_truth_path)
     ranks = [f"{CALL_TRUTH_PREFIX}{rank}" for rank in (1, 2, 3)]
-    assert list(truth.columns) == ["call_id", "benefit_id", *ranks]
+    nps = [
+        *(f"{CALL_TRUTH_DISCUSSED_PREFIX}{rank}" for rank in (1, 2, 3)),
+        *(f"{CALL_TRUTH_RELEVANT_PREFIX}{rank}" for rank in (1, 2, 3)),
+        CALL_TRUTH_NPS_POINTS,
+        CALL_TRUTH_NPS_MEAN,
+        CALL_TRUTH_NPS_TENSE,
+    ]
+    assert list(truth.columns) == ["call_id", "benefit_id", *ranks, *nps]
+    # A default world has no pitch on the wrong call: a discussion costs points only for a benefit worth little.
+    assert (truth[CALL_TRUTH_NPS_POINTS].isin([0.0, -0.5])).all()
+    assert truth.groupby("call_id")[CALL_TRUTH_NPS_MEAN].nunique().eq(1).all()
     assert not truth.duplicated(["call_id", "benefit_id"]).any()
     # Every benefit the logging policy showed was eligible on its call; lower ranks are discussed less.
     shown = pd.read_parquet(told.out_dir / "conversations.parquet")[["call_id", "benefit_id"]]

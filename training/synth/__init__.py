@@ -21,12 +21,19 @@ The package: `_parameters` (the fixed numbers), `_truth` (the true adoption mode
 `_counterfactual` (opt-in: natural adoption, uplift classes, pitches on the wrong call),
 `_world` (a world's fixed parts: catalog arrays, calendar, MCC sampler), `_personas` (hidden traits,
 benefit values, card choice, the truth's calibration), `_simulation` (one chunk's story and tables) and
-`_writing` (`generate_world`: files and the oracle). This face is what callers import.
+`_writing` (`generate_world`: files and the oracle), `_nps_truth` (a policy's true detractor share on the
+logged calls). This face is what callers import.
 """
 
 from training.synth._counterfactual import UPLIFT_CLASSES, WRONG_CALL_NPS_DROP, UpliftMix
+from training.synth._nps_truth import detractor_chance
 from training.synth._parameters import (
+    CALL_TRUTH_DISCUSSED_PREFIX,
+    CALL_TRUTH_NPS_MEAN,
+    CALL_TRUTH_NPS_POINTS,
+    CALL_TRUTH_NPS_TENSE,
     CALL_TRUTH_PREFIX,
+    CALL_TRUTH_RELEVANT_PREFIX,
     DEFAULT_AS_OF,
     LEGACY_EPSILON,
     LEGACY_POPULARITY,
@@ -43,7 +50,12 @@ from training.synth._truth import LAUNCHED_BENEFIT, RegimeShift, TrueAdoptionMod
 from training.synth._writing import WorldSummary, generate_world
 
 __all__ = [
+    "CALL_TRUTH_DISCUSSED_PREFIX",
+    "CALL_TRUTH_NPS_MEAN",
+    "CALL_TRUTH_NPS_POINTS",
+    "CALL_TRUTH_NPS_TENSE",
     "CALL_TRUTH_PREFIX",
+    "CALL_TRUTH_RELEVANT_PREFIX",
     "DEFAULT_AS_OF",
     "LAUNCHED_BENEFIT",
     "LEGACY_EPSILON",
@@ -62,5 +74,6 @@ __all__ = [
     "TrueAdoptionModel",
     "UpliftMix",
     "WorldSummary",
+    "detractor_chance",
     "generate_world",
 ]

@@ -42,6 +42,30 @@ ORACLE_CLASS_COLUMN: Final = "uplift_class"
 # The call truth (`generate_world(..., call_truth=True)`): per (logged call, eligible benefit), the expected
 # adoptions within the label window were it shown at rank 1, 2, ... (columns this prefix + rank).
 CALL_TRUTH_PREFIX: Final = "expected_adoption_rank_"
+# What the call truth says of the NPS answer, for the detractor share of any policy's slates: per (call, eligible
+# benefit) the chance the agent discusses it at rank 1, 2, ... (this prefix + rank), the chance, once discussed,
+# it is taken up and accepted where it is worth at least NPS_RELEVANT_VALUE_USD (the answer's lift), and the
+# latent points a discussion costs (wrong call, little value); per call (repeated on its rows) the latent
+# score's mean before any pitch and whether the call is tense.
+CALL_TRUTH_DISCUSSED_PREFIX: Final = "p_discussed_rank_"
+CALL_TRUTH_RELEVANT_PREFIX: Final = "p_relevant_accept_rank_"
+CALL_TRUTH_NPS_POINTS: Final = "nps_points_if_discussed"
+CALL_TRUTH_NPS_MEAN: Final = "nps_latent_mean"
+CALL_TRUTH_NPS_TENSE: Final = "nps_tense"
+# The survey's latent score (before rounding to 0-10): base + weight × satisfaction + the call reason's effect,
+# + lift when a relevant benefit was taken up and accepted, − drop when anything was pitched on a tense call,
+# − drop per discussed pitch worth little, + normal noise.
+NPS_LATENT_BASE: Final = 7.4
+NPS_SATISFACTION_WEIGHT: Final = 1.5
+NPS_RELEVANT_ACCEPT_LIFT: Final = 0.9
+NPS_RELEVANT_VALUE_USD: Final = 40.0
+NPS_TENSE_PITCH_DROP: Final = 1.0
+NPS_TENSE_REASONS: Final = ("complaint", "dispute")
+NPS_IRRELEVANT_DROP: Final = 0.5
+NPS_IRRELEVANT_VALUE_USD: Final = 15.0
+NPS_NOISE_SD: Final = 1.3
+# An adopter says accepted with this chance (else already aware).
+ACCEPTED_IF_ADOPTED: Final = 0.85
 
 _N_CATS: Final = len(SPEND_CATEGORIES)
 _NEVER: Final = 2**30  # a day number after any as_of: "not (yet) happened"

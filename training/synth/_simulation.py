@@ -45,15 +45,30 @@ from training.synth._parameters import (
     _TICKET_MEAN,
     _TICKET_SIGMA,
     _US_PER_DAY,
+    ACCEPTED_IF_ADOPTED,
     AGENT_COUNT,
+    CALL_TRUTH_DISCUSSED_PREFIX,
+    CALL_TRUTH_NPS_MEAN,
+    CALL_TRUTH_NPS_POINTS,
+    CALL_TRUTH_NPS_TENSE,
     CALL_TRUTH_PREFIX,
+    CALL_TRUTH_RELEVANT_PREFIX,
     DECLINE_MEMORY_DAYS,
     F64,
     I64,
     INCOME_BANDS,
     LEGACY_POPULARITY_WEIGHT,
     NEW_CARDHOLDER_SHARE,
+    NPS_IRRELEVANT_DROP,
+    NPS_IRRELEVANT_VALUE_USD,
+    NPS_LATENT_BASE,
+    NPS_NOISE_SD,
+    NPS_RELEVANT_ACCEPT_LIFT,
+    NPS_RELEVANT_VALUE_USD,
     NPS_RESPONSE_SHARE,
+    NPS_SATISFACTION_WEIGHT,
+    NPS_TENSE_PITCH_DROP,
+    NPS_TENSE_REASONS,
     OPEN_SPAN_DAYS,
     ORACLE_AS_OF_COLUMN,
     ORACLE_CLASS_COLUMN,
@@ -471,6 +486,10 @@ class _Presentations:
     truth_call: list[I64] = dataclasses.field(default_factory=list)
     truth_slot: list[I64] = dataclasses.field(default_factory=list)
     truth_value: list[F64] = dataclasses.field(default_factory=list)
+    # ... and what it does to the call's NPS answer: per rank the chance it is discussed and, discussed, the
+    # chance it is taken up and accepted where worth it; the points a discussion costs; the call's latent mean
+    # and tenseness (columns of `_call_truth_table`).
+    truth_nps: list[F64] = dataclasses.field(default_factory=list)
 
 
 _ACCEPTED, _DECLINED, _NOT_DISCUSSED, _ALREADY_AWARE = (
@@ -640,7 +659,7 @@ def _simulate_calls(
         # Adopters mostly say yes; some knew already. Non-adopters mostly decline, some say yes anyway.
         outcome = np.where(
             adopted,
-            np.where(says < 0.85, _ACCEPTED, _ALREADY_AWARE),
+            np.where(says < ACCEPTED_IF_ADOPTED, _ACCEPTED, _ALREADY_AWARE),
             np.where(says < 0.72, _DECLINED, np.where(says < 0.86, _ACCEPTED, _ALREADY_AWARE)),
         )
         outcome = np.where(not_discussed, _NOT_DISCUSSED, outcome)
@@ -697,6 +716,24 @@ def _call_truth(
             chunk.natural_rate[holder, slot], (when - chunk.active_day[holder]).astype(np.float64)
         )
     values = np.empty((len(row), top))
+    # NPS: discussed at each rank, then (relevant and) taken up and accepted; the points a discussion costs.
+    nps = np.empty((len(row), 2 * top + 3))
+    kind = world.catalog.view.kind[b]
+    value_unshifted = chunk.slot_value_usd[holder, slot]
+    reason = calls.reason[index][row]
+    wrong_call = (
+        world.counterfactual.wrong_call_drop[reason, kind]
+        if world.counterfactual is not None
+        else np.zeros(len(row))
+    )
+    nps[:, 2 * top] = -wrong_call - NPS_IRRELEVANT_DROP * (value_unshifted < NPS_IRRELEVANT_VALUE_USD)
+    nps[:, 2 * top + 1] = _nps_latent_mean(chunk, holder, reason)
+    nps[:, 2 * top + 2] = _tense(reason)
+    on_their_own = (
+        chunk.natural_day[holder, slot] < when + NATURAL_WINDOW_DAYS
+        if chunk.natural_day is not None
+        else np.zeros(len(row), dtype=bool)
+    )
     for rank in range(1, top + 1):
         p_true = _sigmoid(
             TRUTH.logit(
@@ -721,9 +758,14 @@ def _call_truth(
             _logit(np.asarray(0.10)) + 0.55 * (rank - 1) + world.agent_not_discussed[agent]
         )
         values[:, rank - 1] = np.where(anyway, 1.0, discussed * converts)
+        # Discussed, the simulation adopts with chance p_true (stationary) or on_their_own | converts.
+        adopts = np.where(on_their_own, 1.0, converts) if chunk.natural_day is not None else p_true
+        nps[:, rank - 1] = discussed
+        nps[:, top + rank - 1] = adopts * ACCEPTED_IF_ADOPTED * (value_unshifted >= NPS_RELEVANT_VALUE_USD)
     out.truth_call.append(index[row])
     out.truth_slot.append(slot)
     out.truth_value.append(values)
+    out.truth_nps.append(nps)
 
 
 def _call_truth_table(world: _World, chunk: _Chunk, calls: _Calls, shown: _Presentations) -> pa.Table:
@@ -732,8 +774,9 @@ def _call_truth_table(world: _World, chunk: _Chunk, calls: _Calls, shown: _Prese
     call = np.concatenate(shown.truth_call) if shown.truth_call else np.zeros(0, dtype=np.int64)
     slot = np.concatenate(shown.truth_slot) if shown.truth_slot else np.zeros(0, dtype=np.int64)
     values = np.concatenate(shown.truth_value) if shown.truth_value else np.zeros((0, top))
+    nps = np.concatenate(shown.truth_nps) if shown.truth_nps else np.zeros((0, 2 * top + 3))
     order = np.argsort(call, kind="stable")
-    call, slot, values = call[order], slot[order], values[order]
+    call, slot, values, nps = call[order], slot[order], values[order], nps[order]
     benefit = chunk.slot_benefit[calls.holder[call], slot]
     columns: dict[str, pa.Array] = {
         "call_id": _call_ids(calls.call_number[call]),
@@ -741,6 +784,13 @@ def _call_truth_table(world: _World, chunk: _Chunk, calls: _Calls, shown: _Prese
     }
     for rank in range(1, top + 1):
         columns[f"{CALL_TRUTH_PREFIX}{rank}"] = pa.array(values[:, rank - 1], pa.float64())
+    for rank in range(1, top + 1):
+        columns[f"{CALL_TRUTH_DISCUSSED_PREFIX}{rank}"] = pa.array(nps[:, rank - 1], pa.float64())
+    for rank in range(1, top + 1):
+        columns[f"{CALL_TRUTH_RELEVANT_PREFIX}{rank}"] = pa.array(nps[:, top + rank - 1], pa.float64())
+    columns[CALL_TRUTH_NPS_POINTS] = pa.array(nps[:, 2 * top], pa.float64())
+    columns[CALL_TRUTH_NPS_MEAN] = pa.array(nps[:, 2 * top + 1], pa.float64())
+    columns[CALL_TRUTH_NPS_TENSE] = pa.array(nps[:, 2 * top + 2] > 0, pa.bool_())
     return pa.table(columns)
 
 
@@ -874,22 +924,21 @@ def _survey_answers(
     """
     n_calls = len(calls.holder)
     discussed = outcome != _NOT_DISCUSSED
-    took_relevant = (outcome == _ACCEPTED) & adopted & (value_usd >= 40.0)
+    took_relevant = (outcome == _ACCEPTED) & adopted & (value_usd >= NPS_RELEVANT_VALUE_USD)
     relevant_accept = np.bincount(call, weights=took_relevant.astype(np.float64), minlength=n_calls) > 0
     irrelevant = np.bincount(
-        call, weights=(discussed & (value_usd < 15.0)).astype(np.float64), minlength=n_calls
+        call,
+        weights=(discussed & (value_usd < NPS_IRRELEVANT_VALUE_USD)).astype(np.float64),
+        minlength=n_calls,
     )
     any_pitch = np.bincount(call, weights=discussed.astype(np.float64), minlength=n_calls) > 0
-    tense = np.isin(calls.reason, [CALL_REASONS.index(r) for r in ("complaint", "dispute")])
-    reason_effect = np.array([_NPS_REASON_EFFECT.get(r, 0.0) for r in CALL_REASONS])
+    tense = _tense(calls.reason)
     latent = (
-        7.4
-        + 1.5 * chunk.persona.satisfaction[calls.holder]
-        + reason_effect[calls.reason]
-        + 0.9 * relevant_accept
-        - 1.0 * (tense & any_pitch)
-        - 0.5 * irrelevant
-        + rng.normal(0.0, 1.3, n_calls)
+        _nps_latent_mean(chunk, calls.holder, calls.reason)
+        + NPS_RELEVANT_ACCEPT_LIFT * relevant_accept
+        - NPS_TENSE_PITCH_DROP * (tense & any_pitch)
+        - NPS_IRRELEVANT_DROP * irrelevant
+        + rng.normal(0.0, NPS_NOISE_SD, n_calls)
     )
     if world.counterfactual is not None:
         drop = world.counterfactual.wrong_call_drop[calls.reason[call], kind] * discussed
@@ -905,6 +954,21 @@ def _survey_answers(
             "responded_at": _timestamps(responded_us[answers]),
         }
     )
+
+
+def _tense(reason: I64) -> Bool:
+    """Whether each call's reason makes any pitch unwelcome (NPS_TENSE_REASONS)."""
+    tense: Bool = np.isin(reason, [CALL_REASONS.index(r) for r in NPS_TENSE_REASONS])
+    return tense
+
+
+def _nps_latent_mean(chunk: _Chunk, holder: I64, reason: I64) -> F64:
+    """The survey's latent score before anything pitched and before noise: base, satisfaction, call reason."""
+    reason_effect = np.array([_NPS_REASON_EFFECT.get(r, 0.0) for r in CALL_REASONS])
+    mean: F64 = (
+        NPS_LATENT_BASE + NPS_SATISFACTION_WEIGHT * chunk.persona.satisfaction[holder] + reason_effect[reason]
+    )
+    return mean
 
 
 def _finish_usage(
