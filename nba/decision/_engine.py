@@ -324,7 +324,8 @@ class Engine:
         if stages is not None:
             stages.mark("suggestions")
         # With the NPS term on, every pitch may cost more than it brings: the agent sees why there is nothing.
-        note = "no pitch on this call is worth the detractors it would add" if not suggestions else None
+        left_out = not suggestions and self._detractor_walk is not None
+        note = "no pitch on this call is worth the detractors it would add" if left_out else None
         return self._decision(cardholder_id, call_reason, suggestions, len(candidates), note, reasons.call)
 
     def _worth_saying(self, candidates: IntArray, value: FloatArray) -> npt.NDArray[np.bool_]:
