@@ -65,17 +65,17 @@ def test_a_spark_job_failing_mid_way_leaves_no_snapshot_folder(
     data = tmp_path / "data"
     shutil.copytree(SAMPLE_DATA, data)
     statements: list[str] = []
-    run = SparkSql.arrow
+    run = SparkSql.write_parquet
 
-    def arrow_then_break(self: SparkSql, sql: str) -> Any:
+    def write_then_break(self: SparkSql, sql: str, uri: str) -> Any:
         # The second statement (benefit history) finds conversations.parquet broken: a real Spark job
-        # failing after the features were computed.
+        # failing after the executors wrote the features' parts.
         statements.append(sql)
         if len(statements) == 2:
             (data / "conversations.parquet").write_bytes(b"not parquet any more" * 100)
-        return run(self, sql)
+        return run(self, sql, uri)
 
-    monkeypatch.setattr(SparkSql, "arrow", arrow_then_break)
+    monkeypatch.setattr(SparkSql, "write_parquet", write_then_break)
     out = tmp_path / "profiles"
     model = sample_deployment.models_dir / sample_deployment.version
     with (
@@ -86,7 +86,7 @@ def test_a_spark_job_failing_mid_way_leaves_no_snapshot_folder(
     ):
         build_snapshot(data, model, out, as_of=sample_deployment.as_of, spark=opened)
     assert len(statements) == 2
-    assert not out.exists() or list(out.iterdir()) == []
+    assert not out.exists() or list(out.iterdir()) == []  # neither the snapshot nor the executors' parts
 
 
 @pytest.mark.parametrize(
