@@ -15,10 +15,17 @@ import pytest
 from pyspark.sql import SparkSession
 
 from nba.contract import validate_data
+from nba.errors import ValidationError
 from tests.conftest import VALID_TABLES, write_tables
 from tests.spark import SPARK_TEST
 from training.cli import main
-from training.spark_validate import MALFORMED_MESSAGE, validate_on_spark
+from training.spark_validate import (
+    MALFORMED_MESSAGE,
+    Example,
+    ProblemKind,
+    SparkValidation,
+    validate_on_spark,
+)
 
 pytestmark = SPARK_TEST
 
@@ -172,3 +179,20 @@ def test_a_malformed_csv_line_is_a_problem_naming_the_file_and_record(
     local = validate_data(data, max_problems=100)
     assert sum("expected 4 columns" in p.message for p in local.problems) == 2
     assert local.total == result.total == 3
+
+
+def test_training_stops_on_the_first_problem_of_each_kind_with_the_total() -> None:
+    kinds = [
+        ProblemKind(
+            "transactions.csv", "amount", "is not a finite number", 2, (Example(None, "abc", "C1,x"),), 1
+        ),
+        ProblemKind("nps.csv", None, MALFORMED_MESSAGE, 1, (Example(None, None, "K9"),), 1),
+    ]
+    SparkValidation([], {"nps.csv": 3}).raise_for_problems()  # valid: nothing raised
+    with pytest.raises(ValidationError) as caught:
+        SparkValidation(kinds, {}).raise_for_problems()
+    assert caught.value.total == 3 and len(caught.value.problems) == 2
+    assert str(caught.value) == (
+        "transactions.csv: column amount: is not a finite number: 2 rows, e.g. record 'C1,x' ('abc') "
+        "(and 2 more problems)"
+    )
