@@ -91,35 +91,47 @@ def validate(
     examples (the Parquet row; for CSV the record itself).
     """
     if parse_engine(engine) == "spark":
-        _validate_on_spark(data_dir, parse_date(as_of), catalog, spark_master, spark_conf)
+        _validate_on_spark(data_dir, parse_date(as_of), catalog, max_problems, spark_master, spark_conf)
         return
     report = validate_data(data_dir, as_of=parse_date(as_of), catalog_path=catalog, max_problems=max_problems)
     if not report.ok:
         for problem in report.problems:
             typer.echo(str(problem), err=True)
-        hidden = report.total - len(report.problems)
-        more = f" (the first {len(report.problems)} are listed)" if hidden else ""
-        typer.echo(
-            f"{data_dir}: {report.total} problem{'s' if report.total != 1 else ''} found{more}", err=True
-        )
+        typer.echo(_problems_found(data_dir, report.total, len(report.problems)), err=True)
         raise typer.Exit(1)
     assert report.summary is not None
     typer.echo(format_summary(data_dir, report.summary))
 
 
+def _problems_found(data_dir: Path, total: int, listed: int) -> str:
+    """`nba validate`'s last line for invalid data, the same for both engines."""
+    more = f" (the first {listed} are listed)" if total > listed else ""
+    return f"{data_dir}: {total} problem{'s' if total != 1 else ''} found{more}"
+
+
 def _validate_on_spark(
-    data_dir: Path, as_of: date | None, catalog: Path | None, master: str | None, conf: Path | None
+    data_dir: Path,
+    as_of: date | None,
+    catalog: Path | None,
+    max_problems: int,
+    master: str | None,
+    conf: Path | None,
 ) -> None:
-    from training.spark_session import spark_settings, start_spark
+    from training.spark_session import running_spark, spark_settings, start_spark
     from training.spark_validate import validate_on_spark
 
+    ours = running_spark() is None
     session = start_spark(spark_settings(master, conf))
-    result = validate_on_spark(session, data_dir, as_of, catalog)
+    try:
+        result = validate_on_spark(session, data_dir, as_of, catalog, max_problems)
+    finally:
+        if ours:
+            session.stop()
     if not result.ok:
         for kind in result.kinds:
-            typer.echo(str(kind), err=True)
-        total = sum(kind.count for kind in result.kinds)
-        typer.echo(f"{data_dir}: {total:,} problems of {len(result.kinds)} kinds found (Spark)", err=True)
+            if kind.listed:
+                typer.echo(str(kind), err=True)
+        typer.echo(_problems_found(data_dir, result.total, result.listed), err=True)
         raise typer.Exit(1)
     typer.echo(f"{data_dir}: valid (Spark)")
     for file, rows in result.rows.items():
@@ -385,7 +397,7 @@ def train(
         cli_reporter(quiet) as progress,
     ):
         if spark is not None:
-            options = dataclasses.replace(options, feature_sql=spark.sql)
+            options = dataclasses.replace(options, spark=spark)
         result = train_model(data, out, options, progress)
     print_train_summary(result)
 

@@ -218,13 +218,15 @@ def newest_presentations_drift(
     as_of: date,
     window_days: int = DEFAULT_WINDOW_DAYS,
     progress: Reporter = SILENT,
+    mcc_map: MccMap | None = None,
 ) -> DriftSection:
     """The training window against the data's newest `window_days` days of presentations before `as_of`:
     PSI per feature, scores, acceptance and 30-day adoption per benefit, and observed adoption beside
-    p_adopt where the conversations carry it."""
+    p_adopt where the conversations carry it. `mcc_map`: the run's (else the data directory's)."""
     benefits = BenefitTable.from_catalog(catalog)
-    override = data.data_dir / MCC_OVERRIDE_FILE
-    mcc_map = load_mcc_map(override if override.exists() else None)
+    if mcc_map is None:
+        override = data.data_dir / MCC_OVERRIDE_FILE
+        mcc_map = load_mcc_map(override if override.exists() else None)
     # Labels as known by as_of: complete for presentations more than 30 days old, partial after.
     rows = load_presentations(data, as_of + timedelta(days=LABEL_WINDOW_DAYS)).table.to_pandas()
     rows["as_of"] = pd.to_datetime(rows["as_of"])

@@ -23,6 +23,7 @@ from nba.contract import (
 from nba.decision import Decision, Engine, EngineConfig, format_usd
 from nba.errors import DataError, NotFoundError
 from nba.features import BenefitTable
+from nba.files import staging_dir
 from nba.model import load_bundle, read_current
 from nba.profiles import (
     SnapshotManifest,
@@ -35,6 +36,7 @@ from nba.profiles import (
     resolve_snapshot,
     set_current_snapshot,
     write_snapshot,
+    write_snapshot_parts,
 )
 from training.features_job import write_table
 from training.progress import SILENT, Reporter
@@ -114,26 +116,44 @@ def build_snapshot(
     spend estimator; any other model with the same features can load it too. With `promote`, CURRENT
     then names the new snapshot. `progress` is told each step and watches the SQL.
 
-    With `spark` (the data opened in Spark, `open_engine`) the three statements run there and their rows
-    come back to this process, which writes the folder as always: the same files, checksums and
-    write-then-rename, so a Spark job failing mid-way leaves no folder behind.
+    With `spark` (the data opened in Spark, `open_engine`) the three statements run there and the
+    executors write their rows as Parquet parts into a hidden staging folder inside `out`; this process
+    streams them, a row group at a time, into the same single-file tables (`write_snapshot_parts`: the same
+    bytes, checksums and write-then-rename), so no table is held whole and a Spark job failing mid-way
+    leaves no folder behind (training/spark_snapshot.py).
     """
     started = time.perf_counter()
     progress.step(f"loading the model {model}")
     bundle = load_bundle(resolve_model_dir(model))
     if spark is not None:
+        from training.spark_snapshot import write_profile_parts
+
         progress.step(f"{spark.uri}: the data's last date (Spark)")
         day = spark.resolve_as_of(as_of)
         new_snapshot_dir(out, day)  # before minutes of work, not after
-        progress.step(f"profiles as of {day} on Spark ({spark.spark.sparkContext.master})")
-        tables = compute_profile_tables(spark.sql, day, spark.mcc_map(), bundle.extra)
-    else:
-        with open_data(data_dir) as data:
-            progress.step(f"{data_dir}: the data's last date")
-            day = data.resolve_as_of(as_of)
-            new_snapshot_dir(out, day)  # before minutes of work, not after
-            progress.step(f"profiles as of {day}")
-            tables = compute_profile_tables(data, day, mcc_map_for(data_dir), bundle.extra, progress)
+        with staging_dir(out, "tmp-spark-rows") as staging:
+            progress.step(
+                f"profiles as of {day} on Spark ({spark.spark.sparkContext.master}), written by the executors"
+            )
+            parts = write_profile_parts(spark, day, spark.mcc_map(), bundle.extra, staging)
+            progress.step(f"streaming them into {out / day.isoformat()}, spend estimates per row group")
+            manifest = write_snapshot_parts(
+                out,
+                parts,
+                day,
+                versions=[bundle.version],
+                estimate=lambda group, _: {bundle.version: estimate_spend(group, bundle)},
+            )
+        previous = set_current_snapshot(out, day) if promote else None
+        return SnapshotResult(
+            out / day.isoformat(), manifest, time.perf_counter() - started, promote, previous
+        )
+    with open_data(data_dir) as data:
+        progress.step(f"{data_dir}: the data's last date")
+        day = data.resolve_as_of(as_of)
+        new_snapshot_dir(out, day)  # before minutes of work, not after
+        progress.step(f"profiles as of {day}")
+        tables = compute_profile_tables(data, day, mcc_map_for(data_dir), bundle.extra, progress)
     progress.step(f"spend estimates of {tables.features.num_rows:,} cardholders")
     estimates = {bundle.version: estimate_spend(tables.features, bundle)}
     progress.step(f"writing the snapshot to {out / day.isoformat()}")

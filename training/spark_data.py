@@ -50,7 +50,7 @@ _RAW_PREFIX: Final = "nba_raw_"
 _FOLDED_URI_RE: Final = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*):/([^/].*)")
 
 
-def _plain(table: pa.Table) -> pa.Table:
+def plain_arrow(table: pa.Table) -> pa.Table:
     """Spark's Arrow as DuckDB gives it: large text as `string`, every field nullable, no metadata."""
     fields = []
     for f in table.schema:
@@ -69,7 +69,12 @@ class SparkSql:
         self._cached: dict[str, DataFrame] = {}
 
     def arrow(self, sql: str) -> pa.Table:
-        return _plain(self._run(lambda: self.spark.sql(sql).toArrow()))
+        return plain_arrow(self._run(lambda: self.spark.sql(sql).toArrow()))
+
+    def write_parquet(self, sql: str, uri: str) -> None:
+        """Runs `sql` and has the executors write its rows as Parquet parts under `uri` (a folder that
+        must not exist), part i holding the i-th range of the statement's order; nothing comes back."""
+        self._run(lambda: self.spark.sql(sql).write.parquet(uri))
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self._run(lambda: self.spark.sql(sql).collect())]
@@ -105,7 +110,7 @@ class SparkSql:
             raise ComputeEngineError(f"the Spark job failed: {first_line(exc)}") from None
 
 
-def _exists(spark: SparkSession, uri: str) -> bool:
+def path_exists(spark: SparkSession, uri: str) -> bool:
     """Whether `uri` exists, asked of the file system Spark would read it with."""
     jvm: Any = spark.sparkContext._jvm
     path = jvm.org.apache.hadoop.fs.Path(uri)
@@ -114,6 +119,22 @@ def _exists(spark: SparkSession, uri: str) -> bool:
         return bool(fs.exists(path))
     except Exception as exc:  # Py4JJavaError: no file system for the scheme, access denied, ...
         raise DataError(f"{uri}: Spark cannot read this path: {first_line(exc)}") from None
+
+
+@contextmanager
+def copy_side_file(spark: SparkSession, uri: str, name: str) -> Iterator[Path | None]:
+    """A small file `name` beside the tables of the data path `uri` (`mcc_map.csv`, `catalog.yaml`), read
+    through Spark's file system and copied to a local temporary folder under its own name (so messages
+    name it), or None when the data path has none."""
+    source = f"{uri}/{name}"
+    if not path_exists(spark, source):
+        yield None
+        return
+    rows = spark.read.text(source, wholetext=True).collect()
+    with tempfile.TemporaryDirectory(prefix="nba-spark-side-") as folder:
+        local = Path(folder) / name
+        local.write_text(rows[0][0] if rows else "", encoding="utf-8")
+        yield local
 
 
 def data_uri(data: str | Path) -> str:
@@ -212,16 +233,8 @@ class SparkData:
 
     @contextmanager
     def side_file(self, name: str) -> Iterator[Path | None]:
-        """A small file beside the tables (`mcc_map.csv`, `catalog.yaml`) copied to a local temporary
-        folder under its own name (so messages name it), or None when the data path has none."""
-        uri = f"{self.uri}/{name}"
-        if not _exists(self.spark, uri):
-            yield None
-            return
-        rows = self.spark.read.text(uri, wholetext=True).collect()
-        with tempfile.TemporaryDirectory(prefix="nba-spark-side-") as folder:
-            local = Path(folder) / name
-            local.write_text(rows[0][0] if rows else "", encoding="utf-8")
+        """A small file beside the tables (`mcc_map.csv`, `catalog.yaml`): `copy_side_file`'s local copy."""
+        with copy_side_file(self.spark, self.uri, name) as local:
             yield local
 
     def mcc_map(self) -> MccMap:
@@ -237,7 +250,7 @@ def open_spark_data(spark: SparkSession, data: str | Path) -> SparkData:
     for) and SchemaError for a missing table or required column, or a table given as both CSV and Parquet.
     """
     uri = data_uri(data)
-    if not _exists(spark, uri):
+    if not path_exists(spark, uri):
         raise DataError(f"{uri}: Spark cannot read this path: it does not exist")
     session = spark.newSession()
     q = SPARK.quote_ident
@@ -246,7 +259,7 @@ def open_spark_data(spark: SparkSession, data: str | Path) -> SparkData:
         found = [
             f"{uri}/{name}{suffix}"
             for suffix in (".csv", ".parquet")
-            if _exists(spark, f"{uri}/{name}{suffix}")
+            if path_exists(spark, f"{uri}/{name}{suffix}")
         ]
         if len(found) > 1:
             raise SchemaError(f"{uri}: both {name}.csv and {name}.parquet exist; keep one")

@@ -14,13 +14,24 @@ record itself (its fields joined by commas, as read).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from nba.contract import TABLES, TYPE_WORDS, catalog_for, check_as_of, load_catalog, value_checks
-from nba.errors import DataError, ValidationError
+from nba.contract import (
+    DEFAULT_CATALOG_PATH,
+    DEFAULT_MAX_PROBLEMS,
+    MCC_OVERRIDE_FILE,
+    TABLES,
+    TYPE_WORDS,
+    check_as_of,
+    load_catalog,
+    load_mcc_map,
+    value_checks,
+)
+from nba.errors import DataError, Problem, ValidationError
+from training.spark_data import CATALOG_FILE, copy_side_file, data_uri, path_exists
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -28,6 +39,11 @@ if TYPE_CHECKING:
 EXAMPLES_PER_KIND: Final = 3
 _ROW: Final = "__row"
 _RECORD: Final = "__record"
+_MALFORMED: Final = "__malformed"
+# Spark's PERMISSIVE CSV reading puts a line it cannot read as a row (too few or too many fields) here,
+# whole, beside whatever fields it could read; the line is then one problem, not a row of the table.
+_CORRUPT: Final = "__corrupt_line"
+MALFORMED_MESSAGE: Final = "a line that is not a row of the table (too few or too many fields)"
 _LATER: Final = "__later"
 _DATE_RE: Final = r"\d{4}-\d{2}-\d{2}"
 _TIMESTAMP_RE: Final = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?"
@@ -66,6 +82,9 @@ class ProblemKind:
     message: str
     count: int
     examples: tuple[Example, ...] = ()
+    # How many of its problems are listed (`--max-problems`): its examples, or for a problem of the whole
+    # file (no rows) that one problem when there was room for it.
+    listed: int = 0
 
     def __str__(self) -> str:
         where = self.file + (f", column {self.column}" if self.column else "")
@@ -84,6 +103,42 @@ class SparkValidation:
     @property
     def ok(self) -> bool:
         return not self.kinds
+
+    @property
+    def total(self) -> int:
+        """Every problem found, listed or not."""
+        return sum(kind.count for kind in self.kinds)
+
+    @property
+    def listed(self) -> int:
+        """The problems listed: at most `max_problems`, as local validation lists them."""
+        return sum(kind.listed for kind in self.kinds)
+
+    def raise_for_problems(self) -> None:
+        """Raises ValidationError (the first problem of each kind, the total counted) when there is any."""
+        if self.kinds:
+            problems = [
+                Problem(kind.file, str(kind)[len(kind.file) + 2 :], column=None) for kind in self.kinds
+            ]
+            raise ValidationError(problems, self.total)
+
+
+@dataclass
+class _Room:
+    """How many more problems may be listed: `--max-problems` means what it means locally (at most that
+    many problems are listed, every one is counted), spent kind by kind in the order they are found."""
+
+    left: int
+    kinds: list[ProblemKind] = field(default_factory=list)
+
+    def take(self, wanted: int) -> int:
+        given = max(min(wanted, self.left), 0)
+        self.left -= given
+        return given
+
+    def add_whole(self, file: str, column: str | None, message: str) -> None:
+        """A problem of a whole file or column (no rows): one problem, listed while there is room."""
+        self.kinds.append(ProblemKind(file, column, message, 1, listed=self.take(1)))
 
 
 @dataclass(frozen=True)
@@ -157,25 +212,47 @@ def _value_checks(column: Any, typed: str, text: str) -> list[_Check]:
     ]
 
 
-def _read(session: SparkSession, data_dir: Path, spec: Any) -> _Table | None:
+def _read(session: SparkSession, uri: str, spec: Any) -> _Table | None:
     for suffix in (".parquet", ".csv"):
-        path = data_dir / f"{spec.name}{suffix}"
-        if not path.exists():
+        path = f"{uri}/{spec.name}{suffix}"
+        if not path_exists(session, path):
             continue
         if suffix == ".parquet":
-            frame = session.read.parquet(str(path))
+            frame = session.read.parquet(path)
             frame = frame.selectExpr(
-                "*", f"_metadata.row_index + 1 AS {_ROW}", f"CAST(NULL AS STRING) AS {_RECORD}"
+                "*",
+                f"_metadata.row_index + 1 AS {_ROW}",
+                f"CAST(NULL AS STRING) AS {_RECORD}",
+                f"false AS {_MALFORMED}",
             )
         else:
-            # Every field as text, as the contract reads CSV; an empty field is NULL (missing), as in DuckDB.
-            frame = session.read.options(header=True, inferSchema=False, mode="PERMISSIVE").csv(str(path))
-            fields = ", ".join(f"coalesce({_quote(c)}, '')" for c in frame.columns)
-            frame = frame.selectExpr(
-                "*", f"CAST(NULL AS BIGINT) AS {_ROW}", f"concat_ws(',', {fields}) AS {_RECORD}"
-            )
-        return _Table(spec.name, path.name, frame, suffix == ".csv")
+            frame = _read_csv(session, path)
+        return _Table(spec.name, path.rsplit("/", 1)[-1], frame, suffix == ".csv")
     return None
+
+
+def _read_csv(session: SparkSession, path: str) -> DataFrame:
+    """A contract CSV: every field as text, an empty field NULL (missing), as in DuckDB; `__record` the
+    record as read (a malformed line: the line itself), `__malformed` whether Spark could not read the
+    line as a row. PERMISSIVE mode keeps such a line (missing fields NULL, extra ones dropped) and puts
+    its text in the corrupt-record column; here it is counted as a problem and left out of every other
+    check, as local validation sets such lines aside."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    header = session.read.options(header=True, inferSchema=False).csv(path).columns
+    schema = StructType([StructField(name, StringType()) for name in [*header, _CORRUPT]])
+    frame = (
+        session.read.schema(schema)
+        .options(header=True, mode="PERMISSIVE", columnNameOfCorruptRecord=_CORRUPT)
+        .csv(path)
+    )
+    fields = ", ".join(f"coalesce({_quote(c)}, '')" for c in header)
+    return frame.selectExpr(
+        *(_quote(c) for c in header),
+        f"CAST(NULL AS BIGINT) AS {_ROW}",
+        f"coalesce({_CORRUPT}, concat_ws(',', {fields})) AS {_RECORD}",
+        f"{_CORRUPT} IS NOT NULL AS {_MALFORMED}",
+    )
 
 
 def _examples(frame: DataFrame, condition: str, value_sql: str | None, room: int) -> tuple[Example, ...]:
@@ -193,73 +270,121 @@ def _examples(frame: DataFrame, condition: str, value_sql: str | None, room: int
 
 
 def validate_on_spark(
-    session: SparkSession,
-    data_dir: Path,
+    spark: SparkSession,
+    data: str | Path,
     as_of: date | None = None,
     catalog_path: Path | None = None,
+    max_problems: int = DEFAULT_MAX_PROBLEMS,
     examples: int = EXAMPLES_PER_KIND,
 ) -> SparkValidation:
-    """Checks a data directory on Spark; returns the problem kinds (none: the data is valid).
+    """Checks a data path (any path Spark reads: a folder, `s3a://`, `hdfs://`) on Spark; returns the
+    problem kinds (none: the data is valid), each with its count and at most `examples` examples, at most
+    `max_problems` problems listed in all (every one counted).
 
-    Raises DataError (one line) for an as-of that leaves no data before it, as local validation does.
+    The tables, `catalog.yaml` and `mcc_map.csv` are read through Spark's file system, as
+    `open_spark_data` reads them; `catalog_path` (a local file) replaces the data's catalog.
+    Raises DataError (one line) when Spark cannot read the path, and for an as-of that leaves no data
+    before it, as local validation does.
     """
-    kinds: list[ProblemKind] = []
-    try:
-        catalog = load_catalog(catalog_path or catalog_for(data_dir))
-    except ValidationError as exc:
-        catalog = None
-        kinds.extend(ProblemKind(p.file, p.column, p.message, 1) for p in exc.problems)
-    except DataError as exc:
-        catalog = None
-        kinds.append(ProblemKind("catalog.yaml", None, str(exc), 1))
+    uri = data_uri(data)
+    if not path_exists(spark, uri):
+        raise DataError(f"{uri}: Spark cannot read this path: it does not exist")
+    # A session of its own: CSV column pruning off, so a malformed line is found whichever columns a
+    # query reads (with pruning, Spark counts only the fields a query asks for).
+    session = spark.newSession()
+    session.conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
+    room = _Room(max_problems)
+    catalog = _load_side_files(session, uri, catalog_path, room)
     tables: dict[str, _Table] = {}
     for spec in TABLES.values():
-        table = _read(session, data_dir, spec)
+        table = _read(session, uri, spec)
         if table is None:
             if not spec.optional:
-                kinds.append(
-                    ProblemKind(
-                        f"{spec.name}.csv", None, "table is missing (expected NAME.csv or NAME.parquet)", 1
-                    )
+                room.add_whole(
+                    f"{spec.name}.csv", None, "table is missing (expected NAME.csv or NAME.parquet)"
                 )
             continue
-        found = [c for c in table.frame.columns if c not in (_ROW, _RECORD)]
+        found = [c for c in table.frame.columns if c not in (_ROW, _RECORD, _MALFORMED)]
         missing = [c.name for c in spec.required_columns if c.name not in found]
         for name in missing:
-            message = f"required column is missing (columns found: {', '.join(found) or 'none'})"
-            kinds.append(ProblemKind(table.file, name, message, 1))
+            room.add_whole(
+                table.file, name, f"required column is missing (columns found: {', '.join(found) or 'none'})"
+            )
         if not missing:
             tables[spec.name] = table
-    checks_by_table = {name: _typed_frame(table, kinds) for name, table in tables.items()}
+    checks_by_table = {name: _typed_frame(table, room) for name, table in tables.items()}
     _mark_later(tables, as_of)
     rows: dict[str, int] = {}
     spans: list[tuple[bool, date | None, date | None]] = []
     for name, table in tables.items():
         checks = checks_by_table[name]
-        # One pass per table: every value check's count, the rows, and each date column's first and last day.
+        # One pass per table: the malformed lines and every value check's count, the rows, and each date
+        # column's first and last day.
         days = [
-            f"CAST({_quote('t:' + c.name)} AS DATE)"
+            f"CASE WHEN NOT {_MALFORMED} THEN CAST({_quote('t:' + c.name)} AS DATE) END"
             for c in TABLES[name].columns
             if c.type in ("date", "timestamp")
         ]
-        counts_sql = [f"count_if({c.condition} AND NOT {_LATER})" for c in checks]
+        counts_sql = [f"count_if({_MALFORMED})"]
+        counts_sql += [f"count_if({c.condition} AND NOT {_LATER})" for c in checks]
         span_sql = [f"{f}({day})" for day in days for f in ("min", "max")]
         counted = table.frame.selectExpr(*counts_sql, "count(*)", *span_sql).collect()[0]
-        rows[table.file] = int(counted[len(checks)])
-        found = counted[len(checks) + 1 :]
+        malformed, counts = int(counted[0]), counted[1 : len(checks) + 1]
+        rows[table.file] = int(counted[len(checks) + 1])
+        found = counted[len(checks) + 2 :]
         spans += [(name == "transactions", found[i], found[i + 1]) for i in range(0, len(found), 2)]
-        for check, count in zip(checks, counted[: len(checks)], strict=True):
+        if malformed:
+            shown = _examples(table.frame, _MALFORMED, None, room.take(min(examples, malformed)))
+            room.kinds.append(ProblemKind(table.file, None, MALFORMED_MESSAGE, malformed, shown, len(shown)))
+        for check, count in zip(checks, counts, strict=True):
             if count:
                 text = f"`r:{check.column}`" if check.show_value else None
-                shown = _examples(table.frame, f"{check.condition} AND NOT {_LATER}", text, examples)
-                kinds.append(ProblemKind(table.file, check.column, check.message, int(count), shown))
-        kinds.extend(_duplicates(table, examples))
-    _check_as_of(spans, as_of, str(data_dir))
-    kinds.extend(_references(session, tables, catalog, examples))
-    return SparkValidation(kinds, rows)
+                where = f"{check.condition} AND NOT {_LATER}"
+                shown = _examples(table.frame, where, text, room.take(min(examples, int(count))))
+                room.kinds.append(
+                    ProblemKind(table.file, check.column, check.message, int(count), shown, len(shown))
+                )
+        room.kinds.extend(_duplicates(table, examples, room))
+    # Messages name the path as given (a local folder as local validation names it), a URI as Spark does.
+    _check_as_of(spans, as_of, str(data) if uri.startswith("file:") else uri)
+    room.kinds.extend(_references(session, tables, catalog, examples, room))
+    return SparkValidation(room.kinds, rows)
 
 
-def _typed_frame(table: _Table, kinds: list[ProblemKind]) -> list[_Check]:
+def _load_side_files(session: SparkSession, uri: str, catalog_path: Path | None, room: _Room) -> Any:
+    """The catalog (`catalog_path`, else the data's `catalog.yaml`, else the shipped one) and the data's
+    `mcc_map.csv`, read through Spark's file system and checked by their own loaders, whose problems
+    join the others; the catalog, or None when it has problems."""
+    catalog = None
+    with copy_side_file(session, uri, CATALOG_FILE) as own:
+        try:
+            catalog = load_catalog(catalog_path or own or DEFAULT_CATALOG_PATH)
+        except ValidationError as exc:
+            _add_problems(room, exc)
+        except DataError as exc:
+            room.add_whole(CATALOG_FILE, None, str(exc))
+    with copy_side_file(session, uri, MCC_OVERRIDE_FILE) as override:
+        try:
+            load_mcc_map(override)
+        except ValidationError as exc:
+            _add_problems(room, exc)
+        except DataError as exc:
+            room.add_whole(MCC_OVERRIDE_FILE, None, str(exc))
+    return catalog
+
+
+def _add_problems(room: _Room, exc: ValidationError) -> None:
+    """A side file's problems (the catalog's, the MCC map's) as local validation lists them, one each."""
+    for problem in exc.problems:
+        room.add_whole(problem.file, None, str(problem)[len(problem.file) + 2 :])
+    if exc.total > len(exc.problems):
+        file = exc.problems[0].file if exc.problems else CATALOG_FILE
+        room.kinds.append(
+            ProblemKind(file, None, "more problems (not listed)", exc.total - len(exc.problems))
+        )
+
+
+def _typed_frame(table: _Table, room: _Room) -> list[_Check]:
     """Adds `t:NAME` (typed) and `r:NAME` (text) per contract column to the table's frame; its checks."""
     spec = TABLES[table.name]
     source = {field.name: field.dataType.simpleString() for field in table.frame.schema.fields}
@@ -277,7 +402,7 @@ def _typed_frame(table: _Table, kinds: list[ProblemKind]) -> list[_Check]:
         parts.append(f"CAST({_quote(column.name)} AS STRING) AS {text_name}")
         if typed is None:
             message = f"has type {source[column.name]}; the contract says {TYPE_WORDS[column.type]}"
-            kinds.append(ProblemKind(table.file, column.name, message, 1))
+            room.add_whole(table.file, column.name, message)
             parts.append(f"CAST(NULL AS {_SPARK_TYPE[column.type]}) AS {typed_name}")
             continue
         parts.append(f"{typed} AS {typed_name}")
@@ -287,7 +412,8 @@ def _typed_frame(table: _Table, kinds: list[ProblemKind]) -> list[_Check]:
 
 
 def _mark_later(tables: dict[str, _Table], as_of: date | None) -> None:
-    """`__later`: the row is dated on or after `as_of` (not checked: no job uses it as of then)."""
+    """`__later`: the row is not checked: it is dated on or after `as_of` (no job uses it as of then), or
+    it is a malformed CSV line (one problem of its own)."""
     for name, table in tables.items():
         dated = [
             f"CAST({_quote('t:' + c.name)} AS DATE) >= DATE '{as_of.isoformat()}'"
@@ -295,7 +421,7 @@ def _mark_later(tables: dict[str, _Table], as_of: date | None) -> None:
             if as_of is not None and c.type in ("date", "timestamp")
         ]
         later = f"coalesce({' OR '.join(dated)}, false)" if dated else "false"
-        table.frame = table.frame.selectExpr("*", f"{later} AS {_LATER}")
+        table.frame = table.frame.selectExpr("*", f"{later} OR {_MALFORMED} AS {_LATER}")
 
 
 def _check_as_of(spans: list[tuple[bool, date | None, date | None]], as_of: date | None, source: str) -> None:
@@ -307,7 +433,7 @@ def _check_as_of(spans: list[tuple[bool, date | None, date | None]], as_of: date
         check_as_of(as_of, min(firsts) if firsts else None, max(lasts) if lasts else None, source)
 
 
-def _duplicates(table: _Table, examples: int) -> Iterator[ProblemKind]:
+def _duplicates(table: _Table, examples: int, room: _Room) -> Iterator[ProblemKind]:
     from pyspark.sql import functions as F
 
     for key in TABLES[table.name].unique:
@@ -321,15 +447,18 @@ def _duplicates(table: _Table, examples: int) -> Iterator[ProblemKind]:
         total = groups.agg(F.sum(F.col("n") - 1)).collect()[0][0]
         if not total:
             continue
+        wanted = room.take(min(examples, int(total)))
         shown = tuple(
             Example(row["first_row"], ", ".join(str(row[t]) for t in typed))
-            for row in groups.orderBy("first_row").limit(examples).collect()
+            for row in (groups.orderBy("first_row").limit(wanted).collect() if wanted else [])
         )
-        yield ProblemKind(table.file, ", ".join(key), f"duplicate {' and '.join(key)}", int(total), shown)
+        yield ProblemKind(
+            table.file, ", ".join(key), f"duplicate {' and '.join(key)}", int(total), shown, len(shown)
+        )
 
 
 def _references(
-    session: SparkSession, tables: dict[str, _Table], catalog: Any, examples: int
+    session: SparkSession, tables: dict[str, _Table], catalog: Any, examples: int, room: _Room
 ) -> Iterator[ProblemKind]:
     """Ids their table or the catalog does not know: a left anti join each, counted, a few examples."""
     ids: dict[str, list[DataFrame]] = {}
@@ -343,7 +472,7 @@ def _references(
     ):
         if name in tables:
             ids.setdefault(f"{name}:{column}", []).append(
-                tables[name].frame.selectExpr(f"`t:{column}` AS id")
+                tables[name].frame.where(f"NOT {_MALFORMED}").selectExpr(f"`t:{column}` AS id")
             )
     refs = [("cardholders", "product_id", ["catalog:products"], "is not a product in the catalog")]
     for name in ("transactions", "benefit_usage", "conversations", "calls"):
@@ -370,5 +499,5 @@ def _references(
         unknown = rows.join(known.where("id IS NOT NULL"), rows[f"t:{column}"] == known["id"], "left_anti")
         count = unknown.count()
         if count:
-            shown = _examples(unknown, "true", typed, examples)
-            yield ProblemKind(tables[name].file, column, message, count, shown)
+            shown = _examples(unknown, "true", typed, room.take(min(examples, count)))
+            yield ProblemKind(tables[name].file, column, message, count, shown, len(shown))

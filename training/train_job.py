@@ -63,7 +63,7 @@ from training.detractor_units import DetractorUnits, build_detractor_units
 from training.drift_job import DriftScorer, newest_presentations_drift, training_drift_reference
 from training.evaluate import ChampionComparison, Evaluation, ScoringParts, evaluate_off_policy
 from training.metrics import qini_curve, ranking_auc
-from training.pairs import HolderSnapshots, PairMatrix, build_pair_matrix, compute_snapshots, with_feature_sql
+from training.pairs import HolderSnapshots, PairMatrix, build_pair_matrix, compute_snapshots
 from training.presentations import LABEL_WINDOW_DAYS
 from training.progress import SILENT, Reporter
 from training.report import write_report
@@ -77,6 +77,7 @@ from training.training_run import (
     evaluate_rows,
     load_inputs,
     matrix_rows,
+    open_training_data,
     popularity_of,
     prepare_run,
     score_with,
@@ -157,8 +158,7 @@ def train_model(
     catalog, mcc_map, config = load_inputs(data_dir, options)
     benefits = BenefitTable.from_catalog(catalog)
     t = timer.step("validate", t)
-    with open_data(data_dir) as opened:
-        data = with_feature_sql(opened, options.feature_sql)
+    with open_training_data(data_dir, options) as data:
         progress.step("features: each presentation's snapshot")
         extra = select_extra_columns(options.feature_sql or data.con, config)
         with progress.query(data.con, "labelled presentations SQL"):
@@ -296,7 +296,7 @@ def train_model(
             extra, holder, shipped.estimator, shipped.model, lambda _: shipped.parts.benefit_codes
         )
         drift_newest = newest_presentations_drift(
-            data, catalog, drift_scorer, drift_reference, as_of, progress=progress
+            data, catalog, drift_scorer, drift_reference, as_of, progress=progress, mcc_map=mcc_map
         )
         t = timer.step("drift", t)
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from nba.contract import (
+    DEFAULT_CATALOG_PATH,
     MCC_OVERRIDE_FILE,
     Catalog,
     DataSource,
@@ -21,6 +22,7 @@ from nba.contract import (
     catalog_for,
     load_catalog,
     load_mcc_map,
+    open_data,
     validate_data,
 )
 from nba.decision import ArbitrationConfig
@@ -54,6 +56,7 @@ from training.progress import Reporter
 
 if TYPE_CHECKING:
     from nba.features import SqlEngine
+    from training.spark_data import SparkData
 
 
 @dataclass(frozen=True)
@@ -89,14 +92,36 @@ class TrainOptions:
     threads: int = 0
     # The latest months backtested within the run, shown in the report (0: none).
     backtest_months: int = TRAIN_BACKTEST_MONTHS
-    # Where the feature SQL runs (`--engine spark`: Spark SQL over the same data); None: DuckDB.
-    feature_sql: SqlEngine | None = None
+    # `--engine spark`: the data path opened in Spark, which reads every table (the feature SQL runs there,
+    # the other tables come back for DuckDB: training/spark_labels.py); None: DuckDB reads `data_dir`.
+    spark: SparkData | None = None
     # What the model ranks by (nba.vocab.OBJECTIVES): `uplift` adds a DR-learner beside the adoption model.
     objective: str = DEFAULT_OBJECTIVE
 
+    @property
+    def feature_sql(self) -> SqlEngine | None:
+        """Where the feature SQL runs: Spark with `--engine spark`, else None (DuckDB)."""
+        return self.spark.sql if self.spark is not None else None
+
+
+def open_training_data(data_dir: Path, options: TrainOptions) -> DataSource:
+    """The data a training run reads: `data_dir` in DuckDB, or with `options.spark` its tables read through
+    Spark (the feature SQL on Spark, the rest held in DuckDB: `open_spark_labels`)."""
+    if options.spark is None:
+        return open_data(data_dir)
+    from training.spark_labels import open_spark_labels
+
+    return open_spark_labels(options.spark)
+
 
 def load_inputs(data_dir: Path, options: TrainOptions) -> tuple[Catalog, MccMap, FeatureConfig]:
-    """The validated data directory's catalog, MCC map and features config; ValidationError on bad data."""
+    """The validated data directory's catalog, MCC map and features config; ValidationError on bad data.
+
+    With `options.spark` the data is validated on Spark and the catalog and MCC map are read through
+    Spark's file system (`--catalog`, a local file, wins over the data's own catalog.yaml).
+    """
+    if options.spark is not None:
+        return _load_inputs_on_spark(options.spark, options)
     # The rows before --as-of are checked; later ones are not used (each snapshot's features, each
     # label's window end before it), so a backtest can train as of any earlier date on the full data.
     report = validate_data(data_dir, as_of=options.as_of, catalog_path=options.catalog_path)
@@ -112,6 +137,18 @@ NATURAL_SNAPSHOTS = 4
 
 
 NATURAL_SNAPSHOT_STEP_DAYS = 45
+
+
+def _load_inputs_on_spark(spark: SparkData, options: TrainOptions) -> tuple[Catalog, MccMap, FeatureConfig]:
+    from training.spark_data import CATALOG_FILE
+    from training.spark_validate import validate_on_spark
+
+    validate_on_spark(spark.spark, spark.uri, options.as_of, options.catalog_path).raise_for_problems()
+    with spark.side_file(CATALOG_FILE) as own:
+        catalog = load_catalog(options.catalog_path or own or DEFAULT_CATALOG_PATH)
+    mcc_map = spark.mcc_map()
+    config = load_feature_config(options.feature_config) if options.feature_config else FeatureConfig()
+    return catalog, mcc_map, config
 
 
 def _labelled_rows(data: DataSource, as_of: date, catalog: Catalog) -> LabelledRows:

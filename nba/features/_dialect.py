@@ -20,6 +20,10 @@ import pyarrow as pa
 
 DialectName = Literal["duckdb", "spark"]
 
+# Spark's snapshot ids (`Dialect.snapshot_id`): buckets of the key's hash, each numbering up to 2^32 rows.
+_SNAPSHOT_BUCKETS: Final = 65_536
+_BUCKET_STRIDE: Final = 4_294_967_296
+
 
 @dataclass(frozen=True)
 class Dialect:
@@ -60,6 +64,27 @@ class Dialect:
     def bit_count(self, expr: str) -> str:
         """Set bits of an integer (DuckDB, Spark, BigQuery: bit_count)."""
         return f"bit_count({expr})"
+
+    def snapshot_id(self, key: str, order: str) -> str:
+        """A BIGINT numbering the distinct rows of a relation uniquely, `key` its grouping column and
+        `order` a total order of its rows.
+
+        DuckDB numbers them in one pass in `order` (`row_number() OVER (ORDER BY ...)`: dense, and the
+        order the statement's rows come out in). Spark computes such a window in one partition, one task
+        for every snapshot; it numbers the rows within 65,536 buckets of `key`'s hash instead, each
+        bucket's rows from its own offset (bucket × 2^32), so the work spreads over as many tasks as
+        there are buckets, and the ids stay unique and deterministic (the same in every CTE that reads
+        them) but do not follow `order`: Spark's statements sort by `order` itself
+        (`snapshot_order`)."""
+        if self.name == "duckdb":
+            return f"row_number() OVER (ORDER BY {order})"
+        bucket = f"pmod(xxhash64({key}), {_SNAPSHOT_BUCKETS})"
+        return f"({bucket} * {_BUCKET_STRIDE} + row_number() OVER (PARTITION BY {bucket} ORDER BY {order}))"
+
+    def snapshot_order(self, snap_id: str, order: str) -> str:
+        """What sorts rows numbered by `snapshot_id` into `order`: in DuckDB the id itself (an integer
+        sorts cheaper than a text and a date), in Spark `order` (its ids are not in that order)."""
+        return snap_id if self.name == "duckdb" else order
 
     def date_literal(self, day: date) -> str:
         return f"DATE '{day.isoformat()}'"

@@ -377,11 +377,16 @@ def register_snapshots(
 # quoting, the text type).
 
 
-def _snapshots_cte(snapshots_sql: str) -> str:
-    # A dense integer key per pair: the heavy aggregates group by it rather than by (string, date), which
-    # is what keeps them close to a bare scan (see bench/bench_features.py).
+_PAIR_ORDER: Final = "cardholder_id, as_of"
+
+
+def _snapshots_cte(snapshots_sql: str, dialect: Dialect) -> str:
+    # An integer key per pair: the heavy aggregates group by it rather than by (string, date), which is
+    # what keeps them close to a bare scan (see bench/bench_features.py). DuckDB's is dense and in pair
+    # order; Spark's is numbered per hash bucket, so no step of the plan runs in one partition.
+    snap_id = dialect.snapshot_id("cardholder_id", _PAIR_ORDER)
     return (
-        "snap AS (SELECT cardholder_id, as_of, row_number() OVER (ORDER BY cardholder_id, as_of) AS snap_id "
+        f"snap AS (SELECT cardholder_id, as_of, {snap_id} AS snap_id "
         f"FROM (SELECT DISTINCT cardholder_id, CAST(as_of AS DATE) AS as_of FROM ({snapshots_sql}) AS given) AS pairs)"
     )
 
@@ -574,7 +579,7 @@ def cardholder_features_sql(
     category in SPEND_CATEGORIES), and returns one row per distinct snapshot pair, ordered by
     (cardholder_id, as_of).
     """
-    ctes = [_snapshots_cte(snapshots_sql), *_spend_ctes(mcc_view, dialect), *_history_ctes(dialect)]
+    ctes = [_snapshots_cte(snapshots_sql, dialect), *_spend_ctes(mcc_view, dialect), *_history_ctes(dialect)]
     # The pivot: one join per category on the per-category rows (a join key, not a scan, picks each).
     joins = [
         f"LEFT JOIN by_category AS {_category_alias(c)} ON {_category_alias(c)}.snap_id = s.snap_id "
@@ -586,8 +591,7 @@ def cardholder_features_sql(
     return (
         f"WITH {', '.join(ctes)} SELECT {', '.join(_output_columns(extra, dialect))} FROM snap AS s "
         f"LEFT JOIN cardholders AS ch ON ch.cardholder_id = s.cardholder_id {' '.join(joins)} "
-        # snap_id numbers the pairs in (cardholder_id, as_of) order; an integer sorts cheaper than both.
-        "ORDER BY s.snap_id"
+        f"ORDER BY {dialect.snapshot_order('s.snap_id', 's.cardholder_id, s.as_of')}"
     )
 
 
@@ -665,7 +669,7 @@ def benefit_history_sql(snapshots_sql: str, dialect: Dialect = DUCKDB) -> str:
     columns.append("COALESCE(p.accepted, 0) > 0 AS accepted_ever")
     columns.append("CAST(p.days_since_last_presented AS INTEGER) AS days_since_last_presented")
     return (
-        f"WITH {_snapshots_cte(snapshots_sql)}, {presented}, {used} SELECT {', '.join(columns)} "
+        f"WITH {_snapshots_cte(snapshots_sql, dialect)}, {presented}, {used} SELECT {', '.join(columns)} "
         "FROM presented AS p FULL JOIN used AS u "
         "ON p.cardholder_id = u.cardholder_id AND p.as_of = u.as_of AND p.benefit_id = u.benefit_id "
         "ORDER BY 1, 2, 3"

@@ -30,6 +30,7 @@ from nba.profiles._snapshots import (
     HISTORY_TABLE_COLUMNS,
     SnapshotInfo,
     SnapshotManifest,
+    SnapshotParts,
     check_snapshot,
     list_snapshots,
     new_snapshot_dir,
@@ -40,6 +41,7 @@ from nba.profiles._snapshots import (
     resolve_snapshot,
     set_current_snapshot,
     write_snapshot,
+    write_snapshot_parts,
 )
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "Profiles",
     "SnapshotInfo",
     "SnapshotManifest",
+    "SnapshotParts",
     "assemble_profiles",
     "build_profiles",
     "cached_entry_of",
@@ -73,4 +76,5 @@ __all__ = [
     "resolve_snapshot",
     "set_current_snapshot",
     "write_snapshot",
+    "write_snapshot_parts",
 ]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -201,26 +201,105 @@ def new_snapshot_dir(root: Path, as_of: date) -> Path:
     return target
 
 
-def _check_tables(tables: ProfileTables, as_of: date) -> list[str]:
-    """The feature names of `tables`, after checking each table has the columns a snapshot needs."""
-    required = {
-        FEATURES_FILE: (tables.features, KEY_COLUMNS),
-        HISTORY_FILE: (tables.history, HISTORY_TABLE_COLUMNS),
-        CONTACT_FILE: (tables.contact, CONTACT_COLUMNS),
-    }
-    for file, (table, columns) in required.items():
-        missing = [name for name in columns if name not in table.column_names]
-        if missing:
-            raise DataError(f"cannot write {file}: the table lacks columns {', '.join(missing)}")
-    stated = tables.features.column("as_of")
-    if tables.features.num_rows and not pc.all(pc.equal(stated, pa.scalar(as_of, stated.type))).as_py():
+@dataclass(frozen=True)
+class SnapshotParts:
+    """A snapshot's three tables as streams of Arrow tables (any sizes, in the table's order), for a
+    snapshot too large to hold at once (Spark's: training/spark_snapshot.py). Each stream yields at least
+    one table, empty when the table has no rows, so its schema is known."""
+
+    features: Iterable[pa.Table]
+    history: Iterable[pa.Table]
+    contact: Iterable[pa.Table]
+    extra: ExtraColumns
+
+    @classmethod
+    def of(cls, tables: ProfileTables) -> SnapshotParts:
+        return cls([tables.features], [tables.history], [tables.contact], tables.extra)
+
+
+# Called with each row group of the features (and its first row's number): each model version's
+# `estimate_spend` of those rows.
+EstimateRows = Callable[[pa.Table, int], Mapping[str, npt.NDArray[np.float32]]]
+
+
+def _check_columns(file: str, table: pa.Table, columns: Sequence[str]) -> None:
+    missing = [name for name in columns if name not in table.column_names]
+    if missing:
+        raise DataError(f"cannot write {file}: the table lacks columns {', '.join(missing)}")
+
+
+def _check_as_of(group: pa.Table, as_of: date) -> None:
+    stated = group.column("as_of")
+    if group.num_rows and not pc.all(pc.equal(stated, pa.scalar(as_of, stated.type))).as_py():
         raise DataError(f"cannot write {FEATURES_FILE}: its rows are not all as of {as_of}")
-    return [name for name in tables.features.column_names if name not in KEY_COLUMNS]
 
 
-def _write_parquet(path: Path, table: pa.Table) -> None:
+def _row_groups(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
+    """`tables` cut into tables of exactly `rows` rows (the last one shorter), as `pq.write_table` cuts
+    one table into row groups; with no rows at all, the first (empty) table, which `pq.write_table` too
+    writes as one empty row group."""
+    buffered: list[pa.Table] = []
+    count, emitted = 0, False
+    first: pa.Table | None = None
+    for table in tables:
+        first = table if first is None else first
+        if not table.num_rows:
+            continue
+        buffered.append(table)
+        count += table.num_rows
+        while count >= rows:
+            whole = pa.concat_tables(buffered)
+            yield whole.slice(0, rows).combine_chunks()
+            emitted = True
+            rest = whole.slice(rows)
+            buffered, count = ([rest] if rest.num_rows else []), rest.num_rows
+    if first is None:
+        raise DataError("cannot write a snapshot table from no parts (not even an empty one)")
+    if count:
+        yield pa.concat_tables(buffered).combine_chunks()
+    elif not emitted:
+        yield first
+
+
+def _write_parquet_parts(
+    path: Path,
+    tables: Iterable[pa.Table],
+    columns: Sequence[str],
+    on_group: Callable[[pa.Table, int], None] | None = None,
+) -> tuple[int, pa.Schema]:
+    """Writes `tables` as one Parquet file in row groups of ROW_GROUP_ROWS: byte for byte what
+    `pq.write_table` writes for their concatenation, holding one row group at a time. `on_group(group,
+    first_row)` sees each row group before it is written. Returns the rows written and the schema."""
+    written = 0
+    writer: pq.ParquetWriter | None = None
     with open_new_file(path) as stream:
-        pq.write_table(table, stream, row_group_size=ROW_GROUP_ROWS)
+        try:
+            for group in _row_groups(tables, ROW_GROUP_ROWS):
+                if writer is None:
+                    _check_columns(path.name, group, columns)
+                    writer = pq.ParquetWriter(stream, group.schema)
+                if on_group is not None:
+                    on_group(group, written)
+                writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
+                written += group.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
+    assert writer is not None  # _row_groups yields at least one table
+    return written, writer.schema
+
+
+def _write_npy_parts(path: Path, raw: Path, rows: int) -> None:
+    """`raw` (float32 rows of len(SPEND_CATEGORIES), C order, no header) as the .npy file `np.save` writes
+    for the whole array: its header, then the bytes."""
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+        "fortran_order": False,
+        "shape": (rows, len(SPEND_CATEGORIES)),
+    }
+    with open_new_file(path) as stream, raw.open("rb") as source:
+        np.lib.format.write_array_header_1_0(stream, header)
+        shutil.copyfileobj(source, stream, 1 << 22)
 
 
 def write_snapshot(
@@ -240,8 +319,11 @@ def write_snapshot(
     Raises DataError when a table lacks a column, the features are not as of `as_of`, the estimates do
     not fit, or the folder exists already (a snapshot is never overwritten).
     """
-    created_at = now or datetime.now(UTC)
-    feature_names = _check_tables(tables, as_of)
+    # Whole tables: every column checked before anything is written, then the date.
+    _check_columns(FEATURES_FILE, tables.features, KEY_COLUMNS)
+    _check_columns(HISTORY_FILE, tables.history, HISTORY_TABLE_COLUMNS)
+    _check_columns(CONTACT_FILE, tables.contact, CONTACT_COLUMNS)
+    _check_as_of(tables.features, as_of)
     estimates = dict(estimates or {})
     shape = (tables.features.num_rows, len(SPEND_CATEGORIES))
     for version, values in estimates.items():
@@ -249,23 +331,72 @@ def write_snapshot(
             raise DataError(
                 f"`estimates`: {version}: expected float32 {shape}, got {values.dtype} {values.shape}"
             )
+
+    def rows_of(group: pa.Table, first_row: int) -> dict[str, npt.NDArray[np.float32]]:
+        return {
+            version: values[first_row : first_row + group.num_rows] for version, values in estimates.items()
+        }
+
+    return write_snapshot_parts(
+        root, SnapshotParts.of(tables), as_of, now=now, versions=sorted(estimates), estimate=rows_of
+    )
+
+
+def write_snapshot_parts(
+    root: Path,
+    parts: SnapshotParts,
+    as_of: date,
+    *,
+    now: datetime | None = None,
+    versions: Sequence[str] = (),
+    estimate: EstimateRows | None = None,
+) -> SnapshotManifest:
+    """`write_snapshot` for tables given in parts: the same files, byte for byte, holding one row group
+    (ROW_GROUP_ROWS rows) of a table at a time. `estimate(group, first_row)` gives each of `versions` its
+    spend estimates of each row group of the features, written to its estimates file as they come.
+
+    Raises DataError as `write_snapshot` does.
+    """
+    created_at = now or datetime.now(UTC)
     target = new_snapshot_dir(root, as_of)
-    with staging_dir(root, "tmp-snapshot") as temp:
-        for name, table in zip(TABLE_FILES, (tables.features, tables.history, tables.contact), strict=True):
-            _write_parquet(temp / name, table)
-        stored = {version: estimates_file(version) for version in sorted(estimates)}
-        for version, name in stored.items():
-            with open_new_file(temp / name) as stream:
-                np.save(stream, np.ascontiguousarray(estimates[version]), allow_pickle=False)
+    with staging_dir(root, "tmp-snapshot") as temp, staging_dir(root, "tmp-estimates") as raw_dir:
+        stored = {version: estimates_file(version) for version in sorted(versions)}
+        raw = {version: (raw_dir / name).open("xb") for version, name in stored.items()}
+        width = len(SPEND_CATEGORIES)
+
+        def on_features(group: pa.Table, first_row: int) -> None:
+            _check_as_of(group, as_of)
+            given = estimate(group, first_row) if estimate is not None else {}
+            for version, stream in raw.items():
+                values = given.get(version)
+                if values is None or values.shape != (group.num_rows, width) or values.dtype != np.float32:
+                    got = "none" if values is None else f"{values.dtype} {values.shape}"
+                    raise DataError(
+                        f"`estimates`: {version}: expected float32 {(group.num_rows, width)} for rows "
+                        f"{first_row:,}+, got {got}"
+                    )
+                stream.write(np.ascontiguousarray(values).tobytes())
+
+        try:
+            cardholders, schema = _write_parquet_parts(
+                temp / FEATURES_FILE, parts.features, KEY_COLUMNS, on_features
+            )
+        finally:
+            for stream in raw.values():
+                stream.close()
+        history_rows, _ = _write_parquet_parts(temp / HISTORY_FILE, parts.history, HISTORY_TABLE_COLUMNS)
+        contact_rows, _ = _write_parquet_parts(temp / CONTACT_FILE, parts.contact, CONTACT_COLUMNS)
+        for name in stored.values():
+            _write_npy_parts(temp / name, raw_dir / name, cardholders)
         try:
             manifest = SnapshotManifest(
                 as_of=as_of,
                 created_at=created_at,
-                cardholders=tables.features.num_rows,
-                history_rows=tables.history.num_rows,
-                contact_rows=tables.contact.num_rows,
-                feature_names=feature_names,
-                extra_columns=tables.extra,
+                cardholders=cardholders,
+                history_rows=history_rows,
+                contact_rows=contact_rows,
+                feature_names=[name for name in schema.names if name not in KEY_COLUMNS],
+                extra_columns=parts.extra,
                 estimates=stored,
                 files={name: sha256_of_file(temp / name) for name in sorted(os.listdir(temp))},
             )

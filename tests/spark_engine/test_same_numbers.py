@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
+import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -20,7 +23,16 @@ import pytest
 from pyspark.sql import SparkSession
 
 from nba.contract import catalog_for, load_catalog, load_mcc_map, open_data
-from nba.features import BenefitTable, FeatureConfig, feature_names, select_extra_columns
+from nba.features import (
+    SPARK,
+    BenefitTable,
+    FeatureConfig,
+    cardholder_features_sql,
+    feature_names,
+    mcc_category_table,
+    select_extra_columns,
+    snapshot_all_sql,
+)
 from nba.model import load_bundle
 from nba.profiles import profiles_from_snapshot
 from nba.profiles._snapshots import load_snapshot
@@ -30,12 +42,14 @@ from training.cli import main
 from training.engine_job import build_snapshot
 from training.pairs import compute_snapshots, with_feature_sql
 from training.spark_data import SparkData, open_spark_data
+from training.training_run import TrainOptions, load_inputs, open_training_data, prepare_run
 
 # Each Spark feature run plans ~100 stages: tens of seconds on 2 cores, so not in the quick loop.
 pytestmark = [SPARK_TEST, pytest.mark.slow]
 
 # Shares and trends are ratios of rounded sums: the issue allows 1e-12 relative; the rest must be equal.
 RATIO_PREFIXES = ("share_", "trend_")
+MCC_VIEW = "nba_test_plan_mcc"
 
 
 def assert_same_rows(got: pa.Table, expected: pa.Table) -> None:
@@ -136,3 +150,39 @@ def test_nba_features_on_spark_writes_duckdbs_rows(
     expected = load_snapshot(snapshots.duckdb_folder).tables.features
     assert_same_rows(pq.read_table(out), expected)
     assert spark.sql("SELECT 1 AS one").collect()[0].one == 1  # the test run's session is left running
+
+
+def test_spark_feature_plan_has_no_single_partition_step(spark_data: SparkData) -> None:
+    """Spark numbers the snapshot pairs per hash bucket, not with a window over every row in one task."""
+    spark_data.sql.materialize(MCC_VIEW, mcc_category_table(load_mcc_map(None)))
+    try:
+        extra = select_extra_columns(spark_data.sql, FeatureConfig())
+        sql = cardholder_features_sql(snapshot_all_sql(date(2026, 1, 1), SPARK), extra, MCC_VIEW, SPARK)
+        plan = spark_data.spark.sql(sql)._jdf.queryExecution().executedPlan().toString()
+    finally:
+        spark_data.sql.drop(MCC_VIEW)
+    assert "Window" in plan and "Exchange" in plan
+    assert "SinglePartition" not in plan
+
+
+def test_training_reads_every_table_through_spark_with_duckdbs_labels(
+    spark_data: SparkData, sample_deployment: Deployment
+) -> None:
+    """`nba train --engine spark` on a path this process cannot read: validation, catalog, MCC map and the
+    labelled presentations all come through Spark, and equal what DuckDB reads from the folder."""
+    data_dir = sample_deployment.data_dir
+    nowhere = Path("/nonexistent/lake/world")  # what a lake path is to this process
+    options = TrainOptions(spark=spark_data)
+    catalog, mcc_map, _ = load_inputs(nowhere, options)
+    assert catalog == load_catalog(catalog_for(data_dir))
+    assert np.array_equal(mcc_map.category_index, load_mcc_map(None).category_index)
+    with open_data(data_dir) as local:
+        expected = prepare_run(local, data_dir, catalog, mcc_map, TrainOptions())
+    with open_training_data(nowhere, options) as data:
+        got = prepare_run(data, nowhere, catalog, mcc_map, options)
+        with pytest.raises(duckdb.Error, match="the transactions are read on Spark"):
+            data.con.sql("SELECT count(*) FROM transactions").fetchall()
+    assert got.rows.shape[0] > 1000 and got.as_of == expected.as_of
+    pd.testing.assert_frame_equal(got.rows, expected.rows)
+    assert np.array_equal(got.split.train, expected.split.train)
+    assert np.array_equal(got.split.valid, expected.split.valid)

@@ -65,17 +65,17 @@ def test_a_spark_job_failing_mid_way_leaves_no_snapshot_folder(
     data = tmp_path / "data"
     shutil.copytree(SAMPLE_DATA, data)
     statements: list[str] = []
-    run = SparkSql.arrow
+    run = SparkSql.write_parquet
 
-    def arrow_then_break(self: SparkSql, sql: str) -> Any:
+    def write_then_break(self: SparkSql, sql: str, uri: str) -> Any:
         # The second statement (benefit history) finds conversations.parquet broken: a real Spark job
-        # failing after the features were computed.
+        # failing after the executors wrote the features' parts.
         statements.append(sql)
         if len(statements) == 2:
             (data / "conversations.parquet").write_bytes(b"not parquet any more" * 100)
-        return run(self, sql)
+        return run(self, sql, uri)
 
-    monkeypatch.setattr(SparkSql, "arrow", arrow_then_break)
+    monkeypatch.setattr(SparkSql, "write_parquet", write_then_break)
     out = tmp_path / "profiles"
     model = sample_deployment.models_dir / sample_deployment.version
     with (
@@ -86,7 +86,7 @@ def test_a_spark_job_failing_mid_way_leaves_no_snapshot_folder(
     ):
         build_snapshot(data, model, out, as_of=sample_deployment.as_of, spark=opened)
     assert len(statements) == 2
-    assert not out.exists() or list(out.iterdir()) == []
+    assert not out.exists() or list(out.iterdir()) == []  # neither the snapshot nor the executors' parts
 
 
 @pytest.mark.parametrize(
@@ -126,3 +126,24 @@ def test_nba_features_on_spark_names_a_path_spark_cannot_read(
         and err.strip().endswith("nowhere: Spark cannot read this path: it does not exist")
     )
     assert spark.sql("SELECT 1 AS one").collect()[0].one == 1  # the test run's session is left running
+
+
+def test_a_table_file_spark_cannot_read_is_named(spark: SparkSession, valid_dir: Path) -> None:
+    (valid_dir / "nps.csv").unlink()
+    (valid_dir / "nps.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match=r"^file://.*/nps\.parquet: Spark cannot read it: "):
+        open_spark_data(spark, valid_dir)
+
+
+@pytest.mark.parametrize("command", [["validate"], ["train"]])
+def test_validate_and_train_on_spark_name_a_path_spark_cannot_read(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    nowhere = str(tmp_path / "nowhere")
+    models = str(tmp_path / "models")
+    args = [*command, nowhere] if command == ["validate"] else [*command, "--data", nowhere, "--out", models]
+    code = main([*args, "--engine", "spark"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1
+    assert err.endswith("nowhere: Spark cannot read this path: it does not exist")
+    assert not (tmp_path / "models").exists()

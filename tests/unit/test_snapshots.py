@@ -36,6 +36,7 @@ from nba.profiles._snapshots import (
     MANIFEST_FILE,
     LoadedSnapshot,
     SnapshotManifest,
+    SnapshotParts,
     check_snapshot,
     estimates_file,
     list_snapshots,
@@ -46,6 +47,7 @@ from nba.profiles._snapshots import (
     set_current_snapshot,
     snapshot_dir,
     write_snapshot,
+    write_snapshot_parts,
 )
 from tests.conftest import SampleModel
 from tests.deployment import assert_same_profiles
@@ -322,6 +324,62 @@ def test_writing_refuses_an_existing_folder_other_dates_and_incomplete_tables(
     with pytest.raises(DataError, match=r"`estimates`: .*: expected float32 \(3000, 16\)"):
         write_snapshot(tmp_path / "other", sample.tables, AS_OF, estimates=wrong)
     assert sorted(os.listdir(tmp_path)) == ["2026-10-01"], "nothing half-written is left behind"
+
+
+def _cut(table: pa.Table, sizes: list[int]) -> list[pa.Table]:
+    """`table` in consecutive slices of `sizes` rows (0: an empty slice), the rest as the last one."""
+    parts, start = [], 0
+    for size in sizes:
+        parts.append(table.slice(start, size))
+        start += size
+    return [*parts, table.slice(start)]
+
+
+def test_a_snapshot_written_in_parts_has_the_bytes_of_the_whole_tables(
+    sample: Sample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spark's path (`write_snapshot_parts`, one row group held at a time) writes what `pq.write_table` and
+    `np.save` write for the whole tables: parts of any sizes, cut anywhere, empty ones among them."""
+    monkeypatch.setattr(snapshots, "ROW_GROUP_ROWS", 700)  # five row groups of the 3,000 cardholders
+    tables, version = sample.tables, sample.bundle.version
+    estimates = estimate_spend(tables.features, sample.bundle)
+    seen: list[tuple[int, int]] = []
+
+    def estimate(group: pa.Table, first_row: int) -> dict[str, np.ndarray]:
+        seen.append((first_row, group.num_rows))
+        return {version: estimates[first_row : first_row + group.num_rows]}
+
+    parts = SnapshotParts(
+        _cut(tables.features, [1, 999, 0, 1500]),
+        _cut(tables.history, [0, 333, 2]),
+        [tables.contact.slice(0, 0), *_cut(tables.contact, [5])],
+        tables.extra,
+    )
+    manifest = write_snapshot_parts(
+        tmp_path / "parts", parts, AS_OF, now=T0, versions=[version], estimate=estimate
+    )
+    assert seen == [(0, 700), (700, 700), (1400, 700), (2100, 700), (2800, 200)]
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for name, table in zip(
+        (FEATURES_FILE, HISTORY_FILE, CONTACT_FILE),
+        (tables.features, tables.history, tables.contact),
+        strict=True,
+    ):
+        pq.write_table(table, reference / name, row_group_size=700)
+    np.save(reference / estimates_file(version), estimates, allow_pickle=False)
+    written = tmp_path / "parts" / AS_OF.isoformat()
+    for name in (FEATURES_FILE, HISTORY_FILE, CONTACT_FILE, estimates_file(version)):
+        assert (written / name).read_bytes() == (reference / name).read_bytes(), name
+    assert pq.ParquetFile(written / FEATURES_FILE).metadata.num_row_groups == 5
+    assert (
+        manifest.cardholders == tables.features.num_rows and manifest.history_rows == tables.history.num_rows
+    )
+    # A table with no rows at all: the one empty row group pq.write_table writes too.
+    empty = tables.contact.slice(0, 0)
+    snapshots._write_parquet_parts(tmp_path / "empty.parquet", [empty, empty], ["cardholder_id"])
+    pq.write_table(empty, tmp_path / "empty-reference.parquet", row_group_size=700)
+    assert (tmp_path / "empty.parquet").read_bytes() == (tmp_path / "empty-reference.parquet").read_bytes()
 
 
 # --- the snapshot in service ------------------------------------------------------------------------------
