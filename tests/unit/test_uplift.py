@@ -135,6 +135,26 @@ def test_the_uplift_model_round_trips_through_its_lightgbm_text_file() -> None:
         UpliftModel.from_artifacts(files, ("a", "b"))
 
 
+def test_served_uplift_walks_the_trees_exactly_as_booster_predict() -> None:
+    # The request path walks the effect model's trees in compiled code; it must give LightGBM's own
+    # prediction, on a categorical feature, on missing values and on categories never seen, and after
+    # the model is read back from its text file.
+    X, shown, discussed, adopted, shown_prob, cardholders, valid, _ = _confounded_units(20_000, 7)
+    model = UpliftModel(seed=3).fit(
+        X, shown, discussed, adopted, shown_prob, NAMES, ["benefit"], cardholders, valid
+    )
+    rng = np.random.default_rng(8)
+    rows = X[:2_000].copy()
+    rows[rng.random(rows.shape) < 0.1] = np.nan
+    rows[:50, 2] = 7.0  # a benefit code the model never saw
+    expected = model.booster_.predict(rows, num_iteration=model.best_iteration_)
+    assert model.best_iteration_ > 1 and np.ptp(expected) > 0.05  # a real model: trees that split
+    np.testing.assert_allclose(model.predict(rows), expected, rtol=0, atol=1e-12)
+    again = UpliftModel.from_artifacts(model.to_artifacts(), NAMES)
+    np.testing.assert_allclose(again.predict(rows), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(again.predict(rows[:1]), expected[:1], rtol=0, atol=1e-12)
+
+
 def test_the_uplift_model_refuses_units_without_controls_and_says_when_not_fitted() -> None:
     X, shown, discussed, adopted, shown_prob, cardholders, valid, _ = _confounded_units(500, 4)
     everyone = np.ones(len(X), dtype=bool)
