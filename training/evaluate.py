@@ -29,12 +29,14 @@ from nba.progress import NO_PROGRESS, ProgressHook
 from nba.vocab import CALL_REASONS, UNHEARD_OUTCOMES
 from training.metrics import (
     CalibrationTable,
+    CausedEstimate,
     ClassificationMetrics,
     DoublyRobustEstimate,
     LiftTable,
     OffPolicyEstimate,
     calibration_table,
     classification_metrics,
+    estimate_caused_adoptions,
     estimate_doubly_robust,
     estimate_off_policy,
     lift_by_decile,
@@ -108,6 +110,8 @@ class Evaluation:
     # The true adoptions per call of each policy's top K on the logged calls, when the generator's call
     # truth was given (`true_adoptions_per_call`).
     true_per_call: dict[str, float] = field(default_factory=dict)
+    # Uplift models: name → the DR estimate of the adoptions its top K causes per held-out call.
+    caused: dict[str, CausedEstimate] = field(default_factory=dict)
     oracle: dict[str, tuple[float, float]] = field(default_factory=dict)  # name → (expected, ratio)
     oracle_best: float | None = None
     # Counterfactual oracles only: name → (true caused adoptions of its top K per cardholder, uplift ratio).
@@ -367,6 +371,41 @@ def evaluate_off_policy(
         evaluation.metrics["expected_adoptions_top_k_snips"] = model.snips_per_call
         evaluation.metrics["logged_adoptions_per_call"] = model.logged_per_call
         evaluation.metrics["ope_effective_sample_size"] = model.ess
+
+
+def evaluate_caused(
+    evaluation: Evaluation,
+    units: PairMatrix,
+    pseudo_outcomes: FloatArray,
+    policies: Mapping[str, FloatArray],
+    benefits: BenefitTable,
+    config: ArbitrationConfig,
+    seed: int,
+) -> None:
+    """The adoptions each policy's top K would cause per call on held-out calls, doubly robust: `units` are
+    every (call, eligible benefit) of those calls, `pseudo_outcomes` their φ (`held_out_pseudo_outcomes`),
+    `policies` each policy's score per unit. Each policy chooses its top K per call through the arbitration,
+    as served; its estimate is Σ φ over what it chose, per call (`training.metrics.estimate_caused_adoptions`,
+    with a bootstrap interval over calls). Metrics: `dr_caused_adoptions_top_k` (the model),
+    `dr_caused_adoptions_top_k_ci_low/_high`, `baseline_dr_caused_<baseline>`, `dr_caused_<other policy>`.
+    """
+    group = _groups(units.frame["call_id"])
+    call_ids = units.frame["call_id"].to_numpy()
+    for name, score in policies.items():
+        chosen = np.zeros(len(score), dtype=bool)
+        chosen[_choose(group, score, units, benefits, config)] = True
+        estimate = estimate_caused_adoptions(call_ids, pseudo_outcomes, chosen, seed=seed)
+        evaluation.caused[name] = estimate
+        if name == "model":
+            evaluation.metrics.update(
+                dr_caused_adoptions_top_k=estimate.value,
+                dr_caused_adoptions_top_k_ci_low=estimate.ci[0],
+                dr_caused_adoptions_top_k_ci_high=estimate.ci[1],
+            )
+        elif name in BASELINES:
+            evaluation.metrics[f"baseline_dr_caused_{name}"] = estimate.value
+        else:
+            evaluation.metrics[f"dr_caused_{name}"] = estimate.value
 
 
 def _truth_lookup(call_truth: pd.DataFrame | None) -> dict[tuple[str, str], npt.NDArray[np.float64]] | None:

@@ -124,6 +124,31 @@ def treatment_chance(
     return e
 
 
+def held_out_pseudo_outcomes(
+    X: FloatArray,
+    shown: BoolArray,
+    discussed: BoolArray,
+    adopted: FloatArray,
+    shown_prob: FloatArray,
+    feature_names: Sequence[str],
+    categorical: Sequence[str],
+    groups: npt.NDArray[Any],
+    seed: int,
+) -> tuple[FloatArray, FloatArray]:
+    """Doubly robust pseudo-outcomes φ and chances of treatment e of units no model has seen (a held-out
+    slice), their nuisance models fitted within the units and cross-fitted over two folds of `groups`: what
+    evaluation needs to judge any ranking of these units by the adoptions it causes. Returns (φ, e), e
+    clipped to PROPENSITY_CLIP."""
+    fold = fold_of_groups(groups, 2, seed)
+    treated = shown & discussed
+    e = np.clip(
+        treatment_chance(X, shown, discussed, shown_prob, feature_names, categorical, fold), *PROPENSITY_CLIP
+    )
+    mu1 = cross_fit_binary(X, adopted, treated, fold, feature_names, categorical, NUISANCE_PARAMS)
+    mu0 = cross_fit_binary(X, adopted, ~treated, fold, feature_names, categorical, NUISANCE_PARAMS)
+    return dr_pseudo_outcomes(treated, adopted, e, mu1, mu0), e
+
+
 def dr_pseudo_outcomes(
     treated: BoolArray, adopted: FloatArray, e: FloatArray, mu1: FloatArray, mu0: FloatArray
 ) -> FloatArray:
