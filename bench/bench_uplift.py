@@ -23,6 +23,7 @@ after each seed, and a summary (medians over the seeds) at the end.
 
     python bench/bench_uplift.py                          # 20,000 cardholders, seeds 1 2 3, mix 1:1:1
     python bench/bench_uplift.py --seeds 4 --cardholders 40000
+    python bench/bench_uplift.py --seeds 1 2 3 --summary-only     # seeds run apart (in parallel), then this
 """
 
 from __future__ import annotations
@@ -195,10 +196,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--calls", type=int, default=2_000, help="decisions timed per model (default 2000)")
     parser.add_argument("--skip-serving", action="store_true", help="do not time Engine.decide")
+    parser.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="train nothing: summarise the seeds' saved results (and time decide on the last seed's model)",
+    )
     args = parser.parse_args()
     prefix = f"popular-classes-{args.cardholders}-mix{args.mix}"
     runs = []
+    saved = json.loads(RESULTS_PATH.read_text()) if args.summary_only and RESULTS_PATH.exists() else {}
     for seed in args.seeds:
+        if args.summary_only:
+            runs.append(saved[f"{prefix}-seed{seed}"])
+            continue
         out = run_seed(args.cardholders, seed, args.mix, args.threads)
         print(json.dumps(out, indent=2), flush=True)
         _save(f"{prefix}-seed{seed}", out)
