@@ -24,6 +24,7 @@ after each seed, and a summary (medians over the seeds) at the end.
     python bench/bench_uplift.py                          # 20,000 cardholders, seeds 1 2 3, mix 1:1:1
     python bench/bench_uplift.py --seeds 4 --cardholders 40000
     python bench/bench_uplift.py --seeds 1 2 3 --summary-only     # seeds run apart (in parallel), then this
+    python bench/bench_uplift.py --serving-only MODEL_DIR DATA_DIR --calls 2000   # decide timings alone
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def run_seed(cardholders: int, seed: int, mix: str, threads: int) -> dict[str, A
         "oracle_uplift_ratio": {name: truth.ratio(name) for name in truth.caused},
         "targets": {"uplift_over_adoption_caused": 1.2, "oracle_uplift_ratio_uplift": 0.85},
         "held_out_qini": {k: metrics[k] for k in QINI_KEYS if k in metrics},
-        "uplift_trees": metrics.get("uplift_trees"),
+        "uplift_trees": uplift.uplift.best_iteration_ if uplift.uplift is not None else None,
         "timings": timings,
         "load_average_1m_at_end": os.getloadavg()[0],
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -148,8 +149,11 @@ def time_decide(model_dir: Path, data_dir: Path, calls: int, warmup: int, seed: 
             cpu[name][k] = (time.thread_time_ns() - c0) / 1e3
             chosen[name] = [s.benefit_id for s in decision.suggestions]
         same_top += chosen["uplift_compiled"] == chosen["uplift_booster_predict"]
+    assert bundle.uplift is not None
     return {
         "calls": calls,
+        "uplift_trees": bundle.uplift.best_iteration_,
+        "adoption_trees": bundle.model.best_iteration_,
         "decide_wall_us": {n: _percentiles(wall[n]) for n in names},
         "decide_cpu_us": {n: _percentiles(cpu[n]) for n in names},
         "uplift_compiled_same_suggestions_as_booster_predict": f"{same_top} of {calls}",
@@ -201,7 +205,22 @@ def main() -> None:
         action="store_true",
         help="train nothing: summarise the seeds' saved results (and time decide on the last seed's model)",
     )
+    parser.add_argument(
+        "--serving-only",
+        nargs=2,
+        type=Path,
+        metavar=("MODEL_DIR", "DATA_DIR"),
+        help="only time Engine.decide with this uplift model folder on this data directory",
+    )
     args = parser.parse_args()
+    if args.serving_only is not None:
+        model_dir, data_dir = args.serving_only
+        serving = time_decide(model_dir, data_dir, args.calls, 200, 0)
+        serving.update(model_dir=str(model_dir), data_dir=str(data_dir))
+        serving["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        print(json.dumps(serving, indent=2))
+        _save(f"serving-{data_dir.name}", serving)
+        return
     prefix = f"popular-classes-{args.cardholders}-mix{args.mix}"
     runs = []
     saved = json.loads(RESULTS_PATH.read_text()) if args.summary_only and RESULTS_PATH.exists() else {}
