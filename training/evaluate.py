@@ -30,12 +30,14 @@ from nba.progress import NO_PROGRESS, ProgressHook
 from nba.vocab import CALL_REASONS, UNHEARD_OUTCOMES
 from training.metrics import (
     CalibrationTable,
+    CausedEstimate,
     ClassificationMetrics,
     DoublyRobustEstimate,
     LiftTable,
     OffPolicyEstimate,
     calibration_table,
     classification_metrics,
+    estimate_caused_adoptions,
     estimate_doubly_robust,
     estimate_off_policy,
     lift_by_decile,
@@ -129,6 +131,8 @@ class Evaluation:
     # ... and the true share of detractor answers on those calls under each policy's top K (and `nothing`: no
     # suggestion at all), when the call truth has the NPS columns (`true_detractor_share`).
     true_detractor_share: dict[str, float] = field(default_factory=dict)
+    # Uplift models: name → the DR estimate of the adoptions its top K causes per held-out call.
+    caused: dict[str, CausedEstimate] = field(default_factory=dict)
     oracle: dict[str, tuple[float, float]] = field(default_factory=dict)  # name → (expected, ratio)
     oracle_best: float | None = None
     # Counterfactual oracles only: name → (true caused adoptions of its top K per cardholder, uplift ratio).
@@ -434,6 +438,41 @@ def true_detractor_share(
         shown[CALL_TRUTH_NPS_POINTS].to_numpy(dtype=np.float64),
     )
     return float(chance.mean()) if len(chance) else float("nan")
+
+
+def evaluate_caused(
+    evaluation: Evaluation,
+    units: PairMatrix,
+    pseudo_outcomes: FloatArray,
+    policies: Mapping[str, FloatArray],
+    benefits: BenefitTable,
+    config: ArbitrationConfig,
+    seed: int,
+) -> None:
+    """The adoptions each policy's top K would cause per call on held-out calls, doubly robust: `units` are
+    every (call, eligible benefit) of those calls, `pseudo_outcomes` their φ (`held_out_pseudo_outcomes`),
+    `policies` each policy's score per unit. Each policy chooses its top K per call through the arbitration,
+    as served; its estimate is Σ φ over what it chose, per call (`training.metrics.estimate_caused_adoptions`,
+    with a bootstrap interval over calls). Metrics: `dr_caused_adoptions_top_k` (the model),
+    `dr_caused_adoptions_top_k_ci_low/_high`, `baseline_dr_caused_<baseline>`, `dr_caused_<other policy>`.
+    """
+    group = _groups(units.frame["call_id"])
+    call_ids = units.frame["call_id"].to_numpy()
+    for name, score in policies.items():
+        chosen = np.zeros(len(score), dtype=bool)
+        chosen[_choose(group, score, units, benefits, config)] = True
+        estimate = estimate_caused_adoptions(call_ids, pseudo_outcomes, chosen, seed=seed)
+        evaluation.caused[name] = estimate
+        if name == "model":
+            evaluation.metrics.update(
+                dr_caused_adoptions_top_k=estimate.value,
+                dr_caused_adoptions_top_k_ci_low=estimate.ci[0],
+                dr_caused_adoptions_top_k_ci_high=estimate.ci[1],
+            )
+        elif name in BASELINES:
+            evaluation.metrics[f"baseline_dr_caused_{name}"] = estimate.value
+        else:
+            evaluation.metrics[f"dr_caused_{name}"] = estimate.value
 
 
 def _truth_lookup(call_truth: pd.DataFrame | None) -> dict[tuple[str, str], npt.NDArray[np.float64]] | None:

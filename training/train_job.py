@@ -26,7 +26,6 @@ from nba.features import (
 from nba.model import (
     BENEFIT_ENCODER,
     CHAMPION_KEY,
-    PROPENSITY_CLIP,
     Calibrator,
     CategoryEncoder,
     DetractorModel,
@@ -39,15 +38,14 @@ from nba.model import (
     baseline_problem,
     bundle_files,
     fit_calibrator,
-    fold_of_groups,
     gate_promotion,
+    held_out_pseudo_outcomes,
     load_bundle,
     model_categorical,
     model_feature_names,
     pitchless,
     read_current,
     set_current,
-    treatment_chance,
     write_model_dir,
 )
 from nba.vocab import OBJECTIVES, UNHEARD_OUTCOMES, UNMARKED
@@ -61,8 +59,15 @@ from training.backtest_months import (
 from training.cli_options import MAX_TRAIN_BACKTEST_MONTHS
 from training.detractor_units import DetractorUnits, build_detractor_units
 from training.drift_job import DriftScorer, newest_presentations_drift, training_drift_reference
-from training.evaluate import ChampionComparison, Evaluation, ScoringParts, evaluate_off_policy
-from training.metrics import qini_curve, ranking_auc
+from training.evaluate import (
+    ChampionComparison,
+    Evaluation,
+    ScoringParts,
+    baseline_scores,
+    evaluate_caused,
+    evaluate_off_policy,
+)
+from training.metrics import qini_curve, qini_interval, ranking_auc
 from training.pairs import HolderSnapshots, PairMatrix, build_pair_matrix, compute_snapshots
 from training.presentations import LABEL_WINDOW_DAYS
 from training.progress import SILENT, Reporter
@@ -85,6 +90,8 @@ from training.training_run import (
     uplift_of,
 )
 from training.uplift_units import OBSERVATIONAL_ASSUMPTIONS, UpliftUnits, build_uplift_units
+
+_Mask = np.ndarray[Any, np.dtype[np.bool_]]
 
 
 @dataclass
@@ -243,7 +250,8 @@ def train_model(
         champion = _champion(models_root)
         evaluation = _evaluate_held_out(run, parts, matrix, snapshots, progress)
         if uplift is not None:
-            _evaluate_uplift(evaluation, uplift, parts, all_names, categorical, options.seed)
+            their_parts = bundle_parts(champion, benefits) if champion is not None else None
+            _evaluate_uplift(evaluation, uplift, parts, run, all_names, categorical, snapshots, their_parts)
         _evaluate_detractor(evaluation, detractor, matrix)
         if champion is not None and labelled.label_source.startswith("conversations"):
             progress.step(f"evaluation: the model in service ({champion.version})")
@@ -467,15 +475,7 @@ def _fit_uplift(
             f"--objective uplift needs logged conversations to compare calls with and without one; the labels "
             f"here are {run.labelled.label_source}"
         )
-    usage = run.data.con.sql("SELECT cardholder_id, benefit_id, first_used_date FROM benefit_usage").df()
-    units = build_uplift_units(run.rows, usage, snapshots, parts, run.catalog, run.benefits)
-    split = run.split
-    slice_of_call = pd.Series(
-        np.where(split.test, "test", np.where(split.valid, "valid", "train")), index=run.rows["call_id"]
-    )
-    slice_of_call = slice_of_call[~slice_of_call.index.duplicated()]
-    where = units.frame["call_id"].map(slice_of_call).to_numpy(dtype=object)
-    fit, valid, test = where != "test", where == "valid", where == "test"
+    units, fit, valid, test = _held_out_units(run, snapshots, parts)
     if not (units.treated[fit].any() and not units.treated[fit].all()):
         raise DataError(
             "--objective uplift: the training slice has no "
@@ -501,13 +501,18 @@ def _evaluate_uplift(
     evaluation: Evaluation,
     uplift: _UpliftFit,
     parts: ScoringParts,
+    run: TrainingRun,
     names: Sequence[str],
     categorical: Sequence[str],
-    seed: int,
+    snapshots: HolderSnapshots,
+    champion: ScoringParts | None = None,
 ) -> None:
-    """Qini coefficient and AUUC of the uplift ranking on the held-out slice's units, beside the adoption
-    ranking's on the same units; units weighted by their inverse chance of treatment (estimated within the
-    slice, cross-fitted), which undoes the logging policy as a randomised comparison would."""
+    """An uplift model on the held-out slice's units (every eligible benefit of its calls): the Qini
+    coefficient and AUUC of ranking them by uplift beside ranking them by p_adopt, with bootstrap intervals
+    over calls; and the adoptions each policy's top K would cause per call (DR: the model's, the adoption
+    ranking's, the baselines', the model in service's when given), which the promotion gate compares. Units
+    are weighted by their inverse chance of treatment, and the pseudo-outcomes' nuisance models are fitted
+    within the slice (cross-fitted): that undoes the logging policy as a randomised comparison would."""
     units, test = uplift.units, uplift.test
     treated = units.treated[test]
     if not units.explored:
@@ -517,32 +522,103 @@ def _evaluate_uplift(
             "uplift: the held-out slice has no treated units or no controls: no Qini curve"
         )
         return
+    seed = run.options.seed
     X = units.matrix.X[test]
-    fold = fold_of_groups(units.frame["cardholder_id"].to_numpy(dtype=object)[test], 2, seed)
-    e = np.clip(
-        treatment_chance(
-            X, units.shown[test], units.discussed[test], units.shown_prob[test], names, categorical, fold
-        ),
-        *PROPENSITY_CLIP,
+    call_ids = units.frame["call_id"].to_numpy(dtype=object)[test]
+    phi, e = held_out_pseudo_outcomes(
+        X,
+        units.shown[test],
+        units.discussed[test],
+        units.adopted[test],
+        units.shown_prob[test],
+        names,
+        categorical,
+        units.frame["cardholder_id"].to_numpy(dtype=object)[test],
+        seed,
     )
     weights = np.where(treated, 1.0 / e, 1.0 / (1.0 - e))
     adopted = units.adopted[test]
-    by_uplift = qini_curve(uplift.model.predict(X), treated, adopted, weights)
-    by_adoption = qini_curve(parts.score(matrix_rows(units.matrix, test)), treated, adopted, weights)
+    held_out = matrix_rows(units.matrix, test)
+    by_uplift_score = uplift.model.predict(X)
+    by_adoption_score = parts.score(held_out)
+    by_uplift = qini_curve(by_uplift_score, treated, adopted, weights)
+    by_adoption = qini_curve(by_adoption_score, treated, adopted, weights)
+    interval = qini_interval(
+        by_uplift_score, treated, adopted, weights, call_ids, other=by_adoption_score, seed=seed
+    )
     evaluation.metrics.update(
         qini_coefficient=by_uplift.coefficient,
+        qini_coefficient_ci_low=interval.coefficient_ci[0],
+        qini_coefficient_ci_high=interval.coefficient_ci[1],
         auuc=by_uplift.auuc,
+        auuc_ci_low=interval.auuc_ci[0],
+        auuc_ci_high=interval.auuc_ci[1],
         qini_coefficient_adoption_ranking=by_adoption.coefficient,
         auuc_adoption_ranking=by_adoption.auuc,
+        qini_difference_ci_low=interval.difference_ci[0],
+        qini_difference_ci_high=interval.difference_ci[1],
         uplift_test_treated=float(by_uplift.n_treated),
         uplift_test_controls=float(by_uplift.n_control),
     )
     evaluation.notes.append(
         f"uplift on the held-out slice's {int(test.sum()):,} units ({by_uplift.n_treated:,} treated, "
         f"{by_uplift.n_control:,} controls), weighted by inverse chance of treatment: Qini coefficient "
-        f"{by_uplift.coefficient:.4f} (AUUC {by_uplift.auuc:.4f}) ranking by uplift, "
-        f"{by_adoption.coefficient:.4f} (AUUC {by_adoption.auuc:.4f}) ranking by p_adopt"
+        f"{by_uplift.coefficient:.4f} (95% {interval.coefficient_ci[0]:.4f} to {interval.coefficient_ci[1]:.4f}; "
+        f"AUUC {by_uplift.auuc:.4f}) ranking by uplift, {by_adoption.coefficient:.4f} "
+        f"(AUUC {by_adoption.auuc:.4f}) ranking by p_adopt; the difference's 95% interval "
+        f"{interval.difference_ci[0]:.4f} to {interval.difference_ci[1]:.4f} (bootstrap over calls)"
     )
+    policies = {
+        "model": by_uplift_score,
+        "adoption_ranking": by_adoption_score,
+        **baseline_scores(held_out, run.popularity, seed),
+    }
+    if champion is not None and champion.extra == parts.extra:
+        frame = units.frame.loc[
+            test, ["call_id", "cardholder_id", "as_of", "benefit_id", "call_reason", "rank"]
+        ]
+        theirs = build_pair_matrix(
+            frame.reset_index(drop=True),
+            snapshots,
+            champion.holder,
+            champion.estimator,
+            run.benefits,
+            champion.benefit_codes,
+        )
+        policies["champion"] = champion.ranking(theirs)
+    evaluate_caused(evaluation, held_out, phi, policies, run.benefits, run.options.arbitration, seed)
+    if "champion" in evaluation.caused:
+        evaluation.metrics.update(
+            vs_champion_dr_caused=evaluation.caused["model"].value,
+            champion_dr_caused=evaluation.caused["champion"].value,
+        )
+    model = evaluation.caused["model"]
+    evaluation.notes.append(
+        f"uplift: the model's top {run.options.arbitration.top_k} would cause {model.value:.4f} adoptions per "
+        f"held-out call (DR, 95% {model.ci[0]:.4f} to {model.ci[1]:.4f}, {model.calls:,} calls), ranking by "
+        f"p_adopt {evaluation.caused['adoption_ranking'].value:.4f}"
+        + (
+            f", the model in service {evaluation.caused['champion'].value:.4f}"
+            if "champion" in evaluation.caused
+            else ""
+        )
+    )
+
+
+def _held_out_units(
+    run: TrainingRun, snapshots: HolderSnapshots, parts: ScoringParts
+) -> tuple[UpliftUnits, _Mask, _Mask, _Mask]:
+    """The uplift units of the run's labelled calls, and which fall in the training and early-stopping
+    slices (`fit`), the early-stopping slice (`valid`) and the held-out slice (`test`)."""
+    usage = run.data.con.sql("SELECT cardholder_id, benefit_id, first_used_date FROM benefit_usage").df()
+    units = build_uplift_units(run.rows, usage, snapshots, parts, run.catalog, run.benefits)
+    split = run.split
+    slice_of_call = pd.Series(
+        np.where(split.test, "test", np.where(split.valid, "valid", "train")), index=run.rows["call_id"]
+    )
+    slice_of_call = slice_of_call[~slice_of_call.index.duplicated()]
+    where = units.frame["call_id"].map(slice_of_call).to_numpy(dtype=object)
+    return units, where != "test", where == "valid", where == "test"
 
 
 @dataclass(frozen=True)
@@ -852,6 +928,24 @@ def evaluate_model(
             run.rows, snapshots, parts.holder, parts.estimator, benefits, parts.benefit_codes
         )
         evaluation = _evaluate_held_out(run, parts, matrix, snapshots, progress)
+        if bundle.uplift is not None:
+            progress.step("evaluation: uplift on the held-out slice's units")
+            if run.labelled.label_source.startswith("conversations"):
+                units, fit, _, test = _held_out_units(run, snapshots, parts)
+                uplift = _UpliftFit(bundle.uplift, units, fit, test)
+                _evaluate_uplift(
+                    evaluation,
+                    uplift,
+                    parts,
+                    run,
+                    bundle.manifest.feature_names,
+                    bundle.manifest.categorical_features,
+                    snapshots,
+                )
+            else:
+                evaluation.notes.append(
+                    f"uplift: no Qini curve: the labels here are {run.labelled.label_source}, not conversations"
+                )
         if options.oracle is not None:
             evaluate_against_oracle(evaluation, run, parts, run.popularity, progress)
         until = _trained_until(bundle.manifest)

@@ -19,7 +19,7 @@ from nba.contract import catalog_for, load_catalog, open_data
 from nba.decision import ArbitrationConfig
 from nba.errors import DataError
 from nba.features import BenefitTable
-from nba.model import load_bundle
+from nba.model import ModelBundle, load_bundle
 from training.engine_job import mcc_map_for
 from training.evaluate import Evaluation, evaluate_oracle, read_oracle
 from training.synth import ORACLE_NATURAL_COLUMN
@@ -55,11 +55,16 @@ def read_uplift_oracle(path: Path) -> pd.DataFrame:
 
 
 def caused_adoptions(
-    data_dir: Path, oracle_path: Path, model_dirs: Mapping[str, Path], top_k: int = 3, seed: int = 0
+    data_dir: Path,
+    oracle_path: Path,
+    models: Mapping[str, Path | ModelBundle],
+    top_k: int = 3,
+    seed: int = 0,
 ) -> CausedAdoptions:
-    """The true adoptions each stored model's top K (no value floor, as training evaluates) causes on a
-    general call at the data's as-of, for every cardholder with a candidate, beside a random top K and
-    the best; each model scores its candidates through its own features and spend estimator.
+    """The true adoptions each model's top K (no value floor, as training evaluates) causes on a general
+    call at the data's as-of, for every cardholder with a candidate, beside a random top K and the best;
+    each model (a stored model folder, or a loaded bundle) scores its candidates through its own features
+    and spend estimator, and ranks them by its objective.
 
     Raises DataError for an oracle without p_natural, ModelError for a model that does not load.
     """
@@ -73,8 +78,8 @@ def caused_adoptions(
     best, cardholders = float("nan"), 0
     with open_data(data_dir) as data:
         as_of = pd.Timestamp(data.resolve_as_of(None))
-        for name, model_dir in model_dirs.items():
-            bundle = load_bundle(model_dir)
+        for name, model in models.items():
+            bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
             bundle.check_catalog(catalog)
             # The same oracle evaluation `nba train --oracle` runs (no popularity: only `random` is kept).
             evaluation = Evaluation()

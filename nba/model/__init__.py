@@ -41,7 +41,14 @@ from nba.model._registry import (
     write_model_dir,
 )
 from nba.model._spend import SpendEstimator
-from nba.model._uplift import PROPENSITY_CLIP, UPLIFT_FILE, UpliftModel, fold_of_groups, treatment_chance
+from nba.model._uplift import (
+    PROPENSITY_CLIP,
+    UPLIFT_FILE,
+    UpliftModel,
+    fold_of_groups,
+    held_out_pseudo_outcomes,
+    treatment_chance,
+)
 
 __all__ = [
     "BENEFIT_ENCODER",
@@ -70,6 +77,7 @@ __all__ = [
     "fit_calibrator",
     "fold_of_groups",
     "gate_promotion",
+    "held_out_pseudo_outcomes",
     "is_version",
     "list_models",
     "load_bundle",

@@ -41,6 +41,7 @@ from nba.files import (
     staging_dir,
     write_file,
 )
+from nba.vocab import DEFAULT_OBJECTIVE
 
 FORMAT_VERSION: Final = 1
 MANIFEST_FILE: Final = "manifest.json"
@@ -69,10 +70,19 @@ GATE_METRICS: Final = (
     ("auc", "AUC", "baseline_auc_"),
     ("expected_adoptions_top_k", "IPS adoptions/call", "baseline_ips_"),
 )
+# An uplift model is meant to raise the adoptions its suggestions cause, not the adoptions that follow them
+# (ranking sure things last lowers the latter on purpose): its gate compares the doubly robust estimate of
+# caused adoptions per held-out call instead of IPS adoptions. AUC stays: it judges the adoption model that
+# an uplift model ships beside its effect model (its p_adopt is what the answer shows and the store logs).
+UPLIFT_GATE_METRICS: Final = (
+    ("auc", "AUC", "baseline_auc_"),
+    ("dr_caused_adoptions_top_k", "DR caused adoptions/call", "baseline_dr_caused_"),
+)
 # The same held-out calls scored by the challenger and by the model in service, in one training run.
 VERSUS_CHAMPION: Final = {
     "auc": ("vs_champion_auc", "champion_auc"),
     "expected_adoptions_top_k": ("vs_champion_ips", "champion_ips"),
+    "dr_caused_adoptions_top_k": ("vs_champion_dr_caused", "champion_dr_caused"),
 }
 CHAMPION_KEY: Final = "champion_version"
 # Metric names manifests written before they were named for any top K (`params.top_k` says which K):
@@ -610,15 +620,23 @@ def list_models(models_root: Path) -> list[ModelInfo]:
 # --- champion and challenger -----------------------------------------------------------------------
 
 
+def gate_metrics(manifest: ModelManifest) -> tuple[tuple[str, str, str], ...]:
+    """What the gate compares for a model: (metric, label, baseline prefix) — UPLIFT_GATE_METRICS for a
+    model trained with `--objective uplift` (params.objective), GATE_METRICS otherwise."""
+    objective = manifest.params.get("objective", DEFAULT_OBJECTIVE)
+    return UPLIFT_GATE_METRICS if objective == "uplift" else GATE_METRICS
+
+
 def baseline_problem(challenger: ModelManifest) -> str | None:
     """Why the challenger's held-out fit is not above the best baseline on the same rows, or None.
 
-    Each GATE_METRICS number must be above every baseline's measured in the same run on the same
+    Each `gate_metrics` number (AUC and IPS adoptions; AUC and DR caused adoptions for an uplift model)
+    must be above every baseline's measured in the same run on the same
     held-out rows (the manifest's `baseline_auc_*`, `baseline_ips_*`). A metric neither the model nor
     a baseline could be measured on (no logging_prob: no IPS) is not checked.
     """
     metrics = challenger.metrics
-    for metric, label, prefix in GATE_METRICS:
+    for metric, label, prefix in gate_metrics(challenger):
         baselines = {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)}
         ours = metrics.get(metric)
         if not baselines:
@@ -662,7 +680,7 @@ def champion_problem(challenger: ModelManifest, champion: ModelManifest) -> tupl
                 "(`nba models rollback` goes back to the previous model)"
             ), ""
     compared: list[str] = []
-    for metric, label, _ in GATE_METRICS:
+    for metric, label, _ in gate_metrics(challenger):
         if same_run:
             ours_key, theirs_key = VERSUS_CHAMPION[metric]
             ours, theirs = challenger.metrics.get(ours_key), challenger.metrics.get(theirs_key)
@@ -693,7 +711,9 @@ def gate_promotion(
     challenger: ModelManifest, champion: ModelManifest | None, *, force: bool = False
 ) -> PromotionDecision:
     """The promotion gate: the challenger goes in service only when its held-out fit's AUC and IPS
-    adoptions are above the best baseline's on the same rows and above the model in service's.
+    adoptions are above the best baseline's on the same rows and above the model in service's. For an
+    uplift model the second number is the DR estimate of the adoptions its top K causes per held-out call
+    (`gate_metrics`), so ranking sure things last is not held against it.
 
     With nothing in service, a challenger that fails the baseline check still goes in service, with a
     warning (a fresh install must serve something). `force` promotes past the gate; the decision says

@@ -18,7 +18,7 @@ from training.cli import main
 from training.evaluate import eligible_pairs
 from training.pairs import compute_snapshots
 from training.synth import generate_world
-from training.train_job import train_model
+from training.train_job import evaluate_model, train_model
 from training.training_run import TrainOptions, bundle_parts, load_inputs, prepare_run, snapshots_of
 from training.uplift_truth import caused_adoptions
 from training.uplift_units import build_uplift_units
@@ -92,6 +92,33 @@ def test_the_service_ranks_an_uplift_model_by_uplift_and_still_shows_p_adopt(
     assert any(abs(s["score"] - s["p_adopt"]) > 1e-6 for s in suggestions)
     truth = caused_adoptions(data, oracle, {"uplift": uplift_model})
     assert truth.cardholders > CARDHOLDERS / 2 and 0 < truth.ratio("uplift") <= 1.0
+
+
+def test_evaluate_gives_an_uplift_model_its_qini_with_an_interval_and_the_adoptions_it_causes(
+    uplift_model: Path, world: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, _ = world
+    manifest = json.loads((uplift_model / "manifest.json").read_text())["metrics"]
+    evaluation = evaluate_model(uplift_model, data, TrainOptions(objective="uplift", threads=1))
+    metrics = evaluation.metrics
+    # The held-out slice is the same as training's: the same Qini, now with its bootstrap interval.
+    assert metrics["qini_coefficient"] == pytest.approx(manifest["qini_coefficient"])
+    assert (
+        metrics["qini_coefficient_ci_low"]
+        <= metrics["qini_coefficient"]
+        <= metrics["qini_coefficient_ci_high"]
+    )
+    assert metrics["auuc_ci_low"] <= metrics["auuc"] <= metrics["auuc_ci_high"]
+    assert metrics["qini_difference_ci_low"] < metrics["qini_difference_ci_high"]
+    # Caused adoptions per held-out call, DR, for the model's policy, ranking by p_adopt and the baselines;
+    # the gate's numbers, as training wrote them in the manifest.
+    assert {"model", "adoption_ranking", "random", "most_popular"} <= set(evaluation.caused)
+    caused = evaluation.caused["model"]
+    assert caused.ci[0] <= caused.value <= caused.ci[1] and caused.calls > 50
+    assert metrics["dr_caused_adoptions_top_k"] == pytest.approx(manifest["dr_caused_adoptions_top_k"])
+    assert "baseline_dr_caused_random" in manifest
+    assert main(["evaluate", "--model", str(uplift_model), "--data", str(data)]) == 0
+    assert "would cause" in capsys.readouterr().out
 
 
 def test_no_exploration_is_said_in_the_report_with_the_assumptions(tmp_path: Path) -> None:

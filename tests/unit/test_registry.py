@@ -690,3 +690,73 @@ def test_cli_errors_are_nba_errors_and_help_works(tmp_path: Path) -> None:
     for command in ("list", "promote", "rollback"):
         result = runner.invoke(models_app, [command, "--help"])
         assert result.exit_code == 0 and "--models" in result.output, command
+
+
+def _uplift(manifest: ModelManifest) -> ModelManifest:
+    return manifest.model_copy(update={"params": {"objective": "uplift"}})
+
+
+# An uplift model leaves sure things to the cardholders: fewer adoptions follow its suggestions (IPS below
+# the baselines' here) though they cause more (DR caused adoptions above every baseline's and the champion's).
+UPLIFT_RUN = {
+    "auc": 0.70,
+    "expected_adoptions_top_k": 0.20,
+    "dr_caused_adoptions_top_k": 0.12,
+    "baseline_dr_caused_most_popular": 0.08,
+    "baseline_dr_caused_random": 0.06,
+    "vs_champion_auc": 0.70,
+    "champion_auc": 0.66,
+    "vs_champion_ips": 0.20,
+    "champion_ips": 0.38,
+    "vs_champion_dr_caused": 0.12,
+    "champion_dr_caused": 0.09,
+}
+
+
+@pytest.mark.parametrize(
+    ("objective", "metrics", "promote", "reason"),
+    [
+        (
+            "uplift",
+            {},
+            True,
+            r"AUC 0\.7000 > 0\.6600, DR caused adoptions/call 0\.1200 > 0\.0900 of .* on the same held-out "
+            r"calls; above every baseline",
+        ),
+        # The same numbers for an adoption model: its IPS adoptions decide, and they are below a baseline's.
+        (
+            "adoption",
+            {},
+            False,
+            r"its held-out IPS adoptions/call 0\.2000 is not above the best baseline's \(most_popular 0\.3500\)",
+        ),
+        (
+            "uplift",
+            {"dr_caused_adoptions_top_k": 0.07},
+            False,
+            r"its held-out DR caused adoptions/call 0\.0700 is not above the best baseline's "
+            r"\(most_popular 0\.0800\)",
+        ),
+        (
+            "uplift",
+            {"vs_champion_dr_caused": 0.085},
+            False,
+            r"its held-out DR caused adoptions/call 0\.0850 is not above 0\.0900 of .* on the same held-out calls",
+        ),
+        (
+            "uplift",
+            {"dr_caused_adoptions_top_k": float("nan")},
+            False,
+            r"it has no held-out DR caused adoptions/call to compare with the baselines'",
+        ),
+    ],
+)
+def test_an_uplift_model_is_gated_on_the_adoptions_it_causes(
+    objective: str, metrics: dict[str, float], promote: bool, reason: str
+) -> None:
+    challenger = gate_manifest(T0, SAME_RUN, **{**UPLIFT_RUN, **metrics})
+    if objective == "uplift":
+        challenger = _uplift(challenger)
+    decision = gate_promotion(challenger, CHAMPION)
+    assert decision.promote is promote and not decision.forced
+    assert re.search(reason, decision.reason), decision.reason

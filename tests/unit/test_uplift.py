@@ -9,7 +9,7 @@ import pytest
 from nba.errors import ModelError
 from nba.model import UPLIFT_FILE, UpliftModel
 from nba.model._uplift import dr_pseudo_outcomes
-from training.metrics import qini_curve
+from training.metrics import estimate_caused_adoptions, qini_curve, qini_interval
 
 NAMES = ("x0", "x1", "benefit")
 
@@ -135,6 +135,26 @@ def test_the_uplift_model_round_trips_through_its_lightgbm_text_file() -> None:
         UpliftModel.from_artifacts(files, ("a", "b"))
 
 
+def test_served_uplift_walks_the_trees_exactly_as_booster_predict() -> None:
+    # The request path walks the effect model's trees in compiled code; it must give LightGBM's own
+    # prediction, on a categorical feature, on missing values and on categories never seen, and after
+    # the model is read back from its text file.
+    X, shown, discussed, adopted, shown_prob, cardholders, valid, _ = _confounded_units(20_000, 7)
+    model = UpliftModel(seed=3).fit(
+        X, shown, discussed, adopted, shown_prob, NAMES, ["benefit"], cardholders, valid
+    )
+    rng = np.random.default_rng(8)
+    rows = X[:2_000].copy()
+    rows[rng.random(rows.shape) < 0.1] = np.nan
+    rows[:50, 2] = 7.0  # a benefit code the model never saw
+    expected = model.booster_.predict(rows, num_iteration=model.best_iteration_)
+    assert model.best_iteration_ > 1 and np.ptp(expected) > 0.05  # a real model: trees that split
+    np.testing.assert_allclose(model.predict(rows), expected, rtol=0, atol=1e-12)
+    again = UpliftModel.from_artifacts(model.to_artifacts(), NAMES)
+    np.testing.assert_allclose(again.predict(rows), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(again.predict(rows[:1]), expected[:1], rtol=0, atol=1e-12)
+
+
 def test_the_uplift_model_refuses_units_without_controls_and_says_when_not_fitted() -> None:
     X, shown, discussed, adopted, shown_prob, cardholders, valid, _ = _confounded_units(500, 4)
     everyone = np.ones(len(X), dtype=bool)
@@ -144,3 +164,43 @@ def test_the_uplift_model_refuses_units_without_controls_and_says_when_not_fitte
         UpliftModel().fit(X, shown[:-1], discussed, adopted, shown_prob, NAMES, [], cardholders, valid)
     with pytest.raises(ModelError, match=r"This UpliftModel is not fitted yet. Call 'fit' first."):
         UpliftModel().predict(X)
+
+
+def test_caused_adoptions_sum_the_chosen_pseudo_outcomes_per_call_like_a_naive_loop() -> None:
+    rng = np.random.default_rng(12)
+    calls = rng.integers(0, 40, 300).astype(str)
+    phi = rng.normal(0.1, 0.5, 300)
+    chosen = rng.random(300) < 0.4
+    estimate = estimate_caused_adoptions(calls, phi, chosen, n_bootstrap=300, seed=2)
+    per_call = {c: 0.0 for c in calls}
+    for call, value, picked in zip(calls, phi, chosen, strict=True):
+        if picked:
+            per_call[call] += value
+    assert estimate.value == pytest.approx(sum(per_call.values()) / len(per_call), abs=1e-12)
+    assert estimate.calls == len(per_call)
+    assert estimate.ci[0] < estimate.value < estimate.ci[1]
+    # A policy that shows nothing causes nothing, with certainty.
+    nothing = estimate_caused_adoptions(calls, phi, np.zeros(300, dtype=bool), n_bootstrap=50)
+    assert nothing.value == 0.0 and nothing.ci == (0.0, 0.0)
+
+
+def test_qini_interval_resamples_whole_calls_and_pairs_the_two_rankings() -> None:
+    rng = np.random.default_rng(9)
+    n = 4_000
+    effect = rng.uniform(0, 0.4, n)
+    treated = rng.random(n) < 0.5
+    adopted = (rng.random(n) < 0.1 + effect * treated).astype(float)
+    weights = np.ones(n)
+    calls = np.arange(n) // 4
+    interval = qini_interval(effect, treated, adopted, weights, calls, other=-effect, n_bootstrap=100, seed=1)
+    point = qini_curve(effect, treated, adopted, weights).coefficient
+    assert interval.coefficient_ci[0] < point < interval.coefficient_ci[1]
+    assert interval.difference_ci[0] > 0  # ranking by the true effect beats its reverse on every resample
+    # The first resample, by hand: calls drawn with replacement, a call drawn m times counts m times.
+    draw = np.random.default_rng(1).integers(0, n // 4, n // 4)
+    times = np.bincount(draw, minlength=n // 4)[calls]
+    kept = times > 0
+    by_hand = qini_curve(effect[kept], treated[kept], adopted[kept], times[kept].astype(float)).coefficient
+    first = qini_interval(effect, treated, adopted, weights, calls, n_bootstrap=1, seed=1)
+    assert first.coefficient_ci[0] == pytest.approx(by_hand, abs=1e-12)
+    assert np.isnan(first.difference_ci[0])

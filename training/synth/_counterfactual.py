@@ -110,11 +110,20 @@ class _Counterfactual:
     wrong_call_drop: F64  # (call reasons, benefit kinds) NPS points a discussed pitch costs
 
 
-def assign_classes(mix: UpliftMix, n_benefits: int, rng: np.random.Generator) -> _Counterfactual:
-    """Each benefit's class: the mix's counts over a random order of the catalog (from the world's seed)."""
-    counts = mix.counts(n_benefits)
-    labels = np.repeat(np.arange(len(UPLIFT_CLASSES)), counts)
-    benefit_class = labels[rng.permutation(n_benefits)].astype(np.int64)
+def assign_classes(mix: UpliftMix, base_adoption: F64, rng: np.random.Generator) -> _Counterfactual:
+    """Each benefit's class from how popular it is: the benefits people take up on their own are the
+    popular ones. `base_adoption` is each benefit's mean true chance of adoption on a general call in the
+    reference population (`_reference_adoption`, the same for every seed); the sure things are the mix's
+    count of the most popular, the persuadables as many of the least popular, the rest in between. Ties
+    (equal base adoption) are broken by a random order from the world's seed.
+    """
+    n_benefits = len(base_adoption)
+    sure, persuadable, _ = mix.counts(n_benefits)
+    tie_break = rng.permutation(n_benefits)
+    most_popular_first = np.lexsort((tie_break, -np.asarray(base_adoption, dtype=np.float64)))
+    benefit_class = np.full(n_benefits, UPLIFT_CLASSES.index("in_between"), dtype=np.int64)
+    benefit_class[most_popular_first[:sure]] = UPLIFT_CLASSES.index("sure_thing")
+    benefit_class[most_popular_first[n_benefits - persuadable :]] = UPLIFT_CLASSES.index("persuadable")
     ratio = np.array([CLASS_RATIO[c] for c in UPLIFT_CLASSES])[benefit_class]
     drop = np.zeros((len(CALL_REASONS), len(BENEFIT_KINDS)))
     for reason, by_kind in WRONG_CALL_NPS_DROP.items():

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from nba.vocab import CALL_REASONS
 from training.synth._parameters import (
     _ARCHETYPE_AGE_SLOPE,
     _ARCHETYPE_ALPHA,
@@ -36,7 +37,7 @@ from training.synth._parameters import (
     _logit,
     _sigmoid,
 )
-from training.synth._truth import _log_share, _log_value
+from training.synth._truth import TRUTH, _log_share, _log_value
 from training.synth._world import _CatalogArrays, _MccSampler
 
 # --- personas ------------------------------------------------------------------------------------------------
@@ -177,6 +178,22 @@ def _choice_chances(utility: F64) -> F64:
     return chance
 
 
+def _reference_population(
+    cat: _CatalogArrays, mcc: _MccSampler, choice_slots: I64 | None
+) -> tuple[_Persona, F64, F64]:
+    """The reference population (drawn from its own constant seed), each person's chance of choosing each
+    product (n, products), and the product constants that make product shares follow 1 / (1 + fee / 200)."""
+    persona = _draw_personas(np.random.default_rng(_REFERENCE_SEED), _REFERENCE_PEOPLE, mcc)
+    chosen_by = cat if choice_slots is None else dataclasses.replace(cat, product_slots=choice_slots)
+    utility = _product_utility(chosen_by, persona)
+    target = 1.0 / (1.0 + cat.product_fee_usd / 200.0)
+    target /= target.sum()
+    constant = np.zeros(len(cat.product_ids))
+    for _ in range(50):
+        constant += np.log(target / _choice_chances(utility + constant).mean(axis=0))
+    return persona, _choice_chances(utility + constant), constant
+
+
 def _calibrate_truth(
     cat: _CatalogArrays, mcc: _MccSampler, choice_slots: I64 | None = None
 ) -> tuple[_CatalogArrays, F64]:
@@ -189,16 +206,7 @@ def _calibrate_truth(
     weighted by the chance they pick each such card): the truth model judges how well a benefit fits a
     cardholder against how well it fits the others who have it. Nothing here depends on the world's seed.
     """
-    persona = _draw_personas(np.random.default_rng(_REFERENCE_SEED), _REFERENCE_PEOPLE, mcc)
-    chosen_by = cat if choice_slots is None else dataclasses.replace(cat, product_slots=choice_slots)
-    utility = _product_utility(chosen_by, persona)
-    target = 1.0 / (1.0 + cat.product_fee_usd / 200.0)
-    target /= target.sum()
-    constant = np.zeros(len(cat.product_ids))
-    for _ in range(50):
-        constant += np.log(target / _choice_chances(utility + constant).mean(axis=0))
-    chance = _choice_chances(utility + constant)
-
+    persona, chance, constant = _reference_population(cat, mcc, choice_slots)
     n, spend = len(persona.age), persona.true_spend_usd
     # Each person counts for a benefit with the chance they hold a card that has it, valued on that card.
     weight = np.zeros((n, len(cat.benefit_ids)))
@@ -220,3 +228,59 @@ def _calibrate_truth(
         typical_log_share=(weight * log_share).sum(axis=0) / total,
     )
     return dataclasses.replace(cat, view=view), constant
+
+
+def _reference_adoption(cat: _CatalogArrays, mcc: _MccSampler, choice_slots: I64 | None = None) -> F64:
+    """Each benefit's base adoption: the mean true chance that a settled holder adopts it when it is
+    discussed on a general call at rank 1 (no decline, an average agent), over the reference population
+    that `_calibrate_truth` measures on (each person weighted by the chance they hold a card with it).
+
+    Takes the calibrated catalog arrays (typical value and share set). How popular a benefit is, as a
+    programme sees it across its cardholders; nothing here depends on the world's seed.
+    """
+    persona, chance, _ = _reference_population(cat, mcc, choice_slots)
+    n, spend = len(persona.age), persona.true_spend_usd
+    n_benefits = len(cat.benefit_ids)
+    shares = spend / np.maximum(spend.sum(axis=1, keepdims=True), 1.0)
+    affinity = np.clip(
+        np.log((shares @ cat.affinity_weights.T + 0.01) / (cat.affinity_base + 0.01)), -2.0, 2.0
+    )
+    own_share = _spend_shares(cat, spend)
+    shape = (n, n_benefits)
+    view = cat.view.take(np.broadcast_to(np.arange(n_benefits), shape))
+
+    def p_reference(base_rate: F64) -> F64:
+        values = _benefit_values(cat, spend, base_rate)
+        chance_adopt: F64 = _sigmoid(
+            TRUTH.logit(
+                view,
+                values,
+                own_share,
+                affinity,
+                np.full(shape, np.inf),
+                np.broadcast_to(persona.age[:, None], shape),
+                np.broadcast_to(persona.z_income[:, None], shape),
+                np.broadcast_to(persona.engagement[:, None], shape),
+                np.zeros(shape, dtype=bool),
+                np.zeros(shape, dtype=bool),
+                np.full(shape, CALL_REASONS.index("general")),
+                np.ones(shape, dtype=np.int64),
+                np.zeros(shape),
+            )
+        )
+        return chance_adopt
+
+    weight = np.zeros(shape)
+    weighted_p = np.zeros(shape)
+    for p, slots in enumerate(cat.product_slots):
+        slots = slots[slots >= 0]
+        weight[:, slots] += chance[:, p, None]
+        weighted_p[:, slots] += (
+            chance[:, p, None] * p_reference(np.full(n, cat.product_base_rate[p]))[:, slots]
+        )
+    # A benefit on no product is measured on everyone, at base rate 1 (as `_calibrate_truth` does).
+    unplaced = weight.sum(axis=0) == 0
+    weight[:, unplaced] = 1.0
+    weighted_p[:, unplaced] = p_reference(np.ones(n))[:, unplaced]
+    base: F64 = weighted_p.sum(axis=0) / weight.sum(axis=0)
+    return base

@@ -30,7 +30,7 @@ from training.synth._parameters import (
     TABLE_NAMES,
     _day_number,
 )
-from training.synth._personas import _calibrate_truth
+from training.synth._personas import _calibrate_truth, _reference_adoption
 from training.synth._simulation import _generate_chunk
 from training.synth._truth import LAUNCHED_BENEFIT, LAUNCHED_ON_PRODUCTS, TRUTH, RegimeShift
 from training.synth._world import _calendar, _catalog_arrays, _mcc_sampler, _World
@@ -215,7 +215,11 @@ def generate_world(
         )
     cat, product_constant = _calibrate_truth(arrays, mcc, choice_slots)
     counterfactual = (
-        None if mix is None else assign_classes(mix, len(cat.benefit_ids), np.random.default_rng(uplift_seed))
+        None
+        if mix is None
+        else assign_classes(
+            mix, _reference_adoption(cat, mcc, choice_slots), np.random.default_rng(uplift_seed)
+        )
     )
     agent_rng = np.random.default_rng(agent_seed)
     world = _World(
