@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from nba.vocab import CALL_REASONS
 from training.synth._parameters import (
     _ARCHETYPE_AGE_SLOPE,
     _ARCHETYPE_ALPHA,
@@ -252,20 +251,8 @@ def _reference_adoption(cat: _CatalogArrays, mcc: _MccSampler, choice_slots: I64
     def p_reference(base_rate: F64) -> F64:
         values = _benefit_values(cat, spend, base_rate)
         chance_adopt: F64 = _sigmoid(
-            TRUTH.logit(
-                view,
-                values,
-                own_share,
-                affinity,
-                np.full(shape, np.inf),
-                np.broadcast_to(persona.age[:, None], shape),
-                np.broadcast_to(persona.z_income[:, None], shape),
-                np.broadcast_to(persona.engagement[:, None], shape),
-                np.zeros(shape, dtype=bool),
-                np.zeros(shape, dtype=bool),
-                np.full(shape, CALL_REASONS.index("general")),
-                np.ones(shape, dtype=np.int64),
-                np.zeros(shape),
+            TRUTH.general_call_logit(
+                view, values, own_share, affinity, persona.age, persona.z_income, persona.engagement
             )
         )
         return chance_adopt

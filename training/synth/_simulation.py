@@ -236,22 +236,15 @@ def _natural_base_rates(
     """λ₀ of every (cardholder, slot) in a counterfactual world (see `_counterfactual`): a settled
     cardholder starts within 30 days on their own with chance r × the truth on a general call at rank 1."""
     assert world.counterfactual is not None
-    shape = benefit.shape
     p_reference = _sigmoid(
-        TRUTH.logit(
+        TRUTH.general_call_logit(
             world.catalog.view.take(benefit),
             values,
             own_share,
             affinity,
-            np.full(shape, np.inf),
-            np.broadcast_to(persona.age[:, None], shape),
-            np.broadcast_to(persona.z_income[:, None], shape),
-            np.broadcast_to(persona.engagement[:, None], shape),
-            np.zeros(shape, dtype=bool),
-            np.zeros(shape, dtype=bool),
-            np.full(shape, CALL_REASONS.index("general")),
-            np.ones(shape, dtype=np.int64),
-            np.zeros(shape),
+            persona.age,
+            persona.z_income,
+            persona.engagement,
         )
     )
     ratio = natural_ratio(world.counterfactual, benefit, persona.engagement[:, None], rng)

@@ -177,6 +177,37 @@ class TrueAdoptionModel:
         )
         return logit
 
+    def general_call_logit(
+        self,
+        benefit: _BenefitView,
+        value_usd: F64,
+        spend_share: F64,
+        affinity: F64,
+        persona_age: F64,
+        persona_z_income: F64,
+        persona_engagement: F64,
+    ) -> F64:
+        """`logit` for each (person, benefit) of the arrays' shape, pitched first on a general call by an
+        average agent to a long-standing cardholder who never declined it: the reference chance that the
+        counterfactual classes and `p_natural` are measured from. The persona columns are one per person
+        (row)."""
+        shape = value_usd.shape
+        return self.logit(
+            benefit,
+            value_usd,
+            spend_share,
+            affinity,
+            np.full(shape, np.inf),
+            np.broadcast_to(persona_age[:, None], shape),
+            np.broadcast_to(persona_z_income[:, None], shape),
+            np.broadcast_to(persona_engagement[:, None], shape),
+            np.zeros(shape, dtype=bool),
+            np.zeros(shape, dtype=bool),
+            np.full(shape, CALL_REASONS.index("general")),
+            np.ones(shape, dtype=np.int64),
+            np.zeros(shape),
+        )
+
 
 def _log_value(value_usd: F64) -> F64:
     """Log of a yearly value, softened: a few dollars a year mean next to nothing to anyone."""
