@@ -53,10 +53,10 @@ class DetractorUnits:
     def describe(self) -> str:
         c = self.counts
         return (
-            f"{c['units']:,} discussed suggestions on {c['answered_calls']:,} answered calls "
-            f"({c['detractor_calls']:,} detractors); left out: {c['no_answer']:,} suggestions on calls with no "
-            f"answer, {c['not_discussed']:,} not discussed, {c['unmarked']:,} unmarked; and "
-            f"{c['pitchless_calls']:,} answered calls where nothing was discussed (the no-pitch baseline)"
+            f"{c['units']:,} discussed suggestions on {c['answered_calls']:,} answered calls, "
+            f"{c['detractor_calls']:,} of them detractors; left out: {c['no_answer']:,} suggestions on calls "
+            f"with no answer, {c['not_discussed']:,} not discussed, {c['unmarked']:,} unmarked; and "
+            f"{c['pitchless_calls']:,} answered calls where nothing was discussed, the no-pitch baseline"
         )
 
 

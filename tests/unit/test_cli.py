@@ -248,6 +248,7 @@ TRAIN_STEPS = [
     "spend estimator",
     "training set",
     "model fit",
+    "detractor model",
     "evaluation",
     "backtest",
     "refit",
