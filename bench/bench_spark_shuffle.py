@@ -90,6 +90,8 @@ def main() -> None:
             "spark.eventLog.dir": Path(events).as_uri(),
             "spark.eventLog.rolling.enabled": "false",
             "spark.eventLog.compress": "false",
+            # As bench_spark_features.py: the 200,000-cardholder world runs out of the default 1 GB heap.
+            "spark.driver.memory": "4g",
         }
         spark = start_spark(SparkSettings(args.master, conf))
         try:
