@@ -30,6 +30,7 @@ from nba.decision import RecentContact
 from nba.errors import NbaError, NotFoundError, UnavailableError
 from nba.feedback import (
     CallDecision,
+    Claim,
     DecisionBuffer,
     DecisionJournal,
     FeedbackStore,
@@ -51,7 +52,8 @@ WRITE_BATCH: Final = 500
 # call, which would cost a commit and a thread switch on every request; and short bursts (at 500
 # calls/s, ~1 ms of writing) rather than long ones that hold up requests behind them.
 WRITE_EVERY_S: Final = 0.02
-# The call-id look-up on the request path: past this the call is answered as a new decision.
+# A read of the store on the request path (a call's outcomes after a lost claim; the call itself when
+# no claim can be made): past this the read counts as missing (late ones: nba_call_lookups_late_total).
 LOOKUP_DEADLINE_S: Final = 0.005
 # Look-ups waiting on PostgreSQL at once (each holds a thread and a connection of the fast pool); more
 # are answered as new decisions at once: with the server paused they would only wait too.
@@ -197,14 +199,6 @@ class DecisionLog:
         with self._cond:
             self._cache.clear()
 
-    async def lookup(self, call_id: str) -> CallDecision | None:
-        """The decision already shown on this call: from memory, else from the store within
-        LOOKUP_DEADLINE_S; None when it is unknown, or the store did not answer in time."""
-        cached = self.cached(call_id)
-        if cached is not None:
-            return cached
-        return await self._read_fast(functools.partial(self.store.find_decision, call_id, fast=True))
-
     async def call_state(self, call_id: str) -> tuple[dict[str, str], bool]:
         """A call's current outcomes and whether it is closed, from the store within the look-up's
         deadline; none and open when the store does not know the call yet or does not answer in time
@@ -240,39 +234,45 @@ class DecisionLog:
     def _lookup_done(self) -> None:
         self._lookups_in_flight -= 1
 
-    async def claim(self, decision: CallDecision) -> tuple[CallDecision, bool]:
-        """The decision to answer for a call id the client supplied and this worker does not know: the
-        one the store holds for it, `decision` stored now when none was (`FeedbackStore.claim_decision`);
-        (that decision, whether it is `decision`). When the store cannot say within CLAIM_DEADLINE_S (or
-        is down, or its buffer holds decisions), `decision` is queued for the writer as `add` does and
-        answered: then the store keeps the first one written and the other as a repeat."""
+    async def claim(self, decision: CallDecision) -> Claim:
+        """The decision to answer for a call id the client supplied and this worker does not know
+        (`FeedbackStore.claim_decision`): `decision`, stored now when the store held none for the call id;
+        else the one stored first, with its outcomes so far. When the store cannot say within
+        CLAIM_DEADLINE_S (or is down, or its buffer holds decisions), `decision` is queued for the writer as
+        `add` does and answered: then the store keeps the first one written and the other as a repeat; but
+        a call the store already holds, read within LOOKUP_DEADLINE_S, is still answered as first stored."""
         if (
             not self.store.migrated
             or self._buffer_in_use
             or self._claims_in_flight >= CLAIM_THREADS
             or time.monotonic() < self._claims_paused_until
         ):
+            call_id = decision.call_id
+            stored = await self._read_fast(functools.partial(self.store.find_decision, call_id, fast=True))
+            if stored is not None:
+                self.remember(stored)
+                return Claim(stored, False, *await self.call_state(call_id))
             self.add(decision)
-            return decision, True
+            return Claim(decision, True)
         self._claims_in_flight += 1
         future = self._claim_pool.submit(self.store.claim_decision, decision)
         loop = asyncio.get_running_loop()
 
-        def done(_: Future[tuple[CallDecision, bool]]) -> None:
+        def done(_: Future[Claim]) -> None:
             with contextlib.suppress(RuntimeError):  # the loop closed before a late claim ended
                 loop.call_soon_threadsafe(self._claim_done)
 
         future.add_done_callback(done)
         try:
-            stored, won = await asyncio.wait_for(asyncio.wrap_future(future), CLAIM_DEADLINE_S)
+            claim = await asyncio.wait_for(asyncio.wrap_future(future), CLAIM_DEADLINE_S)
         except (TimeoutError, UnavailableError):
             # The claim may still land: then the writer's write of `decision` finds it stored (a replay).
             self._claims_paused_until = time.monotonic() + CLAIM_BACKOFF_S
             self.metrics.claims_late.inc()
             self.add(decision)
-            return decision, True
-        self.remember(stored)
-        return stored, won
+            return Claim(decision, True)
+        self.remember(claim.decision)
+        return claim
 
     def _claim_done(self) -> None:
         self._claims_in_flight -= 1

@@ -142,14 +142,14 @@ async def suggestions_body(
         raise DataError("`call_id` (query) and `X-Call-Id` (header) differ; send one")
     call_id = call_id or x_call_id
     if call_id is not None:
-        # The desktop's call id: a repeat is answered as first served. The store has 5 ms to say; past
-        # that the call is decided, then claimed (below).
-        earlier = await services.decisions.lookup(call_id)
+        # The desktop's call id: a repeat this worker answered is answered from memory as first served.
+        # Any other is decided, then claimed in the store (below), whose answer is the call's first
+        # decision when there is one: one round trip for a first request, a decision thrown away for a
+        # repeat first served elsewhere.
+        earlier = services.decisions.cached(call_id)
         if earlier is not None:
-            if earlier.cardholder_id != cardholder_id:
-                raise ConflictError(f"call {call_id!r} was served for another cardholder")
-            outcomes, closed = await services.decisions.call_state(call_id)
-            return answer(earlier, outcomes, closed)
+            _check_cardholder(earlier, cardholder_id)
+            return answer(earlier, *await services.decisions.call_state(call_id))
     since = serving.profile_as_of_time
     decision = serving.engine.decide(
         cardholder_id, query.call_reason, query.limit, services.ledger.recent(cardholder_id, since)
@@ -160,16 +160,20 @@ async def suggestions_body(
     else:
         # The desktop's call id may be asked on another replica at the same moment: the store's insert
         # decides whose decision is the call, and both answer it.
-        stored, won = await services.decisions.claim(call)
-        if not won:
-            if stored.cardholder_id != cardholder_id:
-                raise ConflictError(f"call {call_id!r} was served for another cardholder")
-            outcomes, closed = await services.decisions.call_state(call_id)
-            return answer(stored, outcomes, closed)
+        claim = await services.decisions.claim(call)
+        if not claim.won:
+            _check_cardholder(claim.decision, cardholder_id)
+            return answer(claim.decision, claim.outcomes, claim.closed)
     body = answer(call, {}, False)
     for s in call.suggestions:
         services.metrics.suggestions.labels(benefit_id=s.benefit_id).inc()
     return body
+
+
+def _check_cardholder(served: CallDecision, cardholder_id: str) -> None:
+    """ConflictError when a call already served (by this worker or another) was for another cardholder."""
+    if served.cardholder_id != cardholder_id:
+        raise ConflictError(f"call {served.call_id!r} was served for another cardholder")
 
 
 @router.get(

@@ -8,12 +8,13 @@ The last room: it may import any before it.
 
 from nba.feedback._buffer import DecisionBuffer, DecisionJournal, decision_line
 from nba.feedback._export import ExportCounts
-from nba.feedback._records import CallDecision, NpsRecord, OutcomeRecord, ShownSuggestion
+from nba.feedback._records import CallDecision, Claim, NpsRecord, OutcomeRecord, ShownSuggestion
 from nba.feedback._store import FeedbackStore
 from nba.feedback._urls import parse_store_url
 
 __all__ = [
     "CallDecision",
+    "Claim",
     "DecisionBuffer",
     "DecisionJournal",
     "ExportCounts",

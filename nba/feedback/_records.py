@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from operator import attrgetter
 from typing import Any, Final
@@ -114,6 +114,18 @@ class CallDecision:
             >>> [feature_values(decision.features_of(s)) for s in decision.suggestions]
         """
         return self.holder_features + suggestion.pair_features
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The store's answer to a claim of a call id (`FeedbackStore.claim_decision`): the call's decision,
+    which is the claimed one when `won`; else the one stored first, with the outcomes recorded on it so
+    far (suggestion_id → outcome) and whether the call is closed, read in the same transaction."""
+
+    decision: CallDecision
+    won: bool
+    outcomes: dict[str, str] = field(default_factory=dict)
+    closed: bool = False
 
 
 @dataclass(frozen=True)

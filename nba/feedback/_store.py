@@ -48,6 +48,7 @@ from nba.feedback._export import EXPORT_BATCH_ROWS, EXPORT_COLUMNS, ExportCounts
 from nba.feedback._records import (
     OUTCOME_COLUMNS,
     CallDecision,
+    Claim,
     ContactEvent,
     NpsRecord,
     OutcomeRecord,
@@ -378,10 +379,11 @@ class FeedbackStore:
                 return stored
         return read_back(decision)
 
-    def claim_decision(self, decision: CallDecision) -> tuple[CallDecision, bool]:
+    def claim_decision(self, decision: CallDecision) -> Claim:
         """The decision the store holds for `decision`'s call id: `decision` itself, stored now, when the
         call id was free; else the one stored first (`decision` is then dropped, not kept as a repeat: it
-        is never shown). Returns (that decision, whether it is `decision`).
+        is never shown), with its outcomes so far and whether it is closed: one round trip answers a
+        first request and a repeat alike.
 
         The call id's primary key arbitrates: of two processes claiming one call id at once, one insert
         commits and the other fails on the key and reads the winner's. The service claims a call id its
@@ -391,7 +393,11 @@ class FeedbackStore:
         check_decision(decision)
         with self._transaction(write=True) as conn:
             stored = self._insert_or_read(conn, decision)
-        return (stored, False) if stored is not None else (read_back(decision), True)
+            if stored is None:
+                return Claim(read_back(decision), True)
+            state = self._call_state(conn, stored.call_id)
+        assert state is not None  # the call was just read in this transaction
+        return Claim(stored, False, *state)
 
     def _insert_or_read(self, conn: Connection, decision: CallDecision) -> CallDecision | None:
         """Inserts `decision` when its call id is new (None), else returns the stored one."""
@@ -474,18 +480,19 @@ class FeedbackStore:
         whether it is closed (its NPS is recorded or `call_open` has passed), read in one transaction; None
         for an unknown call. `fast` as in `find_decision`."""
         with self._transaction(fast=fast) as conn:
-            row = conn.execute(
-                select(calls_table.c.served_at, calls_table.c.closed_at).where(
-                    calls_table.c.call_id == call_id
-                )
-            ).one_or_none()
-            if row is None:
-                return None
-            outcomes = conn.execute(
-                select(outcomes_table.c.suggestion_id, outcomes_table.c.outcome)
-                .join(suggestions_table)
-                .where(suggestions_table.c.call_id == call_id, outcomes_table.c.is_current)
-            ).all()
+            return self._call_state(conn, call_id)
+
+    def _call_state(self, conn: Connection, call_id: str) -> tuple[dict[str, str], bool] | None:
+        row = conn.execute(
+            select(calls_table.c.served_at, calls_table.c.closed_at).where(calls_table.c.call_id == call_id)
+        ).one_or_none()
+        if row is None:
+            return None
+        outcomes = conn.execute(
+            select(outcomes_table.c.suggestion_id, outcomes_table.c.outcome)
+            .join(suggestions_table)
+            .where(suggestions_table.c.call_id == call_id, outcomes_table.c.is_current)
+        ).all()
         closed = self._closed_since(row.served_at, row.closed_at) is not None
         return {o.suggestion_id: o.outcome for o in outcomes}, closed
 

@@ -413,13 +413,29 @@ def test_concurrent_claims_of_one_call_id_store_one_decision_and_all_answer_it(
     ]
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(store.claim_decision, claims))
-    winners = [n for n, (_, won) in enumerate(results) if won]
+    winners = [n for n, claim in enumerate(results) if claim.won]
     assert len(winners) == 1, results
-    assert all(same(stored, claims[winners[0]]) for stored, _ in results)
+    assert all(same(claim.decision, claims[winners[0]]) for claim in results)
+    assert all(claim.outcomes == {} and not claim.closed for claim in results)
     assert same(store.find_decision("T1"), claims[winners[0]])
     assert len(table_rows(db_url, "calls")) == 1
     assert len(table_rows(db_url, "suggestions")) == 2
     assert table_rows(db_url, "suggestion_repeats") == []  # the losers' decisions were never shown
+
+
+def test_a_lost_claim_answers_the_stored_call_with_its_outcomes_and_whether_it_is_closed(
+    store: FeedbackStore, clock: FakeClock
+) -> None:
+    store.log_decision(make_decision("T1"))
+    store.record_outcome("s_T1_1", "declined")
+    later = replace(make_decision("T1"), suggestions=(make_suggestion("s_T1_9", 1, "air_5x"),))
+    claim = store.claim_decision(later)
+    assert not claim.won and same(claim.decision, make_decision("T1"))
+    assert (claim.outcomes, claim.closed) == ({"s_T1_1": "declined"}, False)
+    clock.now = T0 + timedelta(minutes=30)
+    assert store.claim_decision(later).closed is True
+    won = store.claim_decision(make_decision("T2"))
+    assert won.won and (won.outcomes, won.closed) == ({}, False)
 
 
 def test_a_claim_under_another_calls_suggestion_id_is_a_conflict(store: FeedbackStore) -> None:
