@@ -211,8 +211,7 @@ class RequestContext:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
             elapsed = time.perf_counter() - started
-            self.metrics.requests.labels(method=method, route=template, status=str(status)).inc()
-            self.metrics.latency.labels(method=method, route=template).observe(elapsed)
+            self.metrics.count_request(method, template, status, elapsed)
             logger = get_logger()
             if logger.isEnabledFor(logging.INFO):
                 logger.info(

@@ -245,6 +245,30 @@ class Metrics:
             r.register(collector)
             self.own.register(collector)
 
+        # Labelled children met on the request path, kept: `labels()` checks and locks on every call
+        # (~3 µs each, five a suggestions request). The label values are few (routes, statuses, benefits).
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._suggestion_children: dict[str, Counter] = {}
+
+    def count_request(self, method: str, route: str, status: int, elapsed_s: float) -> None:
+        """One HTTP request answered: its count by route and status, and its latency by route."""
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(elapsed_s)
+
+    def count_suggestion(self, benefit_id: str) -> None:
+        """One suggestion shown to an agent."""
+        child = self._suggestion_children.get(benefit_id)
+        if child is None:
+            child = self._suggestion_children[benefit_id] = self.suggestions.labels(benefit_id)
+        child.inc()
+
     def watch(self, gauge: str, read: Callable[[], float]) -> None:
         """Gauge `gauge` (one of WATCHED_GAUGES) is `read()` whenever Prometheus scrapes."""
         if gauge not in WATCHED_GAUGES:

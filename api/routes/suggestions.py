@@ -166,7 +166,7 @@ async def suggestions_body(
             return answer(claim.decision, claim.outcomes, claim.closed)
     body = answer(call, {}, False)
     for s in call.suggestions:
-        services.metrics.suggestions.labels(benefit_id=s.benefit_id).inc()
+        services.metrics.count_suggestion(s.benefit_id)
     return body
 
 
