@@ -44,9 +44,15 @@ init = function(args)
   for line in io.lines(args[1]) do ids[#ids + 1] = line end
   math.randomseed(tonumber(args[2]))
 end
+calls = 0
 request = function()
   local id = ids[math.random(#ids)]
-  return wrk.format("GET", "/v1/cardholders/" .. id .. "/suggestions?call_reason=general", {["X-API-Key"] = "%s"})
+  local query = "call_reason=general"
+  if call_ids then
+    calls = calls + 1
+    query = query .. "&call_id=wrk-" .. calls
+  end
+  return wrk.format("GET", "/v1/cardholders/" .. id .. "/suggestions?" .. query, {["X-API-Key"] = "%s"})
 end
 """
 
@@ -92,9 +98,11 @@ def start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def run_wrk(base: str, ids_file: Path, seconds: int) -> dict[str, float]:
+def run_wrk(base: str, ids_file: Path, seconds: int, *, call_ids: bool = False) -> dict[str, float]:
+    """wrk's capacity run; `call_ids`: every request sends a new call id, as the agent's desktop does
+    (each is then claimed in the store)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT % TOKEN)
+        script.write(f"call_ids = {'true' if call_ids else 'false'}\n" + WRK_SCRIPT % TOKEN)
     out = subprocess.run(
         [
             "taskset",

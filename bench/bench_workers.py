@@ -9,12 +9,18 @@ The core split is the same for every server and worker count: wrk is pinned to c
 cores, pinning the server to one would leave a second worker nothing to run on. Ratios reported: ours/bare at
 each N, ours(2)/ours(1) against bare(2)/bare(1) (goal: ≥ 0.9 × it). Results → bench/results/workers.json.
 Numbers taken while other work runs on the machine are inflated: the result records the load average.
+
+`--store postgresql` runs the nba servers on a local PostgreSQL (the tests' cluster, `tests/pg.py`:
+fsync and synchronous_commit off, on the same two cores as everything else) instead of a SQLite file,
+→ workers-postgresql.json; `--call-ids` has wrk send a new call id with every request, as the agent's
+desktop does, so each first request is claimed in the store (the bare endpoint ignores it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -22,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +52,7 @@ def start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 def measure(
     name: str, command: list[str], env: dict[str, str], port: int, ids_file: Path, ids: list[str], args: Any
 ) -> dict[str, Any]:
+    call_ids = bool(args.call_ids) and name.startswith("nba")
     base = f"http://127.0.0.1:{port}"
     server = start(command, env)
     try:
@@ -52,7 +60,7 @@ def measure(
         # Every worker warms up (the first requests pay imports and caches): enough calls to reach each.
         asyncio.run(open_loop(base, ids, 200, 3))
         try:
-            capacity = run_wrk(base, ids_file, args.seconds)
+            capacity = run_wrk(base, ids_file, args.seconds, call_ids=call_ids)
         except subprocess.CalledProcessError as exc:
             raise SystemExit(f"{name}: wrk failed: {exc.stdout} {exc.stderr}") from None
         fixed = asyncio.run(open_loop(base, ids, args.rate, args.seconds)) if "2" in name else None
@@ -69,12 +77,65 @@ def measure(
     return {"wrk": capacity, "open_loop": fixed}
 
 
+@contextlib.contextmanager
+def feedback_databases(store: str, work: Path) -> Iterator[Callable[[int], str]]:
+    """A new, empty feedback database per run (its URL from the worker count): SQLite files in `work`,
+    or databases on a PostgreSQL cluster started here and stopped after."""
+    if store == "sqlite":
+        yield lambda workers: f"sqlite:///{work / f'feedback-{workers}.db'}"
+        return
+    sys.path.append(str(ROOT))  # after PYTHONPATH: `tests.pg` only
+    from tests.pg import create_database, require_pg_bindir, start_pg_server, stop_pg_server
+
+    bindir = require_pg_bindir()
+    pg_root = Path(tempfile.mkdtemp(prefix="nba-bench-workers-pg-"))  # the server's user must reach it
+    server = start_pg_server(pg_root, bindir)
+    try:
+        yield lambda workers: create_database(server, f"feedback_{workers}")
+    finally:
+        stop_pg_server(bindir, server.data_dir)
+        shutil.rmtree(pg_root, ignore_errors=True)
+
+
+def run_pair(
+    workers: int,
+    database_url: str,
+    deploy: Path,
+    data_dir: Path,
+    work: Path,
+    ids_file: Path,
+    ids: list[str],
+    nba: str,
+    result: dict[str, Any],
+    args: Any,
+) -> None:
+    """The bare endpoint, then nba, with `workers` workers each (results under bareN / nbaN)."""
+    env = {
+        "NBA_MODELS_DIR": str(deploy / "models"),
+        "NBA_PROFILES_DIR": str(deploy / "profiles"),
+        "NBA_DATA_DIR": str(data_dir),
+        "NBA_DATABASE_URL": database_url,
+        "NBA_BUFFER_PATH": str(work / f"buffer-{workers}.jsonl"),
+        "NBA_API_KEYS": json.dumps([{"name": "bench", "role": "agent", "sha256": hash_token(TOKEN)}]),
+        "NBA_LOG_LEVEL": "warning",
+        "NBA_PORT": "8741",
+        "NBA_WORKERS": str(workers),
+        "NBA_DRAIN_S": "0",
+    }
+    bare_cmd = [sys.executable, str(ROOT / "bench" / "bare_app.py"), "8742", str(workers)]
+    result[f"bare{workers}"] = measure(f"bare{workers}", bare_cmd, {}, 8742, ids_file, ids, args)
+    result[f"nba{workers}"] = measure(f"nba{workers}", [nba, "serve"], env, 8741, ids_file, ids, args)
+    time.sleep(1.0)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--cardholders", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--call-ids", action="store_true", help="wrk sends a new call id with every request")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: run `make system-deps`")
@@ -86,25 +147,16 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="nba-bench-workers-"))
     ids_file = work / "ids.txt"
     ids_file.write_text("\n".join(ids) + "\n")
-    result: dict[str, Any] = {"cardholders": args.cardholders, "machine_before": machine()}
+    result: dict[str, Any] = {
+        "cardholders": args.cardholders,
+        "store": args.store,
+        "call_ids": bool(args.call_ids),
+        "machine_before": machine(),
+    }
     nba = str(Path(sys.executable).parent / "nba")
-    for workers in (1, 2):
-        env = {
-            "NBA_MODELS_DIR": str(deploy / "models"),
-            "NBA_PROFILES_DIR": str(deploy / "profiles"),
-            "NBA_DATA_DIR": str(data_dir),
-            "NBA_DATABASE_URL": f"sqlite:///{work / f'feedback-{workers}.db'}",
-            "NBA_BUFFER_PATH": str(work / f"buffer-{workers}.jsonl"),
-            "NBA_API_KEYS": json.dumps([{"name": "bench", "role": "agent", "sha256": hash_token(TOKEN)}]),
-            "NBA_LOG_LEVEL": "warning",
-            "NBA_PORT": "8741",
-            "NBA_WORKERS": str(workers),
-            "NBA_DRAIN_S": "0",
-        }
-        bare_cmd = [sys.executable, str(ROOT / "bench" / "bare_app.py"), "8742", str(workers)]
-        result[f"bare{workers}"] = measure(f"bare{workers}", bare_cmd, {}, 8742, ids_file, ids, args)
-        result[f"nba{workers}"] = measure(f"nba{workers}", [nba, "serve"], env, 8741, ids_file, ids, args)
-        time.sleep(1.0)
+    with feedback_databases(args.store, work) as database_url:
+        for workers in (1, 2):
+            run_pair(workers, database_url(workers), deploy, data_dir, work, ids_file, ids, nba, result, args)
 
     def rps(key: str) -> float:
         return float(result[key]["wrk"]["requests_per_s"])
@@ -117,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
         f"2/1 workers: ours {result['scaling']['nba']:.2f}, bare {result['scaling']['bare']:.2f} "
         f"(goal: ours ≥ 0.9 × bare = {0.9 * result['scaling']['bare']:.2f})"
     )
-    save_run(result, RESULTS_PATH, "workers")
+    path = RESULTS_PATH if args.store == "sqlite" else RESULTS_PATH.with_name(f"workers-{args.store}.json")
+    save_run(result, path, "workers")
     shutil.rmtree(work, ignore_errors=True)
 
 
