@@ -18,6 +18,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from nba.drift import FeatureShift
+from nba.errors import DataError
 from nba.vocab import NOT_DISCUSSED
 
 # Request latency buckets in seconds: the suggestions budget is a few milliseconds.
@@ -321,10 +322,17 @@ def share_counts_across_workers(folder: Path) -> None:
     service, as Prometheus expects of a restarted target). Called by the supervisor before it forks.
 
     A worker that dies leaves its file: what it counted stays in the sums, so counters never go down.
+    DataError, naming the folder, when it cannot be made or emptied.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("*.db"):
-        stale.unlink()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):
+            stale.unlink()
+    except OSError as exc:
+        raise DataError(
+            f"{folder}: the workers' shared metrics cannot be kept there ({exc.strerror or exc}); "
+            "it is made beside NBA_BUFFER_PATH, whose folder the service must be able to write"
+        ) from exc
     os.environ[MULTIPROC_DIR_VARIABLE] = str(folder)
     values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
 
