@@ -132,11 +132,13 @@ def run_wrk(base: str, ids_file: Path, seconds: int, *, call_ids: bool = False) 
         return float(match.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[match.group(2)]
 
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    sent = re.search(r"(\d+) requests in", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     assert rps, out
     return {
         "requests_per_s": float(rps.group(1)),
+        "requests": float(sent.group(1)) if sent else 0.0,
         "p50_ms": latency("50"),
         "p99_ms": latency("99"),
         "non_2xx": float(errors.group(1)) if errors else 0.0,

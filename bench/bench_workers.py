@@ -2,6 +2,9 @@
 
 For each server (`nba serve --workers N`, `bench/bare_app.py PORT N`) and N in 1, 2:
 - capacity: wrk, 1 thread, 32 connections for `--seconds` s, random cardholders: requests/s, p50/p99;
+- with 1 worker (one process), the server's CPU per request under wrk, its event loop (main thread) and
+  its other threads (the decision-log writer, the store's pools) apart, from /proc: where a request's
+  cost goes, beside the bare endpoint's;
 - with 2 workers, an open loop at `--rate` (500) requests/s for `--seconds` s across both workers:
   p50/p99/max from the scheduled send time, errors (bench_api's generator).
 The core split is the same for every server and worker count: wrk is pinned to core 0 (bench_api's
@@ -49,10 +52,32 @@ def start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
+def thread_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) each thread of process `pid` has used so far, by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            used[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def cpu_per_request(pid: int, before: dict[int, float], requests: float) -> dict[str, float]:
+    """With one worker (the server is one process): CPU µs per request of the event loop (the main
+    thread) and of every other thread (the decision-log writer, the store's pools) during the run."""
+    after = thread_cpu_s(pid)
+    main = after.get(pid, 0.0) - before.get(pid, 0.0)
+    others = sum(cpu - before.get(tid, 0.0) for tid, cpu in after.items() if tid != pid)
+    per = 1e6 / max(requests, 1.0)
+    return {"event_loop_us": main * per, "other_threads_us": others * per, "total_us": (main + others) * per}
+
+
 def measure(
     name: str, command: list[str], env: dict[str, str], port: int, ids_file: Path, ids: list[str], args: Any
 ) -> dict[str, Any]:
     call_ids = bool(args.call_ids) and name.startswith("nba")
+    one_process = name.endswith("1")  # one worker: the server's own pid serves (uvicorn without a supervisor)
     base = f"http://127.0.0.1:{port}"
     server = start(command, env)
     try:
@@ -60,7 +85,9 @@ def measure(
         # Every worker warms up (the first requests pay imports and caches): enough calls to reach each.
         asyncio.run(open_loop(base, ids, 200, 3))
         try:
+            before = thread_cpu_s(server.pid) if one_process else {}
             capacity = run_wrk(base, ids_file, args.seconds, call_ids=call_ids)
+            cpu = cpu_per_request(server.pid, before, capacity["requests"]) if one_process else None
         except subprocess.CalledProcessError as exc:
             raise SystemExit(f"{name}: wrk failed: {exc.stdout} {exc.stderr}") from None
         fixed = asyncio.run(open_loop(base, ids, args.rate, args.seconds)) if "2" in name else None
@@ -73,8 +100,13 @@ def measure(
             f" | {args.rate:.0f}/s open loop p50 {fixed['p50_ms']:.2f} ms p99 {fixed['p99_ms']:.2f} ms "
             f"max {fixed['max_ms']:.1f} ms errors {fixed['errors']:.0f}"
         )
+    if cpu is not None:
+        line += (
+            f" | CPU a request: event loop {cpu['event_loop_us']:.0f} µs, other threads "
+            f"{cpu['other_threads_us']:.0f} µs"
+        )
     print(line, flush=True)
-    return {"wrk": capacity, "open_loop": fixed}
+    return {"wrk": capacity, "open_loop": fixed, "cpu_per_request": cpu}
 
 
 @contextlib.contextmanager
