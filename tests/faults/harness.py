@@ -49,6 +49,7 @@ class Service:
     process: subprocess.Popen[bytes] | None = None
     log_lines: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # more NBA_ settings (workers, drain, ...)
+    _terminated: subprocess.Popen[bytes] | None = None  # the process SIGTERM was sent to
 
     @property
     def base_url(self) -> str:
@@ -56,6 +57,11 @@ class Service:
 
     def start(self) -> Service:
         """Starts the process and returns once it is ready to serve suggestions."""
+        return self.launch().wait_ready()
+
+    def launch(self) -> Service:
+        """Starts the process without waiting for it (`wait_ready`): services launched together start
+        side by side."""
         env = {
             **os.environ,
             "NBA_MODELS_DIR": str(self.deployment.models_dir),
@@ -85,6 +91,11 @@ class Service:
         )
         self._drainer = threading.Thread(target=self._drain, args=(self.process,), daemon=True)
         self._drainer.start()
+        return self
+
+    def wait_ready(self) -> Service:
+        """Returns once the launched process serves suggestions (its first decision made)."""
+        assert self.process is not None
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -125,9 +136,16 @@ class Service:
         self.process.send_signal(signal.SIGKILL)
         self._reap()
 
+    def terminate(self) -> None:
+        """SIGTERM, without waiting: services stopped together drain side by side (`stop` waits). Sent
+        once: a second SIGTERM would make uvicorn quit at once."""
+        if self.process is not None and self.process.poll() is None and self._terminated is not self.process:
+            self.process.send_signal(signal.SIGTERM)
+            self._terminated = self.process
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -156,6 +174,23 @@ def running(service: Service) -> Iterator[Service]:
         yield service.start()
     finally:
         service.stop()
+
+
+@contextmanager
+def running_together(*services: Service) -> Iterator[tuple[Service, ...]]:
+    """Launches the services side by side (as a fleet starts), waits until each serves, and stops them
+    all at the end, whatever happens."""
+    try:
+        for service in services:
+            service.launch()
+        for service in services:
+            service.wait_ready()
+        yield services
+    finally:
+        for service in services:
+            service.terminate()
+        for service in services:
+            service.stop()
 
 
 def cardholders_of(deployment: Deployment, n: int = 500) -> list[str]:

@@ -29,6 +29,7 @@ from tests.faults.harness import (
     lost_outcomes,
     read_store,
     running,
+    running_together,
     summary,
     wait_until_stored,
 )
@@ -152,10 +153,9 @@ def two_replicas(
 ) -> Iterator[tuple[Service, Service]]:
     """Two `nba serve` processes (two machines, as far as they know: each its own var folder) on one store."""
     settings = {"NBA_CONTACT_POLL_S": "0.2", **env}
-    with (
-        running(Service(deployment, root / "a", url, env=settings)) as a,
-        running(Service(deployment, root / "b", url, env=settings)) as b,
-    ):
+    with running_together(
+        Service(deployment, root / "a", url, env=settings), Service(deployment, root / "b", url, env=settings)
+    ) as (a, b):
         yield a, b
 
 
