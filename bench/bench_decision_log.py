@@ -148,7 +148,7 @@ def sqlite3_writer(path: Path) -> Callable[[Sequence[CallDecision]], None]:
                     s.talking_point,
                     orjson.dumps(s.reasons).decode(),
                     s.value_usd,
-                    s.score,
+                    s.priority,
                     s.p_adopt,
                     s.logging_prob,
                     s.pair_features,
