@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from nba._compiled import compiled
 from nba.vocab import MAX_SUGGESTIONS, UNHEARD_OUTCOMES
 
 BoolArray = npt.NDArray[np.bool_]
@@ -82,12 +83,20 @@ def contact_exclusions(
     ignored.
     """
     n_benefits = len(benefit_position)
-    excluded = np.zeros(n_benefits, dtype=bool)
-    presented_90d = np.zeros(n_benefits, dtype=np.float32)
-    if history is not None and len(history.benefit):
-        presented_90d[history.benefit] = history.presented_90d
-        blocked = history.used | (history.days_since_declined <= policy.decline_cooldown_days)
-        excluded[history.benefit[blocked]] = True
+    if history is None or not len(history.benefit):
+        excluded = np.zeros(n_benefits, dtype=bool)
+        presented_90d = np.zeros(n_benefits, dtype=np.float32)
+    else:
+        excluded, presented_90d = _snapshot_contacts(
+            n_benefits,
+            history.benefit,
+            history.days_since_declined,
+            history.used,
+            history.presented_90d,
+            float(policy.decline_cooldown_days),
+        )
+    if not recent:
+        return excluded | (presented_90d >= policy.max_presentations_90d)
     for contact in recent:
         benefit = benefit_position.get(contact.benefit_id)
         if benefit is None or contact.outcome in UNHEARD_OUTCOMES:
@@ -97,3 +106,24 @@ def contact_exclusions(
             excluded[benefit] = True
     excluded |= presented_90d >= policy.max_presentations_90d
     return excluded
+
+
+@compiled
+def _snapshot_contacts(
+    n_benefits: int,
+    benefit: npt.NDArray[np.int64],
+    days_since_declined: npt.NDArray[np.floating],
+    used: BoolArray,
+    presented_90d: npt.NDArray[np.floating],
+    cooldown_days: float,
+) -> tuple[BoolArray, npt.NDArray[np.float32]]:
+    """The snapshot's part of `contact_exclusions` in one pass: per catalog benefit, whether it is used or
+    declined within the cool-down (NaN days: never declined), and its presentations in 90 days."""
+    excluded = np.zeros(n_benefits, dtype=np.bool_)
+    presented = np.zeros(n_benefits, dtype=np.float32)
+    for i in range(benefit.shape[0]):
+        b = benefit[i]
+        presented[b] = presented_90d[i]
+        if used[i] or days_since_declined[i] <= cooldown_days:
+            excluded[b] = True
+    return excluded, presented

@@ -10,6 +10,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from nba._compiled import compiled
 from nba.contract._catalog import Catalog
 from nba.decision._arbitration import (
     ArbitrationConfig,
@@ -405,14 +406,15 @@ class Engine:
 
     def _history(self, row: int, candidates: IntArray) -> FloatArray:
         """The HISTORY_COLUMNS of each candidate for this cardholder (never presented: zeros, NaN days)."""
-        history = np.empty((len(candidates), len(HISTORY_COLUMNS)))
-        history[:] = self.never_presented
         start, end = int(self.profiles.offsets[row]), int(self.profiles.offsets[row + 1])
-        if end > start:
-            # A cardholder has at most one history row per benefit.
-            rows, at = (self.profiles.history_benefit[start:end, None] == candidates).nonzero()
-            history[at] = self.profiles.history_values[start:end].take(rows, axis=0)
-        return history
+        return _candidate_history(
+            self.profiles.history_benefit,
+            self.profiles.history_values,
+            start,
+            end,
+            candidates,
+            self.never_presented,
+        )
 
     def _matrix(
         self, row: int, holder: FloatArray, candidates: IntArray, call_reason: str
@@ -569,3 +571,25 @@ class Engine:
             logging_prob=logging_prob,
             features=x.astype("<f8", copy=False).tobytes(),
         )
+
+
+@compiled
+def _candidate_history(
+    history_benefit: npt.NDArray[np.int16],
+    history_values: npt.NDArray[np.float32],
+    start: int,
+    end: int,
+    candidates: IntArray,
+    never_presented: FloatArray,
+) -> FloatArray:
+    """Each candidate's HISTORY_COLUMNS from the cardholder's history rows `start:end` (a cardholder has at
+    most one per benefit), else `never_presented`; float64, as the model's rows are."""
+    out = np.empty((candidates.shape[0], never_presented.shape[0]))
+    for i in range(candidates.shape[0]):
+        out[i] = never_presented
+        for r in range(start, end):
+            if history_benefit[r] == candidates[i]:
+                for c in range(never_presented.shape[0]):
+                    out[i, c] = history_values[r, c]
+                break
+    return out
