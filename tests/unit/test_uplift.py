@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nba.errors import ModelError
-from nba.model import UPLIFT_FILE, UpliftModel
+from nba.model import UPLIFT_FILE, UpliftModel, UpliftSample
 from nba.model._uplift import dr_pseudo_outcomes
 from training.metrics import estimate_caused_adoptions, qini_curve, qini_interval
 
@@ -112,9 +112,8 @@ def test_the_dr_learner_recovers_a_known_effect_under_confounding() -> None:
     X, shown, discussed, adopted, shown_prob, cardholders, valid, effect = _confounded_units(30_000, 11)
     # Half the chances of being shown are not logged: the model estimates those.
     logged = np.where(np.arange(len(X)) % 2 == 0, shown_prob, np.nan)
-    model = UpliftModel(seed=1).fit(
-        X, shown, discussed, adopted, logged, NAMES, ["benefit"], cardholders, valid
-    )
+    units = UpliftSample(X, shown, discussed, adopted, logged, NAMES, ["benefit"], cardholders)
+    model = UpliftModel(seed=1).fit(units, valid)
     tau = model.predict(X)
     assert tau[effect > 0].mean() == pytest.approx(0.3, abs=0.06)
     assert tau[effect == 0].mean() == pytest.approx(0.0, abs=0.06)
@@ -126,7 +125,8 @@ def test_the_dr_learner_recovers_a_known_effect_under_confounding() -> None:
 
 def test_the_uplift_model_round_trips_through_its_lightgbm_text_file() -> None:
     X, shown, discussed, adopted, shown_prob, cardholders, valid, _ = _confounded_units(4_000, 2)
-    model = UpliftModel(seed=0).fit(X, shown, discussed, adopted, shown_prob, NAMES, [], cardholders, valid)
+    units = UpliftSample(X, shown, discussed, adopted, shown_prob, NAMES, [], cardholders)
+    model = UpliftModel(seed=0).fit(units, valid)
     files = model.to_artifacts()
     assert list(files) == [UPLIFT_FILE] and files[UPLIFT_FILE].startswith(b"tree")
     again = UpliftModel.from_artifacts(files, NAMES)
@@ -140,9 +140,8 @@ def test_served_uplift_walks_the_trees_exactly_as_booster_predict() -> None:
     # prediction, on a categorical feature, on missing values and on categories never seen, and after
     # the model is read back from its text file.
     X, shown, discussed, adopted, shown_prob, cardholders, valid, _ = _confounded_units(20_000, 7)
-    model = UpliftModel(seed=3).fit(
-        X, shown, discussed, adopted, shown_prob, NAMES, ["benefit"], cardholders, valid
-    )
+    units = UpliftSample(X, shown, discussed, adopted, shown_prob, NAMES, ["benefit"], cardholders)
+    model = UpliftModel(seed=3).fit(units, valid)
     rng = np.random.default_rng(8)
     rows = X[:2_000].copy()
     rows[rng.random(rows.shape) < 0.1] = np.nan
@@ -159,9 +158,24 @@ def test_the_uplift_model_refuses_units_without_controls_and_says_when_not_fitte
     X, shown, discussed, adopted, shown_prob, cardholders, valid, _ = _confounded_units(500, 4)
     everyone = np.ones(len(X), dtype=bool)
     with pytest.raises(ValueError, match=r"needs treated and control units: got 500 treated and 0 controls"):
-        UpliftModel().fit(X, everyone, everyone, adopted, shown_prob, NAMES, [], cardholders, valid)
+        UpliftModel().fit(
+            UpliftSample(X, everyone, everyone, adopted, shown_prob, NAMES, [], cardholders), valid
+        )
     with pytest.raises(ValueError, match="must have one row per unit"):
-        UpliftModel().fit(X, shown[:-1], discussed, adopted, shown_prob, NAMES, [], cardholders, valid)
+        UpliftModel().fit(
+            UpliftSample(X, shown[:-1], discussed, adopted, shown_prob, NAMES, [], cardholders), valid
+        )
+    units = UpliftSample(X, shown, discussed, adopted, shown_prob, NAMES, [], cardholders)
+    with pytest.raises(ValueError, match="`valid` must have one row per unit"):
+        UpliftModel().fit(units, valid[:-1])
+    with pytest.raises(ValueError, match="`adopted` must hold only 0 and 1"):
+        UpliftModel().fit(
+            UpliftSample(X, shown, discussed, adopted * 2, shown_prob, NAMES, [], cardholders), valid
+        )
+    with pytest.raises(ValueError, match=r"one column per feature name \(2\)"):
+        UpliftModel().fit(
+            UpliftSample(X, shown, discussed, adopted, shown_prob, NAMES[:2], [], cardholders), valid
+        )
     with pytest.raises(ModelError, match=r"This UpliftModel is not fitted yet. Call 'fit' first."):
         UpliftModel().predict(X)
 
