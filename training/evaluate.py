@@ -47,12 +47,7 @@ from training.metrics import (
 )
 from training.pairs import HolderSnapshots, PairMatrix, build_pair_matrix, compute_snapshots
 from training.synth import (
-    CALL_TRUTH_DISCUSSED_PREFIX,
-    CALL_TRUTH_NPS_MEAN,
-    CALL_TRUTH_NPS_POINTS,
-    CALL_TRUTH_NPS_TENSE,
-    CALL_TRUTH_PREFIX,
-    CALL_TRUTH_RELEVANT_PREFIX,
+    CALL_TRUTH_COLUMNS,
     ORACLE_NATURAL_COLUMN,
     detractor_chance,
 )
@@ -376,12 +371,12 @@ def evaluate_off_policy(
                 value = _true_value(truth, picked, rank, n_calls)
                 evaluation.true_per_call[name] = value
                 evaluation.metrics[f"true_adoptions_per_call_{name}"] = value
-            if call_truth is not None and CALL_TRUTH_NPS_MEAN in call_truth.columns:
+            if call_truth is not None and CALL_TRUTH_COLUMNS.nps_mean in call_truth.columns:
                 share = true_detractor_share(call_truth, logged["call_id"].unique(), picked, rank)
                 evaluation.true_detractor_share[name] = share
                 evaluation.metrics[f"true_detractor_share_{name}"] = share
             done.advance()
-    if call_truth is not None and CALL_TRUTH_NPS_MEAN in call_truth.columns:
+    if call_truth is not None and CALL_TRUTH_COLUMNS.nps_mean in call_truth.columns:
         nothing = pd.DataFrame(
             {"call_id": pd.Series([], dtype=object), "benefit_id": pd.Series([], dtype=object)}
         )
@@ -418,24 +413,21 @@ def true_detractor_share(
     per_call = call_truth.drop_duplicates("call_id").set_index("call_id")
     calls = pd.Index(pd.unique(np.asarray(call_ids, dtype=object))).intersection(per_call.index, sort=False)
     position = pd.Series(np.arange(len(calls)), index=calls)
-    top = len([c for c in call_truth.columns if c.startswith(CALL_TRUTH_DISCUSSED_PREFIX)])
+    named = CALL_TRUTH_COLUMNS
+    top = named.ranks_in(call_truth.columns)
     shown = picked[["call_id", "benefit_id"]].assign(rank=np.minimum(np.asarray(rank, dtype=np.int64), top))
     shown = shown[shown["call_id"].isin(calls)].merge(call_truth, on=["call_id", "benefit_id"], how="inner")
     at = shown["rank"].to_numpy(dtype=np.int64) - 1
     rows = np.arange(len(shown))
-    discussed = shown[[f"{CALL_TRUTH_DISCUSSED_PREFIX}{k}" for k in range(1, top + 1)]].to_numpy(
-        dtype=np.float64
-    )
-    relevant = shown[[f"{CALL_TRUTH_RELEVANT_PREFIX}{k}" for k in range(1, top + 1)]].to_numpy(
-        dtype=np.float64
-    )
+    discussed = shown[[named.discussed(k) for k in range(1, top + 1)]].to_numpy(dtype=np.float64)
+    relevant = shown[[named.relevant(k) for k in range(1, top + 1)]].to_numpy(dtype=np.float64)
     chance = detractor_chance(
-        per_call.loc[calls, CALL_TRUTH_NPS_MEAN].to_numpy(dtype=np.float64),
-        per_call.loc[calls, CALL_TRUTH_NPS_TENSE].to_numpy(dtype=bool),
+        per_call.loc[calls, named.nps_mean].to_numpy(dtype=np.float64),
+        per_call.loc[calls, named.nps_tense].to_numpy(dtype=bool),
         position[shown["call_id"]].to_numpy(dtype=np.int64),
         discussed[rows, at],
         relevant[rows, at],
-        shown[CALL_TRUTH_NPS_POINTS].to_numpy(dtype=np.float64),
+        shown[named.nps_points].to_numpy(dtype=np.float64),
     )
     return float(chance.mean()) if len(chance) else float("nan")
 
@@ -479,7 +471,8 @@ def _truth_lookup(call_truth: pd.DataFrame | None) -> dict[tuple[str, str], npt.
     """(call_id, benefit_id) → its true expected adoptions when shown at rank 1, 2, ..."""
     if call_truth is None:
         return None
-    columns = sorted(c for c in call_truth.columns if c.startswith(CALL_TRUTH_PREFIX))
+    named = CALL_TRUTH_COLUMNS
+    columns = [named.adoption(rank) for rank in range(1, named.ranks_in(call_truth.columns) + 1)]
     values = call_truth[columns].to_numpy(dtype=np.float64)
     keys = zip(call_truth["call_id"], call_truth["benefit_id"], strict=True)
     return {key: values[i] for i, key in enumerate(keys)}

@@ -483,16 +483,7 @@ def _fit_uplift(
             + " (it needs calls where a benefit was discussed and calls where an eligible one was not)"
         )
     model = UpliftModel(seed=run.options.seed).fit(
-        units.matrix.X[fit],
-        units.shown[fit],
-        units.discussed[fit],
-        units.adopted[fit],
-        units.shown_prob[fit],
-        names,
-        categorical,
-        units.frame["cardholder_id"].to_numpy(dtype=object)[fit],
-        valid[fit],
-        progress,
+        units.sample(fit, names, categorical), valid[fit], progress
     )
     return _UpliftFit(model, units, fit, test)
 
@@ -525,17 +516,7 @@ def _evaluate_uplift(
     seed = run.options.seed
     X = units.matrix.X[test]
     call_ids = units.frame["call_id"].to_numpy(dtype=object)[test]
-    phi, e = held_out_pseudo_outcomes(
-        X,
-        units.shown[test],
-        units.discussed[test],
-        units.adopted[test],
-        units.shown_prob[test],
-        names,
-        categorical,
-        units.frame["cardholder_id"].to_numpy(dtype=object)[test],
-        seed,
-    )
+    phi, e = held_out_pseudo_outcomes(units.sample(test, names, categorical), seed)
     weights = np.where(treated, 1.0 / e, 1.0 / (1.0 - e))
     adopted = units.adopted[test]
     held_out = matrix_rows(units.matrix, test)

@@ -11,6 +11,7 @@ comparison for one (the treatment has no chance there at all; their features des
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,6 +22,7 @@ import pandas as pd
 from nba.contract import Catalog
 from nba.errors import DataError
 from nba.features import BenefitTable
+from nba.model import UpliftSample
 from nba.vocab import NOT_DISCUSSED, UNMARKED
 from training.evaluate import ScoringParts, eligible_pairs
 from training.pairs import HolderSnapshots, PairMatrix, build_pair_matrix
@@ -73,6 +75,20 @@ class UpliftUnits:
         """The logged chance of being shown where the unit was shown and it was logged, else NaN."""
         logged = self.frame["logging_prob"].to_numpy(dtype=np.float64)
         return np.where(self.shown, logged, np.nan)
+
+    def sample(self, mask: BoolArray, names: Sequence[str], categorical: Sequence[str]) -> UpliftSample:
+        """The units `mask` selects as the uplift learner reads them (grouped by cardholder)."""
+        every = UpliftSample(
+            self.matrix.X,
+            self.shown,
+            self.discussed,
+            self.adopted,
+            self.shown_prob,
+            names,
+            categorical,
+            self.frame["cardholder_id"].to_numpy(dtype=object),
+        )
+        return every.rows(mask)
 
 
 def build_uplift_units(

@@ -109,13 +109,16 @@ def worth_saying(value_usd: FloatArray, nominal_value_usd: FloatArray, floor_usd
     return kept
 
 
-def select_diverse(priority: FloatArray, categories: BoolArray, k: int, diversity: bool = True) -> IntArray:
+def select_diverse(
+    priority: FloatArray, categories: BoolArray, k: int, diversity: bool = True, leaves_out: bool = True
+) -> IntArray:
     """Positions of the chosen candidates, best first.
 
     Sorted by priority, highest first (NaN last); ties keep the candidates' given order, so the same
     input always gives the same answer. A priority of −inf is never chosen (the NPS term's "not worth it").
     With diversity, a candidate sharing a spend category with one already chosen waits until nothing else
-    is left.
+    is left. `leaves_out=False` says no priority can be −inf (the NPS term is off): the scan for them is
+    skipped.
 
     Raises ValueError when `categories` is not one row per candidate or `k` is negative (the compiled
     choice reads rows unchecked).
@@ -129,8 +132,8 @@ def select_diverse(priority: FloatArray, categories: BoolArray, k: int, diversit
         )
     if k < 0:
         raise ValueError(f"`k` must be >= 0, got {k}")
-    never = np.isneginf(priority)
-    if never.any():  # pitches the NPS term leaves out (`with_detractor_cost`)
+    never = np.isneginf(priority) if leaves_out else None
+    if never is not None and never.any():  # pitches the NPS term leaves out (`with_detractor_cost`)
         showable = np.flatnonzero(~never)
         picked = _select_diverse(priority[showable], categories[showable], int(k), bool(diversity))
         result: IntArray = showable[picked]

@@ -173,6 +173,10 @@ class Engine:
         self.profiles = profiles
         self.catalog = catalog
         self.config = config or EngineConfig()
+        # `select_diverse`'s rules: diversity, and whether any priority can be −inf (only the NPS term, when on,
+        # leaves a pitch out; off, the scan for −inf is skipped).
+        arbitration = self.config.arbitration
+        self._choice_rules = (arbitration.diversity, arbitration.detractor_weight > 0.0)
         self.benefits = BenefitTable.from_catalog(catalog)
         self.benefit_position = {benefit_id: i for i, benefit_id in enumerate(self.benefits.ids)}
         self.suitable = suitability_matrix(catalog)
@@ -498,9 +502,7 @@ class Engine:
             kept = start + np.flatnonzero(worth[start:end])
             if len(kept) == 0:
                 continue
-            chosen = kept[
-                select_diverse(priority[kept], categories[kept], limit, self.config.arbitration.diversity)
-            ]
+            chosen = kept[select_diverse(priority[kept], categories[kept], limit, *self._choice_rules)]
             out[i] = (tuple(self.benefits.ids[int(b)] for b in benefit[chosen]), priority[chosen])
         return out
 
@@ -508,14 +510,15 @@ class Engine:
         self, priority: FloatArray, categories: npt.NDArray[np.bool_], k: int
     ) -> tuple[IntArray, FloatArray]:
         """The chosen candidates and each one's probability of being shown under this policy (a candidate the
-        NPS term leaves out, priority −inf, is neither chosen nor explored)."""
-        never = np.isneginf(priority)
-        if never.any():
-            showable = np.flatnonzero(~never)
-            chosen, logging_prob = self._choose(priority[showable], categories[showable], k)
-            return showable[chosen], logging_prob
-        arbitration = self.config.arbitration
-        greedy = select_diverse(priority, categories, k, arbitration.diversity)
+        NPS term leaves out, priority −inf, is neither chosen nor explored). With the term off no priority is
+        −inf, and nothing is scanned for one."""
+        if self.config.arbitration.detractor_weight > 0.0:
+            never = np.isneginf(priority)
+            if never.any():
+                showable = np.flatnonzero(~never)
+                chosen, logging_prob = self._choose(priority[showable], categories[showable], k)
+                return showable[chosen], logging_prob
+        greedy = select_diverse(priority, categories, k, *self._choice_rules)
         epsilon = self.config.epsilon
         n = len(priority)
         shown_k = len(greedy)

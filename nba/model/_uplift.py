@@ -18,6 +18,7 @@ per request: LightGBM's predict costs tens of microseconds of set-up on every ca
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import lightgbm as lgb
@@ -97,56 +98,105 @@ def cross_fit_binary(
     return out
 
 
-def treatment_chance(
-    X: FloatArray,
-    shown: BoolArray,
-    discussed: BoolArray,
-    shown_prob: FloatArray,
-    feature_names: Sequence[str],
-    categorical: Sequence[str],
-    fold: IntArray,
-) -> FloatArray:
+@dataclass(frozen=True)
+class UpliftSample:
+    """Uplift units as the learner reads them, one row per unit: the pair features `X` (one column per
+    `feature_names`, `categorical` among them), whether the unit was `shown` and `discussed` (treated: both),
+    `adopted` (0/1), `shown_prob` (the logged chance of being shown; NaN: not logged, estimated) and `groups`
+    (the cardholder: a group's units stay in one fold when cross-fitting)."""
+
+    X: FloatArray
+    shown: BoolArray
+    discussed: BoolArray
+    adopted: FloatArray
+    shown_prob: FloatArray
+    feature_names: Sequence[str]
+    categorical: Sequence[str]
+    groups: npt.NDArray[Any]
+
+    @property
+    def treated(self) -> BoolArray:
+        treated: BoolArray = self.shown & self.discussed
+        return treated
+
+    def check(self) -> None:
+        """Raises ValueError for rows that do not line up or labels that are not 0/1."""
+        n = len(self.X)
+        if not (
+            len(self.shown)
+            == len(self.discussed)
+            == len(self.adopted)
+            == len(self.shown_prob)
+            == len(self.groups)
+            == n
+        ):
+            raise ValueError(
+                "`X`, `shown`, `discussed`, `adopted`, `shown_prob` and `groups` must have one row per unit"
+            )
+        if self.X.ndim != 2 or self.X.shape[1] != len(self.feature_names):
+            raise ValueError(
+                f"`X` must have one column per feature name ({len(self.feature_names)}), got {self.X.shape}"
+            )
+        if not np.isin(self.adopted, (0, 1)).all():
+            raise ValueError("`adopted` must hold only 0 and 1")
+
+    def rows(self, mask: BoolArray) -> UpliftSample:
+        """The units `mask` selects."""
+        return UpliftSample(
+            self.X[mask],
+            self.shown[mask],
+            self.discussed[mask],
+            self.adopted[mask],
+            self.shown_prob[mask],
+            self.feature_names,
+            self.categorical,
+            np.asarray(self.groups)[mask],
+        )
+
+
+def treatment_chance(sample: UpliftSample, fold: IntArray) -> FloatArray:
     """Each unit's chance of treatment e(x) = s(x) · d(x): s, the chance of being shown, is `shown_prob`
     where logged (NaN: estimated from X, cross-fitted over `fold`); d, the chance a shown suggestion is
     discussed, is estimated from the shown units (cross-fitted)."""
-    unknown = np.isnan(shown_prob)
-    s = shown_prob.copy()
+    names, categorical = sample.feature_names, sample.categorical
+    unknown = np.isnan(sample.shown_prob)
+    s = sample.shown_prob.copy()
     if unknown.any():
-        every = np.ones(len(X), dtype=bool)
-        estimated = cross_fit_binary(
-            X, shown.astype(np.float64), every, fold, feature_names, categorical, NUISANCE_PARAMS
-        )
+        every = np.ones(len(sample.X), dtype=bool)
+        shown = sample.shown.astype(np.float64)
+        estimated = cross_fit_binary(sample.X, shown, every, fold, names, categorical, NUISANCE_PARAMS)
         s[unknown] = estimated[unknown]
-    d = cross_fit_binary(
-        X, discussed.astype(np.float64), shown, fold, feature_names, categorical, NUISANCE_PARAMS
-    )
+    discussed = sample.discussed.astype(np.float64)
+    d = cross_fit_binary(sample.X, discussed, sample.shown, fold, names, categorical, NUISANCE_PARAMS)
     e: FloatArray = s * d
     return e
 
 
-def held_out_pseudo_outcomes(
-    X: FloatArray,
-    shown: BoolArray,
-    discussed: BoolArray,
-    adopted: FloatArray,
-    shown_prob: FloatArray,
-    feature_names: Sequence[str],
-    categorical: Sequence[str],
-    groups: npt.NDArray[Any],
-    seed: int,
+def cross_fitted_pseudo_outcomes(
+    sample: UpliftSample, fold: IntArray, progress: ProgressHook = NO_PROGRESS
 ) -> tuple[FloatArray, FloatArray]:
+    """The DR-learner's first two steps: the chance of treatment e and the adoption chances with and without
+    treatment μ1, μ0, each unit's from models fitted on the other folds; returns (φ, e), e unclipped."""
+    X, adopted, treated = sample.X, sample.adopted, sample.treated
+    names, categorical = sample.feature_names, sample.categorical
+    with progress.track("uplift: nuisance models, cross-fitted", 3) as done:
+        e = treatment_chance(sample, fold)
+        done.advance()
+        mu1 = cross_fit_binary(X, adopted, treated, fold, names, categorical, NUISANCE_PARAMS)
+        done.advance()
+        mu0 = cross_fit_binary(X, adopted, ~treated, fold, names, categorical, NUISANCE_PARAMS)
+        done.advance()
+    return dr_pseudo_outcomes(treated, adopted, e, mu1, mu0), e
+
+
+def held_out_pseudo_outcomes(sample: UpliftSample, seed: int) -> tuple[FloatArray, FloatArray]:
     """Doubly robust pseudo-outcomes φ and chances of treatment e of units no model has seen (a held-out
-    slice), their nuisance models fitted within the units and cross-fitted over two folds of `groups`: what
+    slice), their nuisance models fitted within the units and cross-fitted over two folds of its groups: what
     evaluation needs to judge any ranking of these units by the adoptions it causes. Returns (φ, e), e
     clipped to PROPENSITY_CLIP."""
-    fold = fold_of_groups(groups, 2, seed)
-    treated = shown & discussed
-    e = np.clip(
-        treatment_chance(X, shown, discussed, shown_prob, feature_names, categorical, fold), *PROPENSITY_CLIP
-    )
-    mu1 = cross_fit_binary(X, adopted, treated, fold, feature_names, categorical, NUISANCE_PARAMS)
-    mu0 = cross_fit_binary(X, adopted, ~treated, fold, feature_names, categorical, NUISANCE_PARAMS)
-    return dr_pseudo_outcomes(treated, adopted, e, mu1, mu0), e
+    sample.check()
+    phi, e = cross_fitted_pseudo_outcomes(sample, fold_of_groups(sample.groups, 2, seed))
+    return phi, np.clip(e, *PROPENSITY_CLIP)
 
 
 def dr_pseudo_outcomes(
@@ -174,8 +224,8 @@ class UpliftModel:
     booster's first `best_iteration_` trees) rather than calling the booster.
 
     Example:
-        >>> model = UpliftModel().fit(X, shown, discussed, adopted, logging_prob, names, ["benefit_id"],
-        ...                           cardholder_ids, later_slice)
+        >>> units = UpliftSample(X, shown, discussed, adopted, logging_prob, names, ["benefit_id"], cardholder_ids)
+        >>> model = UpliftModel().fit(units, later_slice)
         >>> model.predict(X[:5])  # adoptions added per conversation, between about −1 and 1
     """
 
@@ -187,66 +237,36 @@ class UpliftModel:
         self.folds = folds
         self.seed = seed
 
-    def fit(
-        self,
-        X: FloatArray,
-        shown: BoolArray,
-        discussed: BoolArray,
-        adopted: FloatArray,
-        shown_prob: FloatArray,
-        feature_names: Sequence[str],
-        categorical: Sequence[str],
-        groups: npt.NDArray[Any],
-        valid: BoolArray,
-        progress: ProgressHook = NO_PROGRESS,
-    ) -> UpliftModel:
-        """Learns τ(x) from units (X, adopted): a unit is treated when it was `shown` and `discussed`.
+    def fit(self, units: UpliftSample, valid: BoolArray, progress: ProgressHook = NO_PROGRESS) -> UpliftModel:
+        """Learns τ(x) from `units`: a unit is treated when it was shown and discussed.
 
         The chance of treatment is e(x) = s(x) · d(x): s, the chance of being shown, is `shown_prob`
         where the logging policy recorded it (NaN: estimated here from X); d, the chance a shown
         suggestion is discussed, is estimated from the shown units. Both estimates and the outcome
-        models are cross-fitted over `groups` (a cardholder's units stay in one fold). `valid` marks the
-        later slice the effect model stops early on; the rest trains it.
+        models are cross-fitted over the units' groups (a cardholder's units stay in one fold). `valid`
+        marks the later slice the effect model stops early on; the rest trains it.
 
         Raises ValueError for rows that do not line up or labels that are not 0/1, and when there is no
         treated unit or no control unit to learn from.
         """
-        n = len(X)
-        if not (
-            len(shown) == len(discussed) == len(adopted) == len(shown_prob) == len(groups) == len(valid) == n
-        ):
-            raise ValueError(
-                "`X`, `shown`, `discussed`, `adopted`, `shown_prob`, `groups` and `valid` must have one row per unit"
-            )
-        if X.ndim != 2 or X.shape[1] != len(feature_names):
-            raise ValueError(
-                f"`X` must have one column per feature name ({len(feature_names)}), got {X.shape}"
-            )
-        if not np.isin(adopted, (0, 1)).all():
-            raise ValueError("`adopted` must hold only 0 and 1")
-        treated = shown & discussed
+        units.check()
+        if len(valid) != len(units.X):
+            raise ValueError("`valid` must have one row per unit")
+        treated = units.treated
         if not treated.any() or treated.all():
             raise ValueError(
                 f"uplift needs treated and control units: got {int(treated.sum()):,} treated and "
                 f"{int((~treated).sum()):,} controls"
             )
-        fold = fold_of_groups(groups, max(2, self.folds), self.seed)
-        with progress.track("uplift: nuisance models, cross-fitted", 3) as done:
-            e = treatment_chance(X, shown, discussed, shown_prob, feature_names, categorical, fold)
-            done.advance()
-            mu1 = cross_fit_binary(X, adopted, treated, fold, feature_names, categorical, NUISANCE_PARAMS)
-            done.advance()
-            mu0 = cross_fit_binary(X, adopted, ~treated, fold, feature_names, categorical, NUISANCE_PARAMS)
-            done.advance()
-        phi = dr_pseudo_outcomes(treated, adopted, e, mu1, mu0)
+        fold = fold_of_groups(units.groups, max(2, self.folds), self.seed)
+        phi, e = cross_fitted_pseudo_outcomes(units, fold, progress)
         train = ~valid
-        data = lgb.Dataset(
-            X[train], phi[train], feature_name=list(feature_names), categorical_feature=list(categorical)
-        )
+        names, categorical = list(units.feature_names), list(units.categorical)
+        data = lgb.Dataset(units.X[train], phi[train], feature_name=names, categorical_feature=categorical)
         callbacks: list[Any] = []
         valid_sets = []
         if valid.any():
-            valid_sets = [lgb.Dataset(X[valid], phi[valid], reference=data)]
+            valid_sets = [lgb.Dataset(units.X[valid], phi[valid], reference=data)]
             callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
         params = {**EFFECT_PARAMS, "seed": self.seed}
         with progress.track("uplift: effect model rounds", self.num_boost_round) as rounds:
@@ -256,9 +276,9 @@ class UpliftModel:
             )
         self.booster_ = booster
         self.best_iteration_ = int(booster.best_iteration or booster.current_iteration())
-        self.feature_names_ = list(feature_names)
+        self.feature_names_ = names
         self.scorer_ = PathAttributor.from_booster(booster, self.best_iteration_)
-        self.shown_prob_estimated_ = float(np.isnan(shown_prob).mean()) if n else 0.0
+        self.shown_prob_estimated_ = float(np.isnan(units.shown_prob).mean()) if len(units.X) else 0.0
         self.treatment_chance_ = e
         self.pseudo_outcomes_ = phi
         return self

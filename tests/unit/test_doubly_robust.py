@@ -14,12 +14,7 @@ import pytest
 from tests.conftest import SampleModel
 from training.metrics import estimate_doubly_robust, estimate_off_policy
 from training.synth import (
-    CALL_TRUTH_DISCUSSED_PREFIX,
-    CALL_TRUTH_NPS_MEAN,
-    CALL_TRUTH_NPS_POINTS,
-    CALL_TRUTH_NPS_TENSE,
-    CALL_TRUTH_PREFIX,
-    CALL_TRUTH_RELEVANT_PREFIX,
+    CALL_TRUTH_COLUMNS,
     TABLE_NAMES,
     generate_world,
 )
@@ -137,18 +132,23 @@ def test_call_truth_changes_no_row_of_the_world(tmp_path: Path) -> None:
             pd.read_parquet(told.out_dir / f"{name}.parquet"),
         )
     truth = pd.read_parquet(told.call_truth_path)
-    ranks = [f"{CALL_TRUTH_PREFIX}{rank}" for rank in (1, 2, 3)]
+    named = CALL_TRUTH_COLUMNS
+    ranks = ["expected_adoption_rank_1", "expected_adoption_rank_2", "expected_adoption_rank_3"]
     nps = [
-        *(f"{CALL_TRUTH_DISCUSSED_PREFIX}{rank}" for rank in (1, 2, 3)),
-        *(f"{CALL_TRUTH_RELEVANT_PREFIX}{rank}" for rank in (1, 2, 3)),
-        CALL_TRUTH_NPS_POINTS,
-        CALL_TRUTH_NPS_MEAN,
-        CALL_TRUTH_NPS_TENSE,
+        *(f"p_discussed_rank_{rank}" for rank in (1, 2, 3)),
+        *(f"p_relevant_accept_rank_{rank}" for rank in (1, 2, 3)),
+        "nps_points_if_discussed",
+        "nps_latent_mean",
+        "nps_tense",
     ]
-    assert list(truth.columns) == ["call_id", "benefit_id", *ranks, *nps]
+    assert (
+        list(truth.columns)
+        == ["call_id", "benefit_id", *ranks, *nps]
+        == ["call_id", "benefit_id", *named.ordered(3)]
+    )
     # A default world has no pitch on the wrong call: a discussion costs points only for a benefit worth little.
-    assert (truth[CALL_TRUTH_NPS_POINTS].isin([0.0, -0.5])).all()
-    assert truth.groupby("call_id")[CALL_TRUTH_NPS_MEAN].nunique().eq(1).all()
+    assert (truth[named.nps_points].isin([0.0, -0.5])).all()
+    assert truth.groupby("call_id")[named.nps_mean].nunique().eq(1).all()
     assert not truth.duplicated(["call_id", "benefit_id"]).any()
     # Every benefit the logging policy showed was eligible on its call; lower ranks are discussed less.
     shown = pd.read_parquet(told.out_dir / "conversations.parquet")[["call_id", "benefit_id"]]
@@ -176,6 +176,9 @@ def test_dr_lands_near_the_true_value_of_each_policy_on_a_small_world(
     assert abs(model.dr - truth) < 0.12
     assert abs(model.dr - truth) < abs(model.direct - truth) + 0.02
     assert evaluation.metrics["true_adoptions_per_call_model"] == truth
+    # The call truth's NPS columns give every policy, and showing nothing, a true detractor share.
+    shares = evaluation.true_detractor_share
+    assert {"model", "random", "nothing"} <= set(shares) and all(0 < v < 1 for v in shares.values())
     # The logging policy on its own logs: DR is what it observed.
     assert evaluation.doubly_robust["logging"].dr == pytest.approx(
         evaluation.off_policy["model"].logged_per_call

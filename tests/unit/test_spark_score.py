@@ -50,6 +50,22 @@ def test_spark_scores_equal_local_scores_row_for_row(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["local.csv", "spark.csv"]  # no temporary left
 
 
+def test_spark_scores_with_the_nps_term_equal_local_scores_with_it(
+    spark: SparkSession, sample_deployment: Deployment, tmp_path: Path
+) -> None:
+    """--detractor-weight reaches the executors: with the NPS term on, Spark writes what local scoring writes
+    with it, and that is not what either writes with the term off (pitches reordered or left out)."""
+    off, local, on_spark = tmp_path / "off.csv", tmp_path / "local.csv", tmp_path / "spark.csv"
+    weight = ["--detractor-weight", "5"]  # heavy: on the sample's general calls it leaves some pitches out
+    snapshot = ["--profiles", str(sample_deployment.profiles_dir)]
+    assert _score(sample_deployment, off) == 0
+    assert _score(sample_deployment, local, *weight) == 0
+    assert _score(sample_deployment, on_spark, "--engine", "spark", *snapshot, *weight) == 0
+    assert on_spark.read_text() == local.read_text()
+    with_term, without = local.read_text().splitlines(), off.read_text().splitlines()
+    assert with_term != without and len(with_term) < len(without)
+
+
 def test_a_model_file_changed_after_shipping_fails_on_the_executor_and_writes_nothing(
     spark: SparkSession,
     sample_deployment: Deployment,

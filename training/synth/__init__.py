@@ -28,12 +28,7 @@ logged calls). This face is what callers import.
 from training.synth._counterfactual import UPLIFT_CLASSES, WRONG_CALL_NPS_DROP, UpliftMix
 from training.synth._nps_truth import detractor_chance
 from training.synth._parameters import (
-    CALL_TRUTH_DISCUSSED_PREFIX,
-    CALL_TRUTH_NPS_MEAN,
-    CALL_TRUTH_NPS_POINTS,
-    CALL_TRUTH_NPS_TENSE,
-    CALL_TRUTH_PREFIX,
-    CALL_TRUTH_RELEVANT_PREFIX,
+    CALL_TRUTH_COLUMNS,
     DEFAULT_AS_OF,
     LEGACY_EPSILON,
     LEGACY_POPULARITY,
@@ -50,12 +45,7 @@ from training.synth._truth import LAUNCHED_BENEFIT, RegimeShift, TrueAdoptionMod
 from training.synth._writing import WorldSummary, generate_world
 
 __all__ = [
-    "CALL_TRUTH_DISCUSSED_PREFIX",
-    "CALL_TRUTH_NPS_MEAN",
-    "CALL_TRUTH_NPS_POINTS",
-    "CALL_TRUTH_NPS_TENSE",
-    "CALL_TRUTH_PREFIX",
-    "CALL_TRUTH_RELEVANT_PREFIX",
+    "CALL_TRUTH_COLUMNS",
     "DEFAULT_AS_OF",
     "LAUNCHED_BENEFIT",
     "LEGACY_EPSILON",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date
 from typing import Final
 
@@ -39,19 +40,54 @@ ORACLE_AS_OF_COLUMN: Final = "as_of"
 # A counterfactual world's oracle also holds the chance of starting with no conversation, and each benefit's class.
 ORACLE_NATURAL_COLUMN: Final = "p_natural"
 ORACLE_CLASS_COLUMN: Final = "uplift_class"
-# The call truth (`generate_world(..., call_truth=True)`): per (logged call, eligible benefit), the expected
-# adoptions within the label window were it shown at rank 1, 2, ... (columns this prefix + rank).
-CALL_TRUTH_PREFIX: Final = "expected_adoption_rank_"
-# What the call truth says of the NPS answer, for the detractor share of any policy's slates: per (call, eligible
-# benefit) the chance the agent discusses it at rank 1, 2, ... (this prefix + rank), the chance, once discussed,
-# it is taken up and accepted where it is worth at least NPS_RELEVANT_VALUE_USD (the answer's lift), and the
-# latent points a discussion costs (wrong call, little value); per call (repeated on its rows) the latent
-# score's mean before any pitch and whether the call is tense.
-CALL_TRUTH_DISCUSSED_PREFIX: Final = "p_discussed_rank_"
-CALL_TRUTH_RELEVANT_PREFIX: Final = "p_relevant_accept_rank_"
-CALL_TRUTH_NPS_POINTS: Final = "nps_points_if_discussed"
-CALL_TRUTH_NPS_MEAN: Final = "nps_latent_mean"
-CALL_TRUTH_NPS_TENSE: Final = "nps_tense"
+
+
+@dataclass(frozen=True)
+class CallTruthColumns:
+    """The call truth's columns (`generate_world(..., call_truth=True)`), one row per (logged call, eligible
+    benefit) after `call_id, benefit_id`: the expected adoptions within the label window were it shown at rank
+    1, 2, ... (`adoption(rank)`); what it says of the NPS answer, for the detractor share of any policy's
+    slates: the chance the agent discusses it at each rank (`discussed(rank)`), the chance, once discussed, it
+    is taken up and accepted where it is worth at least NPS_RELEVANT_VALUE_USD, the answer's lift
+    (`relevant(rank)`), and the latent points a discussion costs (wrong call, little value; `nps_points`); per
+    call (repeated on its rows) the latent score's mean before any pitch (`nps_mean`) and whether the call is
+    tense (`nps_tense`)."""
+
+    adoption_prefix: str = "expected_adoption_rank_"
+    discussed_prefix: str = "p_discussed_rank_"
+    relevant_prefix: str = "p_relevant_accept_rank_"
+    nps_points: str = "nps_points_if_discussed"
+    nps_mean: str = "nps_latent_mean"
+    nps_tense: str = "nps_tense"
+
+    def adoption(self, rank: int) -> str:
+        return f"{self.adoption_prefix}{rank}"
+
+    def discussed(self, rank: int) -> str:
+        return f"{self.discussed_prefix}{rank}"
+
+    def relevant(self, rank: int) -> str:
+        return f"{self.relevant_prefix}{rank}"
+
+    def ranks_in(self, columns: Iterable[str]) -> int:
+        """How many ranks a call truth table with these columns holds."""
+        return sum(1 for c in columns if c.startswith(self.adoption_prefix))
+
+    def ordered(self, top: int) -> list[str]:
+        """Every column after `call_id, benefit_id`, in the table's order, for ranks 1 … `top`."""
+        ranks = range(1, top + 1)
+        return [
+            *(self.adoption(r) for r in ranks),
+            *(self.discussed(r) for r in ranks),
+            *(self.relevant(r) for r in ranks),
+            self.nps_points,
+            self.nps_mean,
+            self.nps_tense,
+        ]
+
+
+CALL_TRUTH_COLUMNS: Final = CallTruthColumns()
+
 # The survey's latent score (before rounding to 0-10): base + weight × satisfaction + the call reason's effect,
 # + lift when a relevant benefit was taken up and accepted, − drop when anything was pitched on a tense call,
 # − drop per discussed pitch worth little, + normal noise.

@@ -47,12 +47,7 @@ from training.synth._parameters import (
     _US_PER_DAY,
     ACCEPTED_IF_ADOPTED,
     AGENT_COUNT,
-    CALL_TRUTH_DISCUSSED_PREFIX,
-    CALL_TRUTH_NPS_MEAN,
-    CALL_TRUTH_NPS_POINTS,
-    CALL_TRUTH_NPS_TENSE,
-    CALL_TRUTH_PREFIX,
-    CALL_TRUTH_RELEVANT_PREFIX,
+    CALL_TRUTH_COLUMNS,
     DECLINE_MEMORY_DAYS,
     F64,
     I64,
@@ -775,15 +770,16 @@ def _call_truth_table(world: _World, chunk: _Chunk, calls: _Calls, shown: _Prese
         "call_id": _call_ids(calls.call_number[call]),
         "benefit_id": pa.array(np.asarray(world.catalog.benefit_ids, dtype=object)[benefit], pa.string()),
     }
+    named = CALL_TRUTH_COLUMNS
     for rank in range(1, top + 1):
-        columns[f"{CALL_TRUTH_PREFIX}{rank}"] = pa.array(values[:, rank - 1], pa.float64())
+        columns[named.adoption(rank)] = pa.array(values[:, rank - 1], pa.float64())
     for rank in range(1, top + 1):
-        columns[f"{CALL_TRUTH_DISCUSSED_PREFIX}{rank}"] = pa.array(nps[:, rank - 1], pa.float64())
+        columns[named.discussed(rank)] = pa.array(nps[:, rank - 1], pa.float64())
     for rank in range(1, top + 1):
-        columns[f"{CALL_TRUTH_RELEVANT_PREFIX}{rank}"] = pa.array(nps[:, top + rank - 1], pa.float64())
-    columns[CALL_TRUTH_NPS_POINTS] = pa.array(nps[:, 2 * top], pa.float64())
-    columns[CALL_TRUTH_NPS_MEAN] = pa.array(nps[:, 2 * top + 1], pa.float64())
-    columns[CALL_TRUTH_NPS_TENSE] = pa.array(nps[:, 2 * top + 2] > 0, pa.bool_())
+        columns[named.relevant(rank)] = pa.array(nps[:, top + rank - 1], pa.float64())
+    columns[named.nps_points] = pa.array(nps[:, 2 * top], pa.float64())
+    columns[named.nps_mean] = pa.array(nps[:, 2 * top + 1], pa.float64())
+    columns[named.nps_tense] = pa.array(nps[:, 2 * top + 2] > 0, pa.bool_())
     return pa.table(columns)
 
 
