@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 from contextlib import suppress
 from dataclasses import dataclass
 from importlib import metadata
@@ -26,6 +27,13 @@ import pytest
 # loaded machine (bench/bench_train_busy.py). A policy the caller sets wins.
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "passive"
+
+# Every test process compiles what it imports to bytecode and caches it (`__pycache__`), even where
+# PYTHONDONTWRITEBYTECODE is set (as in this project's sandboxed sessions): without the cache each xdist
+# worker compiled nba/, api/, training/ and tests/ afresh and pytest rewrote the asserts of every test
+# module and of hypothesis and schemathesis (packages of pytest plugins are rewritten too), ~5 of the
+# ~10 s of CPU a worker spent collecting the quick loop. Set here, before any test module is imported.
+sys.dont_write_bytecode = False
 
 # The throwaway PostgreSQL server (`pg_server`, `pg_url`) for the feedback store's tests, and the
 # sample model deployed with its profile snapshot (`sample_deployment`) for the service's tests.
