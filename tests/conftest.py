@@ -10,11 +10,13 @@ NBA_TEST_MODEL_CACHE=0 trains afresh.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
 import sys
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -126,7 +128,7 @@ class SampleModel:
 def sample_model(tmp_path_factory: pytest.TempPathFactory) -> SampleModel:
     """The sample data trained with the default options and promoted, once per test session (read-only:
     copy it to change it)."""
-    from nba.files import move_into_place, read_pointer, staging_dir
+    from nba.files import read_pointer
     from nba.model import load_model_dir
     from training.train_job import train_model  # after GOMP_SPINCOUNT is set, above
     from training.training_run import TrainOptions
@@ -135,12 +137,39 @@ def sample_model(tmp_path_factory: pytest.TempPathFactory) -> SampleModel:
     data_dir, models_dir = root / "data", root / "models"
     shutil.copytree(SAMPLE_DATA, data_dir)
     cached = MODEL_CACHE / _sample_model_key()
-    if os.environ.get("NBA_TEST_MODEL_CACHE") != "0" and cached.is_dir():
-        shutil.copytree(cached, models_dir)
-        model_dir = models_dir / str(read_pointer(models_dir / "CURRENT"))
-        load_model_dir(model_dir)  # its checksums: a cache entry changed since is refused, not used
-        return SampleModel(data_dir, models_dir, model_dir)
-    result = train_model(data_dir, models_dir, TrainOptions(promote=True))
+    use_cache = os.environ.get("NBA_TEST_MODEL_CACHE") != "0"
+    # Every xdist worker of a run needs this model: after a change to nba/ or training/ the first worker
+    # here trains it and the others wait for it (under the lock) and copy it, rather than each training
+    # the same model beside it (~25 s of CPU each).
+    with cache_lock(MODEL_CACHE) if use_cache else nullcontext():
+        if use_cache and cached.is_dir():
+            shutil.copytree(cached, models_dir)
+            model_dir = models_dir / str(read_pointer(models_dir / "CURRENT"))
+            load_model_dir(model_dir)  # its checksums: a cache entry changed since is refused, not used
+            return SampleModel(data_dir, models_dir, model_dir)
+        result = train_model(data_dir, models_dir, TrainOptions(promote=True))
+        _keep_in_cache(models_dir, cached)
+    return SampleModel(data_dir, models_dir, result.model_dir)
+
+
+@contextmanager
+def cache_lock(folder: Path) -> Iterator[None]:
+    """Holds `folder`'s lock (an advisory `flock` on `folder/.lock`, created with its parents) for the
+    block: one process at a time of every test run on this machine fills or reads that cache."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _keep_in_cache(models_dir: Path, cached: Path) -> None:
+    """Copies a freshly trained models folder to the cache entry `cached`, and removes the entries of
+    code or data as it was before."""
+    from nba.files import move_into_place, staging_dir
+
     MODEL_CACHE.mkdir(parents=True, exist_ok=True)
     with staging_dir(MODEL_CACHE, "tmp-model") as temp:
         shutil.copytree(models_dir, temp, dirs_exist_ok=True)
@@ -150,7 +179,6 @@ def sample_model(tmp_path_factory: pytest.TempPathFactory) -> SampleModel:
     for stale in MODEL_CACHE.iterdir():  # models of code or data as it was before: never used again
         if stale != cached and not stale.name.startswith("."):
             shutil.rmtree(stale, ignore_errors=True)
-    return SampleModel(data_dir, models_dir, result.model_dir)
 
 
 def _sample_model_key() -> str:

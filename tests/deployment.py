@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from operator import attrgetter
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import ROOT, SampleModel
+from tests.conftest import ROOT, SampleModel, cache_lock
 
 # The service, nba and training are imported where they are used, not by this module: it is a plugin
 # of the root conftest, so pytest-xdist's controller process, which runs no test, imported all of them
@@ -123,20 +123,23 @@ def _sample_snapshot(sample_model: SampleModel, profiles: Path) -> date:
     from training.engine_job import build_snapshot
 
     cached = SNAPSHOT_CACHE / sample_model.model_dir.name
-    if os.environ.get("NBA_TEST_MODEL_CACHE") != "0" and cached.is_dir():
-        shutil.copytree(cached, profiles)
-        as_of = read_current_snapshot(profiles)
-        assert as_of is not None, f"{cached} has no CURRENT snapshot"
-        return date.fromisoformat(as_of)
-    snapshot = build_snapshot(sample_model.data_dir, sample_model.model_dir, profiles, promote=True)
-    SNAPSHOT_CACHE.mkdir(parents=True, exist_ok=True)
-    with staging_dir(SNAPSHOT_CACHE, "tmp-profiles") as temp:
-        shutil.copytree(profiles, temp, dirs_exist_ok=True)
-        with suppress(OSError):  # another session put the same snapshot there meanwhile: theirs stays
-            move_into_place(temp, cached)
-    for stale in SNAPSHOT_CACHE.iterdir():  # snapshots of models no session uses any more
-        if stale != cached and not stale.name.startswith("."):
-            shutil.rmtree(stale, ignore_errors=True)
+    use_cache = os.environ.get("NBA_TEST_MODEL_CACHE") != "0"
+    # One xdist worker builds it, the others wait and copy it (as `sample_model` does).
+    with cache_lock(SNAPSHOT_CACHE) if use_cache else nullcontext():
+        if use_cache and cached.is_dir():
+            shutil.copytree(cached, profiles)
+            as_of = read_current_snapshot(profiles)
+            assert as_of is not None, f"{cached} has no CURRENT snapshot"
+            return date.fromisoformat(as_of)
+        snapshot = build_snapshot(sample_model.data_dir, sample_model.model_dir, profiles, promote=True)
+        SNAPSHOT_CACHE.mkdir(parents=True, exist_ok=True)
+        with staging_dir(SNAPSHOT_CACHE, "tmp-profiles") as temp:
+            shutil.copytree(profiles, temp, dirs_exist_ok=True)
+            with suppress(OSError):  # another session put the same snapshot there meanwhile: theirs stays
+                move_into_place(temp, cached)
+        for stale in SNAPSHOT_CACHE.iterdir():  # snapshots of models no session uses any more
+            if stale != cached and not stale.name.startswith("."):
+                shutil.rmtree(stale, ignore_errors=True)
     return snapshot.manifest.as_of
 
 
