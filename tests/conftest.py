@@ -10,10 +10,13 @@ NBA_TEST_MODEL_CACHE=0 trains afresh.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
-from contextlib import suppress
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +29,34 @@ import pytest
 # loaded machine (bench/bench_train_busy.py). A policy the caller sets wins.
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "passive"
+
+
+def _pin_xdist_worker() -> None:
+    """Gives an xdist worker its own share of the CPUs this run may use (one CPU each when there are at
+    least as many workers as CPUs), before anything starts a thread pool.
+
+    With `-n auto` on 2 cores each worker has one core's worth of work, yet DuckDB, LightGBM (OpenMP)
+    and OpenBLAS each sized their pools to both cores, and the two workers' threads fought over them:
+    the quick loop's tests spent ~13% more CPU (mostly system time), measured on test_cli, test_uplift,
+    test_detractor and test_snapshots in one process with two CPUs and with one (45.3 against 39.5 s).
+    nba sizes its pools by the affinity mask (`usable_cpus`), so a worker runs as nba does on a smaller
+    machine; LightGBM's results do not depend on its threads (test_estimator checks it).
+    """
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if worker is None or count is None or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus, index, workers = sorted(os.sched_getaffinity(0)), int(worker.removeprefix("gw")), int(count)
+    os.sched_setaffinity(0, cpus[index::workers] if workers < len(cpus) else [cpus[index % len(cpus)]])
+
+
+_pin_xdist_worker()
+
+# Every test process compiles what it imports to bytecode and caches it (`__pycache__`), even where
+# PYTHONDONTWRITEBYTECODE is set (as in this project's sandboxed sessions): without the cache each xdist
+# worker compiled nba/, api/, training/ and tests/ afresh and pytest rewrote the asserts of every test
+# module and of hypothesis and schemathesis (packages of pytest plugins are rewritten too), ~5 of the
+# ~10 s of CPU a worker spent collecting the quick loop. Set here, before any test module is imported.
+sys.dont_write_bytecode = False
 
 # The throwaway PostgreSQL server (`pg_server`, `pg_url`) for the feedback store's tests, and the
 # sample model deployed with its profile snapshot (`sample_deployment`) for the service's tests.
@@ -97,7 +128,7 @@ class SampleModel:
 def sample_model(tmp_path_factory: pytest.TempPathFactory) -> SampleModel:
     """The sample data trained with the default options and promoted, once per test session (read-only:
     copy it to change it)."""
-    from nba.files import move_into_place, read_pointer, staging_dir
+    from nba.files import read_pointer
     from nba.model import load_model_dir
     from training.train_job import train_model  # after GOMP_SPINCOUNT is set, above
     from training.training_run import TrainOptions
@@ -106,12 +137,39 @@ def sample_model(tmp_path_factory: pytest.TempPathFactory) -> SampleModel:
     data_dir, models_dir = root / "data", root / "models"
     shutil.copytree(SAMPLE_DATA, data_dir)
     cached = MODEL_CACHE / _sample_model_key()
-    if os.environ.get("NBA_TEST_MODEL_CACHE") != "0" and cached.is_dir():
-        shutil.copytree(cached, models_dir)
-        model_dir = models_dir / str(read_pointer(models_dir / "CURRENT"))
-        load_model_dir(model_dir)  # its checksums: a cache entry changed since is refused, not used
-        return SampleModel(data_dir, models_dir, model_dir)
-    result = train_model(data_dir, models_dir, TrainOptions(promote=True))
+    use_cache = os.environ.get("NBA_TEST_MODEL_CACHE") != "0"
+    # Every xdist worker of a run needs this model: after a change to nba/ or training/ the first worker
+    # here trains it and the others wait for it (under the lock) and copy it, rather than each training
+    # the same model beside it (~25 s of CPU each).
+    with cache_lock(MODEL_CACHE) if use_cache else nullcontext():
+        if use_cache and cached.is_dir():
+            shutil.copytree(cached, models_dir)
+            model_dir = models_dir / str(read_pointer(models_dir / "CURRENT"))
+            load_model_dir(model_dir)  # its checksums: a cache entry changed since is refused, not used
+            return SampleModel(data_dir, models_dir, model_dir)
+        result = train_model(data_dir, models_dir, TrainOptions(promote=True))
+        _keep_in_cache(models_dir, cached)
+    return SampleModel(data_dir, models_dir, result.model_dir)
+
+
+@contextmanager
+def cache_lock(folder: Path) -> Iterator[None]:
+    """Holds `folder`'s lock (an advisory `flock` on `folder/.lock`, created with its parents) for the
+    block: one process at a time of every test run on this machine fills or reads that cache."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _keep_in_cache(models_dir: Path, cached: Path) -> None:
+    """Copies a freshly trained models folder to the cache entry `cached`, and removes the entries of
+    code or data as it was before."""
+    from nba.files import move_into_place, staging_dir
+
     MODEL_CACHE.mkdir(parents=True, exist_ok=True)
     with staging_dir(MODEL_CACHE, "tmp-model") as temp:
         shutil.copytree(models_dir, temp, dirs_exist_ok=True)
@@ -121,7 +179,6 @@ def sample_model(tmp_path_factory: pytest.TempPathFactory) -> SampleModel:
     for stale in MODEL_CACHE.iterdir():  # models of code or data as it was before: never used again
         if stale != cached and not stale.name.startswith("."):
             shutil.rmtree(stale, ignore_errors=True)
-    return SampleModel(data_dir, models_dir, result.model_dir)
 
 
 def _sample_model_key() -> str:

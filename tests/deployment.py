@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import os
 import shutil
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from operator import attrgetter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pytest
 
-from api.serving import kept_model
-from api.settings import Settings
-from nba.contract import catalog_for, load_catalog
-from nba.features import BenefitTable
-from nba.feedback import FeedbackStore
-from nba.files import move_into_place, staging_dir
-from nba.model._registry import load_model_dir, write_model_dir
-from nba.profiles import Profiles, cached_profiles, read_current_snapshot
-from tests.conftest import ROOT, SampleModel
-from training.engine_job import build_snapshot
+from tests.conftest import ROOT, SampleModel, cache_lock
+
+# The service, nba and training are imported where they are used, not by this module: it is a plugin
+# of the root conftest, so pytest-xdist's controller process, which runs no test, imported all of them
+# too (~1.7 s of CPU in every quick loop).
+if TYPE_CHECKING:
+    from api.settings import Settings
+    from nba.profiles import Profiles
 
 # Profile snapshots of the sample model, by model version, kept between sessions as the model is.
 SNAPSHOT_CACHE = ROOT / "var" / "test-cache" / "sample-profiles"
@@ -45,6 +43,8 @@ class Deployment:
         """This deployment's models, profiles and profile cache copied under `root` (for a test that changes
         them): an app over the copy maps the cache entry already built instead of building it again in a
         child process (~5 s of imports on a busy machine)."""
+        from api.settings import Settings
+
         shutil.copytree(self.models_dir, root / "models")
         shutil.copytree(self.profiles_dir, root / "profiles")
         cache = Settings.model_validate({"profiles_dir": self.profiles_dir}).profile_cache_dir
@@ -55,6 +55,8 @@ class Deployment:
     def settings(self, var: Path, **overrides: object) -> Settings:
         """The service's settings over this deployment, its state under `var`; the feedback store a fresh
         copy of `migrated_store` unless `database_url` is given or `var` already holds one."""
+        from api.settings import Settings
+
         database = var / "feedback.db"
         if "database_url" not in overrides and self.migrated_store is not None and not database.exists():
             var.mkdir(parents=True, exist_ok=True)
@@ -75,6 +77,13 @@ class Deployment:
 def sample_deployment(sample_model: SampleModel) -> Deployment:
     """The session's sample model with the sample cardholders' profile snapshot built and promoted beside
     it, once per test run (read-only: copy it to change it)."""
+    from api.serving import kept_model
+    from api.settings import Settings
+    from nba.contract import catalog_for, load_catalog
+    from nba.features import BenefitTable
+    from nba.feedback import FeedbackStore
+    from nba.profiles import cached_profiles
+
     profiles = sample_model.models_dir.parent / "profiles"
     as_of = _sample_snapshot(sample_model, profiles)
     # The profile cache entry every app of this run maps, built here in process (~0.3 s) rather than by
@@ -109,27 +118,36 @@ def _sample_snapshot(sample_model: SampleModel, profiles: Path) -> date:
     var/test-cache/ when an earlier session built it for the same model version (the version names the
     model trained from the same code and data: see `sample_model`), else built (~2 s per xdist worker) and
     kept there. Its as-of date. The profile cache checks the copy's checksums when it maps it."""
+    from nba.files import move_into_place, staging_dir
+    from nba.profiles import read_current_snapshot
+    from training.engine_job import build_snapshot
+
     cached = SNAPSHOT_CACHE / sample_model.model_dir.name
-    if os.environ.get("NBA_TEST_MODEL_CACHE") != "0" and cached.is_dir():
-        shutil.copytree(cached, profiles)
-        as_of = read_current_snapshot(profiles)
-        assert as_of is not None, f"{cached} has no CURRENT snapshot"
-        return date.fromisoformat(as_of)
-    snapshot = build_snapshot(sample_model.data_dir, sample_model.model_dir, profiles, promote=True)
-    SNAPSHOT_CACHE.mkdir(parents=True, exist_ok=True)
-    with staging_dir(SNAPSHOT_CACHE, "tmp-profiles") as temp:
-        shutil.copytree(profiles, temp, dirs_exist_ok=True)
-        with suppress(OSError):  # another session put the same snapshot there meanwhile: theirs stays
-            move_into_place(temp, cached)
-    for stale in SNAPSHOT_CACHE.iterdir():  # snapshots of models no session uses any more
-        if stale != cached and not stale.name.startswith("."):
-            shutil.rmtree(stale, ignore_errors=True)
+    use_cache = os.environ.get("NBA_TEST_MODEL_CACHE") != "0"
+    # One xdist worker builds it, the others wait and copy it (as `sample_model` does).
+    with cache_lock(SNAPSHOT_CACHE) if use_cache else nullcontext():
+        if use_cache and cached.is_dir():
+            shutil.copytree(cached, profiles)
+            as_of = read_current_snapshot(profiles)
+            assert as_of is not None, f"{cached} has no CURRENT snapshot"
+            return date.fromisoformat(as_of)
+        snapshot = build_snapshot(sample_model.data_dir, sample_model.model_dir, profiles, promote=True)
+        SNAPSHOT_CACHE.mkdir(parents=True, exist_ok=True)
+        with staging_dir(SNAPSHOT_CACHE, "tmp-profiles") as temp:
+            shutil.copytree(profiles, temp, dirs_exist_ok=True)
+            with suppress(OSError):  # another session put the same snapshot there meanwhile: theirs stays
+                move_into_place(temp, cached)
+        for stale in SNAPSHOT_CACHE.iterdir():  # snapshots of models no session uses any more
+            if stale != cached and not stale.name.startswith("."):
+                shutil.rmtree(stale, ignore_errors=True)
     return snapshot.manifest.as_of
 
 
 def twin_model(models_dir: Path, version: str, created_at: datetime | None = None) -> str:
     """A new model version holding the same artifacts as `version` (a retrain, as the service sees it),
     written through the registry; its name."""
+    from nba.model._registry import load_model_dir, write_model_dir
+
     manifest = load_model_dir(models_dir / version)
     return write_model_dir(
         models_dir,
@@ -165,6 +183,8 @@ PROFILE_ARRAYS = (
 
 
 def assert_same_profiles(got: Profiles, expected: Profiles) -> None:
+    import numpy as np
+
     assert got.as_of == expected.as_of
     assert got.model_version == expected.model_version
     assert list(got.ids) == list(expected.ids)

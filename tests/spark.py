@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from training.spark_session import SparkSettings, start_spark
-
+# training (and through it nba) is imported by the fixture, not by this module: it is a plugin of the
+# root conftest, so pytest-xdist's controller, which runs no test, imported it too.
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -26,20 +26,20 @@ SPARK_TEST = pytest.mark.filterwarnings(
 )
 
 # Two cores as CI has them; few shuffle partitions: the sample world is small.
-TEST_SETTINGS = SparkSettings(
-    master="local[2]",
-    conf={
-        "spark.sql.shuffle.partitions": "4",
-        "spark.default.parallelism": "2",
-        "spark.driver.memory": "1g",
-        "spark.sql.adaptive.enabled": "true",
-    },
-)
+TEST_MASTER = "local[2]"
+TEST_CONF = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.default.parallelism": "2",
+    "spark.driver.memory": "1g",
+    "spark.sql.adaptive.enabled": "true",
+}
 
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
-    session = start_spark(TEST_SETTINGS)
+    from training.spark_session import SparkSettings, start_spark
+
+    session = start_spark(SparkSettings(master=TEST_MASTER, conf=TEST_CONF))
     try:
         yield session
     finally:

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import (
-    content_type_conformance,
-    not_a_server_error,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from api.main import create_app, start_up
 from api.routes.suggestions import answer
@@ -22,21 +15,40 @@ from nba.decision import PUBLIC_FIELD_NAMES, SuggestionBase
 from nba.feedback import CallDecision, ShownSuggestion
 from tests.deployment import Deployment
 
+# schemathesis and hypothesis are imported by the two tests that fuzz, not by this module: every xdist
+# worker collects it, and only the worker that runs them pays for the import (~0.2 s of CPU; its pytest
+# plugin, which the suite does not use, is off: `-p no:schemathesis` in pyproject.toml).
+if TYPE_CHECKING:
+    import schemathesis
+
 
 @pytest.fixture(scope="module")
 def api_schema(
     sample_deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
 ) -> schemathesis.BaseSchema:
+    import schemathesis
+
     var = tmp_path_factory.mktemp("schema-var")
     app = create_app(sample_deployment.settings(var), start_background=False)
     start_up(app.state.services)
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-
-
 def test_no_input_gives_a_500_and_answers_fit_the_schema(api_schema: schemathesis.BaseSchema) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import (
+        content_type_conformance,
+        not_a_server_error,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    checks = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 8
     for operation in operations:
@@ -44,7 +56,7 @@ def test_no_input_gives_a_500_and_answers_fit_the_schema(api_schema: schemathesi
         @given(case=operation.as_strategy())
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
         def fuzz(case: schemathesis.Case) -> None:
-            case.call_and_validate(checks=CHECKS)
+            case.call_and_validate(checks=checks)
 
         fuzz()
 

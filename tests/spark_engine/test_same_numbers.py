@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -20,7 +21,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from pyspark.sql import SparkSession
 
 from nba.contract import catalog_for, load_catalog, load_mcc_map, open_data
 from nba.features import (
@@ -43,6 +43,9 @@ from training.engine_job import build_snapshot
 from training.pairs import compute_snapshots, with_feature_sql
 from training.spark_data import SparkData, open_spark_data
 from training.training_run import TrainOptions, load_inputs, open_training_data, prepare_run
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 # Each Spark feature run plans ~100 stages: tens of seconds on 2 cores, so not in the quick loop.
 pytestmark = [SPARK_TEST, pytest.mark.slow]

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from pyspark.sql import SparkSession
 
 from nba.errors import ComputeEngineError, DataError, SchemaError
 from tests.conftest import SAMPLE_DATA
@@ -17,6 +16,9 @@ from tests.spark import SPARK_TEST
 from training.cli import main
 from training.engine_job import build_snapshot
 from training.spark_data import SparkSql, data_uri, open_spark_data
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 pytestmark = SPARK_TEST
 

@@ -205,20 +205,29 @@ def test_the_sample_model_ships_a_detractor_model_under_its_checksums_and_a_tamp
     assert DETRACTOR_FILE in str(refused.value) and "\n" not in str(refused.value)
 
 
-def _engine(sample_model: SampleModel, weight: float, without_detractor: bool = False) -> Engine:
+@pytest.fixture(scope="module")
+def sample_engine(sample_model: SampleModel) -> Engine:
+    """The sample model's engine over the sample data's profiles, built once for this module (building the
+    profiles from the data is ~0.7 s of CPU; five tests built them seven times): tests make engines of
+    its parts (`_engine`) and only read them."""
     from training.engine_job import load_engine
 
+    return load_engine(sample_model.model_dir, sample_model.data_dir, None, EngineConfig())
+
+
+def _engine(sample_engine: Engine, weight: float, without_detractor: bool = False) -> Engine:
     config = EngineConfig(arbitration=ArbitrationConfig(detractor_weight=weight))
-    engine = load_engine(sample_model.model_dir, sample_model.data_dir, None, EngineConfig())
-    bundle = replace(engine.bundle, detractor=None) if without_detractor else engine.bundle
-    return Engine(bundle, engine.profiles, engine.catalog, config, reasoner=engine.reasoner)
+    bundle = replace(sample_engine.bundle, detractor=None) if without_detractor else sample_engine.bundle
+    return Engine(
+        bundle, sample_engine.profiles, sample_engine.catalog, config, reasoner=sample_engine.reasoner
+    )
 
 
 def test_weight_zero_scores_no_detractor_model_and_decides_as_a_model_without_one(
-    sample_model: SampleModel,
+    sample_engine: Engine,
 ) -> None:
-    with_model = _engine(sample_model, 0.0)
-    without = _engine(sample_model, 0.0, without_detractor=True)
+    with_model = _engine(sample_engine, 0.0)
+    without = _engine(sample_engine, 0.0, without_detractor=True)
     assert with_model._detractor_walk is None
     ids = list(with_model.profiles.index)[:300]
     for i, cardholder_id in enumerate(ids):
@@ -227,14 +236,14 @@ def test_weight_zero_scores_no_detractor_model_and_decides_as_a_model_without_on
 
 
 def test_a_positive_weight_ranks_by_score_less_weight_times_the_detractors_a_pitch_adds(
-    sample_model: SampleModel,
+    sample_engine: Engine,
 ) -> None:
-    engine = _engine(sample_model, 2.0)
+    engine = _engine(sample_engine, 2.0)
     detractor = engine.bundle.detractor
     assert detractor is not None
     lever = {b.id: b.lever for b in engine.catalog.benefits}
     changed = 0
-    reference = _engine(sample_model, 0.0)
+    reference = _engine(sample_engine, 0.0)
     for i, cardholder_id in enumerate(list(engine.profiles.index)[:200]):
         reason = ("general", "payment", "lost_card")[i % 3]
         decision = engine.decide(cardholder_id, reason)
@@ -251,9 +260,9 @@ def test_a_positive_weight_ranks_by_score_less_weight_times_the_detractors_a_pit
 
 
 def test_a_heavy_weight_leaves_out_pitches_worth_less_than_their_detractors_and_says_so(
-    sample_model: SampleModel,
+    sample_engine: Engine,
 ) -> None:
-    light, heavy = _engine(sample_model, 0.0), _engine(sample_model, 10.0)
+    light, heavy = _engine(sample_engine, 0.0), _engine(sample_engine, 10.0)
     shown = {"light": 0, "heavy": 0}
     notes = set()
     for i, cardholder_id in enumerate(list(light.profiles.index)[:200]):
@@ -268,12 +277,12 @@ def test_a_heavy_weight_leaves_out_pitches_worth_less_than_their_detractors_and_
 
 
 def test_a_positive_weight_without_a_detractor_model_is_refused_in_one_line(
-    sample_model: SampleModel,
+    sample_engine: Engine,
 ) -> None:
     with pytest.raises(
         ModelError, match=r"a detractor weight of 0.5 needs a detractor model, and model .* has none"
     ):
-        _engine(sample_model, 0.5, without_detractor=True)
+        _engine(sample_engine, 0.5, without_detractor=True)
 
 
 @pytest.mark.slow
@@ -312,12 +321,14 @@ def test_on_a_counterfactual_world_the_detractor_model_ranks_wrong_call_pitches_
         assert auc > 0.6, f"{reason}: AUC {auc:.3f} of P(detractor) for wrong-call pitches"
 
 
-def test_evaluating_with_a_positive_weight_needs_a_detractor_model(sample_model: SampleModel) -> None:
+def test_evaluating_with_a_positive_weight_needs_a_detractor_model(
+    sample_model: SampleModel, sample_engine: Engine
+) -> None:
     from nba.features import BenefitTable
     from training.training_run import bundle_parts
 
     bundle = load_bundle(sample_model.model_dir)
-    benefits = BenefitTable.from_catalog(_engine(sample_model, 0.0).catalog)
+    benefits = BenefitTable.from_catalog(_engine(sample_engine, 0.0).catalog)
     assert bundle_parts(bundle, benefits).detractor is None  # weight 0: nothing to score
     assert bundle_parts(bundle, benefits, 0.5).detractor is not None
     with pytest.raises(

@@ -6,16 +6,19 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pyspark.sql import SparkSession
 
 from tests.deployment import Deployment
 from tests.spark import SPARK_TEST
 from training.cli import main
 from training.spark_score import HISTORY_COLUMN, _unnest, job_error
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 pytestmark = SPARK_TEST
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from pyspark.sql import SparkSession
 
 from nba.errors import ComputeEngineError, DataError
 from tests.spark import SPARK_TEST
@@ -18,6 +18,9 @@ from training.spark_session import (
     spark_settings,
     start_spark,
 )
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 pytestmark = SPARK_TEST
 

@@ -6,13 +6,13 @@ import re
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from pyspark.sql import SparkSession
 
 from nba.contract import validate_data
 from nba.errors import ValidationError
@@ -26,6 +26,9 @@ from training.spark_validate import (
     SparkValidation,
     validate_on_spark,
 )
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 pytestmark = SPARK_TEST
 
