@@ -16,6 +16,7 @@ from sqlalchemy import (
     select,
 )
 
+from nba.errors import ConflictError
 from nba.feedback._records import (
     CALL_FIELDS,
     OUTCOME_COLUMNS,
@@ -56,9 +57,11 @@ class _BatchInsert:
     the stored values are the same (tested against SQLAlchemy's insert on both databases).
     """
 
-    def __init__(self, table: Table, columns: Sequence[str]) -> None:
+    def __init__(self, table: Table, columns: Sequence[str], *, skip_taken: str | None = None) -> None:
         self.table = table
         self.columns = tuple(columns)
+        # A key column: a row whose key is taken is not inserted (ON CONFLICT … DO NOTHING), not an error.
+        self.skip_taken = skip_taken
         self._prepared: dict[str, tuple[str, tuple[tuple[int, Callable[[Any], Any]], ...]]] = {}
 
     def _prepare(self, dialect: Dialect) -> tuple[str, tuple[tuple[int, Callable[[Any], Any]], ...]]:
@@ -68,6 +71,8 @@ class _BatchInsert:
             f"INSERT INTO {quote(self.table.name)} ({', '.join(quote(name) for name in self.columns)}) "
             f"VALUES ({', '.join([placeholder] * len(self.columns))})"
         )
+        if self.skip_taken is not None:
+            sql += f" ON CONFLICT ({quote(self.skip_taken)}) DO NOTHING"
         processors = []
         for i, name in enumerate(self.columns):
             process = self.table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
@@ -85,8 +90,16 @@ class _BatchInsert:
                 row[i] = process(row[i])
         conn.exec_driver_sql(sql, [tuple(row) for row in rows])
 
+    def execute_one(self, conn: Connection, row: list[Any]) -> int:
+        """Inserts one row (converted in place); how many rows were inserted (0: its key was taken)."""
+        sql, processors = self._prepared.get(conn.dialect.name) or self._prepare(conn.dialect)
+        for i, process in processors:
+            row[i] = process(row[i])
+        return int(conn.exec_driver_sql(sql, tuple(row)).rowcount)
+
 
 _INSERT_CALLS: Final = _BatchInsert(calls_table, (*CALL_FIELDS, "holder_features_f64"))
+_INSERT_CALL_IF_NEW: Final = _BatchInsert(calls_table, _INSERT_CALLS.columns, skip_taken="call_id")
 _INSERT_SUGGESTIONS: Final = _BatchInsert(
     suggestions_table, ("suggestion_id", "call_id", *SHOWN_COLUMNS, "pair_features_f64")
 )
@@ -106,11 +119,38 @@ def insert_decisions(conn: Connection, decisions: Sequence[CallDecision]) -> Non
         conn,
         [[*_call_values(d), d.holder_features] for d in decisions],
     )
+    _insert_suggestions(conn, decisions)
+
+
+def insert_decision_if_new(conn: Connection, decision: CallDecision) -> bool:
+    """Inserts one decision when its call id is free, in two statements: the call row (ON CONFLICT DO
+    NOTHING: of two processes inserting one call id at once, the second waits for the first and inserts
+    nothing, without an error), then its suggestions. False, with nothing inserted, when the call id was
+    taken. Raises sqlalchemy's IntegrityError when a suggestion id belongs to another call (the
+    transaction is then unusable: end it)."""
+    if _INSERT_CALL_IF_NEW.execute_one(conn, [*_call_values(decision), decision.holder_features]) == 0:
+        return False
+    _insert_suggestions(conn, [decision])
+    return True
+
+
+def _insert_suggestions(conn: Connection, decisions: Sequence[CallDecision]) -> None:
     rows = [
         [s.suggestion_id, d.call_id, *s.plain(), s.pair_features] for d in decisions for s in d.suggestions
     ]
     if rows:
         _INSERT_SUGGESTIONS.execute(conn, rows)
+
+
+def suggestion_ids_taken(conn: Connection, decision: CallDecision) -> ConflictError:
+    """The error for a decision some of whose suggestion ids belong to another call, naming one."""
+    ids = [s.suggestion_id for s in decision.suggestions]
+    taken = conn.scalars(
+        select(suggestions_table.c.suggestion_id).where(suggestions_table.c.suggestion_id.in_(ids))
+    ).all()
+    return ConflictError(
+        f"call {decision.call_id!r}: suggestion_id {taken[0] if taken else ids!r} already belongs to another call"
+    )
 
 
 def outcome_target(suggestion_id: str) -> Select[Any]:

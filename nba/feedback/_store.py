@@ -55,6 +55,7 @@ from nba.feedback._records import (
     check_decision,
 )
 from nba.feedback._rows import (
+    insert_decision_if_new,
     insert_decisions,
     keep_as_repeat,
     outcome_record,
@@ -62,6 +63,7 @@ from nba.feedback._rows import (
     read_back,
     read_decision,
     stored_call_ids,
+    suggestion_ids_taken,
 )
 from nba.feedback._schema import (
     calls_table,
@@ -391,12 +393,16 @@ class FeedbackStore:
         Raises as `log_decision`.
         """
         check_decision(decision)
-        with self._transaction(write=True) as conn:
-            stored = self._insert_or_read(conn, decision)
-            if stored is None:
-                return Claim(read_back(decision), True)
-            state = self._call_state(conn, stored.call_id)
-        assert state is not None  # the call was just read in this transaction
+        try:
+            with self._transaction(write=True) as conn:
+                if insert_decision_if_new(conn, decision):
+                    return Claim(read_back(decision), True)
+                stored = read_decision(conn, decision.call_id)
+                state = self._call_state(conn, decision.call_id)
+        except sa_exc.IntegrityError:
+            with self._transaction() as conn:
+                raise suggestion_ids_taken(conn, decision) from None
+        assert stored is not None and state is not None  # the call id was taken: its call is there
         return Claim(stored, False, *state)
 
     def _insert_or_read(self, conn: Connection, decision: CallDecision) -> CallDecision | None:
@@ -411,14 +417,7 @@ class FeedbackStore:
             stored = read_decision(conn, decision.call_id)
             if stored is not None:  # another process stored the same call a moment ago
                 return stored
-            ids = [s.suggestion_id for s in decision.suggestions]
-            taken = conn.scalars(
-                select(suggestions_table.c.suggestion_id).where(suggestions_table.c.suggestion_id.in_(ids))
-            ).all()
-            raise ConflictError(
-                f"call {decision.call_id!r}: suggestion_id {taken[0] if taken else ids!r} "
-                "already belongs to another call"
-            ) from None
+            raise suggestion_ids_taken(conn, decision) from None
         return None
 
     def log_decisions(self, decisions: Sequence[CallDecision]) -> int:
