@@ -374,12 +374,13 @@ class FeedbackStore:
         UnavailableError when the database is down.
         """
         check_decision(decision)
-        with self._transaction(write=True) as conn:
-            stored = self._insert_or_read(conn, decision)
-            if stored is not None:
-                keep_as_repeat(conn, stored, decision)
-                return stored
-        return read_back(decision)
+        with self._suggestion_ids_checked(decision), self._transaction(write=True) as conn:
+            if insert_decision_if_new(conn, decision):
+                return read_back(decision)
+            stored = read_decision(conn, decision.call_id)
+            assert stored is not None  # the call id was taken: its call is there
+            keep_as_repeat(conn, stored, decision)
+        return stored
 
     def claim_decision(self, decision: CallDecision) -> Claim:
         """The decision the store holds for `decision`'s call id: `decision` itself, stored now, when the
@@ -388,37 +389,28 @@ class FeedbackStore:
         first request and a repeat alike.
 
         The call id's primary key arbitrates: of two processes claiming one call id at once, one insert
-        commits and the other fails on the key and reads the winner's. The service claims a call id its
+        commits and the other inserts nothing and reads the winner's. The service claims a call id its
         client supplied before answering, so concurrent first requests on two replicas get one answer.
         Raises as `log_decision`.
         """
         check_decision(decision)
-        try:
-            with self._transaction(write=True) as conn:
-                if insert_decision_if_new(conn, decision):
-                    return Claim(read_back(decision), True)
-                stored = read_decision(conn, decision.call_id)
-                state = self._call_state(conn, decision.call_id)
-        except sa_exc.IntegrityError:
-            with self._transaction() as conn:
-                raise suggestion_ids_taken(conn, decision) from None
+        with self._suggestion_ids_checked(decision), self._transaction(write=True) as conn:
+            if insert_decision_if_new(conn, decision):
+                return Claim(read_back(decision), True)
+            stored = read_decision(conn, decision.call_id)
+            state = self._call_state(conn, decision.call_id)
         assert stored is not None and state is not None  # the call id was taken: its call is there
         return Claim(stored, False, *state)
 
-    def _insert_or_read(self, conn: Connection, decision: CallDecision) -> CallDecision | None:
-        """Inserts `decision` when its call id is new (None), else returns the stored one."""
-        stored = read_decision(conn, decision.call_id)
-        if stored is not None:
-            return stored
+    @contextmanager
+    def _suggestion_ids_checked(self, decision: CallDecision) -> Iterator[None]:
+        """ConflictError naming a suggestion id of `decision` that belongs to another call, when the insert
+        inside fails on one (read in a transaction of its own: the failed one is unusable)."""
         try:
-            with conn.begin_nested():
-                insert_decisions(conn, [decision])
+            yield
         except sa_exc.IntegrityError:
-            stored = read_decision(conn, decision.call_id)
-            if stored is not None:  # another process stored the same call a moment ago
-                return stored
-            raise suggestion_ids_taken(conn, decision) from None
-        return None
+            with self._transaction() as conn:
+                raise suggestion_ids_taken(conn, decision) from None
 
     def log_decisions(self, decisions: Sequence[CallDecision]) -> int:
         """Stores many served decisions in one transaction (the service's background writer); returns how
