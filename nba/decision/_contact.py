@@ -84,8 +84,8 @@ def contact_exclusions(
     """
     n_benefits = len(benefit_position)
     if history is None or not len(history.benefit):
-        excluded = np.zeros(n_benefits, dtype=bool)
         presented_90d = np.zeros(n_benefits, dtype=np.float32)
+        excluded = presented_90d >= policy.max_presentations_90d
     else:
         excluded, presented_90d = _snapshot_contacts(
             n_benefits,
@@ -94,9 +94,10 @@ def contact_exclusions(
             history.used,
             history.presented_90d,
             float(policy.decline_cooldown_days),
+            float(policy.max_presentations_90d),
         )
     if not recent:
-        return excluded | (presented_90d >= policy.max_presentations_90d)
+        return excluded
     for contact in recent:
         benefit = benefit_position.get(contact.benefit_id)
         if benefit is None or contact.outcome in UNHEARD_OUTCOMES:
@@ -116,14 +117,19 @@ def _snapshot_contacts(
     used: BoolArray,
     presented_90d: npt.NDArray[np.floating],
     cooldown_days: float,
+    max_presentations: float,
 ) -> tuple[BoolArray, npt.NDArray[np.float32]]:
-    """The snapshot's part of `contact_exclusions` in one pass: per catalog benefit, whether it is used or
-    declined within the cool-down (NaN days: never declined), and its presentations in 90 days."""
+    """The snapshot's part of `contact_exclusions` in one pass: per catalog benefit, whether it is used,
+    declined within the cool-down (NaN days: never declined) or presented `max_presentations` times or more
+    in 90 days, and its presentations in 90 days."""
     excluded = np.zeros(n_benefits, dtype=np.bool_)
     presented = np.zeros(n_benefits, dtype=np.float32)
     for i in range(benefit.shape[0]):
         b = benefit[i]
         presented[b] = presented_90d[i]
         if used[i] or days_since_declined[i] <= cooldown_days:
+            excluded[b] = True
+    for b in range(n_benefits):
+        if presented[b] >= max_presentations:
             excluded[b] = True
     return excluded, presented

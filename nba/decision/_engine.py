@@ -37,6 +37,7 @@ from nba.features._matrix import (
     PairTables,
     assemble_candidate_matrix,
     call_reason_code,
+    fill_candidate_matrix,
 )
 from nba.model._attribution import PathAttributor
 from nba.model._bundle import ModelBundle
@@ -211,10 +212,15 @@ class Engine:
         # reason, scored at rank 1), one row per value, sliced to the number of candidates (a card
         # has at most every benefit).
         n_benefits = len(self.benefits.ids)
+        # float64 and C-contiguous, as `fill_candidate_matrix` takes them unchecked.
         self.call_reason_codes = np.repeat(
-            [[call_reason_code(reason)] for reason in CALL_REASONS], n_benefits, axis=1
+            np.array([[call_reason_code(reason)] for reason in CALL_REASONS], dtype=np.float64),
+            n_benefits,
+            axis=1,
         )
-        self.base_earn_rates = np.repeat(self.benefits.product_base_rate[:, None], n_benefits, axis=1)
+        self.base_earn_rates = np.repeat(
+            self.benefits.product_base_rate[:, None].astype(np.float64), n_benefits, axis=1
+        )
         self.first_rank = np.ones(n_benefits)
         self.first_holder = np.zeros(n_benefits, dtype=np.int64)
         for constant in (self.call_reason_codes, self.base_earn_rates, self.first_rank, self.first_holder):
@@ -260,15 +266,12 @@ class Engine:
             raise CardholderNotFoundError(f"cardholder {cardholder_id!r} is not in the profile snapshot")
         candidates, note = self._candidates(row, call_reason, recent)
         limit = self.config.contact.shown_at_most(call_reason, top_k)
-        base = self._decision(cardholder_id, call_reason, (), len(candidates), note)
         if stages is not None:
             stages.mark("candidates")
         if len(candidates) == 0 or limit == 0:
             if limit == 0 and note is None:
-                base = self._decision(
-                    cardholder_id, call_reason, (), len(candidates), "nothing is pitched on this call"
-                )
-            return base
+                note = "nothing is pitched on this call"
+            return self._decision(cardholder_id, call_reason, (), len(candidates), note)
         holder = self.profiles.holder_rows(row)
         X, value = self._matrix(row, holder, candidates, call_reason)
         worth = self._worth_saying(candidates, value)
@@ -425,15 +428,17 @@ class Engine:
     ) -> tuple[FloatArray, FloatArray]:
         """One cardholder's candidate rows and their values (`_matrix_of` for one, without its bookkeeping).
 
-        `holder` is the cardholder's `Profiles.holder_rows(row)` (read once per call by `decide`).
+        `holder` is the cardholder's `Profiles.holder_rows(row)` (read once per call by `decide`). Every array
+        is built here, contiguous float64 (int64 indices) of one entry per candidate, so the assembly's
+        conversions and shape checks are left out.
         """
         n = len(candidates)
-        return assemble_candidate_matrix(
+        return fill_candidate_matrix(
             self.pair_tables,
             holder_X=holder,
             est_spend_by_category=self.profiles.est_spend[row : row + 1].astype(np.float64),
             pair_holder=self.first_holder[:n],
-            pair_benefit=np.asarray(candidates, dtype=np.int64),
+            pair_benefit=np.ascontiguousarray(candidates, dtype=np.int64),
             pair_base_earn_rate=self.base_earn_rates[self.profiles.product_index[row], :n],
             pair_history=self._history(row, candidates),
             pair_call_reason=self.call_reason_codes[CALL_REASONS.index(call_reason), :n],

@@ -201,6 +201,8 @@ class Reasoner:
         self._silent = np.array([rule is _SAYS_NOTHING for rule in self._rules], dtype=np.bool_)
         self._travel = np.array([c in TRAVEL_CATEGORIES for c in SPEND_CATEGORIES])
         self._words_of: dict[bytes, str] = {}
+        # How many of a row's best features are looked at for its phrases.
+        self.ranked = min(_RANKED, len(self.feature_names))
 
     def _words(self, categories: BoolArray | None) -> str:
         """`benefit_words`, worked out once per set of categories (a catalog has a few dozen)."""
@@ -232,7 +234,14 @@ class Reasoner:
         A phrase about the cardholder rather than the benefit ("new cardholder"), or one every card would
         say, is said once for the call; a card's phrase already on a card above it is left to that card.
         """
-        features, _, counts = top_contributions(contributions, k=min(_RANKED, len(self.feature_names)))
+        features, _, counts = top_contributions(contributions, k=self.ranked)
+        return self.phrases_of_ranked(rows, features, counts, categories)
+
+    def phrases_of_ranked(
+        self, rows: FloatArray, features: IntArray, counts: IntArray, categories: BoolArray | None = None
+    ) -> CallReasons:
+        """`phrases` from each row's `ranked` best features by contribution (best first; `counts` of each row
+        are filled), as `top_contributions` gives them: the scorer ranks the routed rows in compiled code."""
         own_categories = (
             np.ones((len(rows), len(SPEND_CATEGORIES)), dtype=np.bool_)
             if categories is None

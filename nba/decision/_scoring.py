@@ -77,8 +77,9 @@ class TreeWalkScorer:
 
     def reasons(self, X: FloatArray, scores: Scores, chosen: IntArray, categories: BoolArray) -> CallReasons:
         assert scores.routes is not None  # score() routes every row
-        contributions = self.reasoner.attributor.contributions_of(scores.routes, chosen)
-        return self.reasoner.phrases(X[chosen], contributions, categories)
+        reasoner = self.reasoner
+        features, counts = reasoner.attributor.top_features_of(scores.routes, chosen, reasoner.ranked)
+        return reasoner.phrases_of_ranked(X[chosen], features, counts, categories)
 
 
 class BoosterScorer:

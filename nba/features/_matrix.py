@@ -303,9 +303,8 @@ def assemble_candidate_matrix(
             f"`holder_X` must be 2-D and `est_spend_by_category` ({len(holder)}, {_N_CATEGORIES}); got shapes "
             f"{holder.shape} and {est_spend.shape}"
         )
-    X = np.empty((n, holder.shape[1] + len(PAIR_FEATURES)))
-    value = np.empty(n)
-    bad = _assemble(
+    return fill_candidate_matrix(
+        tables,
         holder,
         est_spend,
         holder_rows,
@@ -314,6 +313,39 @@ def assemble_candidate_matrix(
         history.reshape(n, len(HISTORY_COLUMNS)),
         call_reason,
         rank,
+    )
+
+
+def fill_candidate_matrix(
+    tables: PairTables,
+    holder_X: FloatArray,
+    est_spend_by_category: FloatArray,
+    pair_holder: IntArray,
+    pair_benefit: IntArray,
+    pair_base_earn_rate: FloatArray,
+    pair_history: FloatArray,
+    pair_call_reason: FloatArray,
+    pair_rank: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """`assemble_candidate_matrix` without its conversions and shape checks, for a caller whose arrays are
+    already what those make of them: C-contiguous float64 (int64 for the pairs' holders and benefits), one
+    entry (or one row of HISTORY_COLUMNS) per pair, `est_spend_by_category` one row per `holder_X` row. The
+    engine builds such arrays itself on every call. A holder or benefit index out of range is still a
+    ValueError.
+    """
+    holder, holder_rows, benefit_rows = holder_X, pair_holder, pair_benefit
+    n = len(benefit_rows)
+    X = np.empty((n, holder.shape[1] + len(PAIR_FEATURES)))
+    value = np.empty(n)
+    bad = _assemble(
+        holder,
+        est_spend_by_category,
+        holder_rows,
+        benefit_rows,
+        pair_base_earn_rate,
+        pair_history,
+        pair_call_reason,
+        pair_rank,
         tables.benefit_values,
         tables.benefit_flags,
         tables.holder_block_columns,

@@ -280,6 +280,27 @@ class PathAttributor:
             leaves = leaves[picked.astype(np.intp)]
         return self._contributions_of_leaves(leaves)
 
+    def top_features_of(
+        self, routes: Routes, rows: npt.NDArray[np.integer[Any]], k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The request path's ranking: `top_contributions(self.contributions_of(routes, rows), k)`'s features
+        and counts (positive contributions only, best first, ties to the lower feature), in one compiled pass
+        that never holds the rows' dense contributions.
+
+        `rows` are positions in `routes` (numpy checks them when it picks their leaves). Raises ValueError
+        as `contributions_of` and `top_contributions` do for routes of another attributor or a bad `k`.
+        """
+        leaves = self._check_routes(routes).leaves[rows]
+        _check_k(k, self.n_features_)
+        return _top_features_of_leaves(
+            np.ascontiguousarray(leaves),
+            self.leaf_contrib_indptr_,
+            self.leaf_contrib_features_,
+            self.leaf_contrib_values_,
+            self.n_features_,
+            int(k),
+        )
+
     def contributions(self, X: npt.ArrayLike) -> FloatArray:
         """Per-feature path contributions of each row, (n_rows, n_features), in raw-score (log-odds) space.
 
@@ -323,7 +344,8 @@ class PathAttributor:
     def _global_leaves_of(self, X: npt.ArrayLike) -> IndexArray:
         """(n_rows, n_trees) numbers, in the global leaf numbering, of the leaves each row lands in."""
         rows = self._checked_rows(X)  # first: it says when the attributor is not fitted
-        global_leaves: IndexArray = leaves_of(self.trees_, rows) + self._tree_offsets
+        global_leaves: IndexArray = leaves_of(self.trees_, rows)
+        global_leaves += self._tree_offsets  # the walker's own new array: renumbered in place
         return global_leaves
 
     def _checked_rows(self, X: npt.ArrayLike) -> npt.NDArray[Any]:
@@ -382,6 +404,20 @@ def _sum_leaf_contributions(
             for entry in range(indptr[leaf], indptr[leaf + 1]):
                 summed[row, features[entry]] += values[entry]
     return summed
+
+
+@compiled
+def _top_features_of_leaves(
+    leaves: IndexArray,
+    indptr: IndexArray,
+    features: npt.NDArray[np.int32],
+    values: FloatArray,
+    n_features: int,
+    k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """`_top_k` (positive only) of `_sum_leaf_contributions`: per row its k best features and how many."""
+    top, _, counts = _top_k(_sum_leaf_contributions(leaves, indptr, features, values, n_features), k, True)
+    return top, counts
 
 
 def _node_value(node: Mapping[str, Any]) -> float:
