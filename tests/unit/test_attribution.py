@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from nba.errors import ModelError
-from nba.model._attribution import PathAttributor, rank_contributions
+from nba.model._attribution import PathAttributor, rank_contributions, top_contributions
 
 N_FEATURES = 8
 CATEGORICAL = 1  # column index of the categorical feature (integer codes)
@@ -167,6 +167,26 @@ def test_route_once_score_every_row_explain_a_few(booster: lgb.Booster) -> None:
     np.testing.assert_array_equal(attributor.contributions_of(routes, [5, 5, 0]), all_rows[[5, 5, 0]])
     np.testing.assert_array_equal(attributor.contributions_of(routes), all_rows)
     assert attributor.contributions_of(routes, []).shape == (0, N_FEATURES)
+
+
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_the_request_paths_ranking_is_the_ranking_of_the_chosen_rows_contributions(
+    booster: lgb.Booster, k: int
+) -> None:
+    X = _rows(40)
+    attributor = PathAttributor.from_booster(booster)
+    routes = attributor.route(X)
+    for chosen in (np.array([7, 2, 31]), np.array([5, 5, 0]), np.arange(40), np.array([], dtype=np.int64)):
+        features, counts = attributor.top_features_of(routes, chosen, k)
+        expected, _, expected_counts = top_contributions(attributor.contributions_of(routes, chosen), k)
+        np.testing.assert_array_equal(counts, expected_counts)
+        for row, count in enumerate(counts.tolist()):  # past a row's count the columns are padding
+            np.testing.assert_array_equal(features[row, :count], expected[row, :count])
+    assert attributor.top_features_of(routes, np.arange(40), k)[1].max() > 0  # the rows have reasons
+    with pytest.raises(IndexError):
+        attributor.top_features_of(routes, np.array([40]), k)
+    with pytest.raises(ValueError, match="`routes` must come from this attributor"):
+        PathAttributor.from_booster(booster).top_features_of(routes, chosen, k)
 
 
 @pytest.mark.parametrize(
