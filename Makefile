@@ -26,7 +26,7 @@ test: install-test
 	$(BIN)/ruff check nba training api tests bench
 	$(BIN)/ruff format --check nba training api tests bench
 	$(BIN)/mypy nba api training
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=40
 
 test-fast: install-test
 	$(BIN)/python -m pytest -m "not slow" -n auto -q
