@@ -109,10 +109,60 @@ def contact_exclusions(
     return excluded
 
 
+def kept_by_snapshot(
+    policy: ContactPolicy,
+    suitable: npt.NDArray[np.int64],
+    n_benefits: int,
+    history: tuple[npt.NDArray[np.integer], npt.NDArray[np.floating], BoolArray, npt.NDArray[np.floating]],
+    start: int,
+    end: int,
+) -> npt.NDArray[np.int64]:
+    """The benefits of `suitable` (catalog positions, in order) that `contact_exclusions` keeps when nothing
+    was recorded since the snapshot, in one compiled pass: the request path's usual case.
+
+    `history` holds the snapshot's contact columns for every cardholder (benefit, days since declined, used,
+    presentations in 90 days: `Profiles.history_*`); rows `start:end` are this cardholder's.
+    """
+    benefit, days_since_declined, used, presented_90d = history
+    return _kept_by_snapshot(
+        suitable,
+        n_benefits,
+        benefit[start:end],
+        days_since_declined[start:end],
+        used[start:end],
+        presented_90d[start:end],
+        float(policy.decline_cooldown_days),
+        float(policy.max_presentations_90d),
+    )
+
+
+@compiled
+def _kept_by_snapshot(
+    suitable: npt.NDArray[np.int64],
+    n_benefits: int,
+    benefit: npt.NDArray[np.integer],
+    days_since_declined: npt.NDArray[np.floating],
+    used: BoolArray,
+    presented_90d: npt.NDArray[np.floating],
+    cooldown_days: float,
+    max_presentations: float,
+) -> npt.NDArray[np.int64]:
+    excluded, _ = _snapshot_contacts(
+        n_benefits, benefit, days_since_declined, used, presented_90d, cooldown_days, max_presentations
+    )
+    kept = np.empty(suitable.shape[0], dtype=np.int64)
+    n = 0
+    for i in range(suitable.shape[0]):
+        if not excluded[suitable[i]]:
+            kept[n] = suitable[i]
+            n += 1
+    return kept[:n]
+
+
 @compiled
 def _snapshot_contacts(
     n_benefits: int,
-    benefit: npt.NDArray[np.int64],
+    benefit: npt.NDArray[np.integer],
     days_since_declined: npt.NDArray[np.floating],
     used: BoolArray,
     presented_90d: npt.NDArray[np.floating],

@@ -20,7 +20,13 @@ from nba.decision._arbitration import (
     worth_saying,
 )
 from nba.decision._candidates import suitability_matrix
-from nba.decision._contact import ContactHistory, ContactPolicy, RecentContact, contact_exclusions
+from nba.decision._contact import (
+    ContactHistory,
+    ContactPolicy,
+    RecentContact,
+    contact_exclusions,
+    kept_by_snapshot,
+)
 from nba.decision._reasons import Reasoner
 from nba.decision._scoring import SCORERS, Scorer, ScorerName, make_scorer
 from nba.decision._talking_points import (
@@ -388,8 +394,20 @@ class Engine:
         suitable = self.suitable_on_card[product][CALL_REASONS.index(call_reason)]
         start, end = int(self.profiles.offsets[row]), int(self.profiles.offsets[row + 1])
         keep = suitable
-        # Without history or recent contacts the contact policy excludes nothing.
-        if end > start or recent:
+        # The snapshot's contacts alone (most calls): one compiled pass; with outcomes recorded since the
+        # snapshot, the whole policy; with neither, nothing is excluded.
+        if end > start and not recent:
+            profiles = self.profiles
+            contact_columns = (
+                profiles.history_benefit,
+                profiles.history_days_since_declined,
+                profiles.history_used,
+                profiles.history_presented_90d,
+            )
+            keep = kept_by_snapshot(
+                self.config.contact, suitable, len(self.benefits.ids), contact_columns, start, end
+            )
+        elif recent:
             history = None
             if end > start:
                 history = ContactHistory(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nba.decision import ContactPolicy, RecentContact
-from nba.decision._contact import ContactHistory, contact_exclusions
+from nba.decision._contact import ContactHistory, contact_exclusions, kept_by_snapshot
 from nba.vocab import MAX_SUGGESTIONS, OUTCOMES
 
 BENEFITS = ("dining_4x", "grocery_4x", "travel_credit", "lounge", "phone_protection")
@@ -160,3 +160,43 @@ def test_exclusions_match_a_one_benefit_at_a_time_reference() -> None:
             for _ in range(int(rng.integers(0, 4)))
         ]
         assert _off(policy, _history(*entries), recent) == _reference(policy, entries, recent)
+
+
+def _padded(column: np.ndarray, fill: Any, before: int, after: int) -> np.ndarray:
+    return np.concatenate([np.full(before, fill, column.dtype), column, np.full(after, fill, column.dtype)])
+
+
+def test_the_snapshots_kept_benefits_are_what_the_whole_policy_keeps_without_recent_outcomes() -> None:
+    rng = np.random.default_rng(11)
+    kept_some = excluded_some = 0
+    for _ in range(300):
+        policy = ContactPolicy(
+            decline_cooldown_days=int(rng.integers(0, 120)), max_presentations_90d=int(rng.integers(1, 4))
+        )
+        entries = [
+            (
+                str(b),
+                float(rng.integers(0, 200)) if rng.random() < 0.5 else NAN,
+                bool(rng.random() < 0.3),
+                float(rng.integers(0, 3)),
+            )
+            for b in rng.choice(BENEFITS, size=int(rng.integers(1, len(BENEFITS) + 1)), replace=False)
+        ]
+        history = _history(*entries)
+        suitable = np.sort(
+            rng.choice(len(BENEFITS), size=int(rng.integers(0, len(BENEFITS) + 1)), replace=False)
+        )
+        expected = suitable[~contact_exclusions(policy, POSITION, history, [])[suitable]]
+        # The cardholder's rows sit among other cardholders' rows, stored as a profile snapshot stores them.
+        before, after = int(rng.integers(0, 3)), int(rng.integers(0, 3))
+        columns = (
+            _padded(history.benefit.astype(np.int16), 0, before, after),
+            _padded(history.days_since_declined.astype(np.float32), 0.0, before, after),
+            _padded(history.used, True, before, after),
+            _padded(history.presented_90d.astype(np.float32), 9.0, before, after),
+        )
+        kept = kept_by_snapshot(policy, suitable, len(BENEFITS), columns, before, before + len(entries))
+        np.testing.assert_array_equal(kept, expected)
+        kept_some += len(kept) > 0
+        excluded_some += len(kept) < len(suitable)
+    assert kept_some > 50 and excluded_some > 50  # both sides of the policy were exercised
