@@ -10,7 +10,10 @@ For each server (`nba serve --workers N`, `bench/bare_app.py PORT N`) and N in 1
 The core split is the same for every server and worker count: wrk is pinned to core 0 (bench_api's
 `run_wrk`), the open-loop generator (this process) and the server's workers are not pinned: with 2
 cores, pinning the server to one would leave a second worker nothing to run on. Ratios reported: ours/bare at
-each N, ours(2)/ours(1) against bare(2)/bare(1) (goal: ≥ 0.9 × it). Results → bench/results/workers.json.
+each N, ours(2)/ours(1) against bare(2)/bare(1) (goal: ≥ 0.9 × it). Then, with 1 worker, the bare endpoint
+doing the same durable work as ours for every answered call (`bare_app.py` with `BARE_DURABLE_DIR`: the
+journal line and the store's batch insert, into its own database of the same kind): ours against it, by
+requests/s and by CPU a request. Results → bench/results/workers.json.
 Numbers taken while other work runs on the machine are inflated: the result records the load average.
 
 `--store postgresql` runs the nba servers on a local PostgreSQL (the tests' cluster, `tests/pg.py`:
@@ -189,17 +192,28 @@ def main(argv: list[str] | None = None) -> None:
     with feedback_databases(args.store, work) as database_url:
         for workers in (1, 2):
             run_pair(workers, database_url(workers), deploy, data_dir, work, ids_file, ids, nba, result, args)
+        # The reference that does the same durable work per answered call (journal line, store insert).
+        durable = {"BARE_DURABLE_DIR": str(work / "durable"), "BARE_DURABLE_DATABASE_URL": database_url(0)}
+        bare_cmd = [sys.executable, str(ROOT / "bench" / "bare_app.py"), "8743", "1"]
+        result["bare_durable1"] = measure("bare_durable1", bare_cmd, durable, 8743, ids_file, ids, args)
 
     def rps(key: str) -> float:
         return float(result[key]["wrk"]["requests_per_s"])
 
     result["ours_over_bare"] = {"1": rps("nba1") / rps("bare1"), "2": rps("nba2") / rps("bare2")}
+    result["ours_over_bare_durable"] = {
+        "requests_per_s": rps("nba1") / rps("bare_durable1"),
+        "cpu_per_request": result["bare_durable1"]["cpu_per_request"]["total_us"]
+        / result["nba1"]["cpu_per_request"]["total_us"],
+    }
     result["scaling"] = {"nba": rps("nba2") / rps("nba1"), "bare": rps("bare2") / rps("bare1")}
     result["machine_after"] = machine()
     print(
         f"ours/bare: 1 worker {result['ours_over_bare']['1']:.2f}, 2 workers {result['ours_over_bare']['2']:.2f}; "
         f"2/1 workers: ours {result['scaling']['nba']:.2f}, bare {result['scaling']['bare']:.2f} "
-        f"(goal: ours ≥ 0.9 × bare = {0.9 * result['scaling']['bare']:.2f})"
+        f"(goal: ours ≥ 0.9 × bare = {0.9 * result['scaling']['bare']:.2f}); 1 worker against the bare "
+        f"endpoint doing the same durable work: {result['ours_over_bare_durable']['requests_per_s']:.2f} by "
+        f"requests/s, {result['ours_over_bare_durable']['cpu_per_request']:.2f} by CPU a request"
     )
     path = RESULTS_PATH if args.store == "sqlite" else RESULTS_PATH.with_name(f"workers-{args.store}.json")
     save_run(result, path, "workers")
