@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -113,11 +114,11 @@ def measure(
 
 
 @contextlib.contextmanager
-def feedback_databases(store: str, work: Path) -> Iterator[Callable[[int], str]]:
-    """A new, empty feedback database per run (its URL from the worker count): SQLite files in `work`,
-    or databases on a PostgreSQL cluster started here and stopped after."""
+def feedback_databases(store: str, work: Path) -> Iterator[Callable[[str], str]]:
+    """A new, empty feedback database per name (letters, digits and `_`): SQLite files in `work`, or
+    databases on a PostgreSQL cluster started here and stopped after."""
     if store == "sqlite":
-        yield lambda workers: f"sqlite:///{work / f'feedback-{workers}.db'}"
+        yield lambda name: f"sqlite:///{work / f'feedback-{name}.db'}"
         return
     sys.path.append(str(ROOT))  # after PYTHONPATH: `tests.pg` only
     from tests.pg import create_database, require_pg_bindir, start_pg_server, stop_pg_server
@@ -126,7 +127,7 @@ def feedback_databases(store: str, work: Path) -> Iterator[Callable[[int], str]]
     pg_root = Path(tempfile.mkdtemp(prefix="nba-bench-workers-pg-"))  # the server's user must reach it
     server = start_pg_server(pg_root, bindir)
     try:
-        yield lambda workers: create_database(server, f"feedback_{workers}")
+        yield lambda name: create_database(server, f"feedback_{name}")
     finally:
         stop_pg_server(bindir, server.data_dir)
         shutil.rmtree(pg_root, ignore_errors=True)
@@ -163,6 +164,37 @@ def run_pair(
     time.sleep(1.0)
 
 
+def round_ratios(measured: dict[str, Any]) -> dict[str, float]:
+    """One round's ratios: ours/bare at 1 and 2 workers, each one's 2/1 scaling, and ours against the bare
+    endpoint doing the same durable work (1 worker; by requests/s and by CPU a request)."""
+
+    def rps(key: str) -> float:
+        return float(measured[key]["wrk"]["requests_per_s"])
+
+    def cpu(key: str) -> float:
+        return float(measured[key]["cpu_per_request"]["total_us"])
+
+    return {
+        "ours_over_bare_1": rps("nba1") / rps("bare1"),
+        "ours_over_bare_2": rps("nba2") / rps("bare2"),
+        "ours_over_bare_1_by_cpu": cpu("bare1") / cpu("nba1"),
+        "scaling_nba": rps("nba2") / rps("nba1"),
+        "scaling_bare": rps("bare2") / rps("bare1"),
+        "ours_over_bare_durable_1": rps("nba1") / rps("bare_durable1"),
+        "ours_over_bare_durable_1_by_cpu": cpu("bare_durable1") / cpu("nba1"),
+    }
+
+
+def describe(ratios: dict[str, float]) -> str:
+    return (
+        f"ours/bare 1 worker {ratios['ours_over_bare_1']:.2f} ({ratios['ours_over_bare_1_by_cpu']:.2f} by CPU a "
+        f"request), 2 workers {ratios['ours_over_bare_2']:.2f}; 2/1 workers: ours {ratios['scaling_nba']:.2f}, "
+        f"bare {ratios['scaling_bare']:.2f} (goal: ours ≥ 0.9 × bare = {0.9 * ratios['scaling_bare']:.2f}); "
+        f"against the bare endpoint doing the same durable work: {ratios['ours_over_bare_durable_1']:.2f} by "
+        f"requests/s, {ratios['ours_over_bare_durable_1_by_cpu']:.2f} by CPU a request"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--cardholders", type=int, default=20_000)
@@ -171,7 +203,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--call-ids", action="store_true", help="wrk sends a new call id with every request")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of every server, each on new databases; ratios are medians",
+    )
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error(f"`--repeat` must be a positive integer, got {args.repeat}")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: run `make system-deps`")
     data_dir, _ = ensure_world(args.cardholders, args.seed)
@@ -187,34 +227,33 @@ def main(argv: list[str] | None = None) -> None:
         "store": args.store,
         "call_ids": bool(args.call_ids),
         "machine_before": machine(),
+        "rounds": [],
     }
     nba = str(Path(sys.executable).parent / "nba")
     with feedback_databases(args.store, work) as database_url:
-        for workers in (1, 2):
-            run_pair(workers, database_url(workers), deploy, data_dir, work, ids_file, ids, nba, result, args)
-        # The reference that does the same durable work per answered call (journal line, store insert).
-        durable = {"BARE_DURABLE_DIR": str(work / "durable"), "BARE_DURABLE_DATABASE_URL": database_url(0)}
-        bare_cmd = [sys.executable, str(ROOT / "bench" / "bare_app.py"), "8743", "1"]
-        result["bare_durable1"] = measure("bare_durable1", bare_cmd, durable, 8743, ids_file, ids, args)
-
-    def rps(key: str) -> float:
-        return float(result[key]["wrk"]["requests_per_s"])
-
-    result["ours_over_bare"] = {"1": rps("nba1") / rps("bare1"), "2": rps("nba2") / rps("bare2")}
-    result["ours_over_bare_durable"] = {
-        "requests_per_s": rps("nba1") / rps("bare_durable1"),
-        "cpu_per_request": result["bare_durable1"]["cpu_per_request"]["total_us"]
-        / result["nba1"]["cpu_per_request"]["total_us"],
+        for round_ in range(args.repeat):
+            # Each round on new, empty databases, so every round writes into stores of the same size.
+            measured: dict[str, Any] = {}
+            for workers in (1, 2):
+                url = database_url(f"{workers}_{round_}")
+                run_pair(workers, url, deploy, data_dir, work, ids_file, ids, nba, measured, args)
+            # The reference that does the same durable work per answered call (journal line, store insert).
+            durable = {
+                "BARE_DURABLE_DIR": str(work / f"durable-{round_}"),
+                "BARE_DURABLE_DATABASE_URL": database_url(f"durable_{round_}"),
+            }
+            bare_cmd = [sys.executable, str(ROOT / "bench" / "bare_app.py"), "8743", "1"]
+            measured["bare_durable1"] = measure("bare_durable1", bare_cmd, durable, 8743, ids_file, ids, args)
+            measured["ratios"] = round_ratios(measured)
+            result["rounds"].append(measured)
+            print(f"round {round_ + 1} of {args.repeat}: {describe(measured['ratios'])}", flush=True)
+    # The medians over the rounds: the machine's noise moves a single run's ratios by ±15%.
+    result["median_ratios"] = {
+        key: statistics.median(r["ratios"][key] for r in result["rounds"])
+        for key in result["rounds"][0]["ratios"]
     }
-    result["scaling"] = {"nba": rps("nba2") / rps("nba1"), "bare": rps("bare2") / rps("bare1")}
     result["machine_after"] = machine()
-    print(
-        f"ours/bare: 1 worker {result['ours_over_bare']['1']:.2f}, 2 workers {result['ours_over_bare']['2']:.2f}; "
-        f"2/1 workers: ours {result['scaling']['nba']:.2f}, bare {result['scaling']['bare']:.2f} "
-        f"(goal: ours ≥ 0.9 × bare = {0.9 * result['scaling']['bare']:.2f}); 1 worker against the bare "
-        f"endpoint doing the same durable work: {result['ours_over_bare_durable']['requests_per_s']:.2f} by "
-        f"requests/s, {result['ours_over_bare_durable']['cpu_per_request']:.2f} by CPU a request"
-    )
+    print(f"median of {args.repeat} round(s): {describe(result['median_ratios'])}")
     path = RESULTS_PATH if args.store == "sqlite" else RESULTS_PATH.with_name(f"workers-{args.store}.json")
     save_run(result, path, "workers")
     shutil.rmtree(work, ignore_errors=True)
