@@ -248,6 +248,10 @@ class Engine:
         self.scorer: Scorer = make_scorer(self.config.scorer, bundle, reasoner)
         self.reasoner = self.scorer.reasoner
         self.rng = rng or np.random.default_rng()
+        # The contact policy's kernel runs only for cardholders with a history: loaded now, for the arrays'
+        # own types (read-only candidates, the profile's columns), so the first such call does not pay for it.
+        for by_reason in self.suitable_on_card[:1]:
+            kept_by_snapshot(self.config.contact, by_reason[0], n_benefits, self._contact_columns(), 0, 0)
 
     def decide(
         self,
@@ -397,15 +401,8 @@ class Engine:
         # The snapshot's contacts alone (most calls): one compiled pass; with outcomes recorded since the
         # snapshot, the whole policy; with neither, nothing is excluded.
         if end > start and not recent:
-            profiles = self.profiles
-            contact_columns = (
-                profiles.history_benefit,
-                profiles.history_days_since_declined,
-                profiles.history_used,
-                profiles.history_presented_90d,
-            )
             keep = kept_by_snapshot(
-                self.config.contact, suitable, len(self.benefits.ids), contact_columns, start, end
+                self.config.contact, suitable, len(self.benefits.ids), self._contact_columns(), start, end
             )
         elif recent:
             history = None
@@ -428,6 +425,20 @@ class Engine:
         elif len(keep) == 0:
             note = "every benefit of this card is already used or was offered recently"
         return keep, note
+
+    def _contact_columns(
+        self,
+    ) -> tuple[
+        npt.NDArray[np.int16], npt.NDArray[np.float32], npt.NDArray[np.bool_], npt.NDArray[np.float32]
+    ]:
+        """The snapshot's contact history columns, every cardholder's rows (`kept_by_snapshot`'s `history`)."""
+        profiles = self.profiles
+        return (
+            profiles.history_benefit,
+            profiles.history_days_since_declined,
+            profiles.history_used,
+            profiles.history_presented_90d,
+        )
 
     def _history(self, row: int, candidates: IntArray) -> FloatArray:
         """The HISTORY_COLUMNS of each candidate for this cardholder (never presented: zeros, NaN days)."""
