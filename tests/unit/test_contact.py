@@ -139,22 +139,30 @@ def _reference(
     return off
 
 
+def _random_case(
+    rng: np.random.Generator, least_entries: int, used_share: float
+) -> tuple[ContactPolicy, list[tuple[str, float, bool, float]]]:
+    """A random policy and a random history of at least `least_entries` entries, at most one per benefit
+    (as in a profile snapshot), a benefit used with chance `used_share`."""
+    policy = ContactPolicy(
+        decline_cooldown_days=int(rng.integers(0, 120)), max_presentations_90d=int(rng.integers(1, 4))
+    )
+    entries = [
+        (
+            str(b),
+            float(rng.integers(0, 200)) if rng.random() < 0.5 else NAN,
+            bool(rng.random() < used_share),
+            float(rng.integers(0, 3)),
+        )
+        for b in rng.choice(BENEFITS, size=int(rng.integers(least_entries, len(BENEFITS) + 1)), replace=False)
+    ]
+    return policy, entries
+
+
 def test_exclusions_match_a_one_benefit_at_a_time_reference() -> None:
     rng = np.random.default_rng(5)
     for _ in range(300):
-        policy = ContactPolicy(
-            decline_cooldown_days=int(rng.integers(0, 120)), max_presentations_90d=int(rng.integers(1, 4))
-        )
-        # At most one history entry per benefit, as in a profile snapshot.
-        entries = [
-            (
-                str(b),
-                float(rng.integers(0, 200)) if rng.random() < 0.5 else NAN,
-                bool(rng.random() < 0.2),
-                float(rng.integers(0, 3)),
-            )
-            for b in rng.choice(BENEFITS, size=int(rng.integers(0, len(BENEFITS) + 1)), replace=False)
-        ]
+        policy, entries = _random_case(rng, least_entries=0, used_share=0.2)
         recent = [
             RecentContact(str(rng.choice([*BENEFITS, "unknown"])), str(rng.choice(OUTCOMES)))
             for _ in range(int(rng.integers(0, 4)))
@@ -170,18 +178,7 @@ def test_the_snapshots_kept_benefits_are_what_the_whole_policy_keeps_without_rec
     rng = np.random.default_rng(11)
     kept_some = excluded_some = 0
     for _ in range(300):
-        policy = ContactPolicy(
-            decline_cooldown_days=int(rng.integers(0, 120)), max_presentations_90d=int(rng.integers(1, 4))
-        )
-        entries = [
-            (
-                str(b),
-                float(rng.integers(0, 200)) if rng.random() < 0.5 else NAN,
-                bool(rng.random() < 0.3),
-                float(rng.integers(0, 3)),
-            )
-            for b in rng.choice(BENEFITS, size=int(rng.integers(1, len(BENEFITS) + 1)), replace=False)
-        ]
+        policy, entries = _random_case(rng, least_entries=1, used_share=0.3)
         history = _history(*entries)
         suitable = np.sort(
             rng.choice(len(BENEFITS), size=int(rng.integers(0, len(BENEFITS) + 1)), replace=False)
