@@ -90,6 +90,18 @@ class _BatchInsert:
                 row[i] = process(row[i])
         conn.exec_driver_sql(sql, [tuple(row) for row in rows])
 
+    def statement(self, dialect: Dialect) -> str:
+        """The INSERT's text for `dialect` (its driver's placeholders, one per column)."""
+        return (self._prepared.get(dialect.name) or self._prepare(dialect))[0]
+
+    def converted(self, dialect: Dialect, row: list[Any]) -> list[Any]:
+        """`row` (values in `columns` order) converted in place as `execute` converts it, for a statement of
+        the caller's own."""
+        _, processors = self._prepared.get(dialect.name) or self._prepare(dialect)
+        for i, process in processors:
+            row[i] = process(row[i])
+        return row
+
     def execute_one(self, conn: Connection, row: list[Any]) -> int:
         """Inserts one row (converted in place); how many rows were inserted (0: its key was taken)."""
         sql, processors = self._prepared.get(conn.dialect.name) or self._prepare(conn.dialect)
@@ -123,21 +135,66 @@ def insert_decisions(conn: Connection, decisions: Sequence[CallDecision]) -> Non
 
 
 def insert_decision_if_new(conn: Connection, decision: CallDecision) -> bool:
-    """Inserts one decision when its call id is free, in two statements: the call row (ON CONFLICT DO
-    NOTHING: of two processes inserting one call id at once, the second waits for the first and inserts
-    nothing, without an error), then its suggestions. False, with nothing inserted, when the call id was
-    taken. Raises sqlalchemy's IntegrityError when a suggestion id belongs to another call (the
-    transaction is then unusable: end it)."""
-    if _INSERT_CALL_IF_NEW.execute_one(conn, [*_call_values(decision), decision.holder_features]) == 0:
+    """Inserts one decision when its call id is free: the call row (ON CONFLICT DO NOTHING: of two
+    processes inserting one call id at once, the second waits for the first and inserts nothing, without
+    an error), then its suggestions. False, with nothing inserted, when the call id was taken. Raises
+    sqlalchemy's IntegrityError when a suggestion id belongs to another call (the transaction is then
+    unusable: end it).
+
+    On PostgreSQL one statement does both (`_claim_statement`): a claim is on the request path of every
+    call whose id the agent's desktop sends, and each statement is a round trip; on SQLite, two.
+    """
+    call_row = [*_call_values(decision), decision.holder_features]
+    if conn.dialect.name == "postgresql" and decision.suggestions:
+        rows = _suggestion_rows([decision])
+        params = _INSERT_CALL_IF_NEW.converted(conn.dialect, call_row)
+        for row in rows:
+            params.extend(_INSERT_SUGGESTIONS.converted(conn.dialect, row))
+        inserted = conn.exec_driver_sql(_claim_statement(conn.dialect, len(rows)), tuple(params)).scalar_one()
+        return bool(inserted)
+    if _INSERT_CALL_IF_NEW.execute_one(conn, call_row) == 0:
         return False
     _insert_suggestions(conn, [decision])
     return True
 
 
-def _insert_suggestions(conn: Connection, decisions: Sequence[CallDecision]) -> None:
-    rows = [
+_CLAIM_STATEMENTS: Final[dict[tuple[str, int], str]] = {}
+
+
+def _claim_statement(dialect: Dialect, n_suggestions: int) -> str:
+    """PostgreSQL: the call row inserted when its id is free and, only then, its `n_suggestions`
+    suggestions, in one statement (data-modifying WITH queries, all run to completion; the suggestions'
+    foreign key is checked at the statement's end, where the call row is there); it returns how many call
+    rows were inserted (0 or 1). Each suggestion value is cast to its column's type, as a VALUES list
+    does not take the types from the table it is inserted into."""
+    known = _CLAIM_STATEMENTS.get((dialect.name, n_suggestions))
+    if known is not None:
+        return known
+    quote = dialect.identifier_preparer.quote
+    call_sql = _INSERT_CALL_IF_NEW.statement(dialect)
+    columns = _INSERT_SUGGESTIONS.columns
+    casts = ", ".join(
+        f"CAST(%s AS {suggestions_table.c[name].type.compile(dialect=dialect)})" for name in columns
+    )
+    values = ", ".join([f"({casts})"] * n_suggestions)
+    statement = _CLAIM_STATEMENTS[(dialect.name, n_suggestions)] = (
+        f"WITH new_call AS ({call_sql} RETURNING 1), "
+        f"shown AS (INSERT INTO {quote(suggestions_table.name)} ({', '.join(quote(c) for c in columns)}) "
+        f"SELECT * FROM (VALUES {values}) AS shown_values WHERE EXISTS (SELECT 1 FROM new_call) RETURNING 1) "
+        "SELECT count(*) FROM new_call"
+    )
+    return statement
+
+
+def _suggestion_rows(decisions: Sequence[CallDecision]) -> list[list[Any]]:
+    """The decisions' suggestions as `_INSERT_SUGGESTIONS` rows."""
+    return [
         [s.suggestion_id, d.call_id, *s.plain(), s.pair_features] for d in decisions for s in d.suggestions
     ]
+
+
+def _insert_suggestions(conn: Connection, decisions: Sequence[CallDecision]) -> None:
+    rows = _suggestion_rows(decisions)
     if rows:
         _INSERT_SUGGESTIONS.execute(conn, rows)
 

@@ -270,6 +270,18 @@ class FeedbackStore:
                 yield conn
 
     @contextmanager
+    def _claim_connection(self) -> Iterator[Connection]:
+        """Where a claim runs: on PostgreSQL a pooled connection in autocommit (the claim is one statement,
+        `insert_decision_if_new`, atomic by itself: a BEGIN and a COMMIT would be two more round trips on
+        the request path); on SQLite a write transaction, as its two statements need."""
+        if self._engine.dialect.name != "postgresql":
+            with self._transaction(write=True) as conn:
+                yield conn
+            return
+        with self._guard(), self._engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    @contextmanager
     def _unbounded_connection(self) -> Iterator[Connection]:
         """A connection of its own without a statement deadline (see `_create_engine`), closed after."""
         engine = self._engine if self._in_memory else self._create_engine("unbounded", pool_size=0)
@@ -394,7 +406,7 @@ class FeedbackStore:
         Raises as `log_decision`.
         """
         check_decision(decision)
-        with self._suggestion_ids_checked(decision), self._transaction(write=True) as conn:
+        with self._suggestion_ids_checked(decision), self._claim_connection() as conn:
             if insert_decision_if_new(conn, decision):
                 return Claim(read_back(decision), True)
             stored = read_decision(conn, decision.call_id)

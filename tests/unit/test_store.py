@@ -446,6 +446,41 @@ def test_a_claim_under_another_calls_suggestion_id_is_a_conflict(store: Feedback
     assert store.find_decision("T2") is None
 
 
+def test_a_claimed_call_is_stored_exactly_as_a_logged_one(store: FeedbackStore, db_url: str) -> None:
+    # On PostgreSQL a claim is one statement of its own (each value cast to its column's type), not the
+    # inserts that log a decision: the rows must come out the same, whatever the values hold.
+    awkward = {
+        "talking_point": 'Say "50%" off; it\'s %s {x} — café ☕',
+        "reasons": ("'quoted'", 'json "]', ""),
+        "value_usd": 0.1 + 0.2,
+        "priority": -0.0,
+        "p_adopt": 1e-300,
+        "pair_features": feature_bytes((math.nan, -math.inf, 5e-324)),
+    }
+
+    def decision(call_id: str) -> CallDecision:
+        base = make_decision(call_id)
+        shown = tuple(
+            replace(s, suggestion_id=f"s_{call_id}_{s.rank}", **awkward)  # type: ignore[arg-type]
+            for s in base.suggestions
+        )
+        return replace(base, note="n%s'", shared_reasons=("a'b", "%(x)s"), suggestions=shown)
+
+    store.log_decision(decision("L1"))
+    assert store.claim_decision(decision("C1")).won
+    assert same(store.find_decision("L1"), decision("L1"))
+    assert same(store.find_decision("C1"), decision("C1"))
+    rows = {row["call_id"]: row for row in table_rows(db_url, "calls")}
+    assert {k: v for k, v in rows["C1"].items() if k != "call_id"} == {
+        k: v for k, v in rows["L1"].items() if k != "call_id"
+    }
+    shown = sorted(table_rows(db_url, "suggestions"), key=lambda row: (row["call_id"], row["rank"]))
+    strip = ("suggestion_id", "call_id")
+    assert [{k: v for k, v in row.items() if k not in strip} for row in shown if row["call_id"] == "C1"] == [
+        {k: v for k, v in row.items() if k not in strip} for row in shown if row["call_id"] == "L1"
+    ]
+
+
 def test_a_call_with_nothing_to_suggest_is_logged(store: FeedbackStore) -> None:
     decision = make_decision("T2", benefits=(), call_reason="fraud")
     store.log_decision(decision)
