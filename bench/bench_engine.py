@@ -11,7 +11,9 @@ Makes (or reuses) a world of `--cardholders` (default 100,000) under /tmp and a 
   candidate rows, alternating which goes first, so both see the same machine at the same moment; each in
   wall-clock time and in the thread's CPU time (which leaves out waiting for a core on a busy machine);
 - times the stages of a decision on their own (candidates, matrix, predict + calibration, choice, reasons,
-  suggestions) for the same cardholders, to show where the rest of the time goes.
+  suggestions) for the same cardholders, to show where the rest of the time goes;
+- times `decide` again on as many other cardholders with nothing between the calls: what calling LightGBM
+  between decisions (above) costs them in cache turned over. The goals are judged on the interleaved run.
 
 With `--big N` it does the same on a profile of an N-cardholder world scored by the same model (default
 off; 900,000 took about 6.3 GB and 2 minutes to build). Prints the numbers and writes bench/results/engine.json.
@@ -154,6 +156,17 @@ def _engine_child(
         stages["all_stages"].append(sum(probe.ns.values()))
         stages["bare_predict"].append(bare)
 
+    # The same calls' cost with nothing run between them (other cardholders, drawn from the ones left):
+    # what the loop above adds by calling LightGBM between decisions, which turns over the core's caches.
+    rest = np.setdiff1d(np.arange(n), drawn)
+    alone = np.random.default_rng(seed + 1).choice(rest, size=min(calls, len(rest)), replace=False)
+    alone_ns = np.zeros(len(alone), dtype=np.int64)
+    alone_cpu_ns = np.zeros(len(alone), dtype=np.int64)
+    for k, cardholder_id in enumerate(profiles.ids[i] for i in alone):
+        c0, t0 = cpu(), clock()
+        engine.decide(cardholder_id, CALL_REASON, TOP_K)
+        alone_ns[k], alone_cpu_ns[k] = clock() - t0, cpu() - c0
+
     has_candidates = predict_ns >= 0
     rows_per_call = np.array([len(X) for X in matrices if X is not None])
     ratio_ns = decide_ns[has_candidates] / np.maximum(predict_ns[has_candidates], 1)
@@ -187,6 +200,9 @@ def _engine_child(
                 "decide_with_candidates": latency_summary(decide_ns[has_candidates]),
                 "bare_predict": latency_summary(predict_ns[has_candidates]),
                 "decide_cpu": latency_summary(decide_cpu_ns),
+                "decide_alone_calls": len(alone),
+                "decide_alone": latency_summary(alone_ns) if len(alone) else None,
+                "decide_alone_cpu": latency_summary(alone_cpu_ns) if len(alone) else None,
                 "bare_predict_cpu": latency_summary(predict_cpu_ns[has_candidates]),
                 "ratio_decide_to_predict": {
                     "p50": round(
@@ -243,6 +259,13 @@ def _report(label: str, d: dict[str, Any]) -> None:
         f"p99 {cpu['p99_us']:.0f} µs, max {cpu['max_us']:.0f} µs; bare predict p50 {bare_cpu['p50_us']:.0f} µs, "
         f"p99 {bare_cpu['p99_us']:.0f} µs; ratio p50 {ratio['p50_cpu']:.2f}x, p99 {ratio['p99_cpu']:.2f}x"
     )
+    if d.get("decide_alone"):
+        alone, alone_cpu = d["decide_alone"], d["decide_alone_cpu"]
+        print(
+            f"  decide x {d['decide_alone_calls']:,} other cardholders with nothing between the calls: p50 "
+            f"{alone['p50_us']:.0f} µs, p99 {alone['p99_us']:.0f} µs (CPU p50 {alone_cpu['p50_us']:.0f}, p99 "
+            f"{alone_cpu['p99_us']:.0f} µs)"
+        )
     stages = ", ".join(f"{k} {v:.0f}" for k, v in d["stages_p50_us"].items())
     print(f"  stages, p50 µs: {stages}")
 
