@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from nba.contract import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
+from nba.contract import DEFAULT_MAX_PROBLEMS, DataSummary, usable_cpus, validate_data
 from nba.decision import PUBLIC_FIELD_NAMES, ArbitrationConfig, EngineConfig
 from nba.errors import NbaError, ValidationError
 from nba.vocab import (
@@ -45,7 +45,6 @@ from training.cli_options import (
     Threads,
     parse_date,
     parse_engine,
-    usable_cpus,
 )
 from training.db_cli import db_app
 from training.models_cli import models_app

@@ -418,3 +418,19 @@ def test_mcc_override_changes_the_other_share(valid_dir: Path) -> None:
     (valid_dir / "mcc_map.csv").write_text("mcc_from,mcc_to,category\n9999,9999,health\n")
     summary = validate_data(valid_dir).summary
     assert summary is not None and summary.other_spend_share == 0
+
+
+def test_duckdb_runs_as_many_threads_as_the_process_may_use_cpus(
+    valid_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def threads(data_dir: Path, requested: int | None = None) -> int:
+        with open_data(data_dir, requested) as data:
+            return int(data.con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+
+    # DuckDB's own default is the machine's cores, whatever the affinity mask (taskset, a container's
+    # cpuset) allows: the extra threads would take turns on the same CPUs.
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    assert threads(valid_dir) == 1
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})
+    assert threads(valid_dir) == 3
+    assert threads(valid_dir, 2) == 2
