@@ -4,7 +4,7 @@ the model, `build_profiles`' answer, its spend estimates, and a snapshot folder 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,14 @@ class Sample:
         estimates = estimate_spend(self.tables.features, self.bundle)
         estimates.setflags(write=False)
         return {self.bundle.version: estimates}
+
+
+@cache
+def sample_of(model_dir: Path) -> Sample:
+    """`Sample(model_dir)`, built once per process for the modules that read it (test_snapshots and
+    test_profile_cache: ~1 s of CPU each time, the feature SQL and the spend estimator over 3,000
+    cardholders). Read-only: a test that needs another one changes a copy."""
+    return Sample(model_dir)
 
 
 def write_sample_snapshot(root: Path, sample: Sample, as_of: date = AS_OF, **kwargs: Any) -> Path:

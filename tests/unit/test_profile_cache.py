@@ -31,12 +31,12 @@ from nba.profiles._profiles import CardholderIds, Profiles
 from nba.profiles._snapshots import check_snapshot, profiles_from_snapshot, write_snapshot
 from tests.conftest import SampleModel
 from tests.deployment import PROFILE_ARRAYS, assert_same_profiles
-from tests.profile_sample import AS_OF, T0, Sample, write_sample_snapshot
+from tests.profile_sample import AS_OF, T0, Sample, sample_of, write_sample_snapshot
 
 
 @pytest.fixture(scope="module")
 def sample(sample_model: SampleModel) -> Sample:
-    return Sample(sample_model.model_dir)
+    return sample_of(sample_model.model_dir)
 
 
 @pytest.fixture

@@ -50,12 +50,12 @@ from nba.profiles._snapshots import (
 )
 from tests.conftest import SampleModel
 from tests.deployment import assert_same_profiles
-from tests.profile_sample import AS_OF, SAMPLE, T0, Sample, write_sample_snapshot
+from tests.profile_sample import AS_OF, SAMPLE, T0, Sample, sample_of, write_sample_snapshot
 
 
 @pytest.fixture(scope="module")
 def sample(sample_model: SampleModel) -> Sample:
-    return Sample(sample_model.model_dir)
+    return sample_of(sample_model.model_dir)
 
 
 # --- the same profiles whichever way they are made --------------------------------------------------

@@ -298,7 +298,13 @@ def test_rows_on_or_after_an_explicit_as_of_are_counted_not_checked(tmp_path: Pa
 def test_an_as_of_outside_the_data_is_one_error(valid_dir: Path, as_of: date, message: str) -> None:
     with pytest.raises(DataError, match="^" + re.escape(message.format(dir=valid_dir))):
         validate_data(valid_dir, as_of=as_of)
-    # The first and last days it allows: the day after the first transaction, the day after the data.
+
+
+def test_an_as_of_from_the_day_after_the_first_spend_to_the_day_after_the_data_is_taken(
+    valid_dir: Path,
+) -> None:
+    # The first and last days --as-of allows (next to the refused ones above): the day after the first
+    # transaction, the day after the data.
     assert validate_data(valid_dir, as_of=date(2025, 1, 4)).ok
     assert validate_data(valid_dir, as_of=date(2025, 3, 4)).ok
 
