@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 
@@ -12,13 +13,15 @@ import sys
 # the caller wins.
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "passive"
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+import typer.main
 
-from nba.contract import DEFAULT_MAX_PROBLEMS, DataSummary, validate_data
+from nba.contract import DEFAULT_MAX_PROBLEMS, DataSummary, usable_cpus, validate_data
 from nba.decision import PUBLIC_FIELD_NAMES, ArbitrationConfig, EngineConfig
 from nba.errors import NbaError, ValidationError
 from nba.vocab import (
@@ -45,7 +48,6 @@ from training.cli_options import (
     Threads,
     parse_date,
     parse_engine,
-    usable_cpus,
 )
 from training.db_cli import db_app
 from training.models_cli import models_app
@@ -719,11 +721,18 @@ def export_feedback(
     typer.echo(str(run_export(db, out, "csv" if file_format == "csv" else "parquet")))
 
 
+@functools.cache
+def _command() -> Callable[..., Any]:
+    # Calling `app` builds click's command tree from every command's signature (~20 ms of CPU) each time:
+    # built once per process instead (a process of the test suite runs `main` some seventy times).
+    return typer.main.get_command(app)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs a command; bad input is one line on stderr and a non-zero exit, never a traceback."""
     try:
         # Without standalone mode click returns a command's exit code instead of exiting.
-        result = app(args=argv, standalone_mode=False)
+        result = _command()(args=argv, standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:

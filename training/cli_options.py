@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Final
@@ -46,11 +45,6 @@ def parse_date(value: str | None) -> date | None:
         return datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
         raise typer.BadParameter(f"must be a date in YYYY-MM-DD form, got {value!r}") from None
-
-
-def usable_cpus() -> int:
-    """How many CPUs this process may run on (its affinity mask: taskset, a container's cpuset)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 Threads = Annotated[

@@ -6,7 +6,7 @@ Every later room reads data through this one; it imports no other room.
 
 from nba.contract._catalog import DEFAULT_CATALOG_PATH, Benefit, Catalog, Product, catalog_for, load_catalog
 from nba.contract._mcc import MccMap, load_mcc_map
-from nba.contract._tables import TABLES, DataSource, check_as_of, open_data, query_one
+from nba.contract._tables import TABLES, DataSource, check_as_of, open_data, query_one, usable_cpus
 from nba.contract._validation import (
     DEFAULT_MAX_PROBLEMS,
     MCC_OVERRIDE_FILE,
@@ -38,6 +38,7 @@ __all__ = [
     "load_mcc_map",
     "open_data",
     "query_one",
+    "usable_cpus",
     "validate_data",
     "value_checks",
 ]

@@ -21,7 +21,8 @@ from nba.errors import DataError, ModelError, NotFoundError
 from nba.features._matrix import BenefitTable
 from nba.feedback._records import feature_values
 from nba.model._bundle import load_bundle
-from nba.profiles._profiles import HolderMatrix, build_profiles
+from nba.profiles._profiles import HolderMatrix
+from nba.profiles._snapshots import profiles_from_snapshot
 from nba.vocab import SPEND_CATEGORIES, TRAVEL_CATEGORIES
 from tests.conftest import SampleModel
 from training.pairs import build_pair_matrix, compute_snapshots
@@ -30,13 +31,15 @@ AS_OF = date(2026, 10, 1)
 
 
 @pytest.fixture(scope="module")
-def setup(sample_model: SampleModel) -> tuple[Path, Engine]:
-    # The session's sample model (3,000 generated cardholders, default options): no world or model of its own.
+def setup(sample_model: SampleModel, sample_snapshot: Path) -> tuple[Path, Engine]:
+    # The session's sample model (3,000 generated cardholders, default options): no world or model of its own;
+    # the profiles the service loads, from the session's snapshot of the sample as of AS_OF (the same arrays
+    # build_profiles computes from the data: test_snapshots, test_profile_cache).
     data_dir = sample_model.data_dir
     bundle = load_bundle(sample_model.model_dir)
     catalog = load_catalog(data_dir / "catalog.yaml")
-    with open_data(data_dir) as data:
-        profiles = build_profiles(data, AS_OF, bundle, load_mcc_map(), BenefitTable.from_catalog(catalog))
+    assert sample_snapshot.name == AS_OF.isoformat()
+    profiles = profiles_from_snapshot(sample_snapshot, bundle, BenefitTable.from_catalog(catalog))
     return data_dir, Engine(bundle, profiles, catalog, rng=np.random.default_rng(0))
 
 

@@ -206,13 +206,13 @@ def test_the_sample_model_ships_a_detractor_model_under_its_checksums_and_a_tamp
 
 
 @pytest.fixture(scope="module")
-def sample_engine(sample_model: SampleModel) -> Engine:
-    """The sample model's engine over the sample data's profiles, built once for this module (building the
-    profiles from the data is ~0.7 s of CPU; five tests built them seven times): tests make engines of
-    its parts (`_engine`) and only read them."""
+def sample_engine(sample_model: SampleModel, sample_snapshot: Path) -> Engine:
+    """The sample model's engine over the sample data's profiles, built once for this module from the session's
+    snapshot (computing them from the data is ~0.7 s of CPU; five tests built them seven times): tests make
+    engines of its parts (`_engine`) and only read them."""
     from training.engine_job import load_engine
 
-    return load_engine(sample_model.model_dir, sample_model.data_dir, None, EngineConfig())
+    return load_engine(sample_model.model_dir, sample_model.data_dir, None, EngineConfig(), sample_snapshot)
 
 
 def _engine(sample_engine: Engine, weight: float, without_detractor: bool = False) -> Engine:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,8 @@ from training.synth import (
     WorldSummary,
     generate_world,
 )
+from training.synth._personas import _calibrate_truth
+from training.synth._world import _catalog_arrays, _CatalogArrays, _mcc_sampler, _MccSampler
 
 CONTRACT_COLUMNS = {
     "cardholders": [
@@ -576,3 +578,26 @@ def test_tiny_worlds_are_written_with_every_table(tmp_path: Path, n_cardholders:
         assert report.ok, [str(p) for p in report.problems]
         assert report.summary is not None and report.summary.as_of is not None
         assert report.summary.as_of <= DEFAULT_AS_OF
+
+
+def test_the_reference_calibration_is_measured_once_per_catalog_and_map_and_read_only() -> None:
+    def inputs() -> tuple[_CatalogArrays, _MccSampler]:
+        return _catalog_arrays(load_catalog()), _mcc_sampler(load_mcc_map())
+
+    arrays, mcc = inputs()
+    first = _calibrate_truth(arrays, mcc)
+    # Inputs with the same bytes (built afresh, as every generate_world builds them) get the same measurement...
+    assert _calibrate_truth(*inputs()) is first
+    # ... which is what measuring afresh gives, to the last bit ...
+    fresh_cat, fresh_constant = _calibrate_truth.__wrapped__(*inputs())  # type: ignore[attr-defined]
+    cat, constant = first
+    assert np.array_equal(cat.view.typical_log_value, fresh_cat.view.typical_log_value)
+    assert np.array_equal(cat.view.typical_log_share, fresh_cat.view.typical_log_share)
+    assert np.array_equal(constant, fresh_constant)
+    # ... and no world can change it for the next one.
+    with pytest.raises(ValueError, match="read-only"):
+        cat.view.typical_log_value[0] = 0.0
+    # Another catalog (here: other earn rates) is measured on its own.
+    richer = replace(arrays, earn_rate=arrays.earn_rate * 2)
+    other_cat, _ = _calibrate_truth(richer, mcc)
+    assert not np.array_equal(other_cat.view.typical_log_value, cat.view.typical_log_value)

@@ -31,17 +31,20 @@ from nba.profiles._profiles import CardholderIds, Profiles
 from nba.profiles._snapshots import check_snapshot, profiles_from_snapshot, write_snapshot
 from tests.conftest import SampleModel
 from tests.deployment import PROFILE_ARRAYS, assert_same_profiles
-from tests.profile_sample import AS_OF, T0, Sample, write_sample_snapshot
+from tests.profile_sample import AS_OF, T0, Sample, sample_of, write_sample_snapshot
 
 
 @pytest.fixture(scope="module")
 def sample(sample_model: SampleModel) -> Sample:
-    return Sample(sample_model.model_dir)
+    return sample_of(sample_model.model_dir)
 
 
 @pytest.fixture
 def snapshot(sample: Sample, tmp_path: Path) -> Path:
-    return write_sample_snapshot(tmp_path / "profiles", sample)
+    """The sample's snapshot holding the model's spend estimates, as `nba profiles build` writes it: a build
+    of a cache entry encodes the tables and reads the estimates (the estimator's own run, ~0.35 s of CPU a
+    build, is `test_snapshots`' to test)."""
+    return write_sample_snapshot(tmp_path / "profiles", sample, estimates=sample.estimates)
 
 
 def _counting_builds(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
@@ -110,7 +113,9 @@ def test_another_model_catalog_or_snapshot_is_another_entry(
     reordered = dataclasses.replace(sample.benefits, ids=tuple(sample.benefits.ids[i] for i in order))
     other_catalog = cached_entry_of(cached_profiles(cache, snapshot, sample.bundle, reordered))
     # Another snapshot with the same tables (another creation time): another entry.
-    write_snapshot(tmp_path / "later", sample.tables, AS_OF, now=T0 + timedelta(hours=1))
+    write_snapshot(
+        tmp_path / "later", sample.tables, AS_OF, now=T0 + timedelta(hours=1), estimates=sample.estimates
+    )
     later = tmp_path / "later" / AS_OF.isoformat()
     other_snapshot = cached_entry_of(cached_profiles(cache, later, sample.bundle, sample.benefits))
     assert len({first, other_catalog, other_snapshot}) == 3

@@ -4,6 +4,7 @@ list of call reasons → nba.vocab. So neither can drift from the code again."""
 from __future__ import annotations
 
 import re
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,13 @@ ROW = re.compile(r"^\| `(nba [^`]*)` \|")
 OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*|-[a-zA-Z])(?![\w-])")
 
 
+@cache
 def leaf_commands() -> dict[tuple[str, ...], Any]:
-    """Every command and subcommand of `nba`, by its path of names: ("models", "list") → the command."""
+    """Every command and subcommand of `nba`, by its path of names: ("models", "list") → the command.
+
+    Built once per process (every test here reads it): Typer builds the tree by reading every command's
+    signature, ~20 ms each time, and the parametrized test below asked for it twice per command.
+    """
     found: dict[tuple[str, ...], Any] = {}
 
     def walk(command: Any, path: tuple[str, ...]) -> None:

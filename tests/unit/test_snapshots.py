@@ -26,7 +26,6 @@ from nba.profiles._profiles import (
     assemble_profiles_from_batches,
     build_profile_history,
     compute_profile_tables,
-    estimate_spend,
 )
 from nba.profiles._snapshots import (
     CONTACT_FILE,
@@ -51,12 +50,12 @@ from nba.profiles._snapshots import (
 )
 from tests.conftest import SampleModel
 from tests.deployment import assert_same_profiles
-from tests.profile_sample import AS_OF, SAMPLE, T0, Sample, write_sample_snapshot
+from tests.profile_sample import AS_OF, SAMPLE, T0, Sample, sample_of, write_sample_snapshot
 
 
 @pytest.fixture(scope="module")
 def sample(sample_model: SampleModel) -> Sample:
-    return Sample(sample_model.model_dir)
+    return sample_of(sample_model.model_dir)
 
 
 # --- the same profiles whichever way they are made --------------------------------------------------
@@ -122,9 +121,8 @@ def test_a_snapshot_loads_into_the_profiles_build_profiles_computes(
         # Many row groups and batches that do not line up with them, as at a million cardholders.
         monkeypatch.setattr(snapshots, "ROW_GROUP_ROWS", 1000)
         monkeypatch.setattr(snapshots, "ASSEMBLY_ROWS", 700)
-    estimates = {sample.bundle.version: estimate_spend(sample.tables.features, sample.bundle)}
     folder = write_sample_snapshot(
-        tmp_path, sample, estimates=estimates if how != "folder without estimates" else None
+        tmp_path, sample, estimates=sample.estimates if how != "folder without estimates" else None
     )
     if how == "folder in small row groups":
         assert pq.ParquetFile(folder / FEATURES_FILE).metadata.num_row_groups == 3
@@ -165,8 +163,7 @@ def test_batches_that_do_not_hold_the_cardholders_are_refused(sample: Sample) ->
 def test_stored_estimates_spare_the_spend_estimator(
     sample: Sample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    estimates = {sample.bundle.version: estimate_spend(sample.tables.features, sample.bundle)}
-    folder = write_sample_snapshot(tmp_path, sample, estimates=estimates)
+    folder = write_sample_snapshot(tmp_path, sample, estimates=sample.estimates)
 
     def refuse(*args: Any) -> None:
         raise AssertionError("the spend estimator ran although the snapshot holds its estimates")
@@ -177,8 +174,7 @@ def test_stored_estimates_spare_the_spend_estimator(
 
 
 def test_manifest_records_the_tables(sample: Sample, tmp_path: Path) -> None:
-    estimates = {sample.bundle.version: estimate_spend(sample.tables.features, sample.bundle)}
-    manifest = write_snapshot(tmp_path, sample.tables, AS_OF, now=T0, estimates=estimates)
+    manifest = write_snapshot(tmp_path, sample.tables, AS_OF, now=T0, estimates=sample.estimates)
     assert manifest == check_snapshot(tmp_path / "2026-10-01")
     assert (manifest.as_of, manifest.created_at) == (AS_OF, T0)
     assert manifest.cardholders == sample.tables.features.num_rows == len(sample.expected)
@@ -222,8 +218,7 @@ def test_a_manifest_with_a_bad_time_or_feature_list_is_refused(
 
 @pytest.mark.parametrize("name", [FEATURES_FILE, HISTORY_FILE, CONTACT_FILE, "estimates"])
 def test_a_changed_byte_is_refused_naming_the_file(sample: Sample, tmp_path: Path, name: str) -> None:
-    estimates = {sample.bundle.version: estimate_spend(sample.tables.features, sample.bundle)}
-    folder = write_sample_snapshot(tmp_path, sample, estimates=estimates)
+    folder = write_sample_snapshot(tmp_path, sample, estimates=sample.estimates)
     if name == "estimates":
         name = estimates_file(sample.bundle.version)
     path = folder / name
@@ -342,7 +337,7 @@ def test_a_snapshot_written_in_parts_has_the_bytes_of_the_whole_tables(
     `np.save` write for the whole tables: parts of any sizes, cut anywhere, empty ones among them."""
     monkeypatch.setattr(snapshots, "ROW_GROUP_ROWS", 700)  # five row groups of the 3,000 cardholders
     tables, version = sample.tables, sample.bundle.version
-    estimates = estimate_spend(tables.features, sample.bundle)
+    estimates = sample.estimates[version]
     seen: list[tuple[int, int]] = []
 
     def estimate(group: pa.Table, first_row: int) -> dict[str, np.ndarray]:

@@ -298,7 +298,13 @@ def test_rows_on_or_after_an_explicit_as_of_are_counted_not_checked(tmp_path: Pa
 def test_an_as_of_outside_the_data_is_one_error(valid_dir: Path, as_of: date, message: str) -> None:
     with pytest.raises(DataError, match="^" + re.escape(message.format(dir=valid_dir))):
         validate_data(valid_dir, as_of=as_of)
-    # The first and last days it allows: the day after the first transaction, the day after the data.
+
+
+def test_an_as_of_from_the_day_after_the_first_spend_to_the_day_after_the_data_is_taken(
+    valid_dir: Path,
+) -> None:
+    # The first and last days --as-of allows (next to the refused ones above): the day after the first
+    # transaction, the day after the data.
     assert validate_data(valid_dir, as_of=date(2025, 1, 4)).ok
     assert validate_data(valid_dir, as_of=date(2025, 3, 4)).ok
 
@@ -418,3 +424,19 @@ def test_mcc_override_changes_the_other_share(valid_dir: Path) -> None:
     (valid_dir / "mcc_map.csv").write_text("mcc_from,mcc_to,category\n9999,9999,health\n")
     summary = validate_data(valid_dir).summary
     assert summary is not None and summary.other_spend_share == 0
+
+
+def test_duckdb_runs_as_many_threads_as_the_process_may_use_cpus(
+    valid_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def threads(data_dir: Path, requested: int | None = None) -> int:
+        with open_data(data_dir, requested) as data:
+            return int(data.con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+
+    # DuckDB's own default is the machine's cores, whatever the affinity mask (taskset, a container's
+    # cpuset) allows: the extra threads would take turns on the same CPUs.
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    assert threads(valid_dir) == 1
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})
+    assert threads(valid_dir) == 3
+    assert threads(valid_dir, 2) == 2
