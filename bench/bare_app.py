@@ -65,8 +65,11 @@ class DurableWork:
     def __init__(self, folder: Path) -> None:
         from bench_decision_log import make_decisions
 
+        from api.routes.suggestions import to_call_decision
         from nba.decision import Decision, Suggestion
-        from nba.feedback import FeedbackStore
+        from nba.feedback import FeedbackStore, decision_line
+
+        self.to_call_decision, self.decision_line = to_call_decision, decision_line
 
         folder.mkdir(parents=True, exist_ok=True)
         url = os.environ.get("BARE_DURABLE_DATABASE_URL") or f"sqlite:///{folder / 'feedback.db'}"
@@ -102,13 +105,10 @@ class DurableWork:
         threading.Thread(target=self._write, name="bare-durable-writer", daemon=True).start()
 
     def record(self, cardholder_id: str) -> None:
-        from api.routes.suggestions import to_call_decision
-        from nba.feedback import decision_line
-
         decision = self.decisions[self.served % len(self.decisions)]
         self.served += 1
-        call = to_call_decision(None, decision, self, self.holder_bytes)  # type: ignore[arg-type]
-        line = decision_line(call)
+        call = self.to_call_decision(None, decision, self, self.holder_bytes)  # type: ignore[arg-type]
+        line = self.decision_line(call)
         if os.write(self.fd, line) != len(line):
             raise OSError("short write to the journal")
         with self.lock:

@@ -250,8 +250,9 @@ class Engine:
         self.rng = rng or np.random.default_rng()
         # The contact policy's kernel runs only for cardholders with a history: loaded now, for the arrays'
         # own types (read-only candidates, the profile's columns), so the first such call does not pay for it.
-        for by_reason in self.suitable_on_card[:1]:
-            kept_by_snapshot(self.config.contact, by_reason[0], n_benefits, self._contact_columns(), 0, 0)
+        if self.suitable_on_card:
+            suitable = self.suitable_on_card[0][0]
+            kept_by_snapshot(self.config.contact, suitable, n_benefits, self._contact_columns(), 0, 0)
 
     def decide(
         self,

@@ -84,11 +84,8 @@ class _BatchInsert:
 
     def execute(self, conn: Connection, rows: list[list[Any]]) -> None:
         """Inserts `rows` (each a list of values in `columns` order; converted in place)."""
-        sql, processors = self._prepared.get(conn.dialect.name) or self._prepare(conn.dialect)
-        for i, process in processors:
-            for row in rows:
-                row[i] = process(row[i])
-        conn.exec_driver_sql(sql, [tuple(row) for row in rows])
+        dialect = conn.dialect
+        conn.exec_driver_sql(self.statement(dialect), [tuple(self.converted(dialect, row)) for row in rows])
 
     def statement(self, dialect: Dialect) -> str:
         """The INSERT's text for `dialect` (its driver's placeholders, one per column)."""
@@ -104,10 +101,10 @@ class _BatchInsert:
 
     def execute_one(self, conn: Connection, row: list[Any]) -> int:
         """Inserts one row (converted in place); how many rows were inserted (0: its key was taken)."""
-        sql, processors = self._prepared.get(conn.dialect.name) or self._prepare(conn.dialect)
-        for i, process in processors:
-            row[i] = process(row[i])
-        return int(conn.exec_driver_sql(sql, tuple(row)).rowcount)
+        dialect = conn.dialect
+        return int(
+            conn.exec_driver_sql(self.statement(dialect), tuple(self.converted(dialect, row))).rowcount
+        )
 
 
 _INSERT_CALLS: Final = _BatchInsert(calls_table, (*CALL_FIELDS, "holder_features_f64"))
